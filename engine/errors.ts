@@ -1,0 +1,76 @@
+/**
+ * Tagged errors with structured fields. Every one of these is a "bad input" error: the CLI prints its
+ * one-line message and exits 2 without touching the store. Failures of steps themselves are
+ * StepExecutionError (engine/spec.ts) and exit 1.
+ */
+import { Data } from "effect"
+
+/** The recipe cannot be turned into a valid graph: bad params, wiring, ids, cycles, a module that throws. */
+export class RecipeError extends Data.TaggedError("RecipeError")<{
+  readonly message: string
+  readonly step?: string | undefined
+  readonly param?: string | undefined
+  readonly file?: string | undefined
+  readonly cause?: unknown
+}> {
+  /** Turns an effect/Schema decode error into "step "sft" (recipes/x.ts:12): param lr: Expected ..." */
+  static fromSchema(step: string, kind: string, at: string, e: unknown): RecipeError {
+    const raw = e instanceof Error ? e.message : String(e)
+    const lines = raw.split("\n").map((l) => l.trim()).filter((l) => l.length > 0)
+    // effect's message is "Expected ...\n  at ["lr"]" possibly repeated per issue; fold it onto one line
+    const parts: Array<string> = []
+    let pending: string | undefined
+    let firstParam: string | undefined
+    for (const l of lines) {
+      const m = /^at (\[.*\])$/.exec(l)
+      if (m !== null) {
+        const p = pathOf(m[1]!)
+        firstParam ??= p
+        parts.push(`param ${p}: ${pending ?? "invalid"}`)
+        pending = undefined
+      } else {
+        if (pending !== undefined) parts.push(pending)
+        pending = l
+      }
+    }
+    if (pending !== undefined) parts.push(pending)
+    return new RecipeError({
+      message: `step "${step}"${at} (${kind}): ${parts.join("; ")}`,
+      step,
+      param: firstParam,
+      cause: e
+    })
+  }
+}
+
+const pathOf = (bracketed: string): string => {
+  const keys = [...bracketed.matchAll(/\[("?)([^\]"]*)\1\]/g)].map((m) => m[2]!)
+  const excess = keys.length === 0 ? bracketed : keys.join(".")
+  return excess
+}
+
+/** A source (data file, base model) is missing or unreadable. */
+export class SourceError extends Data.TaggedError("SourceError")<{
+  readonly message: string
+  readonly path: string
+  readonly cause?: unknown
+}> {}
+
+/** Bad command-line use: unknown step id, bad flag value. */
+export class UsageError extends Data.TaggedError("UsageError")<{
+  readonly message: string
+}> {}
+
+/** The cache database or the store is unusable (corrupt, newer schema, not writable). */
+export class CacheError extends Data.TaggedError("CacheError")<{
+  readonly message: string
+  readonly path: string
+  readonly cause?: unknown
+}> {}
+
+export type BadInput = RecipeError | SourceError | UsageError | CacheError
+
+export const isBadInput = (e: unknown): e is BadInput =>
+  typeof e === "object" && e !== null && ["RecipeError", "SourceError", "UsageError", "CacheError"].includes(
+    (e as { _tag?: string })._tag ?? ""
+  )

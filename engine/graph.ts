@@ -1,0 +1,322 @@
+/**
+ * The graph a recipe builds. Step calls and `source.*` calls add nodes to the builder that is active
+ * while the recipe's build function runs; handles point at those nodes. `validateGraph` then decodes
+ * every step's params, checks ids, ports and cycles, and returns a `Graph` in topological order.
+ */
+import * as path from "node:path"
+import { Schema } from "effect"
+import type { AnyHandle, ArtifactKind, Dataset, Files, Model, NodeRef, Tokenizer, Adapter, Report } from "./artifact.ts"
+import { isHandle, makeHandle } from "./artifact.ts"
+import type { Row } from "./rows.ts"
+import type { CallOptions, StepDefinition, AnyPort } from "./step.ts"
+import { RecipeError } from "./errors.ts"
+
+export interface StepNode extends NodeRef {
+  readonly _tag: "step"
+  readonly id: string
+  readonly explicitId: boolean
+  readonly def: StepDefinition
+  readonly rawParams: unknown
+  readonly handles: Readonly<Record<string, AnyHandle | ReadonlyArray<AnyHandle> | undefined>>
+  readonly options: CallOptions
+  /** file:line of the call in the recipe, for error messages */
+  readonly callSite: string | undefined
+}
+
+export interface SourceNode extends NodeRef {
+  readonly _tag: "source"
+  readonly id: string
+  readonly kind: ArtifactKind
+  /** absolute path of a file or directory outside the store */
+  readonly path: string
+  readonly callSite: string | undefined
+}
+
+export type GraphNode = StepNode | SourceNode
+
+/** A validated step: params decoded, inputs resolved to nodes. */
+export interface PlannedStep {
+  readonly id: string
+  readonly node: StepNode
+  readonly def: StepDefinition
+  /** decoded params, encoded back to plain JSON with defaults filled in */
+  readonly params: Record<string, unknown>
+  readonly decoded: unknown
+  readonly inputs: Readonly<Record<string, GraphNode | ReadonlyArray<GraphNode>>>
+  /** ids of steps this one needs (data inputs and `after`) */
+  readonly needs: ReadonlyArray<string>
+  readonly sources: ReadonlyArray<SourceNode>
+}
+
+export interface Graph {
+  readonly recipe: string
+  readonly recipeName: string
+  /** steps in a topological order (every step after what it needs) */
+  readonly steps: ReadonlyArray<PlannedStep>
+  readonly sources: ReadonlyArray<SourceNode>
+  readonly byId: ReadonlyMap<string, PlannedStep>
+}
+
+// ---------------------------------------------------------------------------------------------
+// The builder
+
+export class GraphBuilder {
+  readonly nodes: Array<GraphNode> = []
+  constructor(readonly recipeFile: string) {}
+
+  addStep(def: StepDefinition, handles: Record<string, unknown>, rawParams: unknown, options: CallOptions): StepNode {
+    const node: StepNode = {
+      _tag: "step",
+      id: options.id ?? def.kind,
+      explicitId: options.id !== undefined,
+      def,
+      rawParams,
+      handles: handles as StepNode["handles"],
+      options,
+      callSite: callSite(this.recipeFile)
+    }
+    this.nodes.push(node)
+    return node
+  }
+
+  addSource(kind: ArtifactKind, file: string, id: string | undefined): SourceNode {
+    const abs = path.resolve(path.dirname(this.recipeFile), file)
+    const node: SourceNode = {
+      _tag: "source",
+      id: id ?? "source:" + path.relative(path.dirname(this.recipeFile), abs),
+      kind,
+      path: abs,
+      callSite: callSite(this.recipeFile)
+    }
+    this.nodes.push(node)
+    return node
+  }
+}
+
+let active: GraphBuilder | undefined
+
+export const currentBuilder = (what: string): GraphBuilder => {
+  if (active === undefined) {
+    throw new Error(`${what} was called outside a recipe: call steps inside the function passed to recipe()`)
+  }
+  return active
+}
+
+export const withBuilder = <A>(builder: GraphBuilder, f: () => A): A => {
+  const previous = active
+  active = builder
+  try {
+    return f()
+  } finally {
+    active = previous
+  }
+}
+
+/** The `file:line` of the innermost stack frame inside the recipe file (or any non-engine file). */
+const callSite = (recipeFile: string): string | undefined => {
+  const stack = new Error().stack?.split("\n").slice(1) ?? []
+  const engineDir = path.dirname(new URL(import.meta.url).pathname)
+  const rootDir = path.dirname(engineDir)
+  let fallback: string | undefined
+  for (const line of stack) {
+    const m = /\(?((?:file:\/\/)?\/[^():]+):(\d+):\d+\)?\s*$/.exec(line)
+    if (m === null) continue
+    const file = m[1]!.replace(/^file:\/\//, "")
+    if (file === recipeFile) return `${path.relative(process.cwd(), file) || file}:${m[2]}`
+    if (fallback === undefined && !file.startsWith(engineDir) && !file.includes("node_modules")
+      && !file.startsWith(path.join(rootDir, "steps"))) {
+      fallback = `${path.relative(process.cwd(), file)}:${m[2]}`
+    }
+  }
+  return fallback
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recipes and sources
+
+export interface Recipe {
+  readonly _tag: "Recipe"
+  readonly name: string
+  readonly build: () => void
+}
+
+/** A recipe module's default export: `export default recipe("name", () => { ...step calls... })`. */
+export const recipe = (name: string, build: () => void): Recipe => ({ _tag: "Recipe", name, build })
+
+const sourceOf = <H extends AnyHandle>(kind: ArtifactKind) => (file: string, options?: { readonly id?: string }): H =>
+  makeHandle<H>(kind, currentBuilder("source." + kind).addSource(kind, file, options?.id))
+
+/**
+ * Inputs from outside the store, hashed by content (a stat cache avoids rehashing unchanged files).
+ * Relative paths are resolved against the recipe file's directory.
+ */
+export const source = {
+  /** a JSONL file (plain or .gz) or a directory of them; the row type is checked when a step reads it */
+  dataset: <R extends Row>(file: string, _rows?: Schema.Codec<R, any>, options?: { readonly id?: string }): Dataset<R> =>
+    sourceOf<Dataset<R>>("dataset")(file, options),
+  /** a Hugging Face model directory */
+  model: sourceOf<Model>("model"),
+  adapter: sourceOf<Adapter>("adapter"),
+  tokenizer: sourceOf<Tokenizer>("tokenizer"),
+  report: sourceOf<Report>("report"),
+  files: sourceOf<Files>("file")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+const idPattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/
+
+export const validateGraph = (recipeFile: string, recipeName: string, nodes: ReadonlyArray<GraphNode>): Graph => {
+  const steps = nodes.filter((n): n is StepNode => n._tag === "step")
+  const sources = nodes.filter((n): n is SourceNode => n._tag === "source")
+  const at = (n: GraphNode) => (n.callSite !== undefined ? ` (${n.callSite})` : "")
+
+  // ids: default to the kind; a clash is an error that says how to fix it
+  const seen = new Map<string, StepNode>()
+  for (const n of steps) {
+    if (!idPattern.test(n.id)) throw new RecipeError({ message: `step id "${n.id}"${at(n)} may only use letters, digits and . _ : / -`, step: n.id })
+    const prev = seen.get(n.id)
+    if (prev !== undefined) {
+      const hint = n.explicitId ? "give each a different id" : `pass { id: "..." } as the third argument of each ${n.def.kind}() call`
+      throw new RecipeError({
+        message: `duplicate step id "${n.id}"${at(prev)}${at(n)}: ${hint}`,
+        step: n.id
+      })
+    }
+    seen.set(n.id, n)
+  }
+  const sourceIds = new Map<string, SourceNode>()
+  for (const s of sources) {
+    const prev = sourceIds.get(s.id)
+    if (prev !== undefined && prev.path !== s.path) {
+      throw new RecipeError({ message: `two sources share the id "${s.id}"${at(s)}`, step: s.id })
+    }
+    sourceIds.set(s.id, s)
+  }
+
+  const planned = new Map<string, PlannedStep>()
+  const nodeOf = (n: StepNode, port: string, h: unknown, want: AnyPort): GraphNode => {
+    if (!isHandle(h)) {
+      throw new RecipeError({ message: `step "${n.id}"${at(n)}: input "${port}" is not an artifact handle`, step: n.id, param: port })
+    }
+    if (h.kind !== want.kind) {
+      throw new RecipeError({
+        message: `step "${n.id}"${at(n)}: input "${port}" wants a ${want.kind}, got a ${h.kind}`,
+        step: n.id,
+        param: port
+      })
+    }
+    return h.node as GraphNode
+  }
+
+  for (const n of steps) {
+    // params: decoded now, so a bad value fails before anything runs
+    let decoded: unknown
+    try {
+      decoded = Schema.decodeUnknownSync(n.def.params as Schema.Codec<unknown, unknown>, { onExcessProperty: "error" })(n.rawParams)
+    } catch (e) {
+      throw RecipeError.fromSchema(n.id, n.def.kind, at(n), e)
+    }
+    const params = Schema.encodeSync(n.def.params as Schema.Codec<unknown, unknown>)(decoded) as Record<string, unknown>
+
+    const inputs: Record<string, GraphNode | ReadonlyArray<GraphNode>> = {}
+    for (const [portName, port] of Object.entries(n.def.inputs)) {
+      const h = n.handles[portName]
+      if (h === undefined) {
+        if (port.optional) continue
+        throw new RecipeError({ message: `step "${n.id}"${at(n)}: missing input "${portName}"`, step: n.id, param: portName })
+      }
+      if (port.many) {
+        if (!Array.isArray(h)) {
+          throw new RecipeError({ message: `step "${n.id}"${at(n)}: input "${portName}" wants a list of ${port.kind}s`, step: n.id, param: portName })
+        }
+        inputs[portName] = h.map((x) => nodeOf(n, portName, x, port))
+      } else {
+        inputs[portName] = nodeOf(n, portName, h, port)
+      }
+    }
+    for (const portName of Object.keys(n.handles)) {
+      if (!(portName in n.def.inputs) && n.handles[portName] !== undefined) {
+        throw new RecipeError({
+          message: `step "${n.id}"${at(n)}: unknown input "${portName}" (${n.def.kind} takes ${Object.keys(n.def.inputs).join(", ") || "no inputs"})`,
+          step: n.id,
+          param: portName
+        })
+      }
+    }
+    const flat = Object.values(inputs).flatMap((x) => (Array.isArray(x) ? x : [x as GraphNode]))
+    const needs = new Set<string>()
+    const stepSources: Array<SourceNode> = []
+    for (const x of flat) {
+      if (x._tag === "step") {
+        if (seen.get(x.id) !== x) {
+          throw new RecipeError({ message: `step "${n.id}"${at(n)}: an input comes from a step that is not part of this recipe`, step: n.id })
+        }
+        needs.add(x.id)
+      } else stepSources.push(x)
+    }
+    for (const a of n.options.after ?? []) {
+      if (!seen.has(a)) throw new RecipeError({ message: `step "${n.id}"${at(n)}: after names unknown step "${a}"`, step: n.id, param: "after" })
+      needs.add(a)
+    }
+    planned.set(n.id, { id: n.id, node: n, def: n.def, params, decoded, inputs, needs: [...needs], sources: stepSources })
+  }
+
+  return { recipe: recipeFile, recipeName, steps: topoSort(planned), sources: [...sourceIds.values()], byId: planned }
+}
+
+/** Kahn's algorithm, stable in declaration order; a cycle is named step by step. */
+export const topoSort = (steps: ReadonlyMap<string, PlannedStep>): ReadonlyArray<PlannedStep> => {
+  const indegree = new Map<string, number>()
+  const dependents = new Map<string, Array<string>>()
+  for (const s of steps.values()) {
+    indegree.set(s.id, s.needs.length)
+    for (const d of s.needs) {
+      const list = dependents.get(d) ?? []
+      list.push(s.id)
+      dependents.set(d, list)
+    }
+  }
+  const order: Array<PlannedStep> = []
+  const ready = [...steps.values()].filter((s) => s.needs.length === 0).map((s) => s.id)
+  for (let i = 0; i < ready.length; i++) {
+    const id = ready[i]!
+    order.push(steps.get(id)!)
+    for (const d of dependents.get(id) ?? []) {
+      const k = indegree.get(d)! - 1
+      indegree.set(d, k)
+      if (k === 0) ready.push(d)
+    }
+  }
+  if (order.length < steps.size) {
+    const cycle = findCycle(steps, new Set(order.map((s) => s.id)))
+    throw new RecipeError({ message: `the recipe has a cycle: ${cycle.join(" -> ")}`, step: cycle[0] })
+  }
+  return order
+}
+
+const findCycle = (steps: ReadonlyMap<string, PlannedStep>, done: ReadonlySet<string>): Array<string> => {
+  const state = new Map<string, 1 | 2>()
+  const stack: Array<string> = []
+  const visit = (id: string): Array<string> | undefined => {
+    state.set(id, 1)
+    stack.push(id)
+    for (const d of steps.get(id)?.needs ?? []) {
+      if (state.get(d) === 1) return [...stack.slice(stack.indexOf(d)), d]
+      if (state.get(d) === undefined) {
+        const c = visit(d)
+        if (c) return c
+      }
+    }
+    stack.pop()
+    state.set(id, 2)
+    return undefined
+  }
+  for (const id of steps.keys()) {
+    if (done.has(id) || state.has(id)) continue
+    const c = visit(id)
+    if (c) return c.reverse()
+  }
+  return []
+}

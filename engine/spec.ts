@@ -1,0 +1,68 @@
+/**
+ * A step spec is everything an executor needs to run one step, as plain JSON: it can be written to a
+ * file and run by another process or on another machine (`anneal exec-step SPEC.json`), which is how
+ * the Slurm and Ray executors run TS steps. Python and other subprocess workers read it as their
+ * first argument (see python/anneal_worker/protocol.py and DESIGN.md's worker protocol).
+ */
+import type { Effect } from "effect"
+import type { EngineEvent } from "./events.ts"
+
+export interface StepSpec {
+  readonly specVersion: 1
+  readonly runId: number
+  readonly step: string
+  readonly kind: string
+  readonly version: number
+  readonly key: string
+  /** decoded params, encoded back to JSON (defaults filled in) */
+  readonly params: Record<string, unknown>
+  /** input port -> artifact directory (or source file) path; array ports map to arrays */
+  readonly inputs: Record<string, string | ReadonlyArray<string>>
+  /** input port -> artifact content hash(es), for self-describing outputs */
+  readonly inputHashes: Record<string, string | ReadonlyArray<string>>
+  /** an empty directory the step fills; committed to the store only when the step succeeds */
+  readonly output: string
+  /** survives interruption; keyed by the step key, so a rerun of the same key resumes from it */
+  readonly resumeDir: string
+  readonly logPath: string
+  readonly devices: { readonly gpus: ReadonlyArray<number>; readonly cpus: number; readonly memoryGb?: number | undefined }
+  readonly seed: number
+  /** the recipe module, imported by `anneal exec-step` so custom step kinds are registered */
+  readonly recipe: string
+  /** how to run it: in-process TS (by kind), or a command (argument array, never a shell string) */
+  readonly implementation:
+    | { readonly type: "ts" }
+    | {
+      readonly type: "command"
+      readonly argv: ReadonlyArray<string>
+      readonly env: Readonly<Record<string, string>>
+      readonly cwd?: string | undefined
+    }
+}
+
+export interface ExecResult {
+  /** final metrics the step reported (last value per name) */
+  readonly metrics: Record<string, number | string>
+}
+
+export class StepExecutionError extends Error {
+  readonly _tag = "StepExecutionError"
+  constructor(
+    readonly step: string,
+    message: string,
+    readonly exitCode?: number | undefined,
+    override readonly cause?: unknown
+  ) {
+    super(message)
+  }
+}
+
+/**
+ * Runs one spec. The scheduler decides when, the rebuilder whether; an executor only decides where and
+ * how. Interrupting the returned effect must stop the work (SIGTERM, then SIGKILL for subprocesses)
+ * before the effect completes.
+ */
+export interface Executor {
+  readonly name: string
+  readonly run: (spec: StepSpec, emit: (event: EngineEvent) => void) => Effect.Effect<ExecResult, StepExecutionError>
+}

@@ -1,0 +1,275 @@
+/**
+ * Defining step kinds. Built-in steps and users' custom steps use this same API:
+ *
+ * ```ts
+ * const shout = defineStep({
+ *   kind: "shout",
+ *   version: 1,                       // bump when the implementation's output would change
+ *   params: Schema.Struct({ times: Schema.Int }),
+ *   inputs: { data: Port.dataset(Text) },
+ *   output: Port.dataset(Text),
+ *   run: async (ctx) => { ... read ctx.inputs.data, write into ctx.output ... }
+ * })
+ * // in a recipe: const loud = shout({ data: texts }, { times: 2 })
+ * ```
+ *
+ * or, for an external program, `command: (ctx) => ({ argv: [...] })` instead of `run`.
+ */
+import { Effect, Schema } from "effect"
+import type { AnyHandle, ArtifactKind, Dataset, Handle } from "./artifact.ts"
+import { makeHandle } from "./artifact.ts"
+import type { Row } from "./rows.ts"
+import { currentBuilder } from "./graph.ts"
+import type { EngineEvent } from "./events.ts"
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+export interface Port<H extends AnyHandle> {
+  readonly _tag: "Port"
+  readonly kind: H["kind"]
+  readonly many: false
+  readonly optional: boolean
+  /** row schema a dataset port expects, checked at run time by data steps */
+  readonly rows?: Schema.Top | undefined
+  readonly _H?: (h: H) => H
+}
+export interface ManyPort<H extends AnyHandle> {
+  readonly _tag: "Port"
+  readonly kind: H["kind"]
+  readonly many: true
+  readonly optional: boolean
+  readonly _H?: (h: H) => H
+}
+export type AnyPort = Port<any> | ManyPort<any>
+
+const port = <H extends AnyHandle>(kind: ArtifactKind, rows?: Schema.Top): Port<H> => ({
+  _tag: "Port",
+  kind,
+  many: false,
+  optional: false,
+  rows
+})
+
+export const Port = {
+  dataset: <S extends Schema.Top>(rows?: S): Port<Dataset<S["Type"] & Row>> => port("dataset", rows),
+  anyDataset: (): Port<Handle<"dataset", any>> => port("dataset"),
+  model: (): Port<Handle<"model">> => port("model"),
+  adapter: (): Port<Handle<"adapter">> => port("adapter"),
+  tokenizer: (): Port<Handle<"tokenizer">> => port("tokenizer"),
+  report: (): Port<Handle<"report">> => port("report"),
+  files: (): Port<Handle<"file">> => port("file"),
+  /** a list of handles of one kind, e.g. the models a merge combines */
+  many: <H extends AnyHandle>(p: Port<H>): ManyPort<H> => ({ _tag: "Port", kind: p.kind, many: true, optional: false }),
+  /** a port the recipe may leave out */
+  optional: <H extends AnyHandle>(p: Port<H>): Port<H> & { readonly optional: true } => ({ ...p, optional: true })
+}
+
+type HandleOf<P> = P extends Port<infer H> ? H : P extends ManyPort<infer H> ? ReadonlyArray<H> : never
+type PathOf<P> = P extends ManyPort<any> ? ReadonlyArray<string> : P extends { optional: true } ? string | undefined
+  : string
+
+type OptionalPortKeys<I> = { [K in keyof I]: I[K] extends { optional: true } ? K : never }[keyof I]
+type RequiredPortKeys<I> = Exclude<keyof I, OptionalPortKeys<I>>
+
+/** What a recipe passes: handles for the ports, optional ports may be omitted. */
+export type InputsOf<I extends Record<string, AnyPort>> =
+  & { readonly [K in RequiredPortKeys<I>]: HandleOf<I[K]> }
+  & { readonly [K in OptionalPortKeys<I>]?: HandleOf<I[K]> | undefined }
+
+/** What a step implementation receives: artifact paths for the ports. */
+export type InputPathsOf<I extends Record<string, AnyPort>> = { readonly [K in keyof I]: PathOf<I[K]> }
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+export interface Resources {
+  /** CPU slots the step occupies (of `--jobs`) */
+  readonly cpus?: number
+  /** GPUs the step wants; it fails fast with fewer unless CPU fallback is allowed */
+  readonly gpus?: number
+  /** memory the step may use, in GiB; the scheduler keeps the sum under the machine's budget */
+  readonly memoryGb?: number
+  /** true when the step can run (slowly) on CPU if no GPU is available and `--allow-cpu` is given */
+  readonly cpuFallback?: boolean
+}
+
+export interface ProgressReport {
+  readonly current: number
+  readonly total?: number | undefined
+  readonly unit?: string | undefined
+  readonly loss?: number | undefined
+  readonly lr?: number | undefined
+  readonly rate?: number | undefined
+  readonly tokensPerSecond?: number | undefined
+}
+
+export interface StepContext<P, I extends Record<string, AnyPort>> {
+  readonly step: string
+  readonly key: string
+  readonly params: P
+  readonly inputs: InputPathsOf<I>
+  /** the staging directory to fill; it exists and is empty */
+  readonly output: string
+  readonly resumeDir: string
+  readonly gpus: ReadonlyArray<number>
+  readonly cpus: number
+  readonly seed: number
+  /** aborted when the run is interrupted; long loops should check it */
+  readonly signal: AbortSignal
+  readonly progress: (p: ProgressReport) => void
+  readonly metric: (name: string, value: number | string) => void
+  readonly log: (message: string, level?: "debug" | "info" | "warn" | "error") => void
+}
+
+/** What a command step's `command` function gets when the engine builds its argument array. */
+export interface CommandContext<P> {
+  readonly params: P
+  /** the spec JSON (engine/spec.ts) the program should read; also in the ANNEAL_SPEC env var */
+  readonly specPath: string
+  readonly step: string
+  /** GPU ids assigned (already exported as CUDA_VISIBLE_DEVICES); empty on CPU */
+  readonly gpus: ReadonlyArray<number>
+  readonly cpus: number
+}
+
+export interface CommandSpec {
+  readonly argv: ReadonlyArray<string>
+  readonly env?: Readonly<Record<string, string>>
+  readonly cwd?: string
+}
+
+export type Implementation<P, I extends Record<string, AnyPort>> =
+  | {
+    /** in-process TS: fill ctx.output; throw (or fail) to fail the step */
+    readonly run: (ctx: StepContext<P, I>) => Promise<void> | Effect.Effect<void, unknown> | void
+    readonly command?: never
+  }
+  | {
+    /** an external program: argument array (never a shell string); it gets the spec path in ANNEAL_SPEC */
+    readonly command: (ctx: CommandContext<P>) => CommandSpec
+    readonly run?: never
+  }
+
+export interface StepDefinition<
+  P = any,
+  I extends Record<string, AnyPort> = Record<string, AnyPort>,
+  O extends AnyHandle = AnyHandle,
+  PIn = any
+> {
+  readonly kind: string
+  /** part of every key of this kind: bump it when a change to the implementation can change outputs */
+  readonly version: number
+  readonly params: Schema.Codec<P, PIn>
+  readonly inputs: I
+  readonly output: Port<O>
+  readonly resources?: Resources | ((params: P) => Resources)
+  /** param names that cannot change the result (worker counts, log cadence): left out of the key */
+  readonly executionOnly?: ReadonlyArray<string>
+  /** files (absolute paths) whose content fingerprints the implementation, e.g. a Python worker script */
+  readonly sourceFiles?: ReadonlyArray<string>
+  /** one-line description for `--help`-style listings and docs */
+  readonly description?: string
+  readonly implementation: Implementation<P, I>
+}
+
+/** Options a recipe may give any step call; none of them are part of the key. */
+export interface CallOptions {
+  /** stable, human-readable step id; defaults to the kind */
+  readonly id?: string
+  /** GPUs to ask for, overriding the step's default resources */
+  readonly gpus?: number
+  readonly cpus?: number
+  readonly memoryGb?: number
+  /** allow this step to run on CPU when there are not enough GPUs */
+  readonly allowCpu?: boolean
+  /** run after these step ids even without a data dependency */
+  readonly after?: ReadonlyArray<string>
+}
+
+export type StepFunction<I extends Record<string, AnyPort>, O extends AnyHandle, PIn> = ((
+  inputs: InputsOf<I>,
+  params?: PIn,
+  options?: CallOptions
+) => O) & { readonly definition: StepDefinition<any, I, O, PIn> }
+
+const registry = new Map<string, StepDefinition>()
+
+/** The registered definition of a kind (built-ins register on import; custom kinds when their module loads). */
+export const lookupKind = (kind: string): StepDefinition | undefined => registry.get(kind)
+export const registeredKinds = (): ReadonlyArray<StepDefinition> => [...registry.values()]
+
+export interface DefineStepArgs<P, I extends Record<string, AnyPort>, O extends AnyHandle, PIn> {
+  readonly kind: string
+  readonly version: number
+  readonly params: Schema.Codec<P, PIn>
+  readonly inputs: I
+  readonly output: Port<O>
+  readonly resources?: Resources | ((params: P) => Resources)
+  readonly executionOnly?: ReadonlyArray<string>
+  readonly sourceFiles?: ReadonlyArray<string>
+  readonly description?: string
+  readonly run?: (ctx: StepContext<P, I>) => Promise<void> | Effect.Effect<void, unknown> | void
+  readonly command?: (ctx: CommandContext<P>) => CommandSpec
+}
+
+const kindPattern = /^[a-z][a-z0-9-]*(\/[a-z0-9-]+)*$/
+
+export const defineStep = <P, I extends Record<string, AnyPort>, O extends AnyHandle, PIn>(
+  args: DefineStepArgs<P, I, O, PIn>
+): StepFunction<I, O, PIn> => {
+  if (!kindPattern.test(args.kind)) {
+    throw new Error(`step kind "${args.kind}" must be lower-case kebab-case (e.g. "my-step")`)
+  }
+  if (!Number.isInteger(args.version) || args.version < 1) {
+    throw new Error(`step kind "${args.kind}": version must be a positive integer`)
+  }
+  if ((args.run === undefined) === (args.command === undefined)) {
+    throw new Error(`step kind "${args.kind}": give exactly one of run or command`)
+  }
+  const implementation = (args.run !== undefined ? { run: args.run } : { command: args.command! }) as Implementation<
+    P,
+    I
+  >
+  const definition: StepDefinition<P, I, O, PIn> = {
+    kind: args.kind,
+    version: args.version,
+    params: args.params,
+    inputs: args.inputs,
+    output: args.output,
+    resources: args.resources,
+    executionOnly: args.executionOnly,
+    sourceFiles: args.sourceFiles,
+    description: args.description,
+    implementation
+  } as StepDefinition<P, I, O, PIn>
+  registry.set(args.kind, definition as unknown as StepDefinition)
+  const call = (inputs: InputsOf<I>, params?: PIn, options?: CallOptions): O => {
+    const node = currentBuilder("step " + args.kind).addStep(
+      definition as unknown as StepDefinition,
+      inputs as Record<string, unknown>,
+      params ?? {},
+      options ?? {}
+    )
+    return makeHandle<O>(args.output.kind, node)
+  }
+  return Object.assign(call, { definition })
+}
+
+/** Convenience for TS steps that emit engine events directly. */
+export type Emit = (event: EngineEvent) => void
+
+export const runImplementation = <P, I extends Record<string, AnyPort>>(
+  def: StepDefinition<P, I>,
+  ctx: StepContext<P, I>
+): Effect.Effect<void, unknown> => {
+  const impl = def.implementation
+  if (impl.run === undefined) return Effect.die(new Error(`step kind ${def.kind} is a command step`))
+  const run = impl.run
+  return Effect.suspend(() => {
+    const out = run(ctx)
+    if (Effect.isEffect(out)) return out as Effect.Effect<void, unknown>
+    if (out instanceof Promise) return Effect.tryPromise({ try: () => out, catch: (e) => e })
+    return Effect.void
+  })
+}
