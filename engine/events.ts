@@ -92,6 +92,10 @@ export interface RunEvent {
   readonly seconds: number
   /** seconds the cached steps took when they last ran */
   readonly saved: number
+  /** bytes held by the store's artifacts after the run */
+  readonly storeBytes?: number | undefined
+  /** directory with this run's logs and summary report */
+  readonly runDir?: string | undefined
 }
 
 export type EngineEvent =
