@@ -1,0 +1,96 @@
+/**
+ * The live view as a `Reporter`: events fold into the view state (state.ts) and the view is redrawn,
+ * at most every `frameMs` and once a second for the clocks. The streams, the width and colour are
+ * parameters (STYLE.md point 8), so the CLI passes the real terminal and tests pass fakes.
+ */
+import { render } from "ink"
+import type { EngineEvent, Reporter } from "../../engine/events.ts"
+import { initialState, reduce } from "./state.ts"
+import type { RunState } from "./state.ts"
+import { LiveView } from "./live-view.tsx"
+
+export interface InkReporterOptions {
+  readonly stdout: NodeJS.WritableStream
+  readonly stdin: NodeJS.ReadableStream
+  /** a fixed width; by default the terminal's, followed on resize */
+  readonly columns?: number | undefined
+  /** false where the terminal cannot redraw in place (Ink then prints the last frame only) */
+  readonly interactive: boolean
+  /** `q` or Ctrl-C: abort the run (the engine stops workers and records them interrupted) */
+  readonly onInterrupt: () => void
+  /** false under NO_COLOR (see `colorEnabled`) */
+  readonly color: boolean
+  readonly now?: (() => number) | undefined
+  readonly frameMs?: number | undefined
+}
+
+/** no-color.org: colour is off when NO_COLOR is set to anything but the empty string. */
+export const colorEnabled = (env: NodeJS.ProcessEnv = process.env): boolean =>
+  env["NO_COLOR"] === undefined || env["NO_COLOR"] === ""
+
+export interface InkReporter extends Reporter {
+  /** the state so far, e.g. for the Markdown summary */
+  readonly state: () => RunState
+}
+
+export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
+  const now = options.now ?? Date.now
+  // a real terminal has columns and emits "resize"; a fake stream may have neither
+  const stdout = options.stdout as NodeJS.WritableStream & {
+    columns?: number
+    on?: (e: "resize", f: () => void) => unknown
+    off?: (e: "resize", f: () => void) => unknown
+  }
+  let state = initialState(now())
+  let finished = false
+  const columns = () => options.columns ?? (stdout.columns !== undefined && stdout.columns > 0 ? stdout.columns : 80)
+
+  const view = () => (
+    <LiveView state={state} now={now()} columns={columns()} color={options.color}
+      onInterrupt={options.onInterrupt} finished={finished} />
+  )
+  const instance = render(view(), {
+    stdout: options.stdout,
+    stdin: options.stdin,
+    interactive: options.interactive,
+    // Ctrl-C is a key like `q`: the run must stop its workers before the process exits
+    exitOnCtrlC: false,
+    patchConsole: false
+  })
+
+  let scheduled: NodeJS.Timeout | undefined
+  const redraw = () => {
+    if (scheduled !== undefined) clearTimeout(scheduled)
+    scheduled = undefined
+    instance.rerender(view())
+  }
+  const schedule = () => {
+    if (scheduled === undefined) scheduled = setTimeout(redraw, options.frameMs ?? 80)
+  }
+  // elapsed times and ETAs move even when no event arrives
+  const clock = setInterval(redraw, 1000)
+  clock.unref()
+  const onResize = () => redraw()
+  stdout.on?.("resize", onResize)
+
+  return {
+    state: () => state,
+    emit: (event: EngineEvent) => {
+      try {
+        state = reduce(state, event, now())
+        schedule()
+      } catch {
+        // a reporter must not throw into the engine; a bad event only costs its own update
+      }
+    },
+    close: async () => {
+      finished = true
+      clearInterval(clock)
+      stdout.off?.("resize", onResize)
+      redraw()
+      await instance.waitUntilRenderFlush()
+      instance.unmount()
+      await instance.waitUntilExit().catch(() => undefined)
+    }
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * One step as text: the pieces of a row the live view colours and the plain reporter prints as is.
+ * Every function here is pure and width-aware, so the layout is tested without a terminal.
+ */
+import type { RunState, StepView, UiStatus } from "./state.ts"
+import { fractionDone, keyMetrics, latestLoss, totals } from "./state.ts"
+import {
+  formatBytes,
+  formatCount,
+  formatDuration,
+  formatMetric,
+  formatNumber,
+  formatThroughput,
+  progressBar,
+  sparkline,
+  truncate
+} from "./format.ts"
+
+export const glyphs: Readonly<Record<UiStatus, string>> = {
+  cached: "≡",
+  waiting: "◷",
+  queued: "○",
+  running: "▶",
+  done: "✔",
+  failed: "✖",
+  interrupted: "⊘",
+  skipped: "–"
+}
+
+/** Colour names Ink understands; the view drops them when colour is off (NO_COLOR). */
+export const statusColors: Readonly<Record<UiStatus, string | undefined>> = {
+  cached: "blue",
+  waiting: "yellow",
+  queued: undefined,
+  running: "cyan",
+  done: "green",
+  failed: "red",
+  interrupted: "yellow",
+  skipped: "gray"
+}
+
+export const indentOf = (s: StepView): string => "  ".repeat(Math.min(s.depth, 8))
+
+const metricsText = (s: StepView): string =>
+  keyMetrics(s).map(([k, v]) => `${k} ${formatMetric(k, v)}`).join("  ")
+
+/** A settled step in one line: glyph, id, kind, status, time and key metrics. */
+export const settledLine = (s: StepView, width: number): string => {
+  const parts = [`${indentOf(s)}${glyphs[s.status]} ${s.id}`, s.kind !== s.id ? s.kind : "", s.status]
+  if (s.status === "done" || s.status === "failed" || s.status === "interrupted") {
+    if (s.seconds !== undefined) parts.push(formatDuration(s.seconds))
+  }
+  if (s.status === "cached" && s.restored) parts.push("restored")
+  if (s.status === "skipped" && s.note !== undefined) parts.push(`(${s.note})`)
+  const m = metricsText(s)
+  if (m !== "" && s.status !== "skipped") parts.push(m)
+  return truncate(parts.filter((p) => p !== "").join("  "), width)
+}
+
+/** The error under a failed step, at most `max` lines, each cut to the width. */
+export const errorLines = (s: StepView, width: number, max = 4): Array<string> => {
+  if (s.error === undefined) return []
+  const pad = indentOf(s) + "  "
+  const lines = s.error.split("\n").filter((l) => l.trim() !== "")
+  const shown = lines.slice(0, max).map((l) => truncate(pad + l, width))
+  if (lines.length > max) shown.push(truncate(`${pad}… ${lines.length - max} more lines (l shows the log)`, width))
+  return shown
+}
+
+/** A step that has not started: why it will run, or what it waits for. */
+export const pendingLine = (s: StepView, width: number): string => {
+  const why = s.status === "waiting"
+    ? s.note !== undefined ? `waiting: ${s.note}` : s.needs.length > 0 ? `waiting for ${s.needs.join(", ")}` : "waiting"
+    : s.reasons[0] !== undefined ? `queued: ${s.reasons[0]}` : "queued"
+  const head = `${indentOf(s)}${glyphs[s.status]} ${s.id}${s.kind !== s.id ? `  ${s.kind}` : ""}`
+  return truncate(`${head}  ${why}`, width)
+}
+
+/** The first line of a running step: id, kind, GPUs, elapsed time. */
+export const runningHead = (s: StepView, now: number, width: number): string => {
+  const elapsed = s.startedAt === undefined ? undefined : (now - s.startedAt) / 1000
+  const parts = [
+    `${indentOf(s)}${glyphs.running} ${s.id}`,
+    s.kind !== s.id ? s.kind : "",
+    s.gpus.length > 0 ? `gpu ${s.gpus.join(",")}` : "cpu",
+    elapsed !== undefined ? formatDuration(elapsed) : ""
+  ]
+  return truncate(parts.filter((p) => p !== "").join("  "), width)
+}
+
+/**
+ * The second line: bar, percent, count, ETA, throughput, loss and its sparkline. Pieces drop from the
+ * right (sparkline first) when the terminal is narrow; the bar shrinks to fit what is left.
+ */
+export const progressLine = (s: StepView, width: number): string | undefined => {
+  const p = s.progress
+  const loss = latestLoss(s)
+  if (p === undefined && loss === undefined) return undefined
+  const pad = indentOf(s) + "  "
+  const f = fractionDone(p)
+  const count = p === undefined
+    ? ""
+    : `${formatCount(p.current)}${p.total !== undefined ? `/${formatCount(p.total)}` : ""}${p.unit !== undefined ? ` ${p.unit}` : ""}`
+  const pieces = [
+    f !== undefined ? `${String(Math.floor(f * 100)).padStart(3)}%` : "",
+    count,
+    p?.eta !== undefined && f !== undefined && f < 1 ? `ETA ${formatDuration(p.eta)}` : "",
+    p !== undefined ? formatThroughput(p) ?? "" : "",
+    loss !== undefined ? `loss ${formatNumber(loss)}` : ""
+  ].filter((x) => x !== "")
+  const spark = sparkline(s.losses.map((l) => l.loss), 16)
+  const barWidth = (rest: string) => Math.min(30, width - pad.length - rest.length - 1)
+  // drop optional pieces from the right until a bar of at least 10 cells fits
+  let tail = [...pieces, spark.length > 1 ? spark : ""].filter((x) => x !== "")
+  while (tail.length > 1 && f !== undefined && barWidth(" " + tail.join("  ")) < 10) tail = tail.slice(0, -1)
+  const rest = tail.join("  ")
+  if (f === undefined) return truncate(pad + rest, width)
+  const w = barWidth(" " + rest)
+  return truncate(`${pad}${w >= 4 ? progressBar(f, w) + " " : ""}${rest}`, width)
+}
+
+/** The footer's totals, as one line. */
+export const totalsLine = (state: RunState, now: number, width: number): string => {
+  const t = totals(state, now)
+  const parts = [
+    `ran ${t.ran}`,
+    `cached ${t.cached}`,
+    `failed ${t.failed}`,
+    t.interrupted > 0 ? `interrupted ${t.interrupted}` : "",
+    t.skipped > 0 ? `skipped ${t.skipped}` : "",
+    state.run === undefined ? `running ${t.running}` : "",
+    state.run === undefined && t.pending > 0 ? `pending ${t.pending}` : ""
+  ].filter((x) => x !== "")
+  const extra = [
+    `cache saved ${formatDuration(t.saved)}`,
+    t.storeBytes !== undefined ? `store ${formatBytes(t.storeBytes)}` : "",
+    `${state.run === undefined ? "elapsed" : "took"} ${formatDuration(t.seconds)}`
+  ].filter((x) => x !== "")
+  return truncate(`${parts.join(" · ")} │ ${extra.join(" │ ")}`, width)
+}

@@ -1,0 +1,203 @@
+/**
+ * The live view of a run. Settled steps go into Ink's `<Static>` (printed once, scrolled into the
+ * terminal's history); only steps still waiting or running are redrawn, under them the footer with
+ * totals and, on request, the key help or the selected step's log tail.
+ *
+ * Everything it shows comes in as props (state, clock, width), so tests render it at a fixed width
+ * and time; the only local state is what the keys change (selection, panels).
+ */
+import { useState } from "react"
+import { Box, Static, Text, useInput, useStdin } from "ink"
+import type { RunState, StepView } from "./state.ts"
+import { isSettled } from "./state.ts"
+import {
+  errorLines,
+  glyphs,
+  pendingLine,
+  progressLine,
+  runningHead,
+  settledLine,
+  statusColors,
+  totalsLine
+} from "./lines.ts"
+import { summaryTable } from "./summary-table.ts"
+import { readLogTail } from "./log-tail.ts"
+import { truncate } from "./format.ts"
+
+export interface LiveViewProps {
+  readonly state: RunState
+  /** the clock (ms) elapsed times and ETAs are measured against */
+  readonly now: number
+  readonly columns: number
+  readonly color: boolean
+  /** called on `q` or Ctrl-C; a second press calls it again (the caller may then force the exit) */
+  readonly onInterrupt: () => void
+  /** the run is over: show the summary table instead of the key hints */
+  readonly finished?: boolean
+  /** reads a log's last lines; tests pass a fake */
+  readonly readTail?: (file: string, lines: number) => ReadonlyArray<string>
+  /** how many log lines the `l` panel shows */
+  readonly logLines?: number
+}
+
+type StaticItem = { readonly key: string; readonly step: StepView }
+
+const keyHelp = [
+  ["q, Ctrl-C", "interrupt the run (steps stop cleanly, finished work stays cached)"],
+  ["↑ ↓", "select a step"],
+  ["l", "show or hide the selected step's log tail"],
+  ["?", "show or hide this help"]
+] as const
+
+export const LiveView = (props: LiveViewProps) => {
+  const { state, now, columns, color } = props
+  const width = Math.max(20, columns)
+  const paint = (c: string | undefined) => (color ? c : undefined)
+  const [selected, setSelected] = useState<string | undefined>(undefined)
+  const [panel, setPanel] = useState<"none" | "help" | "log">("none")
+  const [interrupting, setInterrupting] = useState(false)
+  const { isRawModeSupported } = useStdin()
+
+  const live = state.order.map((id) => state.steps[id]!).filter((s) => !isSettled(s.status))
+  // until someone presses an arrow, the selection follows the first running step
+  const current = selected ?? live.find((s) => s.status === "running")?.id ?? state.order[0]
+
+  useInput((input, key) => {
+    if (input === "q" || (key.ctrl && input === "c")) {
+      setInterrupting(true)
+      props.onInterrupt()
+    } else if (key.upArrow || key.downArrow) {
+      const i = current === undefined ? -1 : state.order.indexOf(current)
+      const j = key.upArrow ? Math.max(0, i - 1) : Math.min(state.order.length - 1, i + 1)
+      setSelected(state.order[j])
+    } else if (input === "l") {
+      setPanel((p) => (p === "log" ? "none" : "log"))
+    } else if (input === "?") {
+      setPanel((p) => (p === "help" ? "none" : "help"))
+    } else if (key.escape) {
+      setPanel("none")
+    }
+  }, { isActive: isRawModeSupported === true && !props.finished })
+
+  const items: Array<StaticItem> = state.settled.map((id, i) => ({ key: `${id}#${i}`, step: state.steps[id]! }))
+  const mark = (s: StepView) => (panel !== "none" || selected !== undefined) && s.id === current
+
+  return (
+    <>
+      <Static items={items}>
+        {(item) => <SettledRow key={item.key} step={item.step} width={width - 2} color={color} />}
+      </Static>
+      <Box flexDirection="column" width={width}>
+        {live.map((s) => (
+          <LiveRow key={s.id} step={s} now={now} width={width - 2} color={color} selected={mark(s)} />
+        ))}
+        {state.messages.slice(-3).map((m, i) => (
+          <Text key={i} color={paint(m.level === "error" ? "red" : m.level === "warn" ? "yellow" : undefined)} wrap="truncate">
+            {truncate(`${m.level}: ${m.message}`, width)}
+          </Text>
+        ))}
+        {panel === "log" && current !== undefined && (
+          <LogPanel step={state.steps[current]} width={width} color={color}
+            lines={props.logLines ?? 10} readTail={props.readTail ?? readLogTail} />
+        )}
+        {panel === "help" && <HelpPanel width={width} />}
+        {props.finished === true && state.run !== undefined && (
+          <Box flexDirection="column" marginTop={1}>
+            {summaryTable(state, width).map((l, i) => (
+              <Text key={i} bold={i === 0}>{l}</Text>
+            ))}
+          </Box>
+        )}
+        <Box marginTop={props.finished === true ? 1 : 0}>
+          <Text bold>{totalsLine(state, now, width)}</Text>
+        </Box>
+        {props.finished !== true && (
+          <Text dimColor>
+            {truncate(interrupting
+              ? "interrupting: waiting for running steps to stop…"
+              : isRawModeSupported === true
+              ? `q quit  ↑↓ select${current !== undefined ? ` (${current})` : ""}  l log  ? keys`
+              : "Ctrl-C interrupts", width)}
+          </Text>
+        )}
+      </Box>
+    </>
+  )
+}
+
+const SettledRow = (props: { readonly step: StepView; readonly width: number; readonly color: boolean }) => {
+  const s = props.step
+  const c = props.color ? statusColors[s.status] : undefined
+  const line = settledLine(s, props.width)
+  const g = glyphs[s.status]
+  const at = line.indexOf(g)
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate">
+        {"  " + line.slice(0, at)}
+        <Text color={c}>{g}</Text>
+        {line.slice(at + g.length)}
+      </Text>
+      {errorLines(s, props.width).map((l, i) => (
+        <Text key={i} color={props.color ? "red" : undefined} wrap="truncate">{"  " + l}</Text>
+      ))}
+    </Box>
+  )
+}
+
+const LiveRow = (props: {
+  readonly step: StepView
+  readonly now: number
+  readonly width: number
+  readonly color: boolean
+  readonly selected: boolean
+}) => {
+  const s = props.step
+  const c = props.color ? statusColors[s.status] : undefined
+  const head = s.status === "running" ? runningHead(s, props.now, props.width) : pendingLine(s, props.width)
+  const g = glyphs[s.status]
+  const at = head.indexOf(g)
+  const bar = s.status === "running" ? progressLine(s, props.width) : undefined
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate" bold={props.selected}>
+        {props.selected ? "› " : "  "}
+        {head.slice(0, at)}
+        <Text color={c}>{g}</Text>
+        <Text dimColor={s.status !== "running"}>{head.slice(at + g.length)}</Text>
+      </Text>
+      {bar !== undefined && <Text wrap="truncate">{"  " + bar}</Text>}
+    </Box>
+  )
+}
+
+const LogPanel = (props: {
+  readonly step: StepView | undefined
+  readonly width: number
+  readonly color: boolean
+  readonly lines: number
+  readonly readTail: (file: string, lines: number) => ReadonlyArray<string>
+}) => {
+  const s = props.step
+  if (s === undefined) return null
+  // the log file has everything the worker wrote; log events are the fallback before it exists
+  const fromFile = s.logPath !== undefined ? props.readTail(s.logPath, props.lines) : []
+  const lines = fromFile.length > 0 ? fromFile : s.logTail.slice(-props.lines)
+  return (
+    <Box flexDirection="column" borderStyle="single" borderColor={props.color ? "gray" : undefined} width={props.width}>
+      <Text bold wrap="truncate">{truncate(`log of ${s.id} (${s.status})${s.logPath !== undefined ? `: ${s.logPath}` : ""}`, props.width - 2)}</Text>
+      {lines.length === 0
+        ? <Text dimColor>(no log lines yet)</Text>
+        : lines.map((l, i) => <Text key={i} wrap="truncate">{truncate(l, props.width - 2)}</Text>)}
+    </Box>
+  )
+}
+
+const HelpPanel = (props: { readonly width: number }) => (
+  <Box flexDirection="column" borderStyle="single" width={props.width}>
+    <Text bold>keys</Text>
+    {keyHelp.map(([k, what]) => (
+      <Text key={k} wrap="truncate">{truncate(`${k.padEnd(10)} ${what}`, props.width - 2)}</Text>
+    ))}
+  </Box>
+)

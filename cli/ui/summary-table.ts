@@ -1,0 +1,23 @@
+/**
+ * The end-of-run table every reporter prints: one row per step (status, time, key metrics), then the
+ * totals. Plain text, so the Ink view, the plain reporter and the Markdown report show the same thing.
+ */
+import type { RunState, StepView } from "./state.ts"
+import { keyMetrics } from "./state.ts"
+import { formatDuration, formatMetric, textTable } from "./format.ts"
+import { glyphs } from "./lines.ts"
+
+export const summaryRow = (s: StepView): Array<string> => [
+  `${glyphs[s.status]} ${s.id}`,
+  s.kind,
+  s.status === "done" ? "ran" : s.status,
+  s.seconds !== undefined && s.status !== "skipped" ? formatDuration(s.seconds) : "",
+  keyMetrics(s).map(([k, v]) => `${k} ${formatMetric(k, v)}`).join("  ")
+]
+
+export const summaryTable = (state: RunState, width?: number): Array<string> =>
+  textTable(
+    ["step", "kind", "status", "time", "metrics"],
+    state.order.map((id) => summaryRow(state.steps[id]!)),
+    { rightAlign: [3], ...(width !== undefined ? { maxWidth: width } : {}) }
+  )
