@@ -9,7 +9,7 @@ import type { RunState, StepView } from "../ui/state.ts"
 import { fractionDone, keyMetrics, latestLoss } from "../ui/state.ts"
 import { formatCount, formatDuration, formatMetric, formatNumber, formatThroughput, padEnd } from "../ui/format.ts"
 import { summaryTable } from "../ui/summary-table.ts"
-import { totalsLine } from "../ui/lines.ts"
+import { totalsLines } from "../ui/lines.ts"
 
 export interface PlainReporterOptions {
   readonly now?: (() => number) | undefined
@@ -109,7 +109,7 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
         write("")
         for (const l of summaryTable(state)) write(l)
         write("")
-        write(totalsLine(state, now(), 1000))
+        for (const l of totalsLines(state, now(), 1000)) write(l)
         if (event.runDir !== undefined) write(`logs: ${event.runDir}`)
         return
       case "metric":

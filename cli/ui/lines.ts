@@ -89,8 +89,9 @@ export const runningHead = (s: StepView, now: number, width: number): string => 
 }
 
 /**
- * The second line: bar, percent, count, ETA, throughput, loss and its sparkline. Pieces drop from the
- * right (sparkline first) when the terminal is narrow; the bar shrinks to fit what is left.
+ * The second line: bar, percent, count, ETA, throughput, loss and its sparkline. When the terminal is
+ * narrow, pieces drop in order of least use (count, throughput, sparkline, loss, ETA) until a bar of at
+ * least 8 cells fits; the bar takes what is left, up to 30 cells.
  */
 export const progressLine = (s: StepView, width: number): string | undefined => {
   const p = s.progress
@@ -98,43 +99,47 @@ export const progressLine = (s: StepView, width: number): string | undefined => 
   if (p === undefined && loss === undefined) return undefined
   const pad = indentOf(s) + "  "
   const f = fractionDone(p)
-  const count = p === undefined
-    ? ""
-    : `${formatCount(p.current)}${p.total !== undefined ? `/${formatCount(p.total)}` : ""}${p.unit !== undefined ? ` ${p.unit}` : ""}`
-  const pieces = [
-    f !== undefined ? `${String(Math.floor(f * 100)).padStart(3)}%` : "",
-    count,
-    p?.eta !== undefined && f !== undefined && f < 1 ? `ETA ${formatDuration(p.eta)}` : "",
-    p !== undefined ? formatThroughput(p) ?? "" : "",
-    loss !== undefined ? `loss ${formatNumber(loss)}` : ""
-  ].filter((x) => x !== "")
   const spark = sparkline(s.losses.map((l) => l.loss), 16)
-  const barWidth = (rest: string) => Math.min(30, width - pad.length - rest.length - 1)
-  // drop optional pieces from the right until a bar of at least 10 cells fits
-  let tail = [...pieces, spark.length > 1 ? spark : ""].filter((x) => x !== "")
-  while (tail.length > 1 && f !== undefined && barWidth(" " + tail.join("  ")) < 10) tail = tail.slice(0, -1)
-  const rest = tail.join("  ")
-  if (f === undefined) return truncate(pad + rest, width)
-  const w = barWidth(" " + rest)
-  return truncate(`${pad}${w >= 4 ? progressBar(f, w) + " " : ""}${rest}`, width)
+  // [text, drop priority: lower goes first]
+  const pieces: Array<[string, number]> = [
+    [f !== undefined ? `${String(Math.floor(f * 100)).padStart(3)}%` : "", 9],
+    [p === undefined
+      ? ""
+      : `${formatCount(p.current)}${p.total !== undefined ? `/${formatCount(p.total)}` : ""}${p.unit !== undefined ? ` ${p.unit}` : ""}`, 0],
+    [p?.eta !== undefined && f !== undefined && f < 1 ? `ETA ${formatDuration(p.eta)}` : "", 4],
+    [p !== undefined ? formatThroughput(p) ?? "" : "", 1],
+    [loss !== undefined ? `loss ${formatNumber(loss)}` : "", 3],
+    [spark.length > 1 ? spark : "", 2]
+  ]
+  let kept = pieces.filter(([t]) => t !== "")
+  const text = () => kept.map(([t]) => t).join("  ")
+  const room = () => width - pad.length - [...text()].length - 1
+  while (f !== undefined && kept.length > 1 && room() < 8) {
+    const lowest = Math.min(...kept.map(([, pr]) => pr))
+    kept = kept.filter(([, pr]) => pr !== lowest)
+  }
+  if (f === undefined) return truncate(pad + text(), width)
+  const w = Math.min(30, room())
+  return truncate(`${pad}${w >= 4 ? progressBar(f, w) + " " : ""}${text()}`, width)
 }
 
-/** The footer's totals, as one line. */
-export const totalsLine = (state: RunState, now: number, width: number): string => {
+/** The footer's totals: counts, then cache savings, store size and time; two lines when narrow. */
+export const totalsLines = (state: RunState, now: number, width: number): Array<string> => {
   const t = totals(state, now)
-  const parts = [
+  const counts = [
     `ran ${t.ran}`,
     `cached ${t.cached}`,
     `failed ${t.failed}`,
     t.interrupted > 0 ? `interrupted ${t.interrupted}` : "",
     t.skipped > 0 ? `skipped ${t.skipped}` : "",
-    state.run === undefined ? `running ${t.running}` : "",
+    t.running > 0 ? `running ${t.running}` : "",
     state.run === undefined && t.pending > 0 ? `pending ${t.pending}` : ""
-  ].filter((x) => x !== "")
+  ].filter((x) => x !== "").join(" · ")
   const extra = [
     `cache saved ${formatDuration(t.saved)}`,
     t.storeBytes !== undefined ? `store ${formatBytes(t.storeBytes)}` : "",
     `${state.run === undefined ? "elapsed" : "took"} ${formatDuration(t.seconds)}`
-  ].filter((x) => x !== "")
-  return truncate(`${parts.join(" · ")} │ ${extra.join(" │ ")}`, width)
+  ].filter((x) => x !== "").join(" │ ")
+  const one = `${counts} │ ${extra}`
+  return [...one].length <= width ? [one] : [truncate(counts, width), truncate(extra, width)]
 }

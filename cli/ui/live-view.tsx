@@ -18,7 +18,7 @@ import {
   runningHead,
   settledLine,
   statusColors,
-  totalsLine
+  totalsLines
 } from "./lines.ts"
 import { summaryTable } from "./summary-table.ts"
 import { readLogTail } from "./log-tail.ts"
@@ -108,8 +108,8 @@ export const LiveView = (props: LiveViewProps) => {
             ))}
           </Box>
         )}
-        <Box marginTop={props.finished === true ? 1 : 0}>
-          <Text bold>{totalsLine(state, now, width)}</Text>
+        <Box marginTop={props.finished === true ? 1 : 0} flexDirection="column">
+          {totalsLines(state, now, width).map((l, i) => <Text key={i} bold>{l}</Text>)}
         </Box>
         {props.finished !== true && (
           <Text dimColor>

@@ -1,0 +1,130 @@
+import { stripVTControlCharacters } from "node:util"
+import { afterEach, describe, expect, it } from "vitest"
+import { cleanup, render } from "ink-testing-library"
+import { LiveView } from "../../../cli/ui/live-view.tsx"
+import type { LiveViewProps } from "../../../cli/ui/live-view.tsx"
+import { reduce, reduceAll } from "../../../cli/ui/state.ts"
+import type { RunState } from "../../../cli/ui/state.ts"
+import { cleanCached, dedupRan, evalSkipped, planned, sftFailed, sftInterrupted, sftProgress, sftStarted } from "./fixtures.ts"
+
+const width = 80
+const t0 = 1_000_000
+
+/** The whole output so far (static lines included), colours stripped, trailing spaces trimmed. */
+const screen = (frames: ReadonlyArray<string>) =>
+  stripVTControlCharacters(frames.join("\n")).split("\n").map((l) => l.trimEnd()).join("\n")
+const last = (r: { lastFrame: () => string | undefined }) =>
+  stripVTControlCharacters(r.lastFrame() ?? "").split("\n").map((l) => l.trimEnd()).join("\n")
+
+const view = (state: RunState, extra: Partial<LiveViewProps> = {}) =>
+  <LiveView state={state} now={t0 + 90_000} columns={width} color={false} onInterrupt={() => {}} {...extra} />
+
+const running = () => {
+  let s = reduceAll([...planned, cleanCached, ...dedupRan], t0)
+  s = reduce(s, sftStarted, t0)
+  for (const c of [100, 200, 300, 400]) s = reduce(s, sftProgress(c), t0 + c * 100)
+  return s
+}
+
+afterEach(() => cleanup())
+
+describe("live view at 80 columns", () => {
+  it("prints cached steps as settled, with the time the cache saved", () => {
+    const r = render(view(reduceAll([...planned, cleanCached], t0)))
+    const out = screen(r.frames)
+    expect(out).toContain("  ≡ clean  cached")
+    expect(out).toContain("○ dedup  queued: params.threshold: 0.8 -> 0.9")
+    expect(out).toContain("◷ sft  waiting for dedup")
+    expect(out).toContain("ran 0 · cached 1 · failed 0 · pending 3 │ cache saved 1m 15s │ elapsed 1m 30s")
+  })
+
+  it("shows a running step with GPUs, elapsed time, a progress bar, percent, ETA, throughput and loss", () => {
+    const r = render(view(running()))
+    const lines = last(r).split("\n")
+    const head = lines.findIndex((l) => l.includes("▶ sft"))
+    expect(lines[head]).toBe("      ▶ sft  gpu 0,1  1m 30s")
+    expect(lines[head + 1]).toMatch(/^ {8}█{4}░{6} {2}40% {2}400\/1000 steps {2}ETA 6m 00s {2}12\.3k tok\/s {2}loss 2\.6/)
+    expect(lines[head + 1]).toContain("█▆▃▁")
+    for (const l of lines) expect([...l].length).toBeLessThanOrEqual(width)
+  })
+
+  it("advances the bar as progress arrives", () => {
+    const s = running()
+    const r = render(view(s))
+    const before = last(r).split("\n").find((l) => l.includes("%"))!
+    r.rerender(view(reduce(s, sftProgress(800), t0 + 80_000)))
+    const after = last(r).split("\n").find((l) => l.includes("%"))!
+    expect(before).toContain(" 40%")
+    expect(after).toContain(" 80%")
+    expect(after.split("█").length).toBeGreaterThan(before.split("█").length)
+  })
+
+  it("shows a failed step with its error and the steps it took down", () => {
+    const s = reduceAll([sftFailed, evalSkipped], t0, running())
+    const r = render(view(s))
+    const out = screen(r.frames)
+    expect(out).toContain("      ✖ sft  failed  42s  loss 2.6")
+    expect(out).toContain("        CUDA out of memory: tried to allocate 2.00 GiB")
+    expect(out).toContain("        lower micro_batch_size or enable gradient checkpointing")
+    expect(out).toContain("        – eval  skipped  (sft failed)")
+    expect(last(r)).toContain("ran 1 · cached 1 · failed 1 · skipped 1")
+  })
+
+  it("shows an interrupted step and, once the run is over, the summary table", () => {
+    let s = reduceAll([sftInterrupted], t0, running())
+    s = reduce(s, { event: "run", ran: 1, cached: 1, failed: 0, interrupted: 1, skipped: 1, seconds: 95, saved: 75, storeBytes: 1_234_000 }, t0)
+    const r = render(view(s, { finished: true }))
+    const out = screen(r.frames)
+    expect(out).toContain("      ⊘ sft  interrupted  30s  loss 2.6")
+    const frame = last(r)
+    expect(frame).toMatch(/step +kind +status +time +metrics/)
+    expect(frame).toMatch(/⊘ sft +sft +interrupted +30s +loss 2\.6/)
+    expect(frame).toMatch(/≡ clean +clean +cached +1m 15s/)
+    expect(frame).toContain("ran 1 · cached 1 · failed 0 · interrupted 1 · skipped 1\ncache saved 1m 15s │ store 1.2 MB │ took 1m 35s")
+    expect(frame).not.toContain("q quit")
+  })
+
+  it("fits a narrow terminal: no line wider than the columns given", () => {
+    const r = render(view(running(), { columns: 40 }))
+    for (const l of last(r).split("\n")) expect([...l].length).toBeLessThanOrEqual(40)
+    expect(last(r)).toMatch(/█+░+/)
+  })
+})
+
+describe("keys", () => {
+  const tick = () => new Promise((r) => setTimeout(r, 30))
+
+  it("q and Ctrl-C interrupt, and the footer says the run is stopping", async () => {
+    let calls = 0
+    const r = render(view(running(), { onInterrupt: () => calls++ }))
+    r.stdin.write("q")
+    await tick()
+    r.stdin.write("\x03")
+    await tick()
+    expect(calls).toBe(2)
+    expect(last(r)).toContain("interrupting: waiting for running steps to stop")
+  })
+
+  it("? shows the keys, arrows move the selection, l shows the selected step's log tail", async () => {
+    const tails: Array<string> = []
+    const readTail = (file: string) => {
+      tails.push(file)
+      return [`last line of ${file}`]
+    }
+    const r = render(view(running(), { readTail }))
+    r.stdin.write("?")
+    await tick()
+    expect(last(r)).toContain("l          show or hide the selected step's log tail")
+    r.stdin.write("?")
+    await tick()
+    expect(last(r)).not.toContain("show or hide")
+    r.stdin.write("l")
+    await tick()
+    expect(last(r)).toContain("log of sft (running): /runs/7/sft.log")
+    expect(last(r)).toContain("last line of /runs/7/sft.log")
+    r.stdin.write("\x1b[A") // up: dedup, the step before sft
+    await tick()
+    expect(last(r)).toContain("log of dedup (done): /runs/7/dedup.log")
+    expect(last(r)).toContain("q quit  ↑↓ select (dedup)")
+  })
+})
