@@ -1,2 +1,2 @@
 /** Every built-in step kind. Importing this module registers them all. */
-export {}
+export * from "./data/index.ts"

@@ -1,0 +1,138 @@
+/**
+ * `clean`: repairs text (NFKC, control characters, whitespace) and drops rows that are empty, too
+ * short or too long (chars and words), match a drop pattern, or fail a Gopher quality rule. Rules are
+ * checked in that order; the first that fails removes the row and is counted in the report.
+ */
+import { Schema } from "effect"
+import type { AnyDataset } from "../../engine/artifact.ts"
+import { defineStep, Port, type StepContext } from "../../engine/step.ts"
+import { RemovalLog, locationOf, NonNegativeInt, OnInvalid, withDefault } from "./common.ts"
+import { DatasetError } from "./errors.ts"
+import { detectFormat, fieldText, joinFields, mapTexts, requiredFields, schemaOf, textFieldNames } from "./formats.ts"
+import { readRows } from "./jsonl.ts"
+import { GopherParams, gopherFailure } from "./quality.ts"
+import { cleanText, words } from "./text.ts"
+import { DatasetWriter, writeReport } from "./writer.ts"
+
+const OptionalCount = Schema.optionalKey(NonNegativeInt)
+
+export const CleanParams = Schema.Struct({
+  /** fields the length and quality rules measure (joined by newlines); default: every text field */
+  fields: Schema.optionalKey(Schema.Array(Schema.String)),
+  nfkc: withDefault(Schema.Boolean, true),
+  controlChars: withDefault(Schema.Boolean, true),
+  whitespace: withDefault(Schema.Boolean, true),
+  /** drop rows whose required fields are empty after cleaning (Platypus: missing instruction or output) */
+  dropEmpty: withDefault(Schema.Boolean, true),
+  minChars: OptionalCount,
+  maxChars: OptionalCount,
+  minWords: OptionalCount,
+  maxWords: OptionalCount,
+  /** regular expressions (JavaScript syntax; a leading "(?i)" makes one case-insensitive) */
+  dropPatterns: withDefault(Schema.Array(Schema.String), []),
+  /** Gopher quality rules; `{}` turns them all on with datatrove's thresholds, `null` turns one off */
+  gopher: Schema.optionalKey(GopherParams),
+  onInvalid: OnInvalid,
+  /** examples kept per rule in report.json */
+  examples: withDefault(NonNegativeInt, 5)
+})
+export type CleanParams = typeof CleanParams.Type
+
+/** Compiles drop patterns, failing with the param's index when one is not a valid regular expression. */
+export const compilePatterns = (step: string, patterns: ReadonlyArray<string>): Array<RegExp> =>
+  patterns.map((p, i) => {
+    const insensitive = p.startsWith("(?i)")
+    try {
+      return new RegExp(insensitive ? p.slice(4) : p, insensitive ? "iu" : "u")
+    } catch (e) {
+      throw new Error(`step "${step}": param dropPatterns[${i}] is not a valid regular expression: ${(e as Error).message}`)
+    }
+  })
+
+const inputs = { data: Port.anyDataset() }
+
+export const runClean = async (ctx: StepContext<CleanParams, typeof inputs>): Promise<void> => {
+  const p = ctx.params
+  const patterns = compilePatterns(ctx.step, p.dropPatterns)
+  const format = await detectFormat(ctx.inputs.data)
+  const measured = p.fields ?? textFieldNames[format]
+  const reader = readRows(ctx.inputs.data, schemaOf(format), { onInvalid: p.onInvalid })
+  const writer = new DatasetWriter(ctx.output, format)
+  const log = new RemovalLog(ctx.output, p.examples)
+  const textOpts = { nfkc: p.nfkc, controlChars: p.controlChars, whitespace: p.whitespace }
+  let modified = 0
+  for await (const r of reader.located()) {
+    if (ctx.signal.aborted) throw new Error("interrupted")
+    const raw = r.row as Record<string, unknown>
+    const row = mapTexts(raw, format, (s) => cleanText(s, textOpts))
+    if (JSON.stringify(row) !== JSON.stringify(raw)) modified++
+    const rule = firstFailure(row, format, measured, p, patterns)
+    if (rule !== undefined) log.remove(rule, locationOf(r), joinFields(raw, measured))
+    else writer.write(row)
+    if (r.index % 10_000 === 0) ctx.progress({ current: r.index, unit: "rows" })
+  }
+  const kept = writer.close()
+  log.close()
+  const total = reader.stats.rows
+  if (kept === 0) ctx.log(`clean removed every row of ${total}; see report.json`, "warn")
+  writeReport(ctx.output, {
+    step: "clean",
+    format,
+    input: total,
+    kept,
+    removed: log.total,
+    modified,
+    invalidSkipped: reader.stats.skipped,
+    invalidExamples: reader.stats.examples,
+    removedByRule: log.counts,
+    examples: log.examples
+  })
+  ctx.metric("rows_in", total)
+  ctx.metric("rows_out", kept)
+  ctx.metric("removed", log.total)
+  ctx.metric("modified", modified)
+  ctx.metric("invalid_skipped", reader.stats.skipped)
+  for (const [rule, n] of Object.entries(log.counts)) ctx.metric(`removed.${rule}`, n)
+}
+
+const firstFailure = (
+  row: Record<string, unknown>,
+  format: keyof typeof requiredFields,
+  measured: ReadonlyArray<string>,
+  p: CleanParams,
+  patterns: ReadonlyArray<RegExp>
+): string | undefined => {
+  if (p.dropEmpty) {
+    for (const f of requiredFields[format]) {
+      if (format === "messages" ? ((row.messages as Array<unknown>) ?? []).length === 0 : fieldText(row, f).length === 0) {
+        return `empty.${f}`
+      }
+    }
+  }
+  const text = measured.map((f) => fieldText(row, f)).filter((t) => t.length > 0).join("\n")
+  if (p.minChars !== undefined && text.length < p.minChars) return "minChars"
+  if (p.maxChars !== undefined && text.length > p.maxChars) return "maxChars"
+  if (p.minWords !== undefined || p.maxWords !== undefined) {
+    const n = words(text).length
+    if (p.minWords !== undefined && n < p.minWords) return "minWords"
+    if (p.maxWords !== undefined && n > p.maxWords) return "maxWords"
+  }
+  for (let i = 0; i < patterns.length; i++) {
+    if (patterns[i]!.test(text)) return `dropPatterns[${i}]`
+  }
+  if (p.gopher !== undefined) return gopherFailure(text, p.gopher)
+  return undefined
+}
+
+export const clean = defineStep({
+  kind: "clean",
+  version: 1,
+  description: "NFKC/whitespace/control-character cleanup; drops empty, too short/long, pattern and Gopher-rule rows",
+  params: CleanParams,
+  inputs,
+  output: Port.anyDataset() as Port<AnyDataset>,
+  executionOnly: [],
+  run: runClean
+})
+
+export { DatasetError }

@@ -1,0 +1,13 @@
+/**
+ * Data steps (the Platypus curation stage) and the dataset I/O other steps build on.
+ *
+ * Step kinds: `format`, `clean`, `dedup` (exact, minhash), `decontaminate` (n-gram) run in-process in
+ * TS; `dedup-semantic` and `decontaminate-semantic` are Python workers (sentence embeddings).
+ */
+export { clean, CleanParams } from "./clean.ts"
+export { DatasetError } from "./errors.ts"
+export { readRows, readJsonl, datasetFiles, readFileLines, RowReader } from "./jsonl.ts"
+export type { InvalidRow, Located, OnInvalid, ReadOptions, ReadStats } from "./jsonl.ts"
+export { DatasetWriter, writeDataset, writeReport } from "./writer.ts"
+export { detectFormat, inferFormat, questionText, answerText, allText, fieldText } from "./formats.ts"
+export type { ConcreteFormat } from "./formats.ts"

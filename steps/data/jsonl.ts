@@ -1,0 +1,188 @@
+/**
+ * Streaming JSONL input: a dataset artifact directory (`data.jsonl`), a single `.jsonl` / `.jsonl.gz`
+ * file, or a directory of them (read in name order). Lines are read chunk by chunk, so memory does not
+ * grow with the file. Rows are checked against a row schema; a bad line is an error naming file:line
+ * and the field, or, with `onInvalid: "skip"`, is counted and kept as an example for the step's report.
+ *
+ * ```ts
+ * const rows = readRows(ctx.inputs.data, Instruction, { onInvalid: "skip" })
+ * for await (const row of rows) { ... }
+ * rows.stats.skipped  // lines that failed the schema
+ * ```
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as zlib from "node:zlib"
+import { StringDecoder } from "node:string_decoder"
+import { Schema } from "effect"
+import { DatasetError, describeSchemaIssue } from "./errors.ts"
+
+export type OnInvalid = "error" | "skip"
+
+/** One line that failed to parse or to match the row schema. */
+export interface InvalidRow {
+  readonly file: string
+  readonly line: number
+  readonly field: string
+  readonly reason: string
+}
+
+export interface ReadStats {
+  /** rows yielded */
+  rows: number
+  /** lines skipped with onInvalid: "skip" */
+  skipped: number
+  /** the first few skipped lines, for the report */
+  readonly examples: Array<InvalidRow>
+}
+
+export interface ReadOptions {
+  readonly onInvalid?: OnInvalid
+  /** an empty dataset is an error unless this is set (an empty training set is almost always a mistake) */
+  readonly allowEmpty?: boolean
+  /** how many skipped lines to keep as examples (default 20) */
+  readonly maxExamples?: number
+}
+
+/** A row with where it came from; `index` counts valid rows from 0 across all files. */
+export interface Located<T> {
+  readonly row: T
+  readonly file: string
+  readonly line: number
+  readonly index: number
+}
+
+const isJsonlName = (name: string): boolean => /\.jsonl(\.gz)?$/.test(name)
+
+/** The files a dataset path stands for, in reading order. */
+export const datasetFiles = (p: string): Array<string> => {
+  let st: fs.Stats
+  try {
+    st = fs.statSync(p)
+  } catch (e) {
+    throw DatasetError.at(p, undefined, "dataset not found (no such file or directory)", undefined, e)
+  }
+  if (st.isFile()) return [p]
+  const main = path.join(p, "data.jsonl")
+  if (fs.existsSync(main)) return [main]
+  const files = fs.readdirSync(p).filter(isJsonlName).sort().map((n) => path.join(p, n))
+  if (files.length === 0) throw DatasetError.at(p, undefined, "directory holds no data.jsonl and no *.jsonl / *.jsonl.gz files")
+  return files
+}
+
+const isGzip = (file: string): boolean => {
+  if (file.endsWith(".gz")) return true
+  const fd = fs.openSync(file, "r")
+  try {
+    const head = Buffer.alloc(2)
+    const n = fs.readSync(fd, head, 0, 2, 0)
+    return n === 2 && head[0] === 0x1f && head[1] === 0x8b
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Non-blank lines of one file, with 1-based line numbers. */
+export async function* readFileLines(file: string): AsyncGenerator<{ readonly text: string; readonly line: number }> {
+  let stream: NodeJS.ReadableStream = fs.createReadStream(file, { highWaterMark: 1 << 20 })
+  if (isGzip(file)) stream = stream.pipe(zlib.createGunzip())
+  const decoder = new StringDecoder("utf8")
+  let carry = ""
+  let line = 0
+  try {
+    for await (const chunk of stream) {
+      const text = carry + decoder.write(chunk as Buffer)
+      let start = 0
+      for (let nl = text.indexOf("\n", start); nl !== -1; nl = text.indexOf("\n", start)) {
+        line++
+        const s = text.slice(start, nl)
+        start = nl + 1
+        if (s.trim().length > 0) yield { text: s, line }
+      }
+      carry = text.slice(start)
+    }
+  } catch (e) {
+    if (e instanceof DatasetError) throw e
+    throw DatasetError.at(file, line + 1, `cannot read: ${(e as Error).message}`, undefined, e)
+  }
+  carry += decoder.end()
+  if (carry.trim().length > 0) yield { text: carry, line: line + 1 }
+}
+
+/**
+ * Parsed JSON objects of a dataset path, without a schema (benchmarks, custom shapes). A line that is
+ * not a JSON object is an error (or a skip, counted in `stats`).
+ */
+export const readJsonl = (p: string, options: ReadOptions = {}): RowReader<Record<string, unknown>> =>
+  new RowReader(p, undefined, options)
+
+/** Rows of a dataset path checked against `schema` (see the module doc). Extra fields pass through. */
+export const readRows = <S extends Schema.Top>(p: string, schema: S | undefined, options: ReadOptions = {}): RowReader<
+  S["Type"]
+> => new RowReader(p, schema, options)
+
+export class RowReader<T> implements AsyncIterable<T> {
+  readonly stats: ReadStats = { rows: 0, skipped: 0, examples: [] }
+  private readonly is: ((u: unknown) => boolean) | undefined
+  private readonly decode: ((u: unknown) => unknown) | undefined
+
+  constructor(readonly path: string, schema: Schema.Top | undefined, readonly options: ReadOptions) {
+    this.is = schema === undefined ? undefined : Schema.is(schema as Schema.Codec<unknown>)
+    this.decode = schema === undefined ? undefined : Schema.decodeUnknownSync(schema as Schema.Codec<unknown>)
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for await (const r of this.located()) yield r.row
+  }
+
+  /** Rows with their file, line and index. */
+  async *located(): AsyncGenerator<Located<T>> {
+    const files = datasetFiles(this.path)
+    for (const file of files) {
+      for await (const { text, line } of readFileLines(file)) {
+        const row = this.check(file, line, text)
+        if (row === undefined) continue
+        yield { row: row as T, file, line, index: this.stats.rows++ }
+      }
+    }
+    if (this.stats.rows === 0 && this.options.allowEmpty !== true) {
+      const skipped = this.stats.skipped > 0 ? ` (all ${this.stats.skipped} lines were invalid and skipped)` : ""
+      throw DatasetError.at(this.path, undefined, `dataset is empty: no rows${skipped}`)
+    }
+  }
+
+  /** Collects every row into memory; only for small inputs such as benchmark samples. */
+  async toArray(): Promise<Array<T>> {
+    const out: Array<T> = []
+    for await (const r of this) out.push(r)
+    return out
+  }
+
+  private check(file: string, line: number, text: string): unknown {
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch (e) {
+      return this.invalid(file, line, "", `malformed JSON (${(e as Error).message})`, e)
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      return this.invalid(file, line, "", "expected a JSON object per line")
+    }
+    if (this.is !== undefined && !this.is(value)) {
+      try {
+        this.decode!(value)
+      } catch (e) {
+        const { field, reason } = describeSchemaIssue(e)
+        return this.invalid(file, line, field, reason, e)
+      }
+    }
+    return value
+  }
+
+  private invalid(file: string, line: number, field: string, reason: string, cause?: unknown): undefined {
+    if (this.options.onInvalid !== "skip") throw DatasetError.at(file, line, reason, field, cause)
+    this.stats.skipped++
+    if (this.stats.examples.length < (this.options.maxExamples ?? 20)) this.stats.examples.push({ file, line, field, reason })
+    return undefined
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Gopher-style quality rules (Rae et al. 2021, as datatrove's GopherQualityFilter implements them).
+ * Each rule has a threshold; `null` turns it off. A row is removed by the first rule it fails, and
+ * that rule gets the blame in the report.
+ */
+import { Schema } from "effect"
+import { withDefault } from "./common.ts"
+import { words } from "./text.ts"
+
+const NullableNumber = Schema.NullOr(Schema.Number)
+
+/** datatrove's defaults, which are Gopher's. */
+export const GopherParams = Schema.Struct({
+  minWords: withDefault(NullableNumber, 50),
+  maxWords: withDefault(NullableNumber, 100_000),
+  minMeanWordLength: withDefault(NullableNumber, 3),
+  maxMeanWordLength: withDefault(NullableNumber, 10),
+  /** ("#" + "..." + "…") per word */
+  maxSymbolWordRatio: withDefault(NullableNumber, 0.1),
+  /** share of lines starting with a bullet */
+  maxBulletLineRatio: withDefault(NullableNumber, 0.9),
+  /** share of lines ending with an ellipsis */
+  maxEllipsisLineRatio: withDefault(NullableNumber, 0.3),
+  /** share of words holding at least one alphabetic character */
+  minAlphaWordRatio: withDefault(NullableNumber, 0.8),
+  /** Gopher's stop words: the, be, to, of, and, that, have, with */
+  minStopWords: withDefault(NullableNumber, 2)
+})
+export type GopherParams = typeof GopherParams.Type
+
+const punctOnly = /^[\p{P}\p{S}]+$/u
+const hasAlpha = /\p{L}/u
+const bulletStart = /^\s*[•‣⁃◦▪▫●○■□\-*–]/u
+const ellipsisEnd = /(\.\.\.|…)\s*$/
+const stopWords = new Set(["the", "be", "to", "of", "and", "that", "have", "with"])
+
+/** The name of the first Gopher rule `text` fails, or undefined when it passes them all. */
+export const gopherFailure = (text: string, p: GopherParams): string | undefined => {
+  const all = words(text)
+  const real = all.filter((w) => !punctOnly.test(w))
+  const n = real.length
+  if (p.minWords !== null && n < p.minWords) return "gopher.minWords"
+  if (p.maxWords !== null && n > p.maxWords) return "gopher.maxWords"
+  const mean = n === 0 ? 0 : real.reduce((a, w) => a + w.length, 0) / n
+  if (p.minMeanWordLength !== null && mean < p.minMeanWordLength) return "gopher.minMeanWordLength"
+  if (p.maxMeanWordLength !== null && mean > p.maxMeanWordLength) return "gopher.maxMeanWordLength"
+  if (p.maxSymbolWordRatio !== null) {
+    const symbols = count(text, "#") + count(text, "...") + count(text, "…")
+    if (symbols / Math.max(n, 1) > p.maxSymbolWordRatio) return "gopher.maxSymbolWordRatio"
+  }
+  const lines = text.split("\n").filter((l) => l.trim().length > 0)
+  if (p.maxBulletLineRatio !== null && lines.length > 0) {
+    if (lines.filter((l) => bulletStart.test(l)).length / lines.length > p.maxBulletLineRatio) return "gopher.maxBulletLineRatio"
+  }
+  if (p.maxEllipsisLineRatio !== null && lines.length > 0) {
+    if (lines.filter((l) => ellipsisEnd.test(l)).length / lines.length > p.maxEllipsisLineRatio) {
+      return "gopher.maxEllipsisLineRatio"
+    }
+  }
+  if (p.minAlphaWordRatio !== null && all.length > 0) {
+    if (all.filter((w) => hasAlpha.test(w)).length / all.length < p.minAlphaWordRatio) return "gopher.minAlphaWordRatio"
+  }
+  if (p.minStopWords !== null) {
+    let s = 0
+    for (const w of real) if (stopWords.has(w.toLowerCase())) s++
+    if (s < p.minStopWords) return "gopher.minStopWords"
+  }
+  return undefined
+}
+
+const count = (s: string, sub: string): number => {
+  let n = 0
+  for (let i = s.indexOf(sub); i !== -1; i = s.indexOf(sub, i + sub.length)) n++
+  return n
+}

@@ -1,0 +1,56 @@
+/**
+ * Text normalization shared by the data steps. Two levels: `cleanText` repairs text that is kept
+ * (NFKC, control characters, whitespace), and `simpleTokens` is the aggressive form used only for
+ * matching (lower case, punctuation removed), as datatrove's `simplify_text` and lm-eval's n-gram
+ * decontamination do.
+ */
+
+export interface CleanTextOptions {
+  readonly nfkc: boolean
+  readonly controlChars: boolean
+  readonly whitespace: boolean
+}
+
+// C0/C1 controls except \t \n, plus zero-width characters and the BOM that survive NFKC
+const controlRe = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u200B-\u200D\u2060\uFEFF]/g
+// \r\n and lone \r become \n; runs of horizontal space become one space
+const crRe = /\r\n?/g
+const hspaceRe = /[^\S\n]+/g
+const trailingRe = / *\n */g
+const blankRunRe = /\n{3,}/g
+
+export const cleanText = (s: string, o: CleanTextOptions): string => {
+  let t = s
+  if (o.nfkc) t = t.normalize("NFKC")
+  if (o.controlChars) t = t.replace(controlRe, "")
+  if (o.whitespace) {
+    t = t.replace(crRe, "\n").replace(hspaceRe, " ").replace(trailingRe, "\n").replace(blankRunRe, "\n\n").trim()
+  }
+  return t
+}
+
+/** Words as whitespace-separated tokens (what Gopher's rules count). */
+export const words = (s: string): Array<string> => {
+  const t = s.trim()
+  return t.length === 0 ? [] : t.split(/\s+/)
+}
+
+const punctRe = /[\p{P}\p{S}]+/gu
+
+/** Lower-cased NFKC words with punctuation and symbols removed: the tokens matching is done on. */
+export const simpleTokens = (s: string): Array<string> => {
+  const t = s.normalize("NFKC").toLowerCase().replace(punctRe, " ").trim()
+  return t.length === 0 ? [] : t.split(/\s+/)
+}
+
+/** Text for exact-match keys: NFKC, lower case unless caseSensitive, whitespace collapsed. */
+export const keyText = (s: string, caseSensitive: boolean): string => {
+  const t = s.normalize("NFKC").replace(/\s+/g, " ").trim()
+  return caseSensitive ? t : t.toLowerCase()
+}
+
+/** A short preview of a row's text for reports. */
+export const preview = (s: string, max = 160): string => {
+  const t = s.replace(/\s+/g, " ").trim()
+  return t.length <= max ? t : t.slice(0, max - 1) + "…"
+}

@@ -1,0 +1,91 @@
+/** Running a data step by hand: params decoded as the engine does, temp dirs for inputs and output. */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Schema } from "effect"
+import { runImplementation, type StepDefinition } from "../../../engine/step.ts"
+
+export const tempDir = (prefix = "anneal-data-"): string => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+
+export const writeJsonl = (file: string, rows: ReadonlyArray<unknown>): string => {
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(file, rows.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n") + "\n")
+  return file
+}
+
+export const readJsonlFile = (file: string): Array<any> =>
+  fs.readFileSync(file, "utf8").split("\n").filter((l) => l.trim().length > 0).map((l) => JSON.parse(l))
+
+export interface StepRun {
+  readonly output: string
+  readonly metrics: Record<string, number | string>
+  readonly logs: Array<string>
+  readonly rows: Array<any>
+  readonly report: any
+}
+
+/** Runs a TS step's implementation the way the local executor does. */
+export const runStep = async (
+  step: { readonly definition: StepDefinition },
+  inputs: Record<string, string | ReadonlyArray<string>>,
+  rawParams: unknown = {},
+  options: { readonly cpus?: number; readonly seed?: number } = {}
+): Promise<StepRun> => {
+  const def = step.definition
+  const params = Schema.decodeUnknownSync(def.params as Schema.Codec<unknown, unknown>, { onExcessProperty: "error" })(
+    rawParams
+  )
+  const output = tempDir("anneal-out-")
+  const metrics: Record<string, number | string> = {}
+  const logs: Array<string> = []
+  const ctx = {
+    step: def.kind,
+    key: "test",
+    params,
+    inputs,
+    output,
+    resumeDir: tempDir("anneal-resume-"),
+    gpus: [],
+    cpus: options.cpus ?? 1,
+    seed: options.seed ?? 0,
+    signal: new AbortController().signal,
+    progress: () => {},
+    metric: (name: string, value: number | string) => {
+      metrics[name] = value
+    },
+    log: (m: string) => {
+      logs.push(m)
+    }
+  }
+  await Effect.runPromise(runImplementation(def, ctx as never))
+  const data = path.join(output, "data.jsonl")
+  const reportFile = path.join(output, "report.json")
+  return {
+    output,
+    metrics,
+    logs,
+    rows: fs.existsSync(data) ? readJsonlFile(data) : [],
+    report: fs.existsSync(reportFile) ? JSON.parse(fs.readFileSync(reportFile, "utf8")) : undefined
+  }
+}
+
+/** The message of the error a promise rejects with (Effect wraps thrown errors; this digs them out). */
+export const errorOf = async (p: Promise<unknown>): Promise<string> => {
+  try {
+    await p
+  } catch (e) {
+    return messageOf(e)
+  }
+  throw new Error("expected an error, but the step succeeded")
+}
+
+const messageOf = (e: unknown): string => {
+  let cur: any = e
+  for (let i = 0; i < 5 && cur !== undefined; i++) {
+    if (cur?._tag === "DatasetError" || (cur instanceof Error && !/^An error has occurred|UnknownError/.test(cur.message))) {
+      return cur.message
+    }
+    cur = cur.cause ?? cur.error
+  }
+  return String(e instanceof Error ? e.message : e)
+}
