@@ -26,12 +26,12 @@ export interface StepRun {
 
 /** Runs a TS step's implementation the way the local executor does. */
 export const runStep = async (
-  step: { readonly definition: StepDefinition },
+  step: { readonly definition: unknown },
   inputs: Record<string, string | ReadonlyArray<string>>,
   rawParams: unknown = {},
   options: { readonly cpus?: number; readonly seed?: number } = {}
 ): Promise<StepRun> => {
-  const def = step.definition
+  const def = step.definition as StepDefinition
   const params = Schema.decodeUnknownSync(def.params as Schema.Codec<unknown, unknown>, { onExcessProperty: "error" })(
     rawParams
   )
