@@ -1,0 +1,211 @@
+"""eval: score a model with EleutherAI's lm-evaluation-harness and write a Report artifact.
+
+Run by the engine as `python steps/train/eval/worker.py SPEC.json` (see engine/spec.ts).
+
+- Local tasks: each `benchmarks` input is a dataset of multiple-choice rows {question, choices, answer}
+  (answer = index of the right choice). The worker writes an lm-eval task YAML for it (dataset_path
+  json, output_type multiple_choice, metrics acc and acc_norm) and runs it like any harness task.
+- Built-in tasks: `tasks` names harness tasks (arc_challenge, hellaswag, ...); they run when their data
+  is already in the local Hugging Face datasets cache, since nothing is downloaded.
+- `preset: "leaderboard-v1"` = Open LLM Leaderboard v1: arc_challenge 25-shot acc_norm, hellaswag
+  10-shot acc_norm, mmlu 5-shot acc, truthfulqa_mc2 0-shot (reported as acc).
+- Output: report.json ({"results": the harness's results, "table": one row per task and metric}) and
+  report.md (the same table), so reports from several models can be compared.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from anneal_worker.datasets import dataset_files, iter_rows
+from anneal_worker.protocol import Worker, config_from_params, fail
+from anneal_worker.training import check, check_choice, check_positive, model_dir_input, training_dtype
+
+WHO = "eval"
+
+# task -> (num_fewshot, the metric the leaderboard reports)
+PRESETS: dict[str, dict[str, tuple[int, str]]] = {
+    "none": {},
+    "leaderboard-v1": {
+        "arc_challenge": (25, "acc_norm"),
+        "hellaswag": (10, "acc_norm"),
+        "mmlu": (5, "acc"),
+        "truthfulqa_mc2": (0, "acc"),
+    },
+}
+LOCAL_TEMPLATE = "Question: {{question}}\nAnswer:"
+
+
+@dataclass
+class EvalConfig:
+    # built-in harness tasks to run besides the preset's and the local ones
+    tasks: list[str] = field(default_factory=list)
+    preset: str = "none"
+    # names of the local tasks made from the `benchmarks` inputs, in order (default local_0, local_1, ...)
+    local_task_names: list[str] = field(default_factory=list)
+    # few-shot examples for the tasks not in the preset
+    num_fewshot: int = 0
+    # examples per task (0: all); for quick smoke runs
+    limit: int = 0
+    batch_size: int = 8
+    allow_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice(WHO, self, "preset", tuple(PRESETS))
+        check_positive(WHO, self, "batch_size")
+        check(self.num_fewshot >= 0, f"{WHO}: param num_fewshot must be >= 0, got {self.num_fewshot}")
+        check(self.limit >= 0, f"{WHO}: param limit must be >= 0, got {self.limit}")
+        for name in self.local_task_names:
+            check(name.replace("_", "").isalnum(), f"{WHO}: param local_task_names: {name!r} must be letters, digits and _")
+
+
+def check_mc_rows(path: str, who: str) -> int:
+    """Multiple-choice rows: {question: str, choices: [str, ...], answer: int index}."""
+    n = 0
+    for file, line, row in iter_rows(path):
+        q, choices, answer = row.get("question"), row.get("choices"), row.get("answer")
+        ok = isinstance(q, str) and isinstance(choices, list) and len(choices) >= 2 \
+            and all(isinstance(c, str) for c in choices) and isinstance(answer, int) and 0 <= answer < len(choices)
+        if not ok:
+            fail(f"{who}: {file}:{line}: expected a multiple-choice row "
+                 "{question: string, choices: [string, ...], answer: index of the right choice}")
+        n += 1
+    if n == 0:
+        fail(f"{who}: benchmark {path} is empty")
+    return n
+
+
+def write_local_task(task_dir: str, name: str, files: list[str], num_fewshot: int) -> None:
+    """An lm-eval task config for a local multiple-choice JSONL (the harness's own YAML format)."""
+    config = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": files}},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": LOCAL_TEMPLATE,
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "answer",
+        "target_delimiter": " ",
+        "metric_list": [
+            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+        ],
+    }
+    if num_fewshot > 0:
+        config["fewshot_split"] = "test"
+    # JSON is valid YAML, and needs no YAML writer
+    with open(os.path.join(task_dir, f"{name}.yaml"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+
+
+def table_rows(results: dict, shots: dict[str, int], headline: dict[str, str]) -> list[dict]:
+    rows = []
+    for task, metrics in sorted(results.items()):
+        for key, value in sorted(metrics.items()):
+            metric, _, filt = key.partition(",")
+            if metric.endswith("_stderr") or not isinstance(value, (int, float)) or metric in ("alias", "sample_len"):
+                continue
+            stderr = metrics.get(f"{metric}_stderr,{filt}")
+            rows.append({
+                "task": task, "metric": metric, "value": float(value),
+                "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+                "num_fewshot": shots.get(task), "headline": headline.get(task) == metric,
+            })
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| task | metric | n-shot | value | stderr |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        stderr = f"{r['stderr']:.4f}" if r["stderr"] is not None else ""
+        lines.append(f"| {r['task']} | {r['metric']} | {r['num_fewshot']} | {r['value']:.4f} | {stderr} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    worker = Worker.from_argv()
+    cfg = config_from_params(EvalConfig, worker.params)
+
+    # --- validate inputs before touching a device ---
+    model_dir = model_dir_input(f"{WHO}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
+    adapter = worker.inputs.get("adapter")
+    if adapter:
+        check(os.path.exists(os.path.join(adapter, "adapter_config.json")),
+              f"{WHO}: input 'adapter': {adapter} is not a PEFT adapter directory (no adapter_config.json)")
+    benchmarks = worker.inputs.get("benchmarks") or []
+    names = list(cfg.local_task_names) or [f"local_{i}" for i in range(len(benchmarks))]
+    check(len(names) == len(benchmarks),
+          f"{WHO}: param local_task_names has {len(names)} names for {len(benchmarks)} benchmarks inputs")
+    for path, name in zip(benchmarks, names):
+        check_mc_rows(path, f"{WHO}: benchmark {name}")
+    # group tasks by few-shot count: the harness takes one num_fewshot per call
+    groups: dict[int, list[str]] = {}
+    shots: dict[str, int] = {}
+    headline: dict[str, str] = {}
+    for task, (k, metric) in PRESETS[cfg.preset].items():
+        groups.setdefault(k, []).append(task)
+        shots[task], headline[task] = k, metric
+    for task in list(cfg.tasks) + names:
+        if task not in shots:
+            groups.setdefault(cfg.num_fewshot, []).append(task)
+            shots[task] = cfg.num_fewshot
+    for name in names:
+        headline.setdefault(name, "acc")
+    check(bool(shots), f"{WHO}: nothing to evaluate: give benchmarks inputs, tasks, or a preset")
+
+    # --- setup ---
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    task_dir = os.path.join(worker.resume_dir, "tasks")
+    os.makedirs(task_dir, exist_ok=True)
+    for path, name in zip(benchmarks, names):
+        write_local_task(task_dir, name, [os.path.abspath(f) for f in dataset_files(path)], shots[name])
+    manager = TaskManager(include_path=task_dir)
+    known = set(manager.all_tasks)
+    missing = [t for t in shots if t not in known]
+    check(not missing, f"{WHO}: unknown lm-eval task(s): {', '.join(missing)}")
+
+    import torch
+    dtype = training_dtype(worker)
+    model_args = {"pretrained": model_dir, "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32"}
+    if adapter:
+        model_args["peft"] = adapter
+    device = "cuda:0" if worker.gpus and torch.cuda.is_available() else "cpu"
+
+    # --- evaluate ---
+    results: dict = {"results": {}, "n-shot": {}, "versions": {}, "higher_is_better": {}, "n-samples": {}}
+    done = 0
+    for k, tasks in sorted(groups.items()):
+        worker.progress(done, len(shots), "tasks")
+        try:
+            out = lm_eval.simple_evaluate(
+                model="hf", model_args=model_args, tasks=tasks, num_fewshot=k, batch_size=cfg.batch_size,
+                device=device, limit=cfg.limit or None, task_manager=manager, log_samples=False,
+                random_seed=worker.seed, numpy_random_seed=worker.seed, torch_random_seed=worker.seed,
+                fewshot_random_seed=worker.seed,
+            )
+        except (ConnectionError, OSError, ValueError) as e:
+            fail(f"{WHO}: tasks {', '.join(tasks)} could not run offline ({type(e).__name__}: {str(e)[:200]}); "
+                 "built-in tasks need their data in the local Hugging Face datasets cache", code=1)
+        for part in results:
+            results[part].update(out.get(part, {}))
+        done += len(tasks)
+    worker.progress(done, len(shots), "tasks")
+
+    # --- save ---
+    rows = table_rows(results["results"], shots, headline)
+    report = {"model": os.path.basename(os.path.normpath(model_dir)), "results": results, "table": rows}
+    with open(os.path.join(worker.output, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+    with open(os.path.join(worker.output, "report.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(rows))
+    for r in rows:
+        if r["headline"]:
+            worker.metric(f"{r['task']}/{r['metric']}", r["value"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""pretrain: train a causal language model on packed Text documents, from scratch or continued.
+
+Run by the engine as `python steps/train/pretrain/worker.py SPEC.json` (see engine/spec.ts); with several
+processes (`processes` on CPU, or gpus > 1) under `python -m torch.distributed.run --standalone
+--nproc_per_node N`.
+
+- From scratch: a tokenizer input plus an architecture (`llama`, or `phi`: partial rotary embeddings and
+  attention and MLP in parallel, as in phi-1/phi-1.5), built with transformers' own model classes.
+- Continued: a model input; its weights (safetensors only) and tokenizer are the starting point and the
+  architecture params are ignored.
+- Data: every document is tokenized, followed by the end-of-text token, concatenated, and cut into
+  `seq_len` blocks (the remainder is dropped); the loss is next-token prediction on every position.
+- `preset: "phi-1.5"` sets the paper's optimizer: Adam betas (0.9, 0.98), eps 1e-7, weight decay 0.1,
+  constant lr 2e-4, no warmup. Optimizer fields left null come from the preset, else from DEFAULTS.
+- Checkpoints every `save_steps` optimizer steps go to the resume dir; a rerun of the same step key
+  continues from the newest one and ends with the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from anneal_worker.datasets import read_dataset
+from anneal_worker.protocol import Worker, config_from_params
+from anneal_worker.training import (
+    LR_SCHEDULERS, check, check_choice, check_non_negative, check_positive, device_args, is_main_process,
+    last_checkpoint, load_causal_lm, remove_training_args, load_tokenizer, model_dir_input, progress_callback, report_train_metrics,
+    resolve_preset, tokenizer_dir_input, training_dtype, world_size,
+)
+
+WHO = "pretrain"
+
+PRESETS = {
+    "none": {},
+    "phi-1.5": {
+        "learning_rate": 2e-4, "lr_scheduler": "constant", "warmup_steps": 0, "weight_decay": 0.1,
+        "adam_beta1": 0.9, "adam_beta2": 0.98, "adam_epsilon": 1e-7,
+    },
+}
+# what a null optimizer field means when the preset does not set it
+DEFAULTS = {
+    "learning_rate": 3e-4, "lr_scheduler": "cosine", "warmup_steps": 0, "weight_decay": 0.0,
+    "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8,
+}
+
+
+@dataclass
+class PretrainConfig:
+    # --- architecture (from scratch only; a model input brings its own) ---
+    # llama: pre-norm, rotary, SwiGLU MLP. phi: partial rotary, attention and MLP in parallel, GELU MLP
+    architecture: str = "llama"
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 256
+    # fraction of each head's dims that get rotary embeddings (phi only; phi-1.5: 32 of 64 = 0.5)
+    partial_rotary_factor: float = 0.5
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = False
+
+    # --- data ---
+    # tokens per packed training sequence (phi-1.5: 2048)
+    seq_len: int = 128
+
+    # --- optimization (null: from the preset, else DEFAULTS) ---
+    preset: str = "none"
+    learning_rate: float | None = None
+    lr_scheduler: str | None = None
+    warmup_steps: int | None = None
+    weight_decay: float | None = None
+    adam_beta1: float | None = None
+    adam_beta2: float | None = None
+    adam_epsilon: float | None = None
+    max_grad_norm: float = 1.0
+    # sequences per process per forward pass; the global batch is micro_batch_size x accumulation x processes
+    micro_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    # optimizer steps; -1 trains for num_epochs over the packed data instead
+    max_steps: int = 100
+    num_epochs: float = 1.0
+    gradient_checkpointing: bool = False
+
+    # --- run ---
+    # checkpoint into the resume dir every N optimizer steps (0: never)
+    save_steps: int = 0
+    logging_steps: int = 1
+    # CPU data-parallel processes (gloo); on GPUs the scheduler's gpus count decides
+    processes: int = 1
+    # load a base model's pickle (.bin) weights; only for files you trust
+    allow_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice(WHO, self, "architecture", ("llama", "phi"))
+        check_choice(WHO, self, "preset", tuple(PRESETS))
+        if self.lr_scheduler is not None:
+            check_choice(WHO, self, "lr_scheduler", LR_SCHEDULERS)
+        check_positive(WHO, self, "hidden_size", "num_layers", "num_heads", "intermediate_size", "rope_theta",
+                       "seq_len", "learning_rate", "adam_epsilon", "max_grad_norm", "micro_batch_size",
+                       "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes")
+        check_non_negative(WHO, self, "warmup_steps", "weight_decay", "save_steps")
+        check(self.hidden_size % self.num_heads == 0,
+              f"{WHO}: param hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
+        check(0 < self.partial_rotary_factor <= 1, f"{WHO}: param partial_rotary_factor must be in (0, 1]")
+        for name in ("adam_beta1", "adam_beta2"):
+            v = getattr(self, name)
+            check(v is None or 0 <= v < 1, f"{WHO}: param {name} must be in [0, 1), got {v}")
+        check(self.max_steps > 0 or self.max_steps == -1, f"{WHO}: param max_steps must be > 0, or -1 for num_epochs")
+
+
+def model_config(cfg: PretrainConfig, tok):
+    """A transformers config for a from-scratch model of the chosen architecture."""
+    from transformers import LlamaConfig, PhiConfig
+
+    common = dict(
+        vocab_size=len(tok), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, max_position_embeddings=cfg.seq_len,
+        tie_word_embeddings=cfg.tie_word_embeddings, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    if cfg.architecture == "phi":
+        rope = {"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": cfg.partial_rotary_factor}
+        return PhiConfig(**common, rope_parameters=rope, resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0)
+    return LlamaConfig(**common, rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta})
+
+
+def pack(rows, tok, seq_len: int) -> list[list[int]]:
+    """Documents -> one token stream with end-of-text separators -> fixed-length blocks."""
+    stream: list[int] = []
+    for row in rows:
+        stream.extend(tok(row["text"], add_special_tokens=False)["input_ids"])
+        stream.append(tok.eos_token_id)
+    return [stream[i:i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+
+
+def main() -> None:
+    worker = Worker.from_argv()
+    cfg = config_from_params(PretrainConfig, worker.params)
+    hp = resolve_preset(cfg, PRESETS, DEFAULTS)
+
+    # --- validate inputs before touching a device ---
+    _, rows = read_dataset(worker.inputs["data"], ("text",), f"{WHO}: input 'data'")
+    base = worker.inputs.get("model")
+    if base:
+        model_dir_input(f"{WHO}: input 'model'", base, cfg.allow_pickle)
+    tok_dir = worker.inputs.get("tokenizer") or base
+    check(tok_dir is not None, f"{WHO}: give a tokenizer (from scratch) or a model (continued pretraining)")
+    tokenizer_dir_input(f"{WHO}: input 'tokenizer'", tok_dir)
+
+    # --- setup ---
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator, set_seed
+
+    tok = load_tokenizer(tok_dir)
+    check(tok.eos_token_id is not None, f"{WHO}: the tokenizer in {tok_dir} has no eos token")
+
+    # --- data ---
+    blocks = pack(rows, tok, cfg.seq_len)
+    check(len(blocks) > 0, f"{WHO}: the dataset has fewer tokens than one sequence of seq_len={cfg.seq_len}")
+    train = [{"input_ids": torch.tensor(b), "labels": torch.tensor(b)} for b in blocks]
+    if is_main_process():
+        worker.log(f"packed {len(rows)} documents into {len(blocks)} sequences of {cfg.seq_len} tokens")
+        worker.metric("train_sequences", len(blocks))
+
+    set_seed(worker.seed)
+    if base:
+        model = load_causal_lm(base, torch.float32, cfg.allow_pickle)
+    else:
+        model = AutoModelForCausalLM.from_config(model_config(cfg, tok), dtype=torch.float32)
+    if is_main_process():
+        worker.metric("parameters", sum(p.numel() for p in model.parameters()))
+
+    args = TrainingArguments(
+        output_dir=worker.resume_dir,
+        per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_epochs,
+        learning_rate=hp["learning_rate"],
+        lr_scheduler_type=hp["lr_scheduler"],
+        warmup_steps=hp["warmup_steps"],
+        weight_decay=hp["weight_decay"],
+        adam_beta1=hp["adam_beta1"],
+        adam_beta2=hp["adam_beta2"],
+        adam_epsilon=hp["adam_epsilon"],
+        max_grad_norm=cfg.max_grad_norm,
+        optim="adamw_torch",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps" if cfg.save_steps > 0 else "no",
+        save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
+        save_total_limit=2,
+        seed=worker.seed,
+        data_seed=worker.seed,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **device_args(worker),
+    )
+    tokens_per_step = cfg.seq_len * cfg.micro_batch_size * cfg.gradient_accumulation_steps * world_size()
+    progress = progress_callback(worker, tokens_per_step)
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=default_data_collator,
+                      processing_class=tok, callbacks=[progress])
+
+    # --- loop (resuming from the newest checkpoint of this step key, if any) ---
+    resume = last_checkpoint(worker.resume_dir)
+    if resume and is_main_process():
+        worker.log(f"resuming from {resume}")
+    result = trainer.train(resume_from_checkpoint=resume)
+
+    # --- save ---
+    model.config.use_cache = True
+    trainer.save_model(worker.output)
+    remove_training_args(worker.output)
+    report_train_metrics(worker, result.metrics)
+    if is_main_process():
+        for name in ("first_loss", "last_loss"):
+            if getattr(progress, name) is not None:
+                worker.metric(name, getattr(progress, name))
+
+
+if __name__ == "__main__":
+    main()
