@@ -10,3 +10,5 @@ export { Instruction, Message, Messages, Preference, PromptCompletion, Text } fr
 export type { Row } from "./engine/rows.ts"
 export { pythonWorker } from "./engine/python.ts"
 export * from "./steps/index.ts"
+/** Re-exported so recipes outside this package can declare params without their own effect install. */
+export { Effect, Schema } from "effect"

@@ -1,0 +1,202 @@
+/**
+ * The commands behind `anneal <command>`. Each parses its own options (node:util parseArgs) and returns
+ * an exit code; bad input is thrown as a tagged error that cli/main.ts turns into exit 2.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { ParseArgsConfig } from "node:util"
+import { UsageError } from "../engine/errors.ts"
+import { openProject, planSteps, projectRootOf, selectSteps, unknownStep } from "../engine/plan.ts"
+import { runRecipe } from "../engine/run.ts"
+import { Store } from "../cache/store.ts"
+import { makeJsonReporter } from "./reporters/json.ts"
+import { pickReporter } from "./reporters/pick.ts"
+import { cacheCommand } from "./cache.ts"
+import { execStep } from "./exec-step.ts"
+import { showStep, printLogs } from "./show.ts"
+import { renderPlan } from "./render-plan.ts"
+
+export interface Command {
+  readonly options: ParseArgsConfig["options"]
+  readonly run: (values: Record<string, unknown>, positionals: ReadonlyArray<string>, argv: ReadonlyArray<string>) => Promise<number>
+}
+
+const storeOption = { store: { type: "string" } } as const
+
+const needRecipe = (positionals: ReadonlyArray<string>, command: string): string => {
+  const r = positionals[0]
+  if (r === undefined) throw new UsageError({ message: `${command}: give a recipe file, e.g. anneal ${command} recipes/demo.ts` })
+  return r
+}
+
+const intOption = (name: string, v: unknown): number | undefined => {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) throw new UsageError({ message: `--${name} must be a positive integer, got "${String(v)}"` })
+  return n
+}
+
+const gpuList = (v: unknown): ReadonlyArray<number> | undefined => {
+  if (v === undefined) return undefined
+  const s = String(v).trim()
+  if (s === "" || s === "none") return []
+  const ids = s.split(",").map((x) => x.trim())
+  if (!ids.every((x) => /^\d+$/.test(x))) throw new UsageError({ message: `--gpus takes GPU ids like 0,1 (or "none"), got "${s}"` })
+  return ids.map(Number)
+}
+
+/** The store a cache command works on: --store, else the project of --recipe, else the cwd's project. */
+export const storeRootFor = (values: Record<string, unknown>): string => {
+  if (typeof values.store === "string") return path.resolve(values.store)
+  const anchor = typeof values.recipe === "string" ? values.recipe : path.join(process.cwd(), "package.json")
+  return path.join(projectRootOf(anchor), ".anneal")
+}
+
+const run: Command = {
+  options: {
+    ...storeOption,
+    force: { type: "string", multiple: true },
+    jobs: { type: "string", short: "j" },
+    gpus: { type: "string" },
+    "allow-cpu": { type: "boolean" },
+    "keep-going": { type: "boolean", short: "k" },
+    executor: { type: "string" },
+    json: { type: "boolean" }
+  },
+  run: async (v, positionals, argv) => {
+    const recipe = needRecipe(positionals, "run")
+    const controller = new AbortController()
+    const interrupt = () => controller.abort()
+    const reporter = v.json === true ? makeJsonReporter() : await pickReporter({ onInterrupt: interrupt })
+    const onSignal = () => {
+      if (controller.signal.aborted) process.exit(130) // a second Ctrl-C: stop waiting for children
+      interrupt()
+    }
+    process.on("SIGINT", onSignal)
+    process.on("SIGTERM", onSignal)
+    try {
+      const executor = v.executor === undefined || v.executor === "local"
+        ? undefined
+        : await (await import("./executor-choice.ts")).executorFor(String(v.executor), recipe, typeof v.store === "string" ? v.store : undefined)
+      const summary = await runRecipe({
+        recipe,
+        store: typeof v.store === "string" ? v.store : undefined,
+        targets: positionals.slice(1),
+        force: (v.force as Array<string> | undefined) ?? [],
+        jobs: intOption("jobs", v.jobs),
+        gpus: gpuList(v.gpus),
+        allowCpu: v["allow-cpu"] === true,
+        keepGoing: v["keep-going"] === true,
+        reporter,
+        signal: controller.signal,
+        executor,
+        argv
+      })
+      return summary.exitCode
+    } finally {
+      await reporter.close?.()
+      process.off("SIGINT", onSignal)
+      process.off("SIGTERM", onSignal)
+    }
+  }
+}
+
+const plan: Command = {
+  options: { ...storeOption, json: { type: "boolean" }, force: { type: "string", multiple: true } },
+  run: async (v, positionals) => {
+    const recipe = needRecipe(positionals, "plan")
+    const project = await openProject(recipe, { store: typeof v.store === "string" ? v.store : undefined })
+    try {
+      const steps = selectSteps(project.graph, positionals.slice(1))
+      const force = (v.force as Array<string> | undefined) ?? []
+      for (const f of force) if (!project.graph.byId.has(f)) throw unknownStep(project.graph, f)
+      const { entries, sources, warnings } = planSteps(project, steps, { force })
+      if (v.json === true) {
+        for (const [p, hash] of sources) process.stdout.write(JSON.stringify({ event: "source", path: p, hash }) + "\n")
+        for (const e of entries) {
+          process.stdout.write(JSON.stringify({ event: "plan", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs, key: e.key ?? null }) + "\n")
+        }
+      } else {
+        for (const w of warnings) process.stderr.write(`warning: ${w}\n`)
+        process.stdout.write(renderPlan(entries))
+      }
+      return 0
+    } finally {
+      project.store.close()
+    }
+  }
+}
+
+const show: Command = {
+  options: { ...storeOption, recipe: { type: "string" }, json: { type: "boolean" } },
+  run: (v, positionals) => showStep(v, positionals)
+}
+
+const logs: Command = {
+  options: { ...storeOption, recipe: { type: "string" } },
+  run: (v, positionals) => printLogs(v, positionals)
+}
+
+const cache: Command = {
+  options: { ...storeOption, recipe: { type: "string" }, json: { type: "boolean" }, "max-size": { type: "string" }, "dry-run": { type: "boolean" } },
+  run: async (v, positionals) => {
+    const root = storeRootFor(v)
+    if (!fs.existsSync(path.join(root, "cache.db"))) {
+      throw new UsageError({ message: `no store at ${root} (run a recipe first, or pass --store)` })
+    }
+    const store = Store.open(root)
+    try {
+      return cacheCommand(store, positionals, v)
+    } finally {
+      store.close()
+    }
+  }
+}
+
+const setup: Command = {
+  options: { force: { type: "boolean" }, quiet: { type: "boolean" } },
+  run: async (v) => {
+    const { setupPythonEnv } = await import("../engine/python-setup.ts")
+    await setupPythonEnv(v.quiet === true ? () => {} : (l) => process.stderr.write(l + "\n"), { force: v.force === true })
+    return 0
+  }
+}
+
+const watch: Command = {
+  options: {
+    ...storeOption,
+    json: { type: "boolean" },
+    jobs: { type: "string", short: "j" },
+    gpus: { type: "string" },
+    "allow-cpu": { type: "boolean" },
+    "keep-going": { type: "boolean", short: "k" }
+  },
+  run: async (v, positionals) => {
+    const recipe = needRecipe(positionals, "watch")
+    // watch.ts pulls in chokidar; load it only for this command
+    const mod = (await import(new URL("./watch.ts", import.meta.url).href)) as {
+      watchCommand: (recipe: string, values: Record<string, unknown>) => Promise<number>
+    }
+    return mod.watchCommand(recipe, v)
+  }
+}
+
+const execStepCommand: Command = {
+  options: {},
+  run: async (_v, positionals) => {
+    const spec = positionals[0]
+    if (spec === undefined) throw new UsageError({ message: "exec-step: give the spec file" })
+    return execStep(spec)
+  }
+}
+
+export const commands: Record<string, Command> = {
+  run,
+  plan,
+  show,
+  logs,
+  cache,
+  setup,
+  watch,
+  "exec-step": execStepCommand
+}

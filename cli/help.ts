@@ -1,0 +1,74 @@
+/** `--help` texts. Kept beside the commands they describe; the README's CLI section mirrors them. */
+
+export const usage = `anneal - run LLM training pipelines declared as TypeScript
+
+Usage: anneal <command> [options]
+
+Commands:
+  run <recipe> [step ...]      run the recipe (or the named steps and what they need); only what changed runs
+  plan <recipe> [step ...]     show each step as cached, stale (with reasons) or waiting
+  show <step> --recipe <r>     key, params, trace, inputs, output, metrics and log of a step
+  logs <step> --recipe <r>     print the log of a step's last run
+  watch <recipe>               rerun what changed whenever the recipe, its modules or its sources change
+  cache ls|gc|verify           list, garbage-collect or verify the store
+  setup                        install the locked Python environment the ML steps use
+  exec-step <spec.json>        run one step spec (used by cluster executors)
+
+Every command accepts --store DIR (default: .anneal/ in the recipe's project) and --help.
+Exit codes: 0 success, 1 a step failed or was interrupted, 2 bad recipe, input or usage.
+`
+
+const texts: Record<string, string> = {
+  run: `Usage: anneal run <recipe> [step ...] [options]
+
+Runs the recipe's steps whose inputs, params or implementation changed; everything else comes from the
+store. With step ids, runs only those steps and what they need.
+
+Options:
+  --force <step>     rerun this step even if cached (repeatable); dependents rerun only if its output changes
+  --store <dir>      the store (default: .anneal/ in the recipe's project)
+  --jobs, -j <n>     CPU slots for concurrent steps (default: number of cores)
+  --gpus <list>      GPU ids to use, e.g. 0,1 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi)
+  --allow-cpu        run steps that want GPUs on CPU when there are not enough
+  --keep-going, -k   after a failure, finish the branches that do not depend on it
+  --executor <name>  local (default), slurm or ray (settings in anneal.config.json)
+  --json             one JSON event per line on stdout (the stable machine interface)
+`,
+  plan: `Usage: anneal plan <recipe> [step ...] [--json] [--store <dir>] [--force <step>]
+
+Prints each step with its status: cached, stale (with the reasons, as a diff against its last successful
+run) or waiting (it depends on a stale step). Runs nothing.
+`,
+  show: `Usage: anneal show <step> --recipe <recipe> [--json] [--store <dir>]
+
+Prints a step's key, params, trace, inputs, output artifact (hash and path), metrics, duration and log path.
+`,
+  logs: `Usage: anneal logs <step> --recipe <recipe> [--store <dir>]
+
+Prints the log file of the step's most recent run.
+`,
+  watch: `Usage: anneal watch <recipe> [--json] [--store <dir>] [run options]
+
+Runs the recipe, then watches the recipe module, the local modules it imports and its source files; on a
+change it reruns only what became stale. Ctrl-C exits.
+`,
+  cache: `Usage: anneal cache ls|gc|verify [--store <dir>] [--recipe <recipe>] [--json]
+
+  ls                    list artifacts: hash, kind, size, last used, which steps reference them
+  gc [--max-size SIZE]  delete artifacts no recipe's latest state references; with --max-size (e.g. 20G),
+                        keep the most recently used unreferenced ones up to that total. --dry-run lists only.
+  verify                rehash every artifact and report any whose content does not match its name (exit 1)
+`,
+  setup: `Usage: anneal setup [--force] [--quiet]
+
+Builds the Python environment from python/requirements.lock into ~/.cache/anneal/python-<lock hash>
+(set ANNEAL_CACHE_DIR to move it). Idempotent; --force rebuilds.
+`,
+  "exec-step": `Usage: anneal exec-step <spec.json>
+
+Runs one step spec in this process (TS steps) or as a child (command steps), printing the worker
+protocol's JSON lines on stdout. Exit 0 means the spec's output directory holds the complete artifact.
+`
+}
+
+export const helpFor = (command: string): string => texts[command] ?? usage

@@ -1,0 +1,215 @@
+/**
+ * The local executor: TS steps run in this process, command steps (Python workers, user programs) as
+ * child processes with execa (argument arrays, never a shell). A child's stdout carries the worker
+ * protocol's JSON lines (progress, metric, log), everything else goes to the step's log file.
+ * Interruption sends SIGTERM, then SIGKILL after a grace period, and waits for the child to exit.
+ */
+import * as fs from "node:fs"
+import * as readline from "node:readline"
+import { Effect, Schema } from "effect"
+import { execa } from "execa"
+import type { EngineEvent } from "../events.ts"
+import type { ExecResult, Executor, StepSpec } from "../spec.ts"
+import { StepExecutionError } from "../spec.ts"
+import { lookupKind, runImplementation } from "../step.ts"
+import type { StepContext } from "../step.ts"
+
+/** Seconds a child gets to exit after SIGTERM before SIGKILL. */
+export const killGraceSeconds = 10
+
+class LogFile {
+  private readonly fd: number
+  readonly tail: Array<string> = []
+  constructor(readonly file: string) {
+    this.fd = fs.openSync(file, "a")
+  }
+  write(line: string) {
+    fs.writeSync(this.fd, line.endsWith("\n") ? line : line + "\n")
+    const t = line.trim()
+    if (t !== "") {
+      this.tail.push(t)
+      if (this.tail.length > 30) this.tail.shift()
+    }
+  }
+  close() {
+    try {
+      fs.closeSync(this.fd)
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/** Turns one protocol line from a worker into an event (and remembers metrics). */
+export const protocolEvent = (
+  step: string,
+  line: string,
+  metrics: Record<string, number | string>
+): EngineEvent | undefined => {
+  if (!line.startsWith("{")) return undefined
+  let msg: Record<string, unknown>
+  try {
+    msg = JSON.parse(line) as Record<string, unknown>
+  } catch {
+    return undefined
+  }
+  const num = (k: string) => (typeof msg[k] === "number" ? (msg[k] as number) : undefined)
+  switch (msg.type) {
+    case "progress":
+      return {
+        event: "progress",
+        step,
+        current: num("current") ?? 0,
+        total: num("total"),
+        unit: typeof msg.unit === "string" ? msg.unit : undefined,
+        loss: num("loss"),
+        lr: num("lr"),
+        rate: num("rate"),
+        tokensPerSecond: num("tokens_per_second") ?? num("tokensPerSecond"),
+        eta: num("eta")
+      }
+    case "metric": {
+      const value = msg.value
+      if (typeof msg.name !== "string" || (typeof value !== "number" && typeof value !== "string")) return undefined
+      metrics[msg.name] = value
+      return { event: "metric", step, name: msg.name, value }
+    }
+    case "log": {
+      const level = ["debug", "info", "warn", "error"].includes(String(msg.level)) ? (msg.level as "info") : "info"
+      return { event: "log", step, level, message: String(msg.message ?? "") }
+    }
+    default:
+      return undefined
+  }
+}
+
+const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<ExecResult, StepExecutionError> =>
+  Effect.suspend(() => {
+    const def = lookupKind(spec.kind)
+    if (def === undefined) {
+      return Effect.fail(new StepExecutionError(spec.step, `unknown step kind "${spec.kind}" (is the module that defines it imported by the recipe?)`))
+    }
+    const log = new LogFile(spec.logPath)
+    const metrics: Record<string, number | string> = {}
+    const controller = new AbortController()
+    let decoded: unknown
+    try {
+      decoded = Schema.decodeUnknownSync(def.params as Schema.Codec<unknown, unknown>)(spec.params)
+    } catch (e) {
+      log.close()
+      return Effect.fail(new StepExecutionError(spec.step, `params do not decode: ${(e as Error).message}`))
+    }
+    const ctx: StepContext<unknown, Record<string, never>> = {
+      step: spec.step,
+      key: spec.key,
+      params: decoded,
+      inputs: spec.inputs as never,
+      output: spec.output,
+      resumeDir: spec.resumeDir,
+      gpus: spec.devices.gpus,
+      cpus: spec.devices.cpus,
+      seed: spec.seed,
+      signal: controller.signal,
+      progress: (p) => emit({ event: "progress", step: spec.step, ...p }),
+      metric: (name, value) => {
+        metrics[name] = value
+        log.write(`metric ${name} = ${value}`)
+        emit({ event: "metric", step: spec.step, name, value })
+      },
+      log: (message, level = "info") => {
+        log.write(`[${level}] ${message}`)
+        emit({ event: "log", step: spec.step, level, message })
+      }
+    }
+    return runImplementation(def as never, ctx as never).pipe(
+      Effect.mapError((e) => {
+        const message = e instanceof Error ? e.message : String(e)
+        log.write(`[error] ${e instanceof Error ? e.stack ?? message : message}`)
+        return new StepExecutionError(spec.step, message, undefined, e)
+      }),
+      Effect.map((): ExecResult => ({ metrics })),
+      Effect.onInterrupt(() => Effect.sync(() => controller.abort())),
+      Effect.ensuring(Effect.sync(() => log.close()))
+    )
+  })
+
+const runCommand = (
+  spec: StepSpec,
+  impl: Extract<StepSpec["implementation"], { type: "command" }>,
+  emit: (e: EngineEvent) => void
+): Effect.Effect<ExecResult, StepExecutionError> =>
+  Effect.callback<ExecResult, StepExecutionError>((resume) => {
+    const log = new LogFile(spec.logPath)
+    const metrics: Record<string, number | string> = {}
+    let lastError: string | undefined
+    log.write(`$ ${impl.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`)
+    const child = execa(impl.argv[0]!, impl.argv.slice(1), {
+      env: {
+        ...process.env,
+        ...impl.env,
+        CUDA_VISIBLE_DEVICES: spec.devices.gpus.join(","),
+        ANNEAL_STEP: spec.step
+      },
+      extendEnv: false,
+      cwd: impl.cwd,
+      stdin: "ignore",
+      buffer: false,
+      reject: false,
+      cleanup: true,
+      killSignal: "SIGTERM",
+      forceKillAfterDelay: killGraceSeconds * 1000
+    })
+    const lines = readline.createInterface({ input: child.stdout! })
+    const errLines = readline.createInterface({ input: child.stderr! })
+    // registered now, before any output can arrive, so a fast child's close is never missed
+    const closed = [
+      new Promise<void>((ok) => lines.once("close", () => ok())),
+      new Promise<void>((ok) => errLines.once("close", () => ok()))
+    ]
+    lines.on("line", (line) => {
+      const event = protocolEvent(spec.step, line, metrics)
+      if (event === undefined) {
+        log.write(line)
+        return
+      }
+      if (event.event === "log") {
+        log.write(`[${event.level}] ${event.message}`)
+        if (event.level === "error") lastError = event.message
+      }
+      emit(event)
+    })
+    errLines.on("line", (line) => log.write(line))
+    let settled = false
+    const finish = (outcome: Effect.Effect<ExecResult, StepExecutionError>) => {
+      if (settled) return
+      settled = true
+      log.close()
+      resume(outcome)
+    }
+    child.then(
+      async (r) => {
+        // let the readers drain what the child printed before it exited
+        await Promise.all(closed)
+        if (r.exitCode === 0) return finish(Effect.succeed({ metrics }))
+        const why = r.signal !== undefined && r.signal !== null ? `killed by ${r.signal}` : `exit code ${r.exitCode}`
+        const detail = lastError ?? log.tail.filter((l) => !l.startsWith("$ ")).at(-1) ?? "no output"
+        finish(Effect.fail(new StepExecutionError(spec.step, `${why}: ${detail}`, r.exitCode ?? undefined)))
+      },
+      (e: unknown) => finish(Effect.fail(new StepExecutionError(spec.step, `could not start ${impl.argv[0]}: ${(e as Error).message}`, undefined, e)))
+    )
+    // the canceler: SIGTERM now, SIGKILL after the grace period, and wait for the exit
+    return Effect.promise(async () => {
+      child.kill("SIGTERM")
+      await child.catch(() => undefined)
+      settled = true
+      log.close()
+    })
+  })
+
+export const makeLocalExecutor = (): Executor => ({
+  name: "local",
+  run: (spec, emit) => {
+    const impl = spec.implementation
+    return impl.type === "ts" ? runTs(spec, emit) : runCommand(spec, impl, emit)
+  }
+})

@@ -1,0 +1,66 @@
+/**
+ * Loading a recipe: import the module (TypeScript, through tsx's loader), run its build function inside
+ * a GraphBuilder, and validate the graph. Anything that goes wrong is a RecipeError naming the file.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { pathToFileURL } from "node:url"
+import { GraphBuilder, validateGraph, withBuilder } from "./graph.ts"
+import type { Graph, Recipe } from "./graph.ts"
+import { RecipeError } from "./errors.ts"
+import "../steps/index.ts"
+
+const isRecipe = (u: unknown): u is Recipe =>
+  typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Recipe"
+
+let generation = 0
+
+/** The recipe's location in a stack trace, if the error came from it. */
+const locate = (e: unknown, file: string): string => {
+  const stack = e instanceof Error ? e.stack ?? "" : ""
+  const m = stack.split("\n").map((l) => /((?:file:\/\/)?\/[^():]+):(\d+):\d+/.exec(l)).find((x) => x !== null && x[1]!.replace("file://", "") === file)
+  return m ? `${path.relative(process.cwd(), file)}:${m[2]}` : path.relative(process.cwd(), file) || file
+}
+
+const firstLine = (e: unknown): string => {
+  const msg = e instanceof Error ? e.message : String(e)
+  return msg.split("\n").map((l) => l.trim()).filter(Boolean).slice(0, 2).join(": ")
+}
+
+export const loadRecipe = async (recipePath: string, options: { fresh?: boolean } = {}): Promise<Graph> => {
+  const file = path.resolve(recipePath)
+  if (!fs.existsSync(file)) throw new RecipeError({ message: `recipe not found: ${recipePath}`, file })
+  let mod: { default?: unknown }
+  try {
+    const url = pathToFileURL(file).href + (options.fresh === true ? `?anneal=${Date.now()}-${++generation}` : "")
+    mod = await import(url)
+  } catch (e) {
+    throw new RecipeError({ message: `recipe ${locate(e, file)} failed to load: ${firstLine(e)}`, file, cause: e })
+  }
+  const exported = mod.default
+  let name: string
+  let build: () => void
+  if (isRecipe(exported)) {
+    name = exported.name
+    build = exported.build
+  } else if (typeof exported === "function") {
+    name = path.basename(file).replace(/\.[cm]?[jt]sx?$/, "")
+    build = exported as () => void
+  } else {
+    throw new RecipeError({
+      message: `recipe ${path.relative(process.cwd(), file)} must have a default export: export default recipe("name", () => { ... })`,
+      file
+    })
+  }
+  const builder = new GraphBuilder(file)
+  try {
+    withBuilder(builder, build)
+  } catch (e) {
+    if (e instanceof RecipeError) throw e
+    throw new RecipeError({ message: `recipe ${locate(e, file)} threw while building: ${firstLine(e)}`, file, cause: e })
+  }
+  if (builder.nodes.every((n) => n._tag === "source")) {
+    throw new RecipeError({ message: `recipe ${path.relative(process.cwd(), file)} defines no steps`, file })
+  }
+  return validateGraph(file, name, builder.nodes)
+}
