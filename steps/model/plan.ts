@@ -1,0 +1,315 @@
+/**
+ * A merge plan (which layers of which models go where, with which method and parameters) and its
+ * execution: plan every output tensor first (names, shapes, dtypes, inputs, resolved parameters),
+ * which fixes the safetensors headers, then stream the tensors one by one into the writer.
+ * Upscaling is the `passthrough` method over layer slices; merges are the same machinery over one
+ * slice spanning every layer. Inputs are referred to by index into the list of model directories.
+ */
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { configLayerCount, splitLayers } from "./layers.ts"
+import type { LayerSplit } from "./layers.ts"
+import { methodInfo, mergeTensor } from "./methods.ts"
+import type { MethodName } from "./methods.ts"
+import { copyDonorFiles, outputConfig, readConfig } from "./model-dir.ts"
+import { asBoolean, asNumber, resolveSetting } from "./params.ts"
+import type { Settings } from "./params.ts"
+import { bernoulliMask } from "./rng.ts"
+import type { KeepMask } from "./rng.ts"
+import { isFloatDtype } from "./safetensors/dtype.ts"
+import type { FloatDtype } from "./safetensors/dtype.ts"
+import { ModelReader } from "./safetensors/reader.ts"
+import type { TensorRef } from "./safetensors/reader.ts"
+import { ModelWriter } from "./safetensors/writer.ts"
+import { ChunkedInputs, copyTensor, Encoder } from "./tensor-stream.ts"
+import type { Sink } from "./tensor-stream.ts"
+
+export interface SliceSource {
+  readonly model: number
+  /** half-open [start, end) */
+  readonly layers: readonly [number, number]
+  readonly parameters?: Settings | undefined
+}
+
+export interface OutputSlice {
+  readonly sources: ReadonlyArray<SliceSource>
+  readonly base?: number | undefined
+  readonly parameters?: Settings | undefined
+}
+
+export interface MergePlan {
+  readonly method: MethodName | "passthrough"
+  /** either slices (layer ranges), or models (every layer of each) */
+  readonly slices?: ReadonlyArray<OutputSlice> | undefined
+  readonly models?: ReadonlyArray<{ readonly model: number; readonly parameters?: Settings | undefined }> | undefined
+  readonly base?: number | undefined
+  readonly parameters?: Settings | undefined
+  /** output dtype of float tensors; default: the inputs' (promoted) dtype */
+  readonly outDtype?: FloatDtype | undefined
+  /** which input's config.json, tokenizer and other files the output gets; default: base, else the first */
+  readonly donor?: number | undefined
+  /** DARE drop masks */
+  readonly seed: number
+  readonly maxShardBytes?: number | undefined
+}
+
+export class PlanError extends Error {
+  readonly _tag = "PlanError"
+}
+
+export interface ExecuteOptions {
+  readonly signal?: AbortSignal | undefined
+  readonly progress?: ((doneBytes: number, totalBytes: number) => void) | undefined
+  /** replaces the seeded DARE masks (tests use it to feed mergekit the same masks) */
+  readonly keepMask?: ((tensor: string, input: number, density: number) => KeepMask) | undefined
+}
+
+export interface PlannedTensor {
+  readonly name: string
+  readonly dtype: string
+  readonly shape: ReadonlyArray<number>
+  readonly inputs: ReadonlyArray<TensorRef>
+  readonly baseIndex: number | undefined
+  /** input index in the plan's model list, for each entry of `inputs` */
+  readonly models: ReadonlyArray<number>
+  readonly perInput: ReadonlyArray<Readonly<Record<string, number | undefined>>>
+  readonly shared: Readonly<Record<string, number | boolean | undefined>>
+}
+
+interface Opened {
+  readonly reader: ModelReader
+  readonly config: Record<string, unknown>
+  readonly split: LayerSplit
+}
+
+const promote = (dtypes: ReadonlyArray<string>): string => {
+  const first = dtypes[0]!
+  if (dtypes.every((d) => d === first)) return first
+  if (dtypes.every(isFloatDtype)) return "F32"
+  return first
+}
+
+/** Expands the models form into one slice, adding the base as mergekit does when it is not listed. */
+export const normalizeSlices = (plan: MergePlan, layerCounts: ReadonlyArray<number>): ReadonlyArray<OutputSlice> => {
+  if ((plan.slices === undefined) === (plan.models === undefined)) {
+    throw new PlanError("give exactly one of slices or models")
+  }
+  if (plan.slices !== undefined) {
+    if (plan.slices.length === 0) throw new PlanError("slices is empty")
+    return plan.slices
+  }
+  const sources: Array<SliceSource> = plan.models!.map((m) => ({ model: m.model, layers: [0, layerCounts[m.model]!] as const, parameters: m.parameters }))
+  if (plan.base !== undefined && !plan.models!.some((m) => m.model === plan.base)) {
+    sources.push({ model: plan.base, layers: [0, layerCounts[plan.base]!] })
+  }
+  return [{ sources }]
+}
+
+export const executePlan = async (
+  plan: MergePlan,
+  dirs: ReadonlyArray<string>,
+  outDir: string,
+  options: ExecuteOptions = {}
+): Promise<{ readonly tensors: number; readonly inputBytes: number; readonly layers: number }> => {
+  const opened: Array<Opened> = []
+  try {
+    for (const dir of dirs) {
+      const reader = await ModelReader.open(dir)
+      opened.push({ reader, config: await readConfig(dir), split: splitLayers(dir, reader.names) })
+    }
+    const layerCounts = opened.map((o, i) => {
+      const n = o.split.layers.length
+      const c = configLayerCount(o.config)
+      if (c !== undefined && c.value !== n) {
+        throw new PlanError(`${dirs[i]}: config.json says ${c.key}=${c.value} but the weights have ${n} layers`)
+      }
+      return n
+    })
+    const slices = normalizeSlices(plan, layerCounts)
+    const { tensors, layerSources } = planTensors(plan, slices, dirs, opened)
+
+    const writer = ModelWriter.create(outDir, tensors, { maxShardBytes: plan.maxShardBytes })
+    const sink: Sink = (b) => writer.write(b)
+    const totalBytes = tensors.reduce((a, t) => a + t.inputs.reduce((s, r) => s + (r.info.end - r.info.begin), 0), 0)
+    let done = 0
+    try {
+      for (const t of tensors) {
+        if (options.signal?.aborted) throw new PlanError("interrupted")
+        await produce(plan, t, sink, options)
+        done += t.inputs.reduce((s, r) => s + (r.info.end - r.info.begin), 0)
+        options.progress?.(done, totalBytes)
+      }
+      await writer.finish()
+    } catch (e) {
+      await writer.abort()
+      throw e
+    }
+
+    const donor = plan.donor ?? plan.base ?? slices[0]!.sources[0]!.model
+    const changesLayers = plan.slices !== undefined
+    const config = outputConfig(opened[donor]!.config, opened.map((o) => o.config), changesLayers ? layerSources : undefined, plan.outDtype)
+    await fs.writeFile(path.join(outDir, "config.json"), JSON.stringify(config, null, 2) + "\n")
+    await copyDonorFiles(dirs[donor]!, outDir)
+    return { tensors: tensors.length, inputBytes: totalBytes, layers: layerSources.length }
+  } finally {
+    await Promise.all(opened.map((o) => o.reader.close()))
+  }
+}
+
+const planTensors = (
+  plan: MergePlan,
+  slices: ReadonlyArray<OutputSlice>,
+  dirs: ReadonlyArray<string>,
+  opened: ReadonlyArray<Opened>
+): { tensors: Array<PlannedTensor>; layerSources: Array<{ model: number; layer: number }> } => {
+  const info = plan.method === "passthrough" ? undefined : methodInfo[plan.method]
+  const tensors: Array<PlannedTensor> = []
+  const layerSources: Array<{ model: number; layer: number }> = []
+
+  const check = (slice: OutputSlice, where: string): number | undefined => {
+    for (const s of slice.sources) {
+      if (!Number.isInteger(s.model) || s.model < 0 || s.model >= opened.length) {
+        throw new PlanError(`${where}: model ${s.model} is not one of the ${opened.length} inputs`)
+      }
+    }
+    const base = slice.base ?? plan.base
+    if (plan.method === "passthrough") {
+      if (slice.sources.length !== 1) throw new PlanError(`${where}: passthrough takes exactly one source per slice, got ${slice.sources.length}`)
+      return undefined
+    }
+    const ids = slice.sources.map((s) => s.model)
+    if (new Set(ids).size !== ids.length) throw new PlanError(`${where}: a model is listed twice`)
+    if (info!.base === "required") {
+      if (base === undefined) throw new PlanError(`${where}: ${plan.method} needs a base model`)
+      if (!ids.includes(base)) throw new PlanError(`${where}: the base model is not among the slice's sources`)
+    }
+    if (ids.length < info!.minInputs) {
+      throw new PlanError(`${where}: ${plan.method} needs at least ${info!.minInputs} inputs`)
+    }
+    if (info!.maxInputs !== undefined && ids.length > info!.maxInputs) {
+      throw new PlanError(`${where}: ${plan.method} takes at most ${info!.maxInputs} inputs (base included), got ${ids.length}`)
+    }
+    return info!.base === "required" ? ids.indexOf(base!) : undefined
+  }
+
+  const addTensor = (
+    outName: string,
+    inputNames: ReadonlyArray<string>,
+    slice: OutputSlice,
+    baseIndex: number | undefined,
+    t: number
+  ): void => {
+    const refs: Array<TensorRef> = []
+    let missing = 0
+    slice.sources.forEach((s, k) => {
+      const ref = opened[s.model]!.reader.tensors.get(inputNames[k]!)
+      if (ref === undefined) missing++
+      else refs.push(ref)
+    })
+    if (missing === slice.sources.length) return // e.g. lm_head of models with tied embeddings
+    if (missing > 0) {
+      const k = slice.sources.findIndex((s, k) => !opened[s.model]!.reader.tensors.has(inputNames[k]!))
+      throw new PlanError(`tensor "${inputNames[k]}" is missing from ${dirs[slice.sources[k]!.model]} but present in other inputs`)
+    }
+    const shape = refs[0]!.info.shape
+    refs.forEach((r, k) => {
+      if (r.info.shape.length !== shape.length || r.info.shape.some((d, i) => d !== shape[i])) {
+        throw new PlanError(`tensor "${inputNames[k]}": shape [${r.info.shape}] in ${dirs[slice.sources[k]!.model]} differs from [${shape}] in ${dirs[slice.sources[0]!.model]}`)
+      }
+    })
+    const inDtype = promote(refs.map((r) => r.info.dtype))
+    const dtype = plan.outDtype !== undefined && isFloatDtype(inDtype) ? plan.outDtype : inDtype
+    const sharedScopes = [slice.parameters, plan.parameters]
+    const shared: Record<string, number | boolean | undefined> = {}
+    const perInput: Array<Record<string, number | undefined>> = []
+    const ctxName = `tensor "${outName}"`
+    if (info !== undefined) {
+      for (const p of info.shared) {
+        const v = resolveSetting(p, sharedScopes, outName, t)
+        shared[p] = p === "normalize" || p === "rescale" ? asBoolean(v) : asNumber(v, `${ctxName}: ${p}`)
+      }
+      slice.sources.forEach((s, k) => {
+        const values: Record<string, number | undefined> = {}
+        const isBase = k === baseIndex
+        for (const p of info.perInput) {
+          if (isBase && plan.method !== "linear") continue
+          const v = asNumber(resolveSetting(p, [s.parameters, slice.parameters, plan.parameters], inputNames[k]!, t), `${ctxName}: ${p}`)
+          if (v === undefined && p === "weight") {
+            throw new PlanError(`${ctxName}: missing parameter "weight" for input ${s.model} (${dirs[s.model]})`)
+          }
+          values[p] = v
+        }
+        perInput.push(values)
+      })
+      if (plan.method === "slerp" && shared.t === undefined) throw new PlanError(`${ctxName}: slerp needs parameter "t"`)
+    } else {
+      const s = slice.sources[0]!
+      perInput.push({ scale: asNumber(resolveSetting("scale", [s.parameters, slice.parameters, plan.parameters], inputNames[0]!, t), `${ctxName}: scale`) })
+    }
+    tensors.push({ name: outName, dtype, shape, inputs: refs, baseIndex, models: slice.sources.map((s) => s.model), perInput, shared })
+  }
+
+  // pre weights from the first slice's models, layers slice by slice, post weights from the last slice's
+  const first = slices[0]!
+  const last = slices[slices.length - 1]!
+  const firstBase = check(first, "slice 1")
+  for (const name of opened[first.sources[0]!.model]!.split.pre) addTensor(name, first.sources.map(() => name), first, firstBase, 0)
+
+  let outLayer = 0
+  slices.forEach((slice, si) => {
+    const where = `slice ${si + 1}`
+    const baseIndex = check(slice, where)
+    const lengths = slice.sources.map((s) => s.layers[1] - s.layers[0])
+    if (!lengths.every((l) => l === lengths[0])) throw new PlanError(`${where}: all sources must span the same number of layers, got ${lengths.join(", ")}`)
+    for (const s of slice.sources) {
+      const n = opened[s.model]!.split.layers.length
+      const [a, b] = s.layers
+      if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b > n || a >= b) {
+        throw new PlanError(`${where}: layer range [${a}, ${b}) is not inside the ${n} layers of ${dirs[s.model]}`)
+      }
+    }
+    const n = lengths[0]!
+    for (let idx = 0; idx < n; idx++) {
+      const t = n > 1 ? idx / (n - 1) : 1
+      const lead = slice.sources[0]!
+      const leadSplit = opened[lead.model]!.split
+      for (const suffix of leadSplit.layers[lead.layers[0] + idx]!) {
+        const inputNames = slice.sources.map((s) => `${opened[s.model]!.split.prefix}${s.layers[0] + idx}${suffix}`)
+        addTensor(`${leadSplit.prefix}${outLayer}${suffix}`, inputNames, slice, baseIndex, t)
+      }
+      layerSources.push({ model: lead.model, layer: lead.layers[0] + idx })
+      outLayer++
+    }
+  })
+
+  const lastBase = check(last, `slice ${slices.length}`)
+  for (const name of opened[last.sources[0]!.model]!.split.post) addTensor(name, last.sources.map(() => name), last, lastBase, 0)
+  return { tensors, layerSources }
+}
+
+const produce = async (plan: MergePlan, t: PlannedTensor, sink: Sink, options: ExecuteOptions): Promise<void> => {
+  if (plan.method === "passthrough" || !isFloatDtype(t.dtype) || t.inputs.some((r) => !isFloatDtype(r.info.dtype))) {
+    // non-float tensors (integer buffers) are never averaged: the first input's copy is kept
+    const scale = plan.method === "passthrough" ? t.perInput[0]?.scale : undefined
+    await copyTensor(t.inputs[0]!, t.dtype, sink, scale)
+    return
+  }
+  const info = methodInfo[plan.method]
+  const numel = t.inputs[0]!.info.numel
+  const keepMask = (input: number, density: number): KeepMask =>
+    options.keepMask !== undefined ? options.keepMask(t.name, t.models[input]!, density) : bernoulliMask(plan.seed, t.name, t.models[input]!, density)
+  await mergeTensor(plan.method, {
+    name: t.name,
+    inputs: new ChunkedInputs(t.inputs, numel),
+    baseIndex: t.baseIndex,
+    weight: t.perInput.map((p) => p.weight),
+    density: t.perInput.map((p) => p.density),
+    t: t.shared.t as number | undefined,
+    normalize: (t.shared.normalize as boolean | undefined) ?? info.normalize,
+    lambda: (t.shared.lambda as number | undefined) ?? 1,
+    rescale: (t.shared.rescale as boolean | undefined) ?? info.rescale,
+    out: new Encoder(t.dtype as FloatDtype),
+    sink,
+    keepMask
+  })
+}
