@@ -83,7 +83,7 @@ export const summaryMarkdown = (state: RunState, curves: ReadonlyMap<string, str
   out.push("| step | kind | status | time | metrics |", "|---|---|---|--:|---|")
   for (const s of steps) {
     const metrics = keyMetrics(s).map(([k, v]) => `${k} ${formatMetric(k, v)}`).join(", ")
-    const time = s.seconds !== undefined && s.status !== "skipped" ? formatDuration(s.seconds) : ""
+    const time = s.seconds !== undefined && s.status !== "skipped" && s.status !== "cached" ? formatDuration(s.seconds) : ""
     out.push(`| ${cell(s.id)} | ${cell(s.kind)} | ${s.status === "done" ? "ran" : s.status} | ${time} | ${cell(metrics)} |`)
   }
   for (const s of steps.filter(trainedOrEvaluated)) {

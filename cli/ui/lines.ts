@@ -91,7 +91,7 @@ export const runningHead = (s: StepView, now: number, width: number): string => 
 /**
  * The second line: bar, percent, count, ETA, throughput, loss and its sparkline. When the terminal is
  * narrow, pieces drop in order of least use (count, throughput, sparkline, loss, ETA) until a bar of at
- * least 8 cells fits; the bar takes what is left, up to 30 cells.
+ * least 8 cells fits; the bar takes what is left, up to 20 cells.
  */
 export const progressLine = (s: StepView, width: number): string | undefined => {
   const p = s.progress
@@ -119,7 +119,8 @@ export const progressLine = (s: StepView, width: number): string | undefined => 
     kept = kept.filter(([, pr]) => pr !== lowest)
   }
   if (f === undefined) return truncate(pad + text(), width)
-  const w = Math.min(30, room())
+  // one width for every row, so the bars of concurrent steps line up
+  const w = Math.min(20, room())
   return truncate(`${pad}${w >= 4 ? progressBar(f, w) + " " : ""}${text()}`, width)
 }
 
@@ -136,7 +137,8 @@ export const totalsLines = (state: RunState, now: number, width: number): Array<
     state.run === undefined && t.pending > 0 ? `pending ${t.pending}` : ""
   ].filter((x) => x !== "").join(" · ")
   const extra = [
-    `cache saved ${formatDuration(t.saved)}`,
+    // the engine totals the savings at the end; before that only cached steps that report it count
+    state.run !== undefined || t.saved > 0 ? `cache saved ${formatDuration(t.saved)}` : "",
     t.storeBytes !== undefined ? `store ${formatBytes(t.storeBytes)}` : "",
     `${state.run === undefined ? "elapsed" : "took"} ${formatDuration(t.seconds)}`
   ].filter((x) => x !== "").join(" │ ")

@@ -11,7 +11,8 @@ export const summaryRow = (s: StepView): Array<string> => [
   `${glyphs[s.status]} ${s.id}`,
   s.kind,
   s.status === "done" ? "ran" : s.status,
-  s.seconds !== undefined && s.status !== "skipped" ? formatDuration(s.seconds) : "",
+  // a cached step's own time is the restore, not the work: leave it out rather than show "0.0s"
+  s.seconds !== undefined && s.status !== "skipped" && s.status !== "cached" ? formatDuration(s.seconds) : "",
   keyMetrics(s).map(([k, v]) => `${k} ${formatMetric(k, v)}`).join("  ")
 ]
 

@@ -41,7 +41,7 @@ describe("plain reporter", () => {
       "      lower micro_batch_size or enable gradient checkpointing"
     ])
     expect(text).toContain("00:11 skipped     eval  sft failed")
-    expect(text).toMatch(/step +kind +status +time +metrics\n≡ clean +clean +cached +1m 15s\n✔ dedup +dedup +ran +12s\n✖ sft +sft +failed +42s +loss 2\.25\n– eval +eval +skipped/)
+    expect(text).toMatch(/step +kind +status +time +metrics\n≡ clean +clean +cached\n✔ dedup +dedup +ran +12s\n✖ sft +sft +failed +42s +loss 2\.25\n– eval +eval +skipped/)
     expect(text).toContain("ran 1 · cached 1 · failed 1 · skipped 1 │ cache saved 1m 15s │ store 2.5 MB │ took 1m 05s")
     expect(text).toContain("logs: /store/runs/7")
   })

@@ -79,7 +79,7 @@ describe("live view at 80 columns", () => {
     const frame = last(r)
     expect(frame).toMatch(/step +kind +status +time +metrics/)
     expect(frame).toMatch(/⊘ sft +sft +interrupted +30s +loss 2\.6/)
-    expect(frame).toMatch(/≡ clean +clean +cached +1m 15s/)
+    expect(frame).toMatch(/≡ clean +clean +cached\n/)
     expect(frame).toContain("ran 1 · cached 1 · failed 0 · interrupted 1 · skipped 1\ncache saved 1m 15s │ store 1.2 MB │ took 1m 35s")
     expect(frame).not.toContain("q quit")
   })
