@@ -1,2 +1,3 @@
 /** Every built-in step kind. Importing this module registers them all. */
 export * from "./data/index.ts"
+export * from "./train/index.ts"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import field, fields
 from typing import Any
 
 from .protocol import Worker, fail, require_safetensors
@@ -35,9 +36,24 @@ def check_non_negative(who: str, cfg: Any, *names: str) -> None:
             check(value >= 0, f"{who}: param {name} must be >= 0, got {value}")
 
 
-def check_choice(who: str, cfg: Any, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(cfg, name)
-    check(value in choices, f"{who}: param {name} must be one of {', '.join(choices)}, got {value!r}")
+def choice(default: Any, options: tuple[str, ...] | list[str]) -> Any:
+    """A config field limited to some strings (or a list of them); the TS Schema mirrors the choices as
+    literals and the agreement test compares them."""
+    meta = {"choices": tuple(options)}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_choices(who: str, cfg: Any) -> None:
+    """Checks every field declared with `choice` (None passes: it means "from the preset")."""
+    for f in fields(cfg):
+        options = f.metadata.get("choices")
+        value = getattr(cfg, f.name)
+        if options is None or value is None:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            check(v in options, f"{who}: param {f.name}: {v!r} is not one of {', '.join(options)}")
 
 
 def resolve_preset(cfg: Any, presets: dict[str, dict[str, Any]], defaults: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from anneal_worker.datasets import read_dataset
 from anneal_worker.protocol import Worker, config_from_params, fail
 from anneal_worker.training import (
-    LR_SCHEDULERS, check, check_choice, check_non_negative, check_positive, device_args, is_main_process,
+    LR_SCHEDULERS, check, check_choices, choice, check_non_negative, check_positive, device_args, is_main_process,
     last_checkpoint, load_causal_lm, load_tokenizer, model_dir_input, model_module_names, progress_callback,
     remove_training_args, report_train_metrics, training_dtype,
 )
@@ -35,9 +35,9 @@ class DpoConfig:
     # strength of the KL penalty toward the reference (TRL default 0.1)
     beta: float = 0.1
     # TRL loss name(s); several are summed with equal weights
-    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
+    loss_type: list[str] = choice(["sigmoid"], LOSS_TYPES)
     # "lora" trains adapters on a frozen base (reference = adapters disabled); "full" trains every weight
-    adapter: str = "lora"
+    adapter: str = choice("lora", ("lora", "full"))
     lora_r: int = 8
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
@@ -49,7 +49,7 @@ class DpoConfig:
 
     # --- optimization ---
     learning_rate: float = 5e-6
-    lr_scheduler: str = "linear"
+    lr_scheduler: str = choice("linear", LR_SCHEDULERS)
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -66,11 +66,8 @@ class DpoConfig:
     allow_pickle: bool = False
 
     def __post_init__(self) -> None:
-        check_choice(WHO, self, "adapter", ("lora", "full"))
-        check_choice(WHO, self, "lr_scheduler", LR_SCHEDULERS)
+        check_choices(WHO, self)
         check(len(self.loss_type) > 0, f"{WHO}: param loss_type must name at least one loss")
-        for lt in self.loss_type:
-            check(lt in LOSS_TYPES, f"{WHO}: param loss_type: unknown loss {lt!r} (one of {', '.join(LOSS_TYPES)})")
         check_positive(WHO, self, "beta", "lora_r", "lora_alpha", "max_length", "learning_rate", "max_grad_norm",
                        "micro_batch_size", "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes")
         check_non_negative(WHO, self, "warmup_steps", "weight_decay", "save_steps")

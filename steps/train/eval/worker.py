@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from anneal_worker.datasets import dataset_files, iter_rows
 from anneal_worker.protocol import Worker, config_from_params, fail
-from anneal_worker.training import check, check_choice, check_positive, model_dir_input, training_dtype
+from anneal_worker.training import check, check_choices, check_positive, choice, model_dir_input, training_dtype
 
 WHO = "eval"
 
@@ -41,7 +41,7 @@ LOCAL_TEMPLATE = "Question: {{question}}\nAnswer:"
 class EvalConfig:
     # built-in harness tasks to run besides the preset's and the local ones
     tasks: list[str] = field(default_factory=list)
-    preset: str = "none"
+    preset: str = choice("none", tuple(PRESETS))
     # names of the local tasks made from the `benchmarks` inputs, in order (default local_0, local_1, ...)
     local_task_names: list[str] = field(default_factory=list)
     # few-shot examples for the tasks not in the preset
@@ -52,7 +52,7 @@ class EvalConfig:
     allow_pickle: bool = False
 
     def __post_init__(self) -> None:
-        check_choice(WHO, self, "preset", tuple(PRESETS))
+        check_choices(WHO, self)
         check_positive(WHO, self, "batch_size")
         check(self.num_fewshot >= 0, f"{WHO}: param num_fewshot must be >= 0, got {self.num_fewshot}")
         check(self.limit >= 0, f"{WHO}: param limit must be >= 0, got {self.limit}")

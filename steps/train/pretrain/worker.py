@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from anneal_worker.datasets import read_dataset
 from anneal_worker.protocol import Worker, config_from_params
 from anneal_worker.training import (
-    LR_SCHEDULERS, check, check_choice, check_non_negative, check_positive, device_args, is_main_process,
+    LR_SCHEDULERS, check, check_choices, choice, check_non_negative, check_positive, device_args, is_main_process,
     last_checkpoint, load_causal_lm, remove_training_args, load_tokenizer, model_dir_input, progress_callback, report_train_metrics,
     resolve_preset, tokenizer_dir_input, training_dtype, world_size,
 )
@@ -47,7 +47,7 @@ DEFAULTS = {
 class PretrainConfig:
     # --- architecture (from scratch only; a model input brings its own) ---
     # llama: pre-norm, rotary, SwiGLU MLP. phi: partial rotary, attention and MLP in parallel, GELU MLP
-    architecture: str = "llama"
+    architecture: str = choice("llama", ("llama", "phi"))
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
@@ -62,9 +62,9 @@ class PretrainConfig:
     seq_len: int = 128
 
     # --- optimization (null: from the preset, else DEFAULTS) ---
-    preset: str = "none"
+    preset: str = choice("none", tuple(PRESETS))
     learning_rate: float | None = None
-    lr_scheduler: str | None = None
+    lr_scheduler: str | None = choice(None, LR_SCHEDULERS)
     warmup_steps: int | None = None
     weight_decay: float | None = None
     adam_beta1: float | None = None
@@ -89,10 +89,7 @@ class PretrainConfig:
     allow_pickle: bool = False
 
     def __post_init__(self) -> None:
-        check_choice(WHO, self, "architecture", ("llama", "phi"))
-        check_choice(WHO, self, "preset", tuple(PRESETS))
-        if self.lr_scheduler is not None:
-            check_choice(WHO, self, "lr_scheduler", LR_SCHEDULERS)
+        check_choices(WHO, self)
         check_positive(WHO, self, "hidden_size", "num_layers", "num_heads", "intermediate_size", "rope_theta",
                        "seq_len", "learning_rate", "adam_epsilon", "max_grad_norm", "micro_batch_size",
                        "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes")

@@ -25,7 +25,7 @@ from anneal_worker.datasets import read_dataset
 from anneal_worker.protocol import Worker, config_from_params, fail
 from anneal_worker.templates import CHATML, to_prompt_completion
 from anneal_worker.training import (
-    LR_SCHEDULERS, check, check_choice, check_non_negative, check_positive, device_args, is_main_process,
+    LR_SCHEDULERS, check, check_choices, choice, check_non_negative, check_positive, device_args, is_main_process,
     last_checkpoint, load_causal_lm, load_tokenizer, model_dir_input, model_module_names, progress_callback,
     remove_training_args, report_train_metrics, resolve_preset, training_dtype,
 )
@@ -50,9 +50,9 @@ DEFAULTS = {
 @dataclass
 class SftConfig:
     # --- method (null: from the preset, else DEFAULTS) ---
-    preset: str = "none"
+    preset: str = choice("none", tuple(PRESETS))
     # "lora" trains adapters on a frozen base; "full" trains every weight
-    adapter: str | None = None
+    adapter: str | None = choice(None, ("lora", "full"))
     lora_r: int | None = None
     lora_alpha: float | None = None
     lora_dropout: float | None = None
@@ -65,7 +65,7 @@ class SftConfig:
 
     # --- data ---
     # how instruction rows become prompts: "alpaca" or "chat" (the tokenizer's chat template)
-    template: str = "alpaca"
+    template: str = choice("alpaca", ("alpaca", "chat"))
     # loss on completion tokens only (Platypus, Alpaca); false also trains on the prompt
     completion_only_loss: bool = True
     # tokens per example; longer ones are truncated
@@ -73,7 +73,7 @@ class SftConfig:
 
     # --- optimization ---
     learning_rate: float | None = None
-    lr_scheduler: str | None = None
+    lr_scheduler: str | None = choice(None, LR_SCHEDULERS)
     warmup_steps: int | None = None
     weight_decay: float | None = None
     max_grad_norm: float = 1.0
@@ -91,12 +91,7 @@ class SftConfig:
     allow_pickle: bool = False
 
     def __post_init__(self) -> None:
-        check_choice(WHO, self, "preset", tuple(PRESETS))
-        if self.adapter is not None:
-            check_choice(WHO, self, "adapter", ("lora", "full"))
-        if self.lr_scheduler is not None:
-            check_choice(WHO, self, "lr_scheduler", LR_SCHEDULERS)
-        check_choice(WHO, self, "template", ("alpaca", "chat"))
+        check_choices(WHO, self)
         check_positive(WHO, self, "lora_r", "lora_alpha", "neftune_noise_alpha", "max_length", "learning_rate",
                        "max_grad_norm", "micro_batch_size", "gradient_accumulation_steps", "num_epochs",
                        "logging_steps", "processes")

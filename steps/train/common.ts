@@ -1,0 +1,73 @@
+/**
+ * What the training step kinds share: Schema building blocks that mirror the Python config dataclasses
+ * (each worker's dataclass is the source of truth for names, defaults and types; the TS Schema copies
+ * it and test/steps/train/config-agreement.test.ts checks they agree), and the command that starts a
+ * worker, under torchrun when it runs on more than one process.
+ */
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Effect, Schema } from "effect"
+import { checkPythonEnv, projectRoot, pythonEnvVars } from "../../engine/python.ts"
+import type { CommandContext, CommandSpec, Resources } from "../../engine/step.ts"
+
+export const trainDir = path.dirname(fileURLToPath(import.meta.url))
+
+/** A field the recipe may leave out; the decoded params (and so the spec and the key) carry the default. */
+export const withDefault = <S extends Schema.Top>(schema: S, value: S["Encoded"]) =>
+  schema.pipe(Schema.withDecodingDefaultKey(Effect.succeed(value)))
+
+/** A nullable field: null means "from the preset, else the worker's default". */
+export const fromPreset = <S extends Schema.Top>(schema: S) => withDefault(Schema.NullOr(schema), null)
+
+export const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
+export const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+export const PositiveNumber = Schema.Finite.check(Schema.isGreaterThan(0))
+export const NonNegativeNumber = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+export const Probability = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(1))
+/** optimizer steps, or -1 for "train for num_epochs" */
+export const MaxSteps = Schema.Int.check(Schema.makeFilter((n: number) => n > 0 || n === -1 || "a positive integer, or -1 for num_epochs"))
+export const LrScheduler = Schema.Literals(["linear", "cosine", "constant", "constant_with_warmup"])
+
+/** Fields every training kind has, in the order the dataclasses declare them (the run block). */
+export const runFields = {
+  /** checkpoint into the resume dir every N optimizer steps (0: never); does not change the result */
+  save_steps: withDefault(NonNegativeInt, 0),
+  logging_steps: withDefault(PositiveInt, 1),
+  /** CPU data-parallel processes (torchrun + gloo); on GPUs the scheduler's gpus count decides */
+  processes: withDefault(PositiveInt, 1),
+  /** load pickle (.bin) weights; only for files you trust */
+  allow_pickle: withDefault(Schema.Boolean, false)
+}
+
+/** Checkpoint cadence and log cadence cannot change a training result. */
+export const trainingExecutionOnly = ["save_steps", "logging_steps"] as const
+
+/** The Python files a worker's output depends on besides its own script. */
+export const workerSourceFiles = (script: string): ReadonlyArray<string> => [
+  script,
+  ...["protocol.py", "datasets.py", "training.py", "templates.py"].map((f) =>
+    path.join(projectRoot, "python", "anneal_worker", f)
+  )
+]
+
+/**
+ * `python WORKER.py SPEC.json`, or with N > 1 processes (the GPUs assigned, else the `processes` param)
+ * `python -m torch.distributed.run --standalone --nproc_per_node N WORKER.py SPEC.json`.
+ */
+export const trainingCommand = (script: string) =>
+<P>(ctx: CommandContext<P>): CommandSpec => {
+  const python = checkPythonEnv()
+  const requested = (ctx.params as { readonly processes?: number }).processes ?? 1
+  const processes = ctx.gpus.length > 1 ? ctx.gpus.length : requested
+  const argv = processes > 1
+    ? [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", String(processes), script, ctx.specPath]
+    : [python, script, ctx.specPath]
+  return { argv, env: pythonEnvVars() }
+}
+
+/** One GPU (or CPU with --allow-cpu); a multi-process CPU run takes one CPU slot per process. */
+export const trainingResources = (p: { readonly processes?: number }): Resources => ({
+  gpus: 1,
+  cpuFallback: true,
+  cpus: p.processes ?? 1
+})

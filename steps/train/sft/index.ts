@@ -1,0 +1,76 @@
+/**
+ * `sft` and `sft-lora`: supervised fine-tuning with TRL (worker.py), full or LoRA, with NEFTune and
+ * completion-only loss. `sft` outputs a Model (LoRA merged into the base), `sft-lora` the PEFT Adapter.
+ *
+ * Platypus (arXiv 2308.07317) at full scale: preset "platypus" on a Llama-2 13B base, max_length 4096,
+ * global batch 16 (micro_batch_size x gradient_accumulation_steps x GPUs), num_epochs 1.
+ */
+import * as path from "node:path"
+import { Schema } from "effect"
+import { Instruction, Messages, PromptCompletion, Text } from "../../../engine/rows.ts"
+import { defineStep, Port } from "../../../engine/step.ts"
+import {
+  fromPreset, LrScheduler, MaxSteps, NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber, Probability,
+  runFields, trainDir, trainingCommand, trainingExecutionOnly, trainingResources, withDefault, workerSourceFiles
+} from "../common.ts"
+
+const script = path.join(trainDir, "sft", "worker.py")
+
+/** Mirrors SftConfig in worker.py (null = from the preset, else the worker's DEFAULTS). */
+export const SftParams = Schema.Struct({
+  preset: withDefault(Schema.Literals(["none", "platypus"]), "none"),
+  adapter: fromPreset(Schema.Literals(["lora", "full"])),
+  lora_r: fromPreset(PositiveInt),
+  lora_alpha: fromPreset(PositiveNumber),
+  lora_dropout: fromPreset(Probability),
+  lora_target_modules: fromPreset(Schema.Array(Schema.NonEmptyString).check(Schema.isMinLength(1))),
+  use_rslora: withDefault(Schema.Boolean, false),
+  /** NEFTune noise scale (paper: 5-15); null: off */
+  neftune_noise_alpha: withDefault(Schema.NullOr(PositiveNumber), null),
+  template: withDefault(Schema.Literals(["alpaca", "chat"]), "alpaca"),
+  completion_only_loss: withDefault(Schema.Boolean, true),
+  max_length: withDefault(PositiveInt, 512),
+  learning_rate: fromPreset(PositiveNumber),
+  lr_scheduler: fromPreset(LrScheduler),
+  warmup_steps: fromPreset(NonNegativeInt),
+  weight_decay: fromPreset(NonNegativeNumber),
+  max_grad_norm: withDefault(PositiveNumber, 1),
+  micro_batch_size: withDefault(PositiveInt, 4),
+  gradient_accumulation_steps: withDefault(PositiveInt, 1),
+  max_steps: withDefault(MaxSteps, -1),
+  num_epochs: withDefault(PositiveNumber, 1),
+  gradient_checkpointing: withDefault(Schema.Boolean, false),
+  ...runFields
+})
+export type SftParams = typeof SftParams.Type
+
+const common = {
+  params: SftParams,
+  resources: trainingResources,
+  executionOnly: trainingExecutionOnly,
+  sourceFiles: workerSourceFiles(script),
+  command: trainingCommand(script)
+} as const
+
+const inputs = {
+  model: Port.model(),
+  data: Port.dataset(Schema.Union([Instruction, PromptCompletion, Messages, Text]))
+}
+
+export const sft = defineStep({
+  kind: "sft",
+  version: 1,
+  description: "supervised fine-tuning (full, or LoRA merged into the base) with TRL",
+  inputs,
+  output: Port.model(),
+  ...common
+})
+
+export const sftLora = defineStep({
+  kind: "sft-lora",
+  version: 1,
+  description: "supervised fine-tuning with LoRA, saving the PEFT adapter",
+  inputs,
+  output: Port.adapter(),
+  ...common
+})
