@@ -61,7 +61,12 @@ describe("show rendering", () => {
   })
 
   it("accepts the show command's data as it is", () => {
-    const data: ShowData = { ...sft, key: sft.key, error: null, summary: null }
+    const data: ShowData = {
+      ...sft,
+      trace: { kind: "sft", version: 2, params: sft.trace!.params, inputs: { data: "9c1d2233bb" } },
+      error: null,
+      summary: null
+    }
     expect(renderShow(data)).toContain("lora.alpha  32")
   })
 })
