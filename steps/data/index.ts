@@ -5,6 +5,7 @@
  * TS; `dedup-semantic` and `decontaminate-semantic` are Python workers (sentence embeddings).
  */
 export { clean, CleanParams } from "./clean.ts"
+export { dedup, DedupParams, MinHashParams } from "./dedup.ts"
 export { DatasetError } from "./errors.ts"
 export { readRows, readJsonl, datasetFiles, readFileLines, RowReader } from "./jsonl.ts"
 export type { InvalidRow, Located, OnInvalid, ReadOptions, ReadStats } from "./jsonl.ts"
