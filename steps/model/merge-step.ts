@@ -1,0 +1,130 @@
+/**
+ * `merge`: linear, slerp, task_arithmetic, ties, dare_ties, dare_linear (and passthrough slices) over
+ * the `models` input, with an optional `base`, computed natively in TS with mergekit's math.
+ *
+ * ```ts
+ * const merged = merge({ models: [math, chat], base }, {
+ *   method: "ties",
+ *   models: [{ parameters: { weight: 0.6, density: 0.5 } }, { parameters: { weight: 0.4, density: 0.5 } }],
+ *   dtype: "bfloat16"
+ * })
+ * // or bring a mergekit config: merge({ models: [math, chat], base }, { mergekit: fs.readFileSync("ties.yml", "utf8") })
+ * ```
+ */
+import { Schema } from "effect"
+import { defineStep, Port } from "../../engine/step.ts"
+import type { StepContext } from "../../engine/step.ts"
+import { methodNames } from "./methods.ts"
+import { mergekitToPlan, parseMergekitConfig } from "./mergekit-config.ts"
+import { SettingsSchema } from "./params.ts"
+import { executePlan, PlanError } from "./plan.ts"
+import type { MergePlan, OutputSlice } from "./plan.ts"
+import { parseDtypeName } from "./safetensors/dtype.ts"
+import { DtypeName, MergekitYaml, ModelIndex, SliceSchema, withDefault } from "./schema.ts"
+
+export const MergeParams = Schema.Struct({
+  /** the merge method; required unless `mergekit` is given */
+  method: Schema.optional(Schema.Literals([...methodNames, "passthrough"])),
+  /** per-model parameters, one entry per handle in the `models` input (mergekit's models[i].parameters) */
+  models: Schema.optional(Schema.Array(Schema.Struct({ parameters: Schema.optional(SettingsSchema) }))),
+  /** the base model's own parameters (linear weights the base like any input) */
+  base_parameters: Schema.optional(SettingsSchema),
+  /** layer slices instead of whole models (mergekit's slices) */
+  slices: Schema.optional(Schema.Array(SliceSchema)),
+  /** global parameters: scalars, gradients [a, b, ...] over layers, or [{filter, value}, ...] */
+  parameters: Schema.optional(SettingsSchema),
+  /** output dtype of float tensors (computation is float32); default: the inputs' dtype */
+  dtype: Schema.optional(DtypeName),
+  /** whose config, tokenizer and generation files the output gets: "base" (default when there is one) or a models index */
+  tokenizer_source: Schema.optional(ModelIndex),
+  /** seed of DARE's drop masks; default: the run's seed */
+  seed: Schema.optional(Schema.Int),
+  /** a mergekit YAML config instead of the fields above (model names map to inputs: see docs/model-surgery.md) */
+  mergekit: Schema.optional(MergekitYaml),
+  /** split the output into shards of at most this many bytes */
+  max_shard_bytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3)
+})
+export type MergeParams = typeof MergeParams.Type
+
+const inputs = { models: Port.many(Port.model()), base: Port.optional(Port.model()) }
+
+/** Turns the step's params into a plan over [...models, base]. */
+export const mergePlanOf = (p: MergeParams, modelCount: number, hasBase: boolean, seed: number): MergePlan => {
+  const seedOf = p.seed ?? seed
+  const baseIndex = hasBase ? modelCount : undefined
+  if (p.mergekit !== undefined) {
+    const extra = (["method", "models", "base_parameters", "slices", "parameters", "dtype", "tokenizer_source"] as const).filter((k) => p[k] !== undefined)
+    if (extra.length > 0) throw new PlanError(`give either mergekit or ${extra.join(", ")}, not both`)
+    return { ...mergekitToPlan(parseMergekitConfig(p.mergekit), { models: modelCount, hasBase }, seedOf), maxShardBytes: p.max_shard_bytes }
+  }
+  if (p.method === undefined) throw new PlanError("param method is required (or give a mergekit config)")
+  const index = (m: number | "base", where: string): number => {
+    if (m === "base") {
+      if (baseIndex === undefined) throw new PlanError(`${where}: "base" but the step has no base input`)
+      return baseIndex
+    }
+    if (m >= modelCount) throw new PlanError(`${where}: model ${m} but the models input has ${modelCount}`)
+    return m
+  }
+  let models: MergePlan["models"]
+  let slices: Array<OutputSlice> | undefined
+  if (p.slices !== undefined) {
+    if (p.models !== undefined) throw new PlanError("give either slices or models parameters, not both")
+    slices = p.slices.map((s, i) => ({
+      sources: s.sources.map((x, j) => ({ model: index(x.model, `slices[${i}].sources[${j}]`), layers: x.layer_range, parameters: x.parameters })),
+      base: s.base_model !== undefined ? index(s.base_model, `slices[${i}].base_model`) : undefined,
+      parameters: s.parameters
+    }))
+  } else {
+    if (p.models !== undefined && p.models.length !== modelCount) {
+      throw new PlanError(`param models has ${p.models.length} entries but the models input has ${modelCount} handles`)
+    }
+    models = Array.from({ length: modelCount }, (_, i) => ({ model: i, parameters: p.models?.[i]?.parameters }))
+    if (baseIndex !== undefined && p.base_parameters !== undefined) models = [...models, { model: baseIndex, parameters: p.base_parameters }]
+  }
+  return {
+    method: p.method,
+    models,
+    slices,
+    base: baseIndex,
+    parameters: p.parameters,
+    outDtype: p.dtype !== undefined ? parseDtypeName(p.dtype) : undefined,
+    donor: p.tokenizer_source !== undefined ? index(p.tokenizer_source, "tokenizer_source") : undefined,
+    seed: seedOf,
+    maxShardBytes: p.max_shard_bytes
+  }
+}
+
+/** Runs a plan for a step, reporting progress in bytes of input tensors. */
+export const runPlan = async (ctx: StepContext<unknown, any>, plan: MergePlan, dirs: ReadonlyArray<string>): Promise<void> => {
+  const started = performance.now()
+  let last = 0
+  const r = await executePlan(plan, dirs, ctx.output, {
+    signal: ctx.signal,
+    progress: (done, total) => {
+      const now = performance.now()
+      if (now - last < 250 && done < total) return
+      last = now
+      ctx.progress({ current: done, total, unit: "bytes", rate: done / Math.max(1e-3, (now - started) / 1000) })
+    }
+  })
+  const seconds = (performance.now() - started) / 1000
+  ctx.metric("tensors", r.tensors)
+  ctx.metric("layers", r.layers)
+  ctx.metric("input_gb_per_s", r.inputBytes / 1e9 / Math.max(seconds, 1e-6))
+}
+
+export const merge = defineStep({
+  kind: "merge",
+  version: 1,
+  description: "merge models (linear, slerp, task_arithmetic, ties, dare_ties, dare_linear) natively, with mergekit's math",
+  params: MergeParams,
+  inputs,
+  output: Port.model(),
+  resources: { cpus: 1 },
+  run: async (ctx) => {
+    const dirs = [...ctx.inputs.models, ...(ctx.inputs.base !== undefined ? [ctx.inputs.base] : [])]
+    const plan = mergePlanOf(ctx.params, ctx.inputs.models.length, ctx.inputs.base !== undefined, ctx.seed)
+    await runPlan(ctx, plan, dirs)
+  }
+})
