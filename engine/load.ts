@@ -35,6 +35,12 @@ export const loadRecipe = async (recipePath: string, options: { fresh?: boolean 
     const url = pathToFileURL(file).href + (options.fresh === true ? `?anneal=${Date.now()}-${++generation}` : "")
     mod = await import(url)
   } catch (e) {
+    // esbuild (through tsx) reports syntax errors as "<file>:<line>:<col>: ERROR: <what>"
+    const syntax = /(\/[^\s:]+):(\d+):(\d+): ERROR: (.*)/.exec(e instanceof Error ? e.message : String(e))
+    if (syntax !== null) {
+      const where = `${path.relative(process.cwd(), syntax[1]!)}:${syntax[2]}:${syntax[3]}`
+      throw new RecipeError({ message: `recipe ${where} does not compile: ${syntax[4]}`, file, cause: e })
+    }
     throw new RecipeError({ message: `recipe ${locate(e, file)} failed to load: ${firstLine(e)}`, file, cause: e })
   }
   const exported = mod.default
