@@ -1,0 +1,93 @@
+/**
+ * One watch cycle: `anneal run <recipe> --json` as a child process. A child imports the recipe afresh,
+ * so edits to the recipe and its local modules always take effect, and interrupting a cycle is a
+ * SIGTERM, which the engine handles like Ctrl-C (stops workers, records them interrupted, exits 1).
+ */
+import * as readline from "node:readline"
+import { fileURLToPath } from "node:url"
+import { execa } from "execa"
+import type { EngineEvent } from "../../engine/events.ts"
+
+export const annealBin = fileURLToPath(new URL("../../bin/anneal.js", import.meta.url))
+
+export interface CycleResult {
+  readonly exitCode: number
+  /** true when the child printed its final `run` event (false: the recipe did not load, or a crash) */
+  readonly completed: boolean
+  readonly stderr: string
+}
+
+export interface Cycle {
+  readonly done: Promise<CycleResult>
+  /** SIGTERM: the engine stops its workers and records them interrupted; SIGKILL after 30 s */
+  readonly interrupt: () => void
+}
+
+/** Parses one stdout line; anything that is not an engine event (a stray print) is passed on as text. */
+export const parseEventLine = (line: string): EngineEvent | undefined => {
+  if (!line.startsWith("{")) return undefined
+  try {
+    const v = JSON.parse(line) as { event?: unknown }
+    return typeof v.event === "string" ? (v as EngineEvent) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export const startCycle = (options: {
+  readonly recipe: string
+  /** flags passed to `anneal run` (--store, --jobs, ...) */
+  readonly runArgs: ReadonlyArray<string>
+  readonly onEvent: (event: EngineEvent, line: string) => void
+  readonly onOutput?: ((line: string) => void) | undefined
+}): Cycle => {
+  const child = execa(process.execPath, [annealBin, "run", options.recipe, "--json", ...options.runArgs], {
+    reject: false,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    buffer: { stdout: false, stderr: true },
+    forceKillAfterDelay: 30_000,
+    // the child must not draw: it speaks JSON on a pipe either way
+    env: { FORCE_COLOR: "0" }
+  })
+  let completed = false
+  const lines = readline.createInterface({ input: child.stdout! })
+  lines.on("line", (line) => {
+    const event = parseEventLine(line)
+    if (event === undefined) {
+      if (line.trim() !== "") options.onOutput?.(line)
+      return
+    }
+    if (event.event === "run") completed = true
+    options.onEvent(event, line)
+  })
+  const closed = new Promise<void>((resolve) => lines.once("close", () => resolve()))
+  let exited = false
+  const done = (async (): Promise<CycleResult> => {
+    const result = await child
+    exited = true
+    await closed
+    return { exitCode: result.exitCode ?? 1, completed, stderr: String(result.stderr ?? "") }
+  })()
+  return {
+    done,
+    interrupt: () => {
+      if (!exited) child.kill("SIGTERM")
+    }
+  }
+}
+
+/** The Source paths of a recipe, from `anneal plan --json` (undefined when the recipe does not load). */
+export const planSources = async (recipe: string, runArgs: ReadonlyArray<string>): Promise<Array<string> | undefined> => {
+  const store = runArgs.indexOf("--store")
+  const storeArgs = store >= 0 && runArgs[store + 1] !== undefined ? ["--store", runArgs[store + 1]!] : []
+  const r = await execa(process.execPath, [annealBin, "plan", recipe, "--json", ...storeArgs], { reject: false, stdin: "ignore" })
+  if (r.exitCode !== 0) return undefined
+  const out: Array<string> = []
+  for (const line of String(r.stdout).split("\n")) {
+    const v = parseEventLine(line) as unknown as { event: string; path?: unknown } | undefined
+    if (v?.event === "source" && typeof v.path === "string") out.push(v.path)
+  }
+  return out
+}
