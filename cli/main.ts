@@ -49,8 +49,12 @@ process.on("beforeExit", () => {
 main().finally(() => {
   settled = true
 }).then(
-  (code) => {
-    process.exitCode = code ?? 0
+  async (code) => {
+    // In-process steps that ignored their abort signal may still hold timers: once the command is
+    // done (and stdout flushed), leave rather than wait for them.
+    await new Promise<void>((ok) => process.stdout.write("", () => ok()))
+    await new Promise<void>((ok) => process.stderr.write("", () => ok()))
+    process.exit(code ?? 0)
   },
   (e: unknown) => {
     if (isBadInput(e)) fail((e as { message: string }).message, 2)

@@ -92,6 +92,10 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
     const log = new LogFile(spec.logPath)
     const metrics: Record<string, number | string> = {}
     const controller = new AbortController()
+    // once interrupted, a step that ignores its signal must not report anything more
+    const report = (e: EngineEvent) => {
+      if (!controller.signal.aborted) emit(e)
+    }
     let decoded: unknown
     try {
       decoded = Schema.decodeUnknownSync(def.params as Schema.Codec<unknown, unknown>)(spec.params)
@@ -110,15 +114,15 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
       cpus: spec.devices.cpus,
       seed: spec.seed,
       signal: controller.signal,
-      progress: (p) => emit({ event: "progress", step: spec.step, ...p }),
+      progress: (p) => report({ event: "progress", step: spec.step, ...p }),
       metric: (name, value) => {
         metrics[name] = value
         log.write(`metric ${name} = ${value}`)
-        emit({ event: "metric", step: spec.step, name, value })
+        report({ event: "metric", step: spec.step, name, value })
       },
       log: (message, level = "info") => {
         log.write(`[${level}] ${message}`)
-        emit({ event: "log", step: spec.step, level, message })
+        report({ event: "log", step: spec.step, level, message })
       }
     }
     return runImplementation(def as never, ctx as never).pipe(

@@ -62,6 +62,7 @@ class Worker:
         global _stdout
         _stdout = sys.stdout
         sys.stdout = sys.stderr
+        _exit_with_parent()
         return cls(load_spec())
 
     @property
@@ -96,6 +97,24 @@ class Worker:
 
     def log(self, message: str, level: str = "info") -> None:
         _emit({"type": "log", "level": level, "message": message})
+
+
+def _exit_with_parent() -> None:
+    """Exits when the engine that started us dies (kill -9 gives it no chance to stop us).
+
+    Without this an orphaned worker would keep writing into a staging directory nobody will commit.
+    """
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(143)
+
+    threading.Thread(target=watch, name="anneal-parent-watch", daemon=True).start()
 
 
 def config_from_params(cls: type, params: dict[str, Any]) -> Any:

@@ -38,7 +38,7 @@ const upper = defineStep({
   executionOnly: ["sleep"],
   inputs: { data: Port.dataset(Text) }, output: Port.dataset(Text),
   run: async (ctx) => {
-    for (let i = 0; i < 10 && ctx.params.sleep > 0; i++) {
+    for (let i = 0; i < 10 && ctx.params.sleep > 0 && !ctx.signal.aborted; i++) {
       ctx.progress({ current: i, total: 10, unit: "ticks" })
       await sleep(ctx.params.sleep / 10, ctx.signal)
     }
