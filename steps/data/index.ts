@@ -6,6 +6,9 @@
  */
 export { clean, CleanParams } from "./clean.ts"
 export { dedup, DedupParams, MinHashParams } from "./dedup.ts"
+export { decontaminate, DecontaminateParams } from "./decontaminate.ts"
+export { categorize } from "./review.ts"
+export type { Category } from "./review.ts"
 export { DatasetError } from "./errors.ts"
 export { readRows, readJsonl, datasetFiles, readFileLines, RowReader } from "./jsonl.ts"
 export type { InvalidRow, Located, OnInvalid, ReadOptions, ReadStats } from "./jsonl.ts"

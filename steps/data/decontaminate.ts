@@ -1,0 +1,157 @@
+/**
+ * `decontaminate`: removes training rows that share an n-gram (default 13, on simplified tokens) with
+ * an item of one or more benchmarks, as GPT-3 and lm-evaluation-harness do. Every flagged (row, item)
+ * pair goes into report.json with its score (the share of the item's n-grams found in the row) and a
+ * review category (review.ts); by default every flagged row is removed, as Platypus did. The
+ * embedding-based method is the separate kind `decontaminate-semantic` (a Python worker).
+ */
+import { Schema } from "effect"
+import type { AnyDataset } from "../../engine/artifact.ts"
+import { defineStep, Port, type StepContext } from "../../engine/step.ts"
+import { BenchmarkFields, readBenchmark, type BenchmarkItem } from "./benchmark.ts"
+import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, RemovalLog, UnitInterval, withDefault } from "./common.ts"
+import { allText, answerText, detectFormat, joinFields, questionText, schemaOf } from "./formats.ts"
+import { readRows } from "./jsonl.ts"
+import { NgramIndex } from "./ngram-index.ts"
+import { categories, categorize, type Category } from "./review.ts"
+import { preview } from "./text.ts"
+import { DatasetWriter, writeReport } from "./writer.ts"
+
+export const ReviewParams = {
+  /** which categories of flagged rows to remove (all three by default, as Platypus) */
+  remove: withDefault(Schema.Array(Schema.Literals(categories)), [...categories]),
+  /** question similarity at or above which a flagged pair is a "duplicate" */
+  duplicateSimilarity: withDefault(UnitInterval, 0.9)
+}
+
+export const DecontaminateParams = Schema.Struct({
+  /** n-gram length on simplified tokens (13: lm-eval; GPT-3 used 8-13) */
+  n: withDefault(PositiveInt, 13),
+  /** benchmark items shorter than n tokens are matched whole if at least this long, else skipped */
+  minTokens: withDefault(PositiveInt, 8),
+  /** benchmark fields (dotted paths): question, choices, answer; a list gives one per benchmark input */
+  benchmark: withDefault(Schema.Union([BenchmarkFields, Schema.Array(BenchmarkFields)]), {}),
+  /** also index the benchmark's answer text (not only its question) */
+  includeAnswer: withDefault(Schema.Boolean, false),
+  /** training fields scanned; default every text field */
+  fields: Schema.optionalKey(Schema.Array(Schema.String)),
+  ...ReviewParams,
+  onInvalid: OnInvalid,
+  examples: withDefault(NonNegativeInt, 5)
+})
+export type DecontaminateParams = typeof DecontaminateParams.Type
+
+const inputs = { data: Port.anyDataset(), benchmarks: Port.many(Port.anyDataset()) }
+
+export interface FlaggedPair {
+  readonly train: string
+  readonly trainQuestion: string
+  readonly benchmark: string
+  readonly item: string
+  readonly benchQuestion: string
+  readonly benchAnswer?: string | undefined
+  readonly score: number
+  readonly category: Category
+  readonly questionSimilarity: number
+  readonly answerAgrees: boolean | null
+  readonly removed: boolean
+}
+
+/** Reads every benchmark (small by nature) and fails clearly when one is missing or empty. */
+export const loadBenchmarks = async (
+  paths: ReadonlyArray<string>,
+  fields: BenchmarkFields | ReadonlyArray<BenchmarkFields>
+): Promise<Array<BenchmarkItem>> => {
+  if (paths.length === 0) throw new Error("decontaminate needs at least one benchmark dataset (input benchmarks is empty)")
+  const list = Array.isArray(fields) ? fields : paths.map(() => fields as BenchmarkFields)
+  if (list.length !== paths.length) {
+    throw new Error(`param benchmark lists ${list.length} field mappings for ${paths.length} benchmarks: give one per benchmark, or one for all`)
+  }
+  const items: Array<BenchmarkItem> = []
+  for (let i = 0; i < paths.length; i++) items.push(...(await readBenchmark(paths[i]!, list[i]!)))
+  return items
+}
+
+export const summarize = (pairs: ReadonlyArray<FlaggedPair>): Record<Category, number> => {
+  const out = { duplicate: 0, "gray area": 0, "similar but different": 0 } as Record<Category, number>
+  for (const p of pairs) out[p.category]++
+  return out
+}
+
+export const runDecontaminate = async (ctx: StepContext<DecontaminateParams, typeof inputs>): Promise<void> => {
+  const p = ctx.params
+  const items = await loadBenchmarks(ctx.inputs.benchmarks, p.benchmark)
+  const index = new NgramIndex(p.n, p.minTokens)
+  items.forEach((it, i) => index.add(i, p.includeAnswer && it.answer !== undefined ? `${it.question}\n${it.answer}` : it.question))
+  const format = await detectFormat(ctx.inputs.data)
+  const reader = readRows(ctx.inputs.data, schemaOf(format), { onInvalid: p.onInvalid })
+  const writer = new DatasetWriter(ctx.output, format)
+  const log = new RemovalLog(ctx.output, p.examples)
+  const removeSet = new Set<Category>(p.remove)
+  const pairs: Array<FlaggedPair> = []
+  for await (const r of reader.located()) {
+    if (ctx.signal.aborted) throw new Error("interrupted")
+    const row = r.row as Record<string, unknown>
+    const hits = index.match(p.fields === undefined ? allText(row, format) : joinFields(row, p.fields))
+    let remove = false
+    let best: FlaggedPair | undefined
+    for (const h of hits.sort((a, b) => a.item - b.item)) {
+      const it = items[h.item]!
+      const trainQuestion = questionText(row, format)
+      const v = categorize({ trainQuestion, trainAnswer: answerText(row, format), benchQuestion: it.question, benchAnswer: it.answer }, p.duplicateSimilarity)
+      const removed = removeSet.has(v.category)
+      const pair: FlaggedPair = {
+        train: locationOf(r),
+        trainQuestion: preview(trainQuestion, 300),
+        benchmark: it.benchmark,
+        item: it.at,
+        benchQuestion: preview(it.question, 300),
+        benchAnswer: it.answer,
+        score: Math.round((h.hits / Math.max(h.total, 1)) * 1000) / 1000,
+        ...v,
+        removed
+      }
+      pairs.push(pair)
+      remove ||= removed
+      if (best === undefined || pair.score > best.score) best = pair
+    }
+    if (remove && best !== undefined) {
+      log.remove(best.category, locationOf(r), best.trainQuestion, { benchmark: best.benchmark, item: best.item, score: best.score })
+    } else writer.write(row)
+    if (r.index % 10_000 === 0) ctx.progress({ current: r.index, unit: "rows" })
+  }
+  const kept = writer.close()
+  log.close()
+  const byCategory = summarize(pairs)
+  writeReport(ctx.output, {
+    step: "decontaminate",
+    method: "ngram",
+    n: p.n,
+    format,
+    input: reader.stats.rows,
+    kept,
+    removed: log.total,
+    benchmarks: [...new Set(items.map((i) => i.benchmark))].map((name) => ({ name, items: items.filter((i) => i.benchmark === name).length })),
+    benchmarkItemsTooShort: index.skipped,
+    flaggedPairs: pairs.length,
+    byCategory,
+    invalidSkipped: reader.stats.skipped,
+    invalidExamples: reader.stats.examples,
+    pairs
+  })
+  ctx.metric("rows_in", reader.stats.rows)
+  ctx.metric("rows_out", kept)
+  ctx.metric("removed", log.total)
+  ctx.metric("flagged_pairs", pairs.length)
+  for (const c of categories) ctx.metric(`flagged.${c}`, byCategory[c])
+}
+
+export const decontaminate = defineStep({
+  kind: "decontaminate",
+  version: 1,
+  description: "removes training rows sharing an n-gram with a benchmark item; report lists every flagged pair with a category",
+  params: DecontaminateParams,
+  inputs,
+  output: Port.anyDataset() as Port<AnyDataset>,
+  run: runDecontaminate
+})
