@@ -1,0 +1,36 @@
+/**
+ * A throwaway project for tests that run the real CLI: a temp directory with a package.json (ESM, so
+ * recipes load as modules), node_modules linked to this repo's, and recipes that import anneal by path.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+export const annealBin = path.join(repoRoot, "bin", "anneal.js")
+export const annealIndex = path.join(repoRoot, "index.ts")
+
+export interface RecipeDir {
+  readonly dir: string
+  readonly store: string
+  readonly file: (name: string) => string
+  readonly write: (name: string, text: string) => void
+  readonly read: (name: string) => string
+  readonly remove: () => void
+}
+
+export const makeRecipeDir = (prefix: string): RecipeDir => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `anneal-${prefix}-`))
+  fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ type: "module", private: true }))
+  fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(dir, "node_modules"))
+  const file = (name: string) => path.join(dir, name)
+  return {
+    dir,
+    store: file("store"),
+    file,
+    write: (name, text) => fs.writeFileSync(file(name), text),
+    read: (name) => fs.readFileSync(file(name), "utf8"),
+    remove: () => fs.rmSync(dir, { recursive: true, force: true })
+  }
+}

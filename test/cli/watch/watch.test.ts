@@ -1,0 +1,159 @@
+/**
+ * `anneal watch --json` end to end: a real watcher, real child runs, a recipe edited on disk.
+ */
+import * as fs from "node:fs"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { execa } from "execa"
+import type { ResultPromise } from "execa"
+import type { EngineEvent } from "../../../engine/events.ts"
+import { annealBin, annealIndex, makeRecipeDir } from "../recipe-dir.ts"
+import type { RecipeDir } from "../recipe-dir.ts"
+
+const lib = `
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Schema } from "effect"
+import { defineStep, Port } from "${annealIndex}"
+
+/** the input text, upper-cased, \`times\` times */
+export const shout = defineStep({
+  kind: "watch-shout",
+  version: 1,
+  params: Schema.Struct({ times: Schema.Int }),
+  inputs: { text: Port.files() },
+  output: Port.files(),
+  run: (ctx) => {
+    fs.writeFileSync(path.join(ctx.output, "out.txt"), fs.readFileSync(ctx.inputs.text, "utf8").toUpperCase().repeat(ctx.params.times))
+  }
+})
+/** the length of what it is given */
+export const measure = defineStep({
+  kind: "watch-measure",
+  version: 1,
+  params: Schema.Struct({}),
+  inputs: { text: Port.files() },
+  output: Port.files(),
+  run: (ctx) => {
+    fs.writeFileSync(path.join(ctx.output, "n.txt"), String(fs.readFileSync(path.join(ctx.inputs.text, "out.txt")).length))
+  }
+})
+/** a constant, needing nothing */
+export const constant = defineStep({
+  kind: "watch-constant",
+  version: 1,
+  params: Schema.Struct({ value: Schema.String }),
+  inputs: {},
+  output: Port.files(),
+  run: (ctx) => fs.writeFileSync(path.join(ctx.output, "v.txt"), ctx.params.value)
+})
+`
+
+const recipe = (times: number) => `
+import { recipe, source } from "${annealIndex}"
+import { constant, measure, shout } from "./lib.ts"
+
+export default recipe("watched", () => {
+  const data = source.files("data.txt")
+  const a = shout({ text: data }, { times: 1 }, { id: "a" })
+  const b = shout({ text: data }, { times: ${times} }, { id: "b" })
+  measure({ text: a }, {}, { id: "a-len" })
+  measure({ text: b }, {}, { id: "b-len" })
+  constant({}, { value: "k" }, { id: "c" })
+})
+`
+
+let d: RecipeDir
+let child: ResultPromise<{ reject: false }> | undefined
+const events: Array<EngineEvent> = []
+let stderr = ""
+
+/** waits until `n` events of the stream match (polling: the watcher runs in another process) */
+const waitForCount = async (pred: (e: EngineEvent) => boolean, n: number, timeoutMs = 40_000) => {
+  const start = Date.now()
+  while (events.filter(pred).length < n) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for event #${n}; stderr:\n${stderr}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+const runs = () => events.filter((e) => e.event === "run").length
+/** the steps that ran in the cycle ended by the `k`-th run event (1-based) */
+const ranInCycle = (k: number): Array<string> => {
+  const ends = events.flatMap((e, i) => (e.event === "run" ? [i] : []))
+  const from = k === 1 ? 0 : ends[k - 2]! + 1
+  return events.slice(from, ends[k - 1]).flatMap((e) => (e.event === "step" && e.status === "ran" ? [e.step] : [])).sort()
+}
+
+beforeAll(async () => {
+  d = makeRecipeDir("watch")
+  d.write("lib.ts", lib)
+  d.write("recipe.ts", recipe(2))
+  d.write("data.txt", "hello\n")
+  child = execa(process.execPath, [annealBin, "watch", d.file("recipe.ts"), "--json", "--store", d.store], {
+    reject: false,
+    cwd: d.dir,
+    stdin: "ignore"
+  })
+  let buffered = ""
+  child.stdout!.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString("utf8")
+    const lines = buffered.split("\n")
+    buffered = lines.pop()!
+    for (const l of lines) if (l.trim() !== "") events.push(JSON.parse(l) as EngineEvent)
+  })
+  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
+  await waitForCount((e) => e.event === "run", 1, 90_000)
+})
+
+afterAll(async () => {
+  if (child !== undefined && child.exitCode === null) child.kill("SIGKILL")
+  d?.remove()
+})
+
+describe("anneal watch --json", () => {
+  it("runs everything once at start", () => {
+    expect(ranInCycle(1)).toEqual(["a", "a-len", "b", "b-len", "c"])
+  })
+
+  it("reruns only the step whose param changed and its dependents", async () => {
+    d.write("recipe.ts", recipe(3))
+    await waitForCount((e) => e.event === "run", 2)
+    expect(ranInCycle(2)).toEqual(["b", "b-len"])
+  })
+
+  it("ignores a touch that leaves a source's content as it was", async () => {
+    const before = events.length
+    const now = new Date()
+    fs.utimesSync(d.file("data.txt"), now, now)
+    await new Promise((r) => setTimeout(r, 2500))
+    expect(events.slice(before)).toEqual([])
+  })
+
+  it("reruns the consumers of a source whose content changed, and not the rest", async () => {
+    d.write("data.txt", "hello again\n")
+    await waitForCount((e) => e.event === "run", 3)
+    expect(ranInCycle(3)).toEqual(["a", "a-len", "b", "b-len"])
+  })
+
+  it("shows a recipe that does not compile, keeps watching, and runs the next valid save", async () => {
+    d.write("recipe.ts", recipe(4) + "\nexport const broken = (\n")
+    await waitForCount((e) => e.event === "log" && e.level === "error", 1)
+    const error = events.find((e) => e.event === "log" && e.level === "error")
+    expect(error).toMatchObject({ step: null, message: expect.stringMatching(/recipe\.ts.*(compile|load)/) })
+    expect(runs()).toBe(3)
+    d.write("recipe.ts", recipe(4))
+    await waitForCount((e) => e.event === "run", 4)
+    expect(ranInCycle(4)).toEqual(["b", "b-len"])
+  })
+
+  it("reruns when a local module the recipe imports changes", async () => {
+    d.write("lib.ts", lib.replace(`fs.writeFileSync(path.join(ctx.output, "v.txt"), ctx.params.value)`, `fs.writeFileSync(path.join(ctx.output, "v.txt"), ctx.params.value + "!")`).replace(`kind: "watch-constant",\n  version: 1`, `kind: "watch-constant",\n  version: 2`))
+    await waitForCount((e) => e.event === "run", 5)
+    expect(ranInCycle(5)).toEqual(["c"])
+  })
+
+  it("exits cleanly on Ctrl-C", async () => {
+    child!.kill("SIGINT")
+    const result = await child!
+    expect(result.exitCode).toBe(0)
+  })
+})
