@@ -5,6 +5,8 @@
  * TS; `dedup-semantic` and `decontaminate-semantic` are Python workers (sentence embeddings).
  */
 export { clean, CleanParams } from "./clean.ts"
+export { format, FormatParams } from "./format.ts"
+export { convertRow, instructionPrompt } from "./convert.ts"
 export { dedup, DedupParams, MinHashParams } from "./dedup.ts"
 export { decontaminate, DecontaminateParams } from "./decontaminate.ts"
 export { categorize } from "./review.ts"
