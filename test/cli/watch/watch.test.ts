@@ -63,7 +63,9 @@ export default recipe("watched", () => {
 `
 
 let d: RecipeDir
-let child: ResultPromise<{ reject: false }> | undefined
+const spawnOptions = { reject: false, stdin: "ignore" } as const
+let child: ResultPromise<typeof spawnOptions> | undefined
+let exited = false
 const events: Array<EngineEvent> = []
 let stderr = ""
 
@@ -88,24 +90,22 @@ beforeAll(async () => {
   d.write("lib.ts", lib)
   d.write("recipe.ts", recipe(2))
   d.write("data.txt", "hello\n")
-  child = execa(process.execPath, [annealBin, "watch", d.file("recipe.ts"), "--json", "--store", d.store], {
-    reject: false,
-    cwd: d.dir,
-    stdin: "ignore"
-  })
+  const c = execa(process.execPath, [annealBin, "watch", d.file("recipe.ts"), "--json", "--store", d.store], spawnOptions)
+  child = c
+  void c.then(() => (exited = true))
   let buffered = ""
-  child.stdout!.on("data", (chunk: Buffer) => {
+  c.stdout.on("data", (chunk: Buffer) => {
     buffered += chunk.toString("utf8")
     const lines = buffered.split("\n")
     buffered = lines.pop()!
     for (const l of lines) if (l.trim() !== "") events.push(JSON.parse(l) as EngineEvent)
   })
-  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
+  c.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
   await waitForCount((e) => e.event === "run", 1, 90_000)
 })
 
 afterAll(async () => {
-  if (child !== undefined && child.exitCode === null) child.kill("SIGKILL")
+  if (child !== undefined && !exited) child.kill("SIGKILL")
   d?.remove()
 })
 
