@@ -93,9 +93,14 @@ export class GraphBuilder {
   }
 }
 
-let active: GraphBuilder | undefined
+// Kept on globalThis, not in module state: a recipe may reach anneal through another path (a linked
+// package, a CJS/ESM pair of instances), and every instance must see the one builder being filled.
+const state = ((globalThis as Record<symbol, unknown>)[Symbol.for("anneal/graph-builder")] ??= { active: undefined }) as {
+  active: GraphBuilder | undefined
+}
 
 export const currentBuilder = (what: string): GraphBuilder => {
+  const active = state.active
   if (active === undefined) {
     throw new Error(`${what} was called outside a recipe: call steps inside the function passed to recipe()`)
   }
@@ -103,12 +108,12 @@ export const currentBuilder = (what: string): GraphBuilder => {
 }
 
 export const withBuilder = <A>(builder: GraphBuilder, f: () => A): A => {
-  const previous = active
-  active = builder
+  const previous = state.active
+  state.active = builder
   try {
     return f()
   } finally {
-    active = previous
+    state.active = previous
   }
 }
 

@@ -193,7 +193,11 @@ export type StepFunction<I extends Record<string, AnyPort>, O extends AnyHandle,
   options?: CallOptions
 ) => O) & { readonly definition: StepDefinition<any, I, O, PIn> }
 
-const registry = new Map<string, StepDefinition>()
+// One registry per process, shared by every instance of this module (see graph.ts's builder state).
+const registry = ((globalThis as Record<symbol, unknown>)[Symbol.for("anneal/step-registry")] ??= new Map()) as Map<
+  string,
+  StepDefinition
+>
 
 /** The registered definition of a kind (built-ins register on import; custom kinds when their module loads). */
 export const lookupKind = (kind: string): StepDefinition | undefined => registry.get(kind)
