@@ -193,6 +193,11 @@ export type StepFunction<I extends Record<string, AnyPort>, O extends AnyHandle,
   options?: CallOptions
 ) => O) & { readonly definition: StepDefinition<any, I, O, PIn> }
 
+/** Any step function, whatever its ports (StepFunction<any, ...> is not: its inputs are contravariant). */
+export type AnyStepFunction = ((inputs: any, params?: any, options?: CallOptions) => AnyHandle) & {
+  readonly definition: StepDefinition<any, any, any, any>
+}
+
 // One registry per process, shared by every instance of this module (see graph.ts's builder state).
 const registry = ((globalThis as Record<symbol, unknown>)[Symbol.for("anneal/step-registry")] ??= new Map()) as Map<
   string,
