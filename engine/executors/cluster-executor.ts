@@ -1,0 +1,346 @@
+/**
+ * What the Slurm and Ray executors share: one step becomes one cluster job that runs
+ * `anneal exec-step SPEC.json` (through engine/executors/cluster-runner.ts) on some node, reading its
+ * inputs from and writing its output to the shared store. The executor
+ *
+ * - records the job under `<store>/jobs/<key>/` before it waits (cluster-job.ts), and on `run` first
+ *   looks for a recorded job of the same key: a queued, running or finished-successfully job is
+ *   attached to rather than submitted again (a driver killed mid-run and restarted);
+ * - follows the job's protocol lines (events.jsonl) and logs while it runs, turning them into events;
+ * - polls the cluster for the job's state, and reports a failure with the cluster's reason (cancelled,
+ *   time limit, preempted, node failure) and the worker's last error line;
+ * - cancels the job when the run is interrupted, and waits until the cluster has stopped it;
+ * - hands the output to the engine only after the job exited 0: it moves the job's output directory
+ *   into the spec's staging directory, which the engine then hashes and commits.
+ *
+ * A backend (slurm.ts, ray.ts) only knows how to submit, query and cancel one job.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Effect } from "effect"
+import type { EngineEvent } from "../events.ts"
+import { projectRoot } from "../python.ts"
+import type { ExecResult, Executor, StepSpec } from "../spec.ts"
+import { StepExecutionError } from "../spec.ts"
+import { attemptFiles, FileFollower, keyDir, newRecord, readExit, readRecord, removeJob, writeAtomic, writeRecord } from "./cluster-job.ts"
+import type { JobRecord, RunnerJob } from "./cluster-job.ts"
+import { protocolEvent } from "./local.ts"
+
+export interface JobResources {
+  readonly gpus: number
+  readonly cpus: number
+  readonly memoryGb?: number | undefined
+}
+
+export interface SubmitRequest {
+  /** set when the backend chose the id before submitting (Ray's submission id) */
+  readonly jobId?: string | undefined
+  readonly name: string
+  readonly step: string
+  readonly kind: string
+  readonly key: string
+  readonly attemptDir: string
+  /** the command that runs the step on a node: [node, cluster-runner.ts, job.json] */
+  readonly command: ReadonlyArray<string>
+  readonly resources: JobResources
+}
+
+export type JobPhase = "queued" | "running" | "succeeded" | "failed" | "gone"
+
+export interface JobStatus {
+  readonly phase: JobPhase
+  /** the cluster's own word for it: RUNNING, CANCELLED, TIMEOUT, STOPPED, ... */
+  readonly state: string
+  /** why, in words a user can act on, when the cluster ended the job */
+  readonly reason?: string | undefined
+  readonly exitCode?: number | undefined
+}
+
+export interface ClusterBackend {
+  readonly name: string
+  /** "slurm job 12", "ray job anneal-..." */
+  readonly label: (jobId: string) => string
+  /** a job id chosen before submitting, so a crash between submit and record leaves a findable id */
+  readonly chooseJobId?: (name: string) => string
+  readonly submit: (request: SubmitRequest) => Promise<string>
+  readonly status: (jobId: string) => Promise<JobStatus>
+  readonly cancel: (jobId: string) => Promise<void>
+  /** a live job by name, for a record whose submission was in flight when the driver died */
+  readonly findByName?: (name: string) => Promise<string | undefined>
+}
+
+export interface ClusterOptions {
+  /** where job records live; default `<store>/jobs`, beside the spec's resume directory */
+  readonly stateDir?: string | undefined
+  /**
+   * "exec-step" (default) runs `anneal exec-step SPEC.json` on the node, so TS and command steps run
+   * the same way; "command" runs a command step's argv directly (no TS steps; saves loading the recipe)
+   */
+  readonly launcher?: "exec-step" | "command" | undefined
+  /** the Node 24 binary jobs run with; default the project's node_modules/node/bin/node */
+  readonly node?: string | undefined
+  /** seconds between state queries to the cluster */
+  readonly pollSeconds?: number | undefined
+  /** seconds between reads of the job's output files */
+  readonly followSeconds?: number | undefined
+}
+
+const runnerScript = path.join(projectRoot, "engine", "executors", "cluster-runner.ts")
+
+export const nodeBinary = (configured?: string): string => {
+  if (configured !== undefined) return configured
+  const local = path.join(projectRoot, "node_modules", "node", "bin", "node")
+  return fs.existsSync(local) ? local : process.execPath
+}
+
+export const defaultStateDir = (spec: StepSpec): string => path.join(path.dirname(path.dirname(spec.resumeDir)), "jobs")
+
+export const resourcesOf = (spec: StepSpec): JobResources => ({
+  gpus: spec.devices.gpus.length,
+  cpus: Math.max(1, spec.devices.cpus),
+  memoryGb: spec.devices.memoryGb
+})
+
+const live = (phase: JobPhase) => phase === "queued" || phase === "running"
+const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+/** Moves the job's output into the engine's staging directory (a rename: both are in the store). */
+const handOver = (from: string, to: string) => {
+  fs.rmSync(to, { recursive: true, force: true })
+  try {
+    fs.renameSync(from, to)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e
+    fs.cpSync(from, to, { recursive: true })
+    fs.rmSync(from, { recursive: true, force: true })
+  }
+}
+
+export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOptions = {}): Executor => {
+  const pollMs = (options.pollSeconds ?? 1) * 1000
+  const followMs = (options.followSeconds ?? 0.25) * 1000
+  const launcher = options.launcher ?? "exec-step"
+
+  const run = (spec: StepSpec, emit: (event: EngineEvent) => void): Effect.Effect<ExecResult, StepExecutionError> => {
+    const stateDir = options.stateDir ?? defaultStateDir(spec)
+    const metrics: Record<string, number | string> = {}
+    const tail: Array<string> = []
+    let lastError: string | undefined
+    let current: JobRecord | undefined
+
+    fs.mkdirSync(path.dirname(spec.logPath), { recursive: true })
+    const logFd = fs.openSync(spec.logPath, "a")
+    const writeLog = (line: string) => {
+      try {
+        fs.writeSync(logFd, line.endsWith("\n") ? line : line + "\n")
+      } catch {
+        // the log is closed after the step settled
+      }
+      const t = line.trim()
+      if (t !== "" && !t.startsWith("anneal runner:")) {
+        tail.push(t)
+        if (tail.length > 30) tail.shift()
+      }
+    }
+    const note = (message: string, level: "info" | "warn" = "info") => {
+      writeLog(`[anneal] ${message}`)
+      emit({ event: "log", step: spec.step, level, message })
+    }
+    const call = <A>(what: string, f: () => Promise<A>) =>
+      Effect.tryPromise({
+        try: f,
+        catch: (e) => new StepExecutionError(spec.step, `${backend.name}: ${what}: ${messageOf(e)}`, undefined, e)
+      })
+    const sync = <A>(what: string, f: () => A) =>
+      Effect.try({ try: f, catch: (e) => new StepExecutionError(spec.step, `${backend.name}: ${what}: ${messageOf(e)}`, undefined, e) })
+
+    /** A recorded job of this key we can attach to, or undefined when a new submission is needed. */
+    const findRecorded = Effect.gen(function* () {
+      let rec = readRecord(stateDir, spec.key)
+      if (rec === undefined || rec.executor !== backend.name) return { rec: undefined, previous: rec }
+      if (rec.jobId === undefined && backend.findByName !== undefined) {
+        const name = rec.name
+        const found = yield* call(`looking for job ${name}`, () => backend.findByName!(name))
+        if (found !== undefined) {
+          rec = { ...rec, jobId: found }
+          writeRecord(stateDir, rec)
+        }
+      }
+      if (rec.jobId === undefined) return { rec: undefined, previous: rec }
+      const jobId = rec.jobId
+      const status = yield* call(`querying ${backend.label(jobId)}`, () => backend.status(jobId))
+      const finishedOk = status.phase === "succeeded" || (status.phase === "gone" && readExit(rec.attemptDir)?.code === 0)
+      if (live(status.phase) || finishedOk) return { rec, previous: rec }
+      return { rec: undefined, previous: rec }
+    })
+
+    const submit = (attempt: number) =>
+      Effect.gen(function* () {
+        // earlier attempts' files are of no more use: checkpoints live in the resume dir
+        yield* sync("clearing old attempts", () => fs.rmSync(keyDir(stateDir, spec.key), { recursive: true, force: true }))
+        let rec = newRecord(backend.name, stateDir, spec.key, spec.step, attempt)
+        if (backend.chooseJobId !== undefined) rec = { ...rec, jobId: backend.chooseJobId(rec.name) }
+        const files = attemptFiles(rec.attemptDir)
+        const impl = spec.implementation
+        if (launcher === "command" && impl.type !== "command") {
+          return yield* Effect.fail(new StepExecutionError(spec.step, `${backend.name}: the "command" launcher cannot run TS step ${spec.step}; use the exec-step launcher`))
+        }
+        const driverSpecPath = impl.type === "command" ? impl.env.ANNEAL_SPEC : undefined
+        const remote: StepSpec = {
+          ...spec,
+          output: files.output,
+          logPath: path.join(rec.attemptDir, "step.log"),
+          implementation: impl.type === "ts" ? impl : {
+            ...impl,
+            argv: impl.argv.map((a) => (a === driverSpecPath ? files.spec : a)),
+            env: { ...impl.env, ANNEAL_SPEC: files.spec }
+          }
+        }
+        const node = nodeBinary(options.node)
+        const job: RunnerJob = {
+          argv: launcher === "exec-step" || remote.implementation.type === "ts"
+            ? [node, path.join(projectRoot, "bin", "anneal.js"), "exec-step", files.spec]
+            : remote.implementation.argv,
+          env: remote.implementation.type === "command" && launcher === "command"
+            ? { ...remote.implementation.env, ANNEAL_STEP: spec.step }
+            : { ANNEAL_STEP: spec.step },
+          cwd: (remote.implementation.type === "command" ? remote.implementation.cwd : undefined) ?? process.cwd(),
+          spec: files.spec,
+          output: files.output,
+          events: files.events,
+          log: files.log,
+          exit: files.exit,
+          gpus: spec.devices.gpus.length
+        }
+        yield* sync("writing the job files", () => {
+          fs.mkdirSync(rec.attemptDir, { recursive: true })
+          writeAtomic(files.spec, JSON.stringify(remote, null, 2) + "\n")
+          writeAtomic(files.job, JSON.stringify(job, null, 2) + "\n")
+          // recorded before submitting: a driver that dies from here on finds the job again
+          writeRecord(stateDir, rec)
+        })
+        current = rec
+        const jobId = yield* call("submitting the job", () =>
+          backend.submit({
+            jobId: rec.jobId,
+            name: rec.name,
+            step: spec.step,
+            kind: spec.kind,
+            key: spec.key,
+            attemptDir: rec.attemptDir,
+            command: [node, runnerScript, files.job],
+            resources: resourcesOf(spec)
+          }))
+        rec = { ...rec, jobId }
+        yield* sync("recording the job", () => writeRecord(stateDir, rec))
+        current = rec
+        note(`submitted ${backend.label(jobId)}${attempt > 1 ? ` (attempt ${attempt})` : ""}`)
+        return rec
+      })
+
+    const follow = (rec: JobRecord & { readonly jobId: string }) =>
+      Effect.gen(function* () {
+        const files = attemptFiles(rec.attemptDir)
+        const events = new FileFollower(files.events)
+        const logs = [new FileFollower(files.log), new FileFollower(path.join(rec.attemptDir, "step.log"))]
+        const drain = (final: boolean) => {
+          for (const line of events.read(final)) {
+            const event = protocolEvent(spec.step, line, metrics)
+            if (event === undefined) {
+              if (line.trim() !== "") writeLog(line)
+              continue
+            }
+            if (event.event === "log") {
+              writeLog(`[${event.level}] ${event.message}`)
+              if (event.level === "error") lastError = event.message
+            }
+            emit(event)
+          }
+          for (const f of logs) for (const line of f.read(final)) writeLog(line)
+        }
+        let status: JobStatus | undefined
+        let nextPoll = 0
+        for (;;) {
+          drain(false)
+          if (Date.now() >= nextPoll) {
+            status = yield* call(`querying ${backend.label(rec.jobId)}`, () => backend.status(rec.jobId))
+            nextPoll = Date.now() + pollMs
+            if (!live(status.phase)) break
+          }
+          yield* Effect.sleep(followMs)
+        }
+        drain(true)
+        return status!
+      })
+
+    const settle = (rec: JobRecord & { readonly jobId: string }, status: JobStatus) =>
+      Effect.gen(function* () {
+        const files = attemptFiles(rec.attemptDir)
+        const exit = readExit(rec.attemptDir)
+        const label = backend.label(rec.jobId)
+        const ok = status.phase === "succeeded" || (status.phase === "gone" && exit?.code === 0)
+        if (ok) {
+          if (!fs.existsSync(files.output)) {
+            removeJob(stateDir, spec.key)
+            return yield* Effect.fail(new StepExecutionError(spec.step, `${label} finished but left no output at ${files.output}`))
+          }
+          yield* sync("moving the job's output into staging", () => handOver(files.output, spec.output))
+          removeJob(stateDir, spec.key)
+          current = undefined
+          return { metrics } satisfies ExecResult
+        }
+        const detail = lastError ?? tail.at(-1)
+        const code = status.exitCode ?? exit?.code ?? undefined
+        const why = status.phase === "gone"
+          ? `is no longer known to ${backend.name} and left no exit status (lost with its node?)`
+          : `${status.state}${status.reason !== undefined ? `: ${status.reason}` : ""}`
+        removeJob(stateDir, spec.key)
+        current = undefined
+        return yield* Effect.fail(
+          new StepExecutionError(spec.step, `${label} ${why}${detail !== undefined ? ` — ${detail}` : ""}`, code ?? undefined)
+        )
+      })
+
+    /** Interrupted: cancel the job and wait until the cluster has stopped it. */
+    const cancel = Effect.promise(async () => {
+      const rec = current
+      if (rec === undefined) return
+      try {
+        const jobId = rec.jobId ?? (await backend.findByName?.(rec.name))
+        if (jobId !== undefined) {
+          await backend.cancel(jobId)
+          const deadline = Date.now() + 60_000
+          while (Date.now() < deadline) {
+            const s = await backend.status(jobId).catch(() => undefined)
+            if (s !== undefined && !live(s.phase)) break
+            await new Promise((ok) => setTimeout(ok, 250))
+          }
+          writeLog(`[anneal] cancelled ${backend.label(jobId)}`)
+        }
+      } catch (e) {
+        writeLog(`[anneal] could not cancel the job: ${messageOf(e)}`)
+      }
+      removeJob(stateDir, spec.key)
+    })
+
+    return Effect.gen(function* () {
+      const found = yield* findRecorded
+      let rec: JobRecord
+      if (found.rec !== undefined) {
+        rec = found.rec
+        current = rec
+        note(`reattached to ${backend.label(rec.jobId!)} (submitted ${rec.submittedAt} by pid ${rec.driverPid} on ${rec.driverHost})`)
+      } else {
+        rec = yield* submit((found.previous?.attempt ?? 0) + 1)
+      }
+      const withId = rec as JobRecord & { readonly jobId: string }
+      const status = yield* follow(withId)
+      return yield* settle(withId, status)
+    }).pipe(
+      Effect.onInterrupt(() => cancel),
+      Effect.ensuring(Effect.sync(() => fs.closeSync(logFd)))
+    )
+  }
+
+  return { name: backend.name, run }
+}

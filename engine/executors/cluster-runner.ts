@@ -1,0 +1,78 @@
+/**
+ * Runs one step on a cluster node, as Slurm's batch script or Ray's job entrypoint:
+ *
+ *   node engine/executors/cluster-runner.ts <store>/jobs/<key>/attempt-<n>/job.json
+ *
+ * It is started by Node itself (type stripping), so it imports nothing but Node's built-ins. It empties
+ * the job's output directory (a requeued job starts clean; its checkpoints live in the resume dir),
+ * points the spec at the GPUs the cluster assigned (CUDA_VISIBLE_DEVICES), runs the command from the
+ * job file (`anneal exec-step SPEC.json`) with stdout appended to events.jsonl and stderr to
+ * worker.log, forwards SIGTERM (scancel, ray job stop) to it, and records the exit status in
+ * exit.json, written atomically, so a driver can learn the outcome even after the cluster has
+ * forgotten the job. Its own exit code is the step's.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import { spawn } from "node:child_process"
+import type { RunnerJob } from "./cluster-job.ts"
+
+const killGraceMs = 10_000
+
+const fail = (message: string): never => {
+  process.stderr.write(`anneal runner: ${message}\n`)
+  process.exit(2)
+}
+
+const jobFile = process.argv[2] ?? fail("usage: cluster-runner.ts JOB.json")
+let job: RunnerJob
+try {
+  job = JSON.parse(fs.readFileSync(jobFile, "utf8")) as RunnerJob
+} catch (e) {
+  fail(`cannot read ${jobFile}: ${(e as Error).message}`)
+}
+
+fs.rmSync(job!.exit, { force: true })
+fs.rmSync(job!.output, { recursive: true, force: true })
+fs.mkdirSync(job!.output, { recursive: true })
+
+const env: Record<string, string | undefined> = { ...process.env, ...job!.env }
+const visible = (process.env.CUDA_VISIBLE_DEVICES ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "")
+if (job!.gpus === 0) {
+  env.CUDA_VISIBLE_DEVICES = ""
+} else if (visible.length > 0 && visible.every((s) => /^\d+$/.test(s))) {
+  const spec = JSON.parse(fs.readFileSync(job!.spec, "utf8")) as { devices: { gpus: Array<number> } }
+  spec.devices.gpus = visible.map(Number)
+  fs.writeFileSync(job!.spec, JSON.stringify(spec, null, 2) + "\n")
+}
+
+const out = fs.openSync(job!.events, "a")
+const err = fs.openSync(job!.log, "a")
+fs.writeSync(err, `anneal runner: ${job!.argv.join(" ")} on ${os.hostname()} (CUDA_VISIBLE_DEVICES=${env.CUDA_VISIBLE_DEVICES ?? ""})\n`)
+const child = spawn(job!.argv[0]!, job!.argv.slice(1), { cwd: job!.cwd, env, stdio: ["ignore", out, err] })
+
+let killTimer: NodeJS.Timeout | undefined
+const stop = (signal: NodeJS.Signals) => {
+  child.kill("SIGTERM")
+  killTimer ??= setTimeout(() => child.kill("SIGKILL"), killGraceMs)
+  process.stderr.write(`anneal runner: ${signal}, stopping the step\n`)
+}
+process.on("SIGTERM", () => stop("SIGTERM"))
+process.on("SIGINT", () => stop("SIGINT"))
+
+let finished = false
+const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+  if (finished) return
+  finished = true
+  if (killTimer !== undefined) clearTimeout(killTimer)
+  const tmp = `${job!.exit}.tmp`
+  fs.writeFileSync(tmp, JSON.stringify({ code, signal, host: os.hostname(), at: new Date().toISOString() }) + "\n")
+  fs.renameSync(tmp, job!.exit)
+  fs.closeSync(out)
+  fs.closeSync(err)
+  process.exit(code ?? 128 + (signal !== null ? (os.constants.signals[signal] ?? 0) : 0))
+}
+child.on("error", (e) => {
+  fs.writeSync(err, `anneal runner: could not start ${job!.argv[0]}: ${e.message}\n`)
+  finish(127, null)
+})
+child.on("exit", finish)
