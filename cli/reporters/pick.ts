@@ -1,20 +1,15 @@
 /**
- * The reporter a person sees: the live Ink view on a TTY, plain lines otherwise (CI, pipes, log files).
+ * The reporter a person sees: the live Ink view on a TTY, plain lines otherwise (CI, pipes, log files),
+ * plus the Markdown run summary (cli/ui/terminal-reporter.ts). Loaded lazily so `--json` runs never
+ * load Ink and React.
  */
-import type { EngineEvent, Reporter } from "../../engine/events.ts"
+import type { Reporter } from "../../engine/events.ts"
 
 export interface PickOptions {
   readonly onInterrupt: () => void
 }
 
-export const pickReporter = async (_options: PickOptions): Promise<Reporter> => ({
-  emit: (e: EngineEvent) => {
-    if (e.event === "step") {
-      process.stderr.write(`${e.status.padEnd(11)} ${e.step}${e.output ? "  " + e.output.slice(0, 12) : ""}${e.error ? "  " + e.error : ""}\n`)
-    } else if (e.event === "run") {
-      process.stderr.write(`ran ${e.ran}, cached ${e.cached}, failed ${e.failed} in ${e.seconds.toFixed(2)} s\n`)
-    } else if (e.event === "log" && (e.level === "warn" || e.level === "error")) {
-      process.stderr.write(`${e.level}: ${e.step ?? ""} ${e.message}\n`)
-    }
-  }
-})
+export const pickReporter = async (options: PickOptions): Promise<Reporter> => {
+  const { makeTerminalReporter } = await import("../ui/terminal-reporter.ts")
+  return makeTerminalReporter({ onInterrupt: options.onInterrupt })
+}

@@ -1,3 +1,7 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource react */
+// (the pragmas make the JSX transform independent of the tsconfig in the user's working directory:
+// bin/anneal.js registers tsx, which reads the tsconfig of the cwd, not this project's)
 /**
  * The live view as a `Reporter`: events fold into the view state (state.ts) and the view is redrawn,
  * at most every `frameMs` and once a second for the clocks. The streams, the width and colour are

@@ -1,3 +1,7 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource react */
+// (the pragmas make the JSX transform independent of the tsconfig in the user's working directory:
+// bin/anneal.js registers tsx, which reads the tsconfig of the cwd, not this project's)
 /**
  * The live view of a run. Settled steps go into Ink's `<Static>` (printed once, scrolled into the
  * terminal's history); only steps still waiting or running are redrawn, under them the footer with
