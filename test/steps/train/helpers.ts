@@ -28,6 +28,8 @@ export interface WorkerRun {
 export interface WorkerOptions {
   readonly inputs: Record<string, string | ReadonlyArray<string>>
   readonly params?: Record<string, unknown>
+  /** params written into the spec as they are, bypassing the Schema (to test the worker's own checks) */
+  readonly rawParams?: Record<string, unknown>
   readonly output?: string
   readonly resumeDir?: string
   readonly seed?: number
@@ -50,7 +52,7 @@ export const runWorker = async (step: { readonly definition: unknown }, opts: Wo
   const dir = tempDir()
   const output = opts.output ?? path.join(dir, "output")
   fs.mkdirSync(output, { recursive: true })
-  const params = specParams(step, opts.params ?? {})
+  const params = opts.rawParams ?? specParams(step, opts.params ?? {})
   const spec = {
     specVersion: 1, runId: 1, step: def.kind, kind: def.kind, version: def.version, key: "test", params,
     inputs: opts.inputs, inputHashes: {}, output, resumeDir: opts.resumeDir ?? path.join(dir, "resume"),

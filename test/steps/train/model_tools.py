@@ -3,7 +3,7 @@
   diff A B                  tensors of two model dirs: {"changed": [...], "same": [...]} (by name)
   adapter DIR               tensor names in an adapter, and whether each lora_B is non-zero
   generate DIR PROMPT       loads with from_pretrained, generates 8 tokens: {"text", "new_tokens"}
-  margin DIR DATASET        mean over rows of log p(chosen|prompt) - log p(rejected|prompt)
+  margin DATASET DIR...     per model: mean over rows of log p(chosen|prompt) - log p(rejected|prompt)
 """
 from __future__ import annotations
 
@@ -57,14 +57,17 @@ def logp(model, tok, prompt: str, answer: str) -> float:
     return float(lp[len(p) - 1:].sum())
 
 
-def margin(d: str, dataset: str) -> dict:
+def margin(dataset: str, *dirs: str) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(d)
-    model = AutoModelForCausalLM.from_pretrained(d).eval()
     rows = [json.loads(l) for l in open(os.path.join(dataset, "data.jsonl"))]
-    m = [logp(model, tok, r["prompt"], r["chosen"]) - logp(model, tok, r["prompt"], r["rejected"]) for r in rows]
-    return {"margin": sum(m) / len(m)}
+    out = []
+    for d in dirs:
+        tok = AutoTokenizer.from_pretrained(d)
+        model = AutoModelForCausalLM.from_pretrained(d).eval()
+        m = [logp(model, tok, r["prompt"], r["chosen"]) - logp(model, tok, r["prompt"], r["rejected"]) for r in rows]
+        out.append(sum(m) / len(m))
+    return {"margins": out}
 
 
 if __name__ == "__main__":
