@@ -89,3 +89,55 @@ const messageOf = (e: unknown): string => {
   }
   return String(e instanceof Error ? e.message : e)
 }
+
+/**
+ * Runs a command step (a Python worker) the way the local executor does: writes the spec JSON, runs
+ * the argument array with the step's env, collects metric lines; a non-zero exit throws the worker's
+ * last error line.
+ */
+export const runCommandStep = async (
+  step: { readonly definition: unknown },
+  inputs: Record<string, string | ReadonlyArray<string>>,
+  rawParams: unknown = {}
+): Promise<StepRun> => {
+  const { execa } = await import("execa")
+  const def = step.definition as StepDefinition
+  const codec = def.params as Schema.Codec<unknown, unknown>
+  const decoded = Schema.decodeUnknownSync(codec, { onExcessProperty: "error" })(rawParams)
+  const params = Schema.encodeSync(codec)(decoded) as Record<string, unknown>
+  const work = tempDir("anneal-cmd-")
+  const output = path.join(work, "out")
+  fs.mkdirSync(output)
+  const specPath = path.join(work, "spec.json")
+  const spec = {
+    specVersion: 1, runId: 1, step: def.kind, kind: def.kind, version: def.version, key: "test", params, inputs,
+    inputHashes: {}, output, resumeDir: path.join(work, "resume"), logPath: path.join(work, "log"),
+    devices: { gpus: [], cpus: 1 }, seed: 0, recipe: "", implementation: { type: "command" }
+  }
+  fs.writeFileSync(specPath, JSON.stringify(spec))
+  const impl = def.implementation
+  if (impl.command === undefined) throw new Error(`${def.kind} is not a command step`)
+  const cmd = impl.command({ params: decoded, specPath, step: def.kind, gpus: [], cpus: 1 })
+  const res = await execa(cmd.argv[0]!, cmd.argv.slice(1), { env: { ...process.env, ...cmd.env }, reject: false, all: false })
+  const metrics: Record<string, number | string> = {}
+  const logs: Array<string> = []
+  for (const line of res.stdout.split("\n")) {
+    if (!line.startsWith("{")) continue
+    const ev = JSON.parse(line)
+    if (ev.type === "metric") metrics[ev.name] = ev.value
+    if (ev.type === "log") logs.push(ev.message)
+  }
+  if (res.exitCode !== 0) {
+    const last = res.stderr.split("\n").filter((l) => l.trim().length > 0).slice(-1)[0] ?? `exit ${res.exitCode}`
+    throw new Error(last)
+  }
+  const data = path.join(output, "data.jsonl")
+  const reportFile = path.join(output, "report.json")
+  return {
+    output,
+    metrics,
+    logs,
+    rows: fs.existsSync(data) ? readJsonlFile(data) : [],
+    report: fs.existsSync(reportFile) ? JSON.parse(fs.readFileSync(reportFile, "utf8")) : undefined
+  }
+}

@@ -1,0 +1,239 @@
+"""Dataset rows for the data steps' Python workers: the same rules as steps/data/jsonl.ts and
+formats.ts (file:line errors naming the field, `on_invalid: skip` counted, question/answer text per
+row format), streaming so only what a method needs stays in memory."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from anneal_worker.datasets import dataset_files, declared_format
+from anneal_worker.protocol import fail
+import gzip
+
+FORMATS = ("text", "instruction", "prompt-completion", "messages", "preference")
+ROLES = ("system", "user", "assistant", "tool")
+QUESTION_FIELDS = {
+    "text": ["text"],
+    "instruction": ["instruction", "input"],
+    "prompt-completion": ["prompt"],
+    "messages": ["messages:user"],
+    "preference": ["prompt"],
+}
+ANSWER_FIELD = {
+    "text": "text",
+    "instruction": "output",
+    "prompt-completion": "completion",
+    "messages": "messages:assistant",
+    "preference": "chosen",
+}
+STRING_FIELDS = {
+    "text": ["text"],
+    "instruction": ["instruction", "output"],
+    "prompt-completion": ["prompt", "completion"],
+    "messages": [],
+    "preference": ["prompt", "chosen", "rejected"],
+}
+
+
+def infer_format(row: dict[str, Any]) -> str | None:
+    """The same precedence as formats.ts inferFormat."""
+    if "messages" in row:
+        return "messages"
+    if "chosen" in row and "rejected" in row:
+        return "preference"
+    if "instruction" in row and "output" in row:
+        return "instruction"
+    if "prompt" in row and "completion" in row:
+        return "prompt-completion"
+    if "text" in row:
+        return "text"
+    return None
+
+
+def check_row(fmt: str, row: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, reason) when a row does not fit its format, else None."""
+    for k in STRING_FIELDS[fmt]:
+        if k not in row:
+            return k, "missing"
+        if not isinstance(row[k], str):
+            return k, "Expected string"
+    if fmt == "instruction" and "input" in row and not isinstance(row["input"], str):
+        return "input", "Expected string"
+    if fmt == "messages":
+        msgs = row.get("messages")
+        if not isinstance(msgs, list):
+            return "messages", "Expected an array"
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or m.get("role") not in ROLES:
+                return f"messages.{i}.role", "Expected one of " + ", ".join(ROLES)
+            if not isinstance(m.get("content"), str):
+                return f"messages.{i}.content", "Expected string"
+    return None
+
+
+def _lines(file: str) -> Iterator[tuple[int, str]]:
+    opener = gzip.open if file.endswith(".gz") else open
+    with opener(file, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield n, line
+
+
+def detect_format(path: str) -> str:
+    declared = declared_format(path)
+    if declared in FORMATS:
+        return declared
+    for file in dataset_files(path):
+        for n, line in _lines(file):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                fail(f"{file}:{n}: malformed JSON ({e.msg})")
+            fmt = infer_format(row) if isinstance(row, dict) else None
+            if fmt is None:
+                fail(f"{file}:{n}: cannot tell the row format from its keys")
+            return fmt
+    fail(f"{path}: dataset is empty: no rows")
+    raise AssertionError
+
+
+@dataclass
+class Located:
+    row: dict[str, Any]
+    file: str
+    line: int
+    index: int
+
+    @property
+    def at(self) -> str:
+        return f"{os.path.basename(self.file)}:{self.line}"
+
+
+@dataclass
+class RowReader:
+    """Iterates rows with their location; invalid lines fail (file:line, field) or are skipped and counted."""
+
+    path: str
+    fmt: str | None
+    on_invalid: str = "error"
+    rows: int = 0
+    skipped: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Located]:
+        self.rows = 0
+        self.skipped = 0
+        self.examples = []
+        for file in dataset_files(self.path):
+            for n, line in _lines(file):
+                row = self._check(file, n, line)
+                if row is None:
+                    continue
+                yield Located(row, file, n, self.rows)
+                self.rows += 1
+        if self.rows == 0:
+            extra = f" (all {self.skipped} lines were invalid and skipped)" if self.skipped else ""
+            fail(f"{self.path}: dataset is empty: no rows{extra}")
+
+    def _check(self, file: str, n: int, line: str) -> dict[str, Any] | None:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            return self._invalid(file, n, "", f"malformed JSON ({e.msg})")
+        if not isinstance(row, dict):
+            return self._invalid(file, n, "", "expected a JSON object per line")
+        if self.fmt is not None:
+            problem = check_row(self.fmt, row)
+            if problem is not None:
+                return self._invalid(file, n, problem[0], problem[1])
+        return row
+
+    def _invalid(self, file: str, n: int, fld: str, reason: str) -> None:
+        if self.on_invalid != "skip":
+            where = f" field {fld}:" if fld else ""
+            fail(f"{file}:{n}:{where} {reason}")
+        self.skipped += 1
+        if len(self.examples) < 20:
+            self.examples.append({"file": file, "line": n, "field": fld, "reason": reason})
+        return None
+
+
+def field_text(row: dict[str, Any], name: str) -> str:
+    if name.startswith("messages"):
+        role = name.split(":")[1] if ":" in name else None
+        return "\n".join(m["content"] for m in row.get("messages", []) if role is None or m["role"] == role)
+    v = row.get(name)
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def join_fields(row: dict[str, Any], names: list[str]) -> str:
+    """Fields joined by a space, skipping empty ones (Platypus: instruction + " " + input)."""
+    return " ".join(t for t in (field_text(row, n) for n in names) if t)
+
+
+def question_text(row: dict[str, Any], fmt: str) -> str:
+    return join_fields(row, QUESTION_FIELDS[fmt])
+
+
+def answer_text(row: dict[str, Any], fmt: str) -> str:
+    return field_text(row, ANSWER_FIELD[fmt])
+
+
+def preview(s: str, n: int = 160) -> str:
+    t = " ".join(s.split())
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+class DatasetWriter:
+    def __init__(self, out_dir: str, fmt: str) -> None:
+        os.makedirs(out_dir, exist_ok=True)
+        self.dir = out_dir
+        self.fmt = fmt
+        self.rows = 0
+        self.f = open(os.path.join(out_dir, "data.jsonl"), "w", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        # separators and ensure_ascii as JSON.stringify writes them, so TS and Python outputs match
+        self.f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self.rows += 1
+
+    def close(self) -> int:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        with open(os.path.join(self.dir, "dataset.json"), "w", encoding="utf-8") as m:
+            m.write(json.dumps({"format": self.fmt, "rows": self.rows}, separators=(",", ":")) + "\n")
+        return self.rows
+
+
+class RemovalLog:
+    """Counts per rule with examples for report.json, every removal streamed to removed.jsonl."""
+
+    def __init__(self, out_dir: str, max_examples: int) -> None:
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[dict[str, Any]]] = {}
+        self.max_examples = max_examples
+        self.f = open(os.path.join(out_dir, "removed.jsonl"), "w", encoding="utf-8")
+
+    def remove(self, rule: str, at: str, text: str, **extra: Any) -> None:
+        self.counts[rule] = self.counts.get(rule, 0) + 1
+        ex = self.examples.setdefault(rule, [])
+        if len(ex) < self.max_examples:
+            ex.append({"at": at, "text": preview(text), **extra})
+        self.f.write(json.dumps({"at": at, "rule": rule, **extra}, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def write_report(out_dir: str, report: dict[str, Any]) -> None:
+    with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,108 @@
+/**
+ * The Python workers, run as the engine runs them. Each worker run loads torch and the embedding model
+ * (a few seconds on an idle machine), so this file keeps to three runs plus cheap checks.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { execa } from "execa"
+import { describe, expect, it } from "vitest"
+import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
+import { decontaminateSemantic, dedupSemantic } from "../../../steps/data/semantic.ts"
+import { errorOf, readJsonlFile, runCommandStep, tempDir, writeJsonl } from "./helpers.ts"
+
+const pyDir = path.resolve(import.meta.dirname, "../../../steps/data/py")
+const python = (code: string) =>
+  execa(pythonExecutable(), ["-c", code], { env: { ...process.env, ...pythonEnvVars(), PYTHONPATH: `${pythonEnvVars().PYTHONPATH}:${pyDir}` } })
+
+const dir = tempDir()
+const rows = [
+  { instruction: "How do I reverse a list in Python?", output: "Use reversed()." },
+  { instruction: "What is the capital of France?", output: "Paris." },
+  { instruction: "What is the way to reverse a Python list?", output: "Call my_list.reverse() to reverse it in place, or use slicing: my_list[::-1]." },
+  { instruction: "How many legs does a spider have?", output: "Eight." },
+  { instruction: "Which city is the capital of France?", output: "The capital of France is Paris." },
+  { instruction: "How do I sort a list in Python?", output: "Use sorted()." }
+]
+const data = writeJsonl(path.join(dir, "train.jsonl"), rows)
+
+describe("dedup-semantic", () => {
+  it("removes planted paraphrases, keeping the longer answer, and keeps distinct rows", async () => {
+    const r = await runCommandStep(dedupSemantic, { data })
+    expect(r.rows).toEqual([rows[2], rows[3], rows[4], rows[5]])
+    const removed = readJsonlFile(path.join(r.output, "removed.jsonl"))
+    expect(removed.map((x) => [x.at, x.duplicateOf])).toEqual([["train.jsonl:1", "train.jsonl:3"], ["train.jsonl:2", "train.jsonl:5"]])
+    expect(removed[0].cosine).toBeGreaterThanOrEqual(0.8)
+    expect(r.report).toMatchObject({ method: "semantic", input: 6, kept: 4, removed: 2, device: "cpu" })
+    expect(JSON.parse(fs.readFileSync(path.join(r.output, "dataset.json"), "utf8"))).toEqual({ format: "instruction", rows: 4 })
+    expect(r.metrics).toMatchObject({ rows_in: 6, rows_out: 4, removed: 2 })
+  }, 180_000)
+
+  it("greedy blocked search: keep-first order, same result for any block size", async () => {
+    const res = await python(`
+import numpy as np
+from embed import greedy_dedup
+rng = np.random.default_rng(0)
+base = rng.normal(size=(40, 16)).astype(np.float32)
+near = base[:10] + 0.05 * rng.normal(size=(10, 16)).astype(np.float32)
+e = np.concatenate([base, near]); e /= np.linalg.norm(e, axis=1, keepdims=True)
+a = greedy_dedup(e, np.arange(50), 0.9, block=4, kept_chunk=3)
+b = greedy_dedup(e, np.arange(50), 0.9, block=1024)
+assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+assert a[0][:40].all() and not a[0][40:].any(), a[0]
+assert list(a[1][40:]) == list(range(10))
+rev = greedy_dedup(e, np.arange(50)[::-1].copy(), 0.9, block=7)
+assert rev[0][40:].all() and not rev[0][:10].any()
+print("ok")
+`)
+    expect(res.stdout.trim()).toBe("ok")
+  }, 60_000)
+})
+
+describe("decontaminate-semantic", () => {
+  const bench = writeJsonl(path.join(dir, "bench.jsonl"), [
+    { question: "A wheel of radius 0.5 m rotates about the x axis at a constant angular speed of 3 rad/s. What is the period of its rotation?", answer: "2.09 s" },
+    { question: "Which city is the capital of France?", answer: "Paris" }
+  ])
+  const train = writeJsonl(path.join(dir, "leaky.jsonl"), [
+    { instruction: "My teacher gave this as homework: a wheel of radius 0.5 m spins around the x axis at 3 rad/s. Find the period.", output: "T = 2π/3 = 2.09 s" },
+    { instruction: "How many legs does a spider have?", output: "Eight." },
+    { instruction: "A wheel of radius 0.5 m rotates about the y axis at a constant angular speed of 3 rad/s. What is the period of its rotation?", output: "It does not rotate." },
+    { instruction: "What is the capital of France?", output: "Paris." }
+  ])
+
+  it("removes rows near a benchmark question and categorizes every pair", async () => {
+    const r = await runCommandStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" } })
+    expect(r.rows).toEqual([{ instruction: "How many legs does a spider have?", output: "Eight." }])
+    expect(r.report.pairs.map((p: any) => [p.train, p.item, p.category])).toEqual([
+      ["leaky.jsonl:1", "bench.jsonl:1", "gray area"],
+      ["leaky.jsonl:3", "bench.jsonl:1", "similar but different"],
+      ["leaky.jsonl:4", "bench.jsonl:2", "gray area"]
+    ])
+    expect(r.report.pairs.every((p: any) => p.score >= 0.8)).toBe(true)
+    expect(r.report.byCategory).toEqual({ duplicate: 0, "gray area": 2, "similar but different": 1 })
+  }, 180_000)
+
+  it("fails clearly on a missing benchmark file and a benchmark row without the question field", async () => {
+    expect(await errorOf(runCommandStep(decontaminateSemantic, { data: train, benchmarks: [path.join(dir, "nope.jsonl")] }))).toContain(
+      "dataset not found"
+    )
+    const bad = writeJsonl(path.join(dir, "bad-bench.jsonl"), [{ prompt: "x" }])
+    expect(await errorOf(runCommandStep(decontaminateSemantic, { data: train, benchmarks: [bad] }))).toContain(
+      "bad-bench.jsonl:1: field question: missing"
+    )
+  }, 60_000)
+})
+
+describe("review categories agree between TS and Python", () => {
+  it("py/review.py gives every fixture case its documented category", async () => {
+    const fixture = path.join(import.meta.dirname, "fixtures", "review-cases.json")
+    const res = await python(`
+import json
+from review import categorize
+cases = json.load(open(${JSON.stringify(fixture)}))
+print(json.dumps([categorize(c["trainQuestion"], c["trainAnswer"], c["benchQuestion"], c.get("benchAnswer"))["category"] for c in cases]))
+`)
+    const cases = JSON.parse(fs.readFileSync(fixture, "utf8")) as Array<{ category: string }>
+    expect(JSON.parse(res.stdout)).toEqual(cases.map((c) => c.category))
+  }, 60_000)
+})
