@@ -1,0 +1,125 @@
+/**
+ * The Slurm executor against a real one-node Slurm (slurmctld, slurmd, munged from Debian's packages)
+ * started on loopback for this file: the executor contract, plus what only Slurm has: sbatch's
+ * resource flags, a job cancelled from outside, a job requeued by the cluster.
+ */
+import { execa } from "execa"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { makeSlurmExecutor, parseScontrol, slurmStatus } from "../../engine/executors/slurm.ts"
+import type { SlurmOptions } from "../../engine/executors/slurm.ts"
+import { waitFor } from "./cluster-ports.ts"
+import { executorContract } from "./contract.ts"
+import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
+import { slurmInstalled, startSlurm } from "./slurm-cluster.ts"
+import type { SlurmCluster } from "./slurm-cluster.ts"
+
+let cluster: SlurmCluster | undefined
+
+beforeAll(async () => {
+  if (!slurmInstalled()) throw new Error("Slurm is not installed: run scripts/install-cluster-deps.sh")
+  cluster = await startSlurm()
+})
+afterAll(async () => {
+  await cluster?.stop()
+})
+
+const options = (more: Partial<SlurmOptions> = {}): SlurmOptions => ({
+  slurmConf: cluster!.slurmConf,
+  launcher: "command",
+  pollSeconds: 0.5,
+  ...more
+})
+
+const scontrol = async (jobId: string) =>
+  parseScontrol((await execa("scontrol", ["show", "job", "-o", jobId], { env: cluster!.env })).stdout)
+
+const jobIdOf = (messages: ReadonlyArray<string>): string => {
+  const m = messages.map((s) => /^submitted slurm job (\d+)/.exec(s)).find((x) => x !== null)
+  if (m === undefined || m === null) throw new Error(`no submission among ${JSON.stringify(messages)}`)
+  return m[1]!
+}
+
+executorContract("slurm", {
+  executor: () => makeSlurmExecutor(options()),
+  driverConfig: () => ({ executor: "slurm", slurm: options() }),
+  submissions: async (key) => {
+    const r = await execa("scontrol", ["show", "job", "-o"], { env: cluster!.env })
+    return r.stdout.split("\n").filter((l) => l.includes(`-${key.slice(0, 12)}-a`)).length
+  }
+})
+
+describe("slurm executor", () => {
+  it("asks sbatch for the step's GPUs, CPUs and memory and the config's partition and time limit", async () => {
+    const store = makeStoreDir()
+    const spec = workerSpec(store, { params: { steps: 1 }, gpus: 1, cpus: 2, memoryGb: 1 })
+    const executor = makeSlurmExecutor(options({ partition: "debug", timeLimit: "00:10:00", steps: { train: { timeLimit: "00:07:00" } } }))
+    const { error, events } = await runSpec(executor, spec)
+    expect(error?.message).toBeUndefined()
+    const job = await scontrol(jobIdOf(logsOf(events)))
+    expect(job.JobState).toBe("COMPLETED")
+    expect(job.Partition).toBe("debug")
+    expect(job.TimeLimit).toBe("00:07:00")
+    expect(job.TRES).toContain("cpu=2")
+    expect(job.TRES).toContain("mem=1G")
+    expect(job.TresPerNode).toBe("gres:gpu:1")
+  })
+
+  it("reports a job cancelled from outside with Slurm's reason; the next run submits again and resumes from the checkpoint", async () => {
+    const store = makeStoreDir()
+    const spec = workerSpec(store, { params: { text: "cancelled", steps: 30, delay: 0.3 } })
+    const executor = makeSlurmExecutor(options())
+    const running = startSpec(executor, spec)
+    await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 90_000)
+    const jobId = jobIdOf(logsOf(running.events))
+    await execa("scancel", [jobId], { env: cluster!.env })
+    await running.done
+    const outcome = await runSpec(makeSlurmExecutor(options()), respec(store, spec))
+    // the first run's failure
+    const first = await running.done
+    expect(first._tag).toBe("Failure")
+    expect(String((first as { cause: unknown }).cause)).toMatch(/slurm job \d+ CANCELLED: cancelled from outside anneal/)
+    // the second run
+    expect(outcome.error?.message).toBeUndefined()
+    const second = jobIdOf(logsOf(outcome.events))
+    expect(second).not.toBe(jobId)
+    const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
+    expect(resumed !== undefined && resumed.event === "metric" ? Number(resumed.value) : 0).toBeGreaterThanOrEqual(3)
+  })
+
+  it("follows a job the cluster requeues: it runs again and resumes from its checkpoint", async () => {
+    const store = makeStoreDir()
+    const spec = workerSpec(store, { params: { text: "requeued", steps: 16, delay: 0.3 } })
+    const running = startSpec(makeSlurmExecutor(options()), spec)
+    await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 90_000)
+    const jobId = jobIdOf(logsOf(running.events))
+    await execa("scontrol", ["requeue", jobId], { env: cluster!.env })
+    // Slurm holds a requeued job back for a while (BeginTime); let it start again now
+    await waitFor("the job to be pending again", async () => ((await scontrol(jobId)).JobState === "PENDING" ? true : undefined), 30_000)
+    await execa("scontrol", ["update", `JobId=${jobId}`, "StartTime=now"], { env: cluster!.env })
+    const exit = await running.done
+    expect(exit._tag, String((exit as { cause?: unknown }).cause)).toBe("Success")
+    const resumedFrom = running.events.filter((e) => e.event === "metric" && e.name === "resumed_from").map((e) => (e.event === "metric" ? Number(e.value) : 0))
+    expect(resumedFrom[0]).toBe(0)
+    expect(resumedFrom.at(-1)).toBeGreaterThanOrEqual(3)
+    expect(outputFile(spec)).toBe("requeued trained for 16 steps\n")
+    expect((await scontrol(jobId)).Restarts).toBe("1")
+  })
+})
+
+describe("slurm job states", () => {
+  it("turns Slurm's endings into reasons a user can act on", () => {
+    expect(slurmStatus("TIMEOUT", "TimeLimit", "0:15")).toMatchObject({ phase: "failed", reason: expect.stringContaining("hit its time limit") })
+    expect(slurmStatus("PREEMPTED", "None", "0:15").reason).toContain("preempted")
+    expect(slurmStatus("NODE_FAIL", "None", "0:0").reason).toContain("node failed")
+    expect(slurmStatus("OUT_OF_MEMORY", "OutOfMemory", "0:125").reason).toContain("ran out of memory")
+    expect(slurmStatus("FAILED", "NonZeroExitCode", "3:0")).toMatchObject({ phase: "failed", exitCode: 3, reason: expect.stringContaining("exit code 3") })
+    expect(slurmStatus("COMPLETED", "None", "0:0").phase).toBe("succeeded")
+    expect(slurmStatus("PENDING", "Resources", "0:0").phase).toBe("queued")
+    expect(slurmStatus("CANCELLED by 0", "None", "0:15").state).toBe("CANCELLED")
+  })
+
+  it("reads scontrol's one-line job records", () => {
+    const f = parseScontrol("JobId=7 JobName=anneal-x JobState=TIMEOUT Reason=TimeLimit Dependency=(null) ExitCode=0:15 TRES=cpu=2,mem=1G,node=1")
+    expect(f).toMatchObject({ JobId: "7", JobState: "TIMEOUT", Reason: "TimeLimit", ExitCode: "0:15", TRES: "cpu=2,mem=1G,node=1" })
+  })
+})
