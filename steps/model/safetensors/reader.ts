@@ -27,7 +27,7 @@ export class SafetensorsFile {
     try {
       const { size } = await handle.stat()
       const prefix = new Uint8Array(8)
-      await readFully(handle, file, prefix, 0)
+      if (size >= 8) await readFully(handle, file, prefix, 0)
       const n = headerLength(file, prefix, size)
       const json = new Uint8Array(n)
       await readFully(handle, file, json, 8)

@@ -7,6 +7,9 @@ LoRA adapters, runs forward passes and compares model directories. Nothing is do
   python model-tools.py logits MODEL OUT.json [--adapter DIR]
   python model-tools.py reference-dus MODEL M OUT.json   (hand-built DUS model's logits)
   python model-tools.py compare A B                       (prints JSON: per-tensor max abs diff)
+  python model-tools.py mergekit CONFIG.yml OUT [--masks MASKS.safetensors]
+  python model-tools.py batch JOBS.json RESULTS.json      (runs [[cmd, args...], ...] in one process:
+                                                           Python and torch start once per test file)
 """
 import argparse
 import json
@@ -137,10 +140,95 @@ def compare(a):
             entry["mismatched"] = int((uf != vf).sum())
             entry["numel"] = u.numel()
         report["tensors"][k] = entry
-    json.dump(report, sys.stdout)
+    return report
 
 
-def main():
+def dtypes(a):
+    """all-dtypes.safetensors: one tensor per safetensors dtype (special float values included), and
+    rounding.safetensors: float32 values with torch's own bf16 / f16 conversions of them."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    special = torch.tensor([0.0, -0.0, 1.0, -1.0, float("inf"), float("-inf"), float("nan"), 1e-40, -3e-39, 65504.0, 65520.0, 1e-7, 6e-8, 3.0e38])
+    f = torch.cat([torch.randn(200, generator=g) * 10, special])
+    tensors = {
+        "f32": f.clone(),
+        "f16": f.to(torch.float16),
+        "bf16": f.to(torch.bfloat16),
+        "f64": f.to(torch.float64),
+        "i64": torch.randint(-(2**62), 2**62, (7, 3), generator=g),
+        "i32": torch.randint(-(2**31), 2**31 - 1, (5,), generator=g, dtype=torch.int64).to(torch.int32),
+        "i16": torch.randint(-(2**15), 2**15 - 1, (9,), generator=g).to(torch.int16),
+        "i8": torch.randint(-128, 127, (3, 3), generator=g).to(torch.int8),
+        "u8": torch.randint(0, 255, (11,), generator=g).to(torch.uint8),
+        "bool": torch.randint(0, 2, (13,), generator=g).to(torch.bool),
+        "u16": torch.randint(0, 2**16 - 1, (4,), generator=g).to(torch.uint16),
+        "u32": torch.randint(0, 2**31, (4,), generator=g).to(torch.uint32),
+        "u64": torch.randint(0, 2**62, (4,), generator=g).to(torch.uint64),
+        "f8e4m3": torch.randn(6, generator=g).to(torch.float8_e4m3fn),
+        "f8e5m2": torch.randn(6, generator=g).to(torch.float8_e5m2),
+        "scalar": torch.tensor(3.5),
+        "empty": torch.zeros(0, 4),
+    }
+    save_file(tensors, os.path.join(a.out, "all-dtypes.safetensors"), metadata={"format": "pt", "note": "round trip"})
+    # values on and near the rounding boundaries of bf16 and f16, plus overflow and subnormals
+    bits = torch.randint(0, 2**31, (4000,), generator=g, dtype=torch.int64)
+    near = (bits.to(torch.int32)).view(torch.float32)
+    near = near[torch.isfinite(near)]
+    ties = torch.tensor([1.0 + 2**-8, 1.0 + 3 * 2**-8, 1.0 + 2**-11, 1.0 + 3 * 2**-11, 65519.0, 65520.0, 2**-25, 2**-24 * 1.5, 2**-26, 2**-14 * 1.0009765625])
+    src = torch.cat([torch.randn(3000, generator=g), torch.randn(1000, generator=g) * 1e-5, near, ties, -ties, special])
+    save_file({"f32": src, "bf16": src.to(torch.bfloat16), "f16": src.to(torch.float16)}, os.path.join(a.out, "rounding.safetensors"))
+
+
+def mergekit(a):
+    """mergekit's own run_merge on a YAML config; with --masks, DARE's random keep masks are replaced by
+    fixed ones (keyed "<tensor>#<model path>") so its result can be compared exactly with anneal's."""
+    import yaml
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    cfg = MergeConfiguration.model_validate(yaml.safe_load(open(a.config)))
+    if a.masks:
+        import mergekit.merge_methods.generalized_task_arithmetic as gta
+        import mergekit.sparsify as sp
+        from safetensors.torch import load_file
+
+        masks = load_file(a.masks)
+        state = {}
+        original_group = gta.GeneralizedTaskArithmeticMerge.merge_group
+
+        def merge_group(self, group, **params):
+            state["name"] = group.metadata.name
+            state["ids"] = [str(e.id) for e in group.non_base]
+            state["i"] = 0
+            return original_group(self, group, **params)
+
+        def fixed_bernoulli(tensor, density, rescale_norm=None):
+            if density >= 1:
+                return tensor
+            key = state["name"] + "#" + state["ids"][state["i"]]
+            state["i"] += 1
+            mask = masks[key].reshape(tensor.shape).to(torch.float32)
+            return sp.rescaled_masked_tensor(tensor.to(torch.float32), mask, rescale_norm).to(tensor.dtype)
+
+        gta.GeneralizedTaskArithmeticMerge.merge_group = merge_group
+        sp.bernoulli = fixed_bernoulli
+    run_merge(cfg, a.out, MergeOptions(copy_tokenizer=True, quiet=True))
+
+
+def batch(a):
+    jobs = json.load(open(a.jobs))
+    results = [run(job) for job in jobs]
+    json.dump(results, open(a.results, "w"))
+
+
+def run(argv):
+    a = parser().parse_args(argv)
+    return COMMANDS[a.cmd](a)
+
+
+def parser():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make")
@@ -176,8 +264,28 @@ def main():
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
-    a = p.parse_args()
-    {"make": make, "perturb": perturb, "lora": lora, "logits": logits, "reference-dus": reference_dus, "compare": compare}[a.cmd](a)
+    mk = sub.add_parser("mergekit")
+    mk.add_argument("config")
+    mk.add_argument("out")
+    mk.add_argument("--masks", default="")
+    dt = sub.add_parser("dtypes")
+    dt.add_argument("out")
+    b = sub.add_parser("batch")
+    b.add_argument("jobs")
+    b.add_argument("results")
+    return p
+
+
+COMMANDS = {
+    "make": make, "perturb": perturb, "lora": lora, "logits": logits, "reference-dus": reference_dus,
+    "compare": compare, "mergekit": mergekit, "batch": batch, "dtypes": dtypes,
+}
+
+
+def main():
+    out = run(sys.argv[1:])
+    if out is not None:
+        json.dump(out, sys.stdout)
 
 
 if __name__ == "__main__":
