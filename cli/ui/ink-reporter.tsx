@@ -32,6 +32,12 @@ export interface InkReporterOptions {
 export const colorEnabled = (env: NodeJS.ProcessEnv = process.env): boolean =>
   env["NO_COLOR"] === undefined || env["NO_COLOR"] === ""
 
+const within = (ms: number, p: Promise<unknown>): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(resolve, ms)
+    p.then(() => resolve(), () => resolve()).finally(() => clearTimeout(t))
+  })
+
 export interface InkReporter extends Reporter {
   /** the state so far, e.g. for the Markdown summary */
   readonly state: () => RunState
@@ -42,6 +48,7 @@ export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
   // a real terminal has columns and emits "resize"; a fake stream may have neither
   const stdout = options.stdout as NodeJS.WritableStream & {
     columns?: number
+    rows?: number
     on?: (e: "resize", f: () => void) => unknown
     off?: (e: "resize", f: () => void) => unknown
   }
@@ -49,11 +56,16 @@ export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
   let finished = false
   const columns = () => options.columns ?? (stdout.columns !== undefined && stdout.columns > 0 ? stdout.columns : 80)
 
+  let instance: ReturnType<typeof render> | undefined
   const view = () => (
-    <LiveView state={state} now={now()} columns={columns()} color={options.color}
+    <LiveView state={state} now={now()} columns={columns()} rows={stdout.rows} color={options.color}
       onInterrupt={options.onInterrupt} finished={finished} />
   )
-  const instance = render(view(), {
+  // registered before Ink's own resize handler, so the frame Ink redraws on a resize already has the
+  // new width (otherwise a frame as wide as the old terminal wraps and leaves debris on screen)
+  const onResize = () => redraw()
+  stdout.on?.("resize", onResize)
+  instance = render(view(), {
     stdout: options.stdout,
     stdin: options.stdin,
     interactive: options.interactive,
@@ -66,7 +78,7 @@ export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
   const redraw = () => {
     if (scheduled !== undefined) clearTimeout(scheduled)
     scheduled = undefined
-    instance.rerender(view())
+    instance?.rerender(view())
   }
   const schedule = () => {
     if (scheduled === undefined) scheduled = setTimeout(redraw, options.frameMs ?? 80)
@@ -74,9 +86,6 @@ export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
   // elapsed times and ETAs move even when no event arrives
   const clock = setInterval(redraw, 1000)
   clock.unref()
-  const onResize = () => redraw()
-  stdout.on?.("resize", onResize)
-
   return {
     state: () => state,
     emit: (event: EngineEvent) => {
@@ -92,9 +101,11 @@ export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
       clearInterval(clock)
       stdout.off?.("resize", onResize)
       redraw()
-      await instance.waitUntilRenderFlush()
+      // bounded: a terminal that went away (closed window, stalled pipe) must not hold the exit
+      if (instance === undefined) return
+      await within(1000, instance.waitUntilRenderFlush())
       instance.unmount()
-      await instance.waitUntilExit().catch(() => undefined)
+      await within(1000, instance.waitUntilExit())
     }
   }
 }

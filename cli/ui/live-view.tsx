@@ -33,6 +33,9 @@ export interface LiveViewProps {
   /** the clock (ms) elapsed times and ETAs are measured against */
   readonly now: number
   readonly columns: number
+  /** terminal height: pending steps beyond what fits are summarised in one line (a frame taller than
+   * the terminal cannot be redrawn in place) */
+  readonly rows?: number | undefined
   readonly color: boolean
   /** called on `q` or Ctrl-C; a second press calls it again (the caller may then force the exit) */
   readonly onInterrupt: () => void
@@ -83,6 +86,15 @@ export const LiveView = (props: LiveViewProps) => {
     }
   }, { isActive: isRawModeSupported === true && !props.finished })
 
+  // running steps always show (two lines each); pending ones fill what is left of the screen
+  const budget = Math.max(1, (props.rows ?? Infinity) - 6 - (panel === "none" ? 0 : (props.logLines ?? 10) + 3))
+  const runningRows = live.filter((s) => s.status === "running")
+  const pendingRoom = Math.max(0, budget - runningRows.length * 2)
+  const pending = live.filter((s) => s.status !== "running")
+  const keep = new Set([...runningRows, ...(pending.length <= pendingRoom ? pending : pending.slice(0, Math.max(0, pendingRoom - 1)))])
+  const shown = live.filter((s) => keep.has(s) || s.id === current)
+  const hidden = live.length - shown.length
+
   const items: Array<StaticItem> = state.settled.map((id, i) => ({ key: `${id}#${i}`, step: state.steps[id]! }))
   const mark = (s: StepView) => (panel !== "none" || selected !== undefined) && s.id === current
 
@@ -92,9 +104,10 @@ export const LiveView = (props: LiveViewProps) => {
         {(item) => <SettledRow key={item.key} step={item.step} width={width - 2} color={color} />}
       </Static>
       <Box flexDirection="column" width={width}>
-        {live.map((s) => (
+        {shown.map((s) => (
           <LiveRow key={s.id} step={s} now={now} width={width - 2} color={color} selected={mark(s)} />
         ))}
+        {hidden > 0 && <Text dimColor>{truncate(`  … ${hidden} more step${hidden === 1 ? "" : "s"} waiting or queued`, width)}</Text>}
         {state.messages.slice(-3).map((m, i) => (
           <Text key={i} color={paint(m.level === "error" ? "red" : m.level === "warn" ? "yellow" : undefined)} wrap="truncate">
             {truncate(`${m.level}: ${m.message}`, width)}

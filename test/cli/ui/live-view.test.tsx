@@ -128,3 +128,19 @@ describe("keys", () => {
     expect(last(r)).toContain("q quit  ↑↓ select (dedup)")
   })
 })
+
+describe("many steps on a short terminal", () => {
+  it("keeps running steps and as many pending ones as fit, and counts the rest", () => {
+    const events = Array.from({ length: 30 }, (_, i) => ({
+      event: "planned" as const, step: `shard-${i}`, kind: "tokenize", status: "stale" as const, reasons: [], needs: []
+    }))
+    let s = reduceAll(events, t0)
+    s = reduce(s, { event: "started", step: "shard-7", kind: "tokenize", key: "k", gpus: [], log: "/l" }, t0)
+    const r = render(view(s, { rows: 12 }))
+    const frame = last(r)
+    expect(frame.split("\n").length).toBeLessThanOrEqual(12)
+    expect(frame).toContain("▶ shard-7")
+    expect(frame).toContain("○ shard-0")
+    expect(frame).toMatch(/… 2\d more steps waiting or queued/)
+  })
+})
