@@ -93,14 +93,28 @@ def tokenizer_dir_input(who: str, path: str) -> str:
 
 
 def model_module_names(model_dir: str) -> set[str]:
-    """The leaf module names of a model (q_proj, gate_proj, ...), read without loading any weights."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """The module names of a model (q_proj, gate_proj, layers, ...), read from its safetensors headers:
+    no weights are loaded and torch is not even imported, so a bad target module fails in a second."""
+    import json
+    import struct
 
-    config = AutoConfig.from_pretrained(model_dir)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    return {name.split(".")[-1] for name, _ in model.named_modules() if name}
+    names: set[str] = set()
+    files = [n for n in os.listdir(model_dir) if n.endswith(".safetensors")]
+    if not files:  # pickle-only weights (allowed by the user): build the model on the meta device
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+        return {part for name, _ in model.named_modules() for part in name.split(".") if part}
+    for n in files:
+        with open(os.path.join(model_dir, n), "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        for tensor in header:
+            if tensor != "__metadata__":
+                names.update(tensor.split(".")[:-1])
+    return names
 
 
 def load_tokenizer(path: str):
