@@ -19,7 +19,7 @@ export interface StepNode extends NodeRef {
   readonly rawParams: unknown
   readonly handles: Readonly<Record<string, AnyHandle | ReadonlyArray<AnyHandle> | undefined>>
   readonly options: CallOptions
-  /** file:line of the call in the recipe, for error messages */
+  /** file:line of the call in the recipe, for error messages (formatted only when asked for) */
   readonly callSite: string | undefined
 }
 
@@ -65,29 +65,27 @@ export class GraphBuilder {
   constructor(readonly recipeFile: string) {}
 
   addStep(def: StepDefinition, handles: Record<string, unknown>, rawParams: unknown, options: CallOptions): StepNode {
-    const node: StepNode = {
+    const node = lazyCallSite<StepNode>({
       _tag: "step",
       id: options.id ?? def.kind,
       explicitId: options.id !== undefined,
       def,
       rawParams,
       handles: handles as StepNode["handles"],
-      options,
-      callSite: callSite(this.recipeFile)
-    }
+      options
+    }, this.recipeFile)
     this.nodes.push(node)
     return node
   }
 
   addSource(kind: ArtifactKind, file: string, id: string | undefined): SourceNode {
     const abs = path.resolve(path.dirname(this.recipeFile), file)
-    const node: SourceNode = {
+    const node = lazyCallSite<SourceNode>({
       _tag: "source",
       id: id ?? "source:" + path.relative(path.dirname(this.recipeFile), abs),
       kind,
-      path: abs,
-      callSite: callSite(this.recipeFile)
-    }
+      path: abs
+    }, this.recipeFile)
     this.nodes.push(node)
     return node
   }
@@ -117,11 +115,29 @@ export const withBuilder = <A>(builder: GraphBuilder, f: () => A): A => {
   }
 }
 
+const engineDir = path.dirname(new URL(import.meta.url).pathname)
+const stepsDir = path.join(path.dirname(engineDir), "steps")
+
+/**
+ * Captures the call's stack now but formats it only if an error message needs it: formatting goes
+ * through source maps and would dominate loading a 10,000-step recipe.
+ */
+const lazyCallSite = <N extends GraphNode>(node: Omit<N, "callSite">, recipeFile: string): N => {
+  const holder: { stack?: string } = {}
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 12
+  Error.captureStackTrace(holder, lazyCallSite)
+  Error.stackTraceLimit = limit
+  let formatted: string | undefined | null = null
+  return Object.defineProperty(node, "callSite", {
+    enumerable: true,
+    get: () => (formatted === null ? (formatted = callSite(holder.stack ?? "", recipeFile)) : formatted)
+  }) as N
+}
+
 /** The `file:line` of the innermost stack frame inside the recipe file (or any non-engine file). */
-const callSite = (recipeFile: string): string | undefined => {
-  const stack = new Error().stack?.split("\n").slice(1) ?? []
-  const engineDir = path.dirname(new URL(import.meta.url).pathname)
-  const rootDir = path.dirname(engineDir)
+const callSite = (stackText: string, recipeFile: string): string | undefined => {
+  const stack = stackText.split("\n").slice(1)
   let fallback: string | undefined
   for (const line of stack) {
     const m = /\(?((?:file:\/\/)?\/[^():]+):(\d+):\d+\)?\s*$/.exec(line)
@@ -129,7 +145,7 @@ const callSite = (recipeFile: string): string | undefined => {
     const file = m[1]!.replace(/^file:\/\//, "")
     if (file === recipeFile) return `${path.relative(process.cwd(), file) || file}:${m[2]}`
     if (fallback === undefined && !file.startsWith(engineDir) && !file.includes("node_modules")
-      && !file.startsWith(path.join(rootDir, "steps"))) {
+      && !file.startsWith(stepsDir)) {
       fallback = `${path.relative(process.cwd(), file)}:${m[2]}`
     }
   }

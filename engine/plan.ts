@@ -98,6 +98,13 @@ export const inputHashes = (
 
 /** Fingerprint of a kind's implementation, to warn when it changed but its version did not. */
 export const fingerprint = (def: StepDefinition): string => {
+  let f = fingerprints.get(def)
+  if (f === undefined) fingerprints.set(def, (f = computeFingerprint(def)))
+  return f
+}
+const fingerprints = new WeakMap<StepDefinition, string>()
+
+const computeFingerprint = (def: StepDefinition): string => {
   const impl = def.implementation
   const parts = [String(impl.run ?? impl.command)]
   for (const f of def.sourceFiles ?? []) {
@@ -112,9 +119,9 @@ export const fingerprint = (def: StepDefinition): string => {
 
 export const versionWarning = (step: PlannedStep, record: StepRecord | undefined): string | undefined => {
   if (record === undefined || record.fingerprint === null || record.kind !== step.def.kind) return undefined
+  if (record.fingerprint === fingerprint(step.def)) return undefined
   const trace = JSON.parse(record.trace) as Trace
   if (trace.version !== step.def.version) return undefined
-  if (record.fingerprint === fingerprint(step.def)) return undefined
   return `step "${step.id}": the implementation of kind "${step.def.kind}" changed since it last ran, but its version is still ${step.def.version}; bump \`version\` in defineStep if outputs can change (cached results are being reused)`
 }
 
@@ -135,7 +142,8 @@ export const query = (
   trace: Trace,
   record: StepRecord | undefined,
   store: Store,
-  forced: boolean
+  forced: boolean,
+  present: (hash: string) => boolean = (h) => store.has(h)
 ): RebuildQuery => {
   const key = traceKey(trace)
   return {
@@ -145,7 +153,7 @@ export const query = (
     record,
     forced,
     result: store.db.result(key),
-    present: (h) => store.has(h)
+    present
   }
 }
 
@@ -163,6 +171,10 @@ export const planSteps = (
   const outputs = new Map<string, string>()
   const stale = new Set<string>()
   const warnings: Array<string> = []
+  // one directory listing instead of a stat per step; only a `cache gc` racing this very run could
+  // invalidate it, and gc never deletes what a recipe's latest state references
+  const onDisk = new Set(fs.readdirSync(store.artifactsDir))
+  const present = (h: string) => onDisk.has(h)
   const entries = steps.map((step): PlanEntry => {
     const record = records.get(step.id)
     const w = versionWarning(step, record)
@@ -186,7 +198,7 @@ export const planSteps = (
       }
     }
     const trace = makeTrace(step, hashes)
-    const q = query(step, trace, record, store, force.has(step.id))
+    const q = query(step, trace, record, store, force.has(step.id), present)
     const decision = rebuild(q)
     if (decision.action === "cached") {
       outputs.set(step.id, decision.output)

@@ -152,6 +152,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
     emit({ event: "planned", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs })
   }
 
+  const plannedById = new Map(plan.entries.map((e) => [e.step, e]))
   const executor = options.executor ?? makeLocalExecutor()
   const rebuild = options.rebuilder ?? constructiveTraces
   const records = store.db.stepRecords(recipeId)
@@ -316,6 +317,12 @@ const runProject = async (project: Project, options: RunOptions, started: number
         for (const need of step.needs) {
           const o = yield* Deferred.await(deferreds.get(need)!)
           if (!o.ok) return skip(step, `${need} did not succeed`)
+        }
+        const planned = plannedById.get(step.id)
+        if (planned?.decision?.action === "cached" && planned.key !== undefined && planned.trace !== undefined) {
+          // decided while planning, from the same (cached) inputs: nothing to recompute
+          const d = planned.decision
+          return settleCached(step, planned.key, planned.trace, d.output, d.seconds, d.restored)
         }
         const hashes = inputHashes(step, outputs, plan.sources)!
         const trace = makeTrace(step, hashes)

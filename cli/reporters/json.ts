@@ -5,9 +5,18 @@
  */
 import type { EngineEvent, Reporter } from "../../engine/events.ts"
 
-export const makeJsonReporter = (write: (line: string) => void = (l) => process.stdout.write(l)): Reporter => {
+export const makeJsonReporter = (write: (text: string) => void = (t) => process.stdout.write(t)): Reporter => {
   const lastProgress = new Map<string, number>()
+  // lines are batched per tick: a 10,000-step rerun would otherwise make 20,000 write calls
+  let pending: Array<string> = []
+  const flush = () => {
+    if (pending.length === 0) return
+    const text = pending.join("")
+    pending = []
+    write(text)
+  }
   return {
+    close: flush,
     emit: (event: EngineEvent) => {
       if (event.event === "progress") {
         const now = Date.now()
@@ -16,7 +25,9 @@ export const makeJsonReporter = (write: (line: string) => void = (l) => process.
         if (now - last < 200 && !final) return
         lastProgress.set(event.step, now)
       }
-      write(JSON.stringify(event) + "\n")
+      if (pending.length === 0) setImmediate(flush)
+      pending.push(JSON.stringify(event) + "\n")
+      if (event.event === "run" || pending.length >= 512) flush()
     }
   }
 }
