@@ -10,19 +10,23 @@ import { cli, parseEvents, ranSteps, spawnCli, stepEvents, tempProject } from ".
 
 const require = createRequire(import.meta.url)
 
-/** Resolves when the child has printed a line matching `test`. */
-const waitForLine = (child: ReturnType<typeof spawnCli>, test: (line: string) => boolean): Promise<void> =>
-  new Promise((resolve, reject) => {
-    let buffer = ""
-    const timer = setTimeout(() => reject(new Error(`timed out waiting; got:\n${buffer}`)), 60_000)
-    child.stdout!.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString()
-      if (buffer.split("\n").some(test)) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
+/** Everything the child printed so far, kept from its start (lines can arrive batched). */
+const outputOf = (child: ReturnType<typeof spawnCli>) => {
+  const seen = { text: "" }
+  child.stdout!.on("data", (chunk: Buffer) => {
+    seen.text += chunk.toString()
   })
+  return seen
+}
+
+/** Resolves when the child has printed a line matching `test`. */
+const waitForLine = async (seen: { text: string }, test: (line: string) => boolean): Promise<void> => {
+  const deadline = Date.now() + 60_000
+  while (!seen.text.split("\n").some(test)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting; got:\n${seen.text}`)
+    await new Promise((ok) => setTimeout(ok, 50))
+  }
+}
 
 const integrity = (store: string): string => {
   const Database = require("better-sqlite3") as typeof import("better-sqlite3")
@@ -40,9 +44,10 @@ describe("crash safety", () => {
     p.write("data.txt", chainData)
     p.write("recipe.ts", chainRecipe({ sleepUpper: 20 }))
     const child = spawnCli(["run", p.file("recipe.ts"), "--json", "--jobs", "2"])
+    const seen = outputOf(child)
     // wait until upper is running and the independent branch (reverse) has finished
-    await waitForLine(child, (l) => l.includes('"event":"progress"') && l.includes('"step":"upper"'))
-    await waitForLine(child, (l) => l.includes('"event":"step"') && l.includes('"step":"reverse"'))
+    await waitForLine(seen, (l) => l.includes('"event":"progress"') && l.includes('"step":"upper"'))
+    await waitForLine(seen, (l) => l.includes('"event":"step"') && l.includes('"step":"reverse"'))
     child.kill("SIGKILL")
     const killed = await child
     expect(killed.signal).toBe("SIGKILL")
@@ -66,7 +71,7 @@ describe("crash safety", () => {
     p.write("data.txt", chainData)
     p.write("recipe.ts", chainRecipe({ sleepUpper: 20 }))
     const child = spawnCli(["run", p.file("recipe.ts"), "--json"])
-    await waitForLine(child, (l) => l.includes('"event":"progress"') && l.includes('"step":"upper"'))
+    await waitForLine(outputOf(child), (l) => l.includes('"event":"progress"') && l.includes('"step":"upper"'))
     child.kill("SIGINT")
     const r = await child
     expect(r.exitCode).toBe(1)
