@@ -6,9 +6,10 @@
  *
  * - Saves are debounced, and a file whose content did not change (a `touch`, an editor's no-op save)
  *   is ignored: no cycle at all.
- * - A change while a cycle runs interrupts it (SIGTERM, the engine records running steps as interrupted)
- *   and starts a new one. Steps that finished are cached; a step that was interrupted starts again (from
- *   its resume directory if it checkpoints), whether or not the change affected it.
+ * - A change while a cycle runs is checked against the running steps' keys (`anneal plan --json`). If a
+ *   running step became stale, the cycle is interrupted at once (SIGTERM: the engine records it as
+ *   interrupted) and a new one starts it again with the new code or data. If not, the running steps
+ *   finish first; then the cycle is stopped and the next one runs what the change made stale.
  * - A recipe that does not load shows its error; watching goes on and the next good save runs.
  * - With `--json`, stdout carries the engine's events only, one `run` event per completed cycle; a cycle
  *   whose recipe did not load prints one `log` event at level error instead. Notes go to stderr.
@@ -17,9 +18,9 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { watch } from "chokidar"
-import type { Reporter } from "../engine/events.ts"
+import type { EngineEvent, Reporter } from "../engine/events.ts"
 import { localModules } from "./watch/local-imports.ts"
-import { planSources, startCycle } from "./watch/cycle.ts"
+import { planSnapshot, startCycle } from "./watch/cycle.ts"
 import type { Cycle } from "./watch/cycle.ts"
 import { makeTerminalReporter } from "./ui/terminal-reporter.ts"
 
@@ -61,7 +62,7 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
   const debounceMs = options.debounceMs ?? 300
 
   let modules = new Set(localModules(recipe))
-  let sources = new Set((await planSources(recipe, options.runArgs)) ?? [])
+  let sources = new Set((await planSnapshot(recipe, options.runArgs))?.sources ?? [])
   // content hashes of watched files: a save that changes nothing must not rerun anything
   const hashes = new Map<string, string | undefined>()
   const remember = (files: Iterable<string>) => {
@@ -75,9 +76,51 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
 
   let stopped = false
   let current: Cycle | undefined
+  let reporter: Reporter | undefined
   let wake: (() => void) | undefined
   let timer: NodeJS.Timeout | undefined
   const pending = new Set<string>()
+  // steps the current cycle is running (id -> key), and those to let finish before stopping it
+  const running = new Map<string, string>()
+  let drainFor: Set<string> | undefined
+
+  /** A note during a cycle: into the live view (writing around Ink would tear its frame), or stderr. */
+  const cycleNote = (message: string) => {
+    if (reporter !== undefined) reporter.emit({ event: "log", step: null, level: "info", message })
+    else note(message)
+  }
+
+  /**
+   * A change arrived while a cycle runs. If a running step's key changed (its params, code or inputs),
+   * stop the cycle now; if not, let the running steps finish (hours of training must not be thrown
+   * away for an edit further down the graph) and stop the cycle when they have settled, before it
+   * spends long on steps the edit made stale.
+   */
+  const decide = async () => {
+    const cycle = current
+    if (cycle === undefined || running.size === 0) {
+      cycle?.interrupt()
+      return
+    }
+    const plan = await planSnapshot(recipe, options.runArgs)
+    if (current !== cycle) return // it ended meanwhile; the loop starts the next one
+    const affected = plan === undefined ? [] : [...running].filter(([id, key]) => plan.keys.get(id) !== key).map(([id]) => id)
+    if (plan !== undefined && affected.length > 0) {
+      cycleNote(`change affects running ${affected.join(", ")}: interrupting`)
+      cycle.interrupt()
+      return
+    }
+    drainFor = new Set(running.keys())
+    cycleNote(`change does not affect running ${[...drainFor].join(", ")}: letting ${drainFor.size === 1 ? "it" : "them"} finish first`)
+  }
+  const onCycleEvent = (event: EngineEvent) => {
+    if (event.event === "started") running.set(event.step, event.key)
+    if (event.event === "step") {
+      running.delete(event.step)
+      drainFor?.delete(event.step)
+      if (drainFor !== undefined && drainFor.size === 0) current?.interrupt()
+    }
+  }
 
   const stop = () => {
     stopped = true
@@ -95,9 +138,8 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     if (timer !== undefined) clearTimeout(timer)
     timer = setTimeout(() => {
       timer = undefined
-      // a change while a cycle runs: stop it; the loop starts the next one with the new code and data
-      current?.interrupt()
-      wake?.()
+      if (current === undefined) wake?.()
+      else void decide()
     }, debounceMs)
   }
   watcher.on("add", onFsEvent).on("change", onFsEvent).on("unlink", onFsEvent)
@@ -121,7 +163,7 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     if (!first && changed.some((f) => modules.has(f))) {
       // the code changed: its imports and its sources may have too
       const nextModules = new Set(localModules(recipe))
-      const nextSources = await planSources(recipe, options.runArgs)
+      const nextSources = (await planSnapshot(recipe, options.runArgs))?.sources
       const next = new Set([...nextModules, ...(nextSources ?? sources)])
       const before = new Set([...modules, ...sources])
       watcher.add([...next].filter((f) => !before.has(f)))
@@ -132,16 +174,24 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     }
     first = false
 
-    const reporter = options.json ? undefined : (options.makeReporter ?? defaultReporter(stdout))(stop)
+    const cycleReporter = options.json ? undefined : (options.makeReporter ?? defaultReporter(stdout))(stop)
+    reporter = cycleReporter
+    running.clear()
+    drainFor = undefined
     current = startCycle({
       recipe,
       runArgs: options.runArgs,
-      onEvent: (event, line) => (options.json ? stdout.write(line + "\n") : reporter!.emit(event)),
+      onEvent: (event, line) => {
+        onCycleEvent(event)
+        if (cycleReporter === undefined) stdout.write(line + "\n")
+        else cycleReporter.emit(event)
+      },
       onOutput: (line) => stderr.write(line + "\n")
     })
     const result = await current.done
     current = undefined
-    await reporter?.close?.()
+    reporter = undefined
+    await cycleReporter?.close?.()
     if (!result.completed) {
       // the recipe did not load (or the engine crashed): say why, keep watching
       const message = result.stderr.trim() || `anneal run exited with code ${result.exitCode}`

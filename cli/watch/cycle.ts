@@ -78,16 +78,33 @@ export const startCycle = (options: {
   }
 }
 
-/** The Source paths of a recipe, from `anneal plan --json` (undefined when the recipe does not load). */
-export const planSources = async (recipe: string, runArgs: ReadonlyArray<string>): Promise<Array<string> | undefined> => {
+export interface PlanSnapshot {
+  /** absolute paths of the recipe's Source inputs */
+  readonly sources: ReadonlyArray<string>
+  /** step id -> the key it would run with now (null while it waits for a stale step) */
+  readonly keys: ReadonlyMap<string, string | null>
+}
+
+/**
+ * `anneal plan <recipe> --json`: the recipe's sources (its `source` lines) and each step's key (its
+ * `plan` lines). Undefined when the recipe does not load.
+ */
+export const planSnapshot = async (recipe: string, runArgs: ReadonlyArray<string>): Promise<PlanSnapshot | undefined> => {
   const store = runArgs.indexOf("--store")
   const storeArgs = store >= 0 && runArgs[store + 1] !== undefined ? ["--store", runArgs[store + 1]!] : []
   const r = await execa(process.execPath, [annealBin, "plan", recipe, "--json", ...storeArgs], { reject: false, stdin: "ignore" })
   if (r.exitCode !== 0) return undefined
-  const out: Array<string> = []
+  const sources: Array<string> = []
+  const keys = new Map<string, string | null>()
   for (const line of String(r.stdout).split("\n")) {
-    const v = parseEventLine(line) as unknown as { event: string; path?: unknown } | undefined
-    if (v?.event === "source" && typeof v.path === "string") out.push(v.path)
+    if (!line.startsWith("{")) continue
+    try {
+      const v = JSON.parse(line) as { event?: unknown; path?: unknown; step?: unknown; key?: unknown }
+      if (v.event === "source" && typeof v.path === "string") sources.push(v.path)
+      if (v.event === "plan" && typeof v.step === "string") keys.set(v.step, typeof v.key === "string" ? v.key : null)
+    } catch {
+      // not JSON: ignore
+    }
   }
-  return out
+  return { sources, keys }
 }
