@@ -4,7 +4,8 @@
  */
 import * as fs from "node:fs"
 import { pathToFileURL } from "node:url"
-import { Effect, Exit } from "effect"
+import * as path from "node:path"
+import { Cause, Effect, Exit } from "effect"
 import { UsageError } from "../engine/errors.ts"
 import type { EngineEvent } from "../engine/events.ts"
 import { makeLocalExecutor } from "../engine/executors/local.ts"
@@ -39,6 +40,12 @@ export const execStep = async (specPath: string): Promise<number> => {
     // registers the recipe's custom step kinds; its build function is not called
     await import(pathToFileURL(spec.recipe).href)
   }
+  if (spec.implementation.type === "command") {
+    // the argv names the spec file it was built with; this spec may be a copy elsewhere
+    const original = spec.implementation.env.ANNEAL_SPEC
+    const argv = spec.implementation.argv.map((a) => (a === original ? path.resolve(specPath) : a))
+    spec = { ...spec, implementation: { ...spec.implementation, argv, env: { ...spec.implementation.env, ANNEAL_SPEC: path.resolve(specPath) } } }
+  }
   fs.mkdirSync(spec.output, { recursive: true })
   const controller = new AbortController()
   const stop = () => controller.abort()
@@ -52,7 +59,8 @@ export const execStep = async (specPath: string): Promise<number> => {
     { signal: controller.signal }
   )
   if (Exit.isSuccess(exit)) return 0
-  const reason = Exit.isFailure(exit) ? String(exit.cause).split("\n")[0] : "interrupted"
+  const error = Cause.squash(exit.cause)
+  const reason = error instanceof Error ? error.message : String(error)
   process.stderr.write(`error: ${reason}\n`)
   return controller.signal.aborted ? 130 : 1
 }
