@@ -105,7 +105,8 @@ export const foldLora = async (
     const pairs = new Map<string, LoraPair>()
     const replacements = new Map<string, TensorRef>()
     for (const info of adapter.tensors) {
-      const name = info.name.startsWith(prefix) ? info.name.slice(prefix.length) : info.name
+      // PEFT saves a whole embedding it adapted (save_embedding_layers) as "<module>.base_layer.weight"
+      const name = (info.name.startsWith(prefix) ? info.name.slice(prefix.length) : info.name).replace(/\.base_layer\.weight$/, ".weight")
       const m = /^(.*)\.(lora_A|lora_B)\.weight$/.exec(name) ?? /^(.*)\.(lora_embedding_A|lora_embedding_B)$/.exec(name)
       if (m !== null) {
         const module = m[1]!
@@ -150,7 +151,7 @@ export const foldLora = async (
         if (options.signal?.aborted) throw new Error("interrupted")
         const fold = folds.get(d.name)
         const replacement = replacements.get(d.name)
-        if (fold !== undefined) await foldOne(base.get(d.name), fold.pair, loraScale(cfg, fold.module), cfg.fanInFanOut || fold.pair.embedding, sink)
+        if (fold !== undefined) await foldOne(replacement ?? base.get(d.name), fold.pair, loraScale(cfg, fold.module), cfg.fanInFanOut || fold.pair.embedding, sink)
         else await copyTensor(replacement ?? base.get(d.name), d.dtype, sink)
         options.progress?.(++done, total)
       }

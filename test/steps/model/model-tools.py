@@ -68,7 +68,10 @@ def lora(a):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(a.base, dtype=torch.float32)
-    cfg = LoraConfig(r=a.r, lora_alpha=a.alpha, target_modules=a.targets.split(","), use_rslora=a.rslora, lora_dropout=0.0)
+    cfg = LoraConfig(
+        r=a.r, lora_alpha=a.alpha, target_modules=a.targets.split(","), use_rslora=a.rslora, lora_dropout=0.0,
+        alpha_pattern=json.loads(a.alpha_pattern), rank_pattern=json.loads(a.rank_pattern),
+    )
     peft = get_peft_model(model, cfg)
     g = torch.Generator().manual_seed(a.seed)
     with torch.no_grad():
@@ -253,6 +256,8 @@ def parser():
     lo.add_argument("--alpha", type=float, default=8)
     lo.add_argument("--rslora", action="store_true")
     lo.add_argument("--targets", default="gate_proj,up_proj,down_proj")
+    lo.add_argument("--alpha-pattern", default="{}")
+    lo.add_argument("--rank-pattern", default="{}")
     lg = sub.add_parser("logits")
     lg.add_argument("model")
     lg.add_argument("out")
