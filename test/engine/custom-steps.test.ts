@@ -53,6 +53,20 @@ describe("custom steps", () => {
     expect(failed).toMatchObject({ status: "failed", output: null, error: "exit code 3: the input has too few words for this test" })
   })
 
+  it("a failure stops new steps by default; --keep-going finishes independent branches", async () => {
+    const p = tempProject()
+    p.write("words.txt", "one two three\n")
+    p.write("recipe.ts", recipe({ fail: true }))
+    const stop = await cli(["run", p.file("recipe.ts"), "--jobs", "1", "--json"])
+    expect(stop.exitCode).toBe(1)
+    expect(stop.events).toContainEqual(expect.objectContaining({ event: "skipped", step: "shout" }))
+    expect(stop.events.at(-1)).toMatchObject({ event: "run", failed: 1, skipped: 1, ran: 0 })
+    const going = await cli(["run", p.file("recipe.ts"), "--jobs", "1", "--keep-going", "--json"])
+    expect(going.exitCode).toBe(1)
+    expect(ranSteps(going.events)).toEqual(["shout"])
+    expect(going.events.at(-1)).toMatchObject({ event: "run", failed: 1, skipped: 0, ran: 1 })
+  })
+
   it("warns when an implementation changed but its version did not, and a bump reruns", async () => {
     const p = tempProject()
     p.write("words.txt", "one two three\n")
