@@ -15,7 +15,7 @@ import type { Store } from "../cache/store.ts"
 import { UsageError } from "./errors.ts"
 import type { EngineEvent, Reporter } from "./events.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
-import type { PlannedStep } from "./graph.ts"
+import type { GraphNode, PlannedStep } from "./graph.ts"
 import { makeTrace } from "./keys.ts"
 import type { Trace } from "./keys.ts"
 import { fingerprint, inputHashes, openProject, planSteps, query, selectSteps, unknownStep } from "./plan.ts"
@@ -228,9 +228,9 @@ const runProject = async (project: Project, options: RunOptions, started: number
       const logPath = store.logPath(session, step.id)
       const runId = store.db.startRun({ session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus })
       const inputs: Record<string, string | ReadonlyArray<string>> = {}
+      const pathOf = (n: GraphNode) => (n._tag === "source" ? n.path : store.artifactPath(outputs.get(n.id)!))
       for (const [port, node] of Object.entries(step.inputs)) {
-        const pathOf = (n: typeof node & { _tag: string }) => (n._tag === "source" ? (n as { path: string }).path : store.artifactPath(outputs.get((n as { id: string }).id)!))
-        inputs[port] = Array.isArray(node) ? node.map(pathOf) : pathOf(node as never)
+        inputs[port] = Array.isArray(node) ? (node as ReadonlyArray<GraphNode>).map(pathOf) : pathOf(node as GraphNode)
       }
       const seconds = () => (performance.now() - t0) / 1000
       const base: Omit<StepSpec, "implementation"> = {
