@@ -51,6 +51,9 @@ def main() -> None:
     data = w.inputs["data"]
     fmt = detect_format(data)
     fields = cfg.fields or QUESTION_FIELDS[fmt]
+    # validate every row before loading the model: a bad line fails in seconds, not after the load
+    for _ in RowReader(data, fmt, cfg.onInvalid):
+        pass
     embedder = Embedder(cfg.model, w.gpus, cfg.batchSize)
     w.log(f"embedding on {embedder.device}")
     bench = embedder.encode([it.question for it in items])

@@ -44,8 +44,12 @@ def main() -> None:
     fmt = detect_format(data)
     fields = cfg.fields or QUESTION_FIELDS[fmt]
 
-    # pass 1: texts, answer lengths, locations; embeddings chunk by chunk
+    # validate every row before loading the model: a bad line fails in seconds, not after the load
     reader = RowReader(data, fmt, cfg.onInvalid)
+    for _ in reader:
+        pass
+
+    # pass 1: texts, answer lengths, locations; embeddings chunk by chunk
     lengths: list[int] = []
     where: list[str] = []
 

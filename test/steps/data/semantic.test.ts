@@ -93,6 +93,25 @@ describe("decontaminate-semantic", () => {
   }, 60_000)
 })
 
+describe("the workers' dataset reader", () => {
+  it("fails on a malformed line or a wrong type naming file:line and field, before loading any model", async () => {
+    const bad = writeJsonl(path.join(dir, "bad.jsonl"), [rows[0], { instruction: 3, output: "x" }, "{nope"])
+    expect(await errorOf(runCommandStep(dedupSemantic, { data: bad }))).toContain(`${bad}:2: field instruction: Expected string`)
+    const empty = writeJsonl(path.join(dir, "empty.jsonl"), [])
+    expect(await errorOf(runCommandStep(dedupSemantic, { data: empty }))).toContain("dataset is empty")
+  }, 60_000)
+
+  it("skips and counts invalid lines with onInvalid: skip", async () => {
+    const bad = writeJsonl(path.join(dir, "bad2.jsonl"), [rows[0], { instruction: 3, output: "x" }, "{nope", rows[1]])
+    const res = await python(`
+from data_io import RowReader
+r = RowReader(${JSON.stringify(bad)}, "instruction", "skip")
+print(len(list(r)), r.skipped, [(e["line"], e["field"]) for e in r.examples])
+`)
+    expect(res.stdout.trim()).toBe("2 2 [(2, 'instruction'), (3, '')]")
+  }, 60_000)
+})
+
 describe("review categories agree between TS and Python", () => {
   it("py/review.py gives every fixture case its documented category", async () => {
     const fixture = path.join(import.meta.dirname, "fixtures", "review-cases.json")
