@@ -264,7 +264,7 @@ const planTensors = (
     for (const s of slice.sources) {
       const n = opened[s.model]!.split.layers.length
       const [a, b] = s.layers
-      if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b > n || a >= b) {
+      if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b > n || a > b) {
         throw new PlanError(`${where}: layer range [${a}, ${b}) is not inside the ${n} layers of ${dirs[s.model]}`)
       }
     }
