@@ -26,6 +26,8 @@ export interface InkReporterOptions {
   readonly color: boolean
   readonly now?: (() => number) | undefined
   readonly frameMs?: number | undefined
+  /** route console.* above the live area (default true; test runners that replace console pass false) */
+  readonly patchConsole?: boolean | undefined
 }
 
 /** no-color.org: colour is off when NO_COLOR is set to anything but the empty string. */
@@ -71,7 +73,8 @@ export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
     interactive: options.interactive,
     // Ctrl-C is a key like `q`: the run must stop its workers before the process exits
     exitOnCtrlC: false,
-    patchConsole: false
+    // console output from in-process steps is printed above the live area instead of tearing it
+    patchConsole: options.patchConsole ?? true
   })
 
   let scheduled: NodeJS.Timeout | undefined

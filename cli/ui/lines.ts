@@ -67,10 +67,13 @@ export const errorLines = (s: StepView, width: number, max = 4): Array<string> =
   return shown
 }
 
-/** A step that has not started: why it will run, or what it waits for. */
-export const pendingLine = (s: StepView, width: number): string => {
+/**
+ * A step that has not started: why it will run, or what it waits for (`waitingFor`: the needs that have
+ * not finished yet; all of them when not given).
+ */
+export const pendingLine = (s: StepView, width: number, waitingFor: ReadonlyArray<string> = s.needs): string => {
   const why = s.status === "waiting"
-    ? s.note !== undefined ? `waiting: ${s.note}` : s.needs.length > 0 ? `waiting for ${s.needs.join(", ")}` : "waiting"
+    ? s.note !== undefined ? `waiting: ${s.note}` : waitingFor.length > 0 ? `waiting for ${waitingFor.join(", ")}` : "waiting"
     : s.reasons[0] !== undefined ? `queued: ${s.reasons[0]}` : "queued"
   const head = `${indentOf(s)}${glyphs[s.status]} ${s.id}${s.kind !== s.id ? `  ${s.kind}` : ""}`
   return truncate(`${head}  ${why}`, width)

@@ -105,7 +105,8 @@ export const LiveView = (props: LiveViewProps) => {
       </Static>
       <Box flexDirection="column" width={width}>
         {shown.map((s) => (
-          <LiveRow key={s.id} step={s} now={now} width={width - 2} color={color} selected={mark(s)} />
+          <LiveRow key={s.id} step={s} now={now} width={width - 2} color={color} selected={mark(s)}
+            waitingFor={s.needs.filter((n) => !finishedOk(state.steps[n]))} />
         ))}
         {hidden > 0 && <Text dimColor>{truncate(`  … ${hidden} more step${hidden === 1 ? "" : "s"} waiting or queued`, width)}</Text>}
         {state.messages.slice(-3).map((m, i) => (
@@ -142,6 +143,8 @@ export const LiveView = (props: LiveViewProps) => {
   )
 }
 
+const finishedOk = (s: StepView | undefined) => s !== undefined && (s.status === "done" || s.status === "cached")
+
 const SettledRow = (props: { readonly step: StepView; readonly width: number; readonly color: boolean }) => {
   const s = props.step
   const c = props.color ? statusColors[s.status] : undefined
@@ -168,10 +171,11 @@ const LiveRow = (props: {
   readonly width: number
   readonly color: boolean
   readonly selected: boolean
+  readonly waitingFor: ReadonlyArray<string>
 }) => {
   const s = props.step
   const c = props.color ? statusColors[s.status] : undefined
-  const head = s.status === "running" ? runningHead(s, props.now, props.width) : pendingLine(s, props.width)
+  const head = s.status === "running" ? runningHead(s, props.now, props.width) : pendingLine(s, props.width, props.waitingFor)
   const g = glyphs[s.status]
   const at = head.indexOf(g)
   const bar = s.status === "running" ? progressLine(s, props.width) : undefined

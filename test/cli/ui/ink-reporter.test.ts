@@ -44,7 +44,7 @@ const sgrForeground = /\x1b\[(3[0-7]|9[0-7])m/
 describe("the Ink reporter", () => {
   it("draws events as they come, follows a resize, and leaves the summary when closed", async () => {
     const term = new FakeTerminal()
-    const r = ink.makeInkReporter({ stdout: term as unknown as NodeJS.WriteStream, stdin: new FakeKeyboard() as unknown as NodeJS.ReadStream, interactive: true, onInterrupt: () => {}, color: false })
+    const r = ink.makeInkReporter({ stdout: term as unknown as NodeJS.WriteStream, stdin: new FakeKeyboard() as unknown as NodeJS.ReadStream, interactive: true, onInterrupt: () => {}, color: false, patchConsole: false })
     feed(r, [...planned, cleanCached, ...dedupRan, sftStarted, sftProgress(500)])
     await settle()
     expect(stripVTControlCharacters(term.output)).toContain("50%  500/1000 steps")
@@ -69,7 +69,7 @@ describe("the Ink reporter", () => {
   it("uses colour only when asked (NO_COLOR turns it off)", async () => {
     const draw = async (color: boolean) => {
       const term = new FakeTerminal()
-      const r = ink.makeInkReporter({ stdout: term as unknown as NodeJS.WriteStream, stdin: new FakeKeyboard() as unknown as NodeJS.ReadStream, interactive: true, onInterrupt: () => {}, color })
+      const r = ink.makeInkReporter({ stdout: term as unknown as NodeJS.WriteStream, stdin: new FakeKeyboard() as unknown as NodeJS.ReadStream, interactive: true, onInterrupt: () => {}, color, patchConsole: false })
       feed(r, [...planned, cleanCached, ...dedupRan])
       await r.close?.()
       return term.output

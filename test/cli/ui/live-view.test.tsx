@@ -144,3 +144,12 @@ describe("many steps on a short terminal", () => {
     expect(frame).toMatch(/… 2\d more steps waiting or queued/)
   })
 })
+
+describe("waiting steps", () => {
+  it("name only the needs that have not finished", () => {
+    const r = render(view(running()))
+    // eval needs sft and clean; clean is cached, so only sft holds it back
+    expect(last(r)).toContain("◷ eval  waiting for sft")
+    expect(last(r)).not.toContain("waiting for sft, clean")
+  })
+})
