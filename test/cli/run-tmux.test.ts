@@ -14,11 +14,16 @@ const d = makeRecipeDir("tmux")
 const socket = `anneal-test-${process.pid}`
 const tmux = (...args: Array<string>) => execa("tmux", ["-L", socket, ...args], { reject: false })
 const screen = async () => String((await tmux("capture-pane", "-p", "-t", "run")).stdout)
-const paneDead = async () => {
-  const r = await tmux("display-message", "-p", "-t", "run", "#{pane_dead} #{pane_dead_status}")
-  const [dead, status] = String(r.stdout).trim().split(" ")
-  return dead === "1" ? Number(status) : undefined
-}
+// tmux's #{pane_dead_status} is sometimes empty for a process that did exit, so a tiny wrapper runs
+// anneal on the terminal and records its exit code in a file
+const wrapper = `
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+const [exitFile, ...args] = process.argv.slice(2)
+const r = spawnSync(process.execPath, args, { stdio: "inherit" })
+fs.writeFileSync(exitFile, String(r.status ?? "signal " + r.signal))
+`
+const exitCode = async () => (fs.existsSync(d.file("exit-code")) ? d.read("exit-code") : undefined)
 const until = async <A>(what: string, f: () => Promise<A | undefined>, timeoutMs = 60_000): Promise<A> => {
   const start = Date.now()
   for (;;) {
@@ -42,9 +47,11 @@ it("shows the progress bar advancing, q interrupts, exit code 1, the store stays
   d.write("recipe.ts", slowRecipe({ steps: 400, ms: 50 }))
   // keep the pane after the process exits, so its exit status can be read
   d.write("tmux.conf", "set -g remain-on-exit on\n")
+  d.write("record-exit.mjs", wrapper)
   await tmux("-f", d.file("tmux.conf"), "new-session", "-d", "-s", "run", "-x", "100", "-y", "30",
     "-e", "CI=", "-e", "NO_COLOR=1", "-c", d.dir,
-    "--", process.execPath, annealBin, "run", d.file("recipe.ts"), "--store", d.store)
+    "--", process.execPath, d.file("record-exit.mjs"), d.file("exit-code"),
+    annealBin, "run", d.file("recipe.ts"), "--store", d.store)
 
   const first = await until("the progress bar", async () => percentOf(await screen()))
   const running = await screen()
@@ -61,8 +68,8 @@ it("shows the progress bar advancing, q interrupts, exit code 1, the store stays
   expect(later).toBeGreaterThan(first)
 
   await tmux("send-keys", "-t", "run", "q")
-  const status = await until("the process to exit", paneDead, 30_000)
-  expect(status).toBe(1)
+  const status = await until("the process to exit", exitCode, 30_000)
+  expect(status).toBe("1")
   const final = await screen()
   expect(final).toMatch(/⊘ train {2}toy-train {2}interrupted/)
   expect(final).toMatch(/– eval {2}toy-eval {2}skipped/)
