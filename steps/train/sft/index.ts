@@ -7,7 +7,8 @@
  */
 import * as path from "node:path"
 import { Schema } from "effect"
-import { Instruction, Messages, PromptCompletion, Text } from "../../../engine/rows.ts"
+import type { Dataset } from "../../../engine/artifact.ts"
+import type { Instruction, Messages, PromptCompletion, Row, Text } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
 import {
   fromPreset, LrScheduler, MaxSteps, NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber, Probability,
@@ -52,10 +53,18 @@ const common = {
   command: trainingCommand(script)
 } as const
 
-const inputs = {
-  model: Port.model(),
-  data: Port.dataset(Schema.Union([Instruction, PromptCompletion, Messages, Text]))
-}
+/**
+ * The row formats sft trains on. A port of a union of dataset handles: each of these fits, a Preference
+ * dataset does not (a compile error), and the worker checks the rows at run time.
+ */
+export type SftData =
+  | Dataset<Instruction & Row>
+  | Dataset<PromptCompletion & Row>
+  | Dataset<Messages & Row>
+  | Dataset<Text & Row>
+const sftData = Port.anyDataset() as unknown as Port<SftData>
+
+const inputs = { model: Port.model(), data: sftData }
 
 export const sft = defineStep({
   kind: "sft",
