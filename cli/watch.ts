@@ -83,6 +83,12 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
   // steps the current cycle is running (id -> key), and those to let finish before stopping it
   const running = new Map<string, string>()
   let drainFor: Set<string> | undefined
+  // set when watch itself stopped the cycle: its end is then no error to report
+  let stoppedByUs = false
+  const interruptCycle = () => {
+    stoppedByUs = true
+    current?.interrupt()
+  }
 
   /** A note during a cycle: into the live view (writing around Ink would tear its frame), or stderr. */
   const cycleNote = (message: string) => {
@@ -98,8 +104,9 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
    */
   const decide = async () => {
     const cycle = current
-    if (cycle === undefined || running.size === 0) {
-      cycle?.interrupt()
+    if (cycle === undefined) return
+    if (running.size === 0) {
+      interruptCycle()
       return
     }
     const plan = await planSnapshot(recipe, options.runArgs)
@@ -107,7 +114,7 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     const affected = plan === undefined ? [] : [...running].filter(([id, key]) => plan.keys.get(id) !== key).map(([id]) => id)
     if (plan !== undefined && affected.length > 0) {
       cycleNote(`change affects running ${affected.join(", ")}: interrupting`)
-      cycle.interrupt()
+      interruptCycle()
       return
     }
     drainFor = new Set(running.keys())
@@ -118,12 +125,13 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     if (event.event === "step") {
       running.delete(event.step)
       drainFor?.delete(event.step)
-      if (drainFor !== undefined && drainFor.size === 0) current?.interrupt()
+      if (drainFor !== undefined && drainFor.size === 0) interruptCycle()
     }
   }
 
   const stop = () => {
     stopped = true
+    stoppedByUs = true
     current?.interrupt()
     wake?.()
   }
@@ -178,6 +186,7 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     reporter = cycleReporter
     running.clear()
     drainFor = undefined
+    stoppedByUs = false
     current = startCycle({
       recipe,
       runArgs: options.runArgs,
@@ -192,7 +201,7 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     current = undefined
     reporter = undefined
     await cycleReporter?.close?.()
-    if (!result.completed) {
+    if (!result.completed && !stoppedByUs) {
       // the recipe did not load (or the engine crashed): say why, keep watching
       const message = result.stderr.trim() || `anneal run exited with code ${result.exitCode}`
       if (options.json) {
