@@ -39,6 +39,8 @@ export interface MinHashIndex {
 }
 
 const batchSize = 256
+/** batches signed but not yet placed: bounds the texts and signatures held in flight */
+const maxInflight = 64
 
 export const buildMinHashIndex = async (
   rows: AsyncIterable<Located<unknown>>,
@@ -92,7 +94,9 @@ export const buildMinHashIndex = async (
         inflight.push({ offset: batchStart, p: pool.sign(batch) })
         batch = []
         batchStart = n
-        await drain(2 * Math.max(1, o.threads))
+        // let finished worker batches report back, so the pool knows which threads are free
+        await new Promise((resolve) => setImmediate(resolve))
+        await drain(maxInflight)
       }
       onRow?.(r.index)
     }

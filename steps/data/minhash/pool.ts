@@ -1,7 +1,8 @@
 /**
- * Signing batches on worker threads, results in submission order. With one thread it signs inline:
- * a worker would only add start-up and copying. Signatures depend only on the config (seed included),
- * never on which thread computed them.
+ * Signing batches on `threads` threads: the calling thread plus threads - 1 workers. A batch goes to a
+ * worker with fewer than two batches queued; when all are busy the caller signs it inline, so the
+ * thread that also reads and parses the input never sits idle and the machine is not oversubscribed.
+ * Signatures depend only on the config (seed included), never on which thread computed them.
  */
 import { Worker } from "node:worker_threads"
 import { Signer, type MinHashConfig } from "./signature.ts"
@@ -14,17 +15,17 @@ export interface SignedBatch {
 export class SignaturePool {
   private readonly workers: Array<Worker> = []
   private readonly waiting = new Map<number, { resolve: (b: SignedBatch) => void; reject: (e: unknown) => void }>()
-  private readonly inline: Signer | undefined
+  private readonly inline: Signer
+  private readonly queued: Array<number> = []
   private nextId = 0
 
   constructor(readonly config: MinHashConfig, readonly threads: number) {
-    if (threads <= 1) {
-      this.inline = new Signer(config)
-      return
-    }
-    for (let t = 0; t < threads; t++) {
+    this.inline = new Signer(config)
+    for (let t = 0; t < threads - 1; t++) {
       const w = new Worker(new URL("./signature-worker.ts", import.meta.url), { workerData: config })
+      this.queued.push(0)
       w.on("message", (m: { id: number } & SignedBatch) => {
+        this.queued[t]!--
         const p = this.waiting.get(m.id)
         this.waiting.delete(m.id)
         p?.resolve({ sigs: m.sigs, signed: m.signed })
@@ -35,7 +36,9 @@ export class SignaturePool {
   }
 
   sign(texts: ReadonlyArray<string>): Promise<SignedBatch> {
-    if (this.inline !== undefined) {
+    let t = 0
+    for (let i = 1; i < this.queued.length; i++) if (this.queued[i]! < this.queued[t]!) t = i
+    if (this.workers.length === 0 || this.queued[t]! >= 2) {
       const k = this.config.numHashes
       const sigs = new Int32Array(texts.length * k)
       const signed = new Uint8Array(texts.length)
@@ -43,9 +46,10 @@ export class SignaturePool {
       return Promise.resolve({ sigs, signed })
     }
     const id = this.nextId++
+    this.queued[t]!++
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject })
-      this.workers[id % this.workers.length]!.postMessage({ id, texts })
+      this.workers[t]!.postMessage({ id, texts })
     })
   }
 
