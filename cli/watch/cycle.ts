@@ -48,6 +48,9 @@ export const startCycle = (options: {
     stderr: "pipe",
     buffer: { stdout: false, stderr: true },
     forceKillAfterDelay: 30_000,
+    // its own process group: a Ctrl-C in the terminal reaches only watch, which stops the cycle with
+    // one SIGTERM (two signals would make the engine skip its clean shutdown)
+    detached: true,
     // the child must not draw: it speaks JSON on a pipe either way
     env: { FORCE_COLOR: "0" }
   })
@@ -64,9 +67,15 @@ export const startCycle = (options: {
   })
   const closed = new Promise<void>((resolve) => lines.once("close", () => resolve()))
   let exited = false
+  // detached children do not die with watch: take them along if watch exits while one runs
+  const killOnExit = () => {
+    if (!exited) child.kill("SIGTERM")
+  }
+  process.once("exit", killOnExit)
   const done = (async (): Promise<CycleResult> => {
     const result = await child
     exited = true
+    process.off("exit", killOnExit)
     await closed
     return { exitCode: result.exitCode ?? 1, completed, stderr: String(result.stderr ?? "") }
   })()
