@@ -36,7 +36,7 @@ const { values } = parseArgs({
 const docsWanted = Number(values.docs)
 const work = tempDir("anneal-bench-")
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
-const row = (...cells: Array<string>) => console.log(cells.map((c, i) => (i === 0 ? c.padEnd(26) : c.padStart(18))).join(""))
+const row = (...cells: Array<string>) => console.log(cells.map((c, i) => (i === 0 ? c.padEnd(26) : c.padStart(20))).join(""))
 
 // ---- corpus ------------------------------------------------------------------------------------------
 // plantedCorpus(bases) yields ~1.4 docs per base: a third of them planted near-duplicates and copies
