@@ -47,7 +47,9 @@ export interface LiveViewProps {
   readonly logLines?: number
 }
 
-type StaticItem = { readonly key: string; readonly step: StepView }
+type StaticItem =
+  | { readonly key: string; readonly step: StepView }
+  | { readonly key: string; readonly table: ReadonlyArray<string> }
 
 const keyHelp = [
   ["q, Ctrl-C", "interrupt the run (steps stop cleanly, finished work stays cached)"],
@@ -96,12 +98,22 @@ export const LiveView = (props: LiveViewProps) => {
   const hidden = live.length - shown.length
 
   const items: Array<StaticItem> = state.settled.map((id, i) => ({ key: `${id}#${i}`, step: state.steps[id]! }))
+  // the summary table goes out through <Static> too: a live frame taller than the terminal makes Ink
+  // clear the screen, which would wipe the steps printed above it on a big recipe
+  if (props.finished === true && state.run !== undefined) items.push({ key: "summary", table: summaryTable(state, width) })
   const mark = (s: StepView) => (panel !== "none" || selected !== undefined) && s.id === current
 
   return (
     <>
       <Static items={items}>
-        {(item) => <SettledRow key={item.key} step={item.step} width={width - 2} color={color} />}
+        {(item) =>
+          "step" in item
+            ? <SettledRow key={item.key} step={item.step} width={width - 2} color={color} />
+            : (
+              <Box key={item.key} flexDirection="column" marginTop={1}>
+                {item.table.map((l, i) => <Text key={i} bold={i === 0}>{l}</Text>)}
+              </Box>
+            )}
       </Static>
       <Box flexDirection="column" width={width}>
         {shown.map((s) => (
@@ -119,13 +131,6 @@ export const LiveView = (props: LiveViewProps) => {
             lines={props.logLines ?? 10} readTail={props.readTail ?? readLogTail} />
         )}
         {panel === "help" && <HelpPanel width={width} />}
-        {props.finished === true && state.run !== undefined && (
-          <Box flexDirection="column" marginTop={1}>
-            {summaryTable(state, width).map((l, i) => (
-              <Text key={i} bold={i === 0}>{l}</Text>
-            ))}
-          </Box>
-        )}
         <Box marginTop={props.finished === true ? 1 : 0} flexDirection="column">
           {totalsLines(state, now, width).map((l, i) => <Text key={i} bold>{l}</Text>)}
         </Box>
