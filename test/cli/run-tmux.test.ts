@@ -9,68 +9,43 @@ import { afterAll, expect, it } from "vitest"
 import { execa } from "execa"
 import { annealBin, makeRecipeDir } from "./recipe-dir.ts"
 import { slowRecipe } from "./slow-recipe.ts"
+import { openTerminal } from "./tmux.ts"
+import type { Terminal } from "./tmux.ts"
 
 const d = makeRecipeDir("tmux")
-const socket = `anneal-test-${process.pid}`
-const tmux = (...args: Array<string>) => execa("tmux", ["-L", socket, ...args], { reject: false })
-const screen = async () => String((await tmux("capture-pane", "-p", "-t", "run")).stdout)
-// tmux's #{pane_dead_status} is sometimes empty for a process that did exit, so a tiny wrapper runs
-// anneal on the terminal and records its exit code in a file
-const wrapper = `
-import { spawnSync } from "node:child_process"
-import * as fs from "node:fs"
-const [exitFile, ...args] = process.argv.slice(2)
-const r = spawnSync(process.execPath, args, { stdio: "inherit" })
-fs.writeFileSync(exitFile, String(r.status ?? "signal " + r.signal))
-`
-const exitCode = async () => (fs.existsSync(d.file("exit-code")) ? d.read("exit-code") : undefined)
-const until = async <A>(what: string, f: () => Promise<A | undefined>, timeoutMs = 60_000): Promise<A> => {
-  const start = Date.now()
-  for (;;) {
-    const v = await f()
-    if (v !== undefined) return v
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}; screen:\n${await screen()}`)
-    await new Promise((r) => setTimeout(r, 150))
-  }
-}
+let term: Terminal | undefined
+afterAll(async () => {
+  await term?.close()
+  d.remove()
+})
+
 const percentOf = (s: string) => {
   const m = /█*[▏▎▍▌▋▊▉]?░+\s+(\d+)%/.exec(s)
   return m === null ? undefined : Number(m[1])
 }
 
-afterAll(async () => {
-  await tmux("kill-server")
-  d.remove()
-})
-
 it("shows the progress bar advancing, q interrupts, exit code 1, the store stays consistent", async () => {
   d.write("recipe.ts", slowRecipe({ steps: 400, ms: 50 }))
-  // keep the pane after the process exits, so its exit status can be read
-  d.write("tmux.conf", "set -g remain-on-exit on\n")
-  d.write("record-exit.mjs", wrapper)
-  await tmux("-f", d.file("tmux.conf"), "new-session", "-d", "-s", "run", "-x", "100", "-y", "30",
-    "-e", "CI=", "-e", "NO_COLOR=1", "-c", d.dir,
-    "--", process.execPath, d.file("record-exit.mjs"), d.file("exit-code"),
-    annealBin, "run", d.file("recipe.ts"), "--store", d.store)
+  const t = await openTerminal(d.dir, [annealBin, "run", d.file("recipe.ts"), "--store", d.store])
+  term = t
 
-  const first = await until("the progress bar", async () => percentOf(await screen()))
-  const running = await screen()
+  const first = await t.until("the progress bar", async () => percentOf(await t.screen()))
+  const running = await t.screen()
   expect(running).toContain("▶ train  toy-train  cpu")
   expect(running).toMatch(/ETA \d/)
   expect(running).toContain("2048 tok/s")
   expect(running).toMatch(/loss \d/)
   expect(running).toMatch(/◷ eval {2}toy-eval {2}waiting for train/)
   expect(running).toContain("q quit")
-  const later = await until("the bar to advance", async () => {
-    const p = percentOf(await screen())
+  const later = await t.until("the bar to advance", async () => {
+    const p = percentOf(await t.screen())
     return p !== undefined && p > first ? p : undefined
   })
   expect(later).toBeGreaterThan(first)
 
-  await tmux("send-keys", "-t", "run", "q")
-  const status = await until("the process to exit", exitCode, 30_000)
-  expect(status).toBe("1")
-  const final = await screen()
+  await t.keys("q")
+  expect(await t.until("the process to exit", t.exitCode, 30_000)).toBe("1")
+  const final = await t.screen()
   expect(final).toMatch(/⊘ train {2}toy-train {2}interrupted/)
   expect(final).toMatch(/– eval {2}toy-eval {2}skipped/)
   expect(final).toMatch(/ran 0 · cached 0 · failed 0 · interrupted 1 · skipped 1/)
