@@ -309,13 +309,18 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         const jobId = rec.jobId ?? (await backend.findByName?.(rec.name))
         if (jobId !== undefined) {
           await backend.cancel(jobId)
-          const deadline = Date.now() + 60_000
-          while (Date.now() < deadline) {
-            const s = await backend.status(jobId).catch(() => undefined)
-            if (s !== undefined && !live(s.phase)) break
+          // A running job is waited for until the cluster has stopped it. A queued one that stays queued
+          // (Ray stops a pending job only once it starts) is left behind: its files are removed below,
+          // so if it ever starts, the runner finds no orders and exits without running the step.
+          const started = Date.now()
+          let last: JobStatus | undefined
+          while (Date.now() - started < 60_000) {
+            last = await backend.status(jobId).catch(() => last)
+            if (last !== undefined && !live(last.phase)) break
+            if (last?.phase === "queued" && Date.now() - started > 5_000) break
             await new Promise((ok) => setTimeout(ok, 250))
           }
-          writeLog(`[anneal] cancelled ${backend.label(jobId)}`)
+          writeLog(`[anneal] cancelled ${backend.label(jobId)}${last !== undefined && live(last.phase) ? ` (still ${last.state} on the cluster)` : ""}`)
         }
       } catch (e) {
         writeLog(`[anneal] could not cancel the job: ${messageOf(e)}`)

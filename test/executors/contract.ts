@@ -95,7 +95,7 @@ export const executorContract = (name: string, target: ContractTarget) =>
     it("gives the worker the GPUs, CPUs and memory the step asks for", async () => {
       const one = workerSpec(store, { params: { steps: 1 }, gpus: 1, cpus: 2, memoryGb: 1 })
       const none = workerSpec(store, { params: { steps: 1 }, gpus: 0, cpus: 1 })
-      const [a, b] = [await runSpec(target.executor(), one), await runSpec(target.executor(), none)]
+      const [a, b] = await Promise.all([runSpec(target.executor(), one), runSpec(target.executor(), none)])
       expect(a.error?.message).toBeUndefined()
       expect(b.error?.message).toBeUndefined()
       expect(metricOf(a.events, "visible_gpus")).toBe(1)

@@ -74,7 +74,14 @@ const startRayOnce = async (): Promise<RayCluster> => {
   // short: Ray puts unix sockets under it (108-byte limit)
   const tempDir = fs.mkdtempSync("/tmp/aray-")
   const [gcs, dashboard, client, agent, minWorker] = await freePorts(5)
-  const env = { ...process.env, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: "0", RAY_USAGE_STATS_ENABLED: "0" }
+  // no idle workers started ahead of time: they compete with the raylet for the two cores at startup
+  const env = {
+    ...process.env,
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: "0",
+    RAY_USAGE_STATS_ENABLED: "0",
+    RAY_enable_worker_prestart: "0",
+    RAY_prestart_worker_first_driver: "0"
+  }
   const start = execa(rayBinary(), [
     "start",
     "--head",

@@ -1,0 +1,114 @@
+/**
+ * The Ray executor against a real Ray head (`ray start --head` from the project's Python environment)
+ * started on loopback for this file: the executor contract, plus the Jobs API's resource fields and a
+ * job stopped from outside.
+ */
+import * as http from "node:http"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { makeRayExecutor, rayStatus } from "../../engine/executors/ray.ts"
+import type { RayOptions } from "../../engine/executors/ray.ts"
+import { waitFor } from "./cluster-ports.ts"
+import { executorContract } from "./contract.ts"
+import { rayBinary, rayInstalled, startRay } from "./ray-cluster.ts"
+import type { RayCluster } from "./ray-cluster.ts"
+import { logsOf, makeStoreDir, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
+
+let cluster: RayCluster | undefined
+
+beforeAll(async () => {
+  if (!rayInstalled()) throw new Error(`Ray is not installed at ${rayBinary()}: run npx anneal setup`)
+  cluster = await startRay()
+})
+afterAll(async () => {
+  await cluster?.stop()
+})
+
+const options = (more: Partial<RayOptions> = {}): RayOptions => ({
+  address: cluster!.address,
+  launcher: "command",
+  pollSeconds: 0.5,
+  ...more
+})
+
+/** GET on the Jobs API (node:http: Ray refuses what looks like browser traffic). */
+const getJson = (route: string): Promise<unknown> =>
+  new Promise((resolve, reject) => {
+    http.get(new URL(route, cluster!.address + "/"), (res) => {
+      const chunks: Array<Buffer> = []
+      res.on("data", (c: Buffer) => chunks.push(c))
+      res.on("end", () => resolve(JSON.parse(Buffer.concat(chunks).toString("utf8"))))
+      res.on("error", reject)
+    }).on("error", reject)
+  })
+
+const postJson = (route: string): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const req = http.request(new URL(route, cluster!.address + "/"), { method: "POST" }, (res) => {
+      res.resume()
+      res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`POST ${route}: HTTP ${res.statusCode}`))))
+    })
+    req.on("error", reject)
+    req.end()
+  })
+
+const jobIdOf = (messages: ReadonlyArray<string>): string => {
+  const m = messages.map((s) => /^submitted ray job (\S+)/.exec(s)).find((x) => x !== null)
+  if (m === undefined || m === null) throw new Error(`no submission among ${JSON.stringify(messages)}`)
+  return m[1]!
+}
+
+executorContract("ray", {
+  executor: () => makeRayExecutor(options()),
+  driverConfig: () => ({ executor: "ray", ray: options() }),
+  submissions: async (key) => {
+    const jobs = (await getJson("/api/jobs/")) as ReadonlyArray<{ metadata?: Record<string, string> | null }>
+    return jobs.filter((j) => j.metadata?.anneal_key === key).length
+  }
+})
+
+describe("ray executor", () => {
+  it("asks Ray for the step's resources: a step wanting more GPUs than the cluster has waits in Ray's queue", async () => {
+    const store = makeStoreDir()
+    // the test cluster has 2 GPUs
+    const spec = workerSpec(store, { params: { steps: 1 }, gpus: 3, cpus: 1, memoryGb: 1 })
+    const waiting = startSpec(makeRayExecutor(options()), spec)
+    const jobId = await waitFor("the submission", () => (logsOf(waiting.events).length > 0 ? jobIdOf(logsOf(waiting.events)) : undefined), 60_000)
+    await new Promise((ok) => setTimeout(ok, 3000))
+    const job = (await getJson(`/api/jobs/${jobId}`)) as { status: string; message: string }
+    expect(job.status).toBe("PENDING")
+    expect(job.message).toContain("waiting for resources")
+    expect(progressOf(waiting.events)).toEqual([])
+    await waiting.interrupt()
+    // Ray stops a pending job only once it could start; it must not have run
+    expect(["PENDING", "STOPPED"]).toContain(((await getJson(`/api/jobs/${jobId}`)) as { status: string }).status)
+  })
+
+  it("reports a job stopped from outside; the next run submits again and resumes from the checkpoint", async () => {
+    const store = makeStoreDir()
+    const spec = workerSpec(store, { params: { text: "stopped", steps: 60, delay: 0.3 } })
+    const running = startSpec(makeRayExecutor(options()), spec)
+    await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 120_000)
+    const jobId = jobIdOf(logsOf(running.events))
+    // what `ray job stop` does
+    await postJson(`/api/jobs/${jobId}/stop`)
+    const first = await running.done
+    expect(first._tag).toBe("Failure")
+    expect(String((first as { cause: unknown }).cause)).toMatch(/ray job \S+ STOPPED: stopped from outside anneal/)
+    const outcome = await runSpec(makeRayExecutor(options()), respec(store, spec))
+    expect(outcome.error?.message).toBeUndefined()
+    expect(jobIdOf(logsOf(outcome.events))).not.toBe(jobId)
+    const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
+    expect(resumed !== undefined && resumed.event === "metric" ? Number(resumed.value) : 0).toBeGreaterThanOrEqual(3)
+  })
+})
+
+describe("ray job states", () => {
+  it("turns Ray's endings into reasons a user can act on", () => {
+    expect(rayStatus({ status: "STOPPED" }).reason).toContain("stopped from outside")
+    expect(rayStatus({ status: "FAILED", error_type: "JOB_ENTRYPOINT_COMMAND_ERROR", driver_exit_code: 2, message: "Job entrypoint command failed with exit code 2, last available logs (truncated to 20,000 chars):\nboom" }))
+      .toMatchObject({ phase: "failed", exitCode: 2, reason: "the step exited with an error, exit code 2" })
+    expect(rayStatus({ status: "FAILED", error_type: "JOB_SUPERVISOR_ACTOR_DIED", message: "The job supervisor actor died" }).reason).toBe("The job supervisor actor died")
+    expect(rayStatus({ status: "PENDING" }).phase).toBe("queued")
+    expect(rayStatus({ status: "SUCCEEDED" }).phase).toBe("succeeded")
+  })
+})
