@@ -97,7 +97,7 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
         // a planned-cached step is already "cached"; print it once, when the engine confirms it
         const word = event.status === "ran" ? "done" : event.status
         const time = event.status !== "cached" ? formatDuration(event.seconds) : event.seconds > 0 ? `saved ${formatDuration(event.seconds)}` : ""
-        say(word, [event.step, time, metricsOf(s)].filter((x) => x !== "").join("  "))
+        say(word, [event.step, time, event.restored === true ? "restored" : "", metricsOf(s)].filter((x) => x !== "").join("  "))
         if (event.error !== undefined) for (const l of event.error.split("\n").filter((x) => x.trim() !== "")) write(`      ${l}`)
         return
       }
