@@ -9,3 +9,7 @@ export type Paint = (style: Style, text: string) => string
 
 export const makePaint = (color: boolean): Paint =>
   color ? (style, text) => (text === "" ? text : `\x1b[${codes[style]}m${text}\x1b[0m`) : (_style, text) => text
+
+/** no-color.org: colour is off when NO_COLOR is set to anything but the empty string. */
+export const colorEnabled = (env: NodeJS.ProcessEnv = process.env): boolean =>
+  env["NO_COLOR"] === undefined || env["NO_COLOR"] === ""

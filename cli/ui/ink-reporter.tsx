@@ -30,9 +30,7 @@ export interface InkReporterOptions {
   readonly patchConsole?: boolean | undefined
 }
 
-/** no-color.org: colour is off when NO_COLOR is set to anything but the empty string. */
-export const colorEnabled = (env: NodeJS.ProcessEnv = process.env): boolean =>
-  env["NO_COLOR"] === undefined || env["NO_COLOR"] === ""
+export { colorEnabled } from "../render/paint.ts"
 
 const within = (ms: number, p: Promise<unknown>): Promise<void> =>
   new Promise((resolve) => {
