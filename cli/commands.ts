@@ -14,7 +14,8 @@ import { pickReporter } from "./reporters/pick.ts"
 import { cacheCommand } from "./cache.ts"
 import { execStep } from "./exec-step.ts"
 import { showStep, printLogs } from "./show.ts"
-import { renderPlan } from "./render-plan.ts"
+import { renderPlan } from "./render/plan.ts"
+import { colorEnabled } from "./render/paint.ts"
 
 export interface Command {
   readonly options: ParseArgsConfig["options"]
@@ -66,12 +67,13 @@ const run: Command = {
   run: async (v, positionals, argv) => {
     const recipe = needRecipe(positionals, "run")
     const controller = new AbortController()
-    const interrupt = () => controller.abort()
-    const reporter = v.json === true ? makeJsonReporter() : await pickReporter({ onInterrupt: interrupt })
+    // the first Ctrl-C (a signal, or a keypress in the live view) interrupts cleanly; a second one
+    // stops waiting for children to exit
     const onSignal = () => {
-      if (controller.signal.aborted) process.exit(130) // a second Ctrl-C: stop waiting for children
-      interrupt()
+      if (controller.signal.aborted) process.exit(130)
+      controller.abort()
     }
+    const reporter = v.json === true ? makeJsonReporter() : await pickReporter({ onInterrupt: onSignal })
     process.on("SIGINT", onSignal)
     process.on("SIGTERM", onSignal)
     try {
@@ -118,7 +120,7 @@ const plan: Command = {
         }
       } else {
         for (const w of warnings) process.stderr.write(`warning: ${w}\n`)
-        process.stdout.write(renderPlan(entries))
+        process.stdout.write(renderPlan(entries, { color: process.stdout.isTTY === true && colorEnabled() }))
       }
       return 0
     } finally {

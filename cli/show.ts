@@ -65,8 +65,9 @@ export const showStep = async (v: Record<string, unknown>, positionals: Readonly
     process.stdout.write(JSON.stringify(data) + "\n")
     return 0
   }
-  const { renderShow } = await import("./render-show.ts")
-  process.stdout.write(renderShow(data))
+  const { renderShow } = await import("./render/show.ts")
+  const { colorEnabled } = await import("./render/paint.ts")
+  process.stdout.write(renderShow(data, { color: process.stdout.isTTY === true && colorEnabled() }))
   return 0
 }
 

@@ -50,7 +50,8 @@ describe("incremental runs", () => {
     expect(byStep.join!.status).toBe("waiting")
 
     const human = await cli(["plan", p.file("recipe.ts")])
-    expect(human.stdout).toContain('params.suffix: "!" -> "?"')
+    expect(human.stdout).toContain('- params.suffix: "!"')
+    expect(human.stdout).toContain('+ params.suffix: "?"')
 
     const run = await cli(["run", p.file("recipe.ts"), "--json"])
     expect(run.exitCode).toBe(0)
