@@ -38,7 +38,7 @@ export const phiBase = (): { corpus: Dataset<Text>; vocab: Tokenizer; model: Mod
     seq_len: 128, // 2048
     micro_batch_size: 8, // global batch 2048 sequences = micro batch x accumulation x GPUs
     gradient_accumulation_steps: 1,
-    max_steps: 300, // 150B tokens / (2048 x 2048) ~ 36k steps
+    max_steps: 200, // 150B tokens / (2048 x 2048) ~ 36k steps
     save_steps: 100 // checkpoints for mid-step resume
   }, { id: "pretrain" })
   return { corpus, vocab, model }

@@ -160,6 +160,18 @@ def device_args(worker: Worker) -> dict[str, Any]:
     return args
 
 
+def limit_cpu_threads(worker: Worker) -> None:
+    """On CPU, use the CPU slots the scheduler granted (split among the processes), not every core:
+    steps running side by side would otherwise oversubscribe the machine."""
+    import torch
+
+    if worker.gpus and torch.cuda.is_available():
+        return
+    cpus = int(worker.spec.get("devices", {}).get("cpus", 0) or 0)
+    if cpus > 0:
+        torch.set_num_threads(max(1, cpus // world_size()))
+
+
 def training_dtype(worker: Worker):
     import torch
 

@@ -20,7 +20,7 @@ from anneal_worker.datasets import read_dataset
 from anneal_worker.protocol import Worker, config_from_params, fail
 from anneal_worker.training import (
     LR_SCHEDULERS, check, check_choices, choice, check_non_negative, check_positive, device_args, is_main_process,
-    last_checkpoint, load_causal_lm, load_tokenizer, model_dir_input, model_module_names, progress_callback,
+    last_checkpoint, limit_cpu_threads, load_causal_lm, load_tokenizer, model_dir_input, model_module_names, progress_callback,
     remove_training_args, report_train_metrics, training_dtype,
 )
 
@@ -98,6 +98,7 @@ def main() -> None:
     from trl import DPOConfig, DPOTrainer
     from transformers import set_seed
 
+    limit_cpu_threads(worker)
     tok = load_tokenizer(base)
     set_seed(worker.seed)
     dtype = training_dtype(worker)

@@ -23,7 +23,7 @@ from anneal_worker.datasets import read_dataset
 from anneal_worker.protocol import Worker, config_from_params
 from anneal_worker.training import (
     LR_SCHEDULERS, check, check_choices, choice, check_non_negative, check_positive, device_args, is_main_process,
-    last_checkpoint, load_causal_lm, remove_training_args, load_tokenizer, model_dir_input, progress_callback, report_train_metrics,
+    last_checkpoint, limit_cpu_threads, load_causal_lm, remove_training_args, load_tokenizer, model_dir_input, progress_callback, report_train_metrics,
     resolve_preset, tokenizer_dir_input, training_dtype, world_size,
 )
 
@@ -146,6 +146,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator, set_seed
 
+    limit_cpu_threads(worker)
     tok = load_tokenizer(tok_dir)
     check(tok.eos_token_id is not None, f"{WHO}: the tokenizer in {tok_dir} has no eos token")
 

@@ -26,7 +26,7 @@ from anneal_worker.protocol import Worker, config_from_params, fail
 from anneal_worker.templates import CHATML, to_prompt_completion
 from anneal_worker.training import (
     LR_SCHEDULERS, check, check_choices, choice, check_non_negative, check_positive, device_args, is_main_process,
-    last_checkpoint, load_causal_lm, load_tokenizer, model_dir_input, model_module_names, progress_callback,
+    last_checkpoint, limit_cpu_threads, load_causal_lm, load_tokenizer, model_dir_input, model_module_names, progress_callback,
     remove_training_args, report_train_metrics, resolve_preset, training_dtype,
 )
 
@@ -132,6 +132,7 @@ def main() -> None:
     from trl import SFTConfig, SFTTrainer
     from transformers import set_seed
 
+    limit_cpu_threads(worker)
     tok = load_tokenizer(base)
     if fmt == "messages" or cfg.template == "chat":
         if tok.chat_template is None:
