@@ -222,6 +222,9 @@ const taskArithmetic = async (info: MethodInfo, job: TensorJob): Promise<void> =
   })
   const equalSeen = others.map(() => ({ seen: 0 }))
   const out = new Float32Array(size)
+  const mixedBuf = new Float32Array(size)
+  const divisorBuf = new Float32Array(size)
+  const sumBuf = new Float32Array(size)
 
   for (let c = 0; c < inputs.chunks; c++) {
     const { count } = inputs.range(c)
@@ -239,29 +242,41 @@ const taskArithmetic = async (info: MethodInfo, job: TensorJob): Promise<void> =
     }
     const base = await inputs.load(b, c)
     const o = out.subarray(0, count)
-    for (let i = 0; i < count; i++) {
-      let mixed = 0
-      let divisor = 0
-      if (info.consensus) {
-        let sum = 0
-        for (let k = 0; k < deltas.length; k++) sum = f(sum + deltas[k]![i]!)
-        const majority = sum >= 0 ? 1 : -1
-        for (let k = 0; k < deltas.length; k++) {
-          const d = deltas[k]![i]!
-          if (Math.sign(d) === majority) {
-            mixed = f(mixed + d)
-            divisor = f(divisor + w[others[k]!]!)
+    // one tight loop per input over typed arrays (stores into Float32Array round like float32 ops)
+    const mixed = mixedBuf.subarray(0, count)
+    const divisor = divisorBuf.subarray(0, count)
+    mixed.fill(0)
+    if (info.consensus) {
+      const sum = sumBuf.subarray(0, count)
+      sum.fill(0)
+      for (let k = 0; k < deltas.length; k++) {
+        const d = deltas[k]!
+        for (let i = 0; i < count; i++) sum[i] = sum[i]! + d[i]!
+      }
+      divisor.fill(0)
+      for (let k = 0; k < deltas.length; k++) {
+        const d = deltas[k]!
+        const wk = w[others[k]!]!
+        for (let i = 0; i < count; i++) {
+          const x = d[i]!
+          // sign(x) == majority, where majority is +1 when the sum is >= 0; zero deltas never vote
+          if ((x > 0 && sum[i]! >= 0) || (x < 0 && sum[i]! < 0)) {
+            mixed[i] = mixed[i]! + x
+            divisor[i] = divisor[i]! + wk
           }
         }
-        if (divisor === 0) divisor = 1
-      } else {
-        for (let k = 0; k < deltas.length; k++) mixed = f(mixed + deltas[k]![i]!)
-        divisor = Math.abs(weightSum) < 1e-8 ? 1 : weightSum
       }
-      if (job.normalize) mixed = f(mixed / divisor)
-      if (lambda !== 1) mixed = f(mixed * lambda)
-      o[i] = base[i]! + mixed
+      if (job.normalize) for (let i = 0; i < count; i++) mixed[i] = mixed[i]! / (divisor[i] === 0 ? 1 : divisor[i]!)
+    } else {
+      for (let k = 0; k < deltas.length; k++) {
+        const d = deltas[k]!
+        for (let i = 0; i < count; i++) mixed[i] = mixed[i]! + d[i]!
+      }
+      const div = Math.abs(weightSum) < 1e-8 ? 1 : weightSum
+      if (job.normalize) for (let i = 0; i < count; i++) mixed[i] = mixed[i]! / div
     }
+    if (lambda !== 1) for (let i = 0; i < count; i++) mixed[i] = mixed[i]! * lambda
+    for (let i = 0; i < count; i++) o[i] = base[i]! + mixed[i]!
     await job.sink(job.out.encode(o))
   }
 }
@@ -298,7 +313,7 @@ const topK = async (
   k: number,
   deltaBits: (chunk: number) => Promise<Uint32Array>
 ): Promise<{ threshold: number; equal: number }> => {
-  const hist = new Float64Array(65536)
+  const hist = new Uint32Array(65536)
   for (let c = 0; c < inputs.chunks; c++) {
     const { count } = inputs.range(c)
     const bits = await deltaBits(c)

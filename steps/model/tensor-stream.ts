@@ -10,8 +10,8 @@ import { SafetensorsError } from "./safetensors/header.ts"
 import { ChunkReader } from "./safetensors/reader.ts"
 import type { TensorRef } from "./safetensors/reader.ts"
 
-/** 1 Mi elements: 4 MiB of float32 per input; large enough that per-call overhead vanishes */
-export const chunkElements = 1 << 20
+/** 64 Ki elements: 256 KiB of float32 per input, so the arrays a method combines stay in cache (1 Mi ran 2x slower) */
+export const chunkElements = 1 << 16
 
 export type Sink = (bytes: Uint8Array) => Promise<void>
 
