@@ -51,7 +51,9 @@ fs.writeSync(err, `anneal runner: ${job!.argv.join(" ")} on ${os.hostname()} (CU
 const child = spawn(job!.argv[0]!, job!.argv.slice(1), { cwd: job!.cwd, env, stdio: ["ignore", out, err] })
 
 let killTimer: NodeJS.Timeout | undefined
+let stoppedBy: NodeJS.Signals | undefined
 const stop = (signal: NodeJS.Signals) => {
+  stoppedBy ??= signal
   child.kill("SIGTERM")
   killTimer ??= setTimeout(() => child.kill("SIGKILL"), killGraceMs)
   process.stderr.write(`anneal runner: ${signal}, stopping the step\n`)
@@ -69,6 +71,12 @@ const finish = (code: number | null, signal: NodeJS.Signals | null) => {
   fs.renameSync(tmp, job!.exit)
   fs.closeSync(out)
   fs.closeSync(err)
+  if (stoppedBy !== undefined) {
+    // die by the signal we were sent, as a shell would: the cluster tells "killed" from "failed" by it
+    process.removeAllListeners(stoppedBy)
+    process.kill(process.pid, stoppedBy)
+    return
+  }
   process.exit(code ?? 128 + (signal !== null ? (os.constants.signals[signal] ?? 0) : 0))
 }
 child.on("error", (e) => {

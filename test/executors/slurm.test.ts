@@ -3,11 +3,17 @@
  * started on loopback for this file: the executor contract, plus what only Slurm has: sbatch's
  * resource flags, a job cancelled from outside, a job requeued by the cluster.
  */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { execa } from "execa"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeSlurmExecutor, parseScontrol, slurmStatus } from "../../engine/executors/slurm.ts"
 import type { SlurmOptions } from "../../engine/executors/slurm.ts"
+import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
+import { projectRoot } from "../../engine/python.ts"
 import { waitFor } from "./cluster-ports.ts"
+import { expectSameArtifacts, trainRecipe } from "./recipe-parity.ts"
 import { executorContract } from "./contract.ts"
 import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
 import { slurmInstalled, startSlurm } from "./slurm-cluster.ts"
@@ -25,7 +31,6 @@ afterAll(async () => {
 
 const options = (more: Partial<SlurmOptions> = {}): SlurmOptions => ({
   slurmConf: cluster!.slurmConf,
-  launcher: "command",
   pollSeconds: 0.5,
   ...more
 })
@@ -122,4 +127,36 @@ describe("slurm job states", () => {
     const f = parseScontrol("JobId=7 JobName=anneal-x JobState=TIMEOUT Reason=TimeLimit Dependency=(null) ExitCode=0:15 TRES=cpu=2,mem=1G,node=1")
     expect(f).toMatchObject({ JobId: "7", JobState: "TIMEOUT", Reason: "TimeLimit", ExitCode: "0:15", TRES: "cpu=2,mem=1G,node=1" })
   })
+})
+
+describe("recipes on slurm", () => {
+  it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
+    await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
+  }, 300_000)
+
+  it("anneal run --executor slurm, killed mid-step and run again, attaches to the running job instead of submitting it twice", async () => {
+    const project = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-slurm-cli-"))
+    fs.writeFileSync(path.join(project, "anneal.config.json"), JSON.stringify({ slurm: { slurmConf: cluster!.slurmConf, pollSeconds: 0.5 } }))
+    const recipe = path.join(project, "recipe.ts")
+    fs.writeFileSync(recipe, `export { default } from ${JSON.stringify(trainRecipe)}\n`)
+    const env = { FIXTURE_TRAIN_STEPS: "16", FIXTURE_TRAIN_DELAY: "0.5" }
+    const args = [path.join(projectRoot, "bin", "anneal.js"), "run", recipe, "--executor", "slurm", "--json", "--store", path.join(project, ".anneal")]
+    const first = execa(nodeBinary(), args, { cwd: project, env, reject: false, buffer: false, stdin: "ignore", stderr: "ignore" })
+    let seen = ""
+    first.stdout!.on("data", (c: Buffer) => (seen += c.toString("utf8")))
+    await waitFor("the training step's progress", () => (/"event":"progress","step":"train"/.test(seen) ? true : undefined), 120_000)
+    first.kill("SIGKILL")
+    await first
+    const submitted = /submitted slurm job (\d+)/.exec(seen.split("\n").filter((l) => l.includes('"step":"train"')).join("\n"))
+    expect(submitted).not.toBeNull()
+
+    const second = await execa(nodeBinary(), args, { cwd: project, env, reject: false, stdin: "ignore" })
+    expect(second.exitCode, second.stderr).toBe(0)
+    expect(second.stdout).toContain(`reattached to slurm job ${submitted![1]} `)
+    expect(second.stdout).not.toMatch(/submitted slurm job \d+"[^\n]*"step":"train"|"step":"train"[^\n]*submitted slurm job/)
+    const key = /"event":"started","step":"train","kind":"fixture-train","key":"([0-9a-f]+)"/.exec(seen)?.[1]
+    expect(key).toBeDefined()
+    const jobs = (await execa("scontrol", ["show", "job", "-o"], { env: cluster!.env })).stdout.split("\n").filter((l) => l.includes(`-${key!.slice(0, 12)}-a`))
+    expect(jobs.map((l) => parseScontrol(l).JobId)).toEqual([submitted![1]])
+  }, 300_000)
 })
