@@ -111,7 +111,7 @@ export const runPlan = async (ctx: StepContext<unknown, any>, plan: MergePlan, d
   const seconds = (performance.now() - started) / 1000
   ctx.metric("tensors", r.tensors)
   ctx.metric("layers", r.layers)
-  ctx.metric("input_gb_per_s", r.inputBytes / 1e9 / Math.max(seconds, 1e-6))
+  ctx.metric("input_gb_per_sec", r.inputBytes / 1e9 / Math.max(seconds, 1e-6))
 }
 
 export const merge = defineStep({
