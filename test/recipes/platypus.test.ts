@@ -10,7 +10,7 @@ import { loadRecipe } from "../../engine/load.ts"
 import { dataDir, expected, generate } from "../../recipes/data/generate-platypus.ts"
 import { benchmarkFields } from "../../recipes/platypus.ts"
 import { clean, decontaminate, dedup } from "../../steps/data/index.ts"
-import { runStep } from "../steps/data/helpers.ts"
+import { readJsonlFile, runStep } from "../steps/data/helpers.ts"
 
 const train = path.join(dataDir, "platypus-train.jsonl")
 const bench = path.join(dataDir, "platypus-bench.jsonl")
@@ -39,8 +39,12 @@ describe("recipes/platypus.ts data stage", () => {
     expect(cleaned.report.removed).toBe(expected.clean)
     const exact = await runStep(dedup, { data: cleaned.output }, { method: "exact" })
     expect(exact.report.removed).toBe(expected.exact)
-    // every removed duplicate had a shorter answer than the row kept
-    expect(exact.report.examples.every((e: any) => e.duplicateOf !== e.at)).toBe(true)
+    // every removed duplicate has a shorter answer than the row kept in its place
+    const rows = readJsonlFile(path.join(cleaned.output, "data.jsonl"))
+    const at = (loc: string) => rows[Number(loc.split(":")[1]) - 1]
+    const removed = readJsonlFile(path.join(exact.output, "removed.jsonl"))
+    expect(removed).toHaveLength(expected.exact)
+    for (const r of removed) expect(at(r.duplicateOf).output.length).toBeGreaterThan(at(r.at).output.length)
     const ngram = await runStep(decontaminate, { data: exact.output, benchmarks: [bench] }, { benchmark: benchmarkFields })
     expect(ngram.report.removed).toBe(expected.ngramLeaks)
     expect(ngram.report.byCategory).toEqual({ duplicate: 1, "gray area": 1, "similar but different": 1 })
