@@ -1,0 +1,68 @@
+/** anneal.config.json and --executor: which executor runs, with which settings, and where a step goes. */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { chooseExecutor, describePlacement, loadProjectConfig, makeExecutor, readConfigFile } from "../../engine/executor-config.ts"
+
+const project = (config: unknown): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-config-"))
+  fs.writeFileSync(path.join(dir, "anneal.config.json"), typeof config === "string" ? config : JSON.stringify(config))
+  fs.mkdirSync(path.join(dir, "recipes"))
+  return dir
+}
+
+describe("executor config", () => {
+  it("--executor wins over the config file, which wins over local", () => {
+    expect(chooseExecutor(undefined, {})).toBe("local")
+    expect(chooseExecutor(undefined, { executor: "slurm" })).toBe("slurm")
+    expect(chooseExecutor("ray", { executor: "slurm" })).toBe("ray")
+    expect(() => chooseExecutor("kubernetes", {})).toThrow('unknown executor "kubernetes": use local, slurm, ray')
+  })
+
+  it("finds anneal.config.json above the recipe's directory and builds the executor it names", () => {
+    const dir = project({ executor: "ray", ray: { address: "http://127.0.0.1:1" } })
+    const config = loadProjectConfig(path.join(dir, "recipes"))
+    expect(config.ray?.address).toBe("http://127.0.0.1:1")
+    expect(makeExecutor(chooseExecutor(undefined, config), config).name).toBe("ray")
+    expect(makeExecutor("slurm", config).name).toBe("slurm")
+    expect(makeExecutor("local", config).name).toBe("local")
+  })
+
+  it("rejects a bad config file with one line naming the file and the field", () => {
+    const typo = project({ slurm: { partiton: "gpu" } })
+    expect(() => readConfigFile(path.join(typo, "anneal.config.json"))).toThrow(/anneal\.config\.json: .*partiton/)
+    const wrongType = project({ slurm: { memoryGb: "lots" } })
+    expect(() => readConfigFile(path.join(wrongType, "anneal.config.json"))).toThrow(/anneal\.config\.json: .*memoryGb/)
+    const notJson = project("{ executor: slurm")
+    expect(() => readConfigFile(path.join(notJson, "anneal.config.json"))).toThrow(/anneal\.config\.json: /)
+    for (const f of [typo, wrongType, notJson]) {
+      const message = (() => {
+        try {
+          readConfigFile(path.join(f, "anneal.config.json"))
+          return ""
+        } catch (e) {
+          return (e as Error).message
+        }
+      })()
+      expect(message.split("\n")).toHaveLength(1)
+    }
+  })
+
+  it("says where a step would run, with per-step overrides by id over kind over defaults", () => {
+    const config = {
+      slurm: {
+        partition: "gpu",
+        timeLimit: "04:00:00",
+        steps: { sft: { partition: "a100", timeLimit: "1-00:00:00" }, "sft-long": { timeLimit: "2-00:00:00" } }
+      }
+    }
+    const resources = { gpus: 4, cpus: 8, memoryGb: 64 }
+    expect(describePlacement("slurm", config, "pretrain", "pretrain", resources))
+      .toBe("slurm partition gpu: --cpus-per-task=8 --mem=65536M --gres=gpu:4 --time=04:00:00")
+    expect(describePlacement("slurm", config, "sft-short", "sft", resources)).toContain("partition a100:")
+    expect(describePlacement("slurm", config, "sft-long", "sft", resources)).toContain("--time=2-00:00:00")
+    expect(describePlacement("ray", {}, "sft", "sft", resources)).toBe("ray: 4 GPU, 8 CPU, 64 GiB")
+    expect(describePlacement("local", {}, "clean", "clean", { gpus: 0, cpus: 1 })).toBe("local: 0 GPU, 1 CPU")
+  })
+})
