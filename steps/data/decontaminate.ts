@@ -2,9 +2,12 @@
  * `decontaminate`: removes training rows that share an n-gram (default 13, on simplified tokens) with
  * an item of one or more benchmarks, as GPT-3 and lm-evaluation-harness do. Every flagged (row, item)
  * pair goes into report.json with its score (the share of the item's n-grams found in the row) and a
- * review category (review.ts); by default every flagged row is removed, as Platypus did. The
+ * review category (review.ts), and review.md lists them by category for a person to read; by default
+ * every flagged row is removed, as Platypus did. The
  * embedding-based method is the separate kind `decontaminate-semantic` (a Python worker).
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { Schema } from "effect"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, Port, type StepContext } from "../../engine/step.ts"
@@ -13,7 +16,7 @@ import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, RemovalLog, UnitInt
 import { allText, answerText, detectFormat, joinFields, questionText, schemaOf } from "./formats.ts"
 import { readRows } from "./jsonl.ts"
 import { NgramIndex } from "./ngram-index.ts"
-import { categories, categorize, type Category } from "./review.ts"
+import { categories, categorize, reviewMarkdown, type Category, type ReviewPair } from "./review.ts"
 import { preview } from "./text.ts"
 import { DatasetWriter, writeReport } from "./writer.ts"
 
@@ -43,19 +46,7 @@ export type DecontaminateParams = typeof DecontaminateParams.Type
 
 const inputs = { data: Port.anyDataset(), benchmarks: Port.many(Port.anyDataset()) }
 
-export interface FlaggedPair {
-  readonly train: string
-  readonly trainQuestion: string
-  readonly benchmark: string
-  readonly item: string
-  readonly benchQuestion: string
-  readonly benchAnswer?: string | undefined
-  readonly score: number
-  readonly category: Category
-  readonly questionSimilarity: number
-  readonly answerAgrees: boolean | null
-  readonly removed: boolean
-}
+export type FlaggedPair = ReviewPair
 
 /** Reads every benchmark (small by nature) and fails clearly when one is missing or empty. */
 export const loadBenchmarks = async (
@@ -139,6 +130,7 @@ export const runDecontaminate = async (ctx: StepContext<DecontaminateParams, typ
     invalidExamples: reader.stats.examples,
     pairs
   })
+  fs.writeFileSync(path.join(ctx.output, "review.md"), reviewMarkdown(`Decontamination review (${p.n}-gram overlap)`, pairs))
   ctx.metric("rows_in", reader.stats.rows)
   ctx.metric("rows_out", kept)
   ctx.metric("removed", log.total)

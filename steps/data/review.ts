@@ -96,3 +96,43 @@ export const categorize = (
   const category: Category = agrees === false ? "similar but different" : qs >= duplicateSimilarity ? "duplicate" : "gray area"
   return { category, questionSimilarity: qs, answerAgrees: agrees }
 }
+
+/** A flagged pair as the reports list it. */
+export interface ReviewPair {
+  readonly train: string
+  readonly trainQuestion: string
+  readonly benchmark: string
+  readonly item: string
+  readonly benchQuestion: string
+  readonly benchAnswer?: string | undefined
+  readonly score: number
+  readonly category: Category
+  readonly questionSimilarity: number
+  readonly answerAgrees: boolean | null
+  readonly removed: boolean
+}
+
+const cell = (s: string): string => s.replace(/\|/g, "\\|").replace(/\s+/g, " ")
+
+/**
+ * review.md: the flagged pairs grouped by category, for a person to read (report.json has the same
+ * pairs for programs). The Python workers write the same layout (py/review.py).
+ */
+export const reviewMarkdown = (title: string, pairs: ReadonlyArray<ReviewPair>): string => {
+  const out = [`# ${title}`, "", `${pairs.length} flagged pair(s).`, ""]
+  for (const c of categories) {
+    const list = pairs.filter((p) => p.category === c)
+    out.push(`## ${c} (${list.length})`, "")
+    if (list.length === 0) continue
+    out.push("| training row | benchmark item | score | question sim. | answer agrees | removed | training question | benchmark question |")
+    out.push("|---|---|---|---|---|---|---|---|")
+    for (const p of list) {
+      const agrees = p.answerAgrees === null ? "?" : p.answerAgrees ? "yes" : "no"
+      out.push(
+        `| ${p.train} | ${p.benchmark} ${p.item} | ${p.score} | ${p.questionSimilarity} | ${agrees} | ${p.removed ? "yes" : "no"} | ${cell(p.trainQuestion)} | ${cell(p.benchQuestion)} |`
+      )
+    }
+    out.push("")
+  }
+  return out.join("\n")
+}

@@ -18,7 +18,7 @@ from benchmark import read_benchmark  # noqa: E402
 from data_io import (QUESTION_FIELDS, DatasetWriter, RemovalLog, RowReader, answer_text, detect_format,  # noqa: E402
                      join_fields, preview, question_text, write_report)
 from embed import Embedder, matches_above  # noqa: E402
-from review import CATEGORIES, categorize  # noqa: E402
+from review import CATEGORIES, categorize, review_markdown  # noqa: E402
 
 
 # ---- config (mirrors DecontaminateSemanticParams in steps/data/semantic.ts) ---------------------------
@@ -103,6 +103,8 @@ def main() -> None:
         "flaggedPairs": len(pairs), "byCategory": by_cat,
         "invalidSkipped": reader.skipped, "invalidExamples": reader.examples, "pairs": pairs,
     })
+    with open(os.path.join(w.output, "review.md"), "w", encoding="utf-8") as f:
+        f.write(review_markdown(f"Decontamination review (embedding cosine >= {cfg.threshold})", pairs))
     w.metric("rows_in", reader.rows)
     w.metric("rows_out", rows)
     w.metric("removed", log.total)

@@ -1,3 +1,4 @@
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { decontaminate } from "../../../steps/data/decontaminate.ts"
@@ -45,6 +46,10 @@ describe("decontaminate (n-gram)", () => {
     expect(r.report.benchmarkItemsTooShort).toBe(1)
     expect(r.metrics).toMatchObject({ rows_in: 6, rows_out: 2, removed: 4, "flagged.duplicate": 1 })
     expect(readJsonlFile(path.join(r.output, "removed.jsonl")).map((x) => x.at)).toEqual(["train.jsonl:2", "train.jsonl:3", "train.jsonl:4", "train.jsonl:6"])
+    const review = fs.readFileSync(path.join(r.output, "review.md"), "utf8")
+    expect(review).toContain("## duplicate (1)")
+    expect(review).toContain("## similar but different (1)")
+    expect(review).toMatch(/\| train\.jsonl:4 \| sci sci\.jsonl:2 \| [0-9.]+ \| [0-9.]+ \| no \| yes \|/)
   })
 
   it("removes only the chosen categories but still lists every pair", async () => {

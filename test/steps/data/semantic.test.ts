@@ -7,6 +7,7 @@ import * as path from "node:path"
 import { execa } from "execa"
 import { describe, expect, it } from "vitest"
 import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
+import { reviewMarkdown } from "../../../steps/data/review.ts"
 import { decontaminateSemantic, dedupSemantic } from "../../../steps/data/semantic.ts"
 import { errorOf, readJsonlFile, runCommandStep, tempDir, writeJsonl } from "./helpers.ts"
 
@@ -80,6 +81,10 @@ describe("decontaminate-semantic", () => {
     ])
     expect(r.report.pairs.every((p: any) => p.score >= 0.8)).toBe(true)
     expect(r.report.byCategory).toEqual({ duplicate: 0, "gray area": 2, "similar but different": 1 })
+    // review.md is laid out exactly as the TS steps write it
+    expect(fs.readFileSync(path.join(r.output, "review.md"), "utf8")).toBe(
+      reviewMarkdown("Decontamination review (embedding cosine >= 0.8)", r.report.pairs)
+    )
   }, 180_000)
 
   it("fails clearly on a missing benchmark file and a benchmark row without the question field", async () => {
