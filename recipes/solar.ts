@@ -1,0 +1,106 @@
+/**
+ * SOLAR 10.7B (arXiv 2312.15166) at toy scale: depth up-scaling (DUS), then continued pretraining to
+ * heal the seam, instruction tuning and DPO alignment.
+ *
+ *   textbook-corpus -> tokenizer -> pretrain (llama, n = 4 layers)             the base model
+ *     -> upscale (drop m = 1: layers [0, 3) of one copy then [1, 4) of another, s = 2(n - m) = 6)
+ *     -> pretrain (continued, on the same corpus: the seam at layer 3 recovers quickly)
+ *     -> sft (textbook instructions) -> dpo (textbook preferences) -> eval (textbook quiz)
+ *   and the base itself -> eval, so eval-compare shows base vs up-scaled side by side.
+ *
+ *   npx anneal run recipes/solar.ts --allow-cpu
+ *   npx anneal show compare --recipe recipes/solar.ts
+ *
+ * Scaling up to the paper (on GPUs): base = source.model("path/to/mistral-7b") (32 layers, Mistral 7B
+ * weights in a Llama-2 architecture) and `drop: 8` -> 48 layers, 10.7B params; continued pretraining on
+ * a general corpus; instruction tuning on open instruction data plus math-focused instructions; DPO on
+ * preference data. The upscale itself is the native `upscale` step (no Python, streams tensor by
+ * tensor); `mergekit: fs.readFileSync("solar.yml", "utf8")` would take SOLAR's mergekit passthrough
+ * config instead of `drop`.
+ */
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { Schema } from "effect"
+import type { Dataset } from "../engine/artifact.ts"
+import { recipe } from "../engine/graph.ts"
+import { Preference } from "../engine/rows.ts"
+import { defineStep, Port } from "../engine/step.ts"
+import { upscale } from "../steps/model/index.ts"
+import { dpo, evalCompare, evaluate, pretrain, sft, tokenizer } from "../steps/train/index.ts"
+import { fields, textbookCorpus, textbookInstructions, textbookQuiz, topics } from "./textbooks.ts"
+
+/**
+ * Preference pairs about the textbook topics: the chosen answer names the field that studies a topic,
+ * the rejected one another field (SOLAR used real preference data; this only gives DPO a signal to fit).
+ */
+export const textbookPreferences = defineStep({
+  kind: "textbook-preferences",
+  version: 1,
+  description: "preference pairs (right vs wrong field) about the textbook topics",
+  params: Schema.Struct({}),
+  inputs: {},
+  output: Port.dataset(Preference),
+  run: async (ctx) => {
+    const rows: Array<Preference> = topics.flatMap((t, i) => {
+      const wrong = fields.filter((f) => f !== t.field)
+      return [0, 1].map((k) => ({
+        prompt: `Which field studies ${t.name}?`,
+        chosen: ` ${t.field}.`,
+        rejected: ` ${wrong[(i + k) % wrong.length]}.`
+      }))
+    })
+    await fs.writeFile(path.join(ctx.output, "data.jsonl"), rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
+    await fs.writeFile(path.join(ctx.output, "dataset.json"), JSON.stringify({ format: "preference", rows: rows.length }) + "\n")
+    ctx.metric("rows", rows.length)
+  }
+})
+
+export default recipe("solar", () => {
+  const corpus = textbookCorpus({}, { variants: 4 }, { id: "corpus" })
+  const vocab = tokenizer({ data: corpus }, { vocab_size: 1024 }, { id: "tokenizer" })
+  const base = pretrain({ data: corpus, tokenizer: vocab }, {
+    architecture: "llama", // SOLAR: Mistral 7B weights in a Llama-2 architecture
+    hidden_size: 64, // 4096
+    num_layers: 4, // n = 32
+    num_heads: 4, // 32
+    intermediate_size: 256, // 14336
+    seq_len: 128,
+    learning_rate: 1e-3,
+    max_steps: 150
+  }, { id: "base" })
+
+  // DUS: n = 4, m = 1 -> 6 layers (SOLAR: n = 32, m = 8 -> 48)
+  const upscaled = upscale({ models: [base] }, { drop: 1 }, { id: "upscale" })
+
+  const healed = pretrain({ data: corpus, model: upscaled }, {
+    seq_len: 128,
+    learning_rate: 5e-4,
+    max_steps: 60 // SOLAR: continued pretraining on its full corpus
+  }, { id: "continued-pretrain" })
+
+  const instructions = textbookInstructions({}, { variants: 4 }, { id: "instructions" })
+  const tuned = sft({ model: healed, data: instructions }, {
+    adapter: "full",
+    template: "alpaca",
+    learning_rate: 5e-4,
+    num_epochs: 1,
+    micro_batch_size: 8,
+    max_length: 128
+  }, { id: "sft" })
+
+  const preferences: Dataset<Preference> = textbookPreferences({}, {}, { id: "preferences" })
+  const aligned = dpo({ model: tuned, data: preferences }, {
+    beta: 0.1,
+    adapter: "lora",
+    lora_target_modules: ["q_proj", "v_proj"],
+    learning_rate: 1e-3, // a toy model and 50 pairs: a large step so the preference moves at all
+    max_length: 64,
+    micro_batch_size: 8,
+    num_epochs: 3
+  }, { id: "dpo" })
+
+  const quiz = textbookQuiz({}, {}, { id: "quiz" })
+  const evalOf = (model: typeof base, id: string) =>
+    evaluate({ model, benchmarks: [quiz] }, { local_task_names: ["textbook_quiz"] }, { id })
+  evalCompare({ reports: [evalOf(base, "eval-base"), evalOf(aligned, "eval-solar")] }, { names: ["base (4 layers)", "DUS + CPT + SFT + DPO (6 layers)"] }, { id: "compare" })
+})
