@@ -7,7 +7,6 @@ import { Schema } from "effect"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, Port, type StepContext } from "../../engine/step.ts"
 import { RemovalLog, locationOf, NonNegativeInt, OnInvalid, withDefault } from "./common.ts"
-import { DatasetError } from "./errors.ts"
 import { detectFormat, fieldText, joinFields, mapTexts, requiredFields, schemaOf, textFieldNames } from "./formats.ts"
 import { readRows } from "./jsonl.ts"
 import { GopherParams, gopherFailure } from "./quality.ts"
@@ -134,5 +133,3 @@ export const clean = defineStep({
   executionOnly: [],
   run: runClean
 })
-
-export { DatasetError }
