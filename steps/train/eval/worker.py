@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 
 from anneal_worker.datasets import dataset_files, iter_rows
 from anneal_worker.protocol import Worker, config_from_params, fail
-from anneal_worker.training import check, check_choices, check_positive, choice, model_dir_input, training_dtype
+from anneal_worker.training import (
+    check, check_choices, check_positive, choice, limit_cpu_threads, model_dir_input, training_dtype,
+)
 
 WHO = "eval"
 
@@ -169,6 +171,7 @@ def main() -> None:
     check(not missing, f"{WHO}: unknown lm-eval task(s): {', '.join(missing)}")
 
     import torch
+    limit_cpu_threads(worker)
     dtype = training_dtype(worker)
     model_args = {"pretrained": model_dir, "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32"}
     if adapter:

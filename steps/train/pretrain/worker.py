@@ -157,6 +157,7 @@ def main() -> None:
     if is_main_process():
         worker.log(f"packed {len(rows)} documents into {len(blocks)} sequences of {cfg.seq_len} tokens")
         worker.metric("train_sequences", len(blocks))
+        worker.metric("processes", world_size())
 
     set_seed(worker.seed)
     if base:

@@ -3,6 +3,7 @@
  * Schema and encoded back (defaults filled in), a spec JSON in a temp dir, the step's own command
  * (so the torchrun path is the real one), protocol lines parsed from stdout.
  */
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -53,10 +54,13 @@ export const runWorker = async (step: { readonly definition: unknown }, opts: Wo
   const output = opts.output ?? path.join(dir, "output")
   fs.mkdirSync(output, { recursive: true })
   const params = opts.rawParams ?? specParams(step, opts.params ?? {})
+  // the CPU slots the scheduler would grant (one per process for multi-process training)
+  const resources = typeof def.resources === "function" ? def.resources(params) : def.resources
+  const cpus = resources?.cpus ?? 1
   const spec = {
     specVersion: 1, runId: 1, step: def.kind, kind: def.kind, version: def.version, key: "test", params,
     inputs: opts.inputs, inputHashes: {}, output, resumeDir: opts.resumeDir ?? path.join(dir, "resume"),
-    logPath: path.join(dir, "log"), devices: { gpus: [], cpus: 1 }, seed: opts.seed ?? 0, recipe: "",
+    logPath: path.join(dir, "log"), devices: { gpus: [], cpus }, seed: opts.seed ?? 0, recipe: "",
     implementation: { type: "ts" }
   }
   fs.mkdirSync(spec.resumeDir, { recursive: true })
@@ -64,7 +68,7 @@ export const runWorker = async (step: { readonly definition: unknown }, opts: Wo
   fs.writeFileSync(specPath, JSON.stringify(spec))
   const impl = def.implementation
   if (impl.command === undefined) throw new Error(`${def.kind} is not a command step`)
-  const cmd = impl.command({ params, specPath, step: def.kind, gpus: [], cpus: 1 })
+  const cmd = impl.command({ params, specPath, step: def.kind, gpus: [], cpus })
   const child = execa(cmd.argv[0]!, cmd.argv.slice(1), {
     env: { ...cmd.env, CUDA_VISIBLE_DEVICES: "" }, reject: false, buffer: { stdout: false, stderr: true },
     stdout: "pipe", stdin: "ignore"
@@ -104,10 +108,24 @@ export const python = async (args: ReadonlyArray<string>): Promise<string> => {
   return String(r.stdout)
 }
 
-/** Tiny fixtures (datasets, tokenizer, 2-layer Llama), built once per test file. */
+/**
+ * Tiny fixtures (datasets, tokenizer, 2-layer Llama), built once per machine and version of
+ * make_fixtures.py: test files share them (they only read them), which saves a Python start-up each.
+ */
 export const makeFixtures = async (): Promise<string> => {
-  const dir = tempDir("anneal-train-fixtures-")
-  await python([path.join(here, "make_fixtures.py"), dir])
+  const script = path.join(here, "make_fixtures.py")
+  const hash = createHash("sha256").update(fs.readFileSync(script)).digest("hex").slice(0, 12)
+  const dir = path.join(os.tmpdir(), `anneal-train-fixtures-${hash}`)
+  if (fs.existsSync(path.join(dir, ".complete"))) return dir
+  const staging = tempDir("anneal-train-fixtures-staging-")
+  await python([script, staging])
+  fs.writeFileSync(path.join(staging, ".complete"), "")
+  try {
+    fs.renameSync(staging, dir)
+  } catch {
+    // another test file finished first: use its copy
+    fs.rmSync(staging, { recursive: true, force: true })
+  }
   return dir
 }
 

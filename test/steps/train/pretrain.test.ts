@@ -76,6 +76,22 @@ describe("tokenizer + pretrain", () => {
   }, 600_000)
 })
 
+describe("pretrain on several processes", () => {
+  it("runs data-parallel on CPU under torchrun with gloo (processes: 2), reporting once", async () => {
+    const run = await runWorker(pretrain, {
+      inputs: { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") },
+      params: { processes: 2, max_steps: 4, seq_len: 32, micro_batch_size: 2, hidden_size: 32, intermediate_size: 64 }
+    })
+    expect(run.error).toBeUndefined()
+    expect(run.exitCode).toBe(0)
+    expect(run.metrics.processes).toBe(2)
+    // only rank 0 reports: one progress line per optimizer step, tokens counted over both processes
+    const progress = run.lines.filter((l) => l.type === "progress" && l.loss !== undefined)
+    expect(progress.map((p) => p.current)).toEqual([1, 2, 3, 4])
+    expect(fs.existsSync(path.join(run.output, "model.safetensors"))).toBe(true)
+  }, 600_000)
+})
+
 describe("pretrain refuses bad input before loading a model", () => {
   it("a dataset of the wrong row type", async () => {
     const r = await runWorker(pretrain, { inputs: { data: path.join(fx, "instructions"), tokenizer: path.join(fx, "tokenizer") } })
