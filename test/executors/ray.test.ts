@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeRayExecutor, rayStatus } from "../../engine/executors/ray.ts"
 import type { RayOptions } from "../../engine/executors/ray.ts"
 import { waitFor } from "./cluster-ports.ts"
+import { expectSameArtifacts } from "./recipe-parity.ts"
 import { executorContract } from "./contract.ts"
 import { rayBinary, rayInstalled, startRay } from "./ray-cluster.ts"
 import type { RayCluster } from "./ray-cluster.ts"
@@ -25,7 +26,6 @@ afterAll(async () => {
 
 const options = (more: Partial<RayOptions> = {}): RayOptions => ({
   address: cluster!.address,
-  launcher: "command",
   pollSeconds: 0.5,
   ...more
 })
@@ -94,7 +94,8 @@ describe("ray executor", () => {
     const first = await running.done
     expect(first._tag).toBe("Failure")
     expect(String((first as { cause: unknown }).cause)).toMatch(/ray job \S+ STOPPED: stopped from outside anneal/)
-    const outcome = await runSpec(makeRayExecutor(options()), respec(store, spec))
+    // same key, no more waiting per step: the rerun only has to show where it resumed from
+    const outcome = await runSpec(makeRayExecutor(options()), respec(store, { ...spec, params: { ...spec.params, delay: 0 } }))
     expect(outcome.error?.message).toBeUndefined()
     expect(jobIdOf(logsOf(outcome.events))).not.toBe(jobId)
     const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
@@ -111,4 +112,10 @@ describe("ray job states", () => {
     expect(rayStatus({ status: "PENDING" }).phase).toBe("queued")
     expect(rayStatus({ status: "SUCCEEDED" }).phase).toBe("succeeded")
   })
+})
+
+describe("recipes on ray", () => {
+  it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
+    await expectSameArtifacts(() => makeRayExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
+  }, 400_000)
 })
