@@ -39,7 +39,11 @@ const clusterFields = {
   node: opt(Schema.String),
   pollSeconds: opt(Schema.Number),
   followSeconds: opt(Schema.Number),
-  stateDir: opt(Schema.String)
+  stateDir: opt(Schema.String),
+  /** how much anneal keeps submitted at once (the cluster queues the rest of its users' work) */
+  maxCpus: opt(Schema.Int),
+  maxGpus: opt(Schema.Int),
+  maxMemoryGb: opt(Schema.Number)
 }
 const slurmPlacementFields = {
   partition: opt(Schema.String),
@@ -148,5 +152,28 @@ export const describePlacement = (name: ExecutorName, config: ProjectConfig, ste
       return describeSlurmPlacement(config.slurm ?? {}, step, kind, resources)
     case "ray":
       return describeRayPlacement(config.ray ?? {}, step, kind, resources)
+  }
+}
+
+export interface SchedulingCapacity {
+  readonly cpus: number
+  readonly gpus: ReadonlyArray<number>
+  readonly memoryGb: number
+}
+
+/**
+ * The resource pool the scheduler should use with a cluster executor, in place of this machine's: the
+ * driver needs no GPUs of its own, and the caps only bound how much anneal has submitted at once
+ * (`maxCpus`, `maxGpus`, `maxMemoryGb` in the executor's config). GPU ids here are slots, not devices:
+ * cluster executors use only how many a step got; the cluster assigns the devices.
+ * Undefined for the local executor, which uses the machine's own resources.
+ */
+export const schedulingCapacity = (name: ExecutorName, config: ProjectConfig): SchedulingCapacity | undefined => {
+  if (name === "local") return undefined
+  const c = name === "slurm" ? config.slurm : config.ray
+  return {
+    cpus: c?.maxCpus ?? 256,
+    gpus: Array.from({ length: c?.maxGpus ?? 64 }, (_, i) => i),
+    memoryGb: c?.maxMemoryGb ?? 4096
   }
 }

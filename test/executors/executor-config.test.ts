@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { chooseExecutor, describePlacement, loadProjectConfig, makeExecutor, readConfigFile } from "../../engine/executor-config.ts"
+import { chooseExecutor, describePlacement, loadProjectConfig, makeExecutor, readConfigFile, schedulingCapacity } from "../../engine/executor-config.ts"
 
 const project = (config: unknown): string => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-config-"))
@@ -64,5 +64,13 @@ describe("executor config", () => {
     expect(describePlacement("slurm", config, "sft-long", "sft", resources)).toContain("--time=2-00:00:00")
     expect(describePlacement("ray", {}, "sft", "sft", resources)).toBe("ray: 4 GPU, 8 CPU, 64 GiB")
     expect(describePlacement("local", {}, "clean", "clean", { gpus: 0, cpus: 1 })).toBe("local: 0 GPU, 1 CPU")
+  })
+
+  it("gives cluster runs a pool of their own: GPU slots the driver does not need to have", () => {
+    expect(schedulingCapacity("local", {})).toBeUndefined()
+    const slurm = schedulingCapacity("slurm", { slurm: { maxGpus: 8, maxCpus: 32 } })!
+    expect(slurm.gpus).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+    expect(slurm.cpus).toBe(32)
+    expect(schedulingCapacity("ray", {})!.gpus).toHaveLength(64)
   })
 })
