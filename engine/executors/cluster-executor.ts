@@ -17,7 +17,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
 import type { EngineEvent } from "../events.ts"
 import { projectRoot } from "../python.ts"
 import type { ExecResult, Executor, StepSpec } from "../spec.ts"
@@ -100,6 +100,9 @@ export const resourcesOf = (spec: StepSpec): JobResources => ({
   cpus: Math.max(1, spec.devices.cpus),
   memoryGb: spec.devices.memoryGb
 })
+
+/** consecutive failed state queries after which the step fails (the cluster is unreachable) */
+const maxFailedQueries = 10
 
 const live = (phase: JobPhase) => phase === "queued" || phase === "running"
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
@@ -260,12 +263,20 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         }
         let status: JobStatus | undefined
         let nextPoll = 0
+        let failedQueries = 0
         for (;;) {
           drain(false)
           if (Date.now() >= nextPoll) {
-            status = yield* call(`querying ${backend.label(rec.jobId)}`, () => backend.status(rec.jobId))
             nextPoll = Date.now() + pollMs
-            if (!live(status.phase)) break
+            // a controller busy for a moment is no reason to give up on a job that may run for days
+            const answer = yield* Effect.exit(call(`querying ${backend.label(rec.jobId)}`, () => backend.status(rec.jobId)))
+            if (Exit.isFailure(answer)) {
+              if (++failedQueries >= maxFailedQueries) return yield* answer
+            } else {
+              failedQueries = 0
+              status = answer.value
+              if (!live(status.phase)) break
+            }
           }
           yield* Effect.sleep(followMs)
         }
