@@ -20,7 +20,7 @@ import type { AnyHandle, ArtifactKind, Dataset, Handle } from "./artifact.ts"
 import { makeHandle } from "./artifact.ts"
 import type { Row } from "./rows.ts"
 import { currentBuilder } from "./graph.ts"
-import type { EngineEvent } from "./events.ts"
+import type { EngineEvent, ProgressEvent } from "./events.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Ports
@@ -94,15 +94,8 @@ export interface Resources {
   readonly cpuFallback?: boolean
 }
 
-export interface ProgressReport {
-  readonly current: number
-  readonly total?: number | undefined
-  readonly unit?: string | undefined
-  readonly loss?: number | undefined
-  readonly lr?: number | undefined
-  readonly rate?: number | undefined
-  readonly tokensPerSecond?: number | undefined
-}
+/** What a step reports with ctx.progress: a ProgressEvent without the step id the engine adds. */
+export type ProgressReport = Omit<ProgressEvent, "event" | "step">
 
 export interface StepContext<P, I extends Record<string, AnyPort>> {
   readonly step: string
@@ -208,19 +201,13 @@ const registry = ((globalThis as Record<symbol, unknown>)[Symbol.for("anneal/ste
 export const lookupKind = (kind: string): StepDefinition | undefined => registry.get(kind)
 export const registeredKinds = (): ReadonlyArray<StepDefinition> => [...registry.values()]
 
-export interface DefineStepArgs<P, I extends Record<string, AnyPort>, O extends AnyHandle, PIn> {
-  readonly kind: string
-  readonly version: number
-  readonly params: Schema.Codec<P, PIn>
-  readonly inputs: I
-  readonly output: Port<O>
-  readonly resources?: Resources | ((params: P) => Resources)
-  readonly executionOnly?: ReadonlyArray<string>
-  readonly sourceFiles?: ReadonlyArray<string>
-  readonly description?: string
-  readonly run?: (ctx: StepContext<P, I>) => Promise<void> | Effect.Effect<void, unknown> | void
-  readonly command?: (ctx: CommandContext<P>) => CommandSpec
-}
+/** What `defineStep` takes: a definition with its implementation given as `run` or `command`. */
+export type DefineStepArgs<P, I extends Record<string, AnyPort>, O extends AnyHandle, PIn> =
+  & Omit<StepDefinition<P, I, O, PIn>, "implementation">
+  & {
+    readonly run?: (ctx: StepContext<P, I>) => Promise<void> | Effect.Effect<void, unknown> | void
+    readonly command?: (ctx: CommandContext<P>) => CommandSpec
+  }
 
 const kindPattern = /^[a-z][a-z0-9-]*(\/[a-z0-9-]+)*$/
 
