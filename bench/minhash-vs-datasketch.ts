@@ -134,9 +134,9 @@ if (!values["no-semantic"]) {
   const f = path.join(work, "instructions.jsonl")
   fs.writeFileSync(f, rows.map((x) => JSON.stringify(x)).join("\n") + "\n")
   const t0 = performance.now()
-  const res = await runCommandStep(dedupSemantic, { data: f }, { batchSize: 128 })
+  const res = await runCommandStep(dedupSemantic, { data: f }, { batchSize: 128 }, { cpus: 2 })
   const s = (performance.now() - t0) / 1000
-  console.log(`semantic dedup (all-MiniLM-L6-v2, CPU, ${fmt(n)} rows): ${s.toFixed(1)} s including model load (${fmt(res.report.removed)} removed)`)
+  console.log(`semantic dedup (all-MiniLM-L6-v2, CPU, 2 threads, ${fmt(n)} rows): ${s.toFixed(1)} s including model load (${fmt(res.report.removed)} removed)`)
 }
 
 fs.rmSync(work, { recursive: true, force: true })

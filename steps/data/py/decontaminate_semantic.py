@@ -54,7 +54,7 @@ def main() -> None:
     # validate every row before loading the model: a bad line fails in seconds, not after the load
     for _ in RowReader(data, fmt, cfg.onInvalid):
         pass
-    embedder = Embedder(cfg.model, w.gpus, cfg.batchSize)
+    embedder = Embedder(cfg.model, w.gpus, cfg.batchSize, int(w.spec.get("devices", {}).get("cpus", 1)))
     w.log(f"embedding on {embedder.device}")
     bench = embedder.encode([it.question for it in items])
     reader = RowReader(data, fmt, cfg.onInvalid)

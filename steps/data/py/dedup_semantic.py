@@ -59,7 +59,7 @@ def main() -> None:
             where.append(r.at)
             yield join_fields(r.row, fields)
 
-    embedder = Embedder(cfg.model, w.gpus, cfg.batchSize)
+    embedder = Embedder(cfg.model, w.gpus, cfg.batchSize, int(w.spec.get("devices", {}).get("cpus", 1)))
     w.log(f"embedding on {embedder.device}")
     emb = embedder.encode_stream(texts(), 4096, lambda done: w.progress(done, None, "rows embedded"))
     n = emb.shape[0]

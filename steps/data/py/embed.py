@@ -23,10 +23,12 @@ def model_dir(override: str | None) -> str:
 class Embedder:
     """Unit-normalized float32 embeddings, so a dot product is the cosine similarity."""
 
-    def __init__(self, model: str | None, gpus: list[int], batch_size: int) -> None:
+    def __init__(self, model: str | None, gpus: list[int], batch_size: int, cpus: int = 1) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
+        # as many threads as CPU slots the scheduler granted: more only spin against other steps
+        torch.set_num_threads(max(1, cpus))
         self.device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
         self.model = SentenceTransformer(model_dir(model), device=self.device)
         self.batch_size = batch_size

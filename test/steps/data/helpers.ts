@@ -98,9 +98,11 @@ const messageOf = (e: unknown): string => {
 export const runCommandStep = async (
   step: { readonly definition: unknown },
   inputs: Record<string, string | ReadonlyArray<string>>,
-  rawParams: unknown = {}
+  rawParams: unknown = {},
+  options: { readonly cpus?: number } = {}
 ): Promise<StepRun> => {
   const { execa } = await import("execa")
+  const cpus = options.cpus ?? 1
   const def = step.definition as StepDefinition
   const codec = def.params as Schema.Codec<unknown, unknown>
   const decoded = Schema.decodeUnknownSync(codec, { onExcessProperty: "error" })(rawParams)
@@ -112,12 +114,12 @@ export const runCommandStep = async (
   const spec = {
     specVersion: 1, runId: 1, step: def.kind, kind: def.kind, version: def.version, key: "test", params, inputs,
     inputHashes: {}, output, resumeDir: path.join(work, "resume"), logPath: path.join(work, "log"),
-    devices: { gpus: [], cpus: 1 }, seed: 0, recipe: "", implementation: { type: "command" }
+    devices: { gpus: [], cpus }, seed: 0, recipe: "", implementation: { type: "command" }
   }
   fs.writeFileSync(specPath, JSON.stringify(spec))
   const impl = def.implementation
   if (impl.command === undefined) throw new Error(`${def.kind} is not a command step`)
-  const cmd = impl.command({ params: decoded, specPath, step: def.kind, gpus: [], cpus: 1 })
+  const cmd = impl.command({ params: decoded, specPath, step: def.kind, gpus: [], cpus })
   const res = await execa(cmd.argv[0]!, cmd.argv.slice(1), { env: { ...process.env, ...cmd.env }, reject: false, all: false })
   const metrics: Record<string, number | string> = {}
   const logs: Array<string> = []
