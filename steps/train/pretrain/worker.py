@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from anneal_worker.datasets import read_dataset
 from anneal_worker.protocol import Worker, config_from_params
 from anneal_worker.training import (
-    LR_SCHEDULERS, check, check_choices, choice, check_non_negative, check_positive, device_args, is_main_process,
-    last_checkpoint, limit_cpu_threads, load_causal_lm, remove_training_args, load_tokenizer, model_dir_input, progress_callback, report_train_metrics,
-    resolve_preset, tokenizer_dir_input, training_dtype, world_size,
+    LR_SCHEDULERS, check, check_choices, check_non_negative, check_positive, choice, device_args,
+    is_main_process, last_checkpoint, limit_cpu_threads, load_causal_lm, load_tokenizer, model_dir_input,
+    progress_callback, remove_training_args, report_train_metrics, resolve_preset, tokenizer_dir_input,
+    world_size,
 )
 
 WHO = "pretrain"

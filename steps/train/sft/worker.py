@@ -25,9 +25,10 @@ from anneal_worker.datasets import read_dataset
 from anneal_worker.protocol import Worker, config_from_params, fail
 from anneal_worker.templates import CHATML, to_prompt_completion
 from anneal_worker.training import (
-    LR_SCHEDULERS, check, check_choices, choice, check_non_negative, check_positive, device_args, is_main_process,
-    last_checkpoint, limit_cpu_threads, load_causal_lm, load_tokenizer, model_dir_input, model_module_names, progress_callback,
-    remove_training_args, report_train_metrics, resolve_preset, training_dtype,
+    LR_SCHEDULERS, check, check_choices, check_non_negative, check_positive, choice, device_args,
+    is_main_process, last_checkpoint, limit_cpu_threads, load_causal_lm, load_tokenizer, model_dir_input,
+    model_module_names, progress_callback, remove_training_args, report_train_metrics, resolve_preset,
+    training_dtype,
 )
 
 WHO = "sft"
