@@ -18,7 +18,7 @@
  */
 import { recipe } from "../engine/graph.ts"
 import { evalCompare, sft } from "../steps/train/index.ts"
-import { phiBase, phiEval } from "./phi.ts"
+import { phiBase, phiEval, phiQuiz } from "./phi.ts"
 import { textbookInstructions } from "./textbooks.ts"
 
 export default recipe("neftune", () => {
@@ -37,6 +37,7 @@ export default recipe("neftune", () => {
   const plain = sft({ model: base, data: instructions }, tuning, { id: "sft-plain" })
   const noisy = sft({ model: base, data: instructions }, { ...tuning, neftune_noise_alpha: 5 }, { id: "sft-neftune" })
 
-  const reports = [phiEval(plain, "eval-plain"), phiEval(noisy, "eval-neftune")]
+  const quiz = phiQuiz()
+  const reports = [phiEval(plain, quiz, "eval-plain"), phiEval(noisy, quiz, "eval-neftune")]
   evalCompare({ reports }, { names: ["sft", "sft + neftune"] }, { id: "compare" })
 })

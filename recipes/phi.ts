@@ -14,7 +14,7 @@
  * paper used are in the comments beside each param below; the corpus would come from a real generator
  * (20k seed topics and an LLM writing textbook sections), not these templates.
  */
-import type { Dataset, Model, Report, Tokenizer } from "../engine/artifact.ts"
+import type { AnyDataset, Dataset, Model, Report, Tokenizer } from "../engine/artifact.ts"
 import { recipe } from "../engine/graph.ts"
 import type { Text } from "../engine/rows.ts"
 import { evaluate, pretrain, tokenizer } from "../steps/train/index.ts"
@@ -44,8 +44,10 @@ export const phiBase = (): { corpus: Dataset<Text>; vocab: Tokenizer; model: Mod
   return { corpus, vocab, model }
 }
 
-export const phiEval = (model: Model, id: string): Report => {
-  const quiz = textbookQuiz({}, {}, { id: "quiz" })
+/** A multiple-choice quiz on the corpus' topics ({question, choices, answer}). */
+export const phiQuiz = (): AnyDataset => textbookQuiz({}, {}, { id: "quiz" })
+
+export const phiEval = (model: Model, quiz: AnyDataset, id: string): Report => {
   // phi-1.5 was evaluated zero-shot on WinoGrande, ARC, BoolQ, SIQA, PIQA, HellaSwag, OpenBookQA (add
   // `tasks: [...]` when their data is in the local datasets cache); here, a quiz on the corpus' topics
   return evaluate({ model, benchmarks: [quiz] }, { local_task_names: ["textbook_quiz"] }, { id })
@@ -53,5 +55,5 @@ export const phiEval = (model: Model, id: string): Report => {
 
 export default recipe("phi", () => {
   const { model } = phiBase()
-  phiEval(model, "eval")
+  phiEval(model, phiQuiz(), "eval")
 })
