@@ -103,6 +103,8 @@ export const resourcesOf = (spec: StepSpec): JobResources => ({
 
 /** consecutive failed state queries after which the step fails (the cluster is unreachable) */
 const maxFailedQueries = 10
+/** how long a job must stay failed before the step fails (a requeued job looks failed for a moment) */
+const failureSettleMs = 3000
 
 const live = (phase: JobPhase) => phase === "queued" || phase === "running"
 const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
@@ -264,6 +266,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         let status: JobStatus | undefined
         let nextPoll = 0
         let failedQueries = 0
+        let endedAt: number | undefined
         for (;;) {
           drain(false)
           if (Date.now() >= nextPoll) {
@@ -275,7 +278,16 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
             } else {
               failedQueries = 0
               status = answer.value
-              if (!live(status.phase)) break
+              if (status.phase === "failed") {
+                // A job being requeued (preemption, `scontrol requeue`) shows as ended for a moment
+                // before it is pending again: believe an ending only when a later look agrees.
+                endedAt ??= Date.now()
+                if (Date.now() - endedAt >= failureSettleMs) break
+                nextPoll = Math.min(nextPoll, Date.now() + followMs)
+              } else {
+                endedAt = undefined
+                if (!live(status.phase)) break
+              }
             }
           }
           yield* Effect.sleep(followMs)
