@@ -8,10 +8,13 @@
  * Run: npx anneal run recipes/platypus.ts. Each step writes report.json (what it removed and why)
  * beside its data.jsonl; `anneal show <step>` prints where. The training stage builds on `curate`.
  */
-import type { AnyDataset, Dataset } from "../engine/artifact.ts"
+import type { AnyDataset, Dataset, Model, Report } from "../engine/artifact.ts"
 import { recipe, source } from "../engine/graph.ts"
 import { Instruction } from "../engine/rows.ts"
 import { clean, decontaminate, decontaminateSemantic, dedup, dedupSemantic } from "../steps/data/index.ts"
+import { loraMerge, merge } from "../steps/model/index.ts"
+import { evalCompare, evaluate, pretrain, sft, sftLora, tokenizer } from "../steps/train/index.ts"
+import { textbookCorpus, textbookInstructions } from "./textbooks.ts"
 
 /** Which benchmark fields hold the question, the choices and the answer (an index into the choices). */
 export const benchmarkFields = { question: "question", choices: "choices", answer: "answer" }
@@ -34,8 +37,56 @@ export const curate = (raw: Dataset<Instruction>, benchmarks: ReadonlyArray<AnyD
   )
 }
 
+// ---------------------------------------------------------------------------------------------
+// Model stage (training steps: steps/train; lora-merge and merge: steps/model)
+//
+//   tiny Llama base (pretrained on recipes/textbooks.ts' corpus)
+//     -> sft-lora, preset platypus (LoRA on gate/up/down, r 16, alpha 16, dropout 0.05, Alpaca template,
+//        loss on answers only) on the curated rows -> lora-merge into the base ("platypus")
+//     -> a second fine-tune of the same base on broad instructions ("instruct")
+//     -> TIES merge of the two over the base -> eval each model on the benchmark -> eval-compare
+//
+// At full scale: the base is Llama-2 13B (`source.model("path/to/Llama-2-13b-hf")` instead of
+// tinyLlamaBase), lr 4e-4 (13B) / 3e-4 (70B), global batch 16, 1 epoch, 100 warmup steps, cutoff 4096
+// (max_length), and the second model a broad fine-tune of the same base (Instruct, Beluga) or a
+// specialist one (Camel); the eval preset "leaderboard-v1" gives the Open LLM Leaderboard v1 suite.
+
+/** A tiny Llama (the architecture with gate/up/down projections) pretrained on the textbook corpus. */
+export const tinyLlamaBase = (): Model => {
+  const corpus = textbookCorpus({}, { variants: 2 }, { id: "base-corpus" })
+  const vocab = tokenizer({ data: corpus }, { vocab_size: 1024 }, { id: "base-tokenizer" })
+  return pretrain({ data: corpus, tokenizer: vocab }, {
+    architecture: "llama", hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 128, seq_len: 128,
+    max_steps: 100, learning_rate: 1e-3
+  }, { id: "base" })
+}
+
+/** LoRA on the MLP, fold, merge with a second fine-tune, evaluate each on the benchmark. */
+export const platypusModels = (base: Model, curated: Dataset<Instruction>, bench: AnyDataset): Report => {
+  const adapter = sftLora({ model: base, data: curated }, {
+    preset: "platypus",
+    warmup_steps: 5, // paper: 100
+    num_epochs: 3, // paper: 1 (on 25k rows)
+    micro_batch_size: 4, // paper: global batch 16
+    max_length: 512 // paper: 4096
+  }, { id: "sft-platypus" })
+  const platypus = loraMerge({ model: base, adapter }, {}, { id: "lora-merge" })
+  const broad = textbookInstructions({}, { variants: 2 }, { id: "instruct-data" })
+  const instruct = sft({ model: base, data: broad }, { learning_rate: 1e-3, num_epochs: 2 }, { id: "sft-instruct" })
+  const merged = merge({ models: [platypus, instruct], base }, {
+    method: "ties",
+    models: [{ parameters: { weight: 0.5, density: 0.5 } }, { parameters: { weight: 0.5, density: 0.5 } }]
+  }, { id: "merge-ties" })
+  const models: ReadonlyArray<readonly [string, Model]> = [["base", base], ["platypus", platypus], ["instruct", instruct], ["ties", merged]]
+  const reports = models.map(([name, model]) =>
+    evaluate({ model, benchmarks: [bench] }, { local_task_names: ["platypus_bench"] }, { id: `eval-${name}` })
+  )
+  return evalCompare({ reports }, { names: models.map(([name]) => name) }, { id: "compare" })
+}
+
 export default recipe("platypus", () => {
   const raw = source.dataset("data/platypus-train.jsonl", Instruction)
   const bench = source.dataset("data/platypus-bench.jsonl")
-  curate(raw, [bench])
+  const curated = curate(raw, [bench])
+  platypusModels(tinyLlamaBase(), curated, bench)
 })
