@@ -25,7 +25,7 @@ from review import CATEGORIES, categorize, review_markdown  # noqa: E402
 @dataclass
 class Config:
     threshold: float = 0.8  # cosine at or above which a (row, benchmark question) pair is flagged
-    benchmark: Any = field(default_factory=dict)  # {question, choices?, answer?} or one per benchmark
+    benchmark: Any = field(default_factory=lambda: {"question": "question"})  # {question, choices?, answer?}, or one per benchmark
     fields: list[str] | None = None  # training text embedded; default the question side
     remove: list[str] = field(default_factory=lambda: list(CATEGORIES))
     duplicateSimilarity: float = 0.9

@@ -117,6 +117,36 @@ print(len(list(r)), r.skipped, [(e["line"], e["field"]) for e in r.examples])
   }, 60_000)
 })
 
+describe("the workers' config dataclasses mirror the TS param schemas", () => {
+  it("same names and defaults", async () => {
+    const { Schema } = await import("effect")
+    const defaults = (step: { definition: { params: unknown } }) => {
+      const codec = step.definition.params as import("effect").Schema.Codec<unknown, unknown>
+      return Schema.encodeSync(codec)(Schema.decodeUnknownSync(codec)({})) as Record<string, unknown>
+    }
+    const res = await python(`
+import dataclasses, json, sys
+sys.argv = ["x"]
+import dedup_semantic, decontaminate_semantic
+def fields(cls):
+    out = {}
+    for f in dataclasses.fields(cls):
+        d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out[f.name] = d
+    return out
+print(json.dumps([fields(dedup_semantic.Config), fields(decontaminate_semantic.Config)]))
+`)
+    const [dedupPy, decontPy] = JSON.parse(res.stdout) as [Record<string, unknown>, Record<string, unknown>]
+    for (const [py, step] of [[dedupPy, dedupSemantic], [decontPy, decontaminateSemantic]] as const) {
+      const ts = defaults(step)
+      // optional TS params (no default) are None in Python
+      const optional = Object.keys(py).filter((k) => !(k in ts))
+      for (const k of optional) expect(py[k]).toBeNull()
+      for (const [k, v] of Object.entries(ts)) expect(py[k]).toEqual(v)
+    }
+  }, 60_000)
+})
+
 describe("review categories agree between TS and Python", () => {
   it("py/review.py gives every fixture case its documented category", async () => {
     const fixture = path.join(import.meta.dirname, "fixtures", "review-cases.json")
