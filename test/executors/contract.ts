@@ -30,6 +30,8 @@ export interface ContractTarget {
   readonly driverConfig?: () => ProjectConfig
   /** how many times the cluster was given a job for this key */
   readonly submissions?: (key: string) => Promise<number>
+  /** run the tests at the same time (each has its own keys): a cluster's per-job latency then overlaps */
+  readonly concurrent?: boolean
 }
 
 const workerPid = (spec: StepSpec): number | undefined => {
@@ -65,7 +67,7 @@ const startDriver = (configPath: string, spec: StepSpec) => {
 }
 
 export const executorContract = (name: string, target: ContractTarget) =>
-  describe(`executor contract: ${name}`, () => {
+  (target.concurrent === true ? describe.concurrent : describe)(`executor contract: ${name}`, () => {
     let store: string
     beforeAll(() => {
       store = makeStoreDir()

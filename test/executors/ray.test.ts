@@ -63,10 +63,12 @@ executorContract("ray", {
   submissions: async (key) => {
     const jobs = (await getJson("/api/jobs/")) as ReadonlyArray<{ metadata?: Record<string, string> | null }>
     return jobs.filter((j) => j.metadata?.anneal_key === key).length
-  }
+  },
+  // a Ray job takes seconds to start (a supervisor actor per job): let the tests' jobs overlap
+  concurrent: true
 })
 
-describe("ray executor", () => {
+describe.concurrent("ray executor", () => {
   it("asks Ray for the step's resources: a step wanting more GPUs than the cluster has waits in Ray's queue", async () => {
     const store = makeStoreDir()
     // the test cluster has 2 GPUs

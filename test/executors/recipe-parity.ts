@@ -35,9 +35,12 @@ export const trainRecipe = path.join(projectRoot, "test", "executors", "fixtures
 
 /** Runs the demo and the Python training recipe locally and with `executor`; their hashes must agree. */
 export const expectSameArtifacts = async (executor: () => Executor, expect: (a: unknown, b: unknown, what: string) => void) => {
-  for (const recipe of [trainRecipe, demoRecipe]) {
+  // the two recipes at once: a cluster run is mostly waiting for jobs to start
+  const runs = await Promise.all([trainRecipe, demoRecipe].map(async (recipe) => {
     const local = await runWith(recipe, undefined)
-    const remote = await runWith(recipe, executor(), 4)
+    return { recipe, local, remote: await runWith(recipe, executor(), 4) }
+  }))
+  for (const { recipe, local, remote } of runs) {
     expect(failures(local), [], `local run of ${recipe}`)
     expect(failures(remote), [], `cluster run of ${recipe}`)
     expect(remote.outputs, local.outputs, `artifact hashes of ${recipe}`)
