@@ -20,7 +20,8 @@ export const runWith = async (recipe: string, executor: Executor | undefined, jo
   const store = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-parity-"))
   const events: Array<EngineEvent> = []
   try {
-    const summary = await runRecipe({ recipe, store, executor, jobs, reporter: { emit: (e) => events.push(e) }, fresh: true })
+    // allowCpu: training steps ask for a GPU, and these machines have none (the cluster's fake GPUs are not CUDA)
+    const summary = await runRecipe({ recipe, store, executor, jobs, allowCpu: true, reporter: { emit: (e) => events.push(e) }, fresh: true })
     return { exitCode: summary.exitCode, outputs: Object.fromEntries(summary.outputs), events }
   } finally {
     fs.rmSync(store, { recursive: true, force: true })
@@ -32,11 +33,17 @@ export const failures = (run: RecipeRun): Array<string> =>
 
 export const demoRecipe = path.join(projectRoot, "recipes", "demo.ts")
 export const trainRecipe = path.join(projectRoot, "test", "executors", "fixtures", "train-recipe.ts")
+/** real LoRA sft on a tiny Llama (needs ANNEAL_SFT_FIXTURES, see fixtures/sft-recipe.ts) */
+export const sftRecipe = path.join(projectRoot, "test", "executors", "fixtures", "sft-recipe.ts")
 
 /** Runs the demo and the Python training recipe locally and with `executor`; their hashes must agree. */
-export const expectSameArtifacts = async (executor: () => Executor, expect: (a: unknown, b: unknown, what: string) => void) => {
-  // the two recipes at once: a cluster run is mostly waiting for jobs to start
-  const runs = await Promise.all([trainRecipe, demoRecipe].map(async (recipe) => {
+export const expectSameArtifacts = async (
+  executor: () => Executor,
+  expect: (a: unknown, b: unknown, what: string) => void,
+  recipes: ReadonlyArray<string> = [trainRecipe, demoRecipe]
+) => {
+  // the recipes at once: a cluster run is mostly waiting for jobs to start
+  const runs = await Promise.all(recipes.map(async (recipe) => {
     const local = await runWith(recipe, undefined)
     return { recipe, local, remote: await runWith(recipe, executor(), 4) }
   }))

@@ -13,7 +13,8 @@ import type { SlurmOptions } from "../../engine/executors/slurm.ts"
 import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { waitFor } from "./cluster-ports.ts"
-import { expectSameArtifacts, trainRecipe } from "./recipe-parity.ts"
+import { expectSameArtifacts, sftRecipe, trainRecipe } from "./recipe-parity.ts"
+import { makeFixtures } from "../steps/train/helpers.ts"
 import { executorContract } from "./contract.ts"
 import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
 import { slurmInstalled, startSlurm } from "./slurm-cluster.ts"
@@ -134,6 +135,11 @@ describe("recipes on slurm", () => {
   it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
     await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
   }, 300_000)
+
+  it("a real LoRA sft step (tiny Llama, CPU) builds the same adapter on Slurm as locally", async () => {
+    process.env.ANNEAL_SFT_FIXTURES = await makeFixtures()
+    await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b), [sftRecipe])
+  }, 400_000)
 
   it("anneal run --executor slurm, killed mid-step and run again, attaches to the running job instead of submitting it twice", async () => {
     const project = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-slurm-cli-"))
