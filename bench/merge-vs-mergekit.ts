@@ -2,7 +2,8 @@
  * anneal's native merges vs mergekit, side by side on the same machine and the same configs: a TIES
  * merge of two fine-tunes into a base, and a DUS upscale, of generated Llama-shaped bf16 models of
  * about --size-gb each (default 1). Reports GB/s of input tensors and peak RSS for both; each side
- * runs in its own process. mergekit's import time is reported apart and not counted in its speed.
+ * runs in its own process, after a read of its inputs warms the page cache. mergekit's import time is
+ * reported apart and not counted in its speed.
  *
  *   npx tsx bench/merge-vs-mergekit.ts [--size-gb 1] [--dir /tmp/anneal-bench-merge]
  *
@@ -92,6 +93,18 @@ interface Result {
 const dirBytes = (dir: string): number =>
   fs.readdirSync(dir).filter((f) => f.endsWith(".safetensors")).reduce((a, f) => a + fs.statSync(path.join(dir, f)).size, 0)
 
+/** Reads the inputs once so that both sides start from a warm page cache (the first reader would otherwise pay the disk). */
+const warm = (dirs: ReadonlyArray<string>): void => {
+  const buf = Buffer.allocUnsafe(8 << 20)
+  for (const dir of dirs) {
+    for (const f of fs.readdirSync(dir).filter((x) => x.endsWith(".safetensors"))) {
+      const fd = fs.openSync(path.join(dir, f), "r")
+      while (fs.readSync(fd, buf, 0, buf.length, null) > 0) {}
+      fs.closeSync(fd)
+    }
+  }
+}
+
 const plans = (layers: number): Record<"ties" | "dus", { plan: MergePlan; dirs: Array<string>; yaml: (root: string) => string }> => {
   const m = Math.max(1, Math.floor(layers / 4))
   return {
@@ -144,12 +157,16 @@ const main = async (): Promise<void> => {
   for (const op of ["ties", "dus"] as const) {
     const p = plans(layers)[op]
     const inputBytes = op === "ties" ? 3 * modelBytes : dirBytes(path.join(root, "base")) * (2 * (layers - Math.max(1, Math.floor(layers / 4))) / layers)
+    const inputs = p.dirs.map((d) => path.join(root, d))
+    warm(inputs)
     const ours = await execa(process.execPath, [...process.execArgv, self, "--child", op, root, String(layers)], { env })
     const anneal = JSON.parse(ours.stdout.trim().split("\n").pop()!) as Result
     const yml = path.join(root, `${op}.yml`)
     fs.writeFileSync(yml, p.yaml(root))
     const mkOut = path.join(root, `mergekit-${op}`)
     fs.rmSync(mkOut, { recursive: true, force: true })
+    fs.rmSync(path.join(root, `anneal-${op}`), { recursive: true, force: true })
+    warm(inputs)
     const theirs = await execa(pythonExecutable(), ["-c", mergekitRunner, yml, mkOut], { env })
     const mergekit = JSON.parse(theirs.stdout.trim().split("\n").pop()!) as Result
     rows.push({ op, inputBytes, anneal, mergekit })
