@@ -16,7 +16,7 @@
  * or, for an external program, `command: (ctx) => ({ argv: [...] })` instead of `run`.
  */
 import { Effect, Schema } from "effect"
-import type { AnyHandle, ArtifactKind, Dataset, Handle } from "./artifact.ts"
+import type { AnyDataset, AnyHandle, ArtifactKind, Dataset, Handle } from "./artifact.ts"
 import { makeHandle } from "./artifact.ts"
 import type { Row } from "./rows.ts"
 import { currentBuilder } from "./graph.ts"
@@ -190,6 +190,21 @@ export type StepFunction<I extends Record<string, AnyPort>, O extends AnyHandle,
 export type AnyStepFunction = ((inputs: any, params?: any, options?: CallOptions) => AnyHandle) & {
   readonly definition: StepDefinition<any, any, any, any>
 }
+
+/**
+ * Types a filtering step (rows in, fewer rows of the same shape out) so its output keeps the input's row
+ * type: `clean({ data: d })` with `d: Dataset<Instruction>` is a `Dataset<Instruction>`, and the next
+ * step's port still checks it. The step itself is declared with `Port.anyDataset()` ports.
+ */
+export const preservingRows = <I extends { readonly data: AnyPort }, PIn>(step: StepFunction<I, AnyDataset, PIn>) =>
+  Object.assign(
+    <R extends Row>(
+      inputs: Omit<InputsOf<I>, "data"> & { readonly data: Dataset<R> },
+      params?: PIn,
+      options?: CallOptions
+    ): Dataset<R> => step(inputs as unknown as InputsOf<I>, params, options),
+    { definition: step.definition }
+  )
 
 // One registry per process, shared by every instance of this module (see graph.ts's builder state).
 const registry = ((globalThis as Record<symbol, unknown>)[Symbol.for("anneal/step-registry")] ??= new Map()) as Map<

@@ -5,7 +5,7 @@
  */
 import { Schema } from "effect"
 import type { AnyDataset } from "../../engine/artifact.ts"
-import { defineStep, Port, type StepContext } from "../../engine/step.ts"
+import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
 import { RemovalLog, locationOf, NonNegativeInt, OnInvalid, withDefault } from "./common.ts"
 import { detectFormat, fieldText, joinFields, mapTexts, requiredFields, schemaOf, textFieldNames } from "./formats.ts"
 import { readRows } from "./jsonl.ts"
@@ -123,7 +123,7 @@ const firstFailure = (
   return undefined
 }
 
-export const clean = defineStep({
+export const clean = preservingRows(defineStep({
   kind: "clean",
   version: 1,
   description: "NFKC/whitespace/control-character cleanup; drops empty, too short/long, pattern and Gopher-rule rows",
@@ -132,4 +132,4 @@ export const clean = defineStep({
   output: Port.anyDataset() as Port<AnyDataset>,
   executionOnly: [],
   run: runClean
-})
+}))

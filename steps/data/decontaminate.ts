@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Schema } from "effect"
 import type { AnyDataset } from "../../engine/artifact.ts"
-import { defineStep, Port, type StepContext } from "../../engine/step.ts"
+import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
 import { BenchmarkFields, readBenchmark, type BenchmarkItem } from "./benchmark.ts"
 import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, RemovalLog, UnitInterval, withDefault } from "./common.ts"
 import { allText, answerText, detectFormat, joinFields, questionText, schemaOf } from "./formats.ts"
@@ -138,7 +138,7 @@ export const runDecontaminate = async (ctx: StepContext<DecontaminateParams, typ
   for (const c of categories) ctx.metric(`flagged.${c}`, byCategory[c])
 }
 
-export const decontaminate = defineStep({
+export const decontaminate = preservingRows(defineStep({
   kind: "decontaminate",
   version: 1,
   description: "removes training rows sharing an n-gram with a benchmark item; report lists every flagged pair with a category",
@@ -146,4 +146,4 @@ export const decontaminate = defineStep({
   inputs,
   output: Port.anyDataset() as Port<AnyDataset>,
   run: runDecontaminate
-})
+}))

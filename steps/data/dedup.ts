@@ -11,7 +11,7 @@
  */
 import { Schema } from "effect"
 import type { AnyDataset } from "../../engine/artifact.ts"
-import { defineStep, Port, type StepContext } from "../../engine/step.ts"
+import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
 import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, RemovalLog, UnitInterval, withDefault } from "./common.ts"
 import { buildExactIndex } from "./exact.ts"
 import { detectFormat, joinFields, questionFields, schemaOf, textFieldNames, type ConcreteFormat } from "./formats.ts"
@@ -120,7 +120,7 @@ export const runDedup = async (ctx: Ctx): Promise<void> => {
   ctx.metric("invalid_skipped", first.stats.skipped)
 }
 
-export const dedup = defineStep({
+export const dedup = preservingRows(defineStep({
   kind: "dedup",
   version: 1,
   description: "exact or MinHash near-duplicate removal, keeping the longest answer or the first row",
@@ -130,4 +130,4 @@ export const dedup = defineStep({
   resources: (p) => ({ cpus: p.method === "minhash" ? (p.threads ?? 2) : 1 }),
   executionOnly: ["threads"],
   run: runDedup
-})
+}))

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url"
 import { Schema } from "effect"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { pythonWorker } from "../../engine/python.ts"
-import { defineStep, Port } from "../../engine/step.ts"
+import { defineStep, preservingRows, Port } from "../../engine/step.ts"
 import { BenchmarkFields } from "./benchmark.ts"
 import { NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withDefault } from "./common.ts"
 import { ReviewParams } from "./decontaminate.ts"
@@ -41,7 +41,7 @@ export const DedupSemanticParams = Schema.Struct({
 })
 
 const dedupScript = path.join(pyDir, "dedup_semantic.py")
-export const dedupSemantic = defineStep({
+export const dedupSemantic = preservingRows(defineStep({
   kind: "dedup-semantic",
   version: 1,
   description: "drops rows whose sentence embedding is within a cosine threshold of a kept row (Platypus)",
@@ -52,7 +52,7 @@ export const dedupSemantic = defineStep({
   executionOnly: ["batchSize"],
   sourceFiles: [dedupScript, ...shared],
   command: pythonWorker(dedupScript)
-})
+}))
 
 export const DecontaminateSemanticParams = Schema.Struct({
   threshold: withDefault(UnitInterval, 0.8),
@@ -64,7 +64,7 @@ export const DecontaminateSemanticParams = Schema.Struct({
 })
 
 const decontaminateScript = path.join(pyDir, "decontaminate_semantic.py")
-export const decontaminateSemantic = defineStep({
+export const decontaminateSemantic = preservingRows(defineStep({
   kind: "decontaminate-semantic",
   version: 1,
   description: "removes training rows whose question embedding is within cosine 0.8 of a benchmark question",
@@ -75,4 +75,4 @@ export const decontaminateSemantic = defineStep({
   executionOnly: ["batchSize"],
   sourceFiles: [decontaminateScript, ...shared],
   command: pythonWorker(decontaminateScript)
-})
+}))

@@ -3,7 +3,7 @@
  * Each `@ts-expect-error` line is a mistake a recipe author could make; if one of them ever compiled,
  * the directive would be unused and tsc would fail.
  */
-import { defineStep, Instruction, Port, Preference, recipe, Schema, source, Text } from "../../index.ts"
+import { clean, dedup, defineStep, Instruction, Port, Preference, recipe, Schema, source, Text } from "../../index.ts"
 import type { Adapter, Dataset, Model } from "../../index.ts"
 
 const train = defineStep({
@@ -44,6 +44,12 @@ export default recipe("typecheck", () => {
   const aligned: Model = prefer({ model: base, pairs })
   merge({ models: [base, aligned] })
   merge({ models: [base], base })
+
+  // filtering steps keep the row type, so wiring stays checked through them
+  const curated: Dataset<Instruction> = dedup({ data: clean({ data: alpaca }) })
+  train({ model: base, data: curated }, { lr: 1e-4 })
+  // @ts-expect-error text rows stay text rows through clean
+  train({ model: base, data: clean({ data: texts }) }, { lr: 1e-4 })
 
   // @ts-expect-error a dataset of text rows where instruction rows are wanted
   train({ model: base, data: texts }, { lr: 1e-4 })
