@@ -91,9 +91,8 @@ export default recipe("solar", () => {
   const preferences: Dataset<Preference> = textbookPreferences({}, {}, { id: "preferences" })
   const aligned = dpo({ model: tuned, data: preferences }, {
     beta: 0.1,
-    adapter: "lora",
-    lora_target_modules: ["q_proj", "v_proj"],
-    learning_rate: 1e-3, // SOLAR: 5e-6 at 10.7B; a toy model on 50 pairs needs a larger step
+    adapter: "full", // a toy model: tune every weight, the reference is a frozen copy
+    learning_rate: 5e-4, // SOLAR: 5e-6 at 10.7B; a toy model on 50 pairs needs a larger step
     max_length: 64,
     micro_batch_size: 8,
     num_epochs: 3
