@@ -126,15 +126,23 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
   const followMs = (options.followSeconds ?? 0.25) * 1000
   const launcher = options.launcher ?? "exec-step"
 
-  const run = (spec: StepSpec, emit: (event: EngineEvent) => void): Effect.Effect<ExecResult, StepExecutionError> => {
+  const run = (spec: StepSpec, emit: (event: EngineEvent) => void): Effect.Effect<ExecResult, StepExecutionError> =>
+    Effect.suspend(() => runNow(spec, emit))
+
+  const runNow = (spec: StepSpec, emit: (event: EngineEvent) => void): Effect.Effect<ExecResult, StepExecutionError> => {
     const stateDir = options.stateDir ?? defaultStateDir(spec)
     const metrics: Record<string, number | string> = {}
     const tail: Array<string> = []
     let lastError: string | undefined
     let current: JobRecord | undefined
 
-    fs.mkdirSync(path.dirname(spec.logPath), { recursive: true })
-    const logFd = fs.openSync(spec.logPath, "a")
+    let logFd: number
+    try {
+      fs.mkdirSync(path.dirname(spec.logPath), { recursive: true })
+      logFd = fs.openSync(spec.logPath, "a")
+    } catch (e) {
+      return Effect.fail(new StepExecutionError(spec.step, `cannot open the step's log ${spec.logPath}: ${messageOf(e)}`, undefined, e))
+    }
     const writeLog = (line: string) => {
       try {
         fs.writeSync(logFd, line.endsWith("\n") ? line : line + "\n")
