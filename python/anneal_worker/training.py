@@ -170,6 +170,8 @@ def limit_cpu_threads(worker: Worker) -> None:
     cpus = int(worker.spec.get("devices", {}).get("cpus", 0) or 0)
     if cpus > 0:
         torch.set_num_threads(max(1, cpus // world_size()))
+    if is_main_process():
+        worker.log(f"cpu: {torch.get_num_threads()} thread(s) per process", "debug")
 
 
 def training_dtype(worker: Worker):
