@@ -1,6 +1,6 @@
 /**
  * A one-node Ray cluster on loopback for the tests and the benchmark: `ray start --head` from the
- * project's Python environment with its own temp dir and free ports, 4 CPUs and 2 (logical) GPUs.
+ * project's Python environment with its own temp dir and free ports, 8 logical CPUs and 2 logical GPUs.
  * RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps Ray from swapping 127.0.0.1 for the machine's outside
  * address, so every port it opens is on loopback. `stop()` ends the processes it started: the
  * process group of `ray start` (Ray's daemons stay in it) and their children, by id.
@@ -93,7 +93,7 @@ const startRayOnce = async (): Promise<RayCluster> => {
     `--dashboard-agent-listen-port=${agent}`,
     `--min-worker-port=${minWorker}`,
     `--max-worker-port=${minWorker! + 200}`,
-    "--num-cpus=4",
+    "--num-cpus=8",
     "--num-gpus=2",
     `--temp-dir=${tempDir}`,
     "--disable-usage-stats"

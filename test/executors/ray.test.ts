@@ -57,51 +57,60 @@ const jobIdOf = (messages: ReadonlyArray<string>): string => {
   return m[1]!
 }
 
-executorContract("ray", {
-  executor: () => makeRayExecutor(options()),
-  driverConfig: () => ({ executor: "ray", ray: options() }),
-  submissions: async (key) => {
-    const jobs = (await getJson("/api/jobs/")) as ReadonlyArray<{ metadata?: Record<string, string> | null }>
-    return jobs.filter((j) => j.metadata?.anneal_key === key).length
-  },
-  // a Ray job takes seconds to start (a supervisor actor per job): let the tests' jobs overlap
-  concurrent: true
-})
-
-describe.concurrent("ray executor", () => {
-  it("asks Ray for the step's resources: a step wanting more GPUs than the cluster has waits in Ray's queue", async () => {
-    const store = makeStoreDir()
-    // the test cluster has 2 GPUs
-    const spec = workerSpec(store, { params: { steps: 1 }, gpus: 3, cpus: 1, memoryGb: 1 })
-    const waiting = startSpec(makeRayExecutor(options()), spec)
-    const jobId = await waitFor("the submission", () => (logsOf(waiting.events).length > 0 ? jobIdOf(logsOf(waiting.events)) : undefined), 60_000)
-    await new Promise((ok) => setTimeout(ok, 3000))
-    const job = (await getJson(`/api/jobs/${jobId}`)) as { status: string; message: string }
-    expect(job.status).toBe("PENDING")
-    expect(job.message).toContain("waiting for resources")
-    expect(progressOf(waiting.events)).toEqual([])
-    await waiting.interrupt()
-    // Ray stops a pending job only once it could start; it must not have run
-    expect(["PENDING", "STOPPED"]).toContain(((await getJson(`/api/jobs/${jobId}`)) as { status: string }).status)
+// Every test at once, the longest (the recipes) first: a Ray job spends seconds starting (a supervisor
+// actor per job), and overlapping those waits keeps this file to a few minutes on a 2-core machine.
+describe.concurrent("ray", () => {
+  describe("recipes on ray", () => {
+    it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
+      await expectSameArtifacts(() => makeRayExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
+    }, 400_000)
   })
 
-  it("reports a job stopped from outside; the next run submits again and resumes from the checkpoint", async () => {
-    const store = makeStoreDir()
-    const spec = workerSpec(store, { params: { text: "stopped", steps: 60, delay: 0.3 } })
-    const running = startSpec(makeRayExecutor(options()), spec)
-    await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 120_000)
-    const jobId = jobIdOf(logsOf(running.events))
-    // what `ray job stop` does
-    await postJson(`/api/jobs/${jobId}/stop`)
-    const first = await running.done
-    expect(first._tag).toBe("Failure")
-    expect(String((first as { cause: unknown }).cause)).toMatch(/ray job \S+ STOPPED: stopped from outside anneal/)
-    // same key, no more waiting per step: the rerun only has to show where it resumed from
-    const outcome = await runSpec(makeRayExecutor(options()), respec(store, { ...spec, params: { ...spec.params, delay: 0 } }))
-    expect(outcome.error?.message).toBeUndefined()
-    expect(jobIdOf(logsOf(outcome.events))).not.toBe(jobId)
-    const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
-    expect(resumed !== undefined && resumed.event === "metric" ? Number(resumed.value) : 0).toBeGreaterThanOrEqual(3)
+  describe("ray executor", () => {
+    it("asks Ray for the step's resources: a step wanting more GPUs than the cluster has waits in Ray's queue", async () => {
+      const store = makeStoreDir()
+      // the test cluster has 2 GPUs
+      const spec = workerSpec(store, { params: { steps: 1 }, gpus: 3, cpus: 1, memoryGb: 1 })
+      const waiting = startSpec(makeRayExecutor(options()), spec)
+      const jobId = await waitFor("the submission", () => (logsOf(waiting.events).length > 0 ? jobIdOf(logsOf(waiting.events)) : undefined), 60_000)
+      await new Promise((ok) => setTimeout(ok, 3000))
+      const job = (await getJson(`/api/jobs/${jobId}`)) as { status: string; message: string }
+      expect(job.status).toBe("PENDING")
+      expect(job.message).toContain("waiting for resources")
+      expect(progressOf(waiting.events)).toEqual([])
+      await waiting.interrupt()
+      // Ray stops a pending job only once it could start; it must not have run
+      expect(["PENDING", "STOPPED"]).toContain(((await getJson(`/api/jobs/${jobId}`)) as { status: string }).status)
+    })
+
+    it("reports a job stopped from outside; the next run submits again and resumes from the checkpoint", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store, { params: { text: "stopped", steps: 60, delay: 0.3 } })
+      const running = startSpec(makeRayExecutor(options()), spec)
+      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 120_000)
+      const jobId = jobIdOf(logsOf(running.events))
+      // what `ray job stop` does
+      await postJson(`/api/jobs/${jobId}/stop`)
+      const first = await running.done
+      expect(first._tag).toBe("Failure")
+      expect(String((first as { cause: unknown }).cause)).toMatch(/ray job \S+ STOPPED: stopped from outside anneal/)
+      // same key, no more waiting per step: the rerun only has to show where it resumed from
+      const outcome = await runSpec(makeRayExecutor(options()), respec(store, { ...spec, params: { ...spec.params, delay: 0 } }))
+      expect(outcome.error?.message).toBeUndefined()
+      expect(jobIdOf(logsOf(outcome.events))).not.toBe(jobId)
+      const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
+      expect(resumed !== undefined && resumed.event === "metric" ? Number(resumed.value) : 0).toBeGreaterThanOrEqual(3)
+    })
+  })
+
+  executorContract("ray", {
+    executor: () => makeRayExecutor(options()),
+    driverConfig: () => ({ executor: "ray", ray: options() }),
+    submissions: async (key) => {
+      const jobs = (await getJson("/api/jobs/")) as ReadonlyArray<{ metadata?: Record<string, string> | null }>
+      return jobs.filter((j) => j.metadata?.anneal_key === key).length
+    },
+    concurrent: true
   })
 })
 
@@ -116,8 +125,3 @@ describe("ray job states", () => {
   })
 })
 
-describe("recipes on ray", () => {
-  it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
-    await expectSameArtifacts(() => makeRayExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
-  }, 400_000)
-})
