@@ -15,7 +15,13 @@ import type { StepDefinition } from "../../../engine/step.ts"
 export const here = path.dirname(fileURLToPath(import.meta.url))
 export const tools = path.join(here, "model-tools.py")
 
-export const tempDir = (prefix: string): string => fs.mkdtempSync(path.join(os.tmpdir(), `anneal-${prefix}-`))
+/** Every temp dir of a test file lives under one root, which the file's afterAll removes. */
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-model-tests-"))
+export const removeTempDirs = (): void => {
+  if (process.env.ANNEAL_KEEP_TEST_DIRS === undefined) fs.rmSync(root, { recursive: true, force: true })
+}
+
+export const tempDir = (prefix: string): string => fs.mkdtempSync(path.join(root, `${prefix}-`))
 
 /** Runs model-tools.py jobs ([cmd, ...args]) in one Python process; returns each job's result. */
 export const runTools = async (jobs: ReadonlyArray<ReadonlyArray<string>>): Promise<Array<any>> => {

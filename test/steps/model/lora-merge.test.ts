@@ -7,7 +7,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loraMerge } from "../../../steps/model/index.ts"
-import { runStep, runTools, tempDir } from "./helpers.ts"
+import { removeTempDirs, runStep, runTools, tempDir } from "./helpers.ts"
 
 let root: string
 const m = (name: string) => path.join(root, name)
@@ -36,9 +36,7 @@ beforeAll(async () => {
   await runTools(names.map((n) => ["logits", m(`folded-${n}`), m(`folded-${n}.json`)]))
 }, 600_000)
 
-afterAll(() => {
-  if (root !== undefined) fs.rmSync(root, { recursive: true, force: true })
-})
+afterAll(removeTempDirs)
 
 describe("lora-merge", () => {
   for (const n of names) {

@@ -6,7 +6,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Schema } from "effect"
-import { describe, expect, it } from "vitest"
+import { afterAll, describe, expect, it } from "vitest"
 import { merge, upscale } from "../../../steps/model/index.ts"
 import { MergeParams } from "../../../steps/model/merge-step.ts"
 import { mergeTensor } from "../../../steps/model/methods.ts"
@@ -16,7 +16,7 @@ import { bernoulliMask } from "../../../steps/model/rng.ts"
 import { ModelReader } from "../../../steps/model/safetensors/reader.ts"
 import { ModelWriter } from "../../../steps/model/safetensors/writer.ts"
 import { ChunkedInputs, Encoder } from "../../../steps/model/tensor-stream.ts"
-import { runStep, tempDir } from "./helpers.ts"
+import { removeTempDirs, runStep, tempDir } from "./helpers.ts"
 
 /** Writes a model directory of float32 tensors. */
 const writeModel = async (tensors: Record<string, Float32Array>, config: Record<string, unknown> = { num_hidden_layers: 0 }, shapes: Record<string, Array<number>> = {}): Promise<string> => {
@@ -47,6 +47,8 @@ const gaussian = (n: number, seed: number, scale = 1): Float32Array => {
   for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()) * scale
   return out
 }
+
+afterAll(removeTempDirs)
 
 const plus = (a: Float32Array, b: Float32Array) => a.map((x, i) => x + b[i]!)
 

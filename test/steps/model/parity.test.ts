@@ -16,7 +16,7 @@ import { executePlan } from "../../../steps/model/plan.ts"
 import { bernoulliMask } from "../../../steps/model/rng.ts"
 import { ModelWriter } from "../../../steps/model/safetensors/writer.ts"
 import { Schema } from "effect"
-import { runStep, runTools, tempDir } from "./helpers.ts"
+import { removeTempDirs, runStep, runTools, tempDir } from "./helpers.ts"
 import type { CompareReport } from "./helpers.ts"
 
 let root: string
@@ -232,9 +232,7 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(root, "dus-config.json"), fs.readFileSync(path.join(dus, "config.json")))
 }, 600_000)
 
-afterAll(() => {
-  if (root !== undefined && process.env.ANNEAL_KEEP_TEST_DIRS === undefined) fs.rmSync(root, { recursive: true, force: true })
-})
+afterAll(removeTempDirs)
 
 const summary = (r: CompareReport) => {
   const t = Object.values(r.tensors)

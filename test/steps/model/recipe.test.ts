@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ModelReader } from "../../../steps/model/safetensors/reader.ts"
 import { ModelWriter } from "../../../steps/model/safetensors/writer.ts"
 import { annealIndex, cli, ranSteps, statuses, tempProject } from "../../helpers/project.ts"
@@ -47,6 +47,10 @@ beforeAll(async () => {
   await writeModel(project.file("models/base"), 0)
   await writeModel(project.file("models/a"), 1)
   await writeModel(project.file("models/b"), -2)
+})
+
+afterAll(() => {
+  if (project !== undefined) fs.rmSync(project.dir, { recursive: true, force: true })
 })
 
 describe("model surgery in a run", () => {

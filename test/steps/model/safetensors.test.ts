@@ -13,7 +13,7 @@ import { maxHeaderBytes, SafetensorsError } from "../../../steps/model/safetenso
 import { ModelReader, SafetensorsFile } from "../../../steps/model/safetensors/reader.ts"
 import type { TensorRef } from "../../../steps/model/safetensors/reader.ts"
 import { encodeHeader, ModelWriter } from "../../../steps/model/safetensors/writer.ts"
-import { runStep, runTools, tempDir } from "./helpers.ts"
+import { removeTempDirs, runStep, runTools, tempDir } from "./helpers.ts"
 
 let root: string
 
@@ -25,9 +25,7 @@ beforeAll(async () => {
   ])
 }, 300_000)
 
-afterAll(() => {
-  if (root !== undefined) fs.rmSync(root, { recursive: true, force: true })
-})
+afterAll(removeTempDirs)
 
 const bytesOf = async (ref: TensorRef): Promise<Uint8Array> => {
   const out = new Uint8Array(ref.info.end - ref.info.begin)
