@@ -1,6 +1,6 @@
 /**
  * A one-node Slurm cluster on loopback for the tests and the benchmark: munged with its own key and
- * socket, slurmctld and slurmd with a generated slurm.conf (two fake GPUs as a `gpu` gres backed by
+ * socket, slurmctld and slurmd with a generated slurm.conf (8 CPUs, two fake GPUs as a `gpu` gres backed by
  * /dev/null and /dev/zero), everything under one temp directory. `stop()` cancels what is still
  * queued, then stops the three daemons by the pids they wrote, and removes the directory.
  */
@@ -97,7 +97,7 @@ export const startSlurm = async (): Promise<SlurmCluster> => {
       "KillWait=5",
       "ReturnToService=2",
       "GresTypes=gpu",
-      `NodeName=annealnode NodeHostname=${host} NodeAddr=127.0.0.1 CPUs=4 RealMemory=8000 Gres=gpu:2 State=UNKNOWN`,
+      `NodeName=annealnode NodeHostname=${host} NodeAddr=127.0.0.1 CPUs=8 RealMemory=16000 Gres=gpu:2 State=UNKNOWN`,
       "PartitionName=debug Nodes=annealnode Default=YES MaxTime=INFINITE State=UP"
     ]
     fs.writeFileSync(env.SLURM_CONF, conf.join("\n") + "\n")

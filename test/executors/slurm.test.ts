@@ -45,71 +45,113 @@ const jobIdOf = (messages: ReadonlyArray<string>): string => {
   return m[1]!
 }
 
-executorContract("slurm", {
-  executor: () => makeSlurmExecutor(options()),
-  driverConfig: () => ({ executor: "slurm", slurm: options() }),
-  submissions: async (key) => {
-    const r = await execa("scontrol", ["show", "job", "-o"], { env: cluster!.env })
-    return r.stdout.split("\n").filter((l) => l.includes(`-${key.slice(0, 12)}-a`)).length
-  }
-})
+// Every test at once, the longest (the recipes) first: most of a job's time is waiting (for the
+// scheduler, for the worker's sleeps), and overlapping those waits keeps this file short.
+describe.concurrent("slurm", () => {
+  describe("recipes on slurm", () => {
+    it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
+      await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
+    }, 300_000)
 
-describe("slurm executor", () => {
-  it("asks sbatch for the step's GPUs, CPUs and memory and the config's partition and time limit", async () => {
-    const store = makeStoreDir()
-    const spec = workerSpec(store, { params: { steps: 1 }, gpus: 1, cpus: 2, memoryGb: 1 })
-    const executor = makeSlurmExecutor(options({ partition: "debug", timeLimit: "00:10:00", steps: { train: { timeLimit: "00:07:00" } } }))
-    const { error, events } = await runSpec(executor, spec)
-    expect(error?.message).toBeUndefined()
-    const job = await scontrol(jobIdOf(logsOf(events)))
-    expect(job.JobState).toBe("COMPLETED")
-    expect(job.Partition).toBe("debug")
-    expect(job.TimeLimit).toBe("00:07:00")
-    expect(job.TRES).toContain("cpu=2")
-    expect(job.TRES).toContain("mem=1G")
-    expect(job.TresPerNode).toBe("gres:gpu:1")
+    it("a real LoRA sft step (tiny Llama, CPU) builds the same adapter on Slurm as locally", async () => {
+      process.env.ANNEAL_SFT_FIXTURES = await makeFixtures()
+      await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b), [sftRecipe])
+    }, 400_000)
+
+    it("anneal run --executor slurm, killed mid-step and run again, attaches to the running job instead of submitting it twice", async () => {
+      const project = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-slurm-cli-"))
+      fs.writeFileSync(path.join(project, "anneal.config.json"), JSON.stringify({ slurm: { slurmConf: cluster!.slurmConf, pollSeconds: 0.5 } }))
+      const recipe = path.join(project, "recipe.ts")
+      fs.writeFileSync(recipe, `export { default } from ${JSON.stringify(trainRecipe)}\n`)
+      const env = { FIXTURE_TRAIN_STEPS: "16", FIXTURE_TRAIN_DELAY: "0.5" }
+      const args = [path.join(projectRoot, "bin", "anneal.js"), "run", recipe, "--executor", "slurm", "--json", "--store", path.join(project, ".anneal")]
+      const first = execa(nodeBinary(), args, { cwd: project, env, reject: false, buffer: false, stdin: "ignore", stderr: "ignore" })
+      let seen = ""
+      first.stdout!.on("data", (c: Buffer) => (seen += c.toString("utf8")))
+      await waitFor("the training step's progress", () => (/"event":"progress","step":"train"/.test(seen) ? true : undefined), 120_000)
+      first.kill("SIGKILL")
+      await first
+      const submitted = /submitted slurm job (\d+)/.exec(seen.split("\n").filter((l) => l.includes('"step":"train"')).join("\n"))
+      expect(submitted).not.toBeNull()
+
+      const second = await execa(nodeBinary(), args, { cwd: project, env, reject: false, stdin: "ignore" })
+      expect(second.exitCode, second.stderr).toBe(0)
+      expect(second.stdout).toContain(`reattached to slurm job ${submitted![1]} `)
+      expect(second.stdout).not.toMatch(/submitted slurm job \d+"[^\n]*"step":"train"|"step":"train"[^\n]*submitted slurm job/)
+      const key = /"event":"started","step":"train","kind":"fixture-train","key":"([0-9a-f]+)"/.exec(seen)?.[1]
+      expect(key).toBeDefined()
+      const jobs = (await execa("scontrol", ["show", "job", "-o"], { env: cluster!.env })).stdout.split("\n").filter((l) => l.includes(`-${key!.slice(0, 12)}-a`))
+      expect(jobs.map((l) => parseScontrol(l).JobId)).toEqual([submitted![1]])
+    }, 300_000)
   })
 
-  it("reports a job cancelled from outside with Slurm's reason; the next run submits again and resumes from the checkpoint", async () => {
-    const store = makeStoreDir()
-    const spec = workerSpec(store, { params: { text: "cancelled", steps: 30, delay: 0.3 } })
-    const executor = makeSlurmExecutor(options())
-    const running = startSpec(executor, spec)
-    await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 90_000)
-    const jobId = jobIdOf(logsOf(running.events))
-    await execa("scancel", [jobId], { env: cluster!.env })
-    await running.done
-    // same key, no more waiting per step: the rerun only has to show where it resumed from
-    const outcome = await runSpec(makeSlurmExecutor(options()), respec(store, { ...spec, params: { ...spec.params, delay: 0 } }))
-    // the first run's failure
-    const first = await running.done
-    expect(first._tag).toBe("Failure")
-    expect(String((first as { cause: unknown }).cause)).toMatch(/slurm job \d+ CANCELLED: cancelled from outside anneal/)
-    // the second run
-    expect(outcome.error?.message).toBeUndefined()
-    const second = jobIdOf(logsOf(outcome.events))
-    expect(second).not.toBe(jobId)
-    const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
-    expect(resumed !== undefined && resumed.event === "metric" ? Number(resumed.value) : 0).toBeGreaterThanOrEqual(3)
+  describe("slurm executor", () => {
+    it("asks sbatch for the step's GPUs, CPUs and memory and the config's partition and time limit", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store, { params: { steps: 1 }, gpus: 1, cpus: 2, memoryGb: 1 })
+      const executor = makeSlurmExecutor(options({ partition: "debug", timeLimit: "00:10:00", steps: { train: { timeLimit: "00:07:00" } } }))
+      const { error, events } = await runSpec(executor, spec)
+      expect(error?.message).toBeUndefined()
+      const job = await scontrol(jobIdOf(logsOf(events)))
+      expect(job.JobState).toBe("COMPLETED")
+      expect(job.Partition).toBe("debug")
+      expect(job.TimeLimit).toBe("00:07:00")
+      expect(job.TRES).toContain("cpu=2")
+      expect(job.TRES).toContain("mem=1G")
+      expect(job.TresPerNode).toBe("gres:gpu:1")
+    })
+
+    it("reports a job cancelled from outside with Slurm's reason; the next run submits again and resumes from the checkpoint", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store, { params: { text: "cancelled", steps: 30, delay: 0.3 } })
+      const executor = makeSlurmExecutor(options())
+      const running = startSpec(executor, spec)
+      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 90_000)
+      const jobId = jobIdOf(logsOf(running.events))
+      await execa("scancel", [jobId], { env: cluster!.env })
+      await running.done
+      // same key, no more waiting per step: the rerun only has to show where it resumed from
+      const outcome = await runSpec(makeSlurmExecutor(options()), respec(store, { ...spec, params: { ...spec.params, delay: 0 } }))
+      // the first run's failure
+      const first = await running.done
+      expect(first._tag).toBe("Failure")
+      expect(String((first as { cause: unknown }).cause)).toMatch(/slurm job \d+ CANCELLED: cancelled from outside anneal/)
+      // the second run
+      expect(outcome.error?.message).toBeUndefined()
+      const second = jobIdOf(logsOf(outcome.events))
+      expect(second).not.toBe(jobId)
+      const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
+      expect(resumed !== undefined && resumed.event === "metric" ? Number(resumed.value) : 0).toBeGreaterThanOrEqual(3)
+    })
+
+    it("follows a job the cluster requeues: it runs again and resumes from its checkpoint", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store, { params: { text: "requeued", steps: 16, delay: 0.3 } })
+      const running = startSpec(makeSlurmExecutor(options()), spec)
+      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 90_000)
+      const jobId = jobIdOf(logsOf(running.events))
+      await execa("scontrol", ["requeue", jobId], { env: cluster!.env })
+      // Slurm holds a requeued job back for a while (BeginTime); let it start again now
+      await waitFor("the job to be pending again", async () => ((await scontrol(jobId)).JobState === "PENDING" ? true : undefined), 30_000)
+      await execa("scontrol", ["update", `JobId=${jobId}`, "StartTime=now"], { env: cluster!.env })
+      const exit = await running.done
+      expect(exit._tag, String((exit as { cause?: unknown }).cause)).toBe("Success")
+      const resumedFrom = running.events.filter((e) => e.event === "metric" && e.name === "resumed_from").map((e) => (e.event === "metric" ? Number(e.value) : 0))
+      expect(resumedFrom[0]).toBe(0)
+      expect(resumedFrom.at(-1)).toBeGreaterThanOrEqual(3)
+      expect(outputFile(spec)).toBe("requeued trained for 16 steps\n")
+      expect((await scontrol(jobId)).Restarts).toBe("1")
+    })
   })
 
-  it("follows a job the cluster requeues: it runs again and resumes from its checkpoint", async () => {
-    const store = makeStoreDir()
-    const spec = workerSpec(store, { params: { text: "requeued", steps: 16, delay: 0.3 } })
-    const running = startSpec(makeSlurmExecutor(options()), spec)
-    await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 90_000)
-    const jobId = jobIdOf(logsOf(running.events))
-    await execa("scontrol", ["requeue", jobId], { env: cluster!.env })
-    // Slurm holds a requeued job back for a while (BeginTime); let it start again now
-    await waitFor("the job to be pending again", async () => ((await scontrol(jobId)).JobState === "PENDING" ? true : undefined), 30_000)
-    await execa("scontrol", ["update", `JobId=${jobId}`, "StartTime=now"], { env: cluster!.env })
-    const exit = await running.done
-    expect(exit._tag, String((exit as { cause?: unknown }).cause)).toBe("Success")
-    const resumedFrom = running.events.filter((e) => e.event === "metric" && e.name === "resumed_from").map((e) => (e.event === "metric" ? Number(e.value) : 0))
-    expect(resumedFrom[0]).toBe(0)
-    expect(resumedFrom.at(-1)).toBeGreaterThanOrEqual(3)
-    expect(outputFile(spec)).toBe("requeued trained for 16 steps\n")
-    expect((await scontrol(jobId)).Restarts).toBe("1")
+  executorContract("slurm", {
+    executor: () => makeSlurmExecutor(options()),
+    driverConfig: () => ({ executor: "slurm", slurm: options() }),
+    submissions: async (key) => {
+      const r = await execa("scontrol", ["show", "job", "-o"], { env: cluster!.env })
+      return r.stdout.split("\n").filter((l) => l.includes(`-${key.slice(0, 12)}-a`)).length
+    },
+    concurrent: true
   })
 })
 
@@ -131,39 +173,3 @@ describe("slurm job states", () => {
   })
 })
 
-describe("recipes on slurm", () => {
-  it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
-    await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
-  }, 300_000)
-
-  it("a real LoRA sft step (tiny Llama, CPU) builds the same adapter on Slurm as locally", async () => {
-    process.env.ANNEAL_SFT_FIXTURES = await makeFixtures()
-    await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b), [sftRecipe])
-  }, 400_000)
-
-  it("anneal run --executor slurm, killed mid-step and run again, attaches to the running job instead of submitting it twice", async () => {
-    const project = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-slurm-cli-"))
-    fs.writeFileSync(path.join(project, "anneal.config.json"), JSON.stringify({ slurm: { slurmConf: cluster!.slurmConf, pollSeconds: 0.5 } }))
-    const recipe = path.join(project, "recipe.ts")
-    fs.writeFileSync(recipe, `export { default } from ${JSON.stringify(trainRecipe)}\n`)
-    const env = { FIXTURE_TRAIN_STEPS: "16", FIXTURE_TRAIN_DELAY: "0.5" }
-    const args = [path.join(projectRoot, "bin", "anneal.js"), "run", recipe, "--executor", "slurm", "--json", "--store", path.join(project, ".anneal")]
-    const first = execa(nodeBinary(), args, { cwd: project, env, reject: false, buffer: false, stdin: "ignore", stderr: "ignore" })
-    let seen = ""
-    first.stdout!.on("data", (c: Buffer) => (seen += c.toString("utf8")))
-    await waitFor("the training step's progress", () => (/"event":"progress","step":"train"/.test(seen) ? true : undefined), 120_000)
-    first.kill("SIGKILL")
-    await first
-    const submitted = /submitted slurm job (\d+)/.exec(seen.split("\n").filter((l) => l.includes('"step":"train"')).join("\n"))
-    expect(submitted).not.toBeNull()
-
-    const second = await execa(nodeBinary(), args, { cwd: project, env, reject: false, stdin: "ignore" })
-    expect(second.exitCode, second.stderr).toBe(0)
-    expect(second.stdout).toContain(`reattached to slurm job ${submitted![1]} `)
-    expect(second.stdout).not.toMatch(/submitted slurm job \d+"[^\n]*"step":"train"|"step":"train"[^\n]*submitted slurm job/)
-    const key = /"event":"started","step":"train","kind":"fixture-train","key":"([0-9a-f]+)"/.exec(seen)?.[1]
-    expect(key).toBeDefined()
-    const jobs = (await execa("scontrol", ["show", "job", "-o"], { env: cluster!.env })).stdout.split("\n").filter((l) => l.includes(`-${key!.slice(0, 12)}-a`))
-    expect(jobs.map((l) => parseScontrol(l).JobId)).toEqual([submitted![1]])
-  }, 300_000)
-})
