@@ -64,7 +64,8 @@ export const startSlurm = async (): Promise<SlurmCluster> => {
     ], { timeout: 20_000 })
 
     const [ctldPort, slurmdPort] = await freePorts(2)
-    const host = os.hostname()
+    // slurmctld compares SlurmctldHost with the short host name
+    const host = os.hostname().split(".")[0]!
     const conf = [
       "ClusterName=annealtest",
       `SlurmctldHost=${host}(127.0.0.1)`,
