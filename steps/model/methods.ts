@@ -173,6 +173,8 @@ const taskArithmetic = async (info: MethodInfo, job: TensorJob): Promise<void> =
 
   // per input: what to keep, and the rescale factor
   const sparsity = new Map<number, Sparsity>()
+  const selecting: Array<{ readonly j: number; readonly k: number }> = []
+  const rescaled: Array<number> = []
   for (const j of others) {
     const density = job.density[j] ?? 1
     const sp: Sparsity = { scale: 1 }
@@ -184,30 +186,41 @@ const taskArithmetic = async (info: MethodInfo, job: TensorJob): Promise<void> =
         sp.equal = 0
         continue
       }
-      const k = Math.max(1, Math.trunc(density * inputs.numel))
-      Object.assign(sp, await topK(inputs, k, (c) => delta(j, c, scratch).then(() => bits)))
+      selecting.push({ j, k: Math.max(1, Math.trunc(density * inputs.numel)) })
     } else {
       sp.density = density
     }
-    if (job.rescale) {
-      let before = 0
-      let after = 0
-      const keep = sp.density !== undefined ? job.keepMask(j, sp.density) : undefined
-      const eq = { seen: 0 }
-      for (let c = 0; c < inputs.chunks; c++) {
-        const d = await delta(j, c, scratch)
-        const mask = maskBuf.subarray(0, d.length)
-        fillMask(sp, keep, bits, mask, eq)
-        for (let i = 0; i < d.length; i++) {
-          const a = Math.abs(d[i]!)
-          before += a
-          if (mask[i]) after += a
-        }
+    if (job.rescale) rescaled.push(j)
+  }
+  if (selecting.length > 0) {
+    // every input's threshold in the same passes, so the base is read once per pass
+    const scratches = selecting.map(() => new Float32Array(size))
+    const views = scratches.map((x) => new Uint32Array(x.buffer))
+    const found = await topK(inputs, selecting.map((s) => s.k), async (idx, c) => {
+      await delta(selecting[idx]!.j, c, scratches[idx]!)
+      return views[idx]!
+    })
+    found.forEach((r, idx) => Object.assign(sparsity.get(selecting[idx]!.j)!, r))
+  }
+  for (const j of rescaled) {
+    const sp = sparsity.get(j)!
+    let before = 0
+    let after = 0
+    const keep = sp.density !== undefined ? job.keepMask(j, sp.density) : undefined
+    const eq = { seen: 0 }
+    for (let c = 0; c < inputs.chunks; c++) {
+      const d = await delta(j, c, scratch)
+      const mask = maskBuf.subarray(0, d.length)
+      fillMask(sp, keep, bits, mask, eq)
+      for (let i = 0; i < d.length; i++) {
+        const a = Math.abs(d[i]!)
+        before += a
+        if (mask[i]) after += a
       }
-      const fb = f(before)
-      const fa = f(after)
-      if (fb >= 1e-7 && fa >= 1e-7) sp.scale = f(fb / fa)
     }
+    const fb = f(before)
+    const fa = f(after)
+    if (fb >= 1e-7 && fa >= 1e-7) sp.scale = f(fb / fa)
   }
 
   const w = job.weight.map((x) => (x === undefined ? 0 : f(x)))
@@ -304,40 +317,55 @@ const fillMask = (sp: Sparsity, keep: KeepMask | undefined, deltaBits: Uint32Arr
 }
 
 /**
- * The k-th largest |delta| without holding the tensor: |x| of a float32 orders like its bits as an
- * unsigned integer, so a radix select over the high then the low 16 bits, one histogram pass each,
- * gives the exact threshold and how many entries equal to it are kept.
+ * The k-th largest |delta| of each input without holding the tensors: |x| of a float32 orders like its
+ * bits as an unsigned integer, so a radix select over the high then the low 16 bits, one histogram
+ * pass each, gives the exact threshold and how many entries equal to it are kept.
  */
 const topK = async (
   inputs: ChunkedInputs,
-  k: number,
-  deltaBits: (chunk: number) => Promise<Uint32Array>
-): Promise<{ threshold: number; equal: number }> => {
-  const hist = new Uint32Array(65536)
+  ks: ReadonlyArray<number>,
+  deltaBits: (input: number, chunk: number) => Promise<Uint32Array>
+): Promise<Array<{ threshold: number; equal: number }>> => {
+  const n = ks.length
+  const hists = ks.map(() => new Uint32Array(65536))
   for (let c = 0; c < inputs.chunks; c++) {
     const { count } = inputs.range(c)
-    const bits = await deltaBits(c)
-    for (let i = 0; i < count; i++) hist[(bits[i]! & 0x7fffffff) >>> 16]!++
-  }
-  let above = 0
-  let hi = 65535
-  for (; hi > 0; hi--) {
-    if (above + hist[hi]! >= k) break
-    above += hist[hi]!
-  }
-  hist.fill(0)
-  for (let c = 0; c < inputs.chunks; c++) {
-    const { count } = inputs.range(c)
-    const bits = await deltaBits(c)
-    for (let i = 0; i < count; i++) {
-      const a = bits[i]! & 0x7fffffff
-      if (a >>> 16 === hi) hist[a & 0xffff]!++
+    for (let m = 0; m < n; m++) {
+      const bits = await deltaBits(m, c)
+      const hist = hists[m]!
+      for (let i = 0; i < count; i++) hist[(bits[i]! & 0x7fffffff) >>> 16]!++
     }
   }
-  let lo = 65535
-  for (; lo > 0; lo--) {
-    if (above + hist[lo]! >= k) break
-    above += hist[lo]!
+  const above = new Array<number>(n).fill(0)
+  const his = ks.map((k, m) => {
+    const hist = hists[m]!
+    let hi = 65535
+    for (; hi > 0; hi--) {
+      if (above[m]! + hist[hi]! >= k) break
+      above[m] = above[m]! + hist[hi]!
+    }
+    hist.fill(0)
+    return hi
+  })
+  for (let c = 0; c < inputs.chunks; c++) {
+    const { count } = inputs.range(c)
+    for (let m = 0; m < n; m++) {
+      const bits = await deltaBits(m, c)
+      const hist = hists[m]!
+      const hi = his[m]!
+      for (let i = 0; i < count; i++) {
+        const a = bits[i]! & 0x7fffffff
+        if (a >>> 16 === hi) hist[a & 0xffff]!++
+      }
+    }
   }
-  return { threshold: ((hi << 16) | lo) >>> 0, equal: k - above }
+  return ks.map((k, m) => {
+    const hist = hists[m]!
+    let lo = 65535
+    for (; lo > 0; lo--) {
+      if (above[m]! + hist[lo]! >= k) break
+      above[m] = above[m]! + hist[lo]!
+    }
+    return { threshold: ((his[m]! << 16) | lo) >>> 0, equal: k - above[m]! }
+  })
 }
