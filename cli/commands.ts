@@ -13,6 +13,9 @@ import { makeJsonReporter } from "./reporters/json.ts"
 import { pickReporter } from "./reporters/pick.ts"
 import { cacheCommand } from "./cache.ts"
 import { execStep } from "./exec-step.ts"
+import { executorChoice } from "./executor-choice.ts"
+import { describePlacement } from "../engine/executor-config.ts"
+import { requestOf } from "../engine/run.ts"
 import { showStep, printLogs } from "./show.ts"
 import { renderPlan } from "./render/plan.ts"
 import { colorEnabled } from "./render/paint.ts"
@@ -77,21 +80,21 @@ const run: Command = {
     process.on("SIGINT", onSignal)
     process.on("SIGTERM", onSignal)
     try {
-      const executor = v.executor === undefined || v.executor === "local"
-        ? undefined
-        : await (await import("./executor-choice.ts")).executorFor(String(v.executor), recipe, typeof v.store === "string" ? v.store : undefined)
+      const store = typeof v.store === "string" ? v.store : undefined
+      const where = executorChoice(typeof v.executor === "string" ? v.executor : undefined, recipe, store)
       const summary = await runRecipe({
         recipe,
-        store: typeof v.store === "string" ? v.store : undefined,
+        store,
         targets: positionals.slice(1),
         force: (v.force as Array<string> | undefined) ?? [],
-        jobs: intOption("jobs", v.jobs),
-        gpus: gpuList(v.gpus),
+        jobs: intOption("jobs", v.jobs) ?? where.capacity?.cpus,
+        gpus: gpuList(v.gpus) ?? where.capacity?.gpus,
+        memoryGb: where.capacity?.memoryGb,
         allowCpu: v["allow-cpu"] === true,
         keepGoing: v["keep-going"] === true,
         reporter,
         signal: controller.signal,
-        executor,
+        executor: where.executor,
         argv
       })
       return summary.exitCode
@@ -104,7 +107,7 @@ const run: Command = {
 }
 
 const plan: Command = {
-  options: { ...storeOption, json: { type: "boolean" }, force: { type: "string", multiple: true } },
+  options: { ...storeOption, json: { type: "boolean" }, force: { type: "string", multiple: true }, executor: { type: "string" } },
   run: async (v, positionals) => {
     const recipe = needRecipe(positionals, "plan")
     const project = await openProject(recipe, { store: typeof v.store === "string" ? v.store : undefined })
@@ -113,14 +116,23 @@ const plan: Command = {
       const force = (v.force as Array<string> | undefined) ?? []
       for (const f of force) if (!project.graph.byId.has(f)) throw unknownStep(project.graph, f)
       const { entries, sources, warnings } = planSteps(project, steps, { force })
+      const where = executorChoice(typeof v.executor === "string" ? v.executor : undefined, recipe, undefined)
+      const placement = (id: string) => {
+        const step = project.graph.byId.get(id)!
+        return describePlacement(where.name, where.config, id, step.def.kind, requestOf(step))
+      }
       if (v.json === true) {
         for (const [p, hash] of sources) process.stdout.write(JSON.stringify({ event: "source", path: p, hash }) + "\n")
         for (const e of entries) {
-          process.stdout.write(JSON.stringify({ event: "plan", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs, key: e.key ?? null }) + "\n")
+          process.stdout.write(JSON.stringify({ event: "plan", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs, key: e.key ?? null, where: placement(e.step) }) + "\n")
         }
       } else {
         for (const w of warnings) process.stderr.write(`warning: ${w}\n`)
         process.stdout.write(renderPlan(entries, { color: process.stdout.isTTY === true && colorEnabled() }))
+        if (where.name !== "local") {
+          process.stdout.write(`\nwhere steps would run (${where.name}):\n`)
+          for (const e of entries) if (e.status !== "cached") process.stdout.write(`  ${e.step}: ${placement(e.step)}\n`)
+        }
       }
       return 0
     } finally {

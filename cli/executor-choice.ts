@@ -1,10 +1,29 @@
-/** Maps `--executor NAME` to an Executor. Cluster executors live in engine/executors/ (docs/cluster.md). */
+/**
+ * Where a run's steps execute: `--executor NAME`, else the nearest anneal.config.json's "executor",
+ * else local. Cluster executors live in engine/executors/ (docs/cluster.md).
+ */
 import * as path from "node:path"
-import { chooseExecutor, loadProjectConfig, makeExecutor } from "../engine/executor-config.ts"
+import { chooseExecutor, loadProjectConfig, makeExecutor, schedulingCapacity } from "../engine/executor-config.ts"
+import type { ExecutorName, ProjectConfig, SchedulingCapacity } from "../engine/executor-config.ts"
 import type { Executor } from "../engine/spec.ts"
 
-/** `--executor` with the settings of the nearest anneal.config.json above the recipe. */
-export const executorFor = async (name: string, recipe: string, store: string | undefined): Promise<Executor> => {
+export interface ExecutorChoice {
+  readonly name: ExecutorName
+  readonly config: ProjectConfig
+  /** undefined for local: the engine's own local executor */
+  readonly executor: Executor | undefined
+  /** the pool to schedule against instead of this machine's (cluster executors only) */
+  readonly capacity: SchedulingCapacity | undefined
+}
+
+export const executorChoice = (flag: string | undefined, recipe: string, store: string | undefined): ExecutorChoice => {
   const config = loadProjectConfig(path.dirname(path.resolve(recipe)))
-  return makeExecutor(chooseExecutor(name, config), config, store !== undefined ? { stateDir: path.join(path.resolve(store), "jobs") } : {})
+  const name = chooseExecutor(flag, config)
+  const overrides = store !== undefined ? { stateDir: path.join(path.resolve(store), "jobs") } : {}
+  return {
+    name,
+    config,
+    executor: name === "local" ? undefined : makeExecutor(name, config, overrides),
+    capacity: schedulingCapacity(name, config)
+  }
 }

@@ -90,7 +90,7 @@ const gitRevision = (dir: string): string | null => {
 }
 
 /** What a step asks of the pool; GPU shortfalls are resolved (CPU fallback or an error) before the run. */
-const requestOf = (step: PlannedStep): Request => {
+export const requestOf = (step: PlannedStep): Request => {
   const r = typeof step.def.resources === "function" ? step.def.resources(step.decoded) : step.def.resources ?? {}
   return {
     cpus: step.node.options.cpus ?? r.cpus ?? 1,

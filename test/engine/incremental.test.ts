@@ -41,10 +41,11 @@ describe("incremental runs", () => {
 
     const plan = await cli(["plan", p.file("recipe.ts"), "--json"])
     expect(plan.exitCode, plan.stderr).toBe(0)
-    const lines = plan.stdout.trim().split("\n").map((l) => JSON.parse(l) as { event: string; step: string; status: string; reasons: Array<string> })
+    const lines = plan.stdout.trim().split("\n").map((l) => JSON.parse(l) as { event: string; step: string; status: string; reasons: Array<string>; where: string })
     const byStep = Object.fromEntries(lines.filter((l) => l.event === "plan").map((l) => [l.step, l]))
     expect(byStep.upper!.status).toBe("stale")
     expect(byStep.upper!.reasons).toContain('params.suffix: "!" -> "?"')
+    expect(byStep.upper).toMatchObject({ where: "local: 0 GPU, 1 CPU" })
     expect(byStep.reverse!.status).toBe("cached")
     expect(byStep.count!.status).toBe("waiting")
     expect(byStep.join!.status).toBe("waiting")
