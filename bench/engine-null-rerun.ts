@@ -2,10 +2,10 @@
  * Engine overhead on a generated recipe of 10,000 no-op steps (a few hundred roots, random fan-in):
  * the first run's per-step overhead, and a fully cached rerun end to end (a fresh `anneal run` process:
  * start-up, recipe import, graph validation, source hashing, 10,000 key computations and lookups).
- * With DVC installed (`pip install dvc`, optional), the same shape is timed through `dvc repro` at a
- * smaller size for the side-by-side ratio.
+ * With DVC installed (`pip install dvc`, optional; `--dvc PATH` names its executable), the same shape
+ * is timed through `dvc repro` at a smaller size for the side-by-side ratio.
  *
- *   npm run bench:engine [-- --steps 10000] [-- --dvc-stages 300]
+ *   npm run bench:engine [-- --steps 10000] [-- --dvc-stages 300] [-- --dvc PATH]
  *
  * Last line: `null rerun of 10000 steps: X s`.
  */
@@ -17,7 +17,12 @@ import { execa } from "execa"
 import { projectRoot } from "../engine/python.ts"
 
 const { values } = parseArgs({
-  options: { steps: { type: "string", default: "10000" }, "dvc-stages": { type: "string", default: "300" }, keep: { type: "boolean" } }
+  options: {
+    steps: { type: "string", default: "10000" },
+    "dvc-stages": { type: "string", default: "300" },
+    dvc: { type: "string", default: "dvc" },
+    keep: { type: "boolean" }
+  }
 })
 const steps = Number(values.steps)
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-bench-engine-"))
@@ -66,13 +71,14 @@ const best = nulls.reduce((a, b) => (a.seconds < b.seconds ? a : b))
 console.log(`null rerun:  cached=${best.cached} ran=${best.ran}; best of 3: ${best.seconds.toFixed(3)} s wall, ${best.engineSeconds.toFixed(3)} s inside the engine`)
 
 // DVC side by side, when available: the same chain shape at a size DVC handles in reasonable time
-const dvc = await execa("dvc", ["--version"], { reject: false }).catch(() => undefined)
+const dvcBin = values.dvc
+const dvc = await execa(dvcBin, ["--version"], { reject: false }).catch(() => undefined)
 if (dvc !== undefined && dvc.exitCode === 0) {
   const stages = Number(values["dvc-stages"])
   const ddir = path.join(dir, "dvc")
   fs.mkdirSync(ddir)
   await execa("git", ["init", "-q"], { cwd: ddir })
-  await execa("dvc", ["init", "-q"], { cwd: ddir })
+  await execa(dvcBin, ["init", "-q"], { cwd: ddir })
   fs.writeFileSync(path.join(ddir, "seed.txt"), "seed\n")
   const lines = ["stages:"]
   for (let i = 0; i < stages; i++) {
@@ -80,9 +86,9 @@ if (dvc !== undefined && dvc.exitCode === 0) {
     lines.push(`  s${i}:`, `    cmd: echo ${i} > o${i}`, `    deps: [${dep}]`, `    outs: [o${i}]`)
   }
   fs.writeFileSync(path.join(ddir, "dvc.yaml"), lines.join("\n") + "\n")
-  await execa("dvc", ["repro", "-q"], { cwd: ddir })
+  await execa(dvcBin, ["repro", "-q"], { cwd: ddir })
   const t = performance.now()
-  await execa("dvc", ["repro", "-q"], { cwd: ddir })
+  await execa(dvcBin, ["repro", "-q"], { cwd: ddir })
   const dvcSeconds = (performance.now() - t) / 1000
   const annealPerStage = best.seconds / steps
   const dvcPerStage = dvcSeconds / stages
