@@ -28,6 +28,16 @@ export const Probability = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0),
 export const MaxSteps = Schema.Int.check(Schema.makeFilter((n: number) => n > 0 || n === -1 || "a positive integer, or -1 for num_epochs"))
 export const LrScheduler = Schema.Literals(["linear", "cosine", "constant", "constant_with_warmup"])
 
+/** The fine-tuning loop's fields shared by sft and dpo, in their dataclasses' order (pretrain has its own defaults). */
+export const fineTuneLoopFields = {
+  max_grad_norm: withDefault(PositiveNumber, 1),
+  micro_batch_size: withDefault(PositiveInt, 4),
+  gradient_accumulation_steps: withDefault(PositiveInt, 1),
+  max_steps: withDefault(MaxSteps, -1),
+  num_epochs: withDefault(PositiveNumber, 1),
+  gradient_checkpointing: withDefault(Schema.Boolean, false)
+}
+
 /** Fields every training kind has, in the order the dataclasses declare them (the run block). */
 export const runFields = {
   /** checkpoint into the resume dir every N optimizer steps (0: never); does not change the result */

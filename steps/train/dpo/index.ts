@@ -8,7 +8,7 @@ import { Schema } from "effect"
 import { Preference } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
 import {
-  LrScheduler, MaxSteps, NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber, Probability, runFields,
+  LrScheduler, NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber, Probability, fineTuneLoopFields, runFields,
   trainDir, trainingCommand, trainingExecutionOnly, trainingResources, withDefault, workerSourceFiles
 } from "../common.ts"
 
@@ -33,12 +33,7 @@ export const DpoParams = Schema.Struct({
   lr_scheduler: withDefault(LrScheduler, "linear"),
   warmup_steps: withDefault(NonNegativeInt, 0),
   weight_decay: withDefault(NonNegativeNumber, 0),
-  max_grad_norm: withDefault(PositiveNumber, 1),
-  micro_batch_size: withDefault(PositiveInt, 4),
-  gradient_accumulation_steps: withDefault(PositiveInt, 1),
-  max_steps: withDefault(MaxSteps, -1),
-  num_epochs: withDefault(PositiveNumber, 1),
-  gradient_checkpointing: withDefault(Schema.Boolean, false),
+  ...fineTuneLoopFields,
   ...runFields
 })
 export type DpoParams = typeof DpoParams.Type

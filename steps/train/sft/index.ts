@@ -11,8 +11,8 @@ import type { Dataset } from "../../../engine/artifact.ts"
 import type { Instruction, Messages, PromptCompletion, Row, Text } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
 import {
-  fromPreset, LrScheduler, MaxSteps, NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber, Probability,
-  runFields, trainDir, trainingCommand, trainingExecutionOnly, trainingResources, withDefault, workerSourceFiles
+  fromPreset, LrScheduler, NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber, Probability,
+  fineTuneLoopFields, runFields, trainDir, trainingCommand, trainingExecutionOnly, trainingResources, withDefault, workerSourceFiles
 } from "../common.ts"
 
 const script = path.join(trainDir, "sft", "worker.py")
@@ -35,12 +35,7 @@ export const SftParams = Schema.Struct({
   lr_scheduler: fromPreset(LrScheduler),
   warmup_steps: fromPreset(NonNegativeInt),
   weight_decay: fromPreset(NonNegativeNumber),
-  max_grad_norm: withDefault(PositiveNumber, 1),
-  micro_batch_size: withDefault(PositiveInt, 4),
-  gradient_accumulation_steps: withDefault(PositiveInt, 1),
-  max_steps: withDefault(MaxSteps, -1),
-  num_epochs: withDefault(PositiveNumber, 1),
-  gradient_checkpointing: withDefault(Schema.Boolean, false),
+  ...fineTuneLoopFields,
   ...runFields
 })
 export type SftParams = typeof SftParams.Type
