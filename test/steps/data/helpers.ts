@@ -25,6 +25,19 @@ export interface StepRun {
 }
 
 /** Runs a TS step's implementation the way the local executor does. */
+/** What a finished step left: its rows, its report.json, and what it reported while running. */
+const stepOutcome = (output: string, metrics: Record<string, number | string>, logs: Array<string>) => {
+  const data = path.join(output, "data.jsonl")
+  const reportFile = path.join(output, "report.json")
+  return {
+    output,
+    metrics,
+    logs,
+    rows: fs.existsSync(data) ? readJsonlFile(data) : [],
+    report: fs.existsSync(reportFile) ? JSON.parse(fs.readFileSync(reportFile, "utf8")) : undefined
+  }
+}
+
 export const runStep = async (
   step: { readonly definition: unknown },
   inputs: Record<string, string | ReadonlyArray<string>>,
@@ -58,15 +71,7 @@ export const runStep = async (
     }
   }
   await Effect.runPromise(runImplementation(def, ctx as never))
-  const data = path.join(output, "data.jsonl")
-  const reportFile = path.join(output, "report.json")
-  return {
-    output,
-    metrics,
-    logs,
-    rows: fs.existsSync(data) ? readJsonlFile(data) : [],
-    report: fs.existsSync(reportFile) ? JSON.parse(fs.readFileSync(reportFile, "utf8")) : undefined
-  }
+  return stepOutcome(output, metrics, logs)
 }
 
 /** The message of the error a promise rejects with (Effect wraps thrown errors; this digs them out). */
@@ -133,13 +138,5 @@ export const runCommandStep = async (
     const last = res.stderr.split("\n").filter((l) => l.trim().length > 0).slice(-1)[0] ?? `exit ${res.exitCode}`
     throw new Error(last)
   }
-  const data = path.join(output, "data.jsonl")
-  const reportFile = path.join(output, "report.json")
-  return {
-    output,
-    metrics,
-    logs,
-    rows: fs.existsSync(data) ? readJsonlFile(data) : [],
-    report: fs.existsSync(reportFile) ? JSON.parse(fs.readFileSync(reportFile, "utf8")) : undefined
-  }
+  return stepOutcome(output, metrics, logs)
 }
