@@ -13,7 +13,7 @@ import { Deferred, Effect, Exit } from "effect"
 import type { StepRecord } from "../cache/db.ts"
 import type { Store } from "../cache/store.ts"
 import { UsageError } from "./errors.ts"
-import type { EngineEvent, Reporter } from "./events.ts"
+import type { EngineEvent, Reporter, RunEvent } from "./events.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
 import { makeTrace } from "./keys.ts"
@@ -55,14 +55,8 @@ export interface RunOptions {
   readonly fresh?: boolean | undefined
 }
 
-export interface RunSummary {
-  readonly ran: number
-  readonly cached: number
-  readonly failed: number
-  readonly interrupted: number
-  readonly skipped: number
-  readonly seconds: number
-  readonly saved: number
+/** The final run event's counts (unrounded), plus what a caller needs to act on the result. */
+export interface RunSummary extends Pick<RunEvent, "ran" | "cached" | "failed" | "interrupted" | "skipped" | "seconds" | "saved"> {
   /** 0 success, 1 a step failed or the run was interrupted */
   readonly exitCode: 0 | 1
   readonly session: number
