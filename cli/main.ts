@@ -7,11 +7,45 @@ import type { ParseArgsConfig } from "node:util"
 import { isBadInput, UsageError } from "../engine/errors.ts"
 import { helpFor, usage } from "./help.ts"
 import { commands } from "./commands.ts"
+import { recipeStillLoading } from "../engine/load.ts"
 
 const fail = (message: string, code: number): never => {
   process.stderr.write(`anneal: ${message}\n`)
   process.exit(code)
 }
+
+// A reader that went away (`anneal cache ls | head -1`) is not an error: stop writing, say nothing.
+// The command itself goes on, so a run still records how it ended.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e
+  })
+}
+
+/**
+ * parseArgs refuses `--jobs -1` as "ambiguous" (the value looks like a flag); a negative number after
+ * a flag that takes a value is that flag's value, which the command then rejects with its own message.
+ */
+const joinNegativeValues = (args: ReadonlyArray<string>, options: ParseArgsConfig["options"]): Array<string> => {
+  const takesValue = (flag: string): boolean => {
+    const entries = Object.entries(options ?? {})
+    const o = flag.startsWith("--") ? options?.[flag.slice(2)] : entries.find(([, x]) => x.short === flag.slice(1))?.[1]
+    return o?.type === "string"
+  }
+  const out: Array<string> = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    const next = args[i + 1]
+    if (/^--?[A-Za-z]/.test(a) && !a.includes("=") && next !== undefined && /^-\d/.test(next) && takesValue(a)) {
+      out.push(a.startsWith("--") ? `${a}=${next}` : `${a}${next}`)
+      i++
+    } else out.push(a)
+  }
+  return out
+}
+
+/** Flags that name a place: an empty value would silently mean the current directory. */
+const pathFlags = ["store", "recipe"]
 
 const main = async () => {
   const argv = process.argv.slice(2)
@@ -32,9 +66,12 @@ const main = async () => {
   }
   let parsed: ReturnType<typeof parseArgs>
   try {
-    parsed = parseArgs({ args: argv.slice(1), options: command.options, allowPositionals: true, strict: true } as ParseArgsConfig)
+    parsed = parseArgs({ args: joinNegativeValues(argv.slice(1), command.options), options: command.options, allowPositionals: true, strict: true } as ParseArgsConfig)
   } catch (e) {
     throw new UsageError({ message: `${name}: ${(e as Error).message.split("\n")[0]}` })
+  }
+  for (const f of pathFlags) {
+    if (parsed.values[f] === "") throw new UsageError({ message: `${name}: --${f} needs a path, got an empty string` })
   }
   return await command.run(parsed.values as Record<string, unknown>, parsed.positionals, argv)
 }
@@ -43,6 +80,10 @@ let settled = false
 // If the event loop empties while a command is still pending, something lost a callback: never let
 // that look like success.
 process.on("beforeExit", () => {
+  const recipe = recipeStillLoading()
+  if (!settled && recipe !== undefined) {
+    fail(`recipe ${recipe} never finished loading: a top-level await in it (or in a module it imports) never settles`, 2)
+  }
   if (!settled) fail("internal error: the command stopped without finishing (please report this)", 1)
 })
 

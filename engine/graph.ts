@@ -186,7 +186,12 @@ export const source = {
 // ---------------------------------------------------------------------------------------------
 // Validation
 
-const idPattern = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/
+/**
+ * Step ids: a letter or digit, then letters, digits, `.`, `_` or `-`, at most 100 characters. An id
+ * names files (logs, specs) and appears in one-line messages and on the command line, so it holds no
+ * path separator, no `:` (two ids must never map to one file name) and nothing invisible.
+ */
+export const stepIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/
 
 export const validateGraph = (recipeFile: string, recipeName: string, nodes: ReadonlyArray<GraphNode>): Graph => {
   const steps = nodes.filter((n): n is StepNode => n._tag === "step")
@@ -196,7 +201,14 @@ export const validateGraph = (recipeFile: string, recipeName: string, nodes: Rea
   // ids: default to the kind; a clash is an error that says how to fix it
   const seen = new Map<string, StepNode>()
   for (const n of steps) {
-    if (!idPattern.test(n.id)) throw new RecipeError({ message: `step id "${n.id}"${at(n)} may only use letters, digits and . _ : / -`, step: n.id })
+    if (typeof n.id !== "string" || !stepIdPattern.test(n.id)) {
+      // JSON.stringify keeps a newline or NUL in the id from breaking the one-line message
+      const shown = JSON.stringify(String(n.id)).slice(0, 120)
+      throw new RecipeError({
+        message: `step id ${shown}${at(n)} is not allowed: use a letter or digit, then letters, digits, . _ or -, at most 100 characters`,
+        step: String(n.id)
+      })
+    }
     const prev = seen.get(n.id)
     if (prev !== undefined) {
       const hint = n.explicitId ? "give each a different id" : `pass { id: "..." } as the third argument of each ${n.def.kind}() call`

@@ -14,6 +14,17 @@ const isRecipe = (u: unknown): u is Recipe =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Recipe"
 
 let generation = 0
+const loading = new Set<string>()
+
+/**
+ * The recipe whose module is being imported right now, if any. When the event loop empties while this
+ * is set, the recipe's top-level await can never settle: the CLI names the recipe instead of reporting
+ * an internal error.
+ */
+export const recipeStillLoading = (): string | undefined => {
+  const [first] = loading
+  return first === undefined ? undefined : path.relative(process.cwd(), first) || first
+}
 
 /** The recipe's location in a stack trace, if the error came from it. */
 const locate = (e: unknown, file: string): string => {
@@ -33,6 +44,7 @@ export const loadRecipe = async (recipePath: string, options: { fresh?: boolean 
   let mod: { default?: unknown }
   try {
     const url = pathToFileURL(file).href + (options.fresh === true ? `?anneal=${Date.now()}-${++generation}` : "")
+    loading.add(file)
     mod = await import(url)
   } catch (e) {
     // esbuild (through tsx) reports syntax errors as "<file>:<line>:<col>: ERROR: <what>"
@@ -42,6 +54,8 @@ export const loadRecipe = async (recipePath: string, options: { fresh?: boolean 
       throw new RecipeError({ message: `recipe ${where} does not compile: ${syntax[4]}`, file, cause: e })
     }
     throw new RecipeError({ message: `recipe ${locate(e, file)} failed to load: ${firstLine(e)}`, file, cause: e })
+  } finally {
+    loading.delete(file)
   }
   const exported = mod.default
   let name: string

@@ -12,6 +12,7 @@ import { sha256 } from "./hash.ts"
 import { diffTraces, makeTrace, traceKey } from "./keys.ts"
 import type { Trace } from "./keys.ts"
 import { loadRecipe } from "./load.ts"
+import { checkSource } from "./source-check.ts"
 import { constructiveTraces } from "./rebuilder.ts"
 import type { Decision, Rebuilder, RebuildQuery } from "./rebuilder.ts"
 import type { StepDefinition } from "./step.ts"
@@ -68,6 +69,7 @@ export const hashSources = (store: Store, steps: ReadonlyArray<PlannedStep>): Ma
   const hashes = new Map<string, string>()
   for (const s of steps) {
     for (const src of s.sources) {
+      checkSource(s, src)
       if (!hashes.has(src.path)) hashes.set(src.path, store.hashSource(src.path).hash)
     }
   }
