@@ -7,8 +7,8 @@ Usage: anneal <command> [options]
 Commands:
   run <recipe> [step ...]      run the recipe (or the named steps and what they need); only what changed runs
   plan <recipe> [step ...]     show each step as cached, stale (with reasons) or waiting
-  show <step> --recipe <r>     key, params, trace, inputs, output, metrics and log of a step
-  logs <step> --recipe <r>     print the log of a step's last run
+  show <step> [--recipe <r>]   key, params, trace, inputs, output, metrics and log of a step
+  logs <step> [--recipe <r>]   print the log of a step's last run
   watch <recipe>               rerun what changed whenever the recipe, its modules or its sources change
   cache ls|gc|verify           list, garbage-collect or verify the store
   setup                        install the locked Python environment the ML steps use
@@ -39,13 +39,15 @@ Options:
 Prints each step with its status: cached, stale (with the reasons, as a diff against its last successful
 run) or waiting (it depends on a stale step), and with a cluster executor where each would run. Runs nothing.
 `,
-  show: `Usage: anneal show <step> --recipe <recipe> [--json] [--store <dir>]
+  show: `Usage: anneal show <step> [--recipe <recipe>] [--json] [--store <dir>]
 
 Prints a step's key, params, trace, inputs, output artifact (hash and path), metrics, duration and log path.
+Without --recipe, the step is found in the store (--store, else the current project's): exactly one recipe
+must have run a step with that id. Never creates a store.
 `,
-  logs: `Usage: anneal logs <step> --recipe <recipe> [--store <dir>]
+  logs: `Usage: anneal logs <step> [--recipe <recipe>] [--store <dir>]
 
-Prints the log file of the step's most recent run.
+Prints the log file of the step's most recent run (without --recipe: found in the store, as for show).
 `,
   watch: `Usage: anneal watch <recipe> [--json] [--store <dir>] [run options]
 
