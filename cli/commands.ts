@@ -204,7 +204,13 @@ const execStepCommand: Command = {
   }
 }
 
+const init: Command = {
+  options: { anneal: { type: "string" } },
+  run: async (v, positionals) => (await import("./init.ts")).initCommand(v, positionals)
+}
+
 export const commands: Record<string, Command> = {
+  init,
   run,
   plan,
   show,

@@ -5,6 +5,7 @@ export const usage = `anneal - run LLM training pipelines declared as TypeScript
 Usage: anneal <command> [options]
 
 Commands:
+  init [dir]                   scaffold a recipe project (package.json, tsconfig, recipe.ts, sample data)
   run <recipe> [step ...]      run the recipe (or the named steps and what they need); only what changed runs
   plan <recipe> [step ...]     show each step as cached, stale (with reasons) or waiting
   show <step> [--recipe <r>]   key, params, trace, inputs, output, metrics and log of a step
@@ -19,6 +20,17 @@ Exit codes: 0 success, 1 a step failed or was interrupted, 2 bad recipe, input o
 `
 
 const texts: Record<string, string> = {
+  init: `Usage: anneal init [dir] [--anneal <spec>]
+
+Creates a recipe project in dir (default: the current directory; it must be new or empty): package.json
+(an ES module depending on anneal, with typescript for type-checking), tsconfig.json, recipe.ts (the
+built-in clean and dedup steps and a custom step), sample data in data/, .gitignore (the store,
+node_modules) and a README. Then: npm install && npx anneal run recipe.ts
+
+Options:
+  --anneal <spec>    the anneal dependency to write into package.json (default: this anneal: the tarball,
+                     path or git URL it was installed from, else ^<its version>)
+`,
   run: `Usage: anneal run <recipe> [step ...] [options]
 
 Runs the recipe's steps whose inputs, params or implementation changed; everything else comes from the
