@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { execFileSync } from "node:child_process"
-import { Deferred, Effect, Exit } from "effect"
+import { Cause, Deferred, Effect, Exit } from "effect"
 import type { StepRecord } from "../cache/db.ts"
 import type { Store } from "../cache/store.ts"
 import { UsageError } from "./errors.ts"
@@ -35,6 +35,8 @@ export interface RunOptions {
   readonly targets?: ReadonlyArray<string> | undefined
   /** step ids to rerun even when cached */
   readonly force?: ReadonlyArray<string> | undefined
+  /** rehash every artifact before it is restored or read (instead of trusting its manifest's stats) */
+  readonly verify?: boolean | undefined
   /** CPU slots (default: the number of cores) */
   readonly jobs?: number | undefined
   /** GPU ids to use (default: CUDA_VISIBLE_DEVICES, else nvidia-smi) */
@@ -137,6 +139,8 @@ const runProject = async (project: Project, options: RunOptions, started: number
     requests.set(step.id, r)
   }
 
+  // from here the run heartbeats and leases what it asks about; Store.close() releases it all
+  store.beginRun({ verify: options.verify === true })
   store.db.recoverCrashed()
   store.sweepStaging()
   const plan = planSteps(project, steps, { force: [...force], rebuilder: options.rebuilder })
@@ -213,20 +217,43 @@ const runProject = async (project: Project, options: RunOptions, started: number
       return yield* body
     }).pipe(Effect.ensuring(Effect.sync(() => store.db.unlock(key))))
 
-  const execute = (step: PlannedStep, key: string, trace: Trace, grant: Grant): Effect.Effect<Outcome> =>
-    Effect.suspend(() => {
-      const t0 = performance.now()
-      const staging = store.newStaging(key)
+  /** Runs one step into staging and commits it. Whatever goes wrong, the step settles once: ran, failed
+   * (with the message; the cause goes to its log) or interrupted (only when the cause is interrupts alone). */
+  const execute = (step: PlannedStep, key: string, trace: Trace, grant: Grant): Effect.Effect<Outcome> => {
+    const t0 = performance.now()
+    const seconds = () => (performance.now() - t0) / 1000
+    let phase: "prepare" | "run" | "commit" = "prepare"
+    let staging: string | undefined
+    let runId: number | undefined
+    let logPath: string | undefined
+    const cleanUp = (status: "failed" | "interrupted", error: string) => {
+      if (staging !== undefined) attempt(() => store.discard(staging!))
+      if (runId !== undefined) attempt(() => store.db.finishRun(runId!, { status, seconds: seconds(), output: null, metrics: {}, error }))
+    }
+    const fail = (cause: Cause.Cause<unknown>): Outcome => {
+      const error = Cause.squash(cause)
+      const message = error instanceof StepExecutionError || error instanceof EmptyOutput ? error.message
+        : phase === "prepare" ? `could not prepare the step: ${messageOf(error)}`
+        : phase === "commit" ? `could not commit the output: ${messageOf(error)}`
+        : messageOf(error)
+      if (logPath !== undefined) attempt(() => fs.appendFileSync(logPath!, `[error] ${message}\n${Cause.pretty(cause)}\n`))
+      cleanUp("failed", message)
+      counts.failed++
+      if (options.keepGoing !== true) stopNew = true
+      emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key, output: null, seconds: seconds(), error: message })
+      return { ok: false }
+    }
+    const body = Effect.suspend(() => {
+      staging = store.newStaging(key)
       const resumeDir = store.resumeDir(key)
       fs.mkdirSync(resumeDir, { recursive: true })
-      const logPath = store.logPath(session, step.id)
-      const runId = store.db.startRun({ session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus })
+      logPath = store.logPath(session, step.id)
+      runId = store.db.startRun({ session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus })
       const inputs: Record<string, string | ReadonlyArray<string>> = {}
       const pathOf = (n: GraphNode) => (n._tag === "source" ? n.path : store.artifactPath(outputs.get(n.id)!))
       for (const [port, node] of Object.entries(step.inputs)) {
         inputs[port] = Array.isArray(node) ? (node as ReadonlyArray<GraphNode>).map(pathOf) : pathOf(node as GraphNode)
       }
-      const seconds = () => (performance.now() - t0) / 1000
       const base: Omit<StepSpec, "implementation"> = {
         specVersion: 1,
         runId,
@@ -244,26 +271,17 @@ const runProject = async (project: Project, options: RunOptions, started: number
         seed: typeof step.params.seed === "number" ? step.params.seed : 0,
         recipe: graph.recipe
       }
-      const fail = (message: string): Outcome => {
-        store.discard(staging)
-        store.db.finishRun(runId, { status: "failed", seconds: seconds(), output: null, metrics: {}, error: message })
-        counts.failed++
-        if (options.keepGoing !== true) stopNew = true
-        emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key, output: null, seconds: seconds(), error: message })
-        return { ok: false }
-      }
-      let spec: StepSpec
-      try {
-        spec = buildSpec(step, base, logPath, grant)
-      } catch (e) {
-        return Effect.succeed(fail((e as Error).message))
-      }
+      const spec = buildSpec(step, base, logPath, grant, path.dirname(graph.recipe))
+      fs.closeSync(fs.openSync(logPath, "a")) // a log name the filesystem refuses fails here, while preparing
       emit({ event: "started", step: step.id, kind: step.def.kind, key, gpus: grant.gpus, log: logPath })
+      phase = "run"
       return executor.run(spec, emit).pipe(
         Effect.flatMap((result) =>
           Effect.sync((): Outcome => {
+            phase = "commit"
+            if (step.def.output.kind === "dataset" && isEmptyDir(spec.output)) throw new EmptyOutput(step.id)
             revision ??= gitRevision(path.dirname(graph.recipe))
-            const committed = store.commit(staging, step.def.output.kind, {
+            const committed = store.commit(spec.output, step.def.output.kind, {
               step: step.id,
               recipe: recipeId,
               version: step.def.version,
@@ -276,33 +294,44 @@ const runProject = async (project: Project, options: RunOptions, started: number
               git: revision,
               created: new Date().toISOString()
             })
+            staging = undefined // renamed into the store (or dropped as a duplicate)
             const secs = seconds()
             store.db.transaction(() => {
               store.db.putArtifact({ hash: committed.hash, kind: step.def.output.kind, bytes: committed.bytes, files: committed.files })
-              store.db.finishRun(runId, { status: "ran", seconds: secs, output: committed.hash, metrics: result.metrics, error: null })
-              store.db.putResult(key, committed.hash, runId, secs)
-              records.set(step.id, record(step, key, trace, committed.hash, secs, runId, records.get(step.id)))
+              store.db.finishRun(runId!, { status: "ran", seconds: secs, output: committed.hash, metrics: result.metrics, error: null })
+              store.db.putResult(key, committed.hash, runId!, secs)
+              records.set(step.id, record(step, key, trace, committed.hash, secs, runId!, records.get(step.id)))
             })
-            fs.rmSync(resumeDir, { recursive: true, force: true })
+            attempt(() => fs.rmSync(resumeDir, { recursive: true, force: true }))
             counts.ran++
             outputs.set(step.id, committed.hash)
             emit({ event: "step", step: step.id, kind: step.def.kind, status: "ran", key, output: committed.hash, seconds: secs })
             return { ok: true, hash: committed.hash }
           })
-        ),
-        Effect.catch((e: unknown) =>
-          Effect.sync(() => fail(e instanceof StepExecutionError ? e.message : `could not commit the output: ${(e as Error).message}`))
-        ),
-        Effect.onInterrupt(() =>
-          Effect.sync(() => {
-            store.discard(staging)
-            store.db.finishRun(runId, { status: "interrupted", seconds: seconds(), output: null, metrics: {}, error: "interrupted" })
-            counts.interrupted++
-            emit({ event: "step", step: step.id, kind: step.def.kind, status: "interrupted", key, output: null, seconds: seconds() })
-          })
         )
       )
     })
+    return body.pipe(
+      // interrupts alone carry no error value, hence the cast
+      Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.sync(() => fail(cause)))),
+      Effect.onInterrupt(() =>
+        Effect.sync(() => {
+          cleanUp("interrupted", "interrupted")
+          counts.interrupted++
+          emit({ event: "step", step: step.id, kind: step.def.kind, status: "interrupted", key, output: null, seconds: seconds() })
+        })
+      )
+    )
+  }
+
+  const failOutside = (step: PlannedStep, cause: Cause.Cause<unknown>): Outcome => {
+    const message = messageOf(Cause.squash(cause))
+    counts.failed++
+    if (options.keepGoing !== true) stopNew = true
+    emit({ event: "log", step: step.id, level: "error", message: Cause.pretty(cause) })
+    emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key: "", output: null, seconds: 0, error: message })
+    return { ok: false }
+  }
 
   const runStep = (step: PlannedStep): Effect.Effect<void> =>
     Effect.gen(function* () {
@@ -337,13 +366,22 @@ const runProject = async (project: Project, options: RunOptions, started: number
               stopNew ? Effect.succeed(skip(step, "the run stopped after a failure")) : execute(step, q.key, trace, grant))
           })
         )
-      }).pipe(Effect.onInterrupt(() => Deferred.succeed(done, { ok: false }).pipe(Effect.asVoid)))
+      }).pipe(
+        // a throw outside execute (the database, the rebuilder, a lock) still settles the step as failed
+        Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => failOutside(step, cause)))),
+        Effect.onInterrupt(() => Deferred.succeed(done, { ok: false }).pipe(Effect.asVoid))
+      )
       yield* Deferred.succeed(done, outcome)
     })
 
   const program = Effect.forEach(steps, runStep, { concurrency: "unbounded", discard: true })
   const exit = await Effect.runPromiseExit(program, { signal: options.signal })
-  const interrupted = Exit.isFailure(exit)
+  // steps settle every failure themselves, so only interruption (or an engine bug, said aloud) ends here
+  const interrupted = Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+  if (Exit.isFailure(exit) && !interrupted) {
+    counts.failed++
+    emit({ event: "log", step: null, level: "error", message: Cause.pretty(exit.cause) })
+  }
   const summary: RunSummary = {
     ...counts,
     seconds: (performance.now() - started) / 1000,
@@ -352,7 +390,8 @@ const runProject = async (project: Project, options: RunOptions, started: number
     outputs,
     storeRoot: store.root
   }
-  store.db.endSession(session, interrupted ? "interrupted" : summary.exitCode === 0 ? "ok" : "failed")
+  attempt(() => store.db.endSession(session, interrupted ? "interrupted" : summary.exitCode === 0 ? "ok" : "failed"), (e) =>
+    emit({ event: "log", step: null, level: "error", message: `could not record the end of the run: ${messageOf(e)}` }))
   const runEvent: EngineEvent = {
     event: "run",
     ran: counts.ran,
@@ -362,15 +401,42 @@ const runProject = async (project: Project, options: RunOptions, started: number
     skipped: counts.skipped,
     seconds: Math.round(summary.seconds * 1000) / 1000,
     saved: Math.round(counts.saved * 1000) / 1000,
-    storeBytes: store.bytes(),
+    storeBytes: attempt(() => store.bytes()),
     runDir: path.join(store.logsDir, String(session))
   }
   emit(runEvent)
   return summary
 }
 
-/** The spec's implementation part: TS steps run by kind; command steps get their argv now. */
-const buildSpec = (step: PlannedStep, base: Omit<StepSpec, "implementation">, logPath: string, grant: Grant): StepSpec => {
+/** Runs a clean-up action whose own failure must not hide the error being reported. */
+const attempt = <A>(f: () => A, onError?: (e: unknown) => void): A | undefined => {
+  try {
+    return f()
+  } catch (e) {
+    onError?.(e)
+    return undefined
+  }
+}
+
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+
+/** A dataset step that succeeded without writing anything: almost always a bug in the step. */
+class EmptyOutput extends Error {
+  readonly _tag = "EmptyOutput"
+  constructor(readonly step: string) {
+    super(`step "${step}" finished but left its output empty: a dataset step must write its rows into its output directory`)
+  }
+}
+
+const isEmptyDir = (dir: string): boolean =>
+  !fs.readdirSync(dir, { recursive: true, withFileTypes: true }).some((e) => e.isFile())
+
+/**
+ * The spec's implementation part: TS steps run by kind; command steps get their argv now and run in the
+ * recipe's directory (or their `cwd`, resolved from there), so relative paths in argv mean what they
+ * mean for sources.
+ */
+const buildSpec = (step: PlannedStep, base: Omit<StepSpec, "implementation">, logPath: string, grant: Grant, recipeDir: string): StepSpec => {
   const impl = step.def.implementation
   if (impl.command === undefined) return { ...base, implementation: { type: "ts" } }
   const specPath = logPath.replace(/\.log$/, ".spec.json")
@@ -378,7 +444,7 @@ const buildSpec = (step: PlannedStep, base: Omit<StepSpec, "implementation">, lo
   const cmd = impl.command({ params: step.decoded, specPath, step: step.id, gpus: grant.gpus, cpus: grant.cpus })
   const spec: StepSpec = {
     ...provisional,
-    implementation: { type: "command", argv: cmd.argv, env: { ...cmd.env, ANNEAL_SPEC: specPath }, cwd: cmd.cwd }
+    implementation: { type: "command", argv: cmd.argv, env: { ...cmd.env, ANNEAL_SPEC: specPath }, cwd: path.resolve(recipeDir, cmd.cwd ?? ".") }
   }
   fs.writeFileSync(specPath, JSON.stringify(spec, null, 2) + "\n")
   return spec

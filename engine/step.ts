@@ -270,17 +270,40 @@ export const defineStep = <P, I extends Record<string, AnyPort>, O extends AnyHa
 /** Convenience for TS steps that emit engine events directly. */
 export type Emit = (event: EngineEvent) => void
 
+/**
+ * Runs a TS step's implementation. A synchronous throw and a rejected promise are failures (never
+ * defects). An Effect returned by the step is interrupted like any effect; a promise cannot be, so when
+ * interrupted this calls `abort` (the step's signal) and waits for the promise to settle: whatever the
+ * step writes into its output happens before the engine discards the staging directory.
+ */
 export const runImplementation = <P, I extends Record<string, AnyPort>>(
   def: StepDefinition<P, I>,
-  ctx: StepContext<P, I>
+  ctx: StepContext<P, I>,
+  abort: () => void = () => undefined
 ): Effect.Effect<void, unknown> => {
   const impl = def.implementation
   if (impl.run === undefined) return Effect.die(new Error(`step kind ${def.kind} is a command step`))
   const run = impl.run
-  return Effect.suspend(() => {
-    const out = run(ctx)
-    if (Effect.isEffect(out)) return out as Effect.Effect<void, unknown>
-    if (out instanceof Promise) return Effect.tryPromise({ try: () => out, catch: (e) => e })
-    return Effect.void
+  return Effect.callback<void, unknown>((resume) => {
+    let out: ReturnType<typeof run>
+    try {
+      out = run(ctx)
+    } catch (e) {
+      resume(Effect.fail(e))
+      return
+    }
+    if (Effect.isEffect(out)) return resume(out as Effect.Effect<void, unknown>)
+    if (!isPromiseLike(out)) return resume(Effect.void)
+    const settled = Promise.resolve(out).then(
+      () => resume(Effect.void),
+      (e: unknown) => resume(Effect.fail(e))
+    )
+    return Effect.promise(() => {
+      abort()
+      return settled
+    })
   })
 }
+
+const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
+  typeof u === "object" && u !== null && typeof (u as { then?: unknown }).then === "function"

@@ -125,7 +125,19 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
         report({ event: "log", step: spec.step, level, message })
       }
     }
-    return runImplementation(def as never, ctx as never).pipe(
+    // a step that returned a promise is waited for after its signal aborts (see runImplementation);
+    // one that has not settled after the grace period is named, so the wait is not a mystery
+    let slow: NodeJS.Timeout | undefined
+    const abort = () => {
+      controller.abort()
+      slow = setTimeout(() => {
+        const message = `step "${spec.step}" has not stopped ${killGraceSeconds}s after the interrupt; waiting for it to return (it should check ctx.signal)`
+        log.write(`[warn] ${message}`)
+        emit({ event: "log", step: spec.step, level: "warn", message })
+      }, killGraceSeconds * 1000)
+      slow.unref()
+    }
+    return runImplementation(def as never, ctx as never, abort).pipe(
       Effect.mapError((e) => {
         const message = e instanceof Error ? e.message : String(e)
         log.write(`[error] ${e instanceof Error ? e.stack ?? message : message}`)
@@ -133,7 +145,10 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
       }),
       Effect.map((): ExecResult => ({ metrics })),
       Effect.onInterrupt(() => Effect.sync(() => controller.abort())),
-      Effect.ensuring(Effect.sync(() => log.close()))
+      Effect.ensuring(Effect.sync(() => {
+        clearTimeout(slow)
+        log.close()
+      }))
     )
   })
 
