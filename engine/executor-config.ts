@@ -71,6 +71,10 @@ export const RayConfig = Schema.Struct({
   ...rayPlacementFields,
   ...clusterFields,
   address: opt(Schema.String),
+  /** headers for every Jobs API call; a value may name environment variables as ${NAME} (keep secrets out of the file) */
+  headers: opt(Schema.Record(Schema.String, Schema.String)),
+  /** the CA that signed an https address's certificate */
+  caFile: opt(Schema.String),
   steps: opt(Schema.Record(Schema.String, Schema.Struct(rayPlacementFields)))
 })
 export const ProjectConfig = Schema.Struct({
@@ -125,15 +129,20 @@ export interface ExecutorOverrides {
   readonly stateDir?: string | undefined
 }
 
+/** The executor a run uses; a setting it cannot use (a Ray address that is not a URL) is a UsageError. */
 export const makeExecutor = (name: ExecutorName, config: ProjectConfig, overrides: ExecutorOverrides = {}): Executor => {
   const stateDir = overrides.stateDir !== undefined ? { stateDir: overrides.stateDir } : {}
-  switch (name) {
-    case "local":
-      return makeLocalExecutor()
-    case "slurm":
-      return makeSlurmExecutor({ ...config.slurm, ...stateDir })
-    case "ray":
-      return makeRayExecutor({ ...config.ray, ...stateDir })
+  try {
+    switch (name) {
+      case "local":
+        return makeLocalExecutor()
+      case "slurm":
+        return makeSlurmExecutor({ ...config.slurm, ...stateDir })
+      case "ray":
+        return makeRayExecutor({ ...config.ray, ...stateDir })
+    }
+  } catch (e) {
+    throw new UsageError({ message: `${name} executor: ${(e as Error).message}` })
   }
 }
 

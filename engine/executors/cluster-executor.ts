@@ -16,13 +16,15 @@
  * A backend (slurm.ts, ray.ts) only knows how to submit, query and cancel one job.
  */
 import * as fs from "node:fs"
+import { createRequire } from "node:module"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { Effect, Exit } from "effect"
 import type { EngineEvent } from "../events.ts"
 import { projectRoot } from "../python.ts"
 import type { ExecResult, Executor, StepSpec } from "../spec.ts"
 import { StepExecutionError } from "../spec.ts"
-import { attemptFiles, FileFollower, keyDir, newRecord, readExit, readRecord, removeJob, writeAtomic, writeRecord } from "./cluster-job.ts"
+import { attemptFiles, endJob, FileFollower, keyDir, newRecord, readExit, readRecord, removeJob, writeAtomic, writeRecord } from "./cluster-job.ts"
 import type { JobRecord, RunnerJob } from "./cluster-job.ts"
 import { protocolEvent } from "./local.ts"
 
@@ -67,6 +69,12 @@ export interface ClusterBackend {
   readonly cancel: (jobId: string) => Promise<void>
   /** a live job by name, for a record whose submission was in flight when the driver died */
   readonly findByName?: (name: string) => Promise<string | undefined>
+  /**
+   * The cluster's own output of a job that failed (Slurm's output file, the Ray job's log): the only
+   * trace of a job that failed before the runner started (a node binary missing on the node, a module
+   * not found), so the executor copies it into the step's log before it removes the job's files.
+   */
+  readonly jobOutput?: (jobId: string, attemptDir: string) => Promise<string | undefined>
 }
 
 export interface ClusterOptions {
@@ -85,21 +93,62 @@ export interface ClusterOptions {
   readonly followSeconds?: number | undefined
 }
 
-const runnerScript = path.join(projectRoot, "engine", "executors", "cluster-runner.ts")
+// Beside this module: cluster-runner.ts in the sources, cluster-runner.js once built (dist/).
+const runnerScript = fileURLToPath(new URL(`./cluster-runner${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url))
 
 export const nodeBinary = (configured?: string): string => {
   if (configured !== undefined) return configured
-  const local = path.join(projectRoot, "node_modules", "node", "bin", "node")
-  return fs.existsSync(local) ? local : process.execPath
+  let local: string | undefined
+  try {
+    // the Node 24 the package brings (the "node" dependency), wherever npm placed it
+    local = path.join(path.dirname(createRequire(import.meta.url).resolve("node/package.json")), "bin", "node")
+  } catch {
+    local = undefined
+  }
+  return local !== undefined && fs.existsSync(local) ? local : process.execPath
 }
 
 export const defaultStateDir = (spec: StepSpec): string => path.join(path.dirname(path.dirname(spec.resumeDir)), "jobs")
 
-export const resourcesOf = (spec: StepSpec): JobResources => ({
-  gpus: spec.devices.gpus.length,
-  cpus: Math.max(1, spec.devices.cpus),
-  memoryGb: spec.devices.memoryGb
+/**
+ * What a job asks the cluster for, from a step's request: at least one CPU, and no memory figure when
+ * the step names none (0 or absent), so the executor's configured default applies. `anneal plan` and
+ * the submission both go through here, so the plan shows what will really be asked for.
+ */
+export const jobResources = (r: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }): JobResources => ({
+  gpus: r.gpus,
+  cpus: Math.max(1, r.cpus),
+  memoryGb: r.memoryGb !== undefined && r.memoryGb > 0 ? r.memoryGb : undefined
 })
+
+export const resourcesOf = (spec: StepSpec): JobResources =>
+  jobResources({ gpus: spec.devices.gpus.length, cpus: spec.devices.cpus, memoryGb: spec.devices.memoryGb })
+
+/**
+ * Lines that say nothing about why a step failed: a library's own words for an interruption (Effect's
+ * "All fibers interrupted without error"), stack frames, Node's version footer, the runner's own
+ * start-up line. Never shown as the worker's last error line.
+ */
+const noise: ReadonlyArray<RegExp> = [
+  /all fibers interrupted without error/i,
+  /^(error: )?interrupted$/i,
+  /^at \S/,
+  /^Node\.js v\d/,
+  /^\^+$/,
+  /^[{}\[\]]$/,
+  /^anneal runner: .* on \S+ \(CUDA_VISIBLE_DEVICES=/,
+  /^anneal runner: SIG\w+, stopping the step$/,
+  /^\[anneal\] /
+]
+const isNoise = (line: string) => noise.some((re) => re.test(line))
+/** "Error: ...", "ModuleNotFoundError: ...", "error: ...", "Error [ERR_MODULE_NOT_FOUND]: ..." */
+const errorLike = /^(?:[\w.]*(?:Error|Exception)(?: \[\w+\])?:|error:|fatal:)/i
+
+/** The line of a failed job's output that best says why it failed: the last error-like one, else the last one. */
+export const lastErrorLine = (lines: ReadonlyArray<string>): string | undefined => {
+  const useful = lines.map((l) => l.trim()).filter((l) => l !== "" && !isNoise(l))
+  return useful.findLast((l) => errorLike.test(l)) ?? useful.at(-1)
+}
 
 /** consecutive failed state queries after which the step fails (the cluster is unreachable) */
 const maxFailedQueries = 10
@@ -133,6 +182,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
     const stateDir = options.stateDir ?? defaultStateDir(spec)
     const metrics: Record<string, number | string> = {}
     const tail: Array<string> = []
+    const clusterOutput: Array<string> = []
     let lastError: string | undefined
     let current: JobRecord | undefined
 
@@ -143,16 +193,16 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
     } catch (e) {
       return Effect.fail(new StepExecutionError(spec.step, `cannot open the step's log ${spec.logPath}: ${messageOf(e)}`, undefined, e))
     }
-    const writeLog = (line: string) => {
+    const writeLog = (line: string, worker = true) => {
       try {
         fs.writeSync(logFd, line.endsWith("\n") ? line : line + "\n")
       } catch {
         // the log is closed after the step settled
       }
       const t = line.trim()
-      if (t !== "" && !t.startsWith("anneal runner:")) {
+      if (worker && t !== "" && !isNoise(t)) {
         tail.push(t)
-        if (tail.length > 30) tail.shift()
+        if (tail.length > 200) tail.shift()
       }
     }
     const note = (message: string, level: "info" | "warn" = "info") => {
@@ -167,10 +217,20 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
     const sync = <A>(what: string, f: () => A) =>
       Effect.try({ try: f, catch: (e) => new StepExecutionError(spec.step, `${backend.name}: ${what}: ${messageOf(e)}`, undefined, e) })
 
+    const readJobOutput = (jobId: string, attemptDir: string) =>
+      Effect.promise(async () => {
+        if (backend.jobOutput === undefined) return undefined
+        try {
+          return await backend.jobOutput(jobId, attemptDir)
+        } catch (e) {
+          return `(could not read it: ${messageOf(e)})`
+        }
+      })
+
     /** A recorded job of this key we can attach to, or undefined when a new submission is needed. */
     const findRecorded = Effect.gen(function* () {
       let rec = readRecord(stateDir, spec.key)
-      if (rec === undefined || rec.executor !== backend.name) return { rec: undefined, previous: rec }
+      if (rec === undefined || rec.executor !== backend.name || rec.ended !== undefined) return { rec: undefined, previous: rec }
       if (rec.jobId === undefined && backend.findByName !== undefined) {
         const name = rec.name
         const found = yield* call(`looking for job ${name}`, () => backend.findByName!(name))
@@ -265,7 +325,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
             }
             if (event.event === "log") {
               writeLog(`[${event.level}] ${event.message}`)
-              if (event.level === "error") lastError = event.message
+              if (event.level === "error" && !isNoise(event.message.trim())) lastError = event.message
             }
             emit(event)
           }
@@ -312,7 +372,8 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         const ok = status.phase === "succeeded" || (status.phase === "gone" && exit?.code === 0)
         if (ok) {
           if (!fs.existsSync(files.output)) {
-            removeJob(stateDir, spec.key)
+            endJob(stateDir, rec, "no output")
+            current = undefined
             return yield* Effect.fail(new StepExecutionError(spec.step, `${label} finished but left no output at ${files.output}`))
           }
           yield* sync("moving the job's output into staging", () => handOver(files.output, spec.output))
@@ -320,12 +381,22 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           current = undefined
           return { metrics } satisfies ExecResult
         }
-        const detail = lastError ?? tail.at(-1)
+        // the cluster's own output goes into the step's log before the job's files are removed: when the
+        // job failed before the runner started, it is all there is
+        const own = yield* readJobOutput(rec.jobId, rec.attemptDir)
+        if (own !== undefined && own.trim() !== "") {
+          writeLog(`[anneal] ${label}'s own output (${backend.name}):`)
+          for (const line of own.replace(/\n$/, "").split("\n")) {
+            writeLog(line, false)
+            clusterOutput.push(line)
+          }
+        }
+        const detail = lastError ?? lastErrorLine(tail) ?? lastErrorLine(clusterOutput)
         const code = status.exitCode ?? exit?.code ?? undefined
         const why = status.phase === "gone"
           ? `is no longer known to ${backend.name} and left no exit status (lost with its node?)`
           : `${status.state}${status.reason !== undefined ? `: ${status.reason}` : ""}`
-        removeJob(stateDir, spec.key)
+        endJob(stateDir, rec, status.state)
         current = undefined
         return yield* Effect.fail(
           new StepExecutionError(spec.step, `${label} ${why}${detail !== undefined ? ` — ${detail}` : ""}`, code ?? undefined)
@@ -356,7 +427,11 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
       } catch (e) {
         writeLog(`[anneal] could not cancel the job: ${messageOf(e)}`)
       }
-      removeJob(stateDir, spec.key)
+      try {
+        endJob(stateDir, rec, "interrupted")
+      } catch {
+        removeJob(stateDir, spec.key)
+      }
     })
 
     return Effect.gen(function* () {

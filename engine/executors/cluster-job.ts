@@ -32,6 +32,11 @@ export interface JobRecord {
   readonly submittedAt: string
   readonly driverPid: number
   readonly driverHost: string
+  /**
+   * set once the job ended without an artifact (failed, cancelled, lost): the record then only keeps
+   * the attempt number, so the next submission of the key is attempt n+1 with a name of its own
+   */
+  readonly ended?: string | undefined
 }
 
 /** The runner's orders (engine/executors/cluster-runner.ts), written as job.json in the attempt dir. */
@@ -115,9 +120,25 @@ export const newRecord = (executor: string, stateDir: string, key: string, step:
   driverHost: os.hostname()
 })
 
-/** Forgets a key's job: its record and every attempt directory. */
+/** Forgets a key's job: its record and every attempt directory (after its artifact was handed over). */
 export const removeJob = (stateDir: string, key: string) => {
   fs.rmSync(keyDir(stateDir, key), { recursive: true, force: true })
+}
+
+/**
+ * Ends a job that left no artifact: its attempt directories go (a partial output can be large), its
+ * record stays, marked `ended`, so a retry of the key is the next attempt rather than attempt 1 again.
+ */
+export const endJob = (stateDir: string, rec: JobRecord, ended: string) => {
+  const dir = keyDir(stateDir, rec.key)
+  let entries: Array<string> = []
+  try {
+    entries = fs.readdirSync(dir)
+  } catch {
+    // nothing left of it
+  }
+  for (const e of entries) if (e.startsWith("attempt-")) fs.rmSync(path.join(dir, e), { recursive: true, force: true })
+  writeRecord(stateDir, { ...rec, ended })
 }
 
 export const readExit = (attemptDir: string): ExitStatus | undefined => {

@@ -7,13 +7,22 @@
  *
  * Ray runs an entrypoint as a shell command line, so the runner's command is quoted word by word
  * (shellQuote); the worker's progress comes from the job's events file in the shared store, and its
- * logs from worker.log there (Ray's own job log holds the same lines).
+ * logs from worker.log there. Ray's own job log (what the entrypoint itself printed) is copied into
+ * the step's log when a job fails: it is all there is of a job whose runner never started.
+ *
+ * The address may be `http://` or `https://` (a dashboard behind a TLS proxy), with headers for an
+ * authenticating proxy (`ray.headers` in the config, whose values may name environment variables as
+ * `${NAME}`, and `RAY_JOB_HEADERS`, a JSON object, as Ray's own CLI reads it) and a CA file for a private
+ * certificate authority (`ray.caFile`). Header values are sent and nothing else: they are never part of a
+ * message, a log or anything written to the store, and user:password in the address is shown as `***`.
  */
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
 import * as http from "node:http"
+import * as https from "node:https"
 import type { Executor } from "../spec.ts"
 import { shellQuote } from "./cluster-job.ts"
-import { makeClusterExecutor } from "./cluster-executor.ts"
+import { jobResources, makeClusterExecutor } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, JobStatus, SubmitRequest } from "./cluster-executor.ts"
 
 export interface RayPlacement {
@@ -28,6 +37,10 @@ export interface RayPlacement {
 export interface RayOptions extends ClusterOptions, RayPlacement {
   /** the Jobs API address (the dashboard), e.g. http://127.0.0.1:8265; default RAY_API_SERVER_ADDRESS or RAY_ADDRESS */
   readonly address?: string | undefined
+  /** HTTP headers for every Jobs API call (an auth proxy's token); a value may name variables as ${NAME} */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** a PEM file of the certificate authority that signed an https address's certificate */
+  readonly caFile?: string | undefined
   /** per-step settings, by step id or step kind (the id wins) */
   readonly steps?: Readonly<Record<string, RayPlacement>> | undefined
 }
@@ -83,9 +96,73 @@ export const rayStatus = (info: RayJobInfo): JobStatus => {
   }
 }
 
+/** An address fit for a message: user and password in it replaced by ***. */
+export const redactAddress = (address: string): string => address.replace(/^(\w+:\/\/)[^/@]*@/, "$1***@")
+
+/**
+ * The headers every Jobs API call carries: RAY_JOB_HEADERS (a JSON object, as `ray job` reads it), then
+ * the config's `headers` on top, with `${NAME}` in a value replaced by that environment variable.
+ * Errors name the header and the variable, never a value.
+ */
+export const rayHeaders = (configured: Readonly<Record<string, string>> | undefined, env: NodeJS.ProcessEnv = process.env): Record<string, string> => {
+  let fromEnv: Record<string, string> = {}
+  const raw = env.RAY_JOB_HEADERS
+  if (raw !== undefined && raw.trim() !== "") {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(raw)
+    } catch {
+      throw new Error("RAY_JOB_HEADERS is not a JSON object of header names to values")
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== "string")) {
+      throw new Error("RAY_JOB_HEADERS is not a JSON object of header names to string values")
+    }
+    fromEnv = parsed as Record<string, string>
+  }
+  const headers: Record<string, string> = { ...fromEnv }
+  for (const [name, value] of Object.entries(configured ?? {})) {
+    headers[name] = value.replace(/\$\{(\w+)\}/g, (_, variable: string) => {
+      const v = env[variable]
+      if (v === undefined) throw new Error(`ray.headers.${name} names \${${variable}}, which is not set`)
+      return v
+    })
+  }
+  for (const [name, value] of Object.entries(headers)) {
+    if (/[\r\n]/.test(value)) throw new Error(`the Ray header ${name} holds a line break`)
+  }
+  return headers
+}
+
 export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
   const address = (options.address ?? process.env.RAY_API_SERVER_ADDRESS ?? process.env.RAY_ADDRESS ?? "http://127.0.0.1:8265")
     .replace(/\/+$/, "")
+  const shown = redactAddress(address)
+  let base: URL
+  try {
+    base = new URL(address + "/")
+  } catch {
+    throw new Error(`the Ray address ${shown} is not a URL (e.g. http://head-node:8265)`)
+  }
+  if (base.protocol !== "http:" && base.protocol !== "https:") {
+    throw new Error(`the Ray address ${shown} must start with http:// or https://`)
+  }
+  const transport = base.protocol === "https:" ? https : http
+  // read once, at the first call: a missing variable or CA file fails the step that needed it
+  let connection: { headers: Record<string, string>; ca?: Buffer } | undefined
+  const connect = () => {
+    if (connection !== undefined) return connection
+    const headers = rayHeaders(options.headers)
+    let ca: Buffer | undefined
+    if (options.caFile !== undefined) {
+      try {
+        ca = fs.readFileSync(options.caFile)
+      } catch (e) {
+        throw new Error(`cannot read ray.caFile ${options.caFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+      }
+    }
+    connection = ca !== undefined ? { headers, ca } : { headers }
+    return connection
+  }
   /**
    * One call to the Jobs API. node:http rather than fetch: fetch sends the Sec-Fetch-Mode header, and
    * Ray's dashboard refuses POSTs that look like they come from a browser.
@@ -93,11 +170,16 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
   const api = (method: "GET" | "POST", route: string, body?: unknown): Promise<{ status: number; json: unknown; text: string }> =>
     new Promise((resolve, reject) => {
       const payload = body !== undefined ? JSON.stringify(body) : undefined
-      const req = http.request(
-        new URL(route, address + "/"),
+      const { headers, ca } = connect()
+      const req = transport.request(
+        new URL(route.replace(/^\//, ""), base),
         {
           method,
-          headers: payload !== undefined ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {},
+          headers: {
+            ...headers,
+            ...(payload !== undefined ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {})
+          },
+          ...(ca !== undefined ? { ca } : {}),
           timeout: 60_000
         },
         (res) => {
@@ -118,7 +200,7 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
       )
       req.on("timeout", () => req.destroy(new Error("no answer in 60 s")))
       req.on("error", (e) =>
-        reject(new Error(`cannot reach the Ray Jobs API at ${address}: ${e.message} (is the head running? set ray.address)`)))
+        reject(new Error(`cannot reach the Ray Jobs API at ${shown}: ${e.message} (is the head running? set ray.address)`)))
       req.end(payload)
     })
 
@@ -148,13 +230,22 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
     if (r.status >= 300 && r.status !== 404) throw new Error(`ray job stop ${jobId}: HTTP ${r.status}: ${r.text.trim().slice(0, 300)}`)
   }
 
+  /** Ray's log of the job: what the entrypoint printed (the shell's, Node's words if the runner never started) */
+  const jobOutput = async (jobId: string) => {
+    const r = await api("GET", `/api/jobs/${encodeURIComponent(jobId)}/logs`)
+    if (r.status >= 300) return undefined
+    const logs = (r.json as { logs?: unknown } | undefined)?.logs
+    return typeof logs === "string" ? logs.split("\n").slice(-200).join("\n") : undefined
+  }
+
   return {
     name: "ray",
     label: (id) => `ray job ${id}`,
     chooseJobId: (name) => `${name}-${randomBytes(4).toString("hex")}`,
     submit,
     status,
-    cancel
+    cancel,
+    jobOutput
   }
 }
 
@@ -167,7 +258,9 @@ export const describeRayPlacement = (
   kind: string,
   resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }
 ): string => {
-  const fields = rayResourceFields(rayPlacement(options, step, kind), resources)
+  const r = jobResources(resources)
+  const fields = rayResourceFields(rayPlacement(options, step, kind), r)
   const mem = fields.entrypoint_memory !== undefined ? `, ${Math.round(Number(fields.entrypoint_memory) / 1024 ** 3)} GiB` : ""
-  return `ray: ${resources.gpus} GPU, ${resources.cpus} CPU${mem}`
+  const custom = fields.entrypoint_resources !== undefined ? `, ${JSON.stringify(fields.entrypoint_resources)}` : ""
+  return `ray: ${r.gpus} GPU, ${r.cpus} CPU${mem}${custom}`
 }

@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import { execa } from "execa"
 import type { Executor } from "../spec.ts"
 import { attemptFiles, shellQuote } from "./cluster-job.ts"
-import { makeClusterExecutor } from "./cluster-executor.ts"
+import { jobResources, makeClusterExecutor } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, JobStatus, SubmitRequest } from "./cluster-executor.ts"
 
 export interface SlurmPlacement {
@@ -67,6 +67,34 @@ export const sbatchResourceArgs = (
   if (placement.qos !== undefined) args.push(`--qos=${placement.qos}`)
   if (placement.timeLimit !== undefined) args.push(`--time=${placement.timeLimit}`)
   return [...args, ...(placement.sbatchArgs ?? [])]
+}
+
+/** What one submission adds to the step's arguments: its name, and where its script and output are. */
+export interface SbatchJob {
+  readonly name: string
+  readonly attemptDir: string
+}
+
+/**
+ * Every argument sbatch gets for a step, in order: the one source for submitting and for `anneal plan`
+ * (which passes no job, so the per-submission name, output file, directory and script are left out).
+ */
+export const sbatchArgs = (
+  options: SlurmOptions,
+  step: string,
+  kind: string,
+  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined },
+  job?: SbatchJob
+): Array<string> => {
+  const files = job !== undefined ? attemptFiles(job.attemptDir) : undefined
+  return [
+    ...(job !== undefined && files !== undefined
+      ? ["--parsable", `--job-name=${job.name}`, `--output=${files.clusterLog}`, `--chdir=${job.attemptDir}`]
+      : []),
+    options.requeue === false ? "--no-requeue" : "--requeue",
+    ...sbatchResourceArgs(slurmPlacement(options, step, kind), jobResources(resources)),
+    ...(files !== undefined ? [files.script] : [])
+  ]
 }
 
 const liveStates = new Set([
@@ -123,17 +151,7 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
       `#!/bin/sh\n# anneal step ${req.step.replace(/\n/g, " ")} (key ${req.key}), written by the Slurm executor\nexec ${req.command.map(shellQuote).join(" ")}\n`,
       { mode: 0o755 }
     )
-    const placement = slurmPlacement(options, req.step, req.kind)
-    const args = [
-      "--parsable",
-      `--job-name=${req.name}`,
-      `--output=${files.clusterLog}`,
-      `--chdir=${req.attemptDir}`,
-      options.requeue === false ? "--no-requeue" : "--requeue",
-      ...sbatchResourceArgs(placement, req.resources),
-      files.script
-    ]
-    const r = await slurm("sbatch", args)
+    const r = await slurm("sbatch", sbatchArgs(options, req.step, req.kind, req.resources, req))
     const id = r.stdout.trim().split(";")[0]!
     if (r.exitCode !== 0 || !/^\d+$/.test(id)) {
       throw new Error(`sbatch refused the job: ${(r.stderr || r.stdout).trim().split("\n").at(-1)}`)
@@ -169,19 +187,25 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
     return r.exitCode === 0 && id !== undefined && /^\d+$/.test(id) ? id : undefined
   }
 
-  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, cancel, findByName }
+  /** Slurm's output file for the job (--output): the shell's and Node's words when the runner never started */
+  const jobOutput = async (_jobId: string, attemptDir: string) => {
+    try {
+      return fs.readFileSync(attemptFiles(attemptDir).clusterLog, "utf8")
+    } catch {
+      return undefined
+    }
+  }
+
+  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, cancel, findByName, jobOutput }
 }
 
 export const makeSlurmExecutor = (options: SlurmOptions = {}): Executor =>
   makeClusterExecutor(makeSlurmBackend(options), options)
 
-/** Where `anneal plan` says a step would run. */
+/** Where `anneal plan` says a step would run: the sbatch arguments its job will get (sbatchArgs). */
 export const describeSlurmPlacement = (
   options: SlurmOptions,
   step: string,
   kind: string,
   resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }
-): string => {
-  const p = slurmPlacement(options, step, kind)
-  return `slurm${p.partition !== undefined ? ` partition ${p.partition}` : ""}: ${sbatchResourceArgs({ ...p, partition: undefined, sbatchArgs: undefined }, resources).join(" ")}`
-}
+): string => `slurm: sbatch ${sbatchArgs(options, step, kind, resources).map(shellQuote).join(" ")}`

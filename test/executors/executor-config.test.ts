@@ -59,11 +59,24 @@ describe("executor config", () => {
     }
     const resources = { gpus: 4, cpus: 8, memoryGb: 64 }
     expect(describePlacement("slurm", config, "pretrain", "pretrain", resources))
-      .toBe("slurm partition gpu: --cpus-per-task=8 --mem=65536M --gres=gpu:4 --time=04:00:00")
-    expect(describePlacement("slurm", config, "sft-short", "sft", resources)).toContain("partition a100:")
+      .toBe("slurm: sbatch --requeue --cpus-per-task=8 --mem=65536M --gres=gpu:4 --partition=gpu --time=04:00:00")
+    expect(describePlacement("slurm", config, "sft-short", "sft", resources)).toContain("--partition=a100 ")
     expect(describePlacement("slurm", config, "sft-long", "sft", resources)).toContain("--time=2-00:00:00")
     expect(describePlacement("ray", {}, "sft", "sft", resources)).toBe("ray: 4 GPU, 8 CPU, 64 GiB")
     expect(describePlacement("local", {}, "clean", "clean", { gpus: 0, cpus: 1 })).toBe("local: 0 GPU, 1 CPU")
+    // a step that names no memory (the plan's request says 0) gets the config's default, as its job does
+    expect(describePlacement("slurm", { slurm: { memoryGb: 8 } }, "clean", "clean", { gpus: 0, cpus: 0, memoryGb: 0 }))
+      .toBe("slurm: sbatch --requeue --cpus-per-task=1 --mem=8192M")
+    expect(describePlacement("ray", { ray: { memoryGb: 2, steps: { clean: { resources: { a10g: 1 } } } } }, "clean", "clean", { gpus: 0, cpus: 1, memoryGb: 0 }))
+      .toBe('ray: 0 GPU, 1 CPU, 2 GiB, {"a10g":1}')
+  })
+
+  it("takes Ray headers and a CA file, and refuses an address that is not http(s) with a one-line error", () => {
+    const dir = project({ executor: "ray", ray: { address: "https://ray.example.org/proxy", headers: { Authorization: "Bearer ${RAY_TOKEN}" }, caFile: "/etc/ca.pem" } })
+    const config = loadProjectConfig(dir)
+    expect(config.ray?.headers).toEqual({ Authorization: "Bearer ${RAY_TOKEN}" })
+    expect(makeExecutor("ray", config).name).toBe("ray")
+    expect(() => makeExecutor("ray", { ray: { address: "ftp://head:8265" } })).toThrow("ray executor: the Ray address ftp://head:8265 must start with http:// or https://")
   })
 
   it("gives cluster runs a pool of their own: GPU slots the driver does not need to have", () => {
