@@ -5,6 +5,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { ParseArgsConfig } from "node:util"
+// Built-in step kinds register through the package's entry, as they do for a recipe that imports "anneal".
+import "../index.ts"
 import { UsageError } from "../engine/errors.ts"
 import { openProject, planSteps, projectRootOf, selectSteps, unknownStep } from "../engine/plan.ts"
 import { runRecipe } from "../engine/run.ts"
@@ -188,7 +190,7 @@ const watch: Command = {
   run: async (v, positionals) => {
     const recipe = needRecipe(positionals, "watch")
     // watch.ts pulls in chokidar; load it only for this command
-    const mod = (await import(new URL("./watch.ts", import.meta.url).href)) as {
+    const mod = (await import("./watch.ts")) as {
       watchCommand: (recipe: string, values: Record<string, unknown>) => Promise<number>
     }
     return mod.watchCommand(recipe, v)

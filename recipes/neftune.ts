@@ -16,8 +16,7 @@
  * LLM Leaderboard (eval preset "leaderboard-v1") stayed flat in the paper, which is the other half of
  * its claim. NEFTune here is transformers' implementation: L is the padded batch length.
  */
-import { recipe } from "../engine/graph.ts"
-import { evalCompare, sft } from "../steps/train/index.ts"
+import { evalCompare, recipe, sft } from "anneal"
 import { phiBase, phiEval, phiQuiz } from "./phi.ts"
 import { textbookInstructions } from "./textbooks.ts"
 
