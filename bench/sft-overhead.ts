@@ -31,7 +31,7 @@ fs.writeFileSync(path.join(dir, "recipe.ts"), `
 import { recipe, source, sftLora, Instruction } from ${JSON.stringify(path.join(projectRoot, "index.ts"))}
 export default recipe("sft-overhead", () => {
   sftLora({ model: source.model(${JSON.stringify(model)}), data: source.dataset(${JSON.stringify(data)}, Instruction) },
-    { max_steps: ${steps}, micro_batch_size: 4 }, { id: "sft" })
+    { maxSteps: ${steps}, microBatchSize: 4 }, { id: "sft" })
 })
 `)
 

@@ -48,16 +48,16 @@ export const curate = (raw: Dataset<Instruction>, benchmarks: ReadonlyArray<AnyD
 //
 // At full scale: the base is Llama-2 13B (`source.model("path/to/Llama-2-13b-hf")` instead of
 // tinyLlamaBase), lr 4e-4 (13B) / 3e-4 (70B), global batch 16, 1 epoch, 100 warmup steps, cutoff 4096
-// (max_length), and the second model a broad fine-tune of the same base (Instruct, Beluga) or a
+// (maxLength), and the second model a broad fine-tune of the same base (Instruct, Beluga) or a
 // specialist one (Camel); the eval preset "leaderboard-v1" gives the Open LLM Leaderboard v1 suite.
 
 /** A tiny Llama (the architecture with gate/up/down projections) pretrained on the textbook corpus. */
 export const tinyLlamaBase = (): Model => {
   const corpus = textbookCorpus({}, { variants: 2 }, { id: "base-corpus" })
-  const vocab = tokenizer({ data: corpus }, { vocab_size: 1024 }, { id: "base-tokenizer" })
+  const vocab = tokenizer({ data: corpus }, { vocabSize: 1024 }, { id: "base-tokenizer" })
   return pretrain({ data: corpus, tokenizer: vocab }, {
-    architecture: "llama", hidden_size: 64, num_layers: 2, num_heads: 4, intermediate_size: 128, seq_len: 128,
-    max_steps: 100, learning_rate: 1e-3
+    architecture: "llama", hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 128, seqLen: 128,
+    maxSteps: 100, learningRate: 1e-3
   }, { id: "base" })
 }
 
@@ -65,21 +65,21 @@ export const tinyLlamaBase = (): Model => {
 export const platypusModels = (base: Model, curated: Dataset<Instruction>, bench: AnyDataset): Report => {
   const adapter = sftLora({ model: base, data: curated }, {
     preset: "platypus",
-    warmup_steps: 5, // paper: 100
-    num_epochs: 3, // paper: 1 (on 25k rows)
-    micro_batch_size: 4, // paper: global batch 16
-    max_length: 512 // paper: 4096
+    warmupSteps: 5, // paper: 100
+    numEpochs: 3, // paper: 1 (on 25k rows)
+    microBatchSize: 4, // paper: global batch 16
+    maxLength: 512 // paper: 4096
   }, { id: "sft-platypus" })
   const platypus = loraMerge({ model: base, adapter }, {}, { id: "lora-merge" })
   const broad = textbookInstructions({}, { variants: 2 }, { id: "instruct-data" })
-  const instruct = sft({ model: base, data: broad }, { learning_rate: 1e-3, num_epochs: 2 }, { id: "sft-instruct" })
+  const instruct = sft({ model: base, data: broad }, { learningRate: 1e-3, numEpochs: 2 }, { id: "sft-instruct" })
   const merged = merge({ models: [platypus, instruct], base }, {
     method: "ties",
     models: [{ parameters: { weight: 0.5, density: 0.5 } }, { parameters: { weight: 0.5, density: 0.5 } }]
   }, { id: "merge-ties" })
   const models: ReadonlyArray<readonly [string, Model]> = [["base", base], ["platypus", platypus], ["instruct", instruct], ["ties", merged]]
   const reports = models.map(([name, model]) =>
-    evaluate({ model, benchmarks: [bench] }, { local_task_names: ["platypus_bench"] }, { id: `eval-${name}` })
+    evaluate({ model, benchmarks: [bench] }, { localTaskNames: ["platypus_bench"] }, { id: `eval-${name}` })
   )
   return evalCompare({ reports }, { names: models.map(([name]) => name) }, { id: "compare" })
 }

@@ -57,49 +57,49 @@ export const textbookPreferences = defineStep({
 
 export default recipe("solar", () => {
   const corpus = textbookCorpus({}, { variants: 4 }, { id: "corpus" })
-  const vocab = tokenizer({ data: corpus }, { vocab_size: 1024 }, { id: "tokenizer" })
+  const vocab = tokenizer({ data: corpus }, { vocabSize: 1024 }, { id: "tokenizer" })
   const base = pretrain({ data: corpus, tokenizer: vocab }, {
     architecture: "llama", // SOLAR: Mistral 7B weights in a Llama-2 architecture
-    hidden_size: 64, // 4096
-    num_layers: 4, // n = 32
-    num_heads: 4, // 32
-    intermediate_size: 256, // 14336
-    seq_len: 128,
-    learning_rate: 1e-3,
-    max_steps: 150
+    hiddenSize: 64, // 4096
+    numLayers: 4, // n = 32
+    numHeads: 4, // 32
+    intermediateSize: 256, // 14336
+    seqLen: 128,
+    learningRate: 1e-3,
+    maxSteps: 150
   }, { id: "base" })
 
   // DUS: n = 4, m = 1 -> 6 layers (SOLAR: n = 32, m = 8 -> 48)
   const upscaled = upscale({ models: [base] }, { drop: 1 }, { id: "upscale" })
 
   const healed = pretrain({ data: corpus, model: upscaled }, {
-    seq_len: 128,
-    learning_rate: 5e-4,
-    max_steps: 60 // SOLAR: continued pretraining on its full corpus
+    seqLen: 128,
+    learningRate: 5e-4,
+    maxSteps: 60 // SOLAR: continued pretraining on its full corpus
   }, { id: "continued-pretrain" })
 
   const instructions = textbookInstructions({}, { variants: 4 }, { id: "instructions" })
   const tuned = sft({ model: healed, data: instructions }, {
     adapter: "full",
     template: "alpaca",
-    learning_rate: 5e-4,
-    num_epochs: 1,
-    micro_batch_size: 8,
-    max_length: 128
+    learningRate: 5e-4,
+    numEpochs: 1,
+    microBatchSize: 8,
+    maxLength: 128
   }, { id: "sft" })
 
   const preferences: Dataset<Preference> = textbookPreferences({}, {}, { id: "preferences" })
   const aligned = dpo({ model: tuned, data: preferences }, {
     beta: 0.1,
     adapter: "full", // a toy model: tune every weight, the reference is a frozen copy
-    learning_rate: 5e-4, // SOLAR: 5e-6 at 10.7B; a toy model on 50 pairs needs a larger step
-    max_length: 64,
-    micro_batch_size: 8,
-    num_epochs: 3
+    learningRate: 5e-4, // SOLAR: 5e-6 at 10.7B; a toy model on 50 pairs needs a larger step
+    maxLength: 64,
+    microBatchSize: 8,
+    numEpochs: 3
   }, { id: "dpo" })
 
   const quiz = textbookQuiz({}, {}, { id: "quiz" })
   const evalOf = (model: typeof base, id: string) =>
-    evaluate({ model, benchmarks: [quiz] }, { local_task_names: ["textbook_quiz"] }, { id })
+    evaluate({ model, benchmarks: [quiz] }, { localTaskNames: ["textbook_quiz"] }, { id })
   evalCompare({ reports: [evalOf(base, "eval-base"), evalOf(aligned, "eval-solar")] }, { names: ["base (4 layers)", "DUS + CPT + SFT + DPO (6 layers)"] }, { id: "compare" })
 })

@@ -10,10 +10,7 @@
  */
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { Schema } from "effect"
-import { Instruction, Text } from "../engine/rows.ts"
-import { defineStep, Port } from "../engine/step.ts"
-import { PositiveInt, withDefault } from "../steps/train/common.ts"
+import { defineStep, Instruction, Port, PositiveInt, Schema, Text, withDefault } from "anneal"
 
 interface Topic {
   readonly name: string

@@ -1,8 +1,10 @@
 """Describes a worker's config dataclass as JSON, for the test that checks the TS Schema agrees with it.
 
 Usage: python -m anneal_worker.describe WORKER.py ConfigClass
-Prints [{"name", "type", "default", "choices"}] in field order; `type` is the annotation as written
-(e.g. "int", "float | None", "list[str]").
+Prints {"fields": [{"name", "tsName", "type", "default", "choices"}] in field order, "presets" and
+"defaults"}: `type` is the annotation as written (e.g. "int", "float | None", "list[str]"), `tsName` the
+param's name in recipes and specs (protocol.ts_name), and presets / defaults the module's PRESETS and
+DEFAULTS tables (what a null field resolves to), keyed by tsName.
 """
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import importlib.util
 import json
 import sys
 
+from anneal_worker.protocol import ts_name
 
-def describe(script: str, class_name: str) -> list[dict]:
+
+def describe(script: str, class_name: str) -> dict:
     spec = importlib.util.spec_from_file_location("anneal_worker_under_test", script)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -28,9 +32,12 @@ def describe(script: str, class_name: str) -> list[dict]:
         else:
             default = None
         choices = f.metadata.get("choices")
-        out.append({"name": f.name, "type": str(f.type), "default": default,
+        out.append({"name": f.name, "tsName": ts_name(f.name), "type": str(f.type), "default": default,
                     "choices": list(choices) if choices else None})
-    return out
+    names = {f.name for f in dataclasses.fields(cls)}
+    by_ts = lambda table: {ts_name(k) if k in names else k: v for k, v in table.items()}  # noqa: E731
+    presets = {name: by_ts(values) for name, values in getattr(module, "PRESETS", {}).items()}
+    return {"fields": out, "presets": presets, "defaults": by_ts(getattr(module, "DEFAULTS", {}))}
 
 
 if __name__ == "__main__":

@@ -117,17 +117,27 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="anneal-parent-watch", daemon=True).start()
 
 
-def config_from_params(cls: type, params: dict[str, Any]) -> Any:
-    """Builds a worker's config dataclass from spec params, refusing unknown names.
+def ts_name(name: str) -> str:
+    """The name a param has in the recipe and the spec: the dataclass field's name in camelCase.
 
-    The dataclass is the single source of truth for a worker's fields; the TS Schema mirrors it and a
-    test checks that the two agree (names, defaults, types).
+    Params are camelCase everywhere a user sees them (TS convention); the config dataclasses keep
+    Python's snake_case. This pair of functions is the only place the two spellings meet.
     """
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(params) - names)
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def config_from_params(cls: type, params: dict[str, Any]) -> Any:
+    """Builds a worker's config dataclass from spec params (camelCase), refusing unknown names.
+
+    The dataclass is the single source of truth for a worker's fields; the TS Schema mirrors it under
+    the `ts_name` of each field and a test checks that the two agree (names, defaults, types).
+    """
+    by_ts_name = {ts_name(f.name): f.name for f in fields(cls)}
+    unknown = sorted(set(params) - set(by_ts_name))
     if unknown:
         fail(f"unknown param(s) {', '.join(unknown)} for {cls.__name__}")
-    return cls(**params)
+    return cls(**{by_ts_name[k]: v for k, v in params.items()})
 
 
 def device_and_dtype(gpus: list[int]):
@@ -156,7 +166,7 @@ def require_safetensors(model_dir: str, allow_pickle: bool = False) -> None:
     if not has_st and has_pickle and not allow_pickle:
         fail(
             f"{model_dir} has only pickle weights (.bin/.pt); anneal loads safetensors only. "
-            "Convert them, or set allow_pickle: true on the step if you trust the file."
+            "Convert them, or set allowPickle: true on the step if you trust the file."
         )
     if not has_st and not has_pickle:
         fail(f"{model_dir} has no weights (*.safetensors)")

@@ -8,7 +8,7 @@ import time
 from dataclasses import field, fields
 from typing import Any
 
-from .protocol import Worker, fail, require_safetensors
+from .protocol import Worker, fail, require_safetensors, ts_name
 
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -26,14 +26,14 @@ def check_positive(who: str, cfg: Any, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
         if value is not None:
-            check(value > 0, f"{who}: param {name} must be > 0, got {value}")
+            check(value > 0, f"{who}: param {ts_name(name)} must be > 0, got {value}")
 
 
 def check_non_negative(who: str, cfg: Any, *names: str) -> None:
     for name in names:
         value = getattr(cfg, name)
         if value is not None:
-            check(value >= 0, f"{who}: param {name} must be >= 0, got {value}")
+            check(value >= 0, f"{who}: param {ts_name(name)} must be >= 0, got {value}")
 
 
 def choice(default: Any, options: tuple[str, ...] | list[str]) -> Any:
@@ -53,7 +53,7 @@ def check_choices(who: str, cfg: Any) -> None:
         if options is None or value is None:
             continue
         for v in value if isinstance(value, list) else [value]:
-            check(v in options, f"{who}: param {f.name}: {v!r} is not one of {', '.join(options)}")
+            check(v in options, f"{who}: param {ts_name(f.name)}: {v!r} is not one of {', '.join(options)}")
 
 
 def resolve_preset(cfg: Any, presets: dict[str, dict[str, Any]], defaults: dict[str, Any]) -> dict[str, Any]:

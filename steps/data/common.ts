@@ -5,13 +5,12 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect, Schema } from "effect"
+import { Schema } from "effect"
 import type { Located } from "./jsonl.ts"
 import { preview } from "./text.ts"
 
-/** A param with a default filled in when the recipe leaves it out. */
-export const withDefault = <S extends Schema.Top>(schema: S, value: S["Encoded"]) =>
-  Schema.withDecodingDefault(Effect.succeed(value))(schema)
+import { withDefault } from "../../engine/params.ts"
+export { withDefault }
 
 export const OnInvalid = withDefault(Schema.Literals(["error", "skip"]), "error")
 

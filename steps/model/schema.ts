@@ -3,12 +3,12 @@
  * follow mergekit's config (snake_case) so that a mergekit config reads the same either way; a whole
  * mergekit YAML may instead be given as `mergekit` (mergekit-config.ts maps it).
  */
-import { Effect, Schema } from "effect"
+import { Schema } from "effect"
 import { parseMergekitConfig } from "./mergekit-config.ts"
 import { SettingsSchema } from "./params.ts"
 
-export const withDefault = <S extends Schema.Top>(schema: S, value: S["Encoded"]) =>
-  schema.pipe(Schema.withDecodingDefaultKey(Effect.succeed(value)))
+import { withDefault } from "../../engine/params.ts"
+export { withDefault }
 
 export const DtypeName = Schema.Literals(["float32", "float16", "bfloat16"])
 

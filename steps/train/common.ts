@@ -6,15 +6,14 @@
  */
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect, Schema } from "effect"
+import { Schema } from "effect"
+import { seedParam, withDefault } from "../../engine/params.ts"
 import { checkPythonEnv, projectRoot, pythonEnvVars } from "../../engine/python.ts"
 import type { CommandContext, CommandSpec, Resources } from "../../engine/step.ts"
 
 export const trainDir = path.dirname(fileURLToPath(import.meta.url))
 
-/** A field the recipe may leave out; the decoded params (and so the spec and the key) carry the default. */
-export const withDefault = <S extends Schema.Top>(schema: S, value: S["Encoded"]) =>
-  schema.pipe(Schema.withDecodingDefaultKey(Effect.succeed(value)))
+export { seedParam, withDefault } from "../../engine/params.ts"
 
 /** A nullable field: null means "from the preset, else the worker's default". */
 export const fromPreset = <S extends Schema.Top>(schema: S) => withDefault(Schema.NullOr(schema), null)
@@ -24,33 +23,40 @@ export const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 export const PositiveNumber = Schema.Finite.check(Schema.isGreaterThan(0))
 export const NonNegativeNumber = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
 export const Probability = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(1))
-/** optimizer steps, or -1 for "train for num_epochs" */
-export const MaxSteps = Schema.Int.check(Schema.makeFilter((n: number) => n > 0 || n === -1 || "a positive integer, or -1 for num_epochs"))
+/** optimizer steps, or -1 for "train for numEpochs" */
+export const MaxSteps = Schema.Int.check(Schema.makeFilter((n: number) => n > 0 || n === -1 || "a positive integer, or -1 for numEpochs"))
 export const LrScheduler = Schema.Literals(["linear", "cosine", "constant", "constant_with_warmup"])
+
+/** A param's doc, as the annotation `anneal steps` and docs/steps.md print. */
+export const describe = (description: string) => ({ description })
 
 /** The fine-tuning loop's fields shared by sft and dpo, in their dataclasses' order (pretrain has its own defaults). */
 export const fineTuneLoopFields = {
-  max_grad_norm: withDefault(PositiveNumber, 1),
-  micro_batch_size: withDefault(PositiveInt, 4),
-  gradient_accumulation_steps: withDefault(PositiveInt, 1),
-  max_steps: withDefault(MaxSteps, -1),
-  num_epochs: withDefault(PositiveNumber, 1),
-  gradient_checkpointing: withDefault(Schema.Boolean, false)
+  maxGradNorm: withDefault(PositiveNumber, 1).annotate(describe("gradient clipping norm")),
+  microBatchSize: withDefault(PositiveInt, 4).annotate(
+    describe("examples per process per forward pass; global batch = microBatchSize x gradientAccumulationSteps x processes")
+  ),
+  gradientAccumulationSteps: withDefault(PositiveInt, 1).annotate(describe("micro batches per optimizer step")),
+  maxSteps: withDefault(MaxSteps, -1).annotate(describe("optimizer steps; -1 trains for numEpochs instead")),
+  numEpochs: withDefault(PositiveNumber, 1).annotate(describe("passes over the data when maxSteps is -1")),
+  gradientCheckpointing: withDefault(Schema.Boolean, false).annotate(describe("recompute activations to save memory"))
 }
 
 /** Fields every training kind has, in the order the dataclasses declare them (the run block). */
 export const runFields = {
-  /** checkpoint into the resume dir every N optimizer steps (0: never); does not change the result */
-  save_steps: withDefault(NonNegativeInt, 0),
-  logging_steps: withDefault(PositiveInt, 1),
-  /** CPU data-parallel processes (torchrun + gloo); on GPUs the scheduler's gpus count decides */
-  processes: withDefault(PositiveInt, 1),
-  /** load pickle (.bin) weights; only for files you trust */
-  allow_pickle: withDefault(Schema.Boolean, false)
+  saveSteps: withDefault(NonNegativeInt, 0).annotate(
+    describe("checkpoint into the resume dir every N optimizer steps (0: never); execution-only, not in the key")
+  ),
+  loggingSteps: withDefault(PositiveInt, 1).annotate(describe("progress line every N optimizer steps; execution-only")),
+  processes: withDefault(PositiveInt, 1).annotate(
+    describe("CPU data-parallel processes (torchrun + gloo); on GPUs the scheduler's gpus count decides")
+  ),
+  allowPickle: withDefault(Schema.Boolean, false).annotate(describe("load pickle (.bin) weights; only for files you trust")),
+  seed: seedParam()
 }
 
 /** Checkpoint cadence and log cadence cannot change a training result. */
-export const trainingExecutionOnly = ["save_steps", "logging_steps"] as const
+export const trainingExecutionOnly = ["saveSteps", "loggingSteps"] as const
 
 /** The Python files a worker's output depends on besides its own script. */
 export const workerSourceFiles = (script: string): ReadonlyArray<string> => [

@@ -8,7 +8,7 @@ import { Schema } from "effect"
 import { Preference } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
 import {
-  LrScheduler, NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber, Probability, fineTuneLoopFields, runFields,
+  describe, LrScheduler, NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber, Probability, fineTuneLoopFields, runFields,
   trainDir, trainingCommand, trainingExecutionOnly, trainingResources, withDefault, workerSourceFiles
 } from "../common.ts"
 
@@ -21,18 +21,23 @@ export const DpoLossType = Schema.Literals([
 
 /** Mirrors DpoConfig in worker.py. */
 export const DpoParams = Schema.Struct({
-  beta: withDefault(PositiveNumber, 0.1),
-  loss_type: withDefault(Schema.Array(DpoLossType).check(Schema.isMinLength(1)), ["sigmoid"]),
-  adapter: withDefault(Schema.Literals(["lora", "full"]), "lora"),
-  lora_r: withDefault(PositiveInt, 8),
-  lora_alpha: withDefault(PositiveNumber, 16),
-  lora_dropout: withDefault(Probability, 0),
-  lora_target_modules: withDefault(Schema.Array(Schema.NonEmptyString).check(Schema.isMinLength(1)), ["q_proj", "v_proj"]),
-  max_length: withDefault(PositiveInt, 512),
-  learning_rate: withDefault(PositiveNumber, 5e-6),
-  lr_scheduler: withDefault(LrScheduler, "linear"),
-  warmup_steps: withDefault(NonNegativeInt, 0),
-  weight_decay: withDefault(NonNegativeNumber, 0),
+  beta: withDefault(PositiveNumber, 0.1).annotate(describe("strength of the KL penalty toward the reference (TRL default 0.1)")),
+  lossType: withDefault(Schema.Array(DpoLossType).check(Schema.isMinLength(1)), ["sigmoid"]).annotate(
+    describe("TRL loss name(s); several are summed with equal weights")
+  ),
+  adapter: withDefault(Schema.Literals(["lora", "full"]), "lora").annotate(
+    describe("lora: adapters on a frozen base (reference = adapters disabled); full: every weight (reference = a frozen copy)")
+  ),
+  loraR: withDefault(PositiveInt, 8).annotate(describe("LoRA rank")),
+  loraAlpha: withDefault(PositiveNumber, 16).annotate(describe("LoRA scale (alpha / r)")),
+  loraDropout: withDefault(Probability, 0).annotate(describe("dropout on the LoRA path")),
+  loraTargetModules: withDefault(Schema.Array(Schema.NonEmptyString).check(Schema.isMinLength(1)), ["q_proj", "v_proj"])
+    .annotate(describe("module names to adapt (e.g. q_proj, gate_proj), or [\"all-linear\"]")),
+  maxLength: withDefault(PositiveInt, 512).annotate(describe("tokens per prompt + answer; longer pairs are truncated")),
+  learningRate: withDefault(PositiveNumber, 5e-6).annotate(describe("peak learning rate")),
+  lrScheduler: withDefault(LrScheduler, "linear").annotate(describe("learning-rate schedule after warmup")),
+  warmupSteps: withDefault(NonNegativeInt, 0).annotate(describe("linear warmup, in optimizer steps")),
+  weightDecay: withDefault(NonNegativeNumber, 0).annotate(describe("AdamW weight decay")),
   ...fineTuneLoopFields,
   ...runFields
 })

@@ -64,16 +64,18 @@ class DpoConfig:
     logging_steps: int = 1
     processes: int = 1
     allow_pickle: bool = False
+    # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
+    seed: int = 0
 
     def __post_init__(self) -> None:
         check_choices(WHO, self)
-        check(len(self.loss_type) > 0, f"{WHO}: param loss_type must name at least one loss")
+        check(len(self.loss_type) > 0, f"{WHO}: param lossType must name at least one loss")
         check_positive(WHO, self, "beta", "lora_r", "lora_alpha", "max_length", "learning_rate", "max_grad_norm",
                        "micro_batch_size", "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes")
         check_non_negative(WHO, self, "warmup_steps", "weight_decay", "save_steps")
-        check(0 <= self.lora_dropout < 1, f"{WHO}: param lora_dropout must be in [0, 1)")
-        check(len(self.lora_target_modules) > 0, f"{WHO}: param lora_target_modules must name at least one module")
-        check(self.max_steps > 0 or self.max_steps == -1, f"{WHO}: param max_steps must be > 0, or -1 for num_epochs")
+        check(0 <= self.lora_dropout < 1, f"{WHO}: param loraDropout must be in [0, 1)")
+        check(len(self.lora_target_modules) > 0, f"{WHO}: param loraTargetModules must name at least one module")
+        check(self.max_steps > 0 or self.max_steps == -1, f"{WHO}: param maxSteps must be > 0, or -1 for numEpochs")
 
 
 def main() -> None:
@@ -90,7 +92,7 @@ def main() -> None:
         known = model_module_names(base)
         unknown = [m for m in cfg.lora_target_modules if m not in known]
         if unknown:
-            fail(f"{who}: param lora_target_modules: {', '.join(unknown)} not in the model")
+            fail(f"{who}: param loraTargetModules: {', '.join(unknown)} not in the model")
 
     # --- setup ---
     from datasets import Dataset
@@ -100,7 +102,7 @@ def main() -> None:
 
     limit_cpu_threads(worker)
     tok = load_tokenizer(base)
-    set_seed(worker.seed)
+    set_seed(cfg.seed)
     dtype = training_dtype(worker)
     model = load_causal_lm(base, dtype, cfg.allow_pickle)
     ref_model = None
@@ -135,8 +137,8 @@ def main() -> None:
         save_strategy="steps" if cfg.save_steps > 0 else "no",
         save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
         save_total_limit=2,
-        seed=worker.seed,
-        data_seed=worker.seed,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
         report_to="none",
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",

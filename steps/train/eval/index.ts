@@ -7,19 +7,37 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Schema } from "effect"
 import { defineStep, Port } from "../../../engine/step.ts"
-import { NonNegativeInt, PositiveInt, trainDir, trainingCommand, withDefault, workerSourceFiles } from "../common.ts"
+import {
+  describe, NonNegativeInt, PositiveInt, seedParam, trainDir, trainingCommand, withDefault, workerSourceFiles
+} from "../common.ts"
 
 const script = path.join(trainDir, "eval", "worker.py")
 
+/** The tasks each preset runs: task -> [numFewshot, the metric it reports] (PRESETS in worker.py). */
+export const evalPresets = {
+  none: {},
+  "leaderboard-v1": {
+    arc_challenge: [25, "acc_norm"], hellaswag: [10, "acc_norm"], mmlu: [5, "acc"], truthfulqa_mc2: [0, "acc"]
+  }
+}
+
 /** Mirrors EvalConfig in worker.py. */
 export const EvalParams = Schema.Struct({
-  tasks: withDefault(Schema.Array(Schema.NonEmptyString), []),
-  preset: withDefault(Schema.Literals(["none", "leaderboard-v1"]), "none"),
-  local_task_names: withDefault(Schema.Array(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9_]+$/))), []),
-  num_fewshot: withDefault(NonNegativeInt, 0),
-  limit: withDefault(NonNegativeInt, 0),
-  batch_size: withDefault(PositiveInt, 8),
-  allow_pickle: withDefault(Schema.Boolean, false)
+  tasks: withDefault(Schema.Array(Schema.NonEmptyString), []).annotate(
+    describe("built-in harness tasks to run besides the preset's and the local ones (their data must be in the local HF cache)")
+  ),
+  preset: withDefault(Schema.Literals(["none", "leaderboard-v1"]), "none").annotate({
+    description: "a task set: leaderboard-v1 = the Open LLM Leaderboard v1 tasks (task: [shots, metric])",
+    presets: evalPresets
+  }),
+  localTaskNames: withDefault(Schema.Array(Schema.String.check(Schema.isPattern(/^[A-Za-z0-9_]+$/))), []).annotate(
+    describe("names of the local tasks made from the benchmarks inputs, in order (default local_0, local_1, ...)")
+  ),
+  numFewshot: withDefault(NonNegativeInt, 0).annotate(describe("few-shot examples for the tasks not in the preset")),
+  limit: withDefault(NonNegativeInt, 0).annotate(describe("examples per task (0: all); for quick smoke runs")),
+  batchSize: withDefault(PositiveInt, 8).annotate(describe("examples per forward pass")),
+  allowPickle: withDefault(Schema.Boolean, false).annotate(describe("load pickle (.bin) weights; only for files you trust")),
+  seed: seedParam()
 })
 export type EvalParams = typeof EvalParams.Type
 
@@ -55,10 +73,12 @@ export interface EvalRow {
 }
 
 export const CompareParams = Schema.Struct({
-  /** a column name per report, in input order (default: each report's model directory name) */
-  names: withDefault(Schema.Array(Schema.NonEmptyString), []),
-  /** only each task's headline metric (acc_norm for ARC/HellaSwag, acc otherwise) */
-  headlineOnly: withDefault(Schema.Boolean, false)
+  names: withDefault(Schema.Array(Schema.NonEmptyString), []).annotate(
+    describe("a column name per report, in input order (default: each report's model directory name)")
+  ),
+  headlineOnly: withDefault(Schema.Boolean, false).annotate(
+    describe("only each task's headline metric (acc_norm for ARC/HellaSwag, acc otherwise)")
+  )
 })
 
 export interface Comparison {

@@ -52,14 +52,16 @@ class EvalConfig:
     limit: int = 0
     batch_size: int = 8
     allow_pickle: bool = False
+    # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
+    seed: int = 0
 
     def __post_init__(self) -> None:
         check_choices(WHO, self)
         check_positive(WHO, self, "batch_size")
-        check(self.num_fewshot >= 0, f"{WHO}: param num_fewshot must be >= 0, got {self.num_fewshot}")
+        check(self.num_fewshot >= 0, f"{WHO}: param numFewshot must be >= 0, got {self.num_fewshot}")
         check(self.limit >= 0, f"{WHO}: param limit must be >= 0, got {self.limit}")
         for name in self.local_task_names:
-            check(name.replace("_", "").isalnum(), f"{WHO}: param local_task_names: {name!r} must be letters, digits and _")
+            check(name.replace("_", "").isalnum(), f"{WHO}: param localTaskNames: {name!r} must be letters, digits and _")
 
 
 def check_mc_rows(path: str, who: str) -> int:
@@ -139,7 +141,7 @@ def main() -> None:
     benchmarks = worker.inputs.get("benchmarks") or []
     names = list(cfg.local_task_names) or [f"local_{i}" for i in range(len(benchmarks))]
     check(len(names) == len(benchmarks),
-          f"{WHO}: param local_task_names has {len(names)} names for {len(benchmarks)} benchmarks inputs")
+          f"{WHO}: param localTaskNames has {len(names)} names for {len(benchmarks)} benchmarks inputs")
     for path, name in zip(benchmarks, names):
         check_mc_rows(path, f"{WHO}: benchmark {name}")
     # group tasks by few-shot count: the harness takes one num_fewshot per call
@@ -187,8 +189,8 @@ def main() -> None:
             out = lm_eval.simple_evaluate(
                 model="hf", model_args=model_args, tasks=tasks, num_fewshot=k, batch_size=cfg.batch_size,
                 device=device, limit=cfg.limit or None, task_manager=manager, log_samples=False,
-                random_seed=worker.seed, numpy_random_seed=worker.seed, torch_random_seed=worker.seed,
-                fewshot_random_seed=worker.seed,
+                random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+                fewshot_random_seed=cfg.seed,
             )
         except (ConnectionError, OSError, ValueError) as e:
             fail(f"{WHO}: tasks {', '.join(tasks)} could not run offline ({type(e).__name__}: {str(e)[:200]}); "

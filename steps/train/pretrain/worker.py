@@ -88,6 +88,8 @@ class PretrainConfig:
     processes: int = 1
     # load a base model's pickle (.bin) weights; only for files you trust
     allow_pickle: bool = False
+    # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
+    seed: int = 0
 
     def __post_init__(self) -> None:
         check_choices(WHO, self)
@@ -96,12 +98,12 @@ class PretrainConfig:
                        "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes")
         check_non_negative(WHO, self, "warmup_steps", "weight_decay", "save_steps")
         check(self.hidden_size % self.num_heads == 0,
-              f"{WHO}: param hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})")
-        check(0 < self.partial_rotary_factor <= 1, f"{WHO}: param partial_rotary_factor must be in (0, 1]")
+              f"{WHO}: param hiddenSize ({self.hidden_size}) must be divisible by numHeads ({self.num_heads})")
+        check(0 < self.partial_rotary_factor <= 1, f"{WHO}: param partialRotaryFactor must be in (0, 1]")
         for name in ("adam_beta1", "adam_beta2"):
             v = getattr(self, name)
             check(v is None or 0 <= v < 1, f"{WHO}: param {name} must be in [0, 1), got {v}")
-        check(self.max_steps > 0 or self.max_steps == -1, f"{WHO}: param max_steps must be > 0, or -1 for num_epochs")
+        check(self.max_steps > 0 or self.max_steps == -1, f"{WHO}: param maxSteps must be > 0, or -1 for numEpochs")
 
 
 def model_config(cfg: PretrainConfig, tok):
@@ -153,14 +155,14 @@ def main() -> None:
 
     # --- data ---
     blocks = pack(rows, tok, cfg.seq_len)
-    check(len(blocks) > 0, f"{WHO}: the dataset has fewer tokens than one sequence of seq_len={cfg.seq_len}")
+    check(len(blocks) > 0, f"{WHO}: the dataset has fewer tokens than one sequence of seqLen={cfg.seq_len}")
     train = [{"input_ids": torch.tensor(b), "labels": torch.tensor(b)} for b in blocks]
     if is_main_process():
         worker.log(f"packed {len(rows)} documents into {len(blocks)} sequences of {cfg.seq_len} tokens")
         worker.metric("train_sequences", len(blocks))
         worker.metric("processes", world_size())
 
-    set_seed(worker.seed)
+    set_seed(cfg.seed)
     if base:
         model = load_causal_lm(base, torch.float32, cfg.allow_pickle)
     else:
@@ -188,8 +190,8 @@ def main() -> None:
         save_strategy="steps" if cfg.save_steps > 0 else "no",
         save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
         save_total_limit=2,
-        seed=worker.seed,
-        data_seed=worker.seed,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,

@@ -90,6 +90,8 @@ class SftConfig:
     logging_steps: int = 1
     processes: int = 1
     allow_pickle: bool = False
+    # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
+    seed: int = 0
 
     def __post_init__(self) -> None:
         check_choices(WHO, self)
@@ -97,10 +99,10 @@ class SftConfig:
                        "max_grad_norm", "micro_batch_size", "gradient_accumulation_steps", "num_epochs",
                        "logging_steps", "processes")
         check_non_negative(WHO, self, "warmup_steps", "weight_decay", "save_steps")
-        check(self.lora_dropout is None or 0 <= self.lora_dropout < 1, f"{WHO}: param lora_dropout must be in [0, 1)")
+        check(self.lora_dropout is None or 0 <= self.lora_dropout < 1, f"{WHO}: param loraDropout must be in [0, 1)")
         check(self.lora_target_modules is None or len(self.lora_target_modules) > 0,
-              f"{WHO}: param lora_target_modules must name at least one module")
-        check(self.max_steps > 0 or self.max_steps == -1, f"{WHO}: param max_steps must be > 0, or -1 for num_epochs")
+              f"{WHO}: param loraTargetModules must name at least one module")
+        check(self.max_steps > 0 or self.max_steps == -1, f"{WHO}: param maxSteps must be > 0, or -1 for numEpochs")
 
 
 def main() -> None:
@@ -120,7 +122,7 @@ def main() -> None:
         unknown = [m for m in hp["lora_target_modules"] if m not in known]
         if unknown:
             linear = sorted(n for n in known if n.endswith("_proj") or n in ("fc1", "fc2", "dense"))
-            fail(f"{who}: param lora_target_modules: {', '.join(unknown)} not in the model "
+            fail(f"{who}: param loraTargetModules: {', '.join(unknown)} not in the model "
                  f"(its projection modules: {', '.join(linear)})")
     try:
         examples = [to_prompt_completion(fmt, r, cfg.template) for r in rows]
@@ -138,7 +140,7 @@ def main() -> None:
     if fmt == "messages" or cfg.template == "chat":
         if tok.chat_template is None:
             tok.chat_template = CHATML
-    set_seed(worker.seed)
+    set_seed(cfg.seed)
     model = load_causal_lm(base, training_dtype(worker), cfg.allow_pickle)
     peft_config = None
     if hp["adapter"] == "lora":
@@ -172,8 +174,8 @@ def main() -> None:
         save_strategy="steps" if cfg.save_steps > 0 else "no",
         save_steps=cfg.save_steps if cfg.save_steps > 0 else 500,
         save_total_limit=2,
-        seed=worker.seed,
-        data_seed=worker.seed,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
         report_to="none",
         disable_tqdm=True,
         dataset_num_proc=None,

@@ -3,17 +3,21 @@ import * as path from "node:path"
 import { Schema } from "effect"
 import { Text } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
-import { PositiveInt, trainDir, trainingCommand, withDefault, workerSourceFiles } from "../common.ts"
+import { describe, PositiveInt, trainDir, trainingCommand, withDefault, workerSourceFiles } from "../common.ts"
 
 const script = path.join(trainDir, "tokenizer", "worker.py")
 
-/** Mirrors TokenizerConfig in worker.py. */
+/** Mirrors TokenizerConfig in worker.py. BPE training is deterministic: no seed. */
 export const TokenizerParams = Schema.Struct({
-  vocab_size: withDefault(PositiveInt.check(Schema.isGreaterThanOrEqualTo(260)), 1024),
-  min_frequency: withDefault(PositiveInt, 2),
-  eos_token: withDefault(Schema.NonEmptyString, "<|endoftext|>"),
-  pad_token: withDefault(Schema.NonEmptyString, "<|pad|>"),
-  model_max_length: withDefault(PositiveInt, 2048)
+  vocabSize: withDefault(PositiveInt.check(Schema.isGreaterThanOrEqualTo(260)), 1024).annotate(
+    describe("size of the vocabulary, special tokens and the 256 byte symbols included")
+  ),
+  minFrequency: withDefault(PositiveInt, 2).annotate(describe("a merge must occur at least this many times in the corpus")),
+  eosToken: withDefault(Schema.NonEmptyString, "<|endoftext|>").annotate(
+    describe("end-of-text token, also bos/unk; separates documents when pretraining")
+  ),
+  padToken: withDefault(Schema.NonEmptyString, "<|pad|>").annotate(describe("padding token, kept apart from eos")),
+  modelMaxLength: withDefault(PositiveInt, 2048).annotate(describe("longest sequence models using this tokenizer expect"))
 })
 
 export const tokenizer = defineStep({

@@ -31,7 +31,7 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         check_positive(WHO, self, "vocab_size", "min_frequency", "model_max_length")
-        check(self.vocab_size >= 260, f"{WHO}: param vocab_size must be >= 260 (256 bytes + specials), got {self.vocab_size}")
+        check(self.vocab_size >= 260, f"{WHO}: param vocabSize must be >= 260 (256 bytes + specials), got {self.vocab_size}")
         check(bool(self.eos_token) and bool(self.pad_token) and self.eos_token != self.pad_token,
               f"{WHO}: params eos_token and pad_token must be two different non-empty strings")
 

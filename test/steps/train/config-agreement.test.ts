@@ -12,6 +12,8 @@ import { python } from "./helpers.ts"
 
 interface FieldInfo {
   readonly name: string
+  /** the Python field's name as recipes and specs spell it (protocol.ts_name); Schema fields have it as name */
+  readonly tsName?: string
   readonly type: string
   readonly default: unknown
   readonly choices: ReadonlyArray<string> | null
@@ -57,8 +59,18 @@ const describeSchema = (schema: Schema.Struct<any>): Array<FieldInfo> => {
   }))
 }
 
-const describePython = async (kind: string, cls: string): Promise<Array<FieldInfo>> =>
+interface PythonConfig {
+  readonly fields: ReadonlyArray<FieldInfo>
+  readonly presets: Record<string, Record<string, unknown>>
+  readonly defaults: Record<string, unknown>
+}
+
+const describePython = async (kind: string, cls: string): Promise<PythonConfig> =>
   JSON.parse(await python(["-m", "anneal_worker.describe", path.join(trainDir, kind, "worker.py"), cls]))
+
+/** The preset tables a kind's `preset` field carries as annotations (what `anneal steps` prints). */
+const presetAnnotations = (schema: Schema.Struct<any>): { presets?: unknown; presetDefaults?: unknown } =>
+  (schema.fields.preset as any)?.ast.annotations ?? {}
 
 const cases = [
   { kind: "tokenizer", cls: "TokenizerConfig", step: tokenizer },
@@ -71,14 +83,19 @@ const cases = [
 describe("training step params mirror the worker config dataclasses", () => {
   for (const c of cases) {
     it(`${c.kind}: names, order, defaults, types and choices agree with ${c.cls}`, async () => {
-      const py = await describePython(c.kind, c.cls)
-      const ts = describeSchema(c.step.definition.params as unknown as Schema.Struct<any>)
-      expect(ts.map((f) => f.name)).toEqual(py.map((f) => f.name))
+      const { fields: py, presets, defaults } = await describePython(c.kind, c.cls)
+      const schema = c.step.definition.params as unknown as Schema.Struct<any>
+      const ts = describeSchema(schema)
+      // params are camelCase; the worker maps each to its snake_case field with the same ts_name it reports here
+      expect(ts.map((f) => f.name)).toEqual(py.map((f) => f.tsName))
       for (const [i, p] of py.entries()) {
         const t = ts[i]!
-        expect({ name: t.name, type: t.type, default: t.default }).toEqual({ name: p.name, type: p.type, default: p.default })
+        expect({ name: t.name, type: t.type, default: t.default }).toEqual({ name: p.tsName, type: p.type, default: p.default })
         expect([...(t.choices ?? [])].sort()).toEqual([...(p.choices ?? [])].sort())
       }
+      const annotated = presetAnnotations(schema)
+      if (Object.keys(presets).length > 0) expect(annotated.presets).toEqual(presets)
+      if (Object.keys(defaults).length > 0) expect(annotated.presetDefaults).toEqual(defaults)
     })
   }
 })
@@ -88,15 +105,15 @@ describe("training step params reject bad hyperparameters before anything runs",
     Schema.decodeUnknownSync(step.definition.params as Schema.Codec<unknown, unknown>)(raw)
 
   it("names the field of a negative learning rate, r = 0, an unknown choice", () => {
-    expect(decode(pretrain, { learning_rate: -1e-3 })).toThrow(/learning_rate/)
-    expect(decode(sft, { lora_r: 0 })).toThrow(/lora_r/)
+    expect(decode(pretrain, { learningRate: -1e-3 })).toThrow(/learningRate/)
+    expect(decode(sft, { loraR: 0 })).toThrow(/loraR/)
     expect(decode(sft, { adapter: "qlora" })).toThrow(/adapter/)
-    expect(decode(dpo, { loss_type: ["sigmoid", "nope"] })).toThrow(/loss_type/)
-    expect(decode(pretrain, { max_steps: 0 })).toThrow(/max_steps/)
+    expect(decode(dpo, { lossType: ["sigmoid", "nope"] })).toThrow(/lossType/)
+    expect(decode(pretrain, { maxSteps: 0 })).toThrow(/maxSteps/)
   })
 
   it("accepts the presets and fills the defaults", () => {
-    expect(decode(pretrain, { preset: "phi-1.5" })()).toMatchObject({ preset: "phi-1.5", learning_rate: null, seq_len: 128 })
-    expect(decode(sft, { preset: "platypus" })()).toMatchObject({ preset: "platypus", neftune_noise_alpha: null })
+    expect(decode(pretrain, { preset: "phi-1.5" })()).toMatchObject({ preset: "phi-1.5", learningRate: null, seqLen: 128 })
+    expect(decode(sft, { preset: "platypus" })()).toMatchObject({ preset: "platypus", neftuneNoiseAlpha: null })
   })
 })

@@ -13,8 +13,8 @@ it("dpo (LoRA, reference = adapters disabled) widens the chosen-minus-rejected l
   const run = await runWorker(dpo, {
     inputs: { model: path.join(fx, "base"), data: path.join(fx, "preferences") },
     params: {
-      max_steps: 12, micro_batch_size: 4, learning_rate: 5e-3, beta: 0.1,
-      lora_target_modules: ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]
+      maxSteps: 12, microBatchSize: 4, learningRate: 5e-3, beta: 0.1,
+      loraTargetModules: ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"]
     }
   })
   expect(run.error).toBeUndefined()

@@ -19,7 +19,7 @@ describe("eval", () => {
   it("gives the same acc and acc_norm as running lm-eval directly on the same model and task", async () => {
     const run = await runWorker(evaluate, {
       inputs: { model: path.join(fx, "base"), benchmarks: [path.join(fx, "mc")] },
-      params: { local_task_names: ["colors"] }
+      params: { localTaskNames: ["colors"] }
     })
     expect(run.error).toBeUndefined()
     expect(run.exitCode).toBe(0)

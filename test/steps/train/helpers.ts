@@ -33,7 +33,6 @@ export interface WorkerOptions {
   readonly rawParams?: Record<string, unknown>
   readonly output?: string
   readonly resumeDir?: string
-  readonly seed?: number
   /** called with each protocol line as it arrives; may kill the child */
   readonly onLine?: (line: Record<string, any>, child: ResultPromise) => void
   /** polled every 200 ms while the worker runs */
@@ -60,7 +59,7 @@ export const runWorker = async (step: { readonly definition: unknown }, opts: Wo
   const spec = {
     specVersion: 1, runId: 1, step: def.kind, kind: def.kind, version: def.version, key: "test", params,
     inputs: opts.inputs, inputHashes: {}, output, resumeDir: opts.resumeDir ?? path.join(dir, "resume"),
-    logPath: path.join(dir, "log"), devices: { gpus: [], cpus }, seed: opts.seed ?? 0, recipe: "",
+    logPath: path.join(dir, "log"), devices: { gpus: [], cpus }, seed: params.seed, recipe: "",
     implementation: { type: "ts" }
   }
   fs.mkdirSync(spec.resumeDir, { recursive: true })

@@ -16,17 +16,17 @@ beforeAll(async () => {
 
 describe("tokenizer + pretrain", () => {
   it("trains a tokenizer, then a phi-style model whose loss falls over 50 steps; the model loads and generates", async () => {
-    const tok = await runWorker(tokenizer, { inputs: { data: path.join(fx, "text") }, params: { vocab_size: 400 } })
+    const tok = await runWorker(tokenizer, { inputs: { data: path.join(fx, "text") }, params: { vocabSize: 400 } })
     expect(tok.error).toBeUndefined()
     expect(tok.exitCode).toBe(0)
-    // at most vocab_size: a small corpus may run out of pairs frequent enough to merge
+    // at most vocabSize: a small corpus may run out of pairs frequent enough to merge
     expect(Number(tok.metrics.vocab_size)).toBeLessThanOrEqual(400)
     expect(Number(tok.metrics.vocab_size)).toBeGreaterThan(300)
     expect(fs.existsSync(path.join(tok.output, "tokenizer.json"))).toBe(true)
 
     const run = await runWorker(pretrain, {
       inputs: { data: path.join(fx, "text"), tokenizer: tok.output },
-      params: { architecture: "phi", preset: "phi-1.5", learning_rate: 1e-3, max_steps: 50, seq_len: 32, micro_batch_size: 4 }
+      params: { architecture: "phi", preset: "phi-1.5", learningRate: 1e-3, maxSteps: 50, seqLen: 32, microBatchSize: 4 }
     })
     expect(run.error).toBeUndefined()
     expect(run.exitCode).toBe(0)
@@ -48,13 +48,13 @@ describe("tokenizer + pretrain", () => {
 
   it("resumes a run killed after a checkpoint and ends with the same weights as an uninterrupted run", async () => {
     const inputs = { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") }
-    const params = { max_steps: 30, save_steps: 5, seq_len: 32, micro_batch_size: 4, hidden_size: 32, intermediate_size: 64 }
-    const straight = await runWorker(pretrain, { inputs, params, seed: 7 })
+    const params = { maxSteps: 30, saveSteps: 5, seqLen: 32, microBatchSize: 4, hiddenSize: 32, intermediateSize: 64, seed: 7 }
+    const straight = await runWorker(pretrain, { inputs, params })
     expect(straight.exitCode).toBe(0)
 
     const resumeDir = tempDir("anneal-resume-")
     const killed = await runWorker(pretrain, {
-      inputs, params, seed: 7, resumeDir,
+      inputs, params, resumeDir,
       onLine: (line, child) => {
         if (line.type === "progress" && line.current >= 6 && line.current < 30) child.kill("SIGKILL")
       }
@@ -63,7 +63,7 @@ describe("tokenizer + pretrain", () => {
     expect(fs.existsSync(path.join(killed.output, "model.safetensors"))).toBe(false)
     expect(fs.readdirSync(resumeDir).some((d) => d.startsWith("checkpoint-"))).toBe(true)
 
-    const resumed = await runWorker(pretrain, { inputs, params, seed: 7, resumeDir })
+    const resumed = await runWorker(pretrain, { inputs, params, resumeDir })
     expect(resumed.exitCode).toBe(0)
     expect(resumed.lines.some((l) => l.type === "log" && /resuming from .*checkpoint-/.test(l.message))).toBe(true)
     // fewer optimizer steps ran this time: it did not start over
@@ -80,7 +80,7 @@ describe("pretrain on several processes", () => {
   it("runs data-parallel on CPU under torchrun with gloo (processes: 2), reporting once", async () => {
     const run = await runWorker(pretrain, {
       inputs: { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") },
-      params: { processes: 2, max_steps: 4, seq_len: 32, micro_batch_size: 2, hidden_size: 32, intermediate_size: 64 }
+      params: { processes: 2, maxSteps: 4, seqLen: 32, microBatchSize: 2, hiddenSize: 32, intermediateSize: 64 }
     })
     expect(run.error).toBeUndefined()
     expect(run.exitCode).toBe(0)
@@ -105,6 +105,6 @@ describe("pretrain refuses bad input before loading a model", () => {
     expect(missing.error).toMatch(/pretrain: input 'model'.*not found/)
     const pickle = await runWorker(pretrain, { inputs: { data: path.join(fx, "text"), model: path.join(fx, "base-bin") } })
     expect(pickle.exitCode).toBe(2)
-    expect(pickle.error).toMatch(/pickle weights.*allow_pickle/)
+    expect(pickle.error).toMatch(/pickle weights.*allowPickle/)
   })
 })

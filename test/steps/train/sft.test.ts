@@ -14,13 +14,13 @@ beforeAll(async () => {
 })
 
 const mlp = ["gate_proj", "up_proj", "down_proj"]
-const quick = { max_steps: 6, micro_batch_size: 4, learning_rate: 1e-2, lora_dropout: 0 }
+const quick = { maxSteps: 6, microBatchSize: 4, learningRate: 1e-2, loraDropout: 0 }
 
 describe("sft", () => {
   it("LoRA on gate/up/down (merged): only those weights differ from the base", async () => {
     const run = await runWorker(sft, {
       inputs: { model: path.join(fx, "base"), data: path.join(fx, "instructions") },
-      params: { ...quick, lora_target_modules: mlp }
+      params: { ...quick, loraTargetModules: mlp }
     })
     expect(run.error).toBeUndefined()
     expect(run.exitCode).toBe(0)
@@ -35,7 +35,7 @@ describe("sft", () => {
   it("sft-lora saves only adapter tensors of the targeted modules, trained away from their init", async () => {
     const run = await runWorker(sftLora, {
       inputs: { model: path.join(fx, "base"), data: path.join(fx, "instructions") },
-      params: { ...quick, preset: "platypus", warmup_steps: 0 }
+      params: { ...quick, preset: "platypus", warmupSteps: 0 }
     })
     expect(run.error).toBeUndefined()
     expect(run.exitCode).toBe(0)
@@ -52,7 +52,7 @@ describe("sft", () => {
   it("full fine-tuning with NEFTune changes the base weights, attention included", async () => {
     const run = await runWorker(sft, {
       inputs: { model: path.join(fx, "base"), data: path.join(fx, "instructions") },
-      params: { ...quick, adapter: "full", learning_rate: 1e-3, neftune_noise_alpha: 5 }
+      params: { ...quick, adapter: "full", learningRate: 1e-3, neftuneNoiseAlpha: 5 }
     })
     expect(run.error).toBeUndefined()
     expect(run.exitCode).toBe(0)
@@ -67,9 +67,9 @@ describe("sft refuses bad input before loading a model", () => {
   const base = () => ({ model: path.join(fx, "base"), data: path.join(fx, "instructions") })
 
   it("an unknown LoRA target module, naming the model's projections", async () => {
-    const r = await runWorker(sft, { inputs: base(), params: { lora_target_modules: ["gate_proj", "w_gate"] } })
+    const r = await runWorker(sft, { inputs: base(), params: { loraTargetModules: ["gate_proj", "w_gate"] } })
     expect(r.exitCode).toBe(2)
-    expect(r.error).toMatch(/sft: param lora_target_modules: w_gate not in the model.*q_proj/)
+    expect(r.error).toMatch(/sft: param loraTargetModules: w_gate not in the model.*q_proj/)
   }, 300_000)
 
   it("a preference dataset, a missing base model, r = 0 and a negative lr given straight to the worker", async () => {
@@ -78,10 +78,10 @@ describe("sft refuses bad input before loading a model", () => {
     expect(wrong.error).toMatch(/sft: input 'data'.*'preference'/)
     const missing = await runWorker(sft, { inputs: { ...base(), model: path.join(fx, "missing") } })
     expect(missing.error).toMatch(/sft: input 'model'.*not found/)
-    const r0 = await runWorker(sft, { inputs: base(), rawParams: { lora_r: 0 } })
+    const r0 = await runWorker(sft, { inputs: base(), rawParams: { loraR: 0 } })
     expect(r0.exitCode).toBe(2)
-    expect(r0.error).toBe("sft: param lora_r must be > 0, got 0")
-    const lr = await runWorker(sft, { inputs: base(), rawParams: { learning_rate: -1 } })
-    expect(lr.error).toBe("sft: param learning_rate must be > 0, got -1")
+    expect(r0.error).toBe("sft: param loraR must be > 0, got 0")
+    const lr = await runWorker(sft, { inputs: base(), rawParams: { learningRate: -1 } })
+    expect(lr.error).toBe("sft: param learningRate must be > 0, got -1")
   }, 300_000)
 })
