@@ -1,13 +1,72 @@
 #!/usr/bin/env node
-// The `anneal` command: loads the TypeScript CLI through tsx's loader (recipes are TypeScript too).
+// The `anneal` command. This launcher is plain JavaScript that parses under Node 20, so that on a
+// machine whose Node is older than 22 it can still start: it re-runs itself under the Node 24 binary
+// that the package brings (the `node` npm package, a dependency). Under Node >= 22 it registers tsx's
+// loader (recipes are TypeScript) and starts the CLI: the compiled dist/cli/main.js in an installed
+// package, or cli/main.ts in a checkout of anneal's own repository (sources present, no build needed).
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const self = fileURLToPath(import.meta.url)
+const packageRoot = path.resolve(path.dirname(self), "..")
 const [major] = process.versions.node.split(".").map(Number)
+
 if (major < 22) {
-  console.error(`anneal needs Node >= 22 (this is ${process.version}); run it through npx or npm run, which use the project's Node 24`)
-  process.exit(2)
+  const { createRequire } = await import("node:module")
+  let node
+  try {
+    node = path.join(path.dirname(createRequire(self).resolve("node/package.json")), "bin", "node")
+  } catch {
+    node = undefined
+  }
+  if (node === undefined || !fs.existsSync(node) || process.env.ANNEAL_REEXEC === "1") {
+    process.stderr.write(
+      `anneal: this Node is ${process.version} and anneal needs Node >= 22; the Node 24 it brings (the "node" package) ` +
+        `is not installed${node === undefined ? "" : ` at ${node}`}: reinstall anneal without --ignore-scripts, or run it with Node >= 22\n`
+    )
+    process.exit(2)
+  }
+  const { spawn } = await import("node:child_process")
+  const child = spawn(node, [...process.execArgv, self, ...process.argv.slice(2)], {
+    stdio: "inherit",
+    env: { ...process.env, ANNEAL_REEXEC: "1" }
+  })
+  // Ctrl-C reaches both processes (the terminal signals the whole process group): let the child
+  // decide; a SIGTERM or SIGHUP sent to this launcher alone (scancel, `anneal watch`) is passed on.
+  process.on("SIGINT", () => {})
+  for (const signal of ["SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal))
+  child.on("error", (e) => {
+    process.stderr.write(`anneal: cannot start ${node}: ${e.message}\n`)
+    process.exit(2)
+  })
+  child.on("exit", (code, signal) => {
+    if (signal !== null) {
+      process.removeAllListeners(signal)
+      process.kill(process.pid, signal)
+    }
+    process.exit(code ?? 1)
+  })
+} else {
+  const sources = path.join(packageRoot, "cli", "main.ts")
+  const develop = fs.existsSync(sources)
+  // Heavy dependencies load through Node's own loader first: once in the module map, tsx's hooks only
+  // resolve them, which cuts start-up from ~2 s to ~0.4 s (measured on the 2-core dev machines).
+  await Promise.all([import("effect"), import("execa"), import("better-sqlite3")])
+  if (develop) {
+    // In anneal's own repository, `import ... from "anneal"` (recipes, test projects) resolves to the
+    // TypeScript sources through the package's "anneal-dev" export condition, the same module instances
+    // the CLI runs, with no build.
+    const module = await import("node:module")
+    const withDev = (context) => ({ ...context, conditions: [...(context.conditions ?? []), "anneal-dev"] })
+    if (typeof module.registerHooks === "function") {
+      module.registerHooks({ resolve: (specifier, context, next) => next(specifier, withDev(context)) })
+    } else {
+      const hook = `export const resolve = (s, c, next) => next(s, { ...c, conditions: [...(c.conditions ?? []), "anneal-dev"] })`
+      module.register(`data:text/javascript,${encodeURIComponent(hook)}`)
+    }
+  }
+  const { register } = await import("tsx/esm/api")
+  register()
+  await import(develop ? "../cli/main.ts" : "../dist/cli/main.js")
 }
-// Heavy dependencies load through Node's own loader first: once in the module map, tsx's hooks only
-// resolve them, which cuts start-up from ~2 s to ~0.4 s (measured on the 2-core dev machines).
-await Promise.all([import("effect"), import("execa"), import("better-sqlite3")])
-const { register } = await import("tsx/esm/api")
-register()
-await import("../cli/main.ts")

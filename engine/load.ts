@@ -8,7 +8,6 @@ import { pathToFileURL } from "node:url"
 import { GraphBuilder, validateGraph, withBuilder } from "./graph.ts"
 import type { Graph, Recipe } from "./graph.ts"
 import { RecipeError } from "./errors.ts"
-import "../steps/index.ts"
 
 const isRecipe = (u: unknown): u is Recipe =>
   typeof u === "object" && u !== null && (u as { _tag?: unknown })._tag === "Recipe"

@@ -11,7 +11,10 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { CommandSpec } from "./step.ts"
 
-export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+/** The directory holding package.json: `python/` and `bin/` live there (above engine/, or above dist/engine/ once built). */
+const packageRootFrom = (dir: string): string =>
+  fs.existsSync(path.join(dir, "package.json")) || path.dirname(dir) === dir ? dir : packageRootFrom(path.dirname(dir))
+export const projectRoot = packageRootFrom(path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."))
 export const lockFile = path.join(projectRoot, "python", "requirements.lock")
 /** uv, the installer, pinned; it is installed into a small bootstrap venv beside the environments */
 export const uvVersion = "0.13.9"

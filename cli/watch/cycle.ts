@@ -4,11 +4,12 @@
  * SIGTERM, which the engine handles like Ctrl-C (stops workers, records them interrupted, exits 1).
  */
 import * as readline from "node:readline"
-import { fileURLToPath } from "node:url"
+import * as path from "node:path"
+import { projectRoot } from "../../engine/python.ts"
 import { execa } from "execa"
 import type { EngineEvent } from "../../engine/events.ts"
 
-export const annealBin = fileURLToPath(new URL("../../bin/anneal.js", import.meta.url))
+export const annealBin = path.join(projectRoot, "bin", "anneal.js")
 
 export interface CycleResult {
   readonly exitCode: number

@@ -22,7 +22,8 @@ export class SignaturePool {
   constructor(readonly config: MinHashConfig, readonly threads: number) {
     this.inline = new Signer(config)
     for (let t = 0; t < threads - 1; t++) {
-      const w = new Worker(new URL("./signature-worker.ts", import.meta.url), { workerData: config })
+      // signature-worker.ts in the sources, .js once built (dist/)
+      const w = new Worker(new URL(`./signature-worker${import.meta.url.slice(import.meta.url.lastIndexOf("."))}`, import.meta.url), { workerData: config })
       this.queued.push(0)
       w.on("message", (m: { id: number } & SignedBatch) => {
         this.queued[t]!--

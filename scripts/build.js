@@ -1,0 +1,42 @@
+/**
+ * `npm run build` (and `prepare`, so `npm pack`, `npm install <path>` and git URLs get it): compiles the
+ * library and the CLI into dist/ (JavaScript + .d.ts, tsconfig.build.json), then copies every file the
+ * code finds beside itself (Python workers, JSON) to the same relative place under dist/. Plain JS that
+ * parses under any Node npm may run it with.
+ */
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const dist = path.join(root, "dist")
+const sourceDirs = ["engine", "cache", "steps", "cli"]
+const isSource = (f) => /\.tsx?$/.test(f)
+const skipped = new Set(["__pycache__", ".pytest_cache", "node_modules"])
+
+// `npx anneal` inside this repository links the package into npx's cache, which runs `prepare`: the
+// checkout runs from its TypeScript sources and needs no build, so do not make every first npx call wait.
+if (process.env.npm_command === "exec" && process.env.npm_lifecycle_event === "prepare") process.exit(0)
+
+fs.rmSync(dist, { recursive: true, force: true })
+const tsc = path.join(path.dirname(createRequire(import.meta.url).resolve("typescript/package.json")), "bin", "tsc")
+const compiled = spawnSync(process.execPath, [tsc, "-p", path.join(root, "tsconfig.build.json")], { cwd: root, stdio: "inherit" })
+if (compiled.status !== 0) {
+  process.stderr.write("anneal build: tsc failed (see above); dist/ is incomplete\n")
+  process.exit(compiled.status ?? 1)
+}
+
+const copyAssets = (dir) => {
+  for (const entry of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+    if (skipped.has(entry.name)) continue
+    const rel = path.join(dir, entry.name)
+    if (entry.isDirectory()) copyAssets(rel)
+    else if (entry.isFile() && !isSource(entry.name)) {
+      fs.mkdirSync(path.dirname(path.join(dist, rel)), { recursive: true })
+      fs.copyFileSync(path.join(root, rel), path.join(dist, rel))
+    }
+  }
+}
+for (const dir of sourceDirs) copyAssets(dir)
