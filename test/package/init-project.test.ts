@@ -1,0 +1,168 @@
+/**
+ * anneal as a user gets it: `npm pack` this repository, `npx --package <tarball> anneal init p` in a fresh
+ * directory, `npm install` there, `npx anneal run recipe.ts` (and again: nothing runs), `tsc` over the
+ * project with two user tsconfigs (`tsc --init`'s defaults; strict + exactOptionalPropertyTypes with the
+ * libraries' declarations checked too), and a wrong wiring that must not compile. Everything runs with
+ * the machine's own Node and npm, outside this repository; the machine's npm cache makes installs quick.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { explain, npmCacheDir, repoRoot, sh, tempDir } from "./user-env.ts"
+import type { Ran } from "./user-env.ts"
+
+interface StepLine {
+  readonly event: string
+  readonly step?: string
+  readonly status?: string
+  readonly ran?: number
+  readonly cached?: number
+}
+
+const events = (stdout: string): Array<StepLine> =>
+  stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as StepLine)
+
+const statuses = (stdout: string): Record<string, string> =>
+  Object.fromEntries(events(stdout).filter((e) => e.event === "step").map((e) => [e.step!, e.status!]))
+
+const timings: Array<string> = []
+const step = async (what: string, argv: ReadonlyArray<string>, cwd: string): Promise<Ran> => {
+  const r = await sh(argv, cwd)
+  timings.push(`${what} ${r.seconds.toFixed(1)}s`)
+  return r
+}
+
+/** The _npx/ directories npx made for our tarball (their package.json names it), to remove afterwards. */
+const npxDirsFor = (tarball: string): Array<string> => {
+  const root = path.join(npmCacheDir(), "_npx")
+  if (!fs.existsSync(root)) return []
+  return fs.readdirSync(root).map((d) => path.join(root, d)).filter((d) => {
+    try {
+      return fs.readFileSync(path.join(d, "package.json"), "utf8").includes(tarball)
+    } catch {
+      return false
+    }
+  })
+}
+
+describe("anneal as an installed package", () => {
+  let tmp = ""
+  let tarball = ""
+  let project = ""
+
+  beforeAll(async () => {
+    tmp = tempDir("anneal-package-")
+    const pack = await step("npm pack", ["npm", "pack", "--json", "--pack-destination", tmp], repoRoot)
+    expect(pack.exitCode, explain(["npm", "pack"], pack)).toBe(0)
+    const json = pack.stdout.slice(pack.stdout.indexOf("["))
+    tarball = path.join(tmp, (JSON.parse(json) as Array<{ filename: string }>)[0]!.filename)
+    expect(fs.existsSync(tarball), tarball).toBe(true)
+  }, 600_000)
+
+  afterAll(() => {
+    if (tarball !== "") for (const d of npxDirsFor(tarball)) fs.rmSync(d, { recursive: true, force: true })
+    if (tmp !== "" && process.env.ANNEAL_KEEP_TEST_DIRS !== "1") fs.rmSync(tmp, { recursive: true, force: true })
+    if (timings.length > 0) process.stderr.write(`package test timings: ${timings.join(", ")}\n`)
+  })
+
+  it("npx --package <tarball> anneal init p scaffolds a project that depends on that tarball, and refuses a non-empty dir", async () => {
+    const argv = ["npx", "--yes", "--package", tarball, "anneal", "init", "p"]
+    const init = await step("npx anneal init", argv, tmp)
+    expect(init.exitCode, explain(argv, init)).toBe(0)
+    project = path.join(tmp, "p")
+    for (const f of ["package.json", "tsconfig.json", "recipe.ts", "data/instructions.jsonl", ".gitignore", "README.md"]) {
+      expect(fs.existsSync(path.join(project, f)), f).toBe(true)
+    }
+    const pkg = JSON.parse(fs.readFileSync(path.join(project, "package.json"), "utf8")) as { type: string; dependencies: Record<string, string> }
+    expect(pkg.type).toBe("module")
+    expect(pkg.dependencies.anneal).toBe(`file:${tarball}`)
+    expect(fs.readFileSync(path.join(project, ".gitignore"), "utf8")).toContain(".anneal/")
+
+    const again = await sh(argv, tmp)
+    expect(again.exitCode).toBe(2)
+    expect(again.stderr.trim().split("\n")).toEqual(["anneal: init: p is not empty; give a new or empty directory (anneal init my-recipes)"])
+  }, 600_000)
+
+  it("npm install, then npx anneal run recipe.ts runs every step; a rerun runs nothing", async () => {
+    expect(project, "init must have succeeded").not.toBe("")
+    const install = await step("npm install", ["npm", "install", "--no-audit", "--no-fund"], project)
+    expect(install.exitCode, explain(["npm", "install"], install)).toBe(0)
+    expect(install.stderr).not.toMatch(/EBADENGINE/)
+
+    const run = await step("npx anneal run", ["npx", "anneal", "run", "recipe.ts", "--json"], project)
+    expect(run.exitCode, explain(["npx", "anneal", "run", "recipe.ts", "--json"], run)).toBe(0)
+    expect(statuses(run.stdout)).toEqual({ clean: "ran", dedup: "ran", "word-counts": "ran", format: "ran" })
+    expect(run.stderr).not.toMatch(/npm warn|EBADENGINE|ExperimentalWarning/i)
+
+    const show = await sh(["npx", "anneal", "show", "word-counts", "--recipe", "recipe.ts", "--json"], project)
+    expect(show.exitCode, explain(["npx", "anneal", "show"], show)).toBe(0)
+    const out = (JSON.parse(show.stdout) as { output: { path: string } }).output.path
+    const report = JSON.parse(fs.readFileSync(path.join(out, "report.json"), "utf8")) as { rows: number; firstWords: Record<string, number> }
+    // 24 sample rows: clean drops the one with an empty answer, dedup the 3 exact repeats
+    expect(report.rows).toBe(20)
+    expect(Object.keys(report.firstWords).length).toBe(5)
+
+    const rerun = await step("npx anneal run (rerun)", ["npx", "anneal", "run", "recipe.ts", "--json"], project)
+    expect(rerun.exitCode, explain(["npx", "anneal", "run"], rerun)).toBe(0)
+    expect(Object.values(statuses(rerun.stdout)).every((s) => s === "cached"), rerun.stdout).toBe(true)
+    expect(events(rerun.stdout).at(-1)).toMatchObject({ event: "run", ran: 0, cached: 4 })
+  }, 600_000)
+
+  it("tsc checks the recipe under the project's tsconfig, tsc --init's defaults, and strict + exactOptionalPropertyTypes", async () => {
+    expect(project, "init must have succeeded").not.toBe("")
+    const own = await step("tsc (project tsconfig)", ["npx", "tsc", "-p", "tsconfig.json"], project)
+    expect(own.exitCode, explain(["npx", "tsc"], own)).toBe(0)
+
+    // tsc --init writes a tsconfig.json into its cwd: make it in a scratch dir, use it from the project
+    const scratch = path.join(tmp, "tsc-init")
+    fs.mkdirSync(scratch)
+    const tscBin = path.join(project, "node_modules", ".bin", "tsc")
+    const initCfg = await sh([tscBin, "--init"], scratch)
+    expect(initCfg.exitCode, explain(["tsc", "--init"], initCfg)).toBe(0)
+    fs.copyFileSync(path.join(scratch, "tsconfig.json"), path.join(project, "tsconfig.init.json"))
+    const defaults = await step("tsc (tsc --init defaults)", ["npx", "tsc", "-p", "tsconfig.init.json", "--noEmit"], project)
+    expect(defaults.exitCode, explain(["npx", "tsc", "-p", "tsconfig.init.json"], defaults)).toBe(0)
+
+    fs.writeFileSync(
+      path.join(project, "tsconfig.strict.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "esnext",
+          module: "nodenext",
+          strict: true,
+          exactOptionalPropertyTypes: true,
+          noUncheckedIndexedAccess: true,
+          noImplicitOverride: true,
+          noPropertyAccessFromIndexSignature: true,
+          skipLibCheck: false,
+          noEmit: true,
+          types: ["node"]
+        },
+        include: ["recipe.ts"]
+      })
+    )
+    const strict = await step("tsc (strict)", ["npx", "tsc", "-p", "tsconfig.strict.json"], project)
+    expect(strict.exitCode, explain(["npx", "tsc", "-p", "tsconfig.strict.json"], strict)).toBe(0)
+  }, 600_000)
+
+  it("a Dataset<Text> wired where Dataset<Instruction> is wanted fails tsc in the user's project", async () => {
+    expect(project, "init must have succeeded").not.toBe("")
+    const recipe = fs.readFileSync(path.join(project, "recipe.ts"), "utf8")
+    const wired = "wordCounts({ data: unique }, { top: 5 })"
+    expect(recipe).toContain(wired)
+    const wrong = recipe
+      .replace(/import \{ ([^}]*) \} from "anneal"/, (_m, names: string) => `import { ${names}, Text } from "anneal"`)
+      .replace(wired, `wordCounts({ data: source.dataset("data/instructions.jsonl", Text) }, { top: 5 })`)
+    fs.writeFileSync(path.join(project, "wrong.ts"), wrong)
+    try {
+      const r = await step("tsc (wrong wiring)", ["npx", "tsc", "-p", "tsconfig.json"], project)
+      expect(r.exitCode, explain(["npx", "tsc"], r)).not.toBe(0)
+      const errors = (r.stdout + r.stderr).split("\n").filter((l) => /error TS\d+/.test(l))
+      expect(errors.length, r.stdout).toBeGreaterThan(0)
+      expect(errors.every((l) => l.startsWith("wrong.ts(")), errors.join("\n")).toBe(true)
+      expect(r.stdout).toMatch(/Text|Instruction/)
+    } finally {
+      fs.rmSync(path.join(project, "wrong.ts"))
+    }
+  }, 600_000)
+})

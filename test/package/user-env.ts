@@ -1,0 +1,56 @@
+/**
+ * Running npm, npx and tsc the way a user at a shell would: with the machine's own Node and npm, none of
+ * the environment `npm test` gives its children (npm_* variables would point npm at this repository,
+ * and this repository's node_modules/.bin on PATH would put its Node 24 first), and argument arrays.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { execa } from "execa"
+
+export const repoRoot = path.resolve(import.meta.dirname, "..", "..")
+
+/** The variables npm sets for scripts, minus the cache location (the machine's cache makes installs quick). */
+export const userEnv = (): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v === undefined) continue
+    if (/^npm_/i.test(k) && !/^npm_config_(cache|registry|userconfig)$/i.test(k)) continue
+    if (k === "INIT_CWD" || k === "NODE" || k === "NODE_OPTIONS" || k.startsWith("VITEST") || k === "TEST") continue
+    env[k] = v
+  }
+  env.PATH = (process.env.PATH ?? "")
+    .split(path.delimiter)
+    .filter((p) => p !== "" && !p.includes(`${path.sep}node_modules${path.sep}`) && !p.endsWith(`${path.sep}node_modules`) && !p.startsWith(repoRoot))
+    .join(path.delimiter)
+  env.NO_COLOR = "1"
+  return env
+}
+
+export interface Ran {
+  readonly exitCode: number
+  readonly stdout: string
+  readonly stderr: string
+  readonly seconds: number
+}
+
+/** Runs argv in cwd as a user would; never throws on a non-zero exit (tests assert on it). */
+export const sh = async (argv: ReadonlyArray<string>, cwd: string, timeoutMs = 600_000): Promise<Ran> => {
+  const started = performance.now()
+  const r = await execa(argv[0]!, argv.slice(1), { cwd, env: userEnv(), extendEnv: false, reject: false, stdin: "ignore", timeout: timeoutMs })
+  return {
+    exitCode: r.exitCode ?? -1,
+    stdout: String(r.stdout),
+    stderr: String(r.stderr),
+    seconds: (performance.now() - started) / 1000
+  }
+}
+
+/** A one-line-per-stream account of a command, for assertion messages. */
+export const explain = (argv: ReadonlyArray<string>, r: Ran): string =>
+  `$ ${argv.join(" ")} -> exit ${r.exitCode}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`
+
+export const tempDir = (prefix: string): string => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+
+/** npm's cache directory, where `npx` keeps the packages it installed for a command (_npx/). */
+export const npmCacheDir = (): string => process.env.npm_config_cache ?? path.join(os.homedir(), ".npm")
