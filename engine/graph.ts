@@ -278,6 +278,13 @@ export const validateGraph = (recipeFile: string, recipeName: string, nodes: Rea
         })
       }
     }
+    const problem = n.def.checkParams?.(
+      decoded,
+      Object.fromEntries(Object.keys(n.def.inputs).map((p) => [p, Array.isArray(inputs[p]) ? (inputs[p] as ReadonlyArray<GraphNode>).length : inputs[p] === undefined ? 0 : 1]))
+    )
+    if (problem !== undefined) {
+      throw new RecipeError({ message: `step "${n.id}"${at(n)} (${n.def.kind}): param ${problem.param}: ${problem.message}`, step: n.id, param: problem.param })
+    }
     const flat = Object.values(inputs).flatMap((x) => (Array.isArray(x) ? x : [x as GraphNode]))
     const needs = new Set<string>()
     const stepSources: Array<SourceNode> = []

@@ -163,7 +163,18 @@ export interface StepDefinition<
   readonly sourceFiles?: ReadonlyArray<string>
   /** one-line description for `--help`-style listings and docs */
   readonly description?: string
+  /**
+   * Checks of decoded params that need to know the inputs (how many handles each port was given):
+   * run when the recipe loads, so a param a method requires fails `plan`, not a run hours later.
+   */
+  readonly checkParams?: (params: P, inputCounts: { readonly [K in keyof I]: number }) => ParamProblem | undefined
   readonly implementation: Implementation<P, I>
+}
+
+/** What `checkParams` finds wrong: the param path (e.g. "models.1.parameters.weight") and one line. */
+export interface ParamProblem {
+  readonly param: string
+  readonly message: string
 }
 
 /** Options a recipe may give any step call; none of them are part of the key. */
@@ -252,6 +263,7 @@ export const defineStep = <P, I extends Record<string, AnyPort>, O extends AnyHa
     executionOnly: args.executionOnly,
     sourceFiles: args.sourceFiles,
     description: args.description,
+    checkParams: args.checkParams,
     implementation
   } as StepDefinition<P, I, O, PIn>
   registry.set(args.kind, definition as unknown as StepDefinition)

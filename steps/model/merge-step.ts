@@ -17,10 +17,14 @@ import type { StepContext } from "../../engine/step.ts"
 import { methodNames } from "./methods.ts"
 import { mergekitToPlan, parseMergekitConfig } from "./mergekit-config.ts"
 import { SettingsSchema } from "./params.ts"
-import { executePlan, PlanError } from "./plan.ts"
+import { checkSlice, executePlan, missingParameter, normalizeSlices, PlanError } from "./plan.ts"
+import type { MissingParameter } from "./plan.ts"
+import type { ParamProblem } from "../../engine/step.ts"
+import { MergekitConfigError } from "./mergekit-config.ts"
 import type { MergePlan, OutputSlice } from "./plan.ts"
 import { parseDtypeName } from "./safetensors/dtype.ts"
 import { DtypeName, MergekitYaml, ModelIndex, SliceSchema, withDefault } from "./schema.ts"
+import { seedParam } from "../../engine/params.ts"
 
 export const MergeParams = Schema.Struct({
   /** the merge method; required unless `mergekit` is given */
@@ -37,8 +41,8 @@ export const MergeParams = Schema.Struct({
   dtype: Schema.optional(DtypeName),
   /** whose config, tokenizer and generation files the output gets: "base" (default when there is one) or a models index */
   tokenizer_source: Schema.optional(ModelIndex),
-  /** seed of DARE's drop masks; default: the run's seed */
-  seed: Schema.optional(Schema.Int),
+  /** seed of DARE's drop masks (part of the key) */
+  seed: seedParam(),
   /** a mergekit YAML config instead of the fields above (model names map to inputs: see docs/model-surgery.md) */
   mergekit: Schema.optional(MergekitYaml),
   /** split the output into shards of at most this many bytes */
@@ -54,30 +58,30 @@ export const mergePlanOf = (p: MergeParams, modelCount: number, hasBase: boolean
   const baseIndex = hasBase ? modelCount : undefined
   if (p.mergekit !== undefined) {
     const extra = (["method", "models", "base_parameters", "slices", "parameters", "dtype", "tokenizer_source"] as const).filter((k) => p[k] !== undefined)
-    if (extra.length > 0) throw new PlanError(`give either mergekit or ${extra.join(", ")}, not both`)
+    if (extra.length > 0) throw new PlanError(`give either mergekit or ${extra.join(", ")}, not both`, "mergekit")
     return { ...mergekitToPlan(parseMergekitConfig(p.mergekit), { models: modelCount, hasBase }, seedOf), maxShardBytes: p.max_shard_bytes }
   }
-  if (p.method === undefined) throw new PlanError("param method is required (or give a mergekit config)")
+  if (p.method === undefined) throw new PlanError("required (or give a mergekit config)", "method")
   const index = (m: number | "base", where: string): number => {
     if (m === "base") {
-      if (baseIndex === undefined) throw new PlanError(`${where}: "base" but the step has no base input`)
+      if (baseIndex === undefined) throw new PlanError(`${where}: "base" but the step has no base input`, where)
       return baseIndex
     }
-    if (m >= modelCount) throw new PlanError(`${where}: model ${m} but the models input has ${modelCount}`)
+    if (m >= modelCount) throw new PlanError(`${where}: model ${m} but the models input has ${modelCount}`, where)
     return m
   }
   let models: MergePlan["models"]
   let slices: Array<OutputSlice> | undefined
   if (p.slices !== undefined) {
-    if (p.models !== undefined) throw new PlanError("give either slices or models parameters, not both")
+    if (p.models !== undefined) throw new PlanError("give either slices or models parameters, not both", "slices")
     slices = p.slices.map((s, i) => ({
-      sources: s.sources.map((x, j) => ({ model: index(x.model, `slices[${i}].sources[${j}]`), layers: x.layer_range, parameters: x.parameters })),
-      base: s.base_model !== undefined ? index(s.base_model, `slices[${i}].base_model`) : undefined,
+      sources: s.sources.map((x, j) => ({ model: index(x.model, `slices.${i}.sources.${j}.model`), layers: x.layer_range, parameters: x.parameters })),
+      base: s.base_model !== undefined ? index(s.base_model, `slices.${i}.base_model`) : undefined,
       parameters: s.parameters
     }))
   } else {
     if (p.models !== undefined && p.models.length !== modelCount) {
-      throw new PlanError(`param models has ${p.models.length} entries but the models input has ${modelCount} handles`)
+      throw new PlanError(`${p.models.length} entries but the models input has ${modelCount} handles`, "models")
     }
     models = Array.from({ length: modelCount }, (_, i) => ({ model: i, parameters: p.models?.[i]?.parameters }))
     if (baseIndex !== undefined && p.base_parameters !== undefined) models = [...models, { model: baseIndex, parameters: p.base_parameters }]
@@ -95,12 +99,55 @@ export const mergePlanOf = (p: MergeParams, modelCount: number, hasBase: boolean
   }
 }
 
+/** How errors name the step's inputs, in the plan's order: models[0], models[1], ..., base. */
+export const inputLabels = (models: number, hasBase: boolean): ReadonlyArray<string> => [
+  ...Array.from({ length: models }, (_, i) => `models[${i}]`),
+  ...(hasBase ? ["base"] : [])
+]
+
+/** Where a missing method parameter goes, as a param path of this step ("models.1.parameters.weight"). */
+const missingParamPath = (p: MergeParams, m: MissingParameter): string => {
+  if (p.mergekit !== undefined) return "mergekit"
+  if (m.entry === undefined) return m.input === undefined ? `parameters.${m.parameter}` : `base_parameters.${m.parameter}`
+  if ("models" in m.entry) return `models.${m.entry.models}.parameters.${m.parameter}`
+  return `slices.${m.entry.slice}.sources.${m.entry.source}.parameters.${m.parameter}`
+}
+
+/**
+ * The load-time check: the plan can be made for these inputs, each slice suits the method, and every
+ * parameter the method requires is given (mergekit: the ones without a default).
+ */
+export const checkMergeParams = (p: MergeParams, counts: { readonly models: number; readonly base: number }): ParamProblem | undefined => {
+  const hasBase = counts.base > 0
+  try {
+    const plan = mergePlanOf(p, counts.models, hasBase, 0)
+    const inputs = counts.models + counts.base
+    normalizeSlices(plan, Array.from({ length: inputs }, () => 1)).forEach((s, i) => checkSlice(plan, s, inputs, `slice ${i + 1}`))
+    const m = missingParameter(plan)
+    if (m === undefined) return undefined
+    const need = m.input === undefined
+      ? `${plan.method} requires "${m.parameter}"`
+      : `${plan.method} requires a "${m.parameter}" for ${plan.method === "linear" ? "every input" : "every input but the base"}`
+    if (p.mergekit !== undefined) {
+      const entry = m.entry === undefined ? (m.input === undefined ? "parameters" : "base_model") : "models" in m.entry ? `models[${m.entry.models}]` : `slices[${m.entry.slice}].sources[${m.entry.source}]`
+      return { param: "mergekit", message: `mergekit config: ${entry}: ${need}, and none is given` }
+    }
+    const whose = m.input === undefined ? "" : ` for ${inputLabels(counts.models, hasBase)[m.input]} (set it there or in parameters)`
+    return { param: missingParamPath(p, m), message: `${need}, and none is given${whose}` }
+  } catch (e) {
+    if (e instanceof MergekitConfigError) return { param: "mergekit", message: e.message }
+    if (e instanceof PlanError) return { param: p.mergekit !== undefined ? "mergekit" : e.param ?? "method", message: e.message }
+    throw e
+  }
+}
+
 /** Runs a plan for a step, reporting progress in bytes of input tensors. */
-export const runPlan = async (ctx: StepContext<unknown, any>, plan: MergePlan, dirs: ReadonlyArray<string>): Promise<void> => {
+export const runPlan = async (ctx: StepContext<unknown, any>, plan: MergePlan, dirs: ReadonlyArray<string>, labels: ReadonlyArray<string>): Promise<void> => {
   const started = performance.now()
   let last = 0
   const r = await executePlan(plan, dirs, ctx.output, {
     signal: ctx.signal,
+    labels,
     progress: (done, total) => {
       const now = performance.now()
       if (now - last < 250 && done < total) return
@@ -122,9 +169,10 @@ export const merge = defineStep({
   inputs,
   output: Port.model(),
   resources: { cpus: 1 },
+  checkParams: checkMergeParams,
   run: async (ctx) => {
     const dirs = [...ctx.inputs.models, ...(ctx.inputs.base !== undefined ? [ctx.inputs.base] : [])]
-    const plan = mergePlanOf(ctx.params, ctx.inputs.models.length, ctx.inputs.base !== undefined, ctx.seed)
-    await runPlan(ctx, plan, dirs)
+    const plan = mergePlanOf(ctx.params, ctx.inputs.models.length, ctx.inputs.base !== undefined, ctx.params.seed)
+    await runPlan(ctx, plan, dirs, inputLabels(ctx.inputs.models.length, ctx.inputs.base !== undefined))
   }
 })

@@ -55,6 +55,12 @@ export interface MergePlan {
 
 export class PlanError extends Error {
   readonly _tag = "PlanError"
+  /** the step param at fault, when one is (a path such as "models.1.parameters.weight") */
+  readonly param: string | undefined
+  constructor(message: string, param?: string) {
+    super(message)
+    this.param = param
+  }
 }
 
 export interface ExecuteOptions {
@@ -62,6 +68,8 @@ export interface ExecuteOptions {
   readonly progress?: ((doneBytes: number, totalBytes: number) => void) | undefined
   /** replaces the seeded DARE masks (tests use it to feed mergekit the same masks) */
   readonly keepMask?: ((tensor: string, input: number, density: number) => KeepMask) | undefined
+  /** how errors name each input, e.g. "models[1]" or "base" (the directory is added) */
+  readonly labels?: ReadonlyArray<string> | undefined
 }
 
 export interface PlannedTensor {
@@ -112,6 +120,7 @@ export const executePlan = async (
   options: ExecuteOptions = {}
 ): Promise<{ readonly tensors: number; readonly inputBytes: number; readonly layers: number }> => {
   const opened: Array<Opened> = []
+  const name = (i: number): string => (options.labels?.[i] !== undefined ? `${options.labels[i]} (${dirs[i]})` : dirs[i]!)
   try {
     for (const dir of dirs) {
       const reader = await ModelReader.open(dir)
@@ -121,12 +130,13 @@ export const executePlan = async (
       const n = o.split.layers.length
       const c = configLayerCount(o.config)
       if (c !== undefined && c.value !== n) {
-        throw new PlanError(`${dirs[i]}: config.json says ${c.key}=${c.value} but the weights have ${n} layers`)
+        throw new PlanError(`${name(i)}: config.json says ${c.key}=${c.value} but the weights have ${n} layers`)
       }
       return n
     })
     const slices = normalizeSlices(plan, layerCounts)
-    const { tensors, layerSources } = planTensors(plan, slices, dirs, opened)
+    checkLayerKinds(slices, opened, name)
+    const { tensors, layerSources } = planTensors(plan, slices, name, opened)
 
     const writer = ModelWriter.create(outDir, tensors, { maxShardBytes: plan.maxShardBytes })
     const sink: Sink = (b) => writer.write(b)
@@ -156,41 +166,91 @@ export const executePlan = async (
   }
 }
 
+/**
+ * Checks a slice's sources against the method (indices, base, input counts) without reading any
+ * model; returns the base's position among the sources for methods that take one.
+ */
+export const checkSlice = (plan: MergePlan, slice: OutputSlice, inputs: number, where: string): number | undefined => {
+  const info = plan.method === "passthrough" ? undefined : methodInfo[plan.method]
+  for (const s of slice.sources) {
+    if (!Number.isInteger(s.model) || s.model < 0 || s.model >= inputs) {
+      throw new PlanError(`${where}: model ${s.model} is not one of the ${inputs} inputs`)
+    }
+  }
+  const base = slice.base ?? plan.base
+  if (plan.method === "passthrough") {
+    if (slice.sources.length !== 1) throw new PlanError(`${where}: passthrough takes exactly one source per slice, got ${slice.sources.length}`)
+    return undefined
+  }
+  const ids = slice.sources.map((s) => s.model)
+  if (new Set(ids).size !== ids.length) throw new PlanError(`${where}: a model is listed twice`)
+  if (info!.base === "required") {
+    if (base === undefined) throw new PlanError(`${where}: ${plan.method} needs a base model`)
+    if (!ids.includes(base)) throw new PlanError(`${where}: the base model is not among the slice's sources`)
+  }
+  if (ids.length < info!.minInputs) {
+    throw new PlanError(`${where}: ${plan.method} needs at least ${info!.minInputs} inputs`)
+  }
+  if (info!.maxInputs !== undefined && ids.length > info!.maxInputs) {
+    throw new PlanError(`${where}: ${plan.method} takes at most ${info!.maxInputs} inputs (base included), got ${ids.length}`)
+  }
+  return info!.base === "required" ? ids.indexOf(base!) : undefined
+}
+
+/** A method parameter that the method requires and that no scope gives: `entry` says where it belongs. */
+export interface MissingParameter {
+  readonly parameter: string
+  /** the plan input that lacks it, or undefined for a shared parameter (slerp's t) */
+  readonly input: number | undefined
+  /** index into plan.models, or slice and source indices into plan.slices (undefined: the base added to the models form) */
+  readonly entry: { readonly models: number } | { readonly slice: number; readonly source: number } | undefined
+}
+
+/**
+ * The first parameter the method requires (mergekit: one without a default) that no scope sets for
+ * some input: linear's weight (every input), the task arithmetic family's weight (every input but the
+ * base), slerp's t. A scope that sets it through filters counts as setting it; a filter list that
+ * matches no tensor is still caught per tensor when the merge runs. Needs no model: checked at load.
+ */
+export const missingParameter = (plan: MergePlan): MissingParameter | undefined => {
+  if (plan.method === "passthrough") return undefined
+  const info = methodInfo[plan.method]
+  const has = (p: string, scopes: ReadonlyArray<Settings | undefined>): boolean => scopes.some((x) => x?.[p] !== undefined)
+  const check = (slice: OutputSlice, entryOf: (k: number) => MissingParameter["entry"]): MissingParameter | undefined => {
+    const base = slice.base ?? plan.base
+    if (plan.method === "slerp" && !has("t", [slice.parameters, plan.parameters])) return { parameter: "t", input: undefined, entry: undefined }
+    for (const [k, s] of slice.sources.entries()) {
+      if (s.model === base && plan.method !== "linear") continue
+      if (info.perInput.includes("weight") && !has("weight", [s.parameters, slice.parameters, plan.parameters])) {
+        return { parameter: "weight", input: s.model, entry: entryOf(k) }
+      }
+    }
+    return undefined
+  }
+  if (plan.slices !== undefined) {
+    for (const [i, slice] of plan.slices.entries()) {
+      const m = check(slice, (k) => ({ slice: i, source: k }))
+      if (m !== undefined) return m
+    }
+    return undefined
+  }
+  const models = plan.models ?? []
+  const sources: Array<SliceSource> = models.map((m) => ({ model: m.model, layers: [0, 1] as const, parameters: m.parameters }))
+  if (plan.base !== undefined && !models.some((m) => m.model === plan.base)) sources.push({ model: plan.base, layers: [0, 1] })
+  return check({ sources }, (k) => (k < models.length ? { models: k } : undefined))
+}
+
 const planTensors = (
   plan: MergePlan,
   slices: ReadonlyArray<OutputSlice>,
-  dirs: ReadonlyArray<string>,
+  name: (input: number) => string,
   opened: ReadonlyArray<Opened>
 ): { tensors: Array<PlannedTensor>; layerSources: Array<{ model: number; layer: number }> } => {
   const info = plan.method === "passthrough" ? undefined : methodInfo[plan.method]
   const tensors: Array<PlannedTensor> = []
   const layerSources: Array<{ model: number; layer: number }> = []
 
-  const check = (slice: OutputSlice, where: string): number | undefined => {
-    for (const s of slice.sources) {
-      if (!Number.isInteger(s.model) || s.model < 0 || s.model >= opened.length) {
-        throw new PlanError(`${where}: model ${s.model} is not one of the ${opened.length} inputs`)
-      }
-    }
-    const base = slice.base ?? plan.base
-    if (plan.method === "passthrough") {
-      if (slice.sources.length !== 1) throw new PlanError(`${where}: passthrough takes exactly one source per slice, got ${slice.sources.length}`)
-      return undefined
-    }
-    const ids = slice.sources.map((s) => s.model)
-    if (new Set(ids).size !== ids.length) throw new PlanError(`${where}: a model is listed twice`)
-    if (info!.base === "required") {
-      if (base === undefined) throw new PlanError(`${where}: ${plan.method} needs a base model`)
-      if (!ids.includes(base)) throw new PlanError(`${where}: the base model is not among the slice's sources`)
-    }
-    if (ids.length < info!.minInputs) {
-      throw new PlanError(`${where}: ${plan.method} needs at least ${info!.minInputs} inputs`)
-    }
-    if (info!.maxInputs !== undefined && ids.length > info!.maxInputs) {
-      throw new PlanError(`${where}: ${plan.method} takes at most ${info!.maxInputs} inputs (base included), got ${ids.length}`)
-    }
-    return info!.base === "required" ? ids.indexOf(base!) : undefined
-  }
+  const check = (slice: OutputSlice, where: string): number | undefined => checkSlice(plan, slice, opened.length, where)
 
   const addTensor = (
     outName: string,
@@ -199,22 +259,20 @@ const planTensors = (
     baseIndex: number | undefined,
     t: number
   ): void => {
-    const refs: Array<TensorRef> = []
-    let missing = 0
-    slice.sources.forEach((s, k) => {
+    const refs = slice.sources.map((s, k) => {
       const ref = opened[s.model]!.reader.tensors.get(inputNames[k]!)
-      if (ref === undefined) missing++
-      else refs.push(ref)
+      if (ref === undefined) throw new PlanError(`tensor "${inputNames[0]}" is in ${name(slice.sources[0]!.model)} but missing from ${name(s.model)} (as "${inputNames[k]}")`)
+      return ref
     })
-    if (missing === slice.sources.length) return // e.g. lm_head of models with tied embeddings
-    if (missing > 0) {
-      const k = slice.sources.findIndex((s, k) => !opened[s.model]!.reader.tensors.has(inputNames[k]!))
-      throw new PlanError(`tensor "${inputNames[k]}" is missing from ${dirs[slice.sources[k]!.model]} but present in other inputs`)
-    }
     const shape = refs[0]!.info.shape
+    const firstDtype = refs[0]!.info.dtype
     refs.forEach((r, k) => {
       if (r.info.shape.length !== shape.length || r.info.shape.some((d, i) => d !== shape[i])) {
-        throw new PlanError(`tensor "${inputNames[k]}": shape [${r.info.shape}] in ${dirs[slice.sources[k]!.model]} differs from [${shape}] in ${dirs[slice.sources[0]!.model]}`)
+        throw new PlanError(`tensor "${inputNames[k]}": shape [${r.info.shape}] in ${name(slice.sources[k]!.model)} differs from [${shape}] in ${name(slice.sources[0]!.model)}`)
+      }
+      // float dtypes promote to float32; an integer tensor has to be the same everywhere, or it is not the same tensor
+      if (r.info.dtype !== firstDtype && !(isFloatDtype(r.info.dtype) && isFloatDtype(firstDtype))) {
+        throw new PlanError(`tensor "${inputNames[k]}": dtype ${r.info.dtype} in ${name(slice.sources[k]!.model)} differs from ${firstDtype} in ${name(slice.sources[0]!.model)}`)
       }
     })
     const inDtype = promote(refs.map((r) => r.info.dtype))
@@ -235,7 +293,7 @@ const planTensors = (
           if (isBase && plan.method !== "linear") continue
           const v = asNumber(resolveSetting(p, [s.parameters, slice.parameters, plan.parameters], inputNames[k]!, t), `${ctxName}: ${p}`)
           if (v === undefined && p === "weight") {
-            throw new PlanError(`${ctxName}: missing parameter "weight" for input ${s.model} (${dirs[s.model]})`)
+            throw new PlanError(`${ctxName}: missing parameter "weight" for ${name(s.model)}`)
           }
           values[p] = v
         }
@@ -253,7 +311,8 @@ const planTensors = (
   const first = slices[0]!
   const last = slices[slices.length - 1]!
   const firstBase = check(first, "slice 1")
-  for (const name of opened[first.sources[0]!.model]!.split.pre) addTensor(name, first.sources.map(() => name), first, firstBase, 0)
+  sameNames(first.sources.map((s) => ({ model: s.model, names: opened[s.model]!.split.pre })), name)
+  for (const t of opened[first.sources[0]!.model]!.split.pre) addTensor(t, first.sources.map(() => t), first, firstBase, 0)
 
   let outLayer = 0
   slices.forEach((slice, si) => {
@@ -265,7 +324,7 @@ const planTensors = (
       const n = opened[s.model]!.split.layers.length
       const [a, b] = s.layers
       if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b > n || a > b) {
-        throw new PlanError(`${where}: layer range [${a}, ${b}) is not inside the ${n} layers of ${dirs[s.model]}`)
+        throw new PlanError(`${where}: layer range [${a}, ${b}) is not inside the ${n} layers of ${name(s.model)}`)
       }
     }
     const n = lengths[0]!
@@ -273,6 +332,10 @@ const planTensors = (
       const t = n > 1 ? idx / (n - 1) : 1
       const lead = slice.sources[0]!
       const leadSplit = opened[lead.model]!.split
+      sameNames(slice.sources.map((s) => {
+        const split = opened[s.model]!.split
+        return { model: s.model, names: split.layers[s.layers[0] + idx]!.map((x) => `${split.prefix}${s.layers[0] + idx}${x}`) }
+      }), name)
       for (const suffix of leadSplit.layers[lead.layers[0] + idx]!) {
         const inputNames = slice.sources.map((s) => `${opened[s.model]!.split.prefix}${s.layers[0] + idx}${suffix}`)
         addTensor(`${leadSplit.prefix}${outLayer}${suffix}`, inputNames, slice, baseIndex, t)
@@ -283,8 +346,74 @@ const planTensors = (
   })
 
   const lastBase = check(last, `slice ${slices.length}`)
-  for (const name of opened[last.sources[0]!.model]!.split.post) addTensor(name, last.sources.map(() => name), last, lastBase, 0)
+  sameNames(last.sources.map((s) => ({ model: s.model, names: opened[s.model]!.split.post })), name)
+  for (const t of opened[last.sources[0]!.model]!.split.post) addTensor(t, last.sources.map(() => t), last, lastBase, 0)
   return { tensors, layerSources }
+}
+
+/**
+ * Refuses a group of tensors (one layer, or the embeddings, or the final weights) that the sources do
+ * not all have: the first source's names drive the merge, so a tensor only another source has would
+ * otherwise vanish from the output. mergekit refuses this too. Layer names are compared by their
+ * position in the layer (the layer numbers may differ between sources).
+ */
+const sameNames = (group: ReadonlyArray<{ readonly model: number; readonly names: ReadonlyArray<string> }>, name: (input: number) => string): void => {
+  const positional = (n: string): string => n.replace(/^(.*?(?:^|\.)(?:layers|h|blocks|block)\.)\d+(\..+)$/, "$1#$2")
+  const lead = group[0]!
+  const leadNames = new Set(lead.names.map(positional))
+  for (const other of group.slice(1)) {
+    const otherNames = new Set(other.names.map(positional))
+    const extra = other.names.find((n) => !leadNames.has(positional(n)))
+    if (extra !== undefined) throw new PlanError(`tensor "${extra}" is in ${name(other.model)} but missing from ${name(lead.model)}`)
+    const missing = lead.names.find((n) => !otherNames.has(positional(n)))
+    if (missing !== undefined) throw new PlanError(`tensor "${missing}" is in ${name(lead.model)} but missing from ${name(other.model)}`)
+  }
+}
+
+/**
+ * Every layer an output is built from must look like the other layers of its kind: the same tensors
+ * with the same shapes. A layer's kind is its entry in the config's per-layer lists (e.g.
+ * `layer_types`), so models whose layers differ on purpose (linear and full attention) still stack,
+ * while layers of a model with another hidden size, or a layer missing a tensor, are refused before
+ * anything is written.
+ */
+export const checkLayerKinds = (slices: ReadonlyArray<OutputSlice>, opened: ReadonlyArray<Opened>, name: (input: number) => string): void => {
+  const seen = new Map<string, { readonly model: number; readonly layer: number; readonly tensors: ReadonlyMap<string, ReadonlyArray<number>> }>()
+  const kindOf = (model: number, layer: number): string => {
+    const config = opened[model]!.config
+    const count = configLayerCount(config)?.value
+    const entries = Object.entries(config)
+      .filter(([k, v]) => Array.isArray(v) && v.length === count && k !== "architectures")
+      .map(([k, v]) => [k, (v as ReadonlyArray<unknown>)[layer]])
+    return JSON.stringify(entries)
+  }
+  for (const slice of slices) {
+    for (const s of slice.sources) {
+      const split = opened[s.model]!.split
+      for (let layer = s.layers[0]; layer < s.layers[1] && layer < split.layers.length; layer++) {
+        const kind = kindOf(s.model, layer)
+        const tensors = new Map(split.layers[layer]!.map((suffix) => [suffix, opened[s.model]!.reader.tensors.get(`${split.prefix}${layer}${suffix}`)!.info.shape]))
+        const prev = seen.get(kind)
+        if (prev === undefined) {
+          seen.set(kind, { model: s.model, layer, tensors })
+          continue
+        }
+        const full = (model: number, l: number, suffix: string): string => `${opened[model]!.split.prefix}${l}${suffix}`
+        const mineName = (suffix: string): string => `tensor "${full(s.model, layer, suffix)}" of ${name(s.model)}`
+        const theirs = (suffix: string): string => `"${full(prev.model, prev.layer, suffix)}" of ${name(prev.model)}`
+        for (const [suffix, shape] of prev.tensors) {
+          const mine = tensors.get(suffix)
+          if (mine === undefined) throw new PlanError(`layer ${layer} of ${name(s.model)} has no tensor "${full(s.model, layer, suffix)}", unlike layer ${prev.layer} (${theirs(suffix)})`)
+          if (mine.length !== shape.length || mine.some((d, i) => d !== shape[i])) {
+            throw new PlanError(`${mineName(suffix)} has shape [${mine}], but ${theirs(suffix)} has [${shape}]: layers of one kind must match`)
+          }
+        }
+        for (const suffix of tensors.keys()) {
+          if (!prev.tensors.has(suffix)) throw new PlanError(`${mineName(suffix)} has no counterpart in layer ${prev.layer} of ${name(prev.model)}`)
+        }
+      }
+    }
+  }
 }
 
 const produce = async (plan: MergePlan, t: PlannedTensor, sink: Sink, options: ExecuteOptions): Promise<void> => {

@@ -11,13 +11,13 @@
 import { Schema } from "effect"
 import { defineStep, Port } from "../../engine/step.ts"
 import { configLayerCount } from "./layers.ts"
-import { mergekitToPlan, parseMergekitConfig } from "./mergekit-config.ts"
+import { MergekitConfigError, mergekitToPlan, parseMergekitConfig } from "./mergekit-config.ts"
 import { readConfig } from "./model-dir.ts"
 import { SettingsSchema } from "./params.ts"
-import { PlanError } from "./plan.ts"
-import type { MergePlan } from "./plan.ts"
+import { checkSlice, PlanError } from "./plan.ts"
+import type { MergePlan, SliceSource } from "./plan.ts"
 import { parseDtypeName } from "./safetensors/dtype.ts"
-import { runPlan } from "./merge-step.ts"
+import { inputLabels, runPlan } from "./merge-step.ts"
 import { DtypeName, MergekitYaml, SliceSourceSchema, withDefault } from "./schema.ts"
 
 export const UpscaleParams = Schema.Struct({
@@ -40,6 +40,37 @@ export const dusSlices = (n: number, m: number): ReadonlyArray<readonly [number,
   return [[0, n - m], [m, n]]
 }
 
+/**
+ * The plan for `models` inputs. Without the model's layer count (at load) a DUS plan is only checked,
+ * not made; every check that needs no model happens here, so `plan` reports it.
+ */
+export const upscalePlanOf = (p: UpscaleParams, models: number, seed: number, layers: number | undefined): MergePlan => {
+  if (models === 0) throw new PlanError("upscale needs at least one model", "models")
+  const given = (["drop", "slices", "mergekit"] as const).filter((k) => p[k] !== undefined)
+  if (given.length !== 1) throw new PlanError(`give exactly one of drop, slices or mergekit${given.length > 1 ? `, not ${given.join(" and ")}` : ""}`, given[1] ?? "drop")
+  const outDtype = p.dtype !== undefined ? parseDtypeName(p.dtype) : undefined
+  let plan: MergePlan
+  if (p.mergekit !== undefined) {
+    const cfg = parseMergekitConfig(p.mergekit)
+    if (cfg.method !== "passthrough") throw new PlanError(`upscale takes a passthrough config, got merge_method ${cfg.method}: use the merge step`, "mergekit")
+    plan = mergekitToPlan(cfg, { models, hasBase: false }, seed)
+    plan.slices?.forEach((s, i) => checkSlice(plan, s, models, `slices[${i}]`))
+  } else {
+    let slices: ReadonlyArray<SliceSource>
+    if (p.drop !== undefined) {
+      if (models !== 1) throw new PlanError(`drop (DUS) takes one model, got ${models}`, "drop")
+      slices = layers === undefined ? [] : dusSlices(layers, p.drop).map((l) => ({ model: 0, layers: l }))
+    } else {
+      slices = p.slices!.map((s, i) => {
+        if (s.model === "base" || s.model >= models) throw new PlanError(`${s.model} is not an index into models (${models})`, `slices.${i}.model`)
+        return { model: s.model, layers: s.layer_range, parameters: s.parameters }
+      })
+    }
+    plan = { method: "passthrough", slices: slices.map((s) => ({ sources: [s] })), parameters: p.parameters, outDtype, seed, donor: 0 }
+  }
+  return { ...plan, outDtype: plan.outDtype ?? outDtype, maxShardBytes: p.max_shard_bytes }
+}
+
 export const upscale = defineStep({
   kind: "upscale",
   version: 1,
@@ -48,34 +79,25 @@ export const upscale = defineStep({
   inputs: { models: Port.many(Port.model()) },
   output: Port.model(),
   resources: { cpus: 1 },
+  checkParams: (p, counts) => {
+    try {
+      upscalePlanOf(p, counts.models, 0, undefined)
+      return undefined
+    } catch (e) {
+      if (e instanceof PlanError) return { param: e.param ?? "models", message: e.message }
+      if (e instanceof MergekitConfigError) return { param: "mergekit", message: e.message }
+      throw e
+    }
+  },
   run: async (ctx) => {
     const p = ctx.params
     const dirs = ctx.inputs.models
-    if (dirs.length === 0) throw new PlanError("upscale needs at least one model")
-    const given = [p.drop !== undefined, p.slices !== undefined, p.mergekit !== undefined].filter(Boolean).length
-    if (given !== 1) throw new PlanError("give exactly one of drop, slices or mergekit")
-    let plan: MergePlan
-    const outDtype = p.dtype !== undefined ? parseDtypeName(p.dtype) : undefined
-    if (p.mergekit !== undefined) {
-      const cfg = parseMergekitConfig(p.mergekit)
-      if (cfg.method !== "passthrough") throw new PlanError(`upscale takes a passthrough config, got merge_method ${cfg.method}: use the merge step`)
-      plan = mergekitToPlan(cfg, { models: dirs.length, hasBase: false }, ctx.seed)
-    } else {
-      let slices: ReadonlyArray<{ model: number; layers: readonly [number, number]; parameters?: any }>
-      if (p.drop !== undefined) {
-        if (dirs.length !== 1) throw new PlanError(`drop (DUS) takes one model, got ${dirs.length}`)
-        const config = await readConfig(dirs[0]!)
-        const n = configLayerCount(config)?.value
-        if (n === undefined) throw new PlanError(`${dirs[0]}/config.json: no num_hidden_layers`)
-        slices = dusSlices(n, p.drop).map((layers) => ({ model: 0, layers }))
-      } else {
-        slices = p.slices!.map((s, i) => {
-          if (s.model === "base" || s.model >= dirs.length) throw new PlanError(`slices[${i}].model: ${s.model} is not an index into models (${dirs.length})`)
-          return { model: s.model, layers: s.layer_range, parameters: s.parameters }
-        })
-      }
-      plan = { method: "passthrough", slices: slices.map((s) => ({ sources: [s] })), parameters: p.parameters, outDtype, seed: ctx.seed, donor: 0 }
+    let layers: number | undefined
+    if (p.drop !== undefined && dirs.length === 1) {
+      const config = await readConfig(dirs[0]!)
+      layers = configLayerCount(config)?.value
+      if (layers === undefined) throw new PlanError(`${dirs[0]}/config.json: no num_hidden_layers`)
     }
-    await runPlan(ctx, { ...plan, outDtype: plan.outDtype ?? outDtype, maxShardBytes: p.max_shard_bytes }, dirs)
+    await runPlan(ctx, upscalePlanOf(p, dirs.length, 0 /* passthrough draws nothing: no seed param */, layers), dirs, inputLabels(dirs.length, false))
   }
 })
