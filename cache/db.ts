@@ -6,10 +6,10 @@
  * better-sqlite3 is synchronous, which suits the engine: each call is a few microseconds, and the
  * 10,000-step null rerun stays far under a second because lookups are prepared statements.
  */
-import * as os from "node:os"
 import Database from "better-sqlite3"
 import { Context, Effect, Layer } from "effect"
 import { CacheError } from "../engine/errors.ts"
+import { holderAlive, thisHost } from "./liveness.ts"
 import { migrations } from "./schema.ts"
 
 export interface StepRecord {
@@ -44,6 +44,7 @@ export interface RunRecord {
   readonly error: string | null
   readonly pid: number
   readonly gpus: string
+  readonly host: string
 }
 
 export interface ArtifactRecord {
@@ -53,6 +54,16 @@ export interface ArtifactRecord {
   readonly files: number
   readonly created_at: number
   readonly used_at: number
+  /** JSON manifest (cache/manifest.ts); null for artifacts recorded before manifests existed */
+  readonly manifest: string | null
+}
+
+export interface LeaseRecord {
+  readonly hash: string
+  readonly owner: string
+  readonly pid: number
+  readonly host: string
+  readonly acquired_at: number
 }
 
 export interface LockHolder {
@@ -65,16 +76,6 @@ export interface LockHolder {
 }
 
 const now = () => Date.now() / 1000
-
-export const isAlive = (pid: number, host: string): boolean => {
-  if (host !== os.hostname()) return true // cannot tell; assume it is
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
 
 export class CacheDb {
   private readonly db: Database.Database
@@ -130,10 +131,10 @@ export class CacheDb {
   private prepare() {
     const db = this.db
     return {
-      startSession: db.prepare("INSERT INTO sessions (recipe, started_at, status, pid, argv) VALUES (?, ?, 'running', ?, ?)"),
+      startSession: db.prepare("INSERT INTO sessions (recipe, started_at, status, pid, argv, host) VALUES (?, ?, 'running', ?, ?, ?)"),
       endSession: db.prepare("UPDATE sessions SET ended_at = ?, status = ? WHERE id = ?"),
       startRun: db.prepare(
-        "INSERT INTO runs (session_id, recipe, step, kind, key, status, started_at, log_path, trace, pid, gpus) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)"
+        "INSERT INTO runs (session_id, recipe, step, kind, key, status, started_at, log_path, trace, pid, gpus, host) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"
       ),
       finishRun: db.prepare(
         "UPDATE runs SET status = ?, ended_at = ?, seconds = ?, output = ?, metrics = ?, error = ? WHERE id = ?"
@@ -149,8 +150,9 @@ export class CacheDb {
         ON CONFLICT (recipe, step) DO UPDATE SET kind = excluded.kind, key = excluded.key, trace = excluded.trace,
           output = excluded.output, run_id = excluded.run_id, built_session = excluded.built_session,
           changed_session = excluded.changed_session, seconds = excluded.seconds, fingerprint = excluded.fingerprint`),
-      putArtifact: db.prepare(`INSERT INTO artifacts (hash, kind, bytes, files, created_at, used_at) VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT (hash) DO UPDATE SET used_at = excluded.used_at`),
+      putArtifact: db.prepare(`INSERT INTO artifacts (hash, kind, bytes, files, created_at, used_at, manifest) VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (hash) DO UPDATE SET used_at = excluded.used_at, manifest = coalesce(excluded.manifest, manifest)`),
+      setManifest: db.prepare("UPDATE artifacts SET manifest = ? WHERE hash = ?"),
       touchArtifact: db.prepare("UPDATE artifacts SET used_at = ? WHERE hash = ?"),
       artifact: db.prepare("SELECT * FROM artifacts WHERE hash = ?"),
       artifacts: db.prepare("SELECT * FROM artifacts ORDER BY used_at DESC"),
@@ -163,7 +165,7 @@ export class CacheDb {
       deleteLock: db.prepare("DELETE FROM locks WHERE key = ? AND pid = ? AND host = ?"),
       deleteLockAny: db.prepare("DELETE FROM locks WHERE key = ?"),
       allLocks: db.prepare("SELECT * FROM locks"),
-      runningRuns: db.prepare("SELECT id, pid FROM runs WHERE status = 'running'"),
+      runningRuns: db.prepare("SELECT id, pid, host, started_at FROM runs WHERE status = 'running'"),
       markCrashed: db.prepare(
         "UPDATE runs SET status = 'interrupted', ended_at = ?, error = 'the anneal process died while this step ran' WHERE id = ?"
       ),
@@ -171,6 +173,20 @@ export class CacheDb {
       lastRunOfKey: db.prepare("SELECT * FROM runs WHERE key = ? ORDER BY id DESC LIMIT 1"),
       run: db.prepare("SELECT * FROM runs WHERE id = ?"),
       referenced: db.prepare("SELECT DISTINCT output FROM steps"),
+      stepOutputs: db.prepare("SELECT recipe, step, output FROM steps ORDER BY recipe, step"),
+      danglingResults: db.prepare("SELECT key, output FROM results WHERE output NOT IN (SELECT hash FROM artifacts)"),
+      deleteResult: db.prepare("DELETE FROM results WHERE key = ?"),
+      lastRunWithOutput: db.prepare("SELECT * FROM runs WHERE output = ? ORDER BY id DESC LIMIT 1"),
+      heartbeat: db.prepare(`INSERT INTO processes (pid, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (pid, host) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`),
+      processRow: db.prepare("SELECT heartbeat_at FROM processes WHERE pid = ? AND host = ?"),
+      allProcesses: db.prepare("SELECT pid, host, heartbeat_at FROM processes"),
+      deleteProcess: db.prepare("DELETE FROM processes WHERE pid = ? AND host = ?"),
+      lease: db.prepare("INSERT OR IGNORE INTO leases (hash, owner, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)"),
+      leasesOf: db.prepare("SELECT * FROM leases WHERE hash = ?"),
+      allLeases: db.prepare("SELECT * FROM leases"),
+      deleteLease: db.prepare("DELETE FROM leases WHERE hash = ? AND owner = ?"),
+      releaseOwner: db.prepare("DELETE FROM leases WHERE owner = ?"),
       recipes: db.prepare("SELECT recipe, COUNT(*) AS steps, MAX(built_session) AS session FROM steps GROUP BY recipe")
     }
   }
@@ -195,7 +211,7 @@ export class CacheDb {
 
   startSession(recipe: string, argv: ReadonlyArray<string>): number {
     return this.guard("start session", () =>
-      Number(this.stmts.startSession.run(recipe, now(), process.pid, JSON.stringify(argv)).lastInsertRowid))
+      Number(this.stmts.startSession.run(recipe, now(), process.pid, JSON.stringify(argv), thisHost()).lastInsertRowid))
   }
 
   endSession(id: number, status: string) {
@@ -214,7 +230,7 @@ export class CacheDb {
   }): number {
     return this.guard("record run", () =>
       Number(
-        this.stmts.startRun.run(r.session, r.recipe, r.step, r.kind, r.key, now(), r.logPath, r.trace, process.pid, JSON.stringify(r.gpus))
+        this.stmts.startRun.run(r.session, r.recipe, r.step, r.kind, r.key, now(), r.logPath, r.trace, process.pid, JSON.stringify(r.gpus), thisHost())
           .lastInsertRowid
       ))
   }
@@ -224,22 +240,70 @@ export class CacheDb {
       this.stmts.finishRun.run(r.status, now(), r.seconds, r.output, JSON.stringify(r.metrics), r.error, id))
   }
 
-  /** Runs left "running" by a process that died (kill -9, power loss) become "interrupted". */
+  /**
+   * Runs left "running" by a process that died (kill -9, power loss) become "interrupted"; locks, leases
+   * and process rows of dead holders are dropped. A pid from another host is judged by its heartbeat
+   * only (cache/liveness.ts), never by this host's process table.
+   */
   recoverCrashed(): number {
     return this.guard("recover", () => {
       let n = 0
       this.db.transaction(() => {
-        for (const r of this.stmts.runningRuns.all() as Array<{ id: number; pid: number }>) {
-          if (!isAlive(r.pid, os.hostname())) {
+        for (const r of this.stmts.runningRuns.all() as Array<{ id: number; pid: number; host: string; started_at: number }>) {
+          if (!this.alive(r.pid, r.host, r.started_at)) {
             this.stmts.markCrashed.run(now(), r.id)
             n++
           }
         }
         for (const l of this.stmts.allLocks.all() as Array<LockHolder>) {
-          if (!isAlive(l.pid, l.host)) this.stmts.deleteLockAny.run(l.key)
+          if (!this.alive(l.pid, l.host, l.acquired_at)) this.stmts.deleteLockAny.run(l.key)
+        }
+        for (const l of this.stmts.allLeases.all() as Array<LeaseRecord>) {
+          if (!this.alive(l.pid, l.host, l.acquired_at)) this.stmts.deleteLease.run(l.hash, l.owner)
+        }
+        for (const p of this.stmts.allProcesses.all() as Array<{ pid: number; host: string; heartbeat_at: number }>) {
+          if (!holderAlive(p.pid, p.host, p.heartbeat_at)) this.stmts.deleteProcess.run(p.pid, p.host)
         }
       }).immediate()
       return n
+    })
+  }
+
+  /** Whether a holder is alive: its pid on this host, its heartbeat (else `since`) on another. */
+  alive(pid: number, host: string, since: number): boolean {
+    if (host === "" || host === thisHost()) return holderAlive(pid, host, undefined)
+    const row = this.guard("look up process", () => this.stmts.processRow.get(pid, host) as { heartbeat_at: number } | undefined)
+    return holderAlive(pid, host, row?.heartbeat_at ?? since)
+  }
+
+  // processes and leases: what live runs need, so gc leaves it alone -------------------------------
+
+  /** Records (or refreshes) this process's heartbeat. */
+  heartbeat(startedAt: number) {
+    this.guard("heartbeat", () => this.stmts.heartbeat.run(process.pid, thisHost(), startedAt, now()))
+  }
+
+  endProcess() {
+    this.guard("end process", () => this.stmts.deleteProcess.run(process.pid, thisHost()))
+  }
+
+  lease(hash: string, owner: string) {
+    this.guard("lease artifact", () => this.stmts.lease.run(hash, owner, process.pid, thisHost(), now()))
+  }
+
+  releaseLeases(owner: string) {
+    this.guard("release leases", () => this.stmts.releaseOwner.run(owner))
+  }
+
+  /** Whether a live run holds a lease on the artifact; leases of dead holders are broken on the way. */
+  leased(hash: string): boolean {
+    return this.guard("check leases", () => {
+      let live = false
+      for (const l of this.stmts.leasesOf.all(hash) as Array<LeaseRecord>) {
+        if (this.alive(l.pid, l.host, l.acquired_at)) live = true
+        else this.stmts.deleteLease.run(l.hash, l.owner)
+      }
+      return live
     })
   }
 
@@ -279,8 +343,12 @@ export class CacheDb {
 
   // artifacts ---------------------------------------------------------------------------------
 
-  putArtifact(a: { hash: string; kind: string; bytes: number; files: number }) {
-    this.guard("record artifact", () => this.stmts.putArtifact.run(a.hash, a.kind, a.bytes, a.files, now(), now()))
+  putArtifact(a: { hash: string; kind: string; bytes: number; files: number; manifest?: string | undefined }) {
+    this.guard("record artifact", () => this.stmts.putArtifact.run(a.hash, a.kind, a.bytes, a.files, now(), now(), a.manifest ?? null))
+  }
+
+  setManifest(hash: string, manifest: string) {
+    this.guard("record manifest", () => this.stmts.setManifest.run(manifest, hash))
   }
 
   touchArtifact(hash: string) {
@@ -307,6 +375,28 @@ export class CacheDb {
     return this.guard("list references", () => new Set((this.stmts.referenced.all() as Array<{ output: string }>).map((r) => r.output)))
   }
 
+  /** Every (recipe, step) whose latest state references an artifact. */
+  stepOutputs(): Array<{ recipe: string; step: string; output: string }> {
+    return this.guard("list references", () => this.stmts.stepOutputs.all() as Array<{ recipe: string; step: string; output: string }>)
+  }
+
+  /** Constructive-trace rows that point at an artifact the database does not record. */
+  danglingResults(): Array<{ key: string; output: string }> {
+    return this.guard("check references", () => this.stmts.danglingResults.all() as Array<{ key: string; output: string }>)
+  }
+
+  deleteResult(key: string) {
+    this.guard("delete result", () => this.stmts.deleteResult.run(key))
+  }
+
+  lastRunOfKey(key: string): RunRecord | undefined {
+    return this.guard("look up run", () => this.stmts.lastRunOfKey.get(key) as RunRecord | undefined)
+  }
+
+  lastRunWithOutput(hash: string): RunRecord | undefined {
+    return this.guard("look up run", () => this.stmts.lastRunWithOutput.get(hash) as RunRecord | undefined)
+  }
+
   recipes(): Array<{ recipe: string; steps: number; session: number }> {
     return this.guard("list recipes", () => this.stmts.recipes.all() as Array<{ recipe: string; steps: number; session: number }>)
   }
@@ -329,17 +419,25 @@ export class CacheDb {
     return this.transaction(() => {
       const held = this.stmts.lock.get(key) as LockHolder | undefined
       if (held !== undefined) {
-        if (held.pid === process.pid && held.host === os.hostname()) return null
-        if (isAlive(held.pid, held.host)) return held
+        if (held.pid === process.pid && held.host === thisHost()) return null
+        if (this.alive(held.pid, held.host, held.acquired_at)) return held
         this.stmts.deleteLockAny.run(key)
       }
-      this.stmts.insertLock.run(key, process.pid, os.hostname(), step, recipe, now())
+      this.stmts.insertLock.run(key, process.pid, thisHost(), step, recipe, now())
       return null
     })
   }
 
   unlock(key: string) {
-    this.guard("unlock", () => this.stmts.deleteLock.run(key, process.pid, os.hostname()))
+    this.guard("unlock", () => this.stmts.deleteLock.run(key, process.pid, thisHost()))
+  }
+
+  /** The live holder of a key's build lock, if any (gc keeps that key's checkpoint). */
+  lockHolder(key: string): LockHolder | undefined {
+    return this.guard("look up lock", () => {
+      const held = this.stmts.lock.get(key) as LockHolder | undefined
+      return held !== undefined && this.alive(held.pid, held.host, held.acquired_at) ? held : undefined
+    })
   }
 }
 

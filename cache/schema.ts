@@ -11,6 +11,14 @@
  * - artifacts:  every committed artifact directory in the store
  * - file_stats: (path, size, mtime, inode) -> content hash, so unchanged big sources are not rehashed
  * - locks:      step keys being built right now, by which process (two runs never build one key twice)
+ *
+ * Migration 2 (the store you can trust, issue 10):
+ * - artifacts.manifest: JSON [[rel, size, sha256, ino, mtimeMs, ctimeMs], ...] written at commit; `has()`
+ *               checks it with stats only (cache/manifest.ts), so a partial or tampered copy is never used
+ * - processes:  anneal processes holding locks or leases, with their host and a heartbeat; a holder on
+ *               another host is dead once its heartbeat is older than the expiry (cache/liveness.ts)
+ * - leases:     artifacts a live run will read, restore or produce; gc never deletes a leased artifact
+ * - runs.host, sessions.host: where a run happened, so crash recovery never judges a foreign pid
  */
 export const migrations: ReadonlyArray<string> = [
   `
@@ -88,5 +96,26 @@ export const migrations: ReadonlyArray<string> = [
     recipe TEXT NOT NULL,
     acquired_at REAL NOT NULL
   );
+  `,
+  `
+  ALTER TABLE artifacts ADD COLUMN manifest TEXT;
+  ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+  ALTER TABLE sessions ADD COLUMN host TEXT NOT NULL DEFAULT '';
+  CREATE TABLE processes (
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    PRIMARY KEY (pid, host)
+  );
+  CREATE TABLE leases (
+    hash TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    PRIMARY KEY (hash, owner)
+  );
+  CREATE INDEX leases_by_owner ON leases(owner);
   `
 ]

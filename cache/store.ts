@@ -1,23 +1,33 @@
 /**
  * The content-addressed store. Layout under the store root (default `.anneal/` in the project):
  *
- *   cache.db                    the SQLite cache (cache/db.ts)
- *   artifacts/<hash>/           immutable artifact directories, named by their Merkle hash
- *   artifacts/<hash>.json       the artifact's self-description (params, inputs, versions, devices)
- *   staging/<key>-<pid>-<n>/    where a running step writes; never read by anyone else
- *   resume/<key>/               checkpoints of an interrupted step, reused by a rerun of the same key
- *   logs/<session>/<step>.log   each run's stdout/stderr
+ *   cache.db                       the SQLite cache (cache/db.ts)
+ *   artifacts/<hash>/              immutable artifact directories, named by their Merkle hash
+ *   artifacts/<hash>.json          the artifact's self-description (params, inputs, versions, devices)
+ *   staging/<key>-<pid>-<n>@<host>/ where a running step writes; never read by anyone else
+ *   resume/<key>/                  checkpoints of an interrupted step, reused by a rerun of the same key
+ *   logs/<session>/<step>.log      each run's stdout/stderr
+ *   trash/                         artifacts being deleted (moved here atomically first); swept on open
+ *   quarantine/<hash>-<time>/      copies that did not match their name, kept for a look until `cache gc`
  *
- * Commit protocol: hash the staging tree, fsync every file, make files read-only, rename the directory
- * to artifacts/<hash> (atomic on one filesystem), fsync the parent, and only then record it in SQLite.
- * A crash before the rename leaves only staging (swept later); a crash after it leaves a complete
- * artifact the database does not know yet, which a rerun finds identical and adopts.
+ * Commit protocol: hash the staging tree, fsync every file, make files read-only, lease the hash (so
+ * gc leaves it alone), rename the directory to artifacts/<hash> (atomic on one filesystem), fsync the
+ * parent, and record the artifact with its manifest (cache/manifest.ts). A crash before the rename leaves
+ * only staging (swept later); a crash after it leaves a complete artifact that a rerun rehashes and adopts.
+ *
+ * "Present" means recorded in the database *and* matching the recorded manifest (one stat per file), so
+ * a half-deleted, truncated, extended or rewritten artifact is never restored: its step reruns instead.
+ * Deletion is the commit in reverse: forget the rows and move the directory into trash/ in one
+ * transaction (so no run can lease it half-way), then delete it at leisure.
  */
+import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { CacheDb, isAlive } from "./db.ts"
-import * as os from "node:os"
-import { hashFile, hashTree, listFiles } from "../engine/hash.ts"
+import { CacheDb } from "./db.ts"
+import { HEARTBEAT_S, thisHost } from "./liveness.ts"
+import { checkManifest, manifestOf, parseManifest } from "./manifest.ts"
+import type { Check, ManifestEntry } from "./manifest.ts"
+import { hashFile, hashTree } from "../engine/hash.ts"
 import { CacheError, SourceError } from "../engine/errors.ts"
 
 export interface Committed {
@@ -38,7 +48,15 @@ const fsyncPath = (p: string) => {
   }
 }
 
-let stagingCounter = 0
+const rmQuietly = (p: string) => {
+  try {
+    fs.rmSync(p, { recursive: true, force: true })
+  } catch {
+    // another process sweeping the same entry; whoever is last finishes it
+  }
+}
+
+let counter = 0
 
 export class Store {
   readonly db: CacheDb
@@ -46,6 +64,16 @@ export class Store {
   readonly stagingDir: string
   readonly resumeRoot: string
   readonly logsDir: string
+  readonly trashDir: string
+  readonly quarantineDir: string
+  /** this Store's lease owner token: leases are released by owner when the run ends */
+  private readonly owner = randomUUID()
+  private readonly leasedHere = new Set<string>()
+  private readonly problems = new Map<string, string>()
+  private leasing = false
+  /** rehash content instead of trusting stats (run --verify) */
+  private deep = false
+  private heartbeatTimer: NodeJS.Timeout | undefined
 
   private constructor(readonly root: string, db: CacheDb) {
     this.db = db
@@ -53,19 +81,50 @@ export class Store {
     this.stagingDir = path.join(root, "staging")
     this.resumeRoot = path.join(root, "resume")
     this.logsDir = path.join(root, "logs")
+    this.trashDir = path.join(root, "trash")
+    this.quarantineDir = path.join(root, "quarantine")
   }
 
-  /** Opens (creating if needed) a store; a corrupt database is a CacheError. */
+  /** Opens (creating if needed) a store; a corrupt database is a CacheError. Sweeps the trash. */
   static open(root: string): Store {
     try {
-      for (const d of ["", "artifacts", "staging", "resume", "logs"]) fs.mkdirSync(path.join(root, d), { recursive: true })
+      for (const d of ["", "artifacts", "staging", "resume", "logs", "trash", "quarantine"]) fs.mkdirSync(path.join(root, d), { recursive: true })
     } catch (e) {
       throw new CacheError({ message: `cannot create the store at ${root}: ${(e as Error).message}`, path: root, cause: e })
     }
-    return new Store(root, new CacheDb(path.join(root, "cache.db")))
+    const store = new Store(root, new CacheDb(path.join(root, "cache.db")))
+    store.sweepTrash()
+    return store
   }
 
+  /**
+   * Marks this store as used by a live run: its process heartbeats (so other hosts can tell it is alive),
+   * every artifact it asks about is leased before it is checked, and `verify` makes every check rehash.
+   */
+  beginRun(options: { verify?: boolean } = {}) {
+    this.leasing = true
+    this.deep = options.verify === true
+    const startedAt = Date.now() / 1000
+    this.db.heartbeat(startedAt)
+    this.heartbeatTimer = setInterval(() => {
+      try {
+        this.db.heartbeat(startedAt)
+      } catch {
+        // a missed beat only matters to other hosts, after many of them
+      }
+    }, HEARTBEAT_S * 1000)
+    this.heartbeatTimer.unref()
+  }
+
+  /** Releases this store's leases (and heartbeat) and closes the database. */
   close() {
+    if (this.heartbeatTimer !== undefined) clearInterval(this.heartbeatTimer)
+    try {
+      this.db.releaseLeases(this.owner)
+      if (this.leasing) this.db.endProcess()
+    } catch {
+      // a broken database: dead leases are broken by the next run anyway
+    }
     this.db.close()
   }
 
@@ -73,17 +132,61 @@ export class Store {
     return path.join(this.artifactsDir, hash)
   }
 
-  /** True when the artifact directory is present (the database may be ahead of a deleted directory). */
+  /** Leases an artifact for this store's lifetime: gc will not delete it while this process lives. */
+  lease(hash: string) {
+    if (this.leasedHere.has(hash)) return
+    this.db.lease(hash, this.owner)
+    this.leasedHere.add(hash)
+  }
+
+  /**
+   * Whether the artifact can be used: recorded, and its files match the recorded manifest (stat only;
+   * rehashed under run --verify). In a run, the artifact is leased first, so gc cannot take it after
+   * the check. `problem(hash)` says what was wrong.
+   */
   has(hash: string): boolean {
-    return fs.existsSync(this.artifactPath(hash))
+    if (this.leasing) this.lease(hash)
+    const c = this.check(hash, this.deep)
+    if (c.ok) this.problems.delete(hash)
+    else this.problems.set(hash, c.problem)
+    return c.ok
+  }
+
+  /** Why the last `has(hash)` said no, as a plan reason. */
+  problem(hash: string): string | undefined {
+    const p = this.problems.get(hash)
+    if (p === undefined) return undefined
+    return p === "missing from the store" || p === "not recorded in the cache database"
+      ? "output missing from the store (deleted or garbage-collected)"
+      : `output artifact damaged (${p})`
+  }
+
+  /** Checks an artifact against its recorded manifest; `deep` rehashes every file. */
+  check(hash: string, deep: boolean): Check {
+    const rec = this.db.artifact(hash)
+    if (rec === undefined) return { ok: false, problem: "not recorded in the cache database" }
+    const dir = this.artifactPath(hash)
+    const manifest = rec.manifest === null ? undefined : parseManifest(rec.manifest)
+    if (manifest === undefined) {
+      // recorded before manifests existed: trust a directory, or rehash when asked to
+      if (!fs.existsSync(dir)) return { ok: false, problem: "missing from the store" }
+      if (!fs.statSync(dir).isDirectory()) return { ok: false, problem: "replaced by a plain file" }
+      if (!deep) return { ok: true }
+      const actual = hashTree(dir).hash
+      return actual === hash ? { ok: true } : { ok: false, problem: `content hashes to ${actual.slice(0, 12)}` }
+    }
+    const c = checkManifest(dir, manifest, deep)
+    if (c.ok && c.refreshed !== undefined) this.db.setManifest(hash, JSON.stringify(c.refreshed))
+    return c
   }
 
   resumeDir(key: string): string {
     return path.join(this.resumeRoot, key)
   }
 
+  /** A fresh staging directory, named with pid and host so a sweep never judges another host's pid. */
   newStaging(key: string): string {
-    const dir = path.join(this.stagingDir, `${key.slice(0, 16)}-${process.pid}-${++stagingCounter}`)
+    const dir = path.join(this.stagingDir, `${key.slice(0, 16)}-${process.pid}-${++counter}@${thisHost()}`)
     fs.rmSync(dir, { recursive: true, force: true })
     fs.mkdirSync(dir, { recursive: true })
     return dir
@@ -93,7 +196,11 @@ export class Store {
     fs.rmSync(staging, { recursive: true, force: true })
   }
 
-  /** Moves a finished staging directory into the store under its content hash. */
+  /**
+   * Moves a finished staging directory into the store under its content hash and records it. When a
+   * copy with that name is already there, it is kept only if it matches (its manifest, or a rehash when
+   * it has none); a copy that does not match its name is quarantined and replaced.
+   */
   commit(staging: string, kind: string, describe: Record<string, unknown>): Committed {
     const tree = hashTree(staging)
     for (const e of tree.entries) {
@@ -102,32 +209,131 @@ export class Store {
       fs.chmodSync(f, 0o444)
     }
     const target = this.artifactPath(tree.hash)
-    let created = true
-    if (fs.existsSync(target)) {
-      // identical content already stored: early cutoff in its purest form
-      created = false
-      fs.rmSync(staging, { recursive: true, force: true })
-    } else {
-      fsyncPath(staging)
-      fs.renameSync(staging, target)
-      fsyncPath(this.artifactsDir)
+    this.lease(tree.hash)
+    let created = false
+    let manifest: ReadonlyArray<ManifestEntry> | undefined
+    for (let attempt = 0; manifest === undefined; attempt++) {
+      if (fs.existsSync(target) || isLink(target)) {
+        manifest = this.matchingCopy(target, tree.hash, tree.entries)
+        if (manifest !== undefined) {
+          // identical content already stored: early cutoff in its purest form
+          fs.rmSync(staging, { recursive: true, force: true })
+          break
+        }
+        this.moveAside(target, this.quarantineDir, `${tree.hash}-${Date.now()}`)
+      }
+      try {
+        fsyncPath(staging)
+        fs.renameSync(staging, target)
+        fsyncPath(this.artifactsDir)
+        created = true
+        manifest = manifestOf(target, tree.entries)
+      } catch (e) {
+        // another process renamed the same content into place first: compare with its copy
+        const code = (e as NodeJS.ErrnoException).code
+        if (attempt > 3 || (code !== "ENOTEMPTY" && code !== "EEXIST")) throw e
+      }
     }
-    const sidecar = target + ".json"
-    if (!fs.existsSync(sidecar)) {
-      const tmp = `${sidecar}.${process.pid}.tmp`
-      fs.writeFileSync(tmp, JSON.stringify({ hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, ...describe }, null, 2) + "\n")
-      fs.renameSync(tmp, sidecar)
-    }
+    this.db.putArtifact({ hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, manifest: JSON.stringify(manifest) })
+    this.writeSidecar(tree.hash, { hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, ...describe })
     return { hash: tree.hash, path: target, bytes: tree.bytes, files: tree.entries.length, created }
   }
 
-  /** Removes staging directories left by processes that died (kill -9 mid-step). */
+  /** The manifest of an existing copy if it holds exactly `entries`, else undefined. */
+  private matchingCopy(target: string, hash: string, entries: ReadonlyArray<{ rel: string; size: number; hash: string }>): ReadonlyArray<ManifestEntry> | undefined {
+    const rec = this.db.artifact(hash)
+    const recorded = rec === undefined || rec.manifest === null ? undefined : parseManifest(rec.manifest)
+    if (recorded !== undefined) {
+      const c = checkManifest(target, recorded, this.deep)
+      if (c.ok) return c.refreshed ?? recorded
+    }
+    // no trustworthy record of this copy: every file is rehashed against what we just committed
+    const unsigned: Array<ManifestEntry> = entries.map((e) => [e.rel, e.size, e.hash, -1, -1, -1])
+    const c = checkManifest(target, unsigned, true)
+    return c.ok ? c.refreshed : undefined
+  }
+
+  /** Writes artifacts/<hash>.json unless a valid one is there (a damaged one is replaced). */
+  writeSidecar(hash: string, content: Record<string, unknown>) {
+    if (this.sidecarProblem(hash) === undefined) return
+    const sidecar = this.artifactPath(hash) + ".json"
+    const tmp = `${sidecar}.${process.pid}.tmp`
+    fs.rmSync(sidecar, { recursive: true, force: true })
+    fs.writeFileSync(tmp, JSON.stringify(content, null, 2) + "\n")
+    fs.renameSync(tmp, sidecar)
+  }
+
+  /** What is wrong with an artifact's sidecar, if anything. */
+  sidecarProblem(hash: string): string | undefined {
+    let text: string
+    try {
+      text = fs.readFileSync(this.artifactPath(hash) + ".json", "utf8")
+    } catch {
+      return "sidecar .json missing or unreadable"
+    }
+    try {
+      const j = JSON.parse(text) as { hash?: unknown }
+      return j.hash === hash ? undefined : `sidecar .json names ${String(j.hash).slice(0, 12)}`
+    } catch {
+      return "sidecar .json is not valid JSON"
+    }
+  }
+
+  /** Moves a store entry out of artifacts/ (one rename); returns where it went. */
+  private moveAside(from: string, toDir: string, name: string): string {
+    const to = path.join(toDir, `${name}-${process.pid}-${++counter}`)
+    fs.renameSync(from, to)
+    return to
+  }
+
+  /**
+   * Deletes an artifact crash-safely: in one transaction, unless a live run leases it, forget its rows
+   * and move its directory into trash/; then delete it. Returns false when a lease kept it.
+   */
+  remove(hash: string, options: { to?: "trash" | "quarantine" } = {}): boolean {
+    const dir = this.artifactPath(hash)
+    const toDir = options.to === "quarantine" ? this.quarantineDir : this.trashDir
+    const moved = this.db.transaction(() => {
+      if (this.db.leased(hash)) return undefined
+      this.db.forgetArtifact(hash)
+      const to = fs.existsSync(dir) || isLink(dir) ? this.moveAside(dir, toDir, hash) : null
+      fs.rmSync(dir + ".json", { recursive: true, force: true })
+      return to
+    })
+    if (moved === undefined) return false
+    if (moved !== null && toDir === this.trashDir) rmQuietly(moved)
+    return true
+  }
+
+  /** Quarantines an artifact (verify --repair): forgotten, moved aside for a look, rebuilt by the next run. */
+  quarantine(hash: string): boolean {
+    return this.remove(hash, { to: "quarantine" })
+  }
+
+  /** Deletes whatever a crashed deletion left in trash/. */
+  sweepTrash() {
+    for (const name of safeReaddir(this.trashDir)) rmQuietly(path.join(this.trashDir, name))
+  }
+
+  /**
+   * Removes staging directories left by processes that died (kill -9 mid-step). A directory of another
+   * host's process is judged by that process's heartbeat, never by this host's process table.
+   */
   sweepStaging() {
-    for (const name of fs.readdirSync(this.stagingDir)) {
-      const pid = Number(name.split("-")[1])
-      if (!Number.isInteger(pid) || !isAlive(pid, os.hostname())) {
-        fs.rmSync(path.join(this.stagingDir, name), { recursive: true, force: true })
+    for (const name of safeReaddir(this.stagingDir)) {
+      const m = /^[0-9a-f]*-(\d+)-\d+(?:@(.+))?$/.exec(name)
+      const p = path.join(this.stagingDir, name)
+      if (m === null) {
+        rmQuietly(p)
+        continue
       }
+      let since: number
+      try {
+        since = fs.statSync(p).mtimeMs / 1000
+      } catch {
+        continue
+      }
+      if (!this.db.alive(Number(m[1]), m[2] ?? "", since)) rmQuietly(p)
     }
   }
 
@@ -137,13 +343,13 @@ export class Store {
     return path.join(dir, step.replace(/[/:]/g, "_") + ".log")
   }
 
-  /** Content hash of a source file or directory, using the (path, size, mtime, inode) cache. */
+  /** Content hash of a source file or directory, using the (path, size, mtime, inode) cache (not under --verify). */
   hashSource(p: string): { hash: string; bytes: number } {
     if (!fs.existsSync(p)) throw new SourceError({ message: `source not found: ${p}`, path: p })
     try {
       const tree = hashTree(p, (file, st) => {
         const mtime = String(st.mtimeMs)
-        const cached = this.db.fileStat(file, st.size, mtime, String(st.ino))
+        const cached = this.deep ? undefined : this.db.fileStat(file, st.size, mtime, String(st.ino))
         if (cached !== undefined) return cached
         const h = hashFile(file)
         this.db.putFileStat(file, st.size, mtime, String(st.ino), h)
@@ -156,42 +362,24 @@ export class Store {
     }
   }
 
-  /** Rehashes every artifact; returns the ones whose content no longer matches their name. */
-  verify(onProgress?: (done: number, total: number) => void): Array<{ hash: string; problem: string }> {
-    const bad: Array<{ hash: string; problem: string }> = []
-    const known = this.db.artifacts()
-    const onDisk = new Set(fs.readdirSync(this.artifactsDir).filter((n) => !n.endsWith(".json") && !n.endsWith(".tmp")))
-    let done = 0
-    for (const a of known) {
-      onProgress?.(done++, known.length)
-      if (!onDisk.has(a.hash)) {
-        bad.push({ hash: a.hash, problem: "missing from the store" })
-        continue
-      }
-      onDisk.delete(a.hash)
-      const actual = hashTree(this.artifactPath(a.hash)).hash
-      if (actual !== a.hash) bad.push({ hash: a.hash, problem: `content hashes to ${actual.slice(0, 12)}` })
-    }
-    for (const orphan of onDisk) {
-      const actual = hashTree(this.artifactPath(orphan)).hash
-      if (actual !== orphan) bad.push({ hash: orphan, problem: `unrecorded and content hashes to ${actual.slice(0, 12)}` })
-    }
-    return bad
-  }
-
-  /** Deletes an artifact directory (files are read-only; directories are not) and its records. */
-  remove(hash: string) {
-    const dir = this.artifactPath(hash)
-    if (fs.existsSync(dir)) {
-      for (const rel of listFiles(dir)) fs.chmodSync(path.join(dir, rel), 0o644)
-      fs.rmSync(dir, { recursive: true, force: true })
-    }
-    fs.rmSync(dir + ".json", { force: true })
-    this.db.forgetArtifact(hash)
-  }
-
-  /** Bytes held by artifacts, from the database (cheap; `verify` is the expensive check). */
+  /** Bytes held by artifacts, from the database (cheap; `cache verify` is the expensive check). */
   bytes(): number {
     return this.db.artifacts().reduce((s, a) => s + a.bytes, 0)
+  }
+}
+
+const isLink = (p: string): boolean => {
+  try {
+    return fs.lstatSync(p).isSymbolicLink()
+  } catch {
+    return false
+  }
+}
+
+export const safeReaddir = (dir: string): Array<string> => {
+  try {
+    return fs.readdirSync(dir)
+  } catch {
+    return []
   }
 }

@@ -1,7 +1,7 @@
-/** `anneal cache ls|gc|verify`. */
-import * as fs from "node:fs"
-import * as path from "node:path"
+/** `anneal cache ls|gc|verify`: printing only; the work is in cache/gc.ts and cache/verify.ts. */
+import { collectGarbage, listCheckpoints } from "../cache/gc.ts"
 import type { Store } from "../cache/store.ts"
+import { verifyStore } from "../cache/verify.ts"
 import { UsageError } from "../engine/errors.ts"
 
 const units: Record<string, number> = { "": 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }
@@ -19,85 +19,81 @@ export const formatBytes = (n: number): string => {
   return `${n}B`
 }
 
-export interface GcResult {
-  readonly deleted: ReadonlyArray<string>
-  readonly kept: number
-  readonly freedBytes: number
+const when = (seconds: number) => new Date(seconds * 1000).toISOString().replace("T", " ").slice(0, 19)
+
+const out = (line: string) => process.stdout.write(line + "\n")
+
+const checkpointDays = (v: unknown): number | undefined => {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (typeof v !== "string" || !Number.isFinite(n) || n < 0) {
+    throw new UsageError({ message: `--checkpoint-days takes a number of days (0 or more), got "${String(v)}"` })
+  }
+  return n
 }
 
-/**
- * Keeps every artifact that some recipe's latest state references (the `steps` table), plus, with a
- * size budget, the most recently used unreferenced ones up to that total; deletes the rest.
- */
-export const collectGarbage = (store: Store, options: { maxBytes?: number; dryRun?: boolean } = {}): GcResult => {
-  const referenced = store.db.referencedOutputs()
-  let budget = options.maxBytes ?? 0
-  const deleted: Array<string> = []
-  let kept = 0
-  let freed = 0
-  for (const a of store.db.artifacts()) {
-    if (referenced.has(a.hash)) {
-      kept++
-      continue
+const ls = (store: Store, v: Record<string, unknown>): number => {
+  const users = new Map<string, Array<string>>()
+  for (const s of store.db.stepOutputs()) users.set(s.output, [...(users.get(s.output) ?? []), `${s.recipe}:${s.step}`])
+  const rows = store.db.artifacts()
+  const checkpoints = listCheckpoints(store)
+  if (v.json === true) {
+    for (const a of rows) {
+      const steps = users.get(a.hash) ?? []
+      out(JSON.stringify({ hash: a.hash, kind: a.kind, bytes: a.bytes, files: a.files, usedAt: a.used_at, referenced: steps.length > 0, steps, path: store.artifactPath(a.hash) }))
     }
-    if (a.bytes <= budget) {
-      budget -= a.bytes
-      kept++
-      continue
-    }
-    deleted.push(a.hash)
-    freed += a.bytes
-    if (options.dryRun !== true) store.remove(a.hash)
+    for (const c of checkpoints) out(JSON.stringify({ checkpoint: c.key, bytes: c.bytes, writtenAt: c.writtenAt, step: c.step ?? null, state: c.state, path: store.resumeDir(c.key) }))
+    return 0
   }
-  // directories no database row knows (a crash between rename and commit): unreachable, so removable
-  const known = new Set(store.db.artifacts().map((a) => a.hash))
-  for (const name of fs.readdirSync(store.artifactsDir)) {
-    if (name.endsWith(".json") || known.has(name) || deleted.includes(name)) continue
-    if (fs.statSync(path.join(store.artifactsDir, name)).isDirectory()) {
-      deleted.push(name)
-      if (options.dryRun !== true) store.remove(name)
-    }
+  for (const a of rows) {
+    const steps = users.get(a.hash)
+    out(`${a.hash.slice(0, 16)}  ${a.kind.padEnd(9)}  ${formatBytes(a.bytes).padStart(7)}  ${when(a.used_at)}  ${steps === undefined ? "unreferenced" : steps.join(", ")}`)
   }
-  return { deleted, kept, freedBytes: freed }
+  for (const c of checkpoints) {
+    out(`checkpoint ${c.key.slice(0, 16)}  ${formatBytes(c.bytes).padStart(7)}  ${when(c.writtenAt)}  ${c.state}${c.step === undefined ? "" : ` (step ${c.step})`}`)
+  }
+  const ckBytes = checkpoints.reduce((s, c) => s + c.bytes, 0)
+  out(`${rows.length} artifacts, ${formatBytes(rows.reduce((s, a) => s + a.bytes, 0))}${checkpoints.length > 0 ? `; ${checkpoints.length} checkpoints, ${formatBytes(ckBytes)}` : ""} in ${store.root}`)
+  return 0
+}
+
+const gc = (store: Store, v: Record<string, unknown>): number => {
+  const maxBytes = typeof v["max-size"] === "string" ? parseSize(v["max-size"]) : 0
+  const dryRun = v["dry-run"] === true
+  const r = collectGarbage(store, { maxBytes, dryRun, checkpointDays: checkpointDays(v["checkpoint-days"]) })
+  if (v.json === true) {
+    out(JSON.stringify({ event: "gc", dryRun, deleted: r.deleted.map((d) => d.hash), checkpoints: r.checkpoints.map((c) => c.key), kept: r.kept, leased: r.leased, freedBytes: r.freedBytes }))
+    return 0
+  }
+  const verb = dryRun ? "would delete" : "deleted"
+  for (const d of r.deleted) out(`${verb} ${d.hash.slice(0, 16)}  ${d.kind.padEnd(9)}  ${formatBytes(d.bytes).padStart(7)}  (${d.why})`)
+  for (const c of r.checkpoints) out(`${verb} checkpoint ${c.key.slice(0, 16)}  ${formatBytes(c.bytes).padStart(7)}  (${c.state === "finished" ? "its key has finished" : `idle since ${when(c.writtenAt)}`})`)
+  out(`${verb} ${r.deleted.length} artifacts and ${r.checkpoints.length} checkpoints (${formatBytes(r.freedBytes)}), kept ${r.kept}${r.leased > 0 ? ` (${r.leased} only because a live run uses them)` : ""}`)
+  return 0
+}
+
+const verify = (store: Store, v: Record<string, unknown>): number => {
+  const repair = v.repair === true
+  const r = verifyStore(store, { repair })
+  const integrity = store.db.integrityCheck()
+  const unrepaired = r.problems.filter((p) => p.repaired === undefined || p.repaired.startsWith("left alone"))
+  if (v.json === true) out(JSON.stringify({ event: "verify", problems: r.problems, artifacts: r.artifacts, bytes: r.bytes, database: integrity }))
+  else {
+    for (const p of r.problems) out(`${p.repaired === undefined ? "MISMATCH" : "REPAIRED"} ${p.what} ${p.id}: ${p.problem}${p.repaired === undefined ? "" : ` -> ${p.repaired}`}`)
+    out(`${r.artifacts} artifacts checked (${formatBytes(r.bytes)}), ${r.problems.length} problems${repair ? `, ${r.problems.length - unrepaired.length} repaired` : r.problems.length > 0 ? " (cache verify --repair quarantines them)" : ""}; database: ${integrity}`)
+  }
+  return unrepaired.length === 0 && integrity === "ok" ? 0 : 1
 }
 
 export const cacheCommand = (store: Store, positionals: ReadonlyArray<string>, v: Record<string, unknown>): number => {
   const sub = positionals[0]
   switch (sub) {
-    case "ls": {
-      const referenced = store.db.referencedOutputs()
-      const rows = store.db.artifacts()
-      if (v.json === true) {
-        for (const a of rows) {
-          process.stdout.write(JSON.stringify({ hash: a.hash, kind: a.kind, bytes: a.bytes, files: a.files, usedAt: a.used_at, referenced: referenced.has(a.hash), path: store.artifactPath(a.hash) }) + "\n")
-        }
-        return 0
-      }
-      for (const a of rows) {
-        const when = new Date(a.used_at * 1000).toISOString().replace("T", " ").slice(0, 19)
-        process.stdout.write(`${a.hash.slice(0, 16)}  ${a.kind.padEnd(9)}  ${formatBytes(a.bytes).padStart(7)}  ${when}  ${referenced.has(a.hash) ? "in use" : "unreferenced"}\n`)
-      }
-      process.stdout.write(`${rows.length} artifacts, ${formatBytes(rows.reduce((s, a) => s + a.bytes, 0))} in ${store.root}\n`)
-      return 0
-    }
-    case "gc": {
-      const maxBytes = typeof v["max-size"] === "string" ? parseSize(v["max-size"]) : 0
-      const r = collectGarbage(store, { maxBytes, dryRun: v["dry-run"] === true })
-      const verb = v["dry-run"] === true ? "would delete" : "deleted"
-      if (v.json === true) process.stdout.write(JSON.stringify({ event: "gc", deleted: r.deleted, kept: r.kept, freedBytes: r.freedBytes }) + "\n")
-      else process.stdout.write(`${verb} ${r.deleted.length} artifacts (${formatBytes(r.freedBytes)}), kept ${r.kept}\n`)
-      return 0
-    }
-    case "verify": {
-      const bad = store.verify()
-      const integrity = store.db.integrityCheck()
-      if (v.json === true) process.stdout.write(JSON.stringify({ event: "verify", mismatches: bad, database: integrity }) + "\n")
-      else {
-        for (const b of bad) process.stdout.write(`MISMATCH ${b.hash}: ${b.problem}\n`)
-        process.stdout.write(`${store.db.artifacts().length} artifacts checked, ${bad.length} problems; database: ${integrity}\n`)
-      }
-      return bad.length === 0 && integrity === "ok" ? 0 : 1
-    }
+    case "ls":
+      return ls(store, v)
+    case "gc":
+      return gc(store, v)
+    case "verify":
+      return verify(store, v)
     default:
       throw new UsageError({ message: `cache: expected ls, gc or verify${sub === undefined ? "" : `, got "${sub}"`}` })
   }
