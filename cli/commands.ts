@@ -62,6 +62,7 @@ const run: Command = {
   options: {
     ...storeOption,
     force: { type: "string", multiple: true },
+    verify: { type: "boolean" },
     jobs: { type: "string", short: "j" },
     gpus: { type: "string" },
     "allow-cpu": { type: "boolean" },
@@ -89,6 +90,7 @@ const run: Command = {
         store,
         targets: positionals.slice(1),
         force: (v.force as Array<string> | undefined) ?? [],
+        verify: v.verify === true,
         jobs: intOption("jobs", v.jobs) ?? where.capacity?.cpus,
         gpus: gpuList(v.gpus) ?? where.capacity?.gpus,
         memoryGb: where.capacity?.memoryGb,
@@ -154,7 +156,15 @@ const logs: Command = {
 }
 
 const cache: Command = {
-  options: { ...storeOption, recipe: { type: "string" }, json: { type: "boolean" }, "max-size": { type: "string" }, "dry-run": { type: "boolean" } },
+  options: {
+    ...storeOption,
+    recipe: { type: "string" },
+    json: { type: "boolean" },
+    "max-size": { type: "string" },
+    "dry-run": { type: "boolean" },
+    "checkpoint-days": { type: "string" },
+    repair: { type: "boolean" }
+  },
   run: async (v, positionals) => {
     const root = storeRootFor(v)
     if (!fs.existsSync(path.join(root, "cache.db"))) {

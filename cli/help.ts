@@ -38,6 +38,7 @@ store. With step ids, runs only those steps and what they need.
 
 Options:
   --force <step>     rerun this step even if cached (repeatable); dependents rerun only if its output changes
+  --verify           rehash every artifact before restoring or reading it (default: check sizes and stats)
   --store <dir>      the store (default: .anneal/ in the recipe's project)
   --jobs, -j <n>     CPU slots for concurrent steps (default: number of cores)
   --gpus <list>      GPU ids to use, e.g. 0,1 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi)
@@ -68,10 +69,15 @@ change it reruns only what became stale. Ctrl-C exits.
 `,
   cache: `Usage: anneal cache ls|gc|verify [--store <dir>] [--recipe <recipe>] [--json]
 
-  ls                    list artifacts: hash, kind, size, last used, which steps reference them
-  gc [--max-size SIZE]  delete artifacts no recipe's latest state references; with --max-size (e.g. 20G),
-                        keep the most recently used unreferenced ones up to that total. --dry-run lists only.
-  verify                rehash every artifact and report any whose content does not match its name (exit 1)
+  ls                    list artifacts: hash, kind, size, last used, which steps reference them; and
+                        checkpoints (resume/<key>): size, last written, building / finished / idle
+  gc [--max-size SIZE]  delete artifacts no recipe's latest state references and no live run uses; with
+                        --max-size (e.g. 20G), keep the most recently used unreferenced ones up to that
+                        total. Checkpoints go when their key finished or after --checkpoint-days (default 7)
+                        without a write. --dry-run lists what would go and deletes nothing.
+  verify [--repair]     rehash every artifact, check sidecar .json files and the database's references;
+                        exit 1 on a problem. --repair quarantines bad artifacts (the next run rebuilds
+                        them), rewrites bad sidecars, drops dangling references; exit 0 once all repaired
 `,
   setup: `Usage: anneal setup [--force] [--quiet]
 

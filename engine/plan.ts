@@ -155,7 +155,8 @@ export const query = (
     record,
     forced,
     result: store.db.result(key),
-    present
+    present,
+    damage: (h) => store.problem(h)
   }
 }
 
@@ -173,10 +174,14 @@ export const planSteps = (
   const outputs = new Map<string, string>()
   const stale = new Set<string>()
   const warnings: Array<string> = []
-  // one directory listing instead of a stat per step; only a `cache gc` racing this very run could
-  // invalidate it, and gc never deletes what a recipe's latest state references
-  const onDisk = new Set(fs.readdirSync(store.artifactsDir))
-  const present = (h: string) => onDisk.has(h)
+  // present = recorded and matching its manifest (a stat per file, cache/manifest.ts); in a run, the
+  // store leases each artifact before checking it, so a concurrent `cache gc` cannot take it afterwards
+  const checked = new Map<string, boolean>()
+  const present = (h: string) => {
+    let ok = checked.get(h)
+    if (ok === undefined) checked.set(h, (ok = store.has(h)))
+    return ok
+  }
   const entries = steps.map((step): PlanEntry => {
     const record = records.get(step.id)
     const w = versionWarning(step, record)

@@ -19,6 +19,8 @@ export interface RebuildQuery {
   /** the output ever built for this key (constructive trace), if any */
   readonly result: { readonly output: string; readonly seconds: number } | undefined
   readonly present: (hash: string) => boolean
+  /** why `present` said no (e.g. "output artifact damaged (file x missing)"), when the store knows */
+  readonly damage?: ((hash: string) => string | undefined) | undefined
 }
 
 export type Decision =
@@ -32,7 +34,7 @@ export const staleReasons = (q: RebuildQuery): Array<string> => {
   if (q.forced) return ["forced with --force"]
   if (q.record === undefined) return ["never run"]
   if (q.record.key === q.key) {
-    return q.present(q.record.output) ? [] : ["output missing from the store (deleted or garbage-collected)"]
+    return q.present(q.record.output) ? [] : [q.damage?.(q.record.output) ?? "output missing from the store (deleted or garbage-collected)"]
   }
   const reasons = diffTraces(JSON.parse(q.record.trace) as Trace, q.trace)
   return reasons.length > 0 ? reasons : ["key changed"]
