@@ -24,7 +24,8 @@ export const Message = Schema.Struct({
 })
 export type Message = typeof Message.Type
 
-export const Messages = Schema.Struct({ messages: Schema.Array(Message) })
+/** A conversation of at least one message (an empty one has nothing to train on, dedup or clean). */
+export const Messages = Schema.Struct({ messages: Schema.Array(Message).check(Schema.isMinLength(1)) })
 export type Messages = typeof Messages.Type
 
 export const Preference = Schema.Struct({ prompt: Schema.String, chosen: Schema.String, rejected: Schema.String })

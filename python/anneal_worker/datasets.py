@@ -4,7 +4,8 @@ A dataset artifact is a directory holding `data.jsonl` (one row per line) and `d
 ({"format": ..., "rows": N}). A Source dataset (outside the store) may also be a single `.jsonl` or
 `.jsonl.gz` file, or a directory of them (read in sorted name order, so the row order is stable).
 
-Row formats are the ones in engine/rows.ts: text, instruction, prompt-completion, messages, preference.
+Row formats are the ones in engine/rows.ts, defined once for both languages (row_formats.py reads the
+row_formats.json generated from the TS schemas): text, instruction, prompt-completion, messages, preference.
 """
 from __future__ import annotations
 
@@ -14,15 +15,7 @@ import os
 from typing import Any, Iterator
 
 from .protocol import fail
-
-# The fields that identify each row format (engine/rows.ts); `input` of an instruction is optional.
-FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
-    "text": ("text",),
-    "instruction": ("instruction", "output"),
-    "prompt-completion": ("prompt", "completion"),
-    "messages": ("messages",),
-    "preference": ("prompt", "chosen", "rejected"),
-}
+from .row_formats import check_row, infer_format
 
 
 def dataset_files(path: str) -> list[str]:
@@ -41,21 +34,55 @@ def dataset_files(path: str) -> list[str]:
     return files
 
 
-def iter_rows(path: str) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """Yields (file, line number, row) for every non-empty line of a dataset input."""
+def _is_gzip(file: str) -> bool:
+    if file.endswith(".gz"):
+        return True
+    with open(file, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def iter_lines(file: str) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, problem) for every non-blank line, as steps/data/jsonl.ts reads them: split on
+    b"\\n", each line decoded as strict UTF-8 (a bad byte is that line's problem, never U+FFFD), a BOM
+    opening the file dropped."""
+    opener = gzip.open if _is_gzip(file) else open
+    with opener(file, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield n, None, f"invalid UTF-8 at byte {e.start} of the line"
+                continue
+            if text.strip():
+                yield n, text, None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_line(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(row, None), or (None, why the line is not a JSON object). NaN and Infinity are refused, as in JS."""
+    try:
+        row = json.loads(text, parse_constant=_no_constant)
+    except ValueError as e:
+        return None, f"malformed JSON ({e.msg if isinstance(e, json.JSONDecodeError) else e})"
+    if not isinstance(row, dict):
+        return None, "expected a JSON object per line"
+    return row, None
+
+
+def iter_rows(path: str, who: str = "") -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Yields (file, line number, row) for every non-empty line of a dataset input; a bad line fails,
+    naming `who` (e.g. "sft: input 'data'"), the file and the line."""
     for file in dataset_files(path):
-        opener = gzip.open if file.endswith(".gz") else open
-        with opener(file, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    fail(f"{file}:{n}: not valid JSON ({e.msg})")
-                if not isinstance(row, dict):
-                    fail(f"{file}:{n}: a row must be a JSON object")
-                yield file, n, row
+        for n, text, problem in iter_lines(file):
+            row, problem = (None, problem) if problem else parse_line(text or "")
+            if row is None:
+                fail(f"{who + ': ' if who else ''}{file}:{n}: {problem}")
+            yield file, n, row
 
 
 def declared_format(path: str) -> str | None:
@@ -67,54 +94,36 @@ def declared_format(path: str) -> str | None:
     return None
 
 
-def row_format(row: dict[str, Any]) -> str | None:
-    """The row format a row's fields match (preference before prompt-completion: it has a prompt too)."""
-    for name in ("preference", "prompt-completion", "instruction", "messages", "text"):
-        if all(k in row for k in FORMAT_FIELDS[name]):
-            return name
-    return None
-
-
-def _check_row(fmt: str, row: dict[str, Any]) -> str | None:
-    """Why a row does not fit a format, or None."""
-    for k in FORMAT_FIELDS[fmt]:
-        if k not in row:
-            return f"missing field '{k}'"
-    if fmt == "messages":
-        msgs = row["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            return "'messages' must be a non-empty list"
-        for m in msgs:
-            if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool") \
-                    or not isinstance(m.get("content"), str):
-                return "each message needs a role (system/user/assistant/tool) and a string content"
-        return None
-    for k in FORMAT_FIELDS[fmt] + (("input",) if fmt == "instruction" and "input" in row else ()):
-        if not isinstance(row[k], str):
-            return f"field '{k}' must be a string"
-    return None
+def describe_problem(field: str, reason: str) -> str:
+    """A row problem as workers word it: "field 'output' must be a string"."""
+    if reason == "Missing key":
+        return f"missing field '{field}'"
+    if reason == "Expected string":
+        return f"field '{field}' must be a string"
+    return f"field '{field}': {reason}" if field else reason
 
 
 def read_dataset(path: str, accept: tuple[str, ...], who: str) -> tuple[str, list[dict[str, Any]]]:
     """Reads every row of a dataset input and checks they all have one of the accepted formats.
 
     Returns (format, rows). `who` names the step and port in error messages, e.g. "sft: input 'data'".
-    The check runs before any model is loaded, so a wrong dataset fails in seconds.
+    The format is the artifact's declared one, else the first row's (row_formats.py: one precedence for
+    every reader). The check runs before any model is loaded, so a wrong dataset fails in seconds.
     """
     declared = declared_format(path)
     if declared is not None and declared != "any" and declared not in accept:
         fail(f"{who}: dataset {path} has rows of format '{declared}', expected {' or '.join(accept)}")
     fmt: str | None = declared if declared in accept else None
     rows: list[dict[str, Any]] = []
-    for file, n, row in iter_rows(path):
+    for file, n, row in iter_rows(path, who):
         if fmt is None:
-            fmt = row_format(row)
+            fmt = infer_format(row)
             if fmt not in accept:
                 found = fmt or "unknown (fields " + ", ".join(sorted(row)) + ")"
                 fail(f"{who}: {file}:{n}: row format is {found}, expected {' or '.join(accept)}")
-        problem = _check_row(fmt, row)
+        problem = check_row(fmt, row)
         if problem:
-            fail(f"{who}: {file}:{n}: not a {fmt} row: {problem}")
+            fail(f"{who}: {file}:{n}: not a {fmt} row: {describe_problem(*problem)}")
         rows.append(row)
     if not rows:
         fail(f"{who}: dataset {path} is empty")

@@ -53,7 +53,7 @@ const inputs = { data: Port.anyDataset() }
 export const runClean = async (ctx: StepContext<CleanParams, typeof inputs>): Promise<void> => {
   const p = ctx.params
   const patterns = compilePatterns(ctx.step, p.dropPatterns)
-  const format = await detectFormat(ctx.inputs.data)
+  const format = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
   const measured = p.fields ?? textFieldNames[format]
   const reader = readRows(ctx.inputs.data, schemaOf(format), { onInvalid: p.onInvalid })
   const writer = new DatasetWriter(ctx.output, format)
@@ -125,7 +125,7 @@ const firstFailure = (
 
 export const clean = preservingRows(defineStep({
   kind: "clean",
-  version: 1,
+  version: 2,
   description: "NFKC/whitespace/control-character cleanup; drops empty, too short/long, pattern and Gopher-rule rows",
   params: CleanParams,
   inputs,

@@ -74,7 +74,7 @@ export const runDecontaminate = async (ctx: StepContext<DecontaminateParams, typ
   const items = await loadBenchmarks(ctx.inputs.benchmarks, p.benchmark)
   const index = new NgramIndex(p.n, p.minTokens)
   items.forEach((it, i) => index.add(i, p.includeAnswer && it.answer !== undefined ? `${it.question}\n${it.answer}` : it.question))
-  const format = await detectFormat(ctx.inputs.data)
+  const format = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
   const reader = readRows(ctx.inputs.data, schemaOf(format), { onInvalid: p.onInvalid })
   const writer = new DatasetWriter(ctx.output, format)
   const log = new RemovalLog(ctx.output, p.examples)
@@ -140,7 +140,7 @@ export const runDecontaminate = async (ctx: StepContext<DecontaminateParams, typ
 
 export const decontaminate = preservingRows(defineStep({
   kind: "decontaminate",
-  version: 1,
+  version: 2,
   description: "removes training rows sharing an n-gram with a benchmark item; report lists every flagged pair with a category",
   params: DecontaminateParams,
   inputs,

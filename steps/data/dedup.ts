@@ -53,7 +53,7 @@ const defaultFields = (method: DedupParams["method"], format: ConcreteFormat): R
 
 export const runDedup = async (ctx: Ctx): Promise<void> => {
   const p = ctx.params
-  const format = await detectFormat(ctx.inputs.data)
+  const format = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
   const fields = p.fields ?? defaultFields(p.method, format)
   const open = (): RowReader<unknown> => readRows(ctx.inputs.data, schemaOf(format), { onInvalid: p.onInvalid })
   const first = open()
@@ -122,7 +122,7 @@ export const runDedup = async (ctx: Ctx): Promise<void> => {
 
 export const dedup = preservingRows(defineStep({
   kind: "dedup",
-  version: 1,
+  version: 2,
   description: "exact or MinHash near-duplicate removal, keeping the longest answer or the first row",
   params: DedupParams,
   inputs,

@@ -29,7 +29,7 @@ const inputs = { data: Port.anyDataset() }
 
 export const runFormat = async (ctx: StepContext<FormatParams, typeof inputs>): Promise<void> => {
   const p = ctx.params
-  const from = await detectFormat(ctx.inputs.data)
+  const from = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
   const why = unsupported(from, p.to)
   if (why !== undefined) throw new Error(`step "${ctx.step}": cannot convert ${from} to ${p.to}: ${why}`)
   const reader = readRows(ctx.inputs.data, schemaOf(from), { onInvalid: p.onInvalid })
@@ -65,7 +65,7 @@ export const runFormat = async (ctx: StepContext<FormatParams, typeof inputs>): 
 
 export const format = defineStep({
   kind: "format",
-  version: 1,
+  version: 2,
   description: "converts rows between text, instruction, prompt-completion, messages and preference where defined",
   params: FormatParams,
   inputs,

@@ -1,87 +1,70 @@
 /**
  * What each row format means to data steps: which fields hold text, which text is the "question"
  * (the prompt side, used for dedup keys and decontamination) and which is the "answer" (used to keep
- * the longer answer and to compare with a benchmark's answer).
+ * the longer answer and to compare with a benchmark's answer). The rules themselves (precedence, field
+ * roles) are in row-formats.ts, the one definition the Python workers read too.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { Message, Row, RowFormat } from "../../engine/rows.ts"
+import type { Message, Row } from "../../engine/rows.ts"
 import { rowSchemas } from "../../engine/rows.ts"
 import { DatasetError } from "./errors.ts"
-import { datasetFiles, readFileLines } from "./jsonl.ts"
+import { datasetFiles, readFileLines, type OnInvalid } from "./jsonl.ts"
+import { fieldRoles, inferFormat, precedence, type ConcreteFormat } from "./row-formats.ts"
 
-export type ConcreteFormat = Exclude<RowFormat, "any">
+export { inferFormat, type ConcreteFormat }
 export const concreteFormats = Object.keys(rowSchemas) as ReadonlyArray<ConcreteFormat>
 
 type AnyRow = Record<string, unknown>
 
-/** The format a row's keys imply, or undefined when none fits. */
-export const inferFormat = (row: AnyRow): ConcreteFormat | undefined => {
-  if ("messages" in row) return "messages"
-  if ("chosen" in row && "rejected" in row) return "preference"
-  if ("instruction" in row && "output" in row) return "instruction"
-  if ("prompt" in row && "completion" in row) return "prompt-completion"
-  if ("text" in row) return "text"
-  return undefined
-}
+const byFormat = <A>(f: (format: ConcreteFormat) => A): Record<ConcreteFormat, A> =>
+  Object.fromEntries(precedence.map((format) => [format, f(format)])) as Record<ConcreteFormat, A>
 
 /**
  * A dataset's format: `dataset.json` when the path is an artifact, otherwise inferred from its first
- * row. Every later row is still checked against that format's schema when read.
+ * row. Every later row is still checked against that format's schema when read. With
+ * `onInvalid: "skip"`, lines that reading would skip (bad bytes, bad JSON, keys of no format) are skipped
+ * here too, so detection is never stricter than reading.
  */
-export const detectFormat = async (p: string): Promise<ConcreteFormat> => {
+export const detectFormat = async (p: string, options: { readonly onInvalid?: OnInvalid } = {}): Promise<ConcreteFormat> => {
   const meta = path.join(p, "dataset.json")
   if (fs.existsSync(meta)) {
     const f = (JSON.parse(fs.readFileSync(meta, "utf8")) as { format?: string }).format
     if (f !== undefined && (concreteFormats as ReadonlyArray<string>).includes(f)) return f as ConcreteFormat
   }
+  const skip = options.onInvalid === "skip"
   for (const file of datasetFiles(p)) {
-    for await (const { text, line } of readFileLines(file)) {
+    for await (const { text, line, invalid } of readFileLines(file)) {
+      let problem = invalid
       let row: unknown
-      try {
-        row = JSON.parse(text)
-      } catch (e) {
-        throw DatasetError.at(file, line, `malformed JSON (${(e as Error).message})`, undefined, e)
+      if (problem === undefined) {
+        try {
+          row = JSON.parse(text)
+        } catch (e) {
+          problem = `malformed JSON (${(e as Error).message})`
+        }
       }
-      const f = typeof row === "object" && row !== null ? inferFormat(row as AnyRow) : undefined
-      if (f === undefined) {
-        throw DatasetError.at(
-          file,
-          line,
-          `cannot tell the row format from keys {${Object.keys(row as object).join(", ")}}: expected text, instruction/output, prompt/completion, messages or prompt/chosen/rejected`
-        )
-      }
-      return f
+      const f = typeof row === "object" && row !== null && !Array.isArray(row) ? inferFormat(row as AnyRow) : undefined
+      if (f !== undefined) return f
+      if (skip) continue
+      throw DatasetError.at(
+        file,
+        line,
+        problem ??
+          `cannot tell the row format from keys {${Object.keys(row as object ?? {}).join(", ")}}: expected text, instruction/output, prompt/completion, messages or prompt/chosen/rejected`
+      )
     }
   }
-  throw DatasetError.at(p, undefined, "dataset is empty: no rows")
+  throw DatasetError.at(p, undefined, skip ? "dataset is empty: no line is a row of a known format" : "dataset is empty: no rows")
 }
 
 /** The text fields of a format, as names (messages: every message's content). */
-export const textFieldNames: Record<ConcreteFormat, ReadonlyArray<string>> = {
-  text: ["text"],
-  instruction: ["instruction", "input", "output"],
-  "prompt-completion": ["prompt", "completion"],
-  messages: ["messages"],
-  preference: ["prompt", "chosen", "rejected"]
-}
+export const textFieldNames: Record<ConcreteFormat, ReadonlyArray<string>> = byFormat((f) => fieldRoles[f].text)
 
 /** The fields whose text forms the question side (Platypus: instruction + input). */
-export const questionFields: Record<ConcreteFormat, ReadonlyArray<string>> = {
-  text: ["text"],
-  instruction: ["instruction", "input"],
-  "prompt-completion": ["prompt"],
-  messages: ["messages:user"],
-  preference: ["prompt"]
-}
+export const questionFields: Record<ConcreteFormat, ReadonlyArray<string>> = byFormat((f) => fieldRoles[f].question)
 
-const answerField: Record<ConcreteFormat, string> = {
-  text: "text",
-  instruction: "output",
-  "prompt-completion": "completion",
-  messages: "messages:assistant",
-  preference: "chosen"
-}
+const answerField: Record<ConcreteFormat, string> = byFormat((f) => fieldRoles[f].answer)
 
 /**
  * The text of one field name: a plain string field, `messages` (all contents), or `messages:ROLE`
@@ -130,13 +113,7 @@ export const mapTexts = (row: AnyRow, format: ConcreteFormat, f: (s: string) => 
 }
 
 /** Fields a format requires to be non-empty (input of an Instruction row may be empty). */
-export const requiredFields: Record<ConcreteFormat, ReadonlyArray<string>> = {
-  text: ["text"],
-  instruction: ["instruction", "output"],
-  "prompt-completion": ["prompt", "completion"],
-  messages: ["messages"],
-  preference: ["prompt", "chosen", "rejected"]
-}
+export const requiredFields: Record<ConcreteFormat, ReadonlyArray<string>> = byFormat((f) => fieldRoles[f].nonEmpty)
 
 export const schemaOf = (format: ConcreteFormat) => rowSchemas[format]
 

@@ -13,7 +13,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as zlib from "node:zlib"
-import { StringDecoder } from "node:string_decoder"
+import { isUtf8 } from "node:buffer"
 import { Schema } from "effect"
 import { DatasetError, describeSchemaIssue } from "./errors.ts"
 
@@ -82,31 +82,60 @@ const isGzip = (file: string): boolean => {
   }
 }
 
-/** Non-blank lines of one file, with 1-based line numbers. */
-export async function* readFileLines(file: string): AsyncGenerator<{ readonly text: string; readonly line: number }> {
+/** One non-blank line; `invalid` says why its bytes are not text (the line is then an invalid row). */
+export interface FileLine {
+  readonly text: string
+  readonly line: number
+  readonly invalid?: string | undefined
+}
+
+/** The offset of the first byte that does not start a valid UTF-8 sequence (only called on bad lines). */
+const firstInvalidByte = (b: Buffer): number => {
+  for (let i = 0; i < b.length;) {
+    const c = b[i]!
+    const n = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0
+    if (n === 0 || i + n > b.length || !isUtf8(b.subarray(i, i + n))) return i
+    i += n
+  }
+  return -1
+}
+
+/** Decodes one line strictly: invalid UTF-8 is reported, never turned into U+FFFD; a BOM opening the file is dropped. */
+const decodeLine = (bytes: Buffer, line: number): FileLine | undefined => {
+  if (line === 1 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3)
+  if (!isUtf8(bytes)) return { text: "", line, invalid: `invalid UTF-8 at byte ${firstInvalidByte(bytes)} of the line` }
+  const text = bytes.toString("utf8")
+  return text.trim().length > 0 ? { text, line } : undefined
+}
+
+/**
+ * Non-blank lines of one file, with 1-based line numbers. Lines are split as bytes and each is checked
+ * as UTF-8 on its own, so a bad byte spoils one line (with its number), not the rest of the file.
+ */
+export async function* readFileLines(file: string): AsyncGenerator<FileLine> {
   let stream: NodeJS.ReadableStream = fs.createReadStream(file, { highWaterMark: 1 << 20 })
   if (isGzip(file)) stream = stream.pipe(zlib.createGunzip())
-  const decoder = new StringDecoder("utf8")
-  let carry = ""
+  let pending: Array<Buffer> = [] // the start of a line that spans chunks
   let line = 0
   try {
-    for await (const chunk of stream) {
-      const text = carry + decoder.write(chunk as Buffer)
+    for await (const data of stream) {
+      const chunk = data as Buffer
       let start = 0
-      for (let nl = text.indexOf("\n", start); nl !== -1; nl = text.indexOf("\n", start)) {
-        line++
-        const s = text.slice(start, nl)
+      for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
+        const bytes = pending.length === 0 ? chunk.subarray(start, nl) : Buffer.concat([...pending, chunk.subarray(start, nl)])
+        pending = []
         start = nl + 1
-        if (s.trim().length > 0) yield { text: s, line }
+        const l = decodeLine(bytes, ++line)
+        if (l !== undefined) yield l
       }
-      carry = text.slice(start)
+      if (start < chunk.length) pending.push(Buffer.from(chunk.subarray(start)))
     }
   } catch (e) {
     if (e instanceof DatasetError) throw e
     throw DatasetError.at(file, line + 1, `cannot read: ${(e as Error).message}`, undefined, e)
   }
-  carry += decoder.end()
-  if (carry.trim().length > 0) yield { text: carry, line: line + 1 }
+  const last = pending.length > 0 ? decodeLine(Buffer.concat(pending), line + 1) : undefined
+  if (last !== undefined) yield last
 }
 
 /**
@@ -139,8 +168,8 @@ export class RowReader<T> implements AsyncIterable<T> {
   async *located(): AsyncGenerator<Located<T>> {
     const files = datasetFiles(this.path)
     for (const file of files) {
-      for await (const { text, line } of readFileLines(file)) {
-        const row = this.check(file, line, text)
+      for await (const { text, line, invalid } of readFileLines(file)) {
+        const row = invalid !== undefined ? this.invalid(file, line, "", invalid) : this.check(file, line, text)
         if (row === undefined) continue
         yield { row: row as T, file, line, index: this.stats.rows++ }
       }

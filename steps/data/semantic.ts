@@ -43,7 +43,7 @@ export const DedupSemanticParams = Schema.Struct({
 const dedupScript = path.join(pyDir, "dedup_semantic.py")
 export const dedupSemantic = preservingRows(defineStep({
   kind: "dedup-semantic",
-  version: 1,
+  version: 2,
   description: "drops rows whose sentence embedding is within a cosine threshold of a kept row (Platypus)",
   params: DedupSemanticParams,
   inputs: { data: Port.anyDataset() },
@@ -66,7 +66,7 @@ export const DecontaminateSemanticParams = Schema.Struct({
 const decontaminateScript = path.join(pyDir, "decontaminate_semantic.py")
 export const decontaminateSemantic = preservingRows(defineStep({
   kind: "decontaminate-semantic",
-  version: 1,
+  version: 2,
   description: "removes training rows whose question embedding is within cosine 0.8 of a benchmark question",
   params: DecontaminateSemanticParams,
   inputs: { data: Port.anyDataset(), benchmarks: Port.many(Port.anyDataset()) },

@@ -11,8 +11,9 @@ export interface CleanTextOptions {
   readonly whitespace: boolean
 }
 
-// C0/C1 controls except \t \n, plus zero-width characters and the BOM that survive NFKC
-const controlRe = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u200B-\u200D\u2060\uFEFF]/g
+// C0/C1 controls except \t \n, plus the zero-width space, word joiner and BOM that survive NFKC. ZWNJ
+// and ZWJ (U+200C, U+200D) stay: emoji sequences and Persian and Indic scripts need them.
+const controlRe = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\u200B\u2060\uFEFF]/g
 // \r\n and lone \r become \n; runs of horizontal space become one space
 const crRe = /\r\n?/g
 const hspaceRe = /[^\S\n]+/g

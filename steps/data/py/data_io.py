@@ -1,6 +1,8 @@
 """Dataset rows for the data steps' Python workers: the same rules as steps/data/jsonl.ts and
 formats.ts (file:line errors naming the field, `on_invalid: skip` counted, question/answer text per
-row format), streaming so only what a method needs stays in memory."""
+row format), streaming so only what a method needs stays in memory. Formats, precedence and field roles
+come from anneal_worker.row_formats (the one definition, generated from the TS schemas); lines are read
+by anneal_worker.datasets.iter_lines (strict UTF-8, a leading BOM dropped), as the TS reader does."""
 from __future__ import annotations
 
 import json
@@ -8,93 +10,27 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from anneal_worker.datasets import dataset_files, declared_format
+from anneal_worker.datasets import dataset_files, declared_format, iter_lines, parse_line
 from anneal_worker.protocol import fail
-import gzip
+from anneal_worker.row_formats import ANSWER_FIELD, FORMATS, QUESTION_FIELDS, check_row, infer_format
 
-FORMATS = ("text", "instruction", "prompt-completion", "messages", "preference")
-ROLES = ("system", "user", "assistant", "tool")
-QUESTION_FIELDS = {
-    "text": ["text"],
-    "instruction": ["instruction", "input"],
-    "prompt-completion": ["prompt"],
-    "messages": ["messages:user"],
-    "preference": ["prompt"],
-}
-ANSWER_FIELD = {
-    "text": "text",
-    "instruction": "output",
-    "prompt-completion": "completion",
-    "messages": "messages:assistant",
-    "preference": "chosen",
-}
-STRING_FIELDS = {
-    "text": ["text"],
-    "instruction": ["instruction", "output"],
-    "prompt-completion": ["prompt", "completion"],
-    "messages": [],
-    "preference": ["prompt", "chosen", "rejected"],
-}
+__all__ = ["ANSWER_FIELD", "FORMATS", "QUESTION_FIELDS", "check_row", "infer_format"]
 
 
-def infer_format(row: dict[str, Any]) -> str | None:
-    """The same precedence as formats.ts inferFormat."""
-    if "messages" in row:
-        return "messages"
-    if "chosen" in row and "rejected" in row:
-        return "preference"
-    if "instruction" in row and "output" in row:
-        return "instruction"
-    if "prompt" in row and "completion" in row:
-        return "prompt-completion"
-    if "text" in row:
-        return "text"
-    return None
-
-
-def check_row(fmt: str, row: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, reason) when a row does not fit its format, else None."""
-    for k in STRING_FIELDS[fmt]:
-        if k not in row:
-            return k, "missing"
-        if not isinstance(row[k], str):
-            return k, "Expected string"
-    if fmt == "instruction" and "input" in row and not isinstance(row["input"], str):
-        return "input", "Expected string"
-    if fmt == "messages":
-        msgs = row.get("messages")
-        if not isinstance(msgs, list):
-            return "messages", "Expected an array"
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or m.get("role") not in ROLES:
-                return f"messages.{i}.role", "Expected one of " + ", ".join(ROLES)
-            if not isinstance(m.get("content"), str):
-                return f"messages.{i}.content", "Expected string"
-    return None
-
-
-def _lines(file: str) -> Iterator[tuple[int, str]]:
-    opener = gzip.open if file.endswith(".gz") else open
-    with opener(file, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield n, line
-
-
-def detect_format(path: str) -> str:
+def detect_format(path: str, on_invalid: str = "error") -> str:
+    """The declared format, else the first row's. With on_invalid "skip", lines that reading would skip
+    are skipped here too (detection is never stricter than reading)."""
     declared = declared_format(path)
     if declared in FORMATS:
         return declared
     for file in dataset_files(path):
-        for n, line in _lines(file):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                fail(f"{file}:{n}: malformed JSON ({e.msg})")
-            fmt = infer_format(row) if isinstance(row, dict) else None
-            if fmt is None:
-                fail(f"{file}:{n}: cannot tell the row format from its keys")
-            return fmt
+        for n, text, problem in iter_lines(file):
+            row, problem = (None, problem) if problem else parse_line(text or "")
+            fmt = infer_format(row) if row is not None else None
+            if fmt is not None:
+                return fmt
+            if on_invalid != "skip":
+                fail(f"{file}:{n}: {problem or 'cannot tell the row format from its keys'}")
     fail(f"{path}: dataset is empty: no rows")
     raise AssertionError
 
@@ -127,8 +63,8 @@ class RowReader:
         self.skipped = 0
         self.examples = []
         for file in dataset_files(self.path):
-            for n, line in _lines(file):
-                row = self._check(file, n, line)
+            for n, text, problem in iter_lines(file):
+                row = self._invalid(file, n, "", problem) if problem else self._check(file, n, text or "")
                 if row is None:
                     continue
                 yield Located(row, file, n, self.rows)
@@ -137,17 +73,14 @@ class RowReader:
             extra = f" (all {self.skipped} lines were invalid and skipped)" if self.skipped else ""
             fail(f"{self.path}: dataset is empty: no rows{extra}")
 
-    def _check(self, file: str, n: int, line: str) -> dict[str, Any] | None:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            return self._invalid(file, n, "", f"malformed JSON ({e.msg})")
-        if not isinstance(row, dict):
-            return self._invalid(file, n, "", "expected a JSON object per line")
+    def _check(self, file: str, n: int, text: str) -> dict[str, Any] | None:
+        row, problem = parse_line(text)
+        if row is None:
+            return self._invalid(file, n, "", problem or "")
         if self.fmt is not None:
-            problem = check_row(self.fmt, row)
-            if problem is not None:
-                return self._invalid(file, n, problem[0], problem[1])
+            found = check_row(self.fmt, row)
+            if found is not None:
+                return self._invalid(file, n, found[0], found[1])
         return row
 
     def _invalid(self, file: str, n: int, fld: str, reason: str) -> None:

@@ -49,7 +49,7 @@ def main() -> None:
     items = [it for p, m in zip(paths, mappings) for it in read_benchmark(p, m)]
 
     data = w.inputs["data"]
-    fmt = detect_format(data)
+    fmt = detect_format(data, cfg.onInvalid)
     fields = cfg.fields or QUESTION_FIELDS[fmt]
     # validate every row before loading the model: a bad line fails in seconds, not after the load
     for _ in RowReader(data, fmt, cfg.onInvalid):

@@ -41,7 +41,7 @@ def main() -> None:
     if not 0 <= cfg.threshold <= 1:
         fail(f"param threshold: expected a number between 0 and 1, got {cfg.threshold}")
     data = w.inputs["data"]
-    fmt = detect_format(data)
+    fmt = detect_format(data, cfg.onInvalid)
     fields = cfg.fields or QUESTION_FIELDS[fmt]
 
     # validate every row before loading the model: a bad line fails in seconds, not after the load
