@@ -51,6 +51,14 @@ describe("clean", () => {
     expect(r.rows).toHaveLength(1)
   })
 
+  it("keeps ZWJ and ZWNJ (emoji sequences, Persian and Indic scripts) and drops other zero-width characters", async () => {
+    const family = "\u{1F468}\u200D\u{1F469}\u200D\u{1F467}"
+    const persian = "\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645"
+    const f = writeJsonl(path.join(tempDir(), "in.jsonl"), [{ text: `${family} ${persian} zero\u200Bwidth\u2060joined\uFEFF` }])
+    const r = await runStep(clean, { data: f })
+    expect(r.rows).toEqual([{ text: `${family} ${persian} zerowidthjoined` }])
+  })
+
   it("fails on a malformed line by default and counts it with onInvalid: skip", async () => {
     const f = writeJsonl(path.join(tempDir(), "in.jsonl"), [{ text: "fine row" }, { text: 3 }])
     expect(await errorOf(runStep(clean, { data: f }))).toContain(`${f}:2: field text: Expected string`)

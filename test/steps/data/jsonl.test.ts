@@ -65,4 +65,38 @@ describe("readRows", () => {
     fs.mkdirSync(sub)
     await expect(readJsonl(sub).toArray()).rejects.toThrow("no data.jsonl")
   })
+
+  it("treats invalid UTF-8 as an invalid row: file:line by default, counted with onInvalid: skip", async () => {
+    const f = path.join(tempDir(), "bytes.jsonl")
+    const bad = Buffer.concat([Buffer.from('{"instruction": "caf'), Buffer.from([0xe9]), Buffer.from('", "output": "x"}')])
+    fs.writeFileSync(f, Buffer.concat([Buffer.from(JSON.stringify(rows[0]) + "\n"), bad, Buffer.from("\n" + JSON.stringify(rows[1]) + "\n")]))
+    await expect(readRows(f, Instruction).toArray()).rejects.toThrow(`${f}:2: invalid UTF-8 at byte 20 of the line`)
+    const r = readRows(f, Instruction, { onInvalid: "skip" })
+    expect(await r.toArray()).toEqual(rows)
+    expect(r.stats.examples).toEqual([{ file: f, line: 2, field: "", reason: "invalid UTF-8 at byte 20 of the line" }])
+    // valid multi-byte text split across read chunks is still one valid line
+    const long = { instruction: "é".repeat(700_000), output: "ü" }
+    const big = writeJsonl(path.join(tempDir(), "big.jsonl"), [long, rows[0]])
+    expect(await readRows(big, Instruction).toArray()).toEqual([long, rows[0]])
+  })
+
+  it("accepts a UTF-8 BOM at the start of a plain or gzip file", async () => {
+    const dir = tempDir()
+    const text = "\uFEFF" + rows.map((r) => JSON.stringify(r)).join("\n") + "\n"
+    fs.writeFileSync(path.join(dir, "a.jsonl"), text)
+    fs.writeFileSync(path.join(dir, "b.jsonl.gz"), zlib.gzipSync(Buffer.from(text)))
+    expect(await readRows(path.join(dir, "a.jsonl"), Instruction).toArray()).toEqual(rows)
+    expect(await readRows(path.join(dir, "b.jsonl.gz"), Instruction).toArray()).toEqual(rows)
+    expect(await detectFormat(path.join(dir, "a.jsonl"))).toBe("instruction")
+  })
+
+  it("detects the format past invalid first lines with onInvalid: skip, and names the first line without it", async () => {
+    const f = path.join(tempDir(), "first.jsonl")
+    fs.writeFileSync(f, Buffer.concat([Buffer.from([0xff, 0x0a]), Buffer.from('{oops\n{"neither": 1}\n' + JSON.stringify(rows[0]) + "\n")]))
+    expect(await detectFormat(f, { onInvalid: "skip" })).toBe("instruction")
+    await expect(detectFormat(f)).rejects.toThrow(`${f}:1: invalid UTF-8 at byte 0 of the line`)
+    const r = readRows(f, Instruction, { onInvalid: "skip" })
+    expect(await r.toArray()).toEqual([rows[0]])
+    expect(r.stats.skipped).toBe(3)
+  })
 })
