@@ -9,6 +9,7 @@
  */
 import { canonicalJson, sha256 } from "./hash.ts"
 import type { PlannedStep } from "./graph.ts"
+import type { StepDefinition } from "./step.ts"
 
 export interface Trace {
   readonly kind: string
@@ -22,6 +23,19 @@ export const keyParams = (step: PlannedStep): Record<string, unknown> => {
   if (skip.size === 0) return step.params
   return Object.fromEntries(Object.entries(step.params).filter(([k]) => !skip.has(k)))
 }
+
+/** Whether a kind declares a `seed` param (every kind that samples must: engine/params.ts `seedParam`). */
+export const declaresSeed = (def: StepDefinition): boolean => {
+  const fields = (def.params as { readonly fields?: Record<string, unknown> }).fields
+  return fields !== undefined && Object.hasOwn(fields, "seed")
+}
+
+/**
+ * The seed a step runs with (the spec's `seed`, `ctx.seed`): its declared `seed` param, which the key
+ * holds like any param. A kind that declares none gets no seed, never an implicit one.
+ */
+export const stepSeed = (step: PlannedStep): number | undefined =>
+  declaresSeed(step.def) ? (step.params.seed as number) : undefined
 
 export const makeTrace = (step: PlannedStep, inputHashes: Record<string, string | ReadonlyArray<string>>): Trace => ({
   kind: step.def.kind,

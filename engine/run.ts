@@ -16,7 +16,7 @@ import { UsageError } from "./errors.ts"
 import type { EngineEvent, Reporter, RunEvent } from "./events.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
-import { makeTrace } from "./keys.ts"
+import { makeTrace, stepSeed } from "./keys.ts"
 import type { Trace } from "./keys.ts"
 import { fingerprint, inputHashes, openProject, planSteps, query, selectSteps, unknownStep } from "./plan.ts"
 import type { Project } from "./plan.ts"
@@ -268,7 +268,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
         resumeDir,
         logPath,
         devices: { gpus: grant.gpus, cpus: Math.max(1, grant.cpus), memoryGb: grant.memoryGb || undefined },
-        seed: typeof step.params.seed === "number" ? step.params.seed : 0,
+        seed: stepSeed(step),
         recipe: graph.recipe
       }
       const spec = buildSpec(step, base, logPath, grant, path.dirname(graph.recipe))

@@ -26,7 +26,8 @@ export interface StepSpec {
   readonly resumeDir: string
   readonly logPath: string
   readonly devices: { readonly gpus: ReadonlyArray<number>; readonly cpus: number; readonly memoryGb?: number | undefined }
-  readonly seed: number
+  /** the step's declared `seed` param (part of the key); absent for a kind that declares none */
+  readonly seed?: number | undefined
   /** the recipe module, imported by `anneal exec-step` so custom step kinds are registered */
   readonly recipe: string
   /** how to run it: in-process TS (by kind), or a command (argument array, never a shell string) */

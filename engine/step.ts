@@ -107,7 +107,11 @@ export interface StepContext<P, I extends Record<string, AnyPort>> {
   readonly resumeDir: string
   readonly gpus: ReadonlyArray<number>
   readonly cpus: number
-  readonly seed: number
+  /**
+   * The step's `seed` param (declare it with `seedParam()`), which is part of its key; undefined for a
+   * kind that declares none: such a kind must not sample.
+   */
+  readonly seed: number | undefined
   /** aborted when the run is interrupted; long loops should check it */
   readonly signal: AbortSignal
   readonly progress: (p: ProgressReport) => void
@@ -245,6 +249,9 @@ export const defineStep = <P, I extends Record<string, AnyPort>, O extends AnyHa
   }
   if (!Number.isInteger(args.version) || args.version < 1) {
     throw new Error(`step kind "${args.kind}": version must be a positive integer`)
+  }
+  if (args.executionOnly?.includes("seed") === true) {
+    throw new Error(`step kind "${args.kind}": seed cannot be execution-only (it must be part of the key)`)
   }
   if ((args.run === undefined) === (args.command === undefined)) {
     throw new Error(`step kind "${args.kind}": give exactly one of run or command`)
