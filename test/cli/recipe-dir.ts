@@ -1,6 +1,7 @@
 /**
  * A throwaway project for tests that run the real CLI: a temp directory with a package.json (ESM, so
- * recipes load as modules), node_modules linked to this repo's, and recipes that import anneal by path.
+ * recipes load as modules), and node_modules/anneal linked to this repository, so recipes import from
+ * "anneal" as a user's do.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -9,7 +10,8 @@ import { fileURLToPath } from "node:url"
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 export const annealBin = path.join(repoRoot, "bin", "anneal.js")
-export const annealIndex = path.join(repoRoot, "index.ts")
+/** The module specifier test recipes import anneal by, as users' recipes do. */
+export const annealIndex = "anneal"
 
 export interface RecipeDir {
   readonly dir: string
@@ -23,7 +25,8 @@ export interface RecipeDir {
 export const makeRecipeDir = (prefix: string): RecipeDir => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `anneal-${prefix}-`))
   fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ type: "module", private: true }))
-  fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(dir, "node_modules"))
+  fs.mkdirSync(path.join(dir, "node_modules"))
+  fs.symlinkSync(repoRoot, path.join(dir, "node_modules", "anneal"))
   const file = (name: string) => path.join(dir, name)
   return {
     dir,

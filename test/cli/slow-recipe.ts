@@ -4,8 +4,7 @@ import { annealIndex } from "./recipe-dir.ts"
 export const slowRecipe = (options: { steps: number; ms: number }) => `
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Schema } from "effect"
-import { defineStep, Port, recipe } from "${annealIndex}"
+import { defineStep, Port, recipe, Schema } from "${annealIndex}"
 
 const train = defineStep({
   kind: "toy-train",

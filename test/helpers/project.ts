@@ -1,7 +1,7 @@
 /**
  * Test helpers: throwaway projects in temp directories, and the real CLI run as a child process.
- * Recipes written here import anneal by absolute path, as a project outside this repo would import
- * the installed package.
+ * Recipes written here import from "anneal", as a project outside this repo imports the installed
+ * package: each project links node_modules/anneal to this repository.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -14,7 +14,8 @@ import type { EngineEvent, StepEvent } from "../../engine/events.ts"
 
 const require = createRequire(import.meta.url)
 
-export const annealIndex = path.join(projectRoot, "index.ts")
+/** The module specifier test recipes import anneal by, as users' recipes do. */
+export const annealIndex = "anneal"
 export const annealBin = path.join(projectRoot, "bin", "anneal.js")
 export const nodeBin = process.execPath
 
@@ -29,6 +30,8 @@ export interface TempProject {
 export const tempProject = (prefix = "anneal-test-"): TempProject => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
   fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "t", type: "module", private: true }))
+  fs.mkdirSync(path.join(dir, "node_modules"))
+  fs.symlinkSync(projectRoot, path.join(dir, "node_modules", "anneal"))
   const file = (rel: string) => path.join(dir, rel)
   return {
     dir,

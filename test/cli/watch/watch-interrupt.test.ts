@@ -11,8 +11,7 @@ import type { RecipeDir } from "../recipe-dir.ts"
 const recipe = (tag: string, suffix: string, steps: number) => `
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Schema } from "effect"
-import { defineStep, Port, recipe } from "${annealIndex}"
+import { defineStep, Port, recipe, Schema } from "${annealIndex}"
 
 const slow = defineStep({
   kind: "watch-slow",

@@ -12,8 +12,7 @@ import type { RecipeDir } from "../recipe-dir.ts"
 const lib = `
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Schema } from "effect"
-import { defineStep, Port } from "${annealIndex}"
+import { defineStep, Port, Schema } from "${annealIndex}"
 
 /** the input text, upper-cased, \`times\` times */
 export const shout = defineStep({
