@@ -1,5 +1,5 @@
 /** The README's recipe example, checked by tsc so the README cannot drift from the API. */
-import { recipe, source, Instruction, clean, dedup, decontaminate, sftLora, loraMerge, merge, evaluate } from "../../index.ts"
+import { recipe, source, Instruction, clean, dedup, decontaminate, sftLora, loraMerge, merge, evaluate } from "anneal"
 
 export default recipe("platypus", () => {
   const raw = source.dataset("data/train.jsonl", Instruction)     // hashed by content

@@ -3,8 +3,8 @@
  * Each `@ts-expect-error` line is a mistake a recipe author could make; if one of them ever compiled,
  * the directive would be unused and tsc would fail.
  */
-import { clean, dedup, defineStep, Instruction, Port, Preference, recipe, Schema, source, Text } from "../../index.ts"
-import type { Adapter, Dataset, Model } from "../../index.ts"
+import { clean, dedup, defineStep, Instruction, Port, Preference, recipe, Schema, source, Text } from "anneal"
+import type { Adapter, Dataset, Model } from "anneal"
 
 const train = defineStep({
   kind: "typecheck-train",
