@@ -15,11 +15,14 @@
  *
  * or, for an external program, `command: (ctx) => ({ argv: [...] })` instead of `run`.
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { Effect, Schema } from "effect"
 import type { AnyDataset, AnyHandle, ArtifactKind, Dataset, Handle } from "./artifact.ts"
 import { makeHandle } from "./artifact.ts"
 import type { Row } from "./rows.ts"
 import { currentBuilder } from "./graph.ts"
+import { RecipeError } from "./errors.ts"
 import type { EngineEvent, ProgressEvent } from "./events.ts"
 
 // ---------------------------------------------------------------------------------------------
@@ -131,8 +134,10 @@ export interface CommandContext<P> {
 }
 
 export interface CommandSpec {
+  /** the program and its arguments; it runs in `cwd`, so relative paths mean the recipe's directory */
   readonly argv: ReadonlyArray<string>
   readonly env?: Readonly<Record<string, string>>
+  /** working directory, resolved against the recipe's directory (the default) */
   readonly cwd?: string
 }
 
@@ -163,7 +168,10 @@ export interface StepDefinition<
   readonly resources?: Resources | ((params: P) => Resources)
   /** param names that cannot change the result (worker counts, log cadence): left out of the key */
   readonly executionOnly?: ReadonlyArray<string>
-  /** files (absolute paths) whose content fingerprints the implementation, e.g. a Python worker script */
+  /**
+   * files whose content fingerprints the implementation, e.g. a Python worker script; relative paths
+   * resolve against the recipe's directory, and a missing file is an error when the recipe loads
+   */
   readonly sourceFiles?: ReadonlyArray<string>
   /** one-line description for `--help`-style listings and docs */
   readonly description?: string
@@ -275,8 +283,9 @@ export const defineStep = <P, I extends Record<string, AnyPort>, O extends AnyHa
   } as StepDefinition<P, I, O, PIn>
   registry.set(args.kind, definition as unknown as StepDefinition)
   const call = (inputs: InputsOf<I>, params?: PIn, options?: CallOptions): O => {
-    const node = currentBuilder("step " + args.kind).addStep(
-      definition as unknown as StepDefinition,
+    const builder = currentBuilder("step " + args.kind)
+    const node = builder.addStep(
+      withSourceFilesOf(definition as unknown as StepDefinition, builder.recipeFile, options?.id),
       inputs as Record<string, unknown>,
       params ?? {},
       options ?? {}
@@ -284,6 +293,36 @@ export const defineStep = <P, I extends Record<string, AnyPort>, O extends AnyHa
     return makeHandle<O>(args.output.kind, node)
   }
   return Object.assign(call, { definition })
+}
+
+// kind definition -> recipe directory -> the definition with its sourceFiles resolved from there
+const resolvedDefinitions = new WeakMap<StepDefinition, Map<string, StepDefinition>>()
+
+/**
+ * The definition as a recipe uses it: relative `sourceFiles` resolve against the recipe's directory (as
+ * sources do), and every entry must exist, or the recipe does not load. Resolved once per directory, so
+ * the fingerprint computed from the files is computed once.
+ */
+const withSourceFilesOf = (def: StepDefinition, recipeFile: string, id: string | undefined): StepDefinition => {
+  const files = def.sourceFiles ?? []
+  if (files.length === 0) return def
+  const dir = path.dirname(recipeFile)
+  let byDir = resolvedDefinitions.get(def)
+  if (byDir === undefined) resolvedDefinitions.set(def, (byDir = new Map()))
+  const known = byDir.get(dir)
+  if (known !== undefined) return known
+  const resolved = files.map((f) => path.resolve(dir, f))
+  const missing = resolved.findIndex((f) => !fs.existsSync(f))
+  if (missing >= 0) {
+    throw new RecipeError({
+      message: `recipe ${path.relative(process.cwd(), recipeFile) || recipeFile}: step "${id ?? def.kind}" (${def.kind}): sourceFiles entry ${JSON.stringify(files[missing])} does not exist (looked for ${resolved[missing]})`,
+      step: id ?? def.kind,
+      file: recipeFile
+    })
+  }
+  const out = files.every((f, i) => f === resolved[i]) ? def : { ...def, sourceFiles: resolved }
+  byDir.set(dir, out)
+  return out
 }
 
 /** Convenience for TS steps that emit engine events directly. */

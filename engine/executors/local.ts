@@ -2,10 +2,14 @@
  * The local executor: TS steps run in this process, command steps (Python workers, user programs) as
  * child processes with execa (argument arrays, never a shell). A child's stdout carries the worker
  * protocol's JSON lines (progress, metric, log), everything else goes to the step's log file.
- * Interruption sends SIGTERM, then SIGKILL after a grace period, and waits for the child to exit.
+ * Each command runs under a small supervisor (supervise.mjs) as the leader of its own process group.
+ * Interruption sends SIGTERM to the group, then SIGKILL after a grace period, and waits for it to exit;
+ * if anneal exits first, the group is killed, and if anneal is killed with -9 the supervisor kills it.
+ * TS steps that return a promise are waited for after their signal aborts (see runImplementation).
  */
 import * as fs from "node:fs"
 import * as readline from "node:readline"
+import { fileURLToPath } from "node:url"
 import { Effect, Schema } from "effect"
 import { execa } from "execa"
 import type { EngineEvent } from "../events.ts"
@@ -152,6 +156,25 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
     )
   })
 
+const supervisor = fileURLToPath(new URL("./supervise.mjs", import.meta.url))
+
+const signalGroup = (group: number, signal: NodeJS.Signals) => {
+  try {
+    process.kill(-group, signal)
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Process groups of command steps still running. When anneal exits without waiting for them (a second
+ * Ctrl-C exits at once), they are killed outright: a step that ignores SIGTERM must not outlive it.
+ */
+const liveGroups = new Set<number>()
+process.on("exit", () => {
+  for (const group of liveGroups) signalGroup(group, "SIGKILL")
+})
+
 const runCommand = (
   spec: StepSpec,
   impl: Extract<StepSpec["implementation"], { type: "command" }>,
@@ -162,7 +185,9 @@ const runCommand = (
     const metrics: Record<string, number | string> = {}
     let lastError: string | undefined
     log.write(`$ ${impl.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`)
-    const child = execa(impl.argv[0]!, impl.argv.slice(1), {
+    // through the supervisor (supervise.mjs), as the leader of its own process group: signals reach the
+    // step and everything it started, and the group dies with anneal even when anneal is killed with -9
+    const child = execa(process.execPath, [supervisor, String(killGraceSeconds * 1000), ...impl.argv], {
       env: {
         ...process.env,
         ...impl.env,
@@ -171,13 +196,14 @@ const runCommand = (
       },
       extendEnv: false,
       cwd: impl.cwd,
-      stdin: "ignore",
+      stdin: "pipe", // never written: its end-of-file tells the supervisor that anneal is gone
       buffer: false,
       reject: false,
-      cleanup: true,
-      killSignal: "SIGTERM",
-      forceKillAfterDelay: killGraceSeconds * 1000
+      cleanup: false,
+      detached: true
     })
+    const group = child.pid
+    if (group !== undefined) liveGroups.add(group)
     const lines = readline.createInterface({ input: child.stdout! })
     const errLines = readline.createInterface({ input: child.stderr! })
     // registered now, before any output can arrive, so a fast child's close is never missed
@@ -200,6 +226,7 @@ const runCommand = (
     errLines.on("line", (line) => log.write(line))
     let settled = false
     const finish = (outcome: Effect.Effect<ExecResult, StepExecutionError>) => {
+      if (group !== undefined) liveGroups.delete(group)
       if (settled) return
       settled = true
       log.close()
@@ -216,10 +243,13 @@ const runCommand = (
       },
       (e: unknown) => finish(Effect.fail(new StepExecutionError(spec.step, `could not start ${impl.argv[0]}: ${(e as Error).message}`, undefined, e)))
     )
-    // the canceler: SIGTERM now, SIGKILL after the grace period, and wait for the exit
+    // the canceler: SIGTERM to the group now, SIGKILL after the grace period, and wait for the exit
     return Effect.promise(async () => {
-      child.kill("SIGTERM")
+      if (group !== undefined) signalGroup(group, "SIGTERM")
+      const force = setTimeout(() => group !== undefined && signalGroup(group, "SIGKILL"), killGraceSeconds * 1000)
       await child.catch(() => undefined)
+      clearTimeout(force)
+      if (group !== undefined) liveGroups.delete(group)
       settled = true
       log.close()
     })
