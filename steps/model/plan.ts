@@ -135,8 +135,8 @@ export const executePlan = async (
       return n
     })
     const slices = normalizeSlices(plan, layerCounts)
-    checkLayerKinds(slices, opened, name)
     const { tensors, layerSources } = planTensors(plan, slices, name, opened)
+    checkLayerKinds(slices, opened, name)
 
     const writer = ModelWriter.create(outDir, tensors, { maxShardBytes: plan.maxShardBytes })
     const sink: Sink = (b) => writer.write(b)

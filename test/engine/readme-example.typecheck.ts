@@ -10,6 +10,6 @@ export default recipe("platypus", () => {
   const curated = decontaminate({ data: dedup({ data: clean({ data: raw }) }), benchmarks: [bench] })
   const adapter = sftLora({ model: base, data: curated }, { preset: "platypus" })   // LoRA on gate/up/down
   const platypus = loraMerge({ model: base, adapter })
-  const merged = merge({ models: [platypus, beluga], base }, { method: "ties" })
+  const merged = merge({ models: [platypus, beluga], base }, { method: "ties", parameters: { weight: 0.5, density: 0.5 } })
   evaluate({ model: merged, benchmarks: [bench] })
 })
