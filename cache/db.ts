@@ -8,7 +8,7 @@
  */
 import Database from "better-sqlite3"
 import { Context, Effect, Layer } from "effect"
-import { CacheError } from "../engine/errors.ts"
+import { CacheError } from "./errors.ts"
 import { holderAlive, thisHost } from "./liveness.ts"
 import { migrations } from "./schema.ts"
 

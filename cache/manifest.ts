@@ -8,8 +8,8 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { hashFile, listFiles } from "../engine/hash.ts"
-import type { FileEntry } from "../engine/hash.ts"
+import { hashFile, listFiles } from "./hash.ts"
+import type { FileEntry } from "./hash.ts"
 
 /** [relative path, size, sha256, inode, mtimeMs, ctimeMs] */
 export type ManifestEntry = readonly [string, number, string, number, number, number]

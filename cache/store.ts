@@ -27,8 +27,8 @@ import { CacheDb } from "./db.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
 import { checkManifest, manifestOf, parseManifest } from "./manifest.ts"
 import type { Check, ManifestEntry } from "./manifest.ts"
-import { hashFile, hashTree } from "../engine/hash.ts"
-import { CacheError, SourceError } from "../engine/errors.ts"
+import { hashFile, hashTree } from "./hash.ts"
+import { CacheError, SourceError } from "./errors.ts"
 
 export interface Committed {
   readonly hash: string

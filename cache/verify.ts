@@ -6,8 +6,8 @@
  * a dangling reference is dropped. An artifact a live run leases is reported but left alone.
  */
 import * as fs from "node:fs"
-import { hashTree } from "../engine/hash.ts"
-import type { Trace } from "../engine/keys.ts"
+import { hashTree } from "./hash.ts"
+import type { Trace } from "./trace.ts"
 import { manifestOf } from "./manifest.ts"
 import { safeReaddir } from "./store.ts"
 import type { Store } from "./store.ts"

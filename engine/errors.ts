@@ -4,6 +4,10 @@
  * StepExecutionError (engine/spec.ts) and exit 1.
  */
 import { Data } from "effect"
+import { CacheError, SourceError } from "../cache/errors.ts"
+
+/** SourceError and CacheError belong to the cache layer (cache/errors.ts); re-exported for the engine's modules. */
+export { CacheError, SourceError }
 
 /** The recipe cannot be turned into a valid graph: bad params, wiring, ids, cycles, a module that throws. */
 export class RecipeError extends Data.TaggedError("RecipeError")<{
@@ -49,23 +53,9 @@ const pathOf = (bracketed: string): string => {
   return excess
 }
 
-/** A source (data file, base model) is missing or unreadable. */
-export class SourceError extends Data.TaggedError("SourceError")<{
-  readonly message: string
-  readonly path: string
-  readonly cause?: unknown
-}> {}
-
 /** Bad command-line use: unknown step id, bad flag value. */
 export class UsageError extends Data.TaggedError("UsageError")<{
   readonly message: string
-}> {}
-
-/** The cache database or the store is unusable (corrupt, newer schema, not writable). */
-export class CacheError extends Data.TaggedError("CacheError")<{
-  readonly message: string
-  readonly path: string
-  readonly cause?: unknown
 }> {}
 
 export type BadInput = RecipeError | SourceError | UsageError | CacheError

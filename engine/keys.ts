@@ -7,16 +7,12 @@
  * The trace is stored with every run, so staleness can be explained as a diff against the last
  * successful build of the same step id.
  */
-import { canonicalJson, sha256 } from "./hash.ts"
+import { canonicalJson, sha256 } from "../cache/hash.ts"
+import type { Trace } from "../cache/trace.ts"
 import type { PlannedStep } from "./graph.ts"
 import type { StepDefinition } from "./step.ts"
 
-export interface Trace {
-  readonly kind: string
-  readonly version: number
-  readonly params: Record<string, unknown>
-  readonly inputs: Record<string, string | ReadonlyArray<string>>
-}
+export type { Trace }
 
 export const keyParams = (step: PlannedStep): Record<string, unknown> => {
   const skip = new Set(step.def.executionOnly ?? [])
