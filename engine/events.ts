@@ -53,7 +53,12 @@ export interface LogEvent {
   readonly message: string
 }
 
-/** A step settled. `output` is the artifact hash, null when it failed or was interrupted. */
+/**
+ * A step settled. `output` is the artifact hash, null when it failed or was interrupted. Every failure,
+ * whatever threw (the step, the store, the database, preparing the step), is `failed` with its message
+ * in `error` (the full cause goes to the step's log); `interrupted` means the run was interrupted, never
+ * that something threw. `key` is empty when the step failed before its key was known.
+ */
 export interface StepEvent {
   readonly event: "step"
   readonly step: string
