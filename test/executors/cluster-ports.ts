@@ -1,4 +1,5 @@
-/** Free TCP ports on loopback for the daemons the executor tests start. */
+/** Free ports, readiness waits and process ownership for the test clusters (Slurm, Ray) the executor tests start. */
+import * as fs from "node:fs"
 import * as net from "node:net"
 
 export const freePort = (): Promise<number> =>
@@ -17,6 +18,14 @@ export const freePorts = async (n: number): Promise<Array<number>> => {
   while (ports.size < n) ports.add(await freePort())
   return [...ports]
 }
+
+/**
+ * How long a test waits for a cluster job to show progress, and how long such a test may run: bounds
+ * for a loaded 2-core machine (a job is a node process loading anneal, then a Python worker), not
+ * expectations; a test that passes never waits them out.
+ */
+export const jobWaitMs = 300_000
+export const clusterTestTimeoutMs = 600_000
 
 export const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms))
 
@@ -66,4 +75,139 @@ export const stopPids = async (pids: ReadonlyArray<number>, graceMs = 5000): Pro
       // already gone
     }
   }
+}
+
+interface Proc {
+  readonly pid: number
+  readonly ppid: number
+  readonly pgid: number
+}
+
+/** Every live (not zombie) process, from /proc. */
+const listProcesses = (): Array<Proc> => {
+  const procs: Array<Proc> = []
+  for (const name of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      if (fields[0] === "Z") continue
+      procs.push({ pid: Number(name), ppid: Number(fields[1]), pgid: Number(fields[2]) })
+    } catch {
+      // exited while listing
+    }
+  }
+  return procs
+}
+
+const environOf = (pid: number): Array<string> => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")
+  } catch {
+    return []
+  }
+}
+
+/**
+ * What a test cluster owns: the processes whose environment holds one of `marks` ("NAME=value", set
+ * on the daemons it started and so inherited by everything they start, daemonized or not) or whose
+ * process group is one of `groups`, and all their descendants. Never this process or its ancestors.
+ */
+export const ownedProcesses = (marks: ReadonlyArray<string>, groups: ReadonlyArray<number> = []): Array<number> => {
+  const procs = listProcesses()
+  const spared = new Set<number>()
+  for (let pid: number | undefined = process.pid; pid !== undefined && pid > 1 && !spared.has(pid); pid = procs.find((p) => p.pid === pid)?.ppid) {
+    spared.add(pid)
+  }
+  const mine = new Set<number>()
+  for (const p of procs) {
+    if (spared.has(p.pid)) continue
+    if (groups.includes(p.pgid) || (marks.length > 0 && environOf(p.pid).some((e) => marks.includes(e)))) mine.add(p.pid)
+  }
+  for (let grew = true; grew;) {
+    grew = false
+    for (const p of procs) {
+      if (!mine.has(p.pid) && !spared.has(p.pid) && mine.has(p.ppid)) {
+        mine.add(p.pid)
+        grew = true
+      }
+    }
+  }
+  return [...mine]
+}
+
+const signalAll = (pids: ReadonlyArray<number>, signal: NodeJS.Signals) => {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** SIGTERM to what `find` returns, then SIGKILL to whatever it still returns after `graceMs`. */
+export const stopOwned = async (find: () => Array<number>, graceMs = 8000): Promise<void> => {
+  signalAll(find(), "SIGTERM")
+  const deadline = Date.now() + graceMs
+  while (find().length > 0 && Date.now() < deadline) await sleep(200)
+  // twice: a parent killed mid-fork can leave a child that the first listing did not see
+  for (let i = 0; i < 2; i++) {
+    const left = find()
+    if (left.length === 0) return
+    signalAll(left, "SIGKILL")
+    await sleep(200)
+  }
+}
+
+/** SIGKILL to what `find` returns, synchronously: for `process.on("exit")`, where nothing can wait. */
+export const killOwnedNow = (find: () => Array<number>) => signalAll(find(), "SIGKILL")
+
+/**
+ * Runs `attempt` until it succeeds, `isStopped()` turns true, or the deadline passes; each attempt
+ * gets the time left. A failed attempt must clean up after itself before it throws.
+ */
+export const retryUntil = async <A>(
+  what: string,
+  attempt: (timeLeftMs: number, n: number) => Promise<A>,
+  deadlineMs: number,
+  isStopped: () => boolean
+): Promise<A> => {
+  const deadline = Date.now() + deadlineMs
+  const errors: Array<string> = []
+  for (let n = 1; ; n++) {
+    if (isStopped()) throw new Error(`${what}: stopped before it was ready`)
+    try {
+      return await attempt(deadline - Date.now(), n)
+    } catch (e) {
+      const message = (e as Error).message
+      errors.push(`attempt ${n}: ${message.split("\n")[0]}`)
+      // a short backoff, so a busy machine can catch up; never past the deadline
+      if (isStopped() || Date.now() + 2000 > deadline) {
+        throw new Error(`${what} failed after ${n} attempt${n > 1 ? "s" : ""} in ${Math.round(deadlineMs / 1000)} s: ${errors.join("; ")}\n${message}`)
+      }
+      process.stderr.write(`${what}: attempt ${n} failed, retrying: ${message.split("\n")[0]}\n`)
+      await sleep(Math.min(5000, 1000 * n))
+    }
+  }
+}
+
+/** Child processes a test started (drivers, CLI runs), so afterAll can end them when a test timed out. */
+const trackedChildren = new Set<{ kill(signal?: NodeJS.Signals): unknown; readonly exitCode?: number | null }>()
+
+export const track = <C extends { kill(signal?: NodeJS.Signals): unknown; readonly exitCode?: number | null }>(child: C): C => {
+  trackedChildren.add(child)
+  return child
+}
+
+/** SIGKILL to every tracked child still running. */
+export const killTracked = () => {
+  for (const c of trackedChildren) {
+    try {
+      c.kill("SIGKILL")
+    } catch {
+      // already gone
+    }
+  }
+  trackedChildren.clear()
 }

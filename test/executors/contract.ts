@@ -18,7 +18,7 @@ import type { ProjectConfig } from "../../engine/executor-config.ts"
 import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
 import { projectRoot } from "../../engine/python.ts"
 import type { Executor, StepSpec } from "../../engine/spec.ts"
-import { isRunning, waitFor } from "./cluster-ports.ts"
+import { isRunning, jobWaitMs, track, waitFor } from "./cluster-ports.ts"
 import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
 
 export interface ContractTarget {
@@ -49,13 +49,14 @@ const metricOf = (events: ReadonlyArray<EngineEvent>, name: string) =>
 const startDriver = (configPath: string, spec: StepSpec) => {
   const specPath = path.join(path.dirname(configPath), `${spec.runId}-driver-spec.json`)
   fs.writeFileSync(specPath, JSON.stringify(spec))
-  const child = execa(nodeBinary(), ["--import", "tsx", path.join(projectRoot, "test", "executors", "driver.ts"), configPath, specPath], {
+  // tracked: a test that times out leaves no driver behind (the test file's afterAll kills it)
+  const child = track(execa(nodeBinary(), ["--import", "tsx", path.join(projectRoot, "test", "executors", "driver.ts"), configPath, specPath], {
     cwd: projectRoot,
     reject: false,
     buffer: false,
     stdin: "ignore",
     stderr: "inherit"
-  })
+  }))
   const lines: Array<Record<string, unknown>> = []
   let pending = ""
   child.stdout!.on("data", (chunk: Buffer) => {
@@ -107,7 +108,7 @@ export const executorContract = (name: string, target: ContractTarget) =>
     it("streams progress while the step runs, stops the worker on interrupt, and a rerun resumes from its checkpoint", async () => {
       const spec = workerSpec(store, { params: { text: "long", steps: 40, delay: 0.25 } })
       const running = startSpec(target.executor(), spec)
-      await waitFor("two progress events", () => (progressOf(running.events).length >= 2 ? true : undefined), 90_000)
+      await waitFor("two progress events", () => (progressOf(running.events).length >= 2 ? true : undefined), jobWaitMs)
       const pid = workerPid(spec)
       expect(pid).toBeDefined()
       await running.interrupt()
@@ -132,7 +133,7 @@ export const executorContract = (name: string, target: ContractTarget) =>
         fs.writeFileSync(configPath, JSON.stringify(target.driverConfig!()))
         const spec = workerSpec(store, { params: { text: "survivor", steps: 12, delay: 0.5 } })
         const first = startDriver(configPath, spec)
-        await waitFor("the first driver to see progress", () => (first.lines.some((l) => l.event === "progress") ? true : undefined), 90_000)
+        await waitFor("the first driver to see progress", () => (first.lines.some((l) => l.event === "progress") ? true : undefined), jobWaitMs)
         first.child.kill("SIGKILL")
         await first.child
         const submitted = first.lines.filter((l) => l.event === "log").map((l) => String(l.message)).find((m) => m.startsWith("submitted "))

@@ -4,25 +4,33 @@
  * job stopped from outside.
  */
 import * as http from "node:http"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { makeRayExecutor, rayStatus } from "../../engine/executors/ray.ts"
 import type { RayOptions } from "../../engine/executors/ray.ts"
-import { waitFor } from "./cluster-ports.ts"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { clusterTestTimeoutMs, jobWaitMs, killTracked, waitFor } from "./cluster-ports.ts"
 import { expectSameArtifacts } from "./recipe-parity.ts"
 import { executorContract } from "./contract.ts"
-import { rayBinary, rayInstalled, startRay } from "./ray-cluster.ts"
+import { rayBinary, rayCluster, rayInstalled, rayStartDeadlineMs } from "./ray-cluster.ts"
 import type { RayCluster } from "./ray-cluster.ts"
 import { logsOf, makeStoreDir, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
 
+// jobs on a loaded machine: generous bounds (cluster-ports.ts), never waited out by a passing test
+vi.setConfig({ testTimeout: clusterTestTimeoutMs })
+
 let cluster: RayCluster | undefined
+// the teardown exists before the start does: a start that fails or outlives its hook is stopped too
+const ray = rayCluster()
+afterAll(async () => {
+  killTracked()
+  await ray.stop()
+}, 120_000)
 
 beforeAll(async () => {
   if (!rayInstalled()) throw new Error(`Ray is not installed at ${rayBinary()}: run npx anneal setup`)
-  cluster = await startRay()
-})
-afterAll(async () => {
-  await cluster?.stop()
-})
+  cluster = await ray.start()
+}, rayStartDeadlineMs + 60_000)
 
 const options = (more: Partial<RayOptions> = {}): RayOptions => ({
   address: cluster!.address,
@@ -63,7 +71,7 @@ describe.concurrent("ray", () => {
   describe("recipes on ray", () => {
     it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
       await expectSameArtifacts(() => makeRayExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
-    }, 400_000)
+    })
   })
 
   describe("ray executor", () => {
@@ -72,9 +80,12 @@ describe.concurrent("ray", () => {
       // the test cluster has 2 GPUs
       const spec = workerSpec(store, { params: { steps: 1 }, gpus: 3, cpus: 1, memoryGb: 1 })
       const waiting = startSpec(makeRayExecutor(options()), spec)
-      const jobId = await waitFor("the submission", () => (logsOf(waiting.events).length > 0 ? jobIdOf(logsOf(waiting.events)) : undefined), 60_000)
-      await new Promise((ok) => setTimeout(ok, 3000))
-      const job = (await getJson(`/api/jobs/${jobId}`)) as { status: string; message: string }
+      const jobId = await waitFor("the submission", () => (logsOf(waiting.events).length > 0 ? jobIdOf(logsOf(waiting.events)) : undefined), jobWaitMs)
+      // Ray says why it is pending once its scheduler has looked at the job
+      const job = await waitFor("Ray to say the job waits for resources", async () => {
+        const j = (await getJson(`/api/jobs/${jobId}`)) as { status: string; message?: string | null }
+        return j.status !== "PENDING" || (j.message ?? "").includes("waiting for resources") ? j : undefined
+      }, jobWaitMs)
       expect(job.status).toBe("PENDING")
       expect(job.message).toContain("waiting for resources")
       expect(progressOf(waiting.events)).toEqual([])
@@ -87,7 +98,7 @@ describe.concurrent("ray", () => {
       const store = makeStoreDir()
       const spec = workerSpec(store, { params: { text: "stopped", steps: 60, delay: 0.3 } })
       const running = startSpec(makeRayExecutor(options()), spec)
-      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 120_000)
+      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), jobWaitMs)
       const jobId = jobIdOf(logsOf(running.events))
       // what `ray job stop` does
       await postJson(`/api/jobs/${jobId}/stop`)
@@ -98,8 +109,21 @@ describe.concurrent("ray", () => {
       const outcome = await runSpec(makeRayExecutor(options()), respec(store, { ...spec, params: { ...spec.params, delay: 0 } }))
       expect(outcome.error?.message).toBeUndefined()
       expect(jobIdOf(logsOf(outcome.events))).not.toBe(jobId)
+      // the retry is a new attempt, under a name of its own
+      expect(jobId).toMatch(/-a1-\w+$/)
+      expect(jobIdOf(logsOf(outcome.events))).toMatch(/-a2-\w+$/)
       const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
       expect(resumed !== undefined && resumed.event === "metric" ? Number(resumed.value) : 0).toBeGreaterThanOrEqual(3)
+    })
+
+    it("a job whose runner never starts (no Node at the configured path) fails with the shell's words, and Ray's job log stays in the step log", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store, { params: { steps: 1 } })
+      const { error } = await runSpec(makeRayExecutor(options({ node: "/nonexistent/node" })), spec)
+      expect(error?.message).toMatch(/^ray job \S+ FAILED: the step exited with an error, exit code 127 — .*\/nonexistent\/node.*(not found|No such file)/)
+      expect(fs.readFileSync(spec.logPath, "utf8")).toMatch(/ray job \S+'s own output \(ray\):\n(.*\n)*.*\/nonexistent\/node/)
+      // the job's files are gone from the store's jobs directory, its record is kept for the next attempt
+      expect(fs.readdirSync(path.join(store, "jobs", spec.key))).toEqual(["record.json"])
     })
   })
 

@@ -7,28 +7,35 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { execa } from "execa"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
+import { describePlacement } from "../../engine/executor-config.ts"
 import { makeSlurmExecutor, parseScontrol, slurmStatus } from "../../engine/executors/slurm.ts"
 import type { SlurmOptions } from "../../engine/executors/slurm.ts"
 import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
 import { projectRoot } from "../../engine/python.ts"
-import { waitFor } from "./cluster-ports.ts"
+import { clusterTestTimeoutMs, jobWaitMs, killTracked, track, waitFor } from "./cluster-ports.ts"
 import { expectSameArtifacts, sftRecipe, trainRecipe } from "./recipe-parity.ts"
 import { makeFixtures } from "../steps/train/helpers.ts"
 import { executorContract } from "./contract.ts"
 import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
-import { slurmInstalled, startSlurm } from "./slurm-cluster.ts"
+import { slurmCluster, slurmInstalled, slurmStartDeadlineMs } from "./slurm-cluster.ts"
 import type { SlurmCluster } from "./slurm-cluster.ts"
 
+// jobs on a loaded machine: generous bounds (cluster-ports.ts), never waited out by a passing test
+vi.setConfig({ testTimeout: clusterTestTimeoutMs })
+
 let cluster: SlurmCluster | undefined
+// the teardown exists before the start does: a start that fails or outlives its hook is stopped too
+const slurm = slurmCluster()
+afterAll(async () => {
+  killTracked()
+  await slurm.stop()
+}, 120_000)
 
 beforeAll(async () => {
   if (!slurmInstalled()) throw new Error("Slurm is not installed: run scripts/install-cluster-deps.sh")
-  cluster = await startSlurm()
-})
-afterAll(async () => {
-  await cluster?.stop()
-})
+  cluster = await slurm.start()
+}, slurmStartDeadlineMs + 60_000)
 
 const options = (more: Partial<SlurmOptions> = {}): SlurmOptions => ({
   slurmConf: cluster!.slurmConf,
@@ -51,12 +58,12 @@ describe.concurrent("slurm", () => {
   describe("recipes on slurm", () => {
     it("the demo and a recipe with a Python training step build the same artifacts as a local run", async () => {
       await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b))
-    }, 300_000)
+    })
 
     it("a real LoRA sft step (tiny Llama, CPU) builds the same adapter on Slurm as locally", async () => {
       process.env.ANNEAL_SFT_FIXTURES = await makeFixtures()
       await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b), [sftRecipe])
-    }, 400_000)
+    })
 
     it("anneal run --executor slurm, killed mid-step and run again, attaches to the running job instead of submitting it twice", async () => {
       const project = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-slurm-cli-"))
@@ -65,16 +72,16 @@ describe.concurrent("slurm", () => {
       fs.writeFileSync(recipe, `export { default } from ${JSON.stringify(trainRecipe)}\n`)
       const env = { FIXTURE_TRAIN_STEPS: "16", FIXTURE_TRAIN_DELAY: "0.5" }
       const args = [path.join(projectRoot, "bin", "anneal.js"), "run", recipe, "--executor", "slurm", "--json", "--store", path.join(project, ".anneal")]
-      const first = execa(nodeBinary(), args, { cwd: project, env, reject: false, buffer: false, stdin: "ignore", stderr: "ignore" })
+      const first = track(execa(nodeBinary(), args, { cwd: project, env, reject: false, buffer: false, stdin: "ignore", stderr: "ignore" }))
       let seen = ""
       first.stdout!.on("data", (c: Buffer) => (seen += c.toString("utf8")))
-      await waitFor("the training step's progress", () => (/"event":"progress","step":"train"/.test(seen) ? true : undefined), 120_000)
+      await waitFor("the training step's progress", () => (/"event":"progress","step":"train"/.test(seen) ? true : undefined), jobWaitMs)
       first.kill("SIGKILL")
       await first
       const submitted = /submitted slurm job (\d+)/.exec(seen.split("\n").filter((l) => l.includes('"step":"train"')).join("\n"))
       expect(submitted).not.toBeNull()
 
-      const second = await execa(nodeBinary(), args, { cwd: project, env, reject: false, stdin: "ignore" })
+      const second = await track(execa(nodeBinary(), args, { cwd: project, env, reject: false, stdin: "ignore" }))
       expect(second.exitCode, second.stderr).toBe(0)
       expect(second.stdout).toContain(`reattached to slurm job ${submitted![1]} `)
       expect(second.stdout).not.toMatch(/submitted slurm job \d+"[^\n]*"step":"train"|"step":"train"[^\n]*submitted slurm job/)
@@ -82,7 +89,7 @@ describe.concurrent("slurm", () => {
       expect(key).toBeDefined()
       const jobs = (await execa("scontrol", ["show", "job", "-o"], { env: cluster!.env })).stdout.split("\n").filter((l) => l.includes(`-${key!.slice(0, 12)}-a`))
       expect(jobs.map((l) => parseScontrol(l).JobId)).toEqual([submitted![1]])
-    }, 300_000)
+    })
   })
 
   describe("slurm executor", () => {
@@ -106,7 +113,7 @@ describe.concurrent("slurm", () => {
       const spec = workerSpec(store, { params: { text: "cancelled", steps: 30, delay: 0.3 } })
       const executor = makeSlurmExecutor(options())
       const running = startSpec(executor, spec)
-      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 90_000)
+      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), jobWaitMs)
       const jobId = jobIdOf(logsOf(running.events))
       await execa("scancel", [jobId], { env: cluster!.env })
       await running.done
@@ -116,10 +123,13 @@ describe.concurrent("slurm", () => {
       const first = await running.done
       expect(first._tag).toBe("Failure")
       expect(String((first as { cause: unknown }).cause)).toMatch(/slurm job \d+ CANCELLED: cancelled from outside anneal/)
-      // the second run
+      expect(String((first as { cause: unknown }).cause)).not.toMatch(/fibers/i)
+      // the second run: a new attempt, under a name of its own
       expect(outcome.error?.message).toBeUndefined()
       const second = jobIdOf(logsOf(outcome.events))
       expect(second).not.toBe(jobId)
+      expect((await scontrol(jobId)).JobName).toMatch(/-a1$/)
+      expect((await scontrol(second)).JobName).toMatch(/-a2$/)
       const resumed = outcome.events.find((e) => e.event === "metric" && e.name === "resumed_from")
       expect(resumed !== undefined && resumed.event === "metric" ? Number(resumed.value) : 0).toBeGreaterThanOrEqual(3)
     })
@@ -128,11 +138,11 @@ describe.concurrent("slurm", () => {
       const store = makeStoreDir()
       const spec = workerSpec(store, { params: { text: "requeued", steps: 16, delay: 0.3 } })
       const running = startSpec(makeSlurmExecutor(options()), spec)
-      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), 90_000)
+      await waitFor("progress", () => (progressOf(running.events).length >= 3 ? true : undefined), jobWaitMs)
       const jobId = jobIdOf(logsOf(running.events))
       await execa("scontrol", ["requeue", jobId], { env: cluster!.env })
       // Slurm holds a requeued job back for a while (BeginTime); let it start again now
-      await waitFor("the job to be pending again", async () => ((await scontrol(jobId)).JobState === "PENDING" ? true : undefined), 30_000)
+      await waitFor("the job to be pending again", async () => ((await scontrol(jobId)).JobState === "PENDING" ? true : undefined), jobWaitMs)
       await execa("scontrol", ["update", `JobId=${jobId}`, "StartTime=now"], { env: cluster!.env })
       const exit = await running.done
       expect(exit._tag, String((exit as { cause?: unknown }).cause)).toBe("Success")
@@ -141,6 +151,33 @@ describe.concurrent("slurm", () => {
       expect(resumedFrom.at(-1)).toBeGreaterThanOrEqual(3)
       expect(outputFile(spec)).toBe("requeued trained for 16 steps\n")
       expect((await scontrol(jobId)).Restarts).toBe("1")
+    })
+
+    it("a job whose runner never starts (no Node at the configured path) fails with the shell's words, and Slurm's output stays in the step log", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store, { params: { steps: 1 } })
+      const { error } = await runSpec(makeSlurmExecutor(options({ node: "/nonexistent/node" })), spec)
+      expect(error?.message).toMatch(/^slurm job \d+ FAILED: the step exited with an error, reason NonZeroExitCode, exit code 127 — .*\/nonexistent\/node: not found$/)
+      expect(fs.readFileSync(spec.logPath, "utf8")).toMatch(/slurm job \d+'s own output \(slurm\):\n(.*\n)*.*\/nonexistent\/node: not found/)
+      // the job's files are gone, its record is kept for the next attempt
+      expect(fs.readdirSync(path.join(store, "jobs", spec.key))).toEqual(["record.json"])
+    })
+
+    it("sbatch gets the arguments anneal plan shows for the step", async () => {
+      const store = makeStoreDir()
+      const config = { partition: "debug", memoryGb: 1, timeLimit: "00:09:00" }
+      // no memory named by the step: the config's default applies, in the plan and in the job
+      const spec = workerSpec(store, { params: { steps: 1 }, gpus: 1, cpus: 2 })
+      const { error, events } = await runSpec(makeSlurmExecutor(options(config)), spec)
+      expect(error?.message).toBeUndefined()
+      const job = await scontrol(jobIdOf(logsOf(events)))
+      expect(describePlacement("slurm", { slurm: config }, "train", "test-train", { gpus: 1, cpus: 2, memoryGb: 0 }))
+        .toBe("slurm: sbatch --requeue --cpus-per-task=2 --mem=1024M --gres=gpu:1 --partition=debug --time=00:09:00")
+      expect(job.TRES).toContain("cpu=2")
+      expect(job.TRES).toContain("mem=1G")
+      expect(job.TresPerNode).toBe("gres:gpu:1")
+      expect(job.TimeLimit).toBe("00:09:00")
+      expect(job.Requeue).toBe("1")
     })
   })
 
