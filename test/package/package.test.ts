@@ -1,0 +1,106 @@
+/**
+ * The package as npm ships it: `npm pack` (whose `prepare` runs the build) from a copy of this checkout,
+ * unpacked as node_modules/anneal of a project outside the repository. The tarball holds compiled
+ * JavaScript with declarations, the Python workers and runtime, and no TypeScript sources; the bin
+ * starts from it under Node 24 and, through its re-exec into the node@24 it brings, under an older
+ * system Node; a recipe that imports "anneal" loads from dist/.
+ */
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { execa } from "execa"
+import { beforeAll, describe, expect, it } from "vitest"
+import { projectRoot } from "../../engine/python.ts"
+
+const packagedPaths = ["package.json", "README.md", "bin", "scripts", "tsconfig.json", "tsconfig.build.json", "index.ts", "engine", "cache", "steps", "cli", "python", "docs", "templates"]
+const skipped = new Set(["node_modules", "dist", ".anneal", "__pycache__", ".pytest_cache"])
+
+let work: string
+let files: Array<string>
+let project: string
+let bin: string
+
+/** An older Node than the package runs on (these machines ship Node 20), if the machine has one. */
+const oldNode = ["/usr/bin/node", "/bin/node", "/usr/local/bin/node"].find((p) => {
+  if (!fs.existsSync(p)) return false
+  const major = Number(execFileSync(p, ["-p", "process.versions.node"], { encoding: "utf8" }).split(".")[0])
+  return major < 22
+})
+
+beforeAll(async () => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-package-"))
+  // pack a copy, so the build's dist/ never races with anything using this checkout
+  const checkout = path.join(work, "checkout")
+  for (const p of packagedPaths) {
+    if (!fs.existsSync(path.join(projectRoot, p))) continue
+    fs.cpSync(path.join(projectRoot, p), path.join(checkout, p), { recursive: true, filter: (src) => !skipped.has(path.basename(src)) })
+  }
+  fs.symlinkSync(path.join(projectRoot, "node_modules"), path.join(checkout, "node_modules"))
+  const packed = await execa("npm", ["pack", "--json", "--pack-destination", work], { cwd: checkout, env: { npm_config_loglevel: "error" } })
+  const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>
+  files = info!.files.map((f) => f.path)
+  project = path.join(work, "project")
+  const installed = path.join(project, "node_modules", "anneal")
+  fs.mkdirSync(installed, { recursive: true })
+  execFileSync("tar", ["xzf", path.join(work, info!.filename), "-C", installed, "--strip-components=1"])
+  // the dependencies, as `npm install` would place them beside the package
+  for (const dep of fs.readdirSync(path.join(projectRoot, "node_modules"))) {
+    if (dep.startsWith(".")) continue
+    fs.symlinkSync(path.join(projectRoot, "node_modules", dep), path.join(project, "node_modules", dep))
+  }
+  fs.writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "user", type: "module", private: true }))
+  bin = path.join(installed, "bin", "anneal.js")
+}, 600_000)
+
+describe("the packed package", () => {
+  it("holds compiled JavaScript with declarations, the Python files and no TypeScript sources", () => {
+    expect(files).toContain("dist/index.js")
+    expect(files).toContain("dist/index.d.ts")
+    expect(files).toContain("dist/cli/main.js")
+    expect(files).toContain("bin/anneal.js")
+    expect(files).toContain("python/requirements.lock")
+    expect(files).toContain("python/anneal_worker/protocol.py")
+    expect(files).toContain("dist/steps/train/sft/worker.py")
+    expect(files.filter((f) => f.startsWith("dist/steps/data/py/")).length).toBeGreaterThan(0)
+    expect(files.filter((f) => /\.tsx?$/.test(f) && !f.endsWith(".d.ts") && !f.startsWith("templates/"))).toEqual([])
+    expect(files.filter((f) => f.includes("__pycache__") || f.startsWith("test/") || f.startsWith("recipes/"))).toEqual([])
+    const manifest = JSON.parse(fs.readFileSync(path.join(project, "node_modules", "anneal", "package.json"), "utf8"))
+    expect(manifest.exports["."].types).toBe("./dist/index.d.ts")
+    for (const dep of ["tsx", "node"]) expect(manifest.dependencies[dep], dep).toBeDefined()
+  })
+
+  it("runs its bin under Node 24", async () => {
+    const r = await execa(process.execPath, [bin, "--help"], { cwd: project, reject: false })
+    expect(r.stderr).toBe("")
+    expect(r.exitCode).toBe(0)
+    expect(r.stdout).toContain("Usage: anneal")
+  })
+
+  it.skipIf(oldNode === undefined)("runs its bin under the system's older Node by re-running it under the node@24 it brings", async () => {
+    const r = await execa(oldNode!, [bin, "--version"], { cwd: project, reject: false })
+    expect(r.stderr).toBe("")
+    expect(r.exitCode).toBe(0)
+    expect(r.stdout.trim()).toBe(JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")).version)
+  })
+
+  it("loads a TypeScript recipe that imports \"anneal\" from the compiled package", async () => {
+    fs.writeFileSync(path.join(project, "words.jsonl"), `{"text":"one"}\n{"text":"two"}\n`)
+    fs.writeFileSync(path.join(project, "recipe.ts"), [
+      `import * as fs from "node:fs"`,
+      `import { dedup, defineStep, Port, recipe, Schema, source, Text } from "anneal"`,
+      `import type { Dataset } from "anneal"`,
+      `const shout = defineStep({ kind: "package-shout", version: 1, params: Schema.Struct({}), inputs: { data: Port.dataset(Text) }, output: Port.files(),`,
+      `  run: (ctx) => fs.writeFileSync(ctx.output + "/out.txt", "x") })`,
+      `export default recipe("user", () => {`,
+      `  const words: Dataset<Text> = source.dataset("words.jsonl", Text)`,
+      `  shout({ data: dedup({ data: words }) })`,
+      `})`
+    ].join("\n"))
+    const r = await execa(process.execPath, [bin, "plan", "recipe.ts"], { cwd: project, reject: false })
+    expect(r.stderr).toBe("")
+    expect(r.exitCode).toBe(0)
+    expect(r.stdout).toContain("package-shout")
+    expect(r.stdout).toContain("dedup")
+  })
+})
