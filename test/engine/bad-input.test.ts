@@ -4,9 +4,11 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { spawn } from "node:child_process"
+import { execa } from "execa"
 import { beforeAll, describe, expect, it } from "vitest"
 import { chainData, chainRecipe } from "../helpers/chain-recipe.ts"
-import { annealIndex, cli, storeSnapshot, tempProject } from "../helpers/project.ts"
+import { annealBin, annealIndex, cli, nodeBin, storeSnapshot, tempProject } from "../helpers/project.ts"
 import type { TempProject } from "../helpers/project.ts"
 
 const header = `import * as fs from "node:fs"
@@ -67,6 +69,57 @@ const cases: Array<{ name: string; recipe: string; error: RegExp }> = [
     error: /recipe .*bad\.ts:\d+ threw while building: no models here/
   },
   {
+    name: "a step id with a newline, quoted so the message stays one line",
+    recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("data.txt") }, { times: 1 }, { id: "a\\nb" }) })`,
+    error: /step id "a\\nb" \(.*bad\.ts:\d+\) is not allowed: use a letter or digit, then letters, digits, \. _ or -, at most 100 characters/
+  },
+  {
+    name: "a step id with a NUL",
+    recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("data.txt") }, { times: 1 }, { id: "a\\u0000b" }) })`,
+    error: /step id "a\\u0000b" .*is not allowed/
+  },
+  {
+    name: "a step id with a path separator",
+    recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("data.txt") }, { times: 1 }, { id: "../x" }) })`,
+    error: /step id "\.\.\/x" .*is not allowed/
+  },
+  {
+    name: "a step id longer than 100 characters (log and spec file names must fit the filesystem)",
+    recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("data.txt") }, { times: 1 }, { id: "x".repeat(300) }) })`,
+    error: /step id "x{100,}.*is not allowed/
+  },
+  {
+    name: "a recipe whose top-level await never settles",
+    recipe: header + `await new Promise(() => {})\nexport default recipe("r", () => {})`,
+    error: /recipe .*bad\.ts never finished loading: a top-level await in it \(or in a module it imports\) never settles/
+  },
+  {
+    name: "a FIFO as a source (never read, so never a hang)",
+    recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("pipe.jsonl") }, { times: 1 }) })`,
+    error: /step "copy" input "data": source .*pipe\.jsonl is a FIFO, not a regular file or a directory/
+  },
+  {
+    name: "a device file as a source",
+    recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("/dev/null") }, { times: 1 }) })`,
+    error: /step "copy" input "data": source .*dev\/null is a character device, not a regular file or a directory/
+  },
+  {
+    name: "a dataset directory holding a FIFO",
+    recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("fifo-dir") }, { times: 1 }) })`,
+    error: /source .*fifo-dir holds data\.jsonl, which is a FIFO/
+  },
+  {
+    name: "a dataset directory with no JSONL files",
+    recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("no-jsonl") }, { times: 1 }) })`,
+    error: /source .*no-jsonl is a directory with no data\.jsonl and no \*\.jsonl \/ \*\.jsonl\.gz files/
+  },
+  {
+    name: "a file where a model directory is wanted",
+    recipe: header + `const load = defineStep({ kind: "load", version: 1, params: Schema.Struct({}), inputs: { model: Port.model() }, output: Port.files(), run: () => {} })
+export default recipe("r", () => { load({ model: source.model("data.txt") }, {}) })`,
+    error: /step "load" input "model": source .*data\.txt is a file, but a model source must be a directory/
+  },
+  {
     name: "wrong wiring that slipped past the types",
     recipe: header + `export default recipe("r", () => { copy({ data: source.model("data.txt") as any }, { times: 1 }) })`,
     error: /step "copy".*input "data" wants a dataset, got a model/
@@ -85,6 +138,11 @@ describe("bad input", () => {
     const r = await cli(["run", p.file("good.ts"), "--json"])
     expect(r.exitCode, r.stderr).toBe(0)
     before = storeSnapshot(p.store)
+    // sources that cannot be read as data
+    await execa("mkfifo", [p.file("pipe.jsonl")])
+    fs.mkdirSync(p.file("fifo-dir"))
+    await execa("mkfifo", [p.file("fifo-dir/data.jsonl")])
+    p.write("no-jsonl/notes.txt", "not a dataset\n")
   })
 
   for (const c of cases) {
@@ -114,6 +172,76 @@ describe("bad input", () => {
     expect(r.stderr.trim()).toBe('anneal: --jobs must be a positive integer, got "zero"')
   })
 
+  it("negative numbers for --jobs, --gpus and --max-size get the flag's own message", async () => {
+    const expectations: Array<[Array<string>, string]> = [
+      [["run", p.file("good.ts"), "--jobs", "-1"], 'anneal: --jobs must be a positive integer, got "-1"'],
+      [["run", p.file("good.ts"), "-j", "-3"], 'anneal: --jobs must be a positive integer, got "-3"'],
+      [["run", p.file("good.ts"), "--gpus", "-1"], 'anneal: --gpus takes GPU ids like 0,1 (or "none"), got "-1"'],
+      [["cache", "gc", "--store", p.store, "--max-size", "-5G"], 'anneal: --max-size takes a size like 500M or 20G, got "-5G"']
+    ]
+    for (const [args, message] of expectations) {
+      const r = await cli(args)
+      expect([args, r.exitCode, r.stderr.trim()]).toEqual([args, 2, message])
+    }
+    expect(storeSnapshot(p.store)).toBe(before)
+  })
+
+  it('--store "" never turns the current directory into a store', async () => {
+    const q = tempProject()
+    q.write("data.txt", chainData)
+    q.write("good.ts", chainRecipe())
+    const listing = fs.readdirSync(q.dir).sort()
+    for (const args of [["run", q.file("good.ts")], ["plan", q.file("good.ts")], ["cache", "ls"], ["show", "upper"], ["logs", "upper"]]) {
+      const r = await cli([...args, "--store", ""], { cwd: q.dir })
+      expect([args, r.exitCode, r.stderr.trim()]).toEqual([args, 2, `anneal: ${args[0]}: --store needs a path, got an empty string`])
+    }
+    expect(fs.readdirSync(q.dir).sort()).toEqual(listing)
+  })
+
+  it("a failing show or logs creates no store", async () => {
+    const q = tempProject()
+    q.write("data.txt", chainData)
+    q.write("good.ts", chainRecipe())
+    const expectations: Array<[Array<string>, RegExp]> = [
+      [["show", "upper", "--recipe", q.file("good.ts")], /^anneal: no store at .*\.anneal \(run a recipe first, or pass --store\)$/],
+      [["logs", "upper", "--recipe", q.file("good.ts")], /^anneal: no store at .*\.anneal/],
+      [["show", "nosuch", "--recipe", q.file("good.ts")], /^anneal: no step "nosuch" in .*good\.ts/],
+      [["show", "upper"], /^anneal: no store at .*\.anneal \(run a recipe first, or pass --store or --recipe\)$/],
+      [["logs", "upper", "--store", q.file("elsewhere")], /^anneal: no store at .*elsewhere/]
+    ]
+    for (const [args, message] of expectations) {
+      const r = await cli(args, { cwd: q.dir })
+      expect([args, r.exitCode]).toEqual([args, 2])
+      expect(r.stderr.trim()).toMatch(message)
+    }
+    expect(storeSnapshot(q.store)).toBe("absent")
+    expect(fs.existsSync(q.file("elsewhere"))).toBe(false)
+  })
+
+  it("show and logs find a step in the store without --recipe", async () => {
+    const show = await cli(["show", "upper", "--json"], { cwd: p.dir })
+    expect(show.exitCode, show.stderr).toBe(0)
+    expect(JSON.parse(show.stdout)).toMatchObject({ step: "upper", kind: "upper", status: "built", params: { suffix: expect.any(String) } })
+    const logs = await cli(["logs", "upper", "--store", p.store])
+    expect(logs.exitCode, logs.stderr).toBe(0)
+    const unknown = await cli(["show", "nosuch"], { cwd: p.dir })
+    expect(unknown.exitCode).toBe(2)
+    expect(unknown.stderr.trim()).toMatch(/^anneal: no recipe has run a step "nosuch" in the store at .*\.anneal \(pass --recipe <file>\)$/)
+    expect(storeSnapshot(p.store)).toBe(before)
+  })
+
+  it("a reader that closes the pipe early gets no EPIPE stack trace", async () => {
+    for (const args of [["cache", "ls", "--store", p.store], ["plan", p.file("good.ts"), "--json"]]) {
+      const child = spawn(nodeBin, [annealBin, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+      child.stdout.destroy() // as `| head -1` does once it has its line; here before the first one
+      let stderr = ""
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+      const code = await new Promise<number | null>((ok) => child.on("close", (c) => ok(c)))
+      expect([args, code, stderr]).toEqual([args, 0, ""])
+    }
+    expect(storeSnapshot(p.store)).toBe(before)
+  })
+
   it("a step that needs a GPU on a machine without one fails fast unless --allow-cpu", async () => {
     const gpu = header + `export default recipe("r", () => { copy({ data: source.dataset("data.txt") }, { times: 1 }, { gpus: 1 }) })`
     p.write("gpu.ts", gpu)
@@ -138,5 +266,18 @@ describe("bad input", () => {
     expect(r.stderr).toMatch(/cache database .*cache\.db is corrupt .*move it away/)
     expect(fs.readFileSync(path.join(q.store, "cache.db")).equals(garbage)).toBe(true)
     expect(fs.readdirSync(path.join(q.store, "artifacts"))).toEqual([])
+  })
+
+  it("show without --recipe refuses a step id that several recipes ran, listing them", async () => {
+    const q = tempProject()
+    q.write("data.txt", chainData)
+    q.write("one.ts", chainRecipe())
+    q.write("two.ts", chainRecipe({ suffix: "?" }))
+    for (const r of ["one.ts", "two.ts"]) expect((await cli(["run", q.file(r), "--json"])).exitCode).toBe(0)
+    const snapshot = storeSnapshot(q.store)
+    const r = await cli(["show", "upper"], { cwd: q.dir })
+    expect(r.exitCode).toBe(2)
+    expect(r.stderr.trim()).toMatch(/^anneal: step "upper" was run by 2 recipes in the store at .*\.anneal: two\.ts, one\.ts; pass --recipe <file>$/)
+    expect(storeSnapshot(q.store)).toBe(snapshot)
   })
 })
