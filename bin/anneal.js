@@ -65,6 +65,9 @@ if (major < 22) {
       const hook = `export const resolve = (s, c, next) => next(s, { ...c, conditions: [...(c.conditions ?? []), "anneal-dev"] })`
       module.register(`data:text/javascript,${encodeURIComponent(hook)}`)
     }
+  } else {
+    // The compiled CLI (and the package entry it imports) loads the same way: only recipes need tsx.
+    await import("../dist/cli/commands.js")
   }
   const { register } = await import("tsx/esm/api")
   register()
