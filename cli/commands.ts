@@ -216,6 +216,11 @@ const execStepCommand: Command = {
   }
 }
 
+const steps: Command = {
+  options: { markdown: { type: "boolean" }, recipe: { type: "string" } },
+  run: async (v, positionals) => (await import("./steps.ts")).stepsCommand(v, positionals)
+}
+
 const init: Command = {
   options: { anneal: { type: "string" } },
   run: async (v, positionals) => (await import("./init.ts")).initCommand(v, positionals)
@@ -230,5 +235,6 @@ export const commands: Record<string, Command> = {
   cache,
   setup,
   watch,
-  "exec-step": execStepCommand
+  "exec-step": execStepCommand,
+  steps
 }

@@ -13,6 +13,7 @@ Commands:
   watch <recipe>               rerun what changed whenever the recipe, its modules or its sources change
   cache ls|gc|verify           list, garbage-collect or verify the store
   setup                        install the locked Python environment the ML steps use
+  steps [kind]                 list the step kinds, or print one kind's params, inputs, output, resources
   exec-step <spec.json>        run one step spec (used by cluster executors)
 
 Every command accepts --store DIR (default: .anneal/ in the recipe's project) and --help.
@@ -83,6 +84,15 @@ change it reruns only what became stale. Ctrl-C exits.
 
 Builds the Python environment from python/requirements.lock into ~/.cache/anneal/python-<lock hash>
 (set ANNEAL_CACHE_DIR to move it). Idempotent; --force rebuilds.
+`,
+  steps: `Usage: anneal steps [kind ...] [--markdown] [--recipe <recipe>]
+
+Without a kind, lists the step kinds with a line each. With kinds, prints each one's params (type,
+default, doc, and what each preset sets), inputs, output and resources, read from the step definitions.
+
+Options:
+  --markdown         print the reference as Markdown (docs/steps.md is this, for every built-in kind)
+  --recipe <recipe>  also know the custom step kinds the recipe defines
 `,
   "exec-step": `Usage: anneal exec-step <spec.json>
 

@@ -16,24 +16,31 @@ import { DatasetWriter, writeReport } from "./writer.ts"
 const OptionalCount = Schema.optionalKey(NonNegativeInt)
 
 export const CleanParams = Schema.Struct({
-  /** fields the length and quality rules measure (joined by newlines); default: every text field */
-  fields: Schema.optionalKey(Schema.Array(Schema.String)),
-  nfkc: withDefault(Schema.Boolean, true),
-  controlChars: withDefault(Schema.Boolean, true),
-  whitespace: withDefault(Schema.Boolean, true),
-  /** drop rows whose required fields are empty after cleaning (Platypus: missing instruction or output) */
-  dropEmpty: withDefault(Schema.Boolean, true),
-  minChars: OptionalCount,
-  maxChars: OptionalCount,
-  minWords: OptionalCount,
-  maxWords: OptionalCount,
-  /** regular expressions (JavaScript syntax; a leading "(?i)" makes one case-insensitive) */
-  dropPatterns: withDefault(Schema.Array(Schema.String), []),
-  /** Gopher quality rules; `{}` turns them all on with datatrove's thresholds, `null` turns one off */
-  gopher: Schema.optionalKey(GopherParams),
+  fields: Schema.optionalKey(Schema.Array(Schema.String)).annotate({
+    description: "fields the length and quality rules measure (joined by newlines); default: every text field"
+  }),
+  nfkc: withDefault(Schema.Boolean, true).annotate({ description: "Unicode NFKC normalization" }),
+  controlChars: withDefault(Schema.Boolean, true).annotate({
+    description: "remove C0/C1 control characters (not tab, newline), zero-width space, word joiner, BOM; ZWJ/ZWNJ stay"
+  }),
+  whitespace: withDefault(Schema.Boolean, true).annotate({
+    description: "CRLF to LF, runs of spaces and tabs to one space, lines and text trimmed, at most one blank line in a row"
+  }),
+  dropEmpty: withDefault(Schema.Boolean, true).annotate({
+    description: "drop rows whose required fields are empty after cleaning (Platypus: missing instruction or output)"
+  }),
+  minChars: OptionalCount.annotate({ description: "drop rows with fewer characters in the measured fields" }),
+  maxChars: OptionalCount.annotate({ description: "drop rows with more characters in the measured fields" }),
+  minWords: OptionalCount.annotate({ description: "drop rows with fewer words in the measured fields" }),
+  maxWords: OptionalCount.annotate({ description: "drop rows with more words in the measured fields" }),
+  dropPatterns: withDefault(Schema.Array(Schema.String), []).annotate({
+    description: "regular expressions (JavaScript syntax; a leading \"(?i)\" makes one case-insensitive)"
+  }),
+  gopher: Schema.optionalKey(GopherParams).annotate({
+    description: "Gopher quality rules; `{}` turns them all on with datatrove's thresholds, `null` turns one off"
+  }),
   onInvalid: OnInvalid,
-  /** examples kept per rule in report.json */
-  examples: withDefault(NonNegativeInt, 5)
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "examples kept per rule in report.json" })
 })
 export type CleanParams = typeof CleanParams.Type
 

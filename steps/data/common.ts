@@ -12,7 +12,9 @@ import { preview } from "./text.ts"
 import { withDefault } from "../../engine/params.ts"
 export { withDefault }
 
-export const OnInvalid = withDefault(Schema.Literals(["error", "skip"]), "error")
+export const OnInvalid = withDefault(Schema.Literals(["error", "skip"]), "error").annotate({
+  description: "a row that is not valid JSON or not of the format: error (naming file:line) or skip (counted in the report)"
+})
 
 export const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
 export const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))

@@ -21,26 +21,33 @@ import { preview } from "./text.ts"
 import { DatasetWriter, writeReport } from "./writer.ts"
 
 export const ReviewParams = {
-  /** which categories of flagged rows to remove (all three by default, as Platypus) */
-  remove: withDefault(Schema.Array(Schema.Literals(categories)), [...categories]),
-  /** question similarity at or above which a flagged pair is a "duplicate" */
-  duplicateSimilarity: withDefault(UnitInterval, 0.9)
+  remove: withDefault(Schema.Array(Schema.Literals(categories)), [...categories]).annotate({
+    description: "which categories of flagged rows to remove (all three by default, as Platypus)"
+  }),
+  duplicateSimilarity: withDefault(UnitInterval, 0.9).annotate({
+    description: "question similarity at or above which a flagged pair is a \"duplicate\""
+  })
 }
 
 export const DecontaminateParams = Schema.Struct({
-  /** n-gram length on simplified tokens (13: lm-eval; GPT-3 used 8-13) */
-  n: withDefault(PositiveInt, 13),
-  /** benchmark items shorter than n tokens are matched whole if at least this long, else skipped */
-  minTokens: withDefault(PositiveInt, 8),
-  /** benchmark fields (dotted paths): question, choices, answer; a list gives one per benchmark input */
-  benchmark: withDefault(Schema.Union([BenchmarkFields, Schema.Array(BenchmarkFields)]), {}),
-  /** also index the benchmark's answer text (not only its question) */
-  includeAnswer: withDefault(Schema.Boolean, false),
-  /** training fields scanned; default every text field */
-  fields: Schema.optionalKey(Schema.Array(Schema.String)),
+  n: withDefault(PositiveInt, 13).annotate({
+    description: "n-gram length on simplified tokens (13: lm-eval; GPT-3 used 8-13)"
+  }),
+  minTokens: withDefault(PositiveInt, 8).annotate({
+    description: "benchmark items shorter than n tokens are matched whole if at least this long, else skipped"
+  }),
+  benchmark: withDefault(Schema.Union([BenchmarkFields, Schema.Array(BenchmarkFields)]), {}).annotate({
+    description: "benchmark fields (dotted paths): question, choices, answer; a list gives one per benchmark input"
+  }),
+  includeAnswer: withDefault(Schema.Boolean, false).annotate({
+    description: "also index the benchmark's answer text (not only its question)"
+  }),
+  fields: Schema.optionalKey(Schema.Array(Schema.String)).annotate({
+    description: "training fields scanned; default every text field"
+  }),
   ...ReviewParams,
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5)
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "flagged pairs kept as examples in report.json" })
 })
 export type DecontaminateParams = typeof DecontaminateParams.Type
 

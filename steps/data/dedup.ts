@@ -20,28 +20,37 @@ import { buildMinHashIndex, similarity } from "./minhash/dedup-minhash.ts"
 import { DatasetWriter, writeReport } from "./writer.ts"
 
 export const MinHashParams = Schema.Struct({
-  /** words per shingle */
-  ngram: withDefault(PositiveInt, 5),
+  ngram: withDefault(PositiveInt, 5).annotate({ description: "words per shingle" }),
   bands: withDefault(PositiveInt, 14),
   rows: withDefault(PositiveInt, 8),
-  /** candidates join a cluster when their estimated Jaccard is at least this */
-  threshold: withDefault(UnitInterval, 0.8),
+  threshold: withDefault(UnitInterval, 0.8).annotate({
+    description: "candidates join a cluster when their estimated Jaccard is at least this"
+  }),
   seed: withDefault(Schema.Int, 1),
-  /** verifications per document and band bucket (a guard against pathological buckets) */
-  maxComparisons: withDefault(PositiveInt, 64)
+  maxComparisons: withDefault(PositiveInt, 64).annotate({
+    description: "verifications per document and band bucket (a guard against pathological buckets)"
+  })
 })
 
 export const DedupParams = Schema.Struct({
-  method: withDefault(Schema.Literals(["exact", "minhash"]), "exact"),
-  /** fields the key (exact) or the shingles (minhash) come from; `messages:user` picks a role's turns */
-  fields: Schema.optionalKey(Schema.Array(Schema.String)),
-  keep: withDefault(Schema.Literals(["longest", "first"]), "longest"),
-  caseSensitive: withDefault(Schema.Boolean, false),
-  minhash: withDefault(MinHashParams, {}),
-  /** worker threads for minhash; the result does not depend on it. Default: the CPU slots granted */
-  threads: Schema.optionalKey(PositiveInt),
+  method: withDefault(Schema.Literals(["exact", "minhash"]), "exact").annotate({
+    description: "exact: same normalized key text; minhash: estimated Jaccard of word shingles over threshold"
+  }),
+  fields: Schema.optionalKey(Schema.Array(Schema.String)).annotate({
+    description: "fields the key (exact) or the shingles (minhash) come from; `messages:user` picks a role's turns"
+  }),
+  keep: withDefault(Schema.Literals(["longest", "first"]), "longest").annotate({
+    description: "which row of a duplicate cluster stays: the longest answer (Platypus) or the first"
+  }),
+  caseSensitive: withDefault(Schema.Boolean, false).annotate({ description: "exact keys compare case" }),
+  minhash: withDefault(MinHashParams, {}).annotate({
+    description: "MinHash settings (bands x rows permutations, seeded: the seed is part of the key)"
+  }),
+  threads: Schema.optionalKey(PositiveInt).annotate({
+    description: "worker threads for minhash; the result does not depend on it. Default: the CPU slots granted"
+  }),
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5)
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "duplicate clusters kept as examples in report.json" })
 })
 export type DedupParams = typeof DedupParams.Type
 

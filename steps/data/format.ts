@@ -15,13 +15,15 @@ import { readRows } from "./jsonl.ts"
 import { DatasetWriter, writeReport } from "./writer.ts"
 
 export const FormatParams = Schema.Struct({
-  to: Schema.Literals(concreteFormats as ReadonlyArray<ConcreteFormat>),
-  /** how an instruction row becomes a prompt: "alpaca" (Platypus' template) or "plain" (instruction, blank line, input) */
-  template: withDefault(Schema.Literals(["plain", "alpaca"]), "plain"),
-  /** a system message to put first when converting to messages */
-  system: Schema.optionalKey(Schema.String),
+  to: Schema.Literals(concreteFormats as ReadonlyArray<ConcreteFormat>).annotate({ description: "the row format to convert to" }),
+  template: withDefault(Schema.Literals(["plain", "alpaca"]), "plain").annotate({
+    description: "how an instruction row becomes a prompt: \"alpaca\" (Platypus' template) or \"plain\" (instruction, blank line, input)"
+  }),
+  system: Schema.optionalKey(Schema.String).annotate({
+    description: "a system message to put first when converting to messages"
+  }),
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5)
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "rows that could not be converted, kept as examples in report.json" })
 })
 export type FormatParams = typeof FormatParams.Type
 

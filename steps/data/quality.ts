@@ -15,16 +15,19 @@ export const GopherParams = Schema.Struct({
   maxWords: withDefault(NullableNumber, 100_000),
   minMeanWordLength: withDefault(NullableNumber, 3),
   maxMeanWordLength: withDefault(NullableNumber, 10),
-  /** ("#" + "..." + "…") per word */
-  maxSymbolWordRatio: withDefault(NullableNumber, 0.1),
-  /** share of lines starting with a bullet */
-  maxBulletLineRatio: withDefault(NullableNumber, 0.9),
-  /** share of lines ending with an ellipsis */
-  maxEllipsisLineRatio: withDefault(NullableNumber, 0.3),
-  /** share of words holding at least one alphabetic character */
-  minAlphaWordRatio: withDefault(NullableNumber, 0.8),
-  /** Gopher's stop words: the, be, to, of, and, that, have, with */
-  minStopWords: withDefault(NullableNumber, 2)
+  maxSymbolWordRatio: withDefault(NullableNumber, 0.1).annotate({ description: "(\"#\" + \"...\" + \"…\") per word" }),
+  maxBulletLineRatio: withDefault(NullableNumber, 0.9).annotate({
+    description: "share of lines starting with a bullet"
+  }),
+  maxEllipsisLineRatio: withDefault(NullableNumber, 0.3).annotate({
+    description: "share of lines ending with an ellipsis"
+  }),
+  minAlphaWordRatio: withDefault(NullableNumber, 0.8).annotate({
+    description: "share of words holding at least one alphabetic character"
+  }),
+  minStopWords: withDefault(NullableNumber, 2).annotate({
+    description: "Gopher's stop words: the, be, to, of, and, that, have, with"
+  })
 })
 export type GopherParams = typeof GopherParams.Type
 

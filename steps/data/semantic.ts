@@ -24,19 +24,24 @@ const pyDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "py")
 const shared = ["data_io.py", "embed.py", "review.py", "benchmark.py"].map((f) => path.join(pyDir, f))
 
 const EmbeddingParams = {
-  /** a sentence-transformers model directory; default the bundled all-MiniLM-L6-v2 */
-  model: Schema.optionalKey(Schema.String),
-  /** encoding batch size; does not change the result */
-  batchSize: withDefault(PositiveInt, 64),
+  model: Schema.optionalKey(Schema.String).annotate({
+    description: "a sentence-transformers model directory; default the bundled all-MiniLM-L6-v2"
+  }),
+  batchSize: withDefault(PositiveInt, 64).annotate({ description: "encoding batch size; does not change the result" }),
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5)
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "removed rows kept as examples in report.json" })
 }
 
 export const DedupSemanticParams = Schema.Struct({
-  threshold: withDefault(UnitInterval, 0.8),
-  keep: withDefault(Schema.Literals(["longest", "first"]), "longest"),
-  /** fields embedded (joined by a space); default the question side, Platypus' instruction + input */
-  fields: Schema.optionalKey(Schema.Array(Schema.String)),
+  threshold: withDefault(UnitInterval, 0.8).annotate({
+    description: "cosine similarity at or above which a row duplicates a kept row"
+  }),
+  keep: withDefault(Schema.Literals(["longest", "first"]), "longest").annotate({
+    description: "which row of a duplicate cluster stays: the longest answer (Platypus) or the first"
+  }),
+  fields: Schema.optionalKey(Schema.Array(Schema.String)).annotate({
+    description: "fields embedded (joined by a space); default the question side, Platypus' instruction + input"
+  }),
   ...EmbeddingParams
 })
 
@@ -55,10 +60,15 @@ export const dedupSemantic = preservingRows(defineStep({
 }))
 
 export const DecontaminateSemanticParams = Schema.Struct({
-  threshold: withDefault(UnitInterval, 0.8),
-  benchmark: withDefault(Schema.Union([BenchmarkFields, Schema.Array(BenchmarkFields)]), {}),
-  /** training fields embedded; default the question side */
-  fields: Schema.optionalKey(Schema.Array(Schema.String)),
+  threshold: withDefault(UnitInterval, 0.8).annotate({
+    description: "cosine similarity at or above which a (row, benchmark question) pair is flagged"
+  }),
+  benchmark: withDefault(Schema.Union([BenchmarkFields, Schema.Array(BenchmarkFields)]), {}).annotate({
+    description: "benchmark fields (dotted paths): question, choices, answer; a list gives one per benchmark input"
+  }),
+  fields: Schema.optionalKey(Schema.Array(Schema.String)).annotate({
+    description: "training fields embedded; default the question side"
+  }),
   ...ReviewParams,
   ...EmbeddingParams
 })

@@ -27,26 +27,34 @@ import { DtypeName, MergekitYaml, ModelIndex, SliceSchema, withDefault } from ".
 import { seedParam } from "../../engine/params.ts"
 
 export const MergeParams = Schema.Struct({
-  /** the merge method; required unless `mergekit` is given */
-  method: Schema.optional(Schema.Literals([...methodNames, "passthrough"])),
-  /** per-model parameters, one entry per handle in the `models` input (mergekit's models[i].parameters) */
-  models: Schema.optional(Schema.Array(Schema.Struct({ parameters: Schema.optional(SettingsSchema) }))),
-  /** the base model's own parameters (linear weights the base like any input) */
-  base_parameters: Schema.optional(SettingsSchema),
-  /** layer slices instead of whole models (mergekit's slices) */
-  slices: Schema.optional(Schema.Array(SliceSchema)),
-  /** global parameters: scalars, gradients [a, b, ...] over layers, or [{filter, value}, ...] */
-  parameters: Schema.optional(SettingsSchema),
-  /** output dtype of float tensors (computation is float32); default: the inputs' dtype */
-  dtype: Schema.optional(DtypeName),
-  /** whose config, tokenizer and generation files the output gets: "base" (default when there is one) or a models index */
-  tokenizer_source: Schema.optional(ModelIndex),
-  /** seed of DARE's drop masks (part of the key) */
-  seed: seedParam(),
-  /** a mergekit YAML config instead of the fields above (model names map to inputs: see docs/model-surgery.md) */
-  mergekit: Schema.optional(MergekitYaml),
-  /** split the output into shards of at most this many bytes */
-  max_shard_bytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3)
+  method: Schema.optional(Schema.Literals([...methodNames, "passthrough"])).annotate({
+    description: "the merge method; required unless `mergekit` is given"
+  }),
+  models: Schema.optional(Schema.Array(Schema.Struct({ parameters: Schema.optional(SettingsSchema) }))).annotate({
+    description: "per-model parameters, one entry per handle in the `models` input (mergekit's models[i].parameters)"
+  }),
+  base_parameters: Schema.optional(SettingsSchema).annotate({
+    description: "the base model's own parameters (linear weights the base like any input)"
+  }),
+  slices: Schema.optional(Schema.Array(SliceSchema)).annotate({
+    description: "layer slices instead of whole models (mergekit's slices)"
+  }),
+  parameters: Schema.optional(SettingsSchema).annotate({
+    description: "global parameters: scalars, gradients [a, b, ...] over layers, or [{filter, value}, ...]"
+  }),
+  dtype: Schema.optional(DtypeName).annotate({
+    description: "output dtype of float tensors (computation is float32); default: the inputs' dtype"
+  }),
+  tokenizer_source: Schema.optional(ModelIndex).annotate({
+    description: "whose config, tokenizer and generation files the output gets: \"base\" (default when there is one) or a models index"
+  }),
+  seed: seedParam().annotate({ description: "seed of DARE's drop masks (part of the key)" }),
+  mergekit: Schema.optional(MergekitYaml).annotate({
+    description: "a mergekit YAML config instead of the fields above (model names map to inputs: see docs/model-surgery.md)"
+  }),
+  max_shard_bytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3).annotate({
+    description: "split the output into shards of at most this many bytes"
+  })
 })
 export type MergeParams = typeof MergeParams.Type
 

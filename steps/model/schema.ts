@@ -21,8 +21,7 @@ export const ModelIndex = Schema.Union([Schema.Int.check(Schema.isGreaterThanOrE
 
 export const SliceSourceSchema = Schema.Struct({
   model: withDefault(ModelIndex, 0),
-  /** half-open [start, end), as mergekit's layer_range */
-  layer_range: LayerRange,
+  layer_range: LayerRange.annotate({ description: "half-open [start, end), as mergekit's layer_range" }),
   parameters: Schema.optional(SettingsSchema)
 })
 

@@ -21,16 +21,22 @@ import { inputLabels, runPlan } from "./merge-step.ts"
 import { DtypeName, MergekitYaml, SliceSourceSchema, withDefault } from "./schema.ts"
 
 export const UpscaleParams = Schema.Struct({
-  /** DUS: m, the layers dropped from the end of the first copy and the start of the second */
-  drop: Schema.optional(Schema.Int.check(Schema.isGreaterThan(0))),
-  /** or: the output's layers as slices of the inputs, in order (mergekit passthrough) */
-  slices: Schema.optional(Schema.Array(SliceSourceSchema).check(Schema.isMinLength(1))),
-  /** passthrough's `scale` parameter (e.g. [{filter: "o_proj", value: 0.5}]) */
-  parameters: Schema.optional(SettingsSchema),
-  dtype: Schema.optional(DtypeName),
-  /** a mergekit passthrough YAML config instead */
-  mergekit: Schema.optional(MergekitYaml),
-  max_shard_bytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3)
+  drop: Schema.optional(Schema.Int.check(Schema.isGreaterThan(0))).annotate({
+    description: "DUS: m, the layers dropped from the end of the first copy and the start of the second"
+  }),
+  slices: Schema.optional(Schema.Array(SliceSourceSchema).check(Schema.isMinLength(1))).annotate({
+    description: "or: the output's layers as slices of the inputs, in order (mergekit passthrough)"
+  }),
+  parameters: Schema.optional(SettingsSchema).annotate({
+    description: "passthrough's `scale` parameter (e.g. [{filter: \"o_proj\", value: 0.5}])"
+  }),
+  dtype: Schema.optional(DtypeName).annotate({
+    description: "output dtype of float tensors (computation is float32); default: the inputs' dtype"
+  }),
+  mergekit: Schema.optional(MergekitYaml).annotate({ description: "a mergekit passthrough YAML config instead" }),
+  max_shard_bytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3).annotate({
+    description: "split the output into shards of at most this many bytes"
+  })
 })
 export type UpscaleParams = typeof UpscaleParams.Type
 
