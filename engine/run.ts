@@ -201,8 +201,9 @@ const runProject = async (project: Project, options: RunOptions, started: number
     return { ok: true, hash: output }
   }
 
-  /** Holds the cross-process build lock of a key; another process building it makes us wait. */
-  const withLock = <A, E>(step: PlannedStep, key: string, body: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  /** Holds the cross-process build lock of a key; another process building it makes us wait. The body
+   * learns whether we waited: only then can the key have been built since the rebuilder decided. */
+  const withLock = <A, E>(step: PlannedStep, key: string, body: (waited: boolean) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
     Effect.gen(function* () {
       let announced = false
       for (;;) {
@@ -214,7 +215,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
         }
         yield* Effect.sleep("200 millis")
       }
-      return yield* body
+      return yield* body(announced)
     }).pipe(Effect.ensuring(Effect.sync(() => store.db.unlock(key))))
 
   /** Runs one step into staging and commits it. Whatever goes wrong, the step settles once: ran, failed
@@ -356,9 +357,10 @@ const runProject = async (project: Project, options: RunOptions, started: number
         return yield* withLock(
           step,
           q.key,
-          Effect.suspend(() => {
-            // another process may have built this key while we waited for the lock
-            const again = force.has(step.id) ? undefined : store.db.result(q.key)
+          (waited) => Effect.suspend(() => {
+            // another process may have built this key while we waited for the lock (otherwise the
+            // rebuilder's decision to run stands, even for a key built before)
+            const again = force.has(step.id) || !waited ? undefined : store.db.result(q.key)
             if (again !== undefined && store.has(again.output)) {
               return Effect.succeed(settleCached(step, q.key, trace, again.output, again.seconds, true))
             }

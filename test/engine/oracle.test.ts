@@ -1,8 +1,11 @@
 /**
  * The engine checked against an oracle, in the spirit of "Build systems a la carte" (correctBuild):
  * random small DAGs and random edit sequences; after every incremental run, each step's output equals
- * the output of a from-scratch build in an empty store, the sources are untouched, and no step ran
- * twice. A deliberately wrong rebuilder (it ignores input hashes) must be caught by the same oracle.
+ * the output of a from-scratch build in an empty store (correct), the sources are untouched, and the
+ * build was minimal: a step ran if and only if its key (params + input contents, which the oracle
+ * computes itself by simulating the steps) was never built before in this store, so no key is built
+ * twice across the sequence. Two deliberately wrong rebuilders are the negative controls: one that
+ * ignores input hashes (not correct) and one that always reruns (correct but not minimal).
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -64,6 +67,23 @@ ${nodes.map((n) => `  h[${JSON.stringify(n.id)}] = mix({ parts: [${n.inputs.map(
 })
 `
 
+/**
+ * The oracle's own model of the recipe: each step's output text and its key (params and the contents
+ * of its inputs, in order), computed in topological order from the sources without the engine.
+ */
+const simulate = (nodes: ReadonlyArray<Node>, sources: ReadonlyArray<string>): Map<string, { readonly out: string; readonly key: string }> => {
+  const content = new Map<string, string>(sources.map((text, k) => [`src${k}`, text]))
+  const result = new Map<string, { out: string; key: string }>()
+  for (const n of nodes) {
+    const parts = n.inputs.map((i) => content.get(i)!)
+    const body = parts.join("+")
+    const out = "(" + (n.salt % 3) + ":" + body.length + ":" + body.slice(0, 40) + ")"
+    content.set(n.id, out)
+    result.set(n.id, { out, key: JSON.stringify([n.salt, parts]) })
+  }
+  return result
+}
+
 const build = async (p: TempProject, store: string, rebuilder?: Rebuilder) => {
   const events: Array<EngineEvent> = []
   const summary = await runRecipe({ recipe: p.file("recipe.ts"), store, reporter: { emit: (e) => events.push(e) }, fresh: true, rebuilder, jobs: 2 })
@@ -77,6 +97,7 @@ const checkSequence = async (seed: number, rebuilder?: Rebuilder, stopAtFirst = 
   const nodes = randomDag(rand, 6 + Math.floor(rand() * 6))
   for (let k = 0; k < SOURCES; k++) p.write(`src${k}.txt`, `source ${k} v0`)
   const violations: Array<string> = []
+  const built = new Set<string>() // simulated keys built by earlier rounds in the incremental store
   for (let round = 0; round < 6 && !(stopAtFirst && violations.length > 0); round++) {
     if (round > 0) {
       const r = rand()
@@ -98,8 +119,21 @@ const checkSequence = async (seed: number, rebuilder?: Rebuilder, stopAtFirst = 
     const scratch = await build(p, path.join(p.dir, `scratch-${round}`))
     const sourcesAfter = Array.from({ length: SOURCES }, (_, k) => hashFile(p.file(`src${k}.txt`)))
     if (sourcesAfter.join() !== sourcesBefore.join()) violations.push(`round ${round}: a source changed during the build`)
-    const ran = inc.events.filter((e) => e.event === "step" && e.status === "ran").map((e) => (e as { step: string }).step)
-    if (new Set(ran).size !== ran.length) violations.push(`round ${round}: a step ran twice`)
+    const ran = new Set(inc.events.filter((e) => e.event === "step" && e.status === "ran").map((e) => (e as { step: string }).step))
+    const model = simulate(nodes, Array.from({ length: SOURCES }, (_, k) => p.read(`src${k}.txt`)))
+    // minimality: a key built in an earlier round is restored, never rebuilt; a new key is built (by
+    // at least one step: two steps that share a new key may be built once and the other restored)
+    const newKeys = new Map<string, Array<string>>()
+    for (const n of nodes) {
+      const { key } = model.get(n.id)!
+      if (built.has(key)) {
+        if (ran.has(n.id)) violations.push(`round ${round}: ${n.id} ran again, but its key was built in an earlier round`)
+      } else newKeys.set(key, [...(newKeys.get(key) ?? []), n.id])
+    }
+    for (const [key, ids] of newKeys) {
+      if (!ids.some((id) => ran.has(id))) violations.push(`round ${round}: ${ids.join(", ")} never built, but its key is new`)
+      built.add(key)
+    }
     for (const n of nodes) {
       const a = inc.summary.outputs.get(n.id)
       const b = scratch.summary.outputs.get(n.id)
@@ -118,6 +152,9 @@ const ignoresInputs: Rebuilder = (q) => {
   return { action: "run", reasons: ["changed"] }
 }
 
+/** Wrong on purpose: correct outputs, but every step reruns every time (not minimal). */
+const alwaysReruns: Rebuilder = () => ({ action: "run", reasons: ["always"] })
+
 describe("oracle: incremental builds equal clean builds", () => {
   for (const seed of [1, 2, 3, 4]) {
     it(`random DAG and edits, seed ${seed}`, async () => {
@@ -129,5 +166,11 @@ describe("oracle: incremental builds equal clean builds", () => {
     const found = (await Promise.all([1, 2].map((seed) => checkSequence(seed, ignoresInputs, true)))).flat()
     expect(found.length).toBeGreaterThan(0)
     expect(found.some((v) => v.includes("clean build gives"))).toBe(true)
+  })
+
+  it("catches a rebuilder that always reruns (correct, not minimal)", async () => {
+    const found = await checkSequence(1, alwaysReruns, true)
+    expect(found.length).toBeGreaterThan(0)
+    expect(found.every((v) => v.includes("ran again, but its key was built in an earlier round"))).toBe(true)
   })
 })

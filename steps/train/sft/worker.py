@@ -14,6 +14,9 @@ the base), `sft-lora` saves the PEFT Adapter alone.
   preset, else from DEFAULTS.
 - NEFTune: `neftune_noise_alpha` (off by default) adds Uniform(-1, 1) * alpha / sqrt(L * d) to the
   embeddings in training mode only (transformers' implementation: L is the padded batch length).
+  The worker measures the noise the embeddings really carry in the first training forward pass and
+  reports it (metrics `embedding_noise_max_abs`, `embedding_noise_std`, `embedding_noise_seq_len`,
+  `embedding_noise_dim`; 0 without NEFTune), so a test can hold it to alpha / sqrt(L * d).
 - Checkpoints every `save_steps` optimizer steps go to the resume dir; a rerun resumes from the newest.
 """
 from __future__ import annotations
@@ -184,7 +187,7 @@ def main() -> None:
     )
     progress = progress_callback(worker)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
-                         peft_config=peft_config, callbacks=[progress])
+                         peft_config=peft_config, callbacks=[progress, embedding_noise_probe(worker)])
     if is_main_process() and peft_config is not None:
         trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in trainer.model.parameters())
@@ -211,6 +214,35 @@ def main() -> None:
             if getattr(progress, name) is not None:
                 worker.metric(name, getattr(progress, name))
         worker.log(f"saved {'an adapter' if save_adapter else 'a model'} to {os.path.basename(worker.output)}")
+
+
+def embedding_noise_probe(worker: Worker):
+    """A TrainerCallback that, once training has begun (after the Trainer hooks NEFTune onto the input
+    embeddings), compares the embeddings' first training-mode output with the module's own forward
+    (hooks bypassed) and reports the difference: the noise actually added. One forward, then removed."""
+    import torch
+    from transformers import TrainerCallback
+
+    class Probe(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            embeddings = model.get_input_embeddings()
+
+            def measure(module, inputs, output):
+                if not module.training:
+                    return None
+                with torch.no_grad():
+                    noise = (output - module.forward(*inputs)).float()
+                if is_main_process():
+                    worker.metric("embedding_noise_max_abs", noise.abs().max().item())
+                    worker.metric("embedding_noise_std", noise.std().item())
+                    worker.metric("embedding_noise_seq_len", output.size(1))
+                    worker.metric("embedding_noise_dim", output.size(2))
+                handle.remove()
+                return None
+
+            handle = embeddings.register_forward_hook(measure)
+
+    return Probe()
 
 
 if __name__ == "__main__":
