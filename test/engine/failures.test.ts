@@ -34,7 +34,7 @@ const broken = defineStep({
         return
       case "db": {
         // a trigger makes the engine's own commit transaction fail with a real SQLite error
-        const Database = createRequire(${JSON.stringify(annealIndex)})("better-sqlite3")
+        const Database = createRequire(import.meta.url)(${JSON.stringify(require.resolve("better-sqlite3"))})
         const db = new Database(path.join(ctx.output, "..", "..", "cache.db"))
         db.exec("CREATE TRIGGER boom BEFORE INSERT ON artifacts BEGIN SELECT RAISE(ABORT, 'db boom'); END")
         db.close()
