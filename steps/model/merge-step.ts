@@ -33,7 +33,7 @@ export const MergeParams = Schema.Struct({
   models: Schema.optional(Schema.Array(Schema.Struct({ parameters: Schema.optional(SettingsSchema) }))).annotate({
     description: "per-model parameters, one entry per handle in the `models` input (mergekit's models[i].parameters)"
   }),
-  base_parameters: Schema.optional(SettingsSchema).annotate({
+  baseParameters: Schema.optional(SettingsSchema).annotate({
     description: "the base model's own parameters (linear weights the base like any input)"
   }),
   slices: Schema.optional(Schema.Array(SliceSchema)).annotate({
@@ -45,14 +45,14 @@ export const MergeParams = Schema.Struct({
   dtype: Schema.optional(DtypeName).annotate({
     description: "output dtype of float tensors (computation is float32); default: the inputs' dtype"
   }),
-  tokenizer_source: Schema.optional(ModelIndex).annotate({
+  tokenizerSource: Schema.optional(ModelIndex).annotate({
     description: "whose config, tokenizer and generation files the output gets: \"base\" (default when there is one) or a models index"
   }),
   seed: seedParam().annotate({ description: "seed of DARE's drop masks (part of the key)" }),
   mergekit: Schema.optional(MergekitYaml).annotate({
     description: "a mergekit YAML config instead of the fields above (model names map to inputs: see docs/model-surgery.md)"
   }),
-  max_shard_bytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3).annotate({
+  maxShardBytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3).annotate({
     description: "split the output into shards of at most this many bytes"
   })
 })
@@ -65,9 +65,9 @@ export const mergePlanOf = (p: MergeParams, modelCount: number, hasBase: boolean
   const seedOf = p.seed ?? seed
   const baseIndex = hasBase ? modelCount : undefined
   if (p.mergekit !== undefined) {
-    const extra = (["method", "models", "base_parameters", "slices", "parameters", "dtype", "tokenizer_source"] as const).filter((k) => p[k] !== undefined)
+    const extra = (["method", "models", "baseParameters", "slices", "parameters", "dtype", "tokenizerSource"] as const).filter((k) => p[k] !== undefined)
     if (extra.length > 0) throw new PlanError(`give either mergekit or ${extra.join(", ")}, not both`, "mergekit")
-    return { ...mergekitToPlan(parseMergekitConfig(p.mergekit), { models: modelCount, hasBase }, seedOf), maxShardBytes: p.max_shard_bytes }
+    return { ...mergekitToPlan(parseMergekitConfig(p.mergekit), { models: modelCount, hasBase }, seedOf), maxShardBytes: p.maxShardBytes }
   }
   if (p.method === undefined) throw new PlanError("required (or give a mergekit config)", "method")
   const index = (m: number | "base", where: string): number => {
@@ -83,8 +83,8 @@ export const mergePlanOf = (p: MergeParams, modelCount: number, hasBase: boolean
   if (p.slices !== undefined) {
     if (p.models !== undefined) throw new PlanError("give either slices or models parameters, not both", "slices")
     slices = p.slices.map((s, i) => ({
-      sources: s.sources.map((x, j) => ({ model: index(x.model, `slices.${i}.sources.${j}.model`), layers: x.layer_range, parameters: x.parameters })),
-      base: s.base_model !== undefined ? index(s.base_model, `slices.${i}.base_model`) : undefined,
+      sources: s.sources.map((x, j) => ({ model: index(x.model, `slices.${i}.sources.${j}.model`), layers: x.layerRange, parameters: x.parameters })),
+      base: s.baseModel !== undefined ? index(s.baseModel, `slices.${i}.baseModel`) : undefined,
       parameters: s.parameters
     }))
   } else {
@@ -92,7 +92,7 @@ export const mergePlanOf = (p: MergeParams, modelCount: number, hasBase: boolean
       throw new PlanError(`${p.models.length} entries but the models input has ${modelCount} handles`, "models")
     }
     models = Array.from({ length: modelCount }, (_, i) => ({ model: i, parameters: p.models?.[i]?.parameters }))
-    if (baseIndex !== undefined && p.base_parameters !== undefined) models = [...models, { model: baseIndex, parameters: p.base_parameters }]
+    if (baseIndex !== undefined && p.baseParameters !== undefined) models = [...models, { model: baseIndex, parameters: p.baseParameters }]
   }
   return {
     method: p.method,
@@ -101,9 +101,9 @@ export const mergePlanOf = (p: MergeParams, modelCount: number, hasBase: boolean
     base: baseIndex,
     parameters: p.parameters,
     outDtype: p.dtype !== undefined ? parseDtypeName(p.dtype) : undefined,
-    donor: p.tokenizer_source !== undefined ? index(p.tokenizer_source, "tokenizer_source") : undefined,
+    donor: p.tokenizerSource !== undefined ? index(p.tokenizerSource, "tokenizerSource") : undefined,
     seed: seedOf,
-    maxShardBytes: p.max_shard_bytes
+    maxShardBytes: p.maxShardBytes
   }
 }
 
@@ -116,7 +116,7 @@ export const inputLabels = (models: number, hasBase: boolean): ReadonlyArray<str
 /** Where a missing method parameter goes, as a param path of this step ("models.1.parameters.weight"). */
 const missingParamPath = (p: MergeParams, m: MissingParameter): string => {
   if (p.mergekit !== undefined) return "mergekit"
-  if (m.entry === undefined) return m.input === undefined ? `parameters.${m.parameter}` : `base_parameters.${m.parameter}`
+  if (m.entry === undefined) return m.input === undefined ? `parameters.${m.parameter}` : `baseParameters.${m.parameter}`
   if ("models" in m.entry) return `models.${m.entry.models}.parameters.${m.parameter}`
   return `slices.${m.entry.slice}.sources.${m.entry.source}.parameters.${m.parameter}`
 }

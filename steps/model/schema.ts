@@ -21,13 +21,13 @@ export const ModelIndex = Schema.Union([Schema.Int.check(Schema.isGreaterThanOrE
 
 export const SliceSourceSchema = Schema.Struct({
   model: withDefault(ModelIndex, 0),
-  layer_range: LayerRange.annotate({ description: "half-open [start, end), as mergekit's layer_range" }),
+  layerRange: LayerRange.annotate({ description: "half-open [start, end), as mergekit's layer_range" }),
   parameters: Schema.optional(SettingsSchema)
 })
 
 export const SliceSchema = Schema.Struct({
   sources: Schema.Array(SliceSourceSchema).check(Schema.isMinLength(1)),
-  base_model: Schema.optional(ModelIndex),
+  baseModel: Schema.optional(ModelIndex),
   parameters: Schema.optional(SettingsSchema)
 })
 

@@ -5,7 +5,7 @@
  *
  * ```ts
  * const solar = upscale({ models: [mistral] }, { drop: 8 })            // 32 layers -> 48
- * const frank = upscale({ models: [a, b] }, { slices: [{ model: 0, layer_range: [0, 20] }, { model: 1, layer_range: [10, 32] }] })
+ * const frank = upscale({ models: [a, b] }, { slices: [{ model: 0, layerRange: [0, 20] }, { model: 1, layerRange: [10, 32] }] })
  * ```
  */
 import { Schema } from "effect"
@@ -34,7 +34,7 @@ export const UpscaleParams = Schema.Struct({
     description: "output dtype of float tensors (computation is float32); default: the inputs' dtype"
   }),
   mergekit: Schema.optional(MergekitYaml).annotate({ description: "a mergekit passthrough YAML config instead" }),
-  max_shard_bytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3).annotate({
+  maxShardBytes: withDefault(Schema.Int.check(Schema.isGreaterThan(0)), 5 * 1024 ** 3).annotate({
     description: "split the output into shards of at most this many bytes"
   })
 })
@@ -69,12 +69,12 @@ export const upscalePlanOf = (p: UpscaleParams, models: number, seed: number, la
     } else {
       slices = p.slices!.map((s, i) => {
         if (s.model === "base" || s.model >= models) throw new PlanError(`${s.model} is not an index into models (${models})`, `slices.${i}.model`)
-        return { model: s.model, layers: s.layer_range, parameters: s.parameters }
+        return { model: s.model, layers: s.layerRange, parameters: s.parameters }
       })
     }
     plan = { method: "passthrough", slices: slices.map((s) => ({ sources: [s] })), parameters: p.parameters, outDtype, seed, donor: 0 }
   }
-  return { ...plan, outDtype: plan.outDtype ?? outDtype, maxShardBytes: p.max_shard_bytes }
+  return { ...plan, outDtype: plan.outDtype ?? outDtype, maxShardBytes: p.maxShardBytes }
 }
 
 export const upscale = defineStep({

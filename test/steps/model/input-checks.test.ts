@@ -141,7 +141,7 @@ describe("merge refuses inputs that do not hold the same tensors", () => {
 describe("upscale refuses slices whose layers do not match", () => {
   it("stacks layers of a model with another hidden size", async () => {
     const file = recipe("frank", `  const h = source.model("models/hidden16")
-  upscale({ models: [a, h] }, { slices: [{ model: 0, layer_range: [0, 2] }, { model: 1, layer_range: [1, 3] }] }, { id: "frank" })`)
+  upscale({ models: [a, h] }, { slices: [{ model: 0, layerRange: [0, 2] }, { model: 1, layerRange: [1, 3] }] }, { id: "frank" })`)
     const error = await runFailing(file, "frank")
     expect(error).toMatch(/tensor "model\.layers\.1\.mlp\.up_proj\.weight" of models\[1\] .* has shape \[8,16\], but "model\.layers\.0\.mlp\.up_proj\.weight" of models\[0\] .* has \[4,8\]/)
   }, 60_000)
@@ -160,10 +160,10 @@ describe("method parameters are checked when the recipe loads", () => {
       /^anneal: step "ties" \(.*ties-no-weight\.ts:\d+\) \(merge\): param models\.0\.parameters\.weight: ties requires a "weight" for every input but the base, and none is given for models\[0\]/],
     ["ties-one-weight", `  merge({ models: [a, a], base }, { method: "ties", models: [{ parameters: { weight: 1 } }, { parameters: { density: 0.5 } }] }, { id: "ties" })`,
       /param models\.1\.parameters\.weight: ties requires a "weight"/],
-    ["dare-slices", `  merge({ models: [a], base }, { method: "dare_ties", slices: [{ sources: [{ model: 0, layer_range: [0, 3] }, { model: "base", layer_range: [0, 3] }] }] }, { id: "dare" })`,
+    ["dare-slices", `  merge({ models: [a], base }, { method: "dare_ties", slices: [{ sources: [{ model: 0, layerRange: [0, 3] }, { model: "base", layerRange: [0, 3] }] }] }, { id: "dare" })`,
       /step "dare" .*param slices\.0\.sources\.0\.parameters\.weight: dare_ties requires a "weight"/],
     ["linear-base", `  merge({ models: [a], base }, { method: "linear", models: [{ parameters: { weight: 1 } }] }, { id: "lin" })`,
-      /step "lin" .*param base_parameters\.weight: linear requires a "weight" for every input, and none is given for base/],
+      /step "lin" .*param baseParameters\.weight: linear requires a "weight" for every input, and none is given for base/],
     ["slerp-no-t", `  merge({ models: [a], base }, { method: "slerp" }, { id: "slerp" })`,
       /step "slerp" .*param parameters\.t: slerp requires "t", and none is given/],
     ["slerp-no-base", `  merge({ models: [a, a] }, { method: "slerp", parameters: { t: 0.5 } }, { id: "slerp" })`,
@@ -174,7 +174,7 @@ describe("method parameters are checked when the recipe loads", () => {
       /param models: 2 entries but the models input has 1 handles/],
     ["upscale-drop-two", `  upscale({ models: [a, base] }, { drop: 1 }, { id: "dus" })`,
       /step "dus" .*param drop: drop \(DUS\) takes one model, got 2/],
-    ["upscale-index", `  upscale({ models: [a] }, { slices: [{ model: 1, layer_range: [0, 2] }] }, { id: "up" })`,
+    ["upscale-index", `  upscale({ models: [a] }, { slices: [{ model: 1, layerRange: [0, 2] }] }, { id: "up" })`,
       /step "up" .*param slices\.0\.model: 1 is not an index into models \(1\)/],
     ["upscale-none", `  upscale({ models: [a] }, {}, { id: "up" })`,
       /step "up" .*give exactly one of drop, slices or mergekit/]

@@ -200,7 +200,7 @@ describe("upscale", () => {
     const a = await writeModel(layered(3), { num_hidden_layers: 3 })
     const b = await writeModel(Object.fromEntries(Object.entries(layered(3)).map(([k, v]) => [k, v.map((x) => x + 100)])), { num_hidden_layers: 3 })
     const out = await runStep(upscale, { models: [a, b] }, {
-      slices: [{ model: 0, layer_range: [0, 2] }, { model: 1, layer_range: [1, 3] }],
+      slices: [{ model: 0, layerRange: [0, 2] }, { model: 1, layerRange: [1, 3] }],
       parameters: { scale: [{ filter: "layers", value: 2 }, { value: 1 }] }
     })
     const firsts = await Promise.all([0, 1, 2, 3].map(async (i) => (await readTensor(out, `model.layers.${i}.w`))[0]))
