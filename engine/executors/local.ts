@@ -93,7 +93,12 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
     if (def === undefined) {
       return Effect.fail(new StepExecutionError(spec.step, `unknown step kind "${spec.kind}" (is the module that defines it imported by the recipe?)`))
     }
-    const log = new LogFile(spec.logPath)
+    let log: LogFile
+    try {
+      log = new LogFile(spec.logPath)
+    } catch (e) {
+      return Effect.fail(new StepExecutionError(spec.step, `cannot open the step's log ${spec.logPath}: ${(e as Error).message}`, undefined, e))
+    }
     const metrics: Record<string, number | string> = {}
     const controller = new AbortController()
     // once interrupted, a step that ignores its signal must not report anything more
@@ -181,7 +186,13 @@ const runCommand = (
   emit: (e: EngineEvent) => void
 ): Effect.Effect<ExecResult, StepExecutionError> =>
   Effect.callback<ExecResult, StepExecutionError>((resume) => {
-    const log = new LogFile(spec.logPath)
+    if (impl.argv.length === 0) return resume(Effect.fail(new StepExecutionError(spec.step, "its command has an empty argv")))
+    let log: LogFile
+    try {
+      log = new LogFile(spec.logPath)
+    } catch (e) {
+      return resume(Effect.fail(new StepExecutionError(spec.step, `cannot open the step's log ${spec.logPath}: ${(e as Error).message}`, undefined, e)))
+    }
     const metrics: Record<string, number | string> = {}
     let lastError: string | undefined
     log.write(`$ ${impl.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`)
@@ -241,7 +252,10 @@ const runCommand = (
         const detail = lastError ?? log.tail.filter((l) => !l.startsWith("$ ")).at(-1) ?? "no output"
         finish(Effect.fail(new StepExecutionError(spec.step, `${why}: ${detail}`, r.exitCode ?? undefined)))
       },
-      (e: unknown) => finish(Effect.fail(new StepExecutionError(spec.step, `could not start ${impl.argv[0]}: ${(e as Error).message}`, undefined, e)))
+      (e: unknown) => {
+        const why = impl.cwd !== undefined && !fs.existsSync(impl.cwd) ? `its working directory ${impl.cwd} does not exist` : (e as Error).message
+        finish(Effect.fail(new StepExecutionError(spec.step, `could not start ${impl.argv[0]}: ${why}`, undefined, e)))
+      }
     )
     // the canceler: SIGTERM to the group now, SIGKILL after the grace period, and wait for the exit
     return Effect.promise(async () => {
