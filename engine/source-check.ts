@@ -55,7 +55,19 @@ export const checkSource = (step: PlannedStep, src: SourceNode): void => {
   }
   const inside = specialBelow(p)
   if (inside !== undefined) throw bad(`holds ${inside[0]}, which is ${inside[1]}: only regular files and directories can be hashed and read`)
-  if (src.kind === "dataset" && !fs.existsSync(path.join(p, "data.jsonl")) && !fs.readdirSync(p).some(isJsonlName)) {
+  if (src.kind !== "dataset") return
+  // the files a dataset reader will open (steps/data/jsonl.ts datasetFiles), links followed
+  const names = fs.existsSync(path.join(p, "data.jsonl")) ? ["data.jsonl"] : fs.readdirSync(p).filter(isJsonlName)
+  if (names.length === 0) {
     throw bad("is a directory with no data.jsonl and no *.jsonl / *.jsonl.gz files: a dataset source is one JSONL file or a directory of them")
+  }
+  for (const name of names) {
+    let file: fs.Stats
+    try {
+      file = fs.statSync(path.join(p, name))
+    } catch (e) {
+      throw bad(`holds ${name}, which cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+    }
+    if (!file.isFile()) throw bad(`holds ${name}, which is ${special(file) ?? "a directory"}: a dataset reads regular files`)
   }
 }

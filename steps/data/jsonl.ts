@@ -100,42 +100,73 @@ const firstInvalidByte = (b: Buffer): number => {
   return -1
 }
 
-/** Decodes one line strictly: invalid UTF-8 is reported, never turned into U+FFFD; a BOM opening the file is dropped. */
+/** Decodes one line strictly: invalid UTF-8 is reported, never turned into U+FFFD. */
 const decodeLine = (bytes: Buffer, line: number): FileLine | undefined => {
-  if (line === 1 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3)
   if (!isUtf8(bytes)) return { text: "", line, invalid: `invalid UTF-8 at byte ${firstInvalidByte(bytes)} of the line` }
   const text = bytes.toString("utf8")
   return text.trim().length > 0 ? { text, line } : undefined
 }
 
 /**
- * Non-blank lines of one file, with 1-based line numbers. Lines are split as bytes and each is checked
- * as UTF-8 on its own, so a bad byte spoils one line (with its number), not the rest of the file.
+ * The lines of a block of whole lines (it ends with a newline), numbered from `first`; returns the next
+ * line number. A block that is valid UTF-8 (the usual case) is decoded at once; otherwise line by line,
+ * so a bad byte spoils one line.
+ */
+function* blockLines(block: Buffer, first: number): Generator<FileLine, number> {
+  let line = first
+  if (isUtf8(block)) {
+    const text = block.toString("utf8")
+    for (let start = 0, nl = text.indexOf("\n"); nl !== -1; start = nl + 1, nl = text.indexOf("\n", start)) {
+      const s = text.slice(start, nl)
+      if (s.trim().length > 0) yield { text: s, line }
+      line++
+    }
+    return line
+  }
+  for (let start = 0, nl = block.indexOf(10); nl !== -1; start = nl + 1, nl = block.indexOf(10, start)) {
+    const l = decodeLine(block.subarray(start, nl), line++)
+    if (l !== undefined) yield l
+  }
+  return line
+}
+
+const hasBom = (b: Buffer): boolean => b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf
+
+/**
+ * Non-blank lines of one file, with 1-based line numbers. Each line must be valid UTF-8 on its own (a
+ * line with a bad byte is reported as invalid, never decoded to U+FFFD); a BOM opening the file is dropped.
  */
 export async function* readFileLines(file: string): AsyncGenerator<FileLine> {
   let stream: NodeJS.ReadableStream = fs.createReadStream(file, { highWaterMark: 1 << 20 })
   if (isGzip(file)) stream = stream.pipe(zlib.createGunzip())
   let pending: Array<Buffer> = [] // the start of a line that spans chunks
-  let line = 0
+  let line = 1
+  let atStart = true
+  const take = (block: Buffer): Buffer => {
+    const first = atStart
+    atStart = false
+    return first && hasBom(block) ? block.subarray(3) : block
+  }
   try {
     for await (const data of stream) {
       const chunk = data as Buffer
-      let start = 0
-      for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
-        const bytes = pending.length === 0 ? chunk.subarray(start, nl) : Buffer.concat([...pending, chunk.subarray(start, nl)])
-        pending = []
-        start = nl + 1
-        const l = decodeLine(bytes, ++line)
-        if (l !== undefined) yield l
+      const last = chunk.lastIndexOf(10)
+      if (last === -1) {
+        pending.push(Buffer.from(chunk))
+        continue
       }
-      if (start < chunk.length) pending.push(Buffer.from(chunk.subarray(start)))
+      const whole = pending.length === 0 ? chunk.subarray(0, last + 1) : Buffer.concat([...pending, chunk.subarray(0, last + 1)])
+      pending = last + 1 < chunk.length ? [Buffer.from(chunk.subarray(last + 1))] : []
+      line = yield* blockLines(take(whole), line)
     }
   } catch (e) {
     if (e instanceof DatasetError) throw e
-    throw DatasetError.at(file, line + 1, `cannot read: ${(e as Error).message}`, undefined, e)
+    throw DatasetError.at(file, line, `cannot read: ${(e as Error).message}`, undefined, e)
   }
-  const last = pending.length > 0 ? decodeLine(Buffer.concat(pending), line + 1) : undefined
-  if (last !== undefined) yield last
+  if (pending.length > 0) {
+    const l = decodeLine(take(Buffer.concat(pending)), line)
+    if (l !== undefined) yield l
+  }
 }
 
 /**
