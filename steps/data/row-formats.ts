@@ -12,8 +12,8 @@
  * format.
  */
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { Schema } from "effect"
+import { projectRoot } from "../../engine/python.ts"
 import { rowSchemas } from "../../engine/rows.ts"
 
 export type ConcreteFormat = keyof typeof rowSchemas
@@ -68,4 +68,4 @@ export const rowFormatSpec = () => ({
 
 export const rowFormatSpecText = (): string => JSON.stringify(rowFormatSpec(), null, 2) + "\n"
 
-export const rowFormatSpecFile = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../python/anneal_worker/row_formats.json")
+export const rowFormatSpecFile = path.join(projectRoot, "python", "anneal_worker", "row_formats.json")
