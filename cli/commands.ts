@@ -19,7 +19,8 @@ import { executorChoice } from "./executor-choice.ts"
 import { describePlacement } from "../engine/executor-config.ts"
 import { requestOf } from "../engine/run.ts"
 import { showStep, printLogs } from "./show.ts"
-import { renderPlan } from "./render/plan.ts"
+import { graphFormats, renderPlan, renderPlanGraph } from "./render/plan.ts"
+import type { GraphFormat } from "./render/plan.ts"
 import { colorEnabled } from "./render/paint.ts"
 
 export interface Command {
@@ -110,10 +111,24 @@ const run: Command = {
   }
 }
 
+/** `--format dot|mermaid` (or `text`, the default), checked before the recipe loads. */
+const graphFormatOf = (v: unknown): GraphFormat | undefined => {
+  if (v === undefined || v === "text") return undefined
+  if (graphFormats.includes(v as GraphFormat)) return v as GraphFormat
+  throw new UsageError({ message: `plan: --format must be text, dot or mermaid, got "${String(v)}"` })
+}
+
 const plan: Command = {
-  options: { ...storeOption, json: { type: "boolean" }, force: { type: "string", multiple: true }, executor: { type: "string" } },
+  options: {
+    ...storeOption,
+    json: { type: "boolean" },
+    format: { type: "string" },
+    force: { type: "string", multiple: true },
+    executor: { type: "string" }
+  },
   run: async (v, positionals) => {
     const recipe = needRecipe(positionals, "plan")
+    const format = graphFormatOf(v.format)
     const project = await openProject(recipe, { store: typeof v.store === "string" ? v.store : undefined })
     try {
       const steps = selectSteps(project.graph, positionals.slice(1))
@@ -125,7 +140,9 @@ const plan: Command = {
         const step = project.graph.byId.get(id)!
         return describePlacement(where.name, where.config, id, step.def.kind, requestOf(step))
       }
-      if (v.json === true) {
+      if (format !== undefined) {
+        process.stdout.write(renderPlanGraph(entries, format))
+      } else if (v.json === true) {
         for (const [p, hash] of sources) process.stdout.write(JSON.stringify({ event: "source", path: p, hash }) + "\n")
         for (const e of entries) {
           process.stdout.write(JSON.stringify({ event: "plan", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs, key: e.key ?? null, where: placement(e.step) }) + "\n")

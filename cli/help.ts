@@ -48,10 +48,13 @@ Options:
   --executor <name>  local (default), slurm or ray (settings in anneal.config.json)
   --json             one JSON event per line on stdout (the stable machine interface)
 `,
-  plan: `Usage: anneal plan <recipe> [step ...] [--json] [--store <dir>] [--force <step>] [--executor <name>]
+  plan: `Usage: anneal plan <recipe> [step ...] [--json] [--format text|dot|mermaid] [--store <dir>] [--force <step>]
+                   [--executor <name>]
 
 Prints each step with its status: cached, stale (with the reasons, as a diff against its last successful
 run) or waiting (it depends on a stale step), and with a cluster executor where each would run. Runs nothing.
+--format dot or mermaid prints the DAG instead (Graphviz: anneal plan r.ts --format dot | dot -Tsvg > plan.svg;
+Mermaid: paste into a Markdown file), each step a node coloured by its status.
 `,
   show: `Usage: anneal show <step> [--recipe <recipe>] [--json] [--store <dir>]
 

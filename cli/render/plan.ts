@@ -76,3 +76,57 @@ export const cutVisible = (line: string, width: number): string => {
   }
   return out
 }
+
+// ---------------------------------------------------------------------------------------------
+// `plan --format dot|mermaid`: the DAG as a drawing, one node per step coloured by its status
+
+export type GraphFormat = "dot" | "mermaid"
+export const graphFormats: ReadonlyArray<GraphFormat> = ["dot", "mermaid"]
+
+const fill: Record<PlanRecord["status"], { readonly fill: string; readonly stroke: string }> = {
+  cached: { fill: "#dbeafe", stroke: "#1d4ed8" },
+  stale: { fill: "#fef3c7", stroke: "#b45309" },
+  waiting: { fill: "#e5e7eb", stroke: "#6b7280" }
+}
+
+/** The status as a node shows it: `stale (2 reasons)`, `waiting for dedup`. */
+const statusLabel = (r: PlanRecord): string => {
+  const { waitsFor, rest } = splitWaits(r.reasons)
+  if (r.status === "waiting" && waitsFor !== undefined) return `waiting for ${waitsFor}`
+  if (r.status === "stale" && rest.length > 0) return `stale (${rest.length} reason${rest.length > 1 ? "s" : ""})`
+  return r.status
+}
+
+/** A DOT quoted string; DOT's own `\\n` escape breaks a label's lines. */
+const dotString = (...lines: ReadonlyArray<string>) =>
+  `"${lines.map((l) => l.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, " ")).join("\\n")}"`
+
+const renderDot = (records: ReadonlyArray<PlanRecord>): string => {
+  const lines = ["digraph plan {", "  rankdir=LR;", '  node [shape=box, style="rounded,filled", fontname="Helvetica"];']
+  for (const r of records) {
+    const c = fill[r.status]
+    const label = dotString(r.step, `${r.kind} · ${statusLabel(r)}`)
+    lines.push(`  ${dotString(r.step)} [label=${label}, fillcolor="${c.fill}", color="${c.stroke}"];`)
+  }
+  for (const r of records) for (const n of r.needs) lines.push(`  ${dotString(n)} -> ${dotString(r.step)};`)
+  lines.push("}")
+  return lines.join("\n") + "\n"
+}
+
+/** Mermaid node text: quotes and markup characters as entity codes, so any step id is safe. */
+const mermaidText = (s: string) => s.replace(/[#"<>&]/g, (ch) => `#${ch.charCodeAt(0)};`)
+
+const renderMermaid = (records: ReadonlyArray<PlanRecord>): string => {
+  const id = new Map(records.map((r, i) => [r.step, `s${i}`]))
+  const lines = ["flowchart LR"]
+  for (const r of records) {
+    lines.push(`  ${id.get(r.step)}["${mermaidText(r.step)}<br/>${mermaidText(`${r.kind} · ${statusLabel(r)}`)}"]:::${r.status}`)
+  }
+  for (const r of records) for (const n of r.needs) if (id.has(n)) lines.push(`  ${id.get(n)} --> ${id.get(r.step)}`)
+  for (const s of ["cached", "stale", "waiting"] as const) lines.push(`  classDef ${s} fill:${fill[s].fill},stroke:${fill[s].stroke}`)
+  return lines.join("\n") + "\n"
+}
+
+/** The plan's DAG as Graphviz DOT or a Mermaid flowchart: edges from each step's inputs, status colours. */
+export const renderPlanGraph = (records: ReadonlyArray<PlanRecord>, format: GraphFormat): string =>
+  format === "dot" ? renderDot(records) : renderMermaid(records)
