@@ -5,7 +5,10 @@
  * Each command runs under a small supervisor (supervise.mjs) as the leader of its own process group.
  * Interruption sends SIGTERM to the group, then SIGKILL after a grace period, and waits for it to exit;
  * if anneal exits first, the group is killed, and if anneal is killed with -9 the supervisor kills it.
- * TS steps that return a promise are waited for after their signal aborts (see runImplementation).
+ * TS steps run in this process: when interrupted, their signal aborts and a step that returned a promise
+ * is waited for (see runImplementation), so it never writes into a staging directory that was already
+ * discarded. Worker threads could stop a step that ignores its signal, but would make every TS step
+ * re-import its recipe and anneal in a fresh thread; a second Ctrl-C ends the process instead.
  */
 import * as fs from "node:fs"
 import * as readline from "node:readline"
@@ -140,7 +143,7 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
     const abort = () => {
       controller.abort()
       slow = setTimeout(() => {
-        const message = `step "${spec.step}" has not stopped ${killGraceSeconds}s after the interrupt; waiting for it to return (it should check ctx.signal)`
+        const message = `step "${spec.step}" has not stopped ${killGraceSeconds}s after the interrupt; waiting for it to return (it should check ctx.signal; a second Ctrl-C quits at once)`
         log.write(`[warn] ${message}`)
         emit({ event: "log", step: spec.step, level: "warn", message })
       }, killGraceSeconds * 1000)
