@@ -21,7 +21,14 @@ const skipped = new Set(["__pycache__", ".pytest_cache", "node_modules"])
 if (process.env.npm_command === "exec" && process.env.npm_lifecycle_event === "prepare") process.exit(0)
 
 fs.rmSync(dist, { recursive: true, force: true })
-const tsc = path.join(path.dirname(createRequire(import.meta.url).resolve("typescript/package.json")), "bin", "tsc")
+let tsc
+try {
+  tsc = path.join(path.dirname(createRequire(import.meta.url).resolve("typescript/package.json")), "bin", "tsc")
+} catch {
+  // `npm install /path/to/anneal` links a checkout and installs only its runtime dependencies
+  process.stderr.write(`anneal build: TypeScript (a dev dependency) is not installed in ${root}: run \`npm install\` there first\n`)
+  process.exit(1)
+}
 const compiled = spawnSync(process.execPath, [tsc, "-p", path.join(root, "tsconfig.build.json")], { cwd: root, stdio: "inherit" })
 if (compiled.status !== 0) {
   process.stderr.write("anneal build: tsc failed (see above); dist/ is incomplete\n")
