@@ -63,6 +63,8 @@ const findTarget = async (v: Record<string, unknown>, id: string): Promise<Targe
 /** Everything `show` reports, as plain data (the --json object and the input of the human rendering). */
 export interface ShowData {
   readonly step: string
+  /** the recipe the cache knows the step by (always set here; optional so hand-made records fit) */
+  readonly recipe?: string | undefined
   readonly kind: string
   readonly status: string
   readonly key: string | null
@@ -89,6 +91,7 @@ export const showData = async (v: Record<string, unknown>, id: string): Promise<
     const summaryPath = last?.log_path ? last.log_path.replace(/[^/]+$/, "summary.md") : null
     return {
       step: id,
+      recipe: recipeId,
       kind: step?.def.kind ?? record?.kind ?? last?.kind ?? "unknown",
       status: last === undefined && record === undefined ? "never run" : last?.status === "running" ? "running" : record !== undefined ? "built" : last?.status ?? "unknown",
       key: record?.key ?? last?.key ?? null,

@@ -9,6 +9,8 @@ import { makePaint } from "./paint.ts"
 /** What the show command passes (cli/show.ts `ShowData` has this shape). */
 export interface ShowRecord {
   readonly step: string
+  /** the recipe the cache knows the step by (its path from the project root) */
+  readonly recipe?: string | undefined
   readonly kind: string
   readonly status: string
   readonly key: string | null
@@ -46,6 +48,7 @@ export const renderShow = (d: ShowRecord, options: { readonly color?: boolean | 
   const statusStyle = d.status === "built" ? "green" : d.status === "failed" ? "red" : d.status === "never run" ? "gray" : "yellow"
   out.push(`${paint("bold", d.step)}  ${paint("dim", d.kind)}  ${paint(statusStyle, d.status)}`)
   const head: Array<readonly [string, string]> = [["key", d.key ?? "—"]]
+  if (d.recipe !== undefined) head.unshift(["recipe", d.recipe])
   if (d.output !== null) head.push(["output", d.output.hash], ["path", d.output.path])
   if (d.trace !== null) head.push(["version", String(d.trace.version)])
   if (d.seconds !== null) head.push(["time", formatDuration(d.seconds)])

@@ -221,7 +221,7 @@ describe("bad input", () => {
   it("show and logs find a step in the store without --recipe", async () => {
     const show = await cli(["show", "upper", "--json"], { cwd: p.dir })
     expect(show.exitCode, show.stderr).toBe(0)
-    expect(JSON.parse(show.stdout)).toMatchObject({ step: "upper", kind: "upper", status: "built", params: { suffix: expect.any(String) } })
+    expect(JSON.parse(show.stdout)).toMatchObject({ step: "upper", recipe: "good.ts", kind: "upper", status: "built", params: { suffix: expect.any(String) } })
     const logs = await cli(["logs", "upper", "--store", p.store])
     expect(logs.exitCode, logs.stderr).toBe(0)
     const unknown = await cli(["show", "nosuch"], { cwd: p.dir })
