@@ -63,6 +63,7 @@ export const datasetFiles = (p: string): Array<string> => {
     throw DatasetError.at(p, undefined, "dataset not found (no such file or directory)", undefined, e)
   }
   if (st.isFile()) return [p]
+  if (!st.isDirectory()) throw DatasetError.at(p, undefined, "not a regular file or a directory (a FIFO or device is never read)")
   const main = path.join(p, "data.jsonl")
   if (fs.existsSync(main)) return [main]
   const files = fs.readdirSync(p).filter(isJsonlName).sort().map((n) => path.join(p, n))
