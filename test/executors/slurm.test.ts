@@ -33,7 +33,7 @@ afterAll(async () => {
 }, 120_000)
 
 beforeAll(async () => {
-  if (!slurmInstalled()) throw new Error("Slurm is not installed: run scripts/install-cluster-deps.sh")
+  if (!slurmInstalled()) throw new Error("Slurm is not installed: run scripts/install-test-deps.sh as root")
   cluster = await slurm.start()
 }, slurmStartDeadlineMs + 60_000)
 
