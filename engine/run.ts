@@ -325,18 +325,19 @@ const runProject = async (project: Project, options: RunOptions, started: number
     )
   }
 
-  const failOutside = (step: PlannedStep, cause: Cause.Cause<unknown>): Outcome => {
+  const failOutside = (step: PlannedStep, key: string, cause: Cause.Cause<unknown>): Outcome => {
     const message = messageOf(Cause.squash(cause))
     counts.failed++
     if (options.keepGoing !== true) stopNew = true
     emit({ event: "log", step: step.id, level: "error", message: Cause.pretty(cause) })
-    emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key: "", output: null, seconds: 0, error: message })
+    emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key, output: null, seconds: 0, error: message })
     return { ok: false }
   }
 
   const runStep = (step: PlannedStep): Effect.Effect<void> =>
     Effect.gen(function* () {
       const done = deferreds.get(step.id)!
+      let key = "" // known once the inputs are
       const outcome = yield* Effect.gen(function* () {
         for (const need of step.needs) {
           const o = yield* Deferred.await(deferreds.get(need)!)
@@ -351,6 +352,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
         const hashes = inputHashes(step, outputs, plan.sources)!
         const trace = makeTrace(step, hashes)
         const q = query(step, trace, records.get(step.id), store, force.has(step.id))
+        key = q.key
         const decision = rebuild(q)
         if (decision.action === "cached") return settleCached(step, q.key, trace, decision.output, decision.seconds, decision.restored)
         if (stopNew) return skip(step, "the run stopped after a failure (use --keep-going to run independent steps)")
@@ -370,7 +372,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
         )
       }).pipe(
         // a throw outside execute (the database, the rebuilder, a lock) still settles the step as failed
-        Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => failOutside(step, cause)))),
+        Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => failOutside(step, key, cause)))),
         Effect.onInterrupt(() => Deferred.succeed(done, { ok: false }).pipe(Effect.asVoid))
       )
       yield* Deferred.succeed(done, outcome)

@@ -41,14 +41,30 @@ const broken = defineStep({
         write()
         return
       }
+      case "db-lock": {
+        // the next step's build lock cannot be taken: a database error outside any executor
+        const Database = createRequire(import.meta.url)(${JSON.stringify(require.resolve("better-sqlite3"))})
+        const db = new Database(path.join(ctx.output, "..", "..", "cache.db"))
+        db.exec("CREATE TRIGGER boom BEFORE INSERT ON locks BEGIN SELECT RAISE(ABORT, 'lock boom'); END")
+        db.close()
+        write()
+        return
+      }
       case "empty": return
       default: write()
     }
   }
 })
 
+const copy = defineStep({
+  kind: "copy", version: 1, params: Schema.Struct({}),
+  inputs: { data: Port.dataset(Text) }, output: Port.dataset(Text),
+  run: (ctx) => fs.cpSync(ctx.inputs.data, ctx.output, { recursive: true })
+})
+
 export default recipe("failures", () => {
-  broken({ data: source.dataset("data.txt", Text) }, { mode: ${JSON.stringify(mode)} })
+  const out = broken({ data: source.dataset("data.txt", Text) }, { mode: ${JSON.stringify(mode)} })
+  if (${JSON.stringify(mode)} === "db-lock") copy({ data: out })
 })
 `
 
@@ -99,6 +115,19 @@ describe("every failure is a failed step with its message", () => {
 
   it("a database error while committing", async () => {
     expect(await expectFailed(project("db"))).toMatch(/^could not commit the output: .*db boom/)
+  })
+
+  it("a database error outside the executor (taking the next step's build lock)", async () => {
+    const p = project("db-lock")
+    const r = await cli(["run", p.file("recipe.ts"), "--json"])
+    expect(r.exitCode, r.stderr).toBe(1)
+    expect(stepEvents(r.events).map((e) => [e.step, e.status, e.error])).toEqual([
+      ["broken", "ran", undefined],
+      ["copy", "failed", expect.stringContaining("lock boom")]
+    ])
+    expect(stepEvents(r.events).find((e) => e.step === "copy")?.key).toMatch(/^[0-9a-f]{16,}$/)
+    expect(r.events.at(-1)).toMatchObject({ event: "run", ran: 1, failed: 1, interrupted: 0 })
+    expect(runRows(p.store).filter((row) => row.status === "running")).toEqual([])
   })
 
   it("a dataset step that leaves its output empty", async () => {
