@@ -60,8 +60,10 @@ export class StepExecutionError extends Error {
 
 /**
  * Runs one spec. The scheduler decides when, the rebuilder whether; an executor only decides where and
- * how. Interrupting the returned effect must stop the work (SIGTERM, then SIGKILL for subprocesses)
- * before the effect completes.
+ * how. Interrupting the returned effect must stop the work (SIGTERM, then SIGKILL, to a subprocess's
+ * whole process group; an in-process step is waited for) before the effect completes: nothing may write
+ * into `output` after that, since the engine then discards it. Failures go in the error channel as
+ * StepExecutionError; the engine also turns any defect into a failed step, never an interruption.
  */
 export interface Executor {
   readonly name: string
