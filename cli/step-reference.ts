@@ -9,7 +9,7 @@ import type { AnyPort, Resources, StepDefinition } from "../engine/step.ts"
 
 export interface ParamReference {
   readonly name: string
-  /** a TypeScript-like spelling, with constraints: `integer, greater than 0`, `"lora" | "full" | null` */
+  /** a TypeScript-like spelling, with constraints: `integer (> 0)`, `"lora" | "full" | null` */
   readonly type: string
   /** "required", "optional" (no default: unset), or the default as JSON */
   readonly default: string
@@ -45,12 +45,17 @@ export interface KindReference {
 
 const json = (v: unknown): string => JSON.stringify(v)
 
-/** `a value greater than 0` -> `greater than 0`; the integer check becomes the type's name instead. */
+/** The checks' own words, shortened: `a value greater than 0` -> `> 0`; the integer check names the type instead. */
 const constraints = (ast: SchemaAST.AST): Array<string> =>
   (ast.checks ?? [])
     .map((c) => String((c.annotations as { expected?: unknown } | undefined)?.expected ?? ""))
     .filter((e) => e !== "" && e !== "an integer" && e !== "a finite number")
-    .map((e) => e.replace(/^an? (value|string|array) /, ""))
+    .map((e) =>
+      e.replace(/^an? (value|string|array) /, "")
+        .replace(/^greater than or equal to /, ">= ").replace(/^greater than /, "> ")
+        .replace(/^less than or equal to /, "<= ").replace(/^less than /, "< ")
+        .replace(/^with a length of at least /, "length >= ").replace(/^with a length of at most /, "length <= ")
+    )
 
 const isInt = (ast: SchemaAST.AST) => (ast.checks ?? []).some((c) => (c.annotations as { expected?: unknown } | undefined)?.expected === "an integer")
 
@@ -91,7 +96,7 @@ export const typeOf = (ast: SchemaAST.AST, depth = 0): string => {
     }
   })()
   const more = constraints(ast)
-  return more.length === 0 || depth > 0 ? (more.length === 0 ? base : `${base} (${more.join(", ")})`) : `${base}, ${more.join(", ")}`
+  return more.length === 0 ? base : `${base} (${more.join(", ")})`
 }
 
 const describeField = (name: string, field: Schema.Top, executionOnly: ReadonlySet<string>): ParamReference => {

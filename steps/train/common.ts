@@ -45,9 +45,9 @@ export const fineTuneLoopFields = {
 /** Fields every training kind has, in the order the dataclasses declare them (the run block). */
 export const runFields = {
   saveSteps: withDefault(NonNegativeInt, 0).annotate(
-    describe("checkpoint into the resume dir every N optimizer steps (0: never); execution-only, not in the key")
+    describe("checkpoint into the resume dir every N optimizer steps (0: never); a rerun resumes from the newest")
   ),
-  loggingSteps: withDefault(PositiveInt, 1).annotate(describe("progress line every N optimizer steps; execution-only")),
+  loggingSteps: withDefault(PositiveInt, 1).annotate(describe("a progress line every N optimizer steps")),
   processes: withDefault(PositiveInt, 1).annotate(
     describe("CPU data-parallel processes (torchrun + gloo); on GPUs the scheduler's gpus count decides")
   ),

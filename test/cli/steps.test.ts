@@ -26,7 +26,7 @@ describe("the step reference", () => {
       }
     }
     const sft = describeKind(lookupKind("sft")!)
-    expect(sft.params.find((p) => p.name === "maxLength")).toMatchObject({ type: "integer, greater than 0", default: "512" })
+    expect(sft.params.find((p) => p.name === "maxLength")).toMatchObject({ type: "integer (> 0)", default: "512" })
     expect(sft.params.find((p) => p.name === "saveSteps")).toMatchObject({ executionOnly: true })
     expect(sft.presets?.columns).toEqual(["no preset", "platypus"])
     expect(sft.presets?.rows.find((r) => r.param === "loraR")?.values).toEqual(["8", "16"])
@@ -53,7 +53,7 @@ describe("anneal steps", () => {
 
     const sft = await cli(["steps", "sft"])
     expect(sft.exitCode, sft.stderr).toBe(0)
-    expect(sft.stdout).toContain("loraR: integer (greater than 0) | null  [default null]")
+    expect(sft.stdout).toContain("loraR: integer (> 0) | null  [default null]")
     expect(sft.stdout).toContain("  data: dataset")
     expect(sft.stdout).toMatch(/resources: 1 GPU \(CPU with --allow-cpu\)/)
     expect(sft.stdout).toMatch(/learningRate +0\.0002 {2}\| {2}0\.0004/)
