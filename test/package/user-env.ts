@@ -2,6 +2,7 @@
  * Running npm, npx and tsc the way a user at a shell would: with the machine's own Node and npm, none of
  * the environment `npm test` gives its children (npm_* variables would point npm at this repository,
  * and this repository's node_modules/.bin on PATH would put its Node 24 first), and argument arrays.
+ * One difference: npm prefers its cache to the registry (npm_config_prefer_offline, below).
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -24,6 +25,9 @@ export const userEnv = (): Record<string, string> => {
     .filter((p) => p !== "" && !p.includes(`${path.sep}node_modules${path.sep}`) && !p.endsWith(`${path.sep}node_modules`) && !p.startsWith(repoRoot))
     .join(path.delimiter)
   env.NO_COLOR = "1"
+  // Packages already in the machine's npm cache are used without asking the registry again (halves
+  // an install here: ~40 s instead of ~95 s under load); what gets installed is the same.
+  env.npm_config_prefer_offline = "true"
   return env
 }
 
