@@ -140,7 +140,11 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
   const onFsEvent = (file: string) => {
     const abs = path.resolve(file)
     const now = contentHash(abs)
-    if (hashes.has(abs) && hashes.get(abs) === now && now !== undefined) return
+    if (hashes.has(abs) && hashes.get(abs) === now && now !== undefined) {
+      // said, so that a save that changes nothing is visibly seen and ignored (tests wait for this line)
+      cycleNote(`unchanged: ${rel(abs)} (same content): nothing to rerun`)
+      return
+    }
     hashes.set(abs, now)
     pending.add(abs)
     if (timer !== undefined) clearTimeout(timer)

@@ -1,6 +1,7 @@
 /**
  * `anneal watch --json` end to end: a real watcher, real child runs, a recipe edited on disk.
  */
+import { EventEmitter } from "node:events"
 import * as fs from "node:fs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { execa } from "execa"
@@ -10,6 +11,7 @@ import { annealBin, annealIndex, makeRecipeDir } from "../recipe-dir.ts"
 import type { RecipeDir } from "../recipe-dir.ts"
 
 const lib = `
+import { EventEmitter } from "node:events"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { defineStep, Port, Schema } from "${annealIndex}"
@@ -68,14 +70,28 @@ let exited = false
 const events: Array<EngineEvent> = []
 let stderr = ""
 
-/** waits until `n` events of the stream match (polling: the watcher runs in another process) */
-const waitForCount = async (pred: (e: EngineEvent) => boolean, n: number, timeoutMs = 40_000) => {
-  const start = Date.now()
-  while (events.filter(pred).length < n) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for event #${n}; stderr:\n${stderr}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
+/** Wakes the waiters below whenever the watcher writes an event or a line to stderr, or exits. */
+const changed = new EventEmitter()
+/**
+ * Resolves once `ready()` holds, checked each time the watcher writes something: no polling and no
+ * clock. A watcher that exits first rejects it with its stderr; one that hangs meets the test timeout.
+ */
+const until = (ready: () => boolean, what: string): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const check = () => {
+      if (ready()) {
+        changed.off("output", check)
+        resolve()
+      } else if (exited) {
+        changed.off("output", check)
+        reject(new Error(`watch exited while waiting for ${what}; stderr:\n${stderr}`))
+      }
+    }
+    changed.on("output", check)
+    check()
+  })
+/** waits until `n` events of the stream match */
+const waitForCount = (pred: (e: EngineEvent) => boolean, n: number) => until(() => events.filter(pred).length >= n, `event #${n}`)
 const runs = () => events.filter((e) => e.event === "run").length
 /** the steps that ran in the cycle ended by the `k`-th run event (1-based) */
 const ranInCycle = (k: number): Array<string> => {
@@ -91,16 +107,23 @@ beforeAll(async () => {
   d.write("data.txt", "hello\n")
   const c = execa(process.execPath, [annealBin, "watch", d.file("recipe.ts"), "--json", "--store", d.store], spawnOptions)
   child = c
-  void c.then(() => (exited = true))
+  void c.then(() => {
+    exited = true
+    changed.emit("output")
+  })
   let buffered = ""
   c.stdout.on("data", (chunk: Buffer) => {
     buffered += chunk.toString("utf8")
     const lines = buffered.split("\n")
     buffered = lines.pop()!
     for (const l of lines) if (l.trim() !== "") events.push(JSON.parse(l) as EngineEvent)
+    changed.emit("output")
   })
-  c.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")))
-  await waitForCount((e) => e.event === "run", 1, 90_000)
+  c.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString("utf8")
+    changed.emit("output")
+  })
+  await waitForCount((e) => e.event === "run", 1)
 })
 
 afterAll(async () => {
@@ -121,16 +144,21 @@ describe("anneal watch --json", () => {
 
   it("ignores a touch that leaves a source's content as it was", async () => {
     const before = events.length
+    const seen = stderr.length
     const now = new Date()
     fs.utimesSync(d.file("data.txt"), now, now)
-    await new Promise((r) => setTimeout(r, 2500))
+    // the watcher says it saw the touch and found the content unchanged: the decision is made, so
+    // absence after this line is proven, not hoped for after a sleep
+    await until(() => /unchanged: .*data\.txt/.test(stderr.slice(seen)), "the touch to be seen")
     expect(events.slice(before)).toEqual([])
+    expect(runs(), stderr).toBe(2)
   })
 
   it("reruns the consumers of a source whose content changed, and not the rest", async () => {
     d.write("data.txt", "hello again\n")
     await waitForCount((e) => e.event === "run", 3)
-    expect(ranInCycle(3)).toEqual(["a", "a-len", "b", "b-len"])
+    // the touch before started no cycle: this is the third, and it ran what the content change touches
+    expect(ranInCycle(3), stderr).toEqual(["a", "a-len", "b", "b-len"])
   })
 
   it("shows a recipe that does not compile, keeps watching, and runs the next valid save", async () => {
