@@ -19,8 +19,22 @@ class FakeTerminal extends EventEmitter {
   output = ""
   write = (s: string, done?: () => void) => {
     this.output += s
+    this.emit("written")
     done?.()
     return true
+  }
+  /** Resolves once what was written (colours stripped) satisfies `ready`: waits for Ink's frame, not a clock. */
+  until(ready: (output: string) => boolean): Promise<string> {
+    return new Promise((resolve) => {
+      const check = () => {
+        const out = stripVTControlCharacters(this.output)
+        if (!ready(out)) return false
+        this.off("written", check)
+        resolve(out)
+        return true
+      }
+      if (!check()) this.on("written", check)
+    })
   }
   resize(columns: number) {
     this.columns = columns
@@ -38,7 +52,6 @@ class FakeKeyboard extends EventEmitter {
 }
 
 const feed = (r: { emit: (e: EngineEvent) => void }, events: ReadonlyArray<EngineEvent>) => events.forEach((e) => r.emit(e))
-const settle = () => new Promise((r) => setTimeout(r, 150))
 const sgrForeground = /\x1b\[(3[0-7]|9[0-7])m/
 
 describe("the Ink reporter", () => {
@@ -46,12 +59,11 @@ describe("the Ink reporter", () => {
     const term = new FakeTerminal()
     const r = ink.makeInkReporter({ stdout: term as unknown as NodeJS.WriteStream, stdin: new FakeKeyboard() as unknown as NodeJS.ReadStream, interactive: true, onInterrupt: () => {}, color: false, patchConsole: false })
     feed(r, [...planned, cleanCached, ...dedupRan, sftStarted, sftProgress(500)])
-    await settle()
-    expect(stripVTControlCharacters(term.output)).toContain("50%  500/1000 steps")
+    expect(await term.until((o) => o.includes("50%  500/1000 steps"))).toContain("50%  500/1000 steps")
     term.output = ""
     term.resize(50)
-    await settle()
-    const narrow = stripVTControlCharacters(term.output).split("\n")
+    // the first frame drawn after the resize (it has the running step) is the one to measure
+    const narrow = (await term.until((o) => o.includes("▶ sft"))).split("\n")
     expect(narrow.some((l) => l.includes("▶ sft"))).toBe(true)
     for (const l of narrow) expect([...l].length).toBeLessThanOrEqual(50)
     feed(r, [

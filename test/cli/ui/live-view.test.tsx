@@ -92,17 +92,39 @@ describe("live view at 80 columns", () => {
 })
 
 describe("keys", () => {
-  const tick = () => new Promise((r) => setTimeout(r, 30))
+  /**
+   * Resolves with the first frame (the current one, or one Ink writes later) that `ready` accepts: a
+   * key's effect is awaited as the frame it produces, never after a fixed sleep. A key that has no
+   * effect leaves the test waiting until its timeout.
+   */
+  const frameWhere = (r: ReturnType<typeof render>, ready: (frame: string) => boolean): Promise<string> =>
+    new Promise((resolve) => {
+      if (ready(last(r))) return resolve(last(r))
+      const stdout = r.stdout as unknown as { write: (frame: string) => void }
+      const write = stdout.write
+      stdout.write = (frame: string) => {
+        write(frame)
+        if (ready(last(r))) {
+          stdout.write = write
+          resolve(last(r))
+        }
+      }
+    })
 
   it("q and Ctrl-C interrupt, and the footer says the run is stopping", async () => {
-    let calls = 0
-    const r = render(view(running(), { onInterrupt: () => calls++ }))
+    const calls: Array<() => void> = []
+    let count = 0
+    const interrupted = (n: number) => new Promise<void>((resolve) => (count >= n ? resolve() : calls.push(() => count >= n && resolve())))
+    const r = render(view(running(), { onInterrupt: () => {
+      count++
+      calls.forEach((c) => c())
+    } }))
     r.stdin.write("q")
-    await tick()
+    await interrupted(1)
+    expect(await frameWhere(r, (f) => f.includes("interrupting:"))).toContain("interrupting: waiting for running steps to stop")
     r.stdin.write("\x03")
-    await tick()
-    expect(calls).toBe(2)
-    expect(last(r)).toContain("interrupting: waiting for running steps to stop")
+    await interrupted(2)
+    expect(count).toBe(2)
   })
 
   it("? shows the keys, arrows move the selection, l shows the selected step's log tail", async () => {
@@ -113,19 +135,18 @@ describe("keys", () => {
     }
     const r = render(view(running(), { readTail }))
     r.stdin.write("?")
-    await tick()
-    expect(last(r)).toContain("l          show or hide the selected step's log tail")
+    expect(await frameWhere(r, (f) => f.includes("show or hide"))).toContain("l          show or hide the selected step's log tail")
     r.stdin.write("?")
-    await tick()
-    expect(last(r)).not.toContain("show or hide")
+    // the help was on screen; a later frame without it proves the second ? was handled
+    expect(await frameWhere(r, (f) => !f.includes("show or hide"))).not.toContain("l          show or hide")
     r.stdin.write("l")
-    await tick()
-    expect(last(r)).toContain("log of sft (running): /runs/7/sft.log")
-    expect(last(r)).toContain("last line of /runs/7/sft.log")
+    const log = await frameWhere(r, (f) => f.includes("log of "))
+    expect(log).toContain("log of sft (running): /runs/7/sft.log")
+    expect(log).toContain("last line of /runs/7/sft.log")
     r.stdin.write("\x1b[A") // up: dedup, the step before sft
-    await tick()
-    expect(last(r)).toContain("log of dedup (done): /runs/7/dedup.log")
-    expect(last(r)).toContain("q quit  ↑↓ select (dedup)")
+    const up = await frameWhere(r, (f) => !f.includes("log of sft"))
+    expect(up).toContain("log of dedup (done): /runs/7/dedup.log")
+    expect(up).toContain("q quit  ↑↓ select (dedup)")
   })
 })
 
