@@ -28,6 +28,7 @@ export interface PortReference {
   readonly name: string
   /** e.g. `dataset<instruction>`, `model`, `model[]`, `tokenizer?` */
   readonly type: string
+  readonly doc: string
 }
 
 export interface KindReference {
@@ -174,7 +175,7 @@ export const describeKind = (def: StepDefinition): KindReference => {
     implementation: def.implementation.run !== undefined ? "ts" : "command",
     params: Object.entries(fields).map(([name, f]) => describeField(name, f, executionOnly)),
     presets: presetTable(fields),
-    inputs: Object.entries(def.inputs).map(([name, p]) => ({ name, type: portType(p) })),
+    inputs: Object.entries(def.inputs).map(([name, p]) => ({ name, type: portType(p), doc: p.description ?? "" })),
     output: portType(def.output),
     resources: resourcesOf(def)
   }

@@ -35,6 +35,8 @@ export interface Port<H extends AnyHandle> {
   readonly optional: boolean
   /** row schema a dataset port expects, checked at run time by data steps */
   readonly rows?: Schema.Top | undefined
+  /** what the port is for, printed by `anneal steps` (set with Port.describe) */
+  readonly description?: string | undefined
   readonly _H?: (h: H) => H
 }
 export interface ManyPort<H extends AnyHandle> {
@@ -42,6 +44,7 @@ export interface ManyPort<H extends AnyHandle> {
   readonly kind: H["kind"]
   readonly many: true
   readonly optional: boolean
+  readonly description?: string | undefined
   readonly _H?: (h: H) => H
 }
 export type AnyPort = Port<any> | ManyPort<any>
@@ -65,7 +68,9 @@ export const Port = {
   /** a list of handles of one kind, e.g. the models a merge combines */
   many: <H extends AnyHandle>(p: Port<H>): ManyPort<H> => ({ _tag: "Port", kind: p.kind, many: true, optional: false }),
   /** a port the recipe may leave out */
-  optional: <H extends AnyHandle>(p: Port<H>): Port<H> & { readonly optional: true } => ({ ...p, optional: true })
+  optional: <H extends AnyHandle>(p: Port<H>): Port<H> & { readonly optional: true } => ({ ...p, optional: true }),
+  /** the port with a doc, which `anneal steps` and docs/steps.md print */
+  describe: <P extends AnyPort>(p: P, description: string): P => ({ ...p, description })
 }
 
 type HandleOf<P> = P extends Port<infer H> ? H : P extends ManyPort<infer H> ? ReadonlyArray<H> : never

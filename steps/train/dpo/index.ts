@@ -45,7 +45,10 @@ export type DpoParams = typeof DpoParams.Type
 
 const common = {
   params: DpoParams,
-  inputs: { model: Port.model(), data: Port.dataset(Preference) },
+  inputs: {
+    model: Port.describe(Port.model(), "the policy to tune, and its reference"),
+    data: Port.describe(Port.dataset(Preference), "prompt, chosen and rejected answers")
+  },
   resources: trainingResources,
   executionOnly: trainingExecutionOnly,
   sourceFiles: workerSourceFiles(script),

@@ -47,11 +47,12 @@ export const evaluate = defineStep({
   description: "evaluate a model with lm-evaluation-harness (local multiple-choice JSONL or built-in tasks)",
   params: EvalParams,
   inputs: {
-    model: Port.model(),
-    /** a LoRA adapter to apply on top of the model */
-    adapter: Port.optional(Port.adapter()),
-    /** multiple-choice datasets {question, choices, answer}, one local task each */
-    benchmarks: Port.many(Port.anyDataset())
+    model: Port.describe(Port.model(), "the model to evaluate"),
+    adapter: Port.describe(Port.optional(Port.adapter()), "a LoRA adapter to apply on top of the model"),
+    benchmarks: Port.describe(
+      Port.many(Port.anyDataset()),
+      "multiple-choice datasets {question, choices, answer}, one local task each"
+    )
   },
   output: Port.report(),
   resources: { gpus: 1, cpuFallback: true },
@@ -120,7 +121,7 @@ export const evalCompare = defineStep({
   version: 1,
   description: "compare eval reports side by side (report.json + report.md table)",
   params: CompareParams,
-  inputs: { reports: Port.many(Port.report()) },
+  inputs: { reports: Port.describe(Port.many(Port.report()), "eval reports, one column each") },
   output: Port.report(),
   run: async (ctx) => {
     const reports = await Promise.all(ctx.inputs.reports.map(async (dir) => {

@@ -76,11 +76,9 @@ export const pretrain = defineStep({
   description: "pretrain a causal LM on packed text, from scratch (llama / phi) or continued",
   params: PretrainParams,
   inputs: {
-    data: Port.dataset(Text),
-    /** from scratch: the vocabulary */
-    tokenizer: Port.optional(Port.tokenizer()),
-    /** continued pretraining: the starting weights and tokenizer */
-    model: Port.optional(Port.model())
+    data: Port.describe(Port.dataset(Text), "documents, packed into seqLen blocks"),
+    tokenizer: Port.describe(Port.optional(Port.tokenizer()), "from scratch: the vocabulary"),
+    model: Port.describe(Port.optional(Port.model()), "continued pretraining: the starting weights and tokenizer")
   },
   output: Port.model(),
   resources: trainingResources,

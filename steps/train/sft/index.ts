@@ -86,7 +86,10 @@ export type SftData =
   | Dataset<Text & Row>
 const sftData = Port.anyDataset() as unknown as Port<SftData>
 
-const inputs = { model: Port.model(), data: sftData }
+const inputs = {
+  model: Port.describe(Port.model(), "the base model"),
+  data: Port.describe(sftData, "instruction, prompt-completion, messages or text rows")
+}
 
 export const sft = defineStep({
   kind: "sft",

@@ -25,7 +25,7 @@ export const tokenizer = defineStep({
   version: 1,
   description: "train a byte-level BPE tokenizer on a Text dataset",
   params: TokenizerParams,
-  inputs: { data: Port.dataset(Text) },
+  inputs: { data: Port.describe(Port.dataset(Text), "the corpus the merges are learned from") },
   output: Port.tokenizer(),
   resources: { cpus: 1 },
   sourceFiles: workerSourceFiles(script),
