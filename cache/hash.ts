@@ -24,12 +24,16 @@ export const canonicalJson = (value: unknown): string => {
 
 const CHUNK = 4 * 1024 * 1024
 
+// one buffer for every call (hashFile is synchronous): allocating 4 MiB per file made hashing an
+// artifact of thousands of small files several times slower than reading it
+let shared: Buffer | undefined
+
 /** sha256 of a file, read in chunks so memory stays flat for multi-GB files. */
 export const hashFile = (file: string): string => {
   const h = createHash("sha256")
   const fd = fs.openSync(file, "r")
   try {
-    const buf = Buffer.allocUnsafe(CHUNK)
+    const buf = (shared ??= Buffer.allocUnsafe(CHUNK))
     for (;;) {
       const n = fs.readSync(fd, buf, 0, CHUNK, null)
       if (n === 0) break
