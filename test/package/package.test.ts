@@ -13,7 +13,11 @@ import { execa } from "execa"
 import { beforeAll, describe, expect, it } from "vitest"
 import { projectRoot } from "../../engine/python.ts"
 
-const packagedPaths = ["package.json", "README.md", "bin", "scripts", "tsconfig.json", "tsconfig.build.json", "index.ts", "engine", "cache", "steps", "cli", "python", "docs", "templates"]
+const manifest = JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { files: Array<string> }
+/** what the build reads, and the top of everything package.json's `files` lists */
+const packagedPaths = [
+  ...new Set(["package.json", "scripts", "tsconfig.json", "tsconfig.build.json", "index.ts", "engine", "cache", "steps", "cli", ...manifest.files.map((f) => f.split("/")[0]!)])
+]
 const skipped = new Set(["node_modules", "dist", ".anneal", "__pycache__", ".pytest_cache"])
 
 let work: string
@@ -65,9 +69,9 @@ describe("the packed package", () => {
     expect(files.filter((f) => f.startsWith("dist/steps/data/py/")).length).toBeGreaterThan(0)
     expect(files.filter((f) => /\.tsx?$/.test(f) && !f.endsWith(".d.ts") && !f.startsWith("templates/"))).toEqual([])
     expect(files.filter((f) => f.includes("__pycache__") || f.startsWith("test/") || f.startsWith("recipes/"))).toEqual([])
-    const manifest = JSON.parse(fs.readFileSync(path.join(project, "node_modules", "anneal", "package.json"), "utf8"))
-    expect(manifest.exports["."].types).toBe("./dist/index.d.ts")
-    for (const dep of ["tsx", "node"]) expect(manifest.dependencies[dep], dep).toBeDefined()
+    const installed = JSON.parse(fs.readFileSync(path.join(project, "node_modules", "anneal", "package.json"), "utf8"))
+    expect(installed.exports["."].types).toBe("./dist/index.d.ts")
+    for (const dep of ["tsx", "node"]) expect(installed.dependencies[dep], dep).toBeDefined()
   })
 
   it("runs its bin under Node 24", async () => {
