@@ -2,6 +2,7 @@
  * `anneal watch` while a step runs: a change that makes the running step stale interrupts it and the
  * next cycle runs it again; a change further down the graph lets it finish.
  */
+import { EventEmitter } from "node:events"
 import { afterAll, describe, expect, it } from "vitest"
 import { execa } from "execa"
 import type { EngineEvent } from "../../../engine/events.ts"
@@ -53,20 +54,32 @@ const startWatch = (text: string) => {
   d.write("recipe.ts", text)
   const child = execa(process.execPath, [annealBin, "watch", d.file("recipe.ts"), "--json", "--store", d.store], { reject: false, stdin: "ignore" })
   const events: Array<EngineEvent> = []
+  const arrived = new EventEmitter()
+  let exited = false
+  void child.then(() => {
+    exited = true
+    arrived.emit("event")
+  })
   let buffered = ""
   child.stdout.on("data", (chunk: Buffer) => {
     buffered += chunk.toString("utf8")
     const lines = buffered.split("\n")
     buffered = lines.pop()!
     for (const l of lines) if (l.trim() !== "") events.push(JSON.parse(l) as EngineEvent)
+    arrived.emit("event")
   })
-  const waitFor = async (pred: (e: EngineEvent) => boolean, n = 1) => {
-    const start = Date.now()
-    while (events.filter(pred).length < n) {
-      if (Date.now() - start > 60_000) throw new Error(`timed out; events: ${JSON.stringify(events.map((e) => e.event))}`)
-      await new Promise((r) => setTimeout(r, 100))
-    }
-  }
+  /** Resolves when `n` events match, checked as events arrive (no polling, no clock); rejects if watch exits first. */
+  const waitFor = (pred: (e: EngineEvent) => boolean, n = 1) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (events.filter(pred).length >= n) resolve()
+        else if (exited) reject(new Error(`watch exited; events: ${JSON.stringify(events.map((e) => e.event))}`))
+        else return
+        arrived.off("event", check)
+      }
+      arrived.on("event", check)
+      check()
+    })
   const stop = async () => {
     child.kill("SIGINT")
     return (await child).exitCode
