@@ -23,7 +23,7 @@ export const renderKindList = (defs: ReadonlyArray<StepDefinition>): string => {
 export const renderKindText = (r: KindReference): string => {
   const out: Array<string> = [`${r.kind} (version ${r.version}, ${r.implementation === "ts" ? "in-process TS" : "command"}): ${r.description}`, ""]
   out.push("inputs:")
-  for (const i of r.inputs) out.push(`  ${i.name}: ${i.type}${i.doc !== "" ? `  (${i.doc})` : ""}`)
+  for (const i of r.inputs) out.push(`  ${i.name}: ${i.type}${i.doc !== "" ? ` - ${i.doc}` : ""}`)
   out.push(`output: ${r.output}`, `resources: ${r.resources}`, "", "params:")
   if (r.params.length === 0) out.push("  (none)")
   for (const p of r.params) {
@@ -46,7 +46,8 @@ const code = (s: string) => (s === "" ? "" : "`" + s.replace(/`/g, "'") + "`")
 /** A kind's reference as a Markdown section. */
 export const renderKindMarkdown = (r: KindReference): string => {
   const out: Array<string> = [`## \`${r.kind}\``, "", `${r.description} (version ${r.version}, ${r.implementation === "ts" ? "in-process TS" : "command step"}).`, ""]
-  out.push(`- inputs: ${r.inputs.map((i) => `\`${i.name}: ${i.type}\`${i.doc !== "" ? ` (${i.doc})` : ""}`).join(", ") || "none"}`)
+  out.push(`- inputs:${r.inputs.length === 0 ? " none" : ""}`)
+  for (const i of r.inputs) out.push(`  - \`${i.name}: ${i.type}\`${i.doc !== "" ? `: ${i.doc}` : ""}`)
   out.push(`- output: \`${r.output}\``, `- resources: ${r.resources}`, "")
   if (r.params.length > 0) {
     out.push("| param | type | default | |", "|---|---|---|---|")

@@ -55,7 +55,7 @@ export const compilePatterns = (step: string, patterns: ReadonlyArray<string>): 
     }
   })
 
-const inputs = { data: Port.anyDataset() }
+const inputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
 
 export const runClean = async (ctx: StepContext<CleanParams, typeof inputs>): Promise<void> => {
   const p = ctx.params

@@ -51,7 +51,10 @@ export const DecontaminateParams = Schema.Struct({
 })
 export type DecontaminateParams = typeof DecontaminateParams.Type
 
-const inputs = { data: Port.anyDataset(), benchmarks: Port.many(Port.anyDataset()) }
+const inputs = {
+  data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)"),
+  benchmarks: Port.describe(Port.many(Port.anyDataset()), "benchmark datasets whose items must not leak into the training rows")
+}
 
 export type FlaggedPair = ReviewPair
 

@@ -54,7 +54,7 @@ export const DedupParams = Schema.Struct({
 })
 export type DedupParams = typeof DedupParams.Type
 
-const inputs = { data: Port.anyDataset() }
+const inputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
 type Ctx = StepContext<DedupParams, typeof inputs>
 
 const defaultFields = (method: DedupParams["method"], format: ConcreteFormat): ReadonlyArray<string> =>

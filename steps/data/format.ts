@@ -27,7 +27,7 @@ export const FormatParams = Schema.Struct({
 })
 export type FormatParams = typeof FormatParams.Type
 
-const inputs = { data: Port.anyDataset() }
+const inputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
 
 export const runFormat = async (ctx: StepContext<FormatParams, typeof inputs>): Promise<void> => {
   const p = ctx.params

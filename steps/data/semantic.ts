@@ -51,7 +51,7 @@ export const dedupSemantic = preservingRows(defineStep({
   version: 2,
   description: "drops rows whose sentence embedding is within a cosine threshold of a kept row (Platypus)",
   params: DedupSemanticParams,
-  inputs: { data: Port.anyDataset() },
+  inputs: { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") },
   output: Port.anyDataset() as Port<AnyDataset>,
   resources: { cpus: 2, gpus: 0, memoryGb: 2 },
   executionOnly: ["batchSize"],
@@ -79,7 +79,10 @@ export const decontaminateSemantic = preservingRows(defineStep({
   version: 2,
   description: "removes training rows whose question embedding is within cosine 0.8 of a benchmark question",
   params: DecontaminateSemanticParams,
-  inputs: { data: Port.anyDataset(), benchmarks: Port.many(Port.anyDataset()) },
+  inputs: {
+    data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)"),
+    benchmarks: Port.describe(Port.many(Port.anyDataset()), "benchmark datasets whose items must not leak into the training rows")
+  },
   output: Port.anyDataset() as Port<AnyDataset>,
   resources: { cpus: 2, gpus: 0, memoryGb: 2 },
   executionOnly: ["batchSize"],

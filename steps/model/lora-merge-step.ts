@@ -17,7 +17,10 @@ export const loraMerge = defineStep({
   version: 1,
   description: "fold a LoRA adapter into its base model (W + alpha/r * B A)",
   params: LoraMergeParams,
-  inputs: { model: Port.model(), adapter: Port.adapter() },
+  inputs: {
+    model: Port.describe(Port.model(), "the base model the adapter was trained on"),
+    adapter: Port.describe(Port.adapter(), "a PEFT LoRA adapter")
+  },
   output: Port.model(),
   resources: { cpus: 1 },
   run: async (ctx) => {

@@ -58,7 +58,10 @@ export const MergeParams = Schema.Struct({
 })
 export type MergeParams = typeof MergeParams.Type
 
-const inputs = { models: Port.many(Port.model()), base: Port.optional(Port.model()) }
+const inputs = {
+  models: Port.describe(Port.many(Port.model()), "the models to merge, in order (models[i] in params)"),
+  base: Port.describe(Port.optional(Port.model()), "the base model (task vectors are taken against it)")
+}
 
 /** Turns the step's params into a plan over [...models, base]. */
 export const mergePlanOf = (p: MergeParams, modelCount: number, hasBase: boolean, seed: number): MergePlan => {

@@ -82,7 +82,7 @@ export const upscale = defineStep({
   version: 1,
   description: "depth up-scaling (SOLAR's DUS) and layer-slice stacking (mergekit passthrough)",
   params: UpscaleParams,
-  inputs: { models: Port.many(Port.model()) },
+  inputs: { models: Port.describe(Port.many(Port.model()), "the models whose layers are stacked (slices' model index)") },
   output: Port.model(),
   resources: { cpus: 1 },
   checkParams: (p, counts) => {
