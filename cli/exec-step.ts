@@ -52,7 +52,8 @@ export const execStep = async (specPath: string): Promise<number> => {
   process.on("SIGTERM", stop)
   process.on("SIGINT", stop)
   const exit = await Effect.runPromiseExit(
-    makeLocalExecutor().run(spec, (e) => {
+    // one step per job: a warm process would import more than the step itself does
+    makeLocalExecutor({ warm: false }).run(spec, (e) => {
       const line = toProtocol(e)
       if (line !== undefined) process.stdout.write(JSON.stringify(line) + "\n")
     }),

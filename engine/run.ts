@@ -103,9 +103,12 @@ const cpuFallbackAllowed = (step: PlannedStep): boolean => {
 export const runRecipe = async (options: RunOptions): Promise<RunSummary> => {
   const started = performance.now()
   const project = await openProject(options.recipe, { store: options.store, fresh: options.fresh ?? false })
+  const executor = options.executor ?? makeLocalExecutor()
   try {
-    return await runProject(project, options, started)
+    return await runProject(project, { ...options, executor }, started)
   } finally {
+    // the local executor's warm Python process lives as long as the run
+    await executor.close?.()
     project.store.close()
   }
 }

@@ -68,4 +68,6 @@ export class StepExecutionError extends Error {
 export interface Executor {
   readonly name: string
   readonly run: (spec: StepSpec, emit: (event: EngineEvent) => void) => Effect.Effect<ExecResult, StepExecutionError>
+  /** ends what the executor keeps between steps (the local executor's warm Python process); the run calls it at its end */
+  readonly close?: (() => Promise<void>) | undefined
 }

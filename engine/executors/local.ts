@@ -20,6 +20,7 @@ import type { ExecResult, Executor, StepSpec } from "../spec.ts"
 import { StepExecutionError } from "../spec.ts"
 import { lookupKind, runImplementation } from "../step.ts"
 import type { StepContext } from "../step.ts"
+import { sharedWarmWorkers, warmWorkersEnabled, type WarmWorkers } from "../warm-workers.ts"
 
 /** Seconds a child gets to exit after SIGTERM before SIGKILL. */
 export const killGraceSeconds = 10
@@ -186,7 +187,8 @@ process.on("exit", () => {
 const runCommand = (
   spec: StepSpec,
   impl: Extract<StepSpec["implementation"], { type: "command" }>,
-  emit: (e: EngineEvent) => void
+  emit: (e: EngineEvent) => void,
+  warm: WarmWorkers | undefined
 ): Effect.Effect<ExecResult, StepExecutionError> =>
   Effect.callback<ExecResult, StepExecutionError>((resume) => {
     if (impl.argv.length === 0) return resume(Effect.fail(new StepExecutionError(spec.step, "its command has an empty argv")))
@@ -201,7 +203,11 @@ const runCommand = (
     log.write(`$ ${impl.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`)
     // through the supervisor (supervise.mjs), as the leader of its own process group: signals reach the
     // step and everything it started, and the group dies with anneal even when anneal is killed with -9
-    const child = execa(process.execPath, [supervisor, String(killGraceSeconds * 1000), ...impl.argv], {
+    // a Python worker may start from the warm process (engine/warm-workers.ts): same group, pipes and exit
+    const argv = warm?.command(impl.argv) ?? impl.argv
+    const warmWarning = warm?.takeWarning()
+    if (warmWarning !== undefined) emit({ event: "log", step: null, level: "warn", message: warmWarning })
+    const child = execa(process.execPath, [supervisor, String(killGraceSeconds * 1000), ...argv], {
       env: {
         ...process.env,
         ...impl.env,
@@ -272,10 +278,18 @@ const runCommand = (
     })
   })
 
-export const makeLocalExecutor = (): Executor => ({
-  name: "local",
-  run: (spec, emit) => {
-    const impl = spec.implementation
-    return impl.type === "ts" ? runTs(spec, emit) : runCommand(spec, impl, emit)
+/**
+ * `warm`: Python steps fork from the process's warm Python process (engine/warm-workers.ts); default on
+ * unless ANNEAL_WARM_WORKERS=0. `close` ends the warm process; a later Python step starts a new one.
+ */
+export const makeLocalExecutor = (options: { readonly warm?: boolean } = {}): Executor => {
+  const warm = () => (options.warm ?? warmWorkersEnabled()) ? sharedWarmWorkers() : undefined
+  return {
+    name: "local",
+    run: (spec, emit) => {
+      const impl = spec.implementation
+      return impl.type === "ts" ? runTs(spec, emit) : runCommand(spec, impl, emit, warm())
+    },
+    close: () => warm()?.close() ?? Promise.resolve()
   }
-})
+}
