@@ -16,9 +16,14 @@ const sourceDirs = ["engine", "cache", "steps", "cli"]
 const isSource = (f) => /\.tsx?$/.test(f)
 const skipped = new Set(["__pycache__", ".pytest_cache", "node_modules"])
 
-// `npx anneal` inside this repository links the package into npx's cache, which runs `prepare`: the
-// checkout runs from its TypeScript sources and needs no build, so do not make every first npx call wait.
-if (process.env.npm_command === "exec" && process.env.npm_lifecycle_event === "prepare") process.exit(0)
+// `prepare` also runs when this checkout installs its own dependencies (npm install, npm ci) and on
+// `npx anneal` inside it (npx links the package into its cache). A checkout runs from its TypeScript
+// sources, so those need no build; packing it, or installing it into another project (a path, or a git
+// URL, which npm packs from its clone), does.
+const ownCheckout = process.env.npm_lifecycle_event === "prepare" &&
+  ["install", "ci", "exec"].includes(process.env.npm_command ?? "") &&
+  path.resolve(process.env.npm_config_local_prefix ?? "") === root
+if (ownCheckout) process.exit(0)
 
 fs.rmSync(dist, { recursive: true, force: true })
 let tsc
