@@ -136,7 +136,9 @@ export const executePlan = async (
     })
     const slices = normalizeSlices(plan, layerCounts)
     const { tensors, layerSources } = planTensors(plan, slices, name, opened)
-    checkLayerKinds(slices, opened, name)
+    // restacking layers (slices) is where a layer can land among layers unlike it; a merge of whole
+    // models keeps each layer in place, and sameNames already holds it to its counterparts
+    if (plan.slices !== undefined) checkLayerKinds(slices, opened, name)
 
     const writer = ModelWriter.create(outDir, tensors, { maxShardBytes: plan.maxShardBytes })
     const sink: Sink = (b) => writer.write(b)
