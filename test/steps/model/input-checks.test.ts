@@ -185,6 +185,14 @@ describe("method parameters are checked when the recipe loads", () => {
     }, 60_000)
   }
 
+  it("the recipes that merge or upscale (platypus, solar) pass the check", async () => {
+    for (const name of ["platypus", "solar"]) {
+      const store = path.join(project.dir, `store-recipe-${name}`)
+      const r = await cli(["plan", path.join(projectRoot, "recipes", `${name}.ts`), "--store", store])
+      expect(r.exitCode, `${name}: ${r.stderr}`).toBe(0)
+    }
+  }, 120_000)
+
   it("the README's headline recipe plans as written", async () => {
     const readme = fs.readFileSync(path.join(projectRoot, "README.md"), "utf8")
     const block = /## A recipe\s+```ts\n([\s\S]*?)```/.exec(readme)![1]!.replace(/from "anneal"/, `from ${JSON.stringify(annealIndex)}`)
