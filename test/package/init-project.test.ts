@@ -1,5 +1,5 @@
 /**
- * anneal as a user gets it: `npm pack` this repository, `npx --package <tarball> anneal init p` in a fresh
+ * anneal as a user gets it: `npm pack` this repository (a copy of its working tree), `npx --package <tarball> anneal init p` in a fresh
  * directory, `npm install` there, `npx anneal run recipe.ts` (and again: nothing runs), `tsc` over the
  * project with two user tsconfigs (`tsc --init`'s defaults; strict + exactOptionalPropertyTypes with the
  * libraries' declarations checked too), and a wrong wiring that must not compile. Everything runs with
@@ -8,7 +8,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { explain, npmCacheDir, repoRoot, sh, tempDir } from "./user-env.ts"
+import { explain, npmCacheDir, packCheckout, sh, tempDir } from "./user-env.ts"
 import type { Ran } from "./user-env.ts"
 
 interface StepLine {
@@ -52,10 +52,10 @@ describe("anneal as an installed package", () => {
 
   beforeAll(async () => {
     tmp = tempDir("anneal-package-")
-    const pack = await step("npm pack", ["npm", "pack", "--json", "--pack-destination", tmp], repoRoot)
-    expect(pack.exitCode, explain(["npm", "pack"], pack)).toBe(0)
-    const json = pack.stdout.slice(pack.stdout.indexOf("["))
-    tarball = path.join(tmp, (JSON.parse(json) as Array<{ filename: string }>)[0]!.filename)
+    const pack = await packCheckout(tmp)
+    timings.push(`npm pack ${pack.ran.seconds.toFixed(1)}s`)
+    expect(pack.ran.exitCode, explain(["npm", "pack"], pack.ran)).toBe(0)
+    tarball = pack.tarball!
     expect(fs.existsSync(tarball), tarball).toBe(true)
   }, 600_000)
 

@@ -58,3 +58,24 @@ export const tempDir = (prefix: string): string => fs.mkdtempSync(path.join(os.t
 
 /** npm's cache directory, where `npx` keeps the packages it installed for a command (_npx/). */
 export const npmCacheDir = (): string => process.env.npm_config_cache ?? path.join(os.homedir(), ".npm")
+
+/**
+ * `npm pack` (whose `prepare` builds dist/) of a copy of this checkout: the working tree as git sees it
+ * (tracked and untracked, not ignored), with node_modules linked, so the build never races with
+ * anything else using the checkout's dist/. Returns the tarball's path.
+ */
+export const packCheckout = async (into: string): Promise<{ readonly ran: Ran; readonly tarball: string | undefined }> => {
+  const listed = await sh(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], repoRoot)
+  if (listed.exitCode !== 0) return { ran: listed, tarball: undefined }
+  const copy = path.join(into, "checkout")
+  for (const rel of listed.stdout.split("\0")) {
+    if (rel === "" || !fs.existsSync(path.join(repoRoot, rel))) continue // deleted but not yet committed
+    fs.mkdirSync(path.dirname(path.join(copy, rel)), { recursive: true })
+    fs.copyFileSync(path.join(repoRoot, rel), path.join(copy, rel))
+  }
+  fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(copy, "node_modules"))
+  const ran = await sh(["npm", "pack", "--json", "--pack-destination", into], copy)
+  if (ran.exitCode !== 0) return { ran, tarball: undefined }
+  const [info] = JSON.parse(ran.stdout.slice(ran.stdout.indexOf("["))) as Array<{ filename: string }>
+  return { ran, tarball: path.join(into, info!.filename) }
+}
