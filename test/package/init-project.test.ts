@@ -51,7 +51,7 @@ describe("anneal as an installed package", () => {
   let project = ""
 
   beforeAll(async () => {
-    tmp = tempDir("anneal-package-")
+    tmp = tempDir("anneal-init-project-")
     const pack = await packCheckout(tmp)
     timings.push(`npm pack ${pack.ran.seconds.toFixed(1)}s`)
     expect(pack.ran.exitCode, explain(["npm", "pack"], pack.ran)).toBe(0)
