@@ -37,6 +37,12 @@ export interface ProgressEvent {
   readonly rate?: number | undefined
   readonly tokensPerSecond?: number | undefined
   readonly eta?: number | undefined
+  /**
+   * what the step is doing ("loading torch", "loading model", "tokenizing", "training", "saving",
+   * "evaluating" for Python steps) until the next phase; an event that only announces a phase has
+   * current 0 and no total or unit
+   */
+  readonly phase?: string | undefined
 }
 
 export interface MetricEvent {

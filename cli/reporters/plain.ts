@@ -6,7 +6,7 @@
 import type { EngineEvent, Reporter } from "../../engine/events.ts"
 import { initialState, reduce } from "../ui/state.ts"
 import type { RunState, StepView } from "../ui/state.ts"
-import { fractionDone, keyMetrics, latestLoss } from "../ui/state.ts"
+import { fractionDone, isPhaseOnly, keyMetrics, latestLoss } from "../ui/state.ts"
 import { formatCount, formatDuration, formatMetric, formatNumber, formatThroughput, padEnd } from "../ui/format.ts"
 import { summaryTable } from "../ui/summary-table.ts"
 import { totalsLines } from "../ui/lines.ts"
@@ -75,6 +75,10 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
         return
       case "progress": {
         if (s === undefined) return
+        if (isPhaseOnly(event)) {
+          say("phase", `${event.step}  ${event.phase}`)
+          return
+        }
         const f = fractionDone(s.progress)
         const last = lastProgress.get(event.step) ?? { bucket: 0, at: s.startedAt ?? now() }
         const bucket = f === undefined ? last.bucket : Math.floor((f * 100) / everyPercent)

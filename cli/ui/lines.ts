@@ -99,12 +99,13 @@ export const runningHead = (s: StepView, now: number, width: number): string => 
 export const progressLine = (s: StepView, width: number): string | undefined => {
   const p = s.progress
   const loss = latestLoss(s)
-  if (p === undefined && loss === undefined) return undefined
+  if (p === undefined && loss === undefined && s.phase === undefined) return undefined
   const pad = indentOf(s) + "  "
   const f = fractionDone(p)
   const spark = sparkline(s.losses.map((l) => l.loss), 16)
   // [text, drop priority: lower goes first]
   const pieces: Array<[string, number]> = [
+    [s.phase ?? "", 5],
     [f !== undefined ? `${String(Math.floor(f * 100)).padStart(3)}%` : "", 9],
     [p === undefined
       ? ""

@@ -44,6 +44,8 @@ export interface StepView {
   readonly startedAt?: number | undefined
   readonly seconds?: number | undefined
   readonly progress?: Progress | undefined
+  /** what the step says it is doing ("loading torch", "training", ...), from its latest phase */
+  readonly phase?: string | undefined
   /** loss over the step's own x axis (progress.current), thinned to at most `maxLossPoints` */
   readonly losses: ReadonlyArray<LossPoint>
   readonly lossFromProgress?: boolean | undefined
@@ -128,6 +130,10 @@ const estimateEta = (
 
 const lossMetricNames = ["loss", "train_loss", "train/loss", "eval_loss", "eval/loss"]
 
+/** A progress event that only says which phase the step entered (current 0, no total, unit or loss). */
+export const isPhaseOnly = (event: Extract<EngineEvent, { event: "progress" }>): boolean =>
+  event.phase !== undefined && event.total === undefined && event.unit === undefined && event.loss === undefined
+
 export const reduce = (state: RunState, event: EngineEvent, now: number): RunState => {
   const update = (id: string, f: (s: StepView) => StepView, kind = "?"): RunState => {
     const known = state.steps[id]
@@ -168,6 +174,13 @@ export const reduce = (state: RunState, event: EngineEvent, now: number): RunSta
         note: undefined
       }), event.kind)
     case "progress":
+      if (isPhaseOnly(event)) {
+        return update(event.step, (s) => ({
+          ...s,
+          status: s.status === "queued" || s.status === "waiting" ? "running" : s.status,
+          phase: event.phase
+        }))
+      }
       return update(event.step, (s) => {
         const elapsed = s.startedAt === undefined ? undefined : (now - s.startedAt) / 1000
         const progress: Progress = {
@@ -185,7 +198,8 @@ export const reduce = (state: RunState, event: EngineEvent, now: number): RunSta
           progress,
           losses: event.loss !== undefined ? appendLoss(s.losses, { x: event.current, loss: event.loss }) : s.losses,
           lossFromProgress: s.lossFromProgress || event.loss !== undefined,
-          lr: event.lr ?? s.lr
+          lr: event.lr ?? s.lr,
+          phase: event.phase ?? s.phase
         }
       })
     case "metric":

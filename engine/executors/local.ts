@@ -74,7 +74,8 @@ export const protocolEvent = (
         lr: num("lr"),
         rate: num("rate"),
         tokensPerSecond: num("tokens_per_second") ?? num("tokensPerSecond"),
-        eta: num("eta")
+        eta: num("eta"),
+        phase: typeof msg.phase === "string" ? msg.phase : undefined
       }
     case "metric": {
       const value = msg.value

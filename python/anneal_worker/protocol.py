@@ -6,6 +6,8 @@ the resume directory, the devices and the seed. The worker:
 
 - prints JSON lines on stdout: {"type": "progress", "current", "total", "unit", "loss", "lr",
   "tokens_per_second"}, {"type": "metric", "name", "value"}, {"type": "log", "level", "message"};
+  a progress line with "phase" ("loading torch", "loading model", "tokenizing", "training", "saving",
+  "evaluating") says what the step is doing until the next phase;
 - writes human logs to stderr (the engine stores them in the step's log file);
 - exits 0 only when the output directory holds the complete artifact. Any other exit fails the step;
   the last stderr lines become the error the user sees. Exit code 2 means bad input (a clear message
@@ -93,6 +95,11 @@ class Worker:
 
     def progress(self, current: float, total: float | None = None, unit: str | None = None, **extra: Any) -> None:
         _emit({"type": "progress", "current": current, "total": total, "unit": unit, **extra})
+
+    def phase(self, name: str) -> None:
+        """What the step does from now on, shown by the live view until the next phase (rank 0 only)."""
+        if os.environ.get("RANK", "0") == "0":
+            _emit({"type": "progress", "current": 0, "phase": name})
 
     def metric(self, name: str, value: float | str) -> None:
         _emit({"type": "metric", "name": name, "value": value})

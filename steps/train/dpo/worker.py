@@ -95,12 +95,14 @@ def main() -> None:
             fail(f"{who}: param loraTargetModules: {', '.join(unknown)} not in the model")
 
     # --- setup ---
+    worker.phase("loading torch")
     from datasets import Dataset
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
     from transformers import set_seed
 
     limit_cpu_threads(worker)
+    worker.phase("loading model")
     tok = load_tokenizer(base)
     set_seed(cfg.seed)
     dtype = training_dtype(worker)
@@ -145,6 +147,7 @@ def main() -> None:
         **device_args(worker),
     )
     progress = progress_callback(worker)
+    worker.phase("tokenizing")
     trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=train, processing_class=tok,
                          peft_config=peft_config, callbacks=[progress])
 
@@ -152,9 +155,11 @@ def main() -> None:
     resume = last_checkpoint(worker.resume_dir)
     if resume and is_main_process():
         worker.log(f"resuming from {resume}")
+    worker.phase("training")
     result = trainer.train(resume_from_checkpoint=resume)
 
     # --- save ---
+    worker.phase("saving")
     if is_main_process():
         trained = trainer.model
         if peft_config is not None and not save_adapter:

@@ -160,6 +160,7 @@ def main() -> None:
     check(bool(shots), f"{WHO}: nothing to evaluate: give benchmarks inputs, tasks, or a preset")
 
     # --- setup ---
+    worker.phase("loading torch")
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -181,6 +182,7 @@ def main() -> None:
     device = "cuda:0" if worker.gpus and torch.cuda.is_available() else "cpu"
 
     # --- evaluate ---
+    worker.phase("evaluating")
     results: dict = {"results": {}, "n-shot": {}, "versions": {}, "higher_is_better": {}, "n-samples": {}}
     done = 0
     for k, tasks in sorted(groups.items()):
@@ -201,6 +203,7 @@ def main() -> None:
     worker.progress(done, len(shots), "tasks")
 
     # --- save ---
+    worker.phase("saving")
     rows = table_rows(results["results"], shots, headline)
     report = {"model": os.path.basename(os.path.normpath(model_dir)), "results": results, "table": rows}
     with open(os.path.join(worker.output, "report.json"), "w", encoding="utf-8") as f:

@@ -146,6 +146,7 @@ def main() -> None:
     tokenizer_dir_input(f"{WHO}: input 'tokenizer'", tok_dir)
 
     # --- setup ---
+    worker.phase("loading torch")
     import torch
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, default_data_collator, set_seed
 
@@ -154,6 +155,7 @@ def main() -> None:
     check(tok.eos_token_id is not None, f"{WHO}: the tokenizer in {tok_dir} has no eos token")
 
     # --- data ---
+    worker.phase("tokenizing")
     blocks = pack(rows, tok, cfg.seq_len)
     check(len(blocks) > 0, f"{WHO}: the dataset has fewer tokens than one sequence of seqLen={cfg.seq_len}")
     train = [{"input_ids": torch.tensor(b), "labels": torch.tensor(b)} for b in blocks]
@@ -162,6 +164,7 @@ def main() -> None:
         worker.metric("train_sequences", len(blocks))
         worker.metric("processes", world_size())
 
+    worker.phase("loading model")
     set_seed(cfg.seed)
     if base:
         model = load_causal_lm(base, torch.float32, cfg.allow_pickle)
@@ -206,9 +209,11 @@ def main() -> None:
     resume = last_checkpoint(worker.resume_dir)
     if resume and is_main_process():
         worker.log(f"resuming from {resume}")
+    worker.phase("training")
     result = trainer.train(resume_from_checkpoint=resume)
 
     # --- save ---
+    worker.phase("saving")
     model.config.use_cache = True
     trainer.save_model(worker.output)
     remove_training_args(worker.output)

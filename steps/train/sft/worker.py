@@ -133,12 +133,14 @@ def main() -> None:
         fail(f"{who}: input 'data': {e}")
 
     # --- setup ---
+    worker.phase("loading torch")
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
     from transformers import set_seed
 
     limit_cpu_threads(worker)
+    worker.phase("loading model")
     tok = load_tokenizer(base)
     if fmt == "messages" or cfg.template == "chat":
         if tok.chat_template is None:
@@ -186,6 +188,7 @@ def main() -> None:
         **device_args(worker),
     )
     progress = progress_callback(worker)
+    worker.phase("tokenizing")
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tok,
                          peft_config=peft_config, callbacks=[progress, embedding_noise_probe(worker)])
     if is_main_process() and peft_config is not None:
@@ -198,9 +201,11 @@ def main() -> None:
     resume = last_checkpoint(worker.resume_dir)
     if resume and is_main_process():
         worker.log(f"resuming from {resume}")
+    worker.phase("training")
     result = trainer.train(resume_from_checkpoint=resume)
 
     # --- save ---
+    worker.phase("saving")
     if is_main_process():
         trained = trainer.model
         if peft_config is not None and not save_adapter:

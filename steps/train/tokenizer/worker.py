@@ -41,6 +41,7 @@ def main() -> None:
     cfg = config_from_params(TokenizerConfig, worker.params)
     _, rows = read_dataset(worker.inputs["data"], ("text",), f"{WHO}: input 'data'")
 
+    worker.phase("loading torch")  # transformers imports it
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -63,9 +64,11 @@ def main() -> None:
                 worker.progress(i, total, "rows")
             yield row["text"]
 
+    worker.phase("training")
     tok.train_from_iterator(texts(), trainer=trainer, length=total)
     worker.progress(total, total, "rows")
 
+    worker.phase("saving")
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=cfg.eos_token,
