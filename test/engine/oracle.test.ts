@@ -6,12 +6,15 @@
  * computes itself by simulating the steps) was never built before in this store, so no key is built
  * twice across the sequence. Two deliberately wrong rebuilders are the negative controls: one that
  * ignores input hashes (not correct) and one that always reruns (correct but not minimal).
+ * Store faults (a deleted, truncated or half-deleted artifact between runs) must not change the result:
+ * the oracle also checks that each artifact a run hands over holds the content its name says, and a
+ * rebuilder that restores without asking the store whether its copy is intact is a third negative control.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import type { EngineEvent } from "../../engine/events.ts"
-import { hashFile } from "../../engine/hash.ts"
+import { hashFile, hashTree } from "../../engine/hash.ts"
 import type { Rebuilder } from "../../engine/rebuilder.ts"
 import { runRecipe } from "../../engine/run.ts"
 import { annealIndex, tempProject } from "../helpers/project.ts"
@@ -90,9 +93,34 @@ const build = async (p: TempProject, store: string, rebuilder?: Rebuilder) => {
   return { summary, events }
 }
 
-/** Runs an edit sequence; returns the list of oracle violations (empty for a correct build system). */
-const checkSequence = async (seed: number, rebuilder?: Rebuilder, stopAtFirst = false): Promise<Array<string>> => {
+/**
+ * Damages one random artifact of the incremental store between runs, as a crash, a user or a disk
+ * might: the whole directory deleted, its file truncated, or its file deleted (a half-deleted directory).
+ * Returns the damaged artifact's hash.
+ */
+const injectFault = (rand: () => number, store: string): string | undefined => {
+  const dir = path.join(store, "artifacts")
+  const hashes = fs.readdirSync(dir).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort()
+  if (hashes.length === 0) return undefined
+  const hash = hashes[Math.floor(rand() * hashes.length)]!
+  const file = path.join(dir, hash, "out.txt")
+  const r = rand()
+  if (r < 1 / 3) fs.rmSync(path.join(dir, hash), { recursive: true, force: true })
+  else if (r < 2 / 3) {
+    fs.chmodSync(file, 0o644)
+    fs.truncateSync(file, 1)
+  } else fs.rmSync(file, { force: true })
+  return hash
+}
+
+/**
+ * Runs an edit sequence; returns the list of oracle violations (empty for a correct build system).
+ * With `faults`, an artifact of the incremental store is damaged before every round after the first.
+ */
+const checkSequence = async (seed: number, rebuilder?: Rebuilder, stopAtFirst = false, faults = false): Promise<Array<string>> => {
   const rand = rng(seed)
+  const faultRand = rng(seed * 7919)
+  const keyOutputs = new Map<string, string>() // simulated key -> artifact the incremental store holds for it
   const p = tempProject("anneal-oracle-")
   const nodes = randomDag(rand, 6 + Math.floor(rand() * 6))
   for (let k = 0; k < SOURCES; k++) p.write(`src${k}.txt`, `source ${k} v0`)
@@ -112,6 +140,11 @@ const checkSequence = async (seed: number, rebuilder?: Rebuilder, stopAtFirst = 
         const f = p.file(`src${Math.floor(rand() * SOURCES)}.txt`)
         fs.utimesSync(f, new Date(), new Date(Date.now() + 5000))
       }
+    }
+    if (faults && round > 0) {
+      const damaged = injectFault(faultRand, p.store)
+      // a damaged artifact's keys must be rebuilt: that is not a minimality violation
+      for (const [key, out] of keyOutputs) if (out === damaged) built.delete(key)
     }
     p.write("recipe.ts", recipeSource(nodes))
     const sourcesBefore = Array.from({ length: SOURCES }, (_, k) => hashFile(p.file(`src${k}.txt`)))
@@ -135,9 +168,17 @@ const checkSequence = async (seed: number, rebuilder?: Rebuilder, stopAtFirst = 
       built.add(key)
     }
     for (const n of nodes) {
+      const out = inc.summary.outputs.get(n.id)
+      if (out !== undefined) keyOutputs.set(model.get(n.id)!.key, out)
+    }
+    for (const n of nodes) {
       const a = inc.summary.outputs.get(n.id)
       const b = scratch.summary.outputs.get(n.id)
       if (a !== b) violations.push(`round ${round}: ${n.id} is ${a?.slice(0, 8)} but a clean build gives ${b?.slice(0, 8)}`)
+      // the name is not enough: the artifact the run handed over must hold that content
+      const dir = a === undefined ? undefined : path.join(p.store, "artifacts", a)
+      const held = dir !== undefined && fs.existsSync(dir) && fs.statSync(dir).isDirectory() ? hashTree(dir).hash : "nothing"
+      if (a !== undefined && held !== a) violations.push(`round ${round}: ${n.id}'s artifact ${a.slice(0, 8)} holds ${held.slice(0, 8)}`)
     }
   }
   return violations
@@ -152,6 +193,12 @@ const ignoresInputs: Rebuilder = (q) => {
   return { action: "run", reasons: ["changed"] }
 }
 
+/** Wrong on purpose: restores any key built before without asking the store whether its copy is intact. */
+const trustsTheStore: Rebuilder = (q) =>
+  !q.forced && q.result !== undefined
+    ? { action: "cached", output: q.result.output, seconds: 0, restored: true, reasons: [] }
+    : { action: "run", reasons: ["changed"] }
+
 /** Wrong on purpose: correct outputs, but every step reruns every time (not minimal). */
 const alwaysReruns: Rebuilder = () => ({ action: "run", reasons: ["always"] })
 
@@ -162,10 +209,22 @@ describe("oracle: incremental builds equal clean builds", () => {
     })
   }
 
+  for (const seed of [5, 6]) {
+    it(`random DAG and edits with store faults between runs (deleted, truncated, half-deleted artifacts), seed ${seed}`, async () => {
+      expect(await checkSequence(seed, undefined, false, true)).toEqual([])
+    })
+  }
+
   it("catches a rebuilder that ignores input hashes", async () => {
     const found = (await Promise.all([1, 2].map((seed) => checkSequence(seed, ignoresInputs, true)))).flat()
     expect(found.length).toBeGreaterThan(0)
     expect(found.some((v) => v.includes("clean build gives"))).toBe(true)
+  })
+
+  it("catches a rebuilder that restores damaged artifacts (store faults)", async () => {
+    const found = (await Promise.all([5, 6].map((seed) => checkSequence(seed, trustsTheStore, true, true)))).flat()
+    expect(found.length).toBeGreaterThan(0)
+    expect(found.some((v) => v.includes("holds") || v.includes("clean build gives"))).toBe(true)
   })
 
   it("catches a rebuilder that always reruns (correct, not minimal)", async () => {
