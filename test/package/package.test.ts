@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { execa } from "execa"
-import { beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { projectRoot } from "../../engine/python.ts"
 
 const manifest = JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { files: Array<string> }
@@ -56,6 +56,10 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "user", type: "module", private: true }))
   bin = path.join(installed, "bin", "anneal.js")
 }, 600_000)
+
+afterAll(() => {
+  if (work !== undefined) fs.rmSync(work, { recursive: true, force: true })
+})
 
 describe("the packed package", () => {
   it("holds compiled JavaScript with declarations, the Python files and no TypeScript sources", () => {
