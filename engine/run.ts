@@ -128,6 +128,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
     memoryGb: options.memoryGb ?? detectMemoryGb()
   })
   const requests = new Map<string, Request>()
+  const onCpu: Array<string> = []
   for (const step of steps) {
     let r = requestOf(step)
     if (r.gpus > gpus.length) {
@@ -138,6 +139,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
         })
       }
       r = { ...r, gpus: 0 }
+      onCpu.push(step.id)
     }
     requests.set(step.id, r)
   }
@@ -149,6 +151,14 @@ const runProject = async (project: Project, options: RunOptions, started: number
   const plan = planSteps(project, steps, { force: [...force], rebuilder: options.rebuilder })
   const session = store.db.startSession(recipeId, options.argv ?? [])
   for (const w of plan.warnings) emit({ event: "log", step: null, level: "warn", message: w })
+  // said once, not per step: a recipe that allows CPU (the demo) runs without --allow-cpu
+  const toRunOnCpu = onCpu.filter((id) => plan.entries.some((e) => e.step === id && e.status !== "cached"))
+  if (toRunOnCpu.length > 0) {
+    emit({
+      event: "log", step: null, level: "info",
+      message: `${gpus.length === 0 ? "no GPU" : `${gpus.length} GPU${gpus.length > 1 ? "s" : ""}`}: running ${toRunOnCpu.join(", ")} on CPU`
+    })
+  }
   for (const e of plan.entries) {
     emit({ event: "planned", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs })
   }

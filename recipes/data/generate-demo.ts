@@ -132,4 +132,40 @@ for (let i = rows.length - 1; i > 0; i--) {
 fs.mkdirSync(out, { recursive: true })
 fs.writeFileSync(path.join(out, "instructions.jsonl"), rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
 fs.writeFileSync(path.join(out, "benchmark.jsonl"), benchmark.map((r) => JSON.stringify(r)).join("\n") + "\n")
-console.log(`wrote ${rows.length} instruction rows and ${benchmark.length} benchmark items to ${out}`)
+
+// the demo's own eval (recipes/demo.ts): multiple-choice questions in the fine-tuning rows' own wording,
+// whose answers the fine-tuning data teaches and the base model never sees (it is pretrained on the
+// instructions alone). Unit conversions use amounts above the training rows' 1-250, so a model must
+// have learned the factor, not an answer; each wrong choice names another unit's factor. A separate
+// PRNG, so the files above do not change when the quiz does.
+let quizSeed = 7
+const quizRand = () => {
+  quizSeed = (Math.imul(quizSeed, 1103515245) + 12345) >>> 0
+  return quizSeed / 4294967296
+}
+const quiz: Array<{ question: string; choices: Array<string>; answer: number }> = []
+const factors = [...new Set(units.map(([, , f]) => f))]
+units.forEach(([from, to, f], u) => {
+  for (let k = 0; k < 3; k++) {
+    const x = 251 + Math.floor(quizRand() * 250)
+    const wrong = factors.filter((g) => g !== f).sort(() => quizRand() - 0.5).slice(0, 3)
+    const answer = (u + k) % 4
+    const options = [...wrong]
+    options.splice(answer, 0, f)
+    // the first sentence of the taught answer: the product's digits would only add noise at this scale
+    const say = (g: number) => `There are ${g} ${to} in one ${from.replace(/s$/, "")}.`
+    quiz.push({ question: `Convert ${x} ${from} to ${to}.`, choices: options.map(say), answer })
+  }
+})
+topics.forEach(([t, d], i) => {
+  // the same topic with another topic's definition as the wrong choices, so only the definition tells
+  const others = topics.filter(([o]) => o !== t).sort(() => quizRand() - 0.5).slice(0, 3).map(([, od]) => od)
+  const answer = i % 4
+  const defs = [...others]
+  defs.splice(answer, 0, d)
+  const name = `${t[0]!.toUpperCase()}${t.slice(1)}`
+  quiz.push({ question: styles[i % styles.length]!(t), choices: defs.map((x) => `${name} is ${x}.`), answer })
+})
+fs.writeFileSync(path.join(out, "quiz.jsonl"), quiz.map((r) => JSON.stringify(r)).join("\n") + "\n")
+
+console.log(`wrote ${rows.length} instruction rows, ${benchmark.length} benchmark items and ${quiz.length} quiz items to ${out}`)

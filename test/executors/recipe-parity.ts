@@ -31,7 +31,7 @@ export const runWith = async (recipe: string, executor: Executor | undefined, jo
 export const failures = (run: RecipeRun): Array<string> =>
   run.events.flatMap((e) => (e.event === "step" && e.status === "failed" ? [`${e.step}: ${e.error}`] : []))
 
-export const demoRecipe = path.join(projectRoot, "recipes", "demo.ts")
+export const demoRecipe = path.join(projectRoot, "recipes", "curation.ts")
 export const trainRecipe = path.join(projectRoot, "test", "executors", "fixtures", "train-recipe.ts")
 /** real LoRA sft on a tiny Llama (needs ANNEAL_SFT_FIXTURES, see fixtures/sft-recipe.ts) */
 export const sftRecipe = path.join(projectRoot, "test", "executors", "fixtures", "sft-recipe.ts")

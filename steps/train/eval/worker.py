@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 
 from anneal_worker.datasets import dataset_files, iter_rows
@@ -128,6 +129,19 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class Clock:
+    """Seconds per phase since the worker started, as debug log lines (the eval profile)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.last = time.monotonic()
+
+    def lap(self, what: str) -> None:
+        now = time.monotonic()
+        self.worker.log(f"{WHO}: {what}: {now - self.last:.2f} s", level="debug")
+        self.last = now
+
+
 def main() -> None:
     worker = Worker.from_argv()
     cfg = config_from_params(EvalConfig, worker.params)
@@ -160,18 +174,27 @@ def main() -> None:
     check(bool(shots), f"{WHO}: nothing to evaluate: give benchmarks inputs, tasks, or a preset")
 
     # --- setup ---
+    # What an eval of a few items spends its time on, when nothing here is done about it: building the
+    # index of the harness's ~14,000 built-in task YAMLs (over a minute on a loaded 2-core machine; a
+    # local task needs none of them), a model load per few-shot group, and imports (shared with the
+    # other Python steps of a run by the warm worker). Each phase's seconds go to the step's log.
     worker.phase("loading torch")
+    clock = Clock(worker)
     import lm_eval
+    from lm_eval.api.registry import get_model
     from lm_eval.tasks import TaskManager
 
     task_dir = os.path.join(worker.resume_dir, "tasks")
     os.makedirs(task_dir, exist_ok=True)
     for path, name in zip(benchmarks, names):
         write_local_task(task_dir, name, [os.path.abspath(f) for f in dataset_files(path)], shots[name])
-    manager = TaskManager(include_path=task_dir)
+    clock.lap("imports")
+    builtin = [t for t in shots if t not in names]
+    manager = TaskManager(include_path=task_dir, include_defaults=bool(builtin))
     known = set(manager.all_tasks)
     missing = [t for t in shots if t not in known]
     check(not missing, f"{WHO}: unknown lm-eval task(s): {', '.join(missing)}")
+    clock.lap(f"task index ({'built-in and local' if builtin else 'local only'})")
 
     import torch
     limit_cpu_threads(worker)
@@ -180,6 +203,12 @@ def main() -> None:
     if adapter:
         model_args["peft"] = adapter
     device = "cuda:0" if worker.gpus and torch.cuda.is_available() else "cpu"
+    worker.phase("loading model")
+    # built the way simple_evaluate builds it from model="hf", once for every few-shot group
+    lm = get_model("hf").create_from_arg_obj(
+        model_args, {"batch_size": cfg.batch_size, "max_batch_size": None, "device": device}
+    )
+    clock.lap("model load")
 
     # --- evaluate ---
     worker.phase("evaluating")
@@ -189,7 +218,7 @@ def main() -> None:
         worker.progress(done, len(shots), "tasks")
         try:
             out = lm_eval.simple_evaluate(
-                model="hf", model_args=model_args, tasks=tasks, num_fewshot=k, batch_size=cfg.batch_size,
+                model=lm, tasks=tasks, num_fewshot=k, batch_size=cfg.batch_size,
                 device=device, limit=cfg.limit or None, task_manager=manager, log_samples=False,
                 random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
                 fewshot_random_seed=cfg.seed,
@@ -201,6 +230,7 @@ def main() -> None:
             results[part].update(out.get(part, {}))
         done += len(tasks)
     worker.progress(done, len(shots), "tasks")
+    clock.lap(f"evaluation of {len(shots)} task(s)")
 
     # --- save ---
     worker.phase("saving")
