@@ -26,8 +26,8 @@ const statuses = (stdout: string): Record<string, string> =>
   Object.fromEntries(events(stdout).filter((e) => e.event === "step").map((e) => [e.step!, e.status!]))
 
 const timings: Array<string> = []
-const step = async (what: string, argv: ReadonlyArray<string>, cwd: string): Promise<Ran> => {
-  const r = await sh(argv, cwd)
+const step = async (what: string, argv: ReadonlyArray<string>, cwd: string, env: Record<string, string> = {}): Promise<Ran> => {
+  const r = await sh(argv, cwd, env)
   timings.push(`${what} ${r.seconds.toFixed(1)}s`)
   return r
 }
@@ -94,7 +94,9 @@ describe("anneal as an installed package", () => {
     install = await step("npm install", ["npm", "install", "--no-audit", "--no-fund"], project)
     expect(install.exitCode, explain(["npm", "install"], install)).toBe(0)
 
-    const run = await step("npx anneal run", ["npx", "anneal", "run", "recipe.ts", "--json"], project)
+    // as on a fresh machine: no Python environment built (the recipe's steps are all TypeScript)
+    const fresh = { ANNEAL_CACHE_DIR: path.join(tmp, "empty-cache") }
+    const run = await step("npx anneal run", ["npx", "anneal", "run", "recipe.ts", "--json"], project, fresh)
     expect(run.exitCode, explain(["npx", "anneal", "run", "recipe.ts", "--json"], run)).toBe(0)
     expect(statuses(run.stdout)).toEqual({ clean: "ran", dedup: "ran", "word-counts": "ran", format: "ran" })
     expect(run.stderr).not.toMatch(/npm warn|EBADENGINE|ExperimentalWarning/i)
@@ -108,7 +110,7 @@ describe("anneal as an installed package", () => {
     expect(report.rows).toBe(20)
     expect(Object.keys(report.firstWords).length).toBe(5)
 
-    const rerun = await step("npx anneal run (rerun)", ["npx", "anneal", "run", "recipe.ts", "--json"], project)
+    const rerun = await step("npx anneal run (rerun)", ["npx", "anneal", "run", "recipe.ts", "--json"], project, fresh)
     expect(rerun.exitCode, explain(["npx", "anneal", "run"], rerun)).toBe(0)
     expect(Object.values(statuses(rerun.stdout)).every((s) => s === "cached"), rerun.stdout).toBe(true)
     expect(events(rerun.stdout).at(-1)).toMatchObject({ event: "run", ran: 0, cached: 4 })

@@ -39,9 +39,9 @@ export interface Ran {
 }
 
 /** Runs argv in cwd as a user would; never throws on a non-zero exit (tests assert on it). */
-export const sh = async (argv: ReadonlyArray<string>, cwd: string, timeoutMs = 600_000): Promise<Ran> => {
+export const sh = async (argv: ReadonlyArray<string>, cwd: string, env: Record<string, string> = {}): Promise<Ran> => {
   const started = performance.now()
-  const r = await execa(argv[0]!, argv.slice(1), { cwd, env: userEnv(), extendEnv: false, reject: false, stdin: "ignore", timeout: timeoutMs })
+  const r = await execa(argv[0]!, argv.slice(1), { cwd, env: { ...userEnv(), ...env }, extendEnv: false, reject: false, stdin: "ignore", timeout: 600_000 })
   return {
     exitCode: r.exitCode ?? -1,
     stdout: String(r.stdout),
