@@ -12,16 +12,23 @@
  *   daemons pass their environment on to workers and jobs), so `stop()` finds them all, whatever
  *   process group or parent they ended up with; an exit hook SIGKILLs them if the test process ends
  *   without `stop()`.
- * - Ray gives its raylet a fixed 30 s to register, which a busy 2-core machine can miss: a failed
- *   `ray start` is cleaned up and retried with fresh ports and a fresh temp dir until one overall
- *   deadline. Ready means a trivial job ran to SUCCEEDED through the Jobs API, not that a port opened.
+ * - `ray start` gives its raylet a fixed 30 s to register, which a busy 2-core machine misses again and
+ *   again while the load lasts; fixtures/ray_start.py runs Ray's CLI with that wait turned into a
+ *   poll bounded by the time this start has left. Any other failed start is cleaned up and retried
+ *   with fresh ports and a fresh temp dir until one overall deadline. Ready means a trivial job ran
+ *   to SUCCEEDED through the Jobs API, not that a port opened.
+ * - The raylet also gives the dashboard agent (a Python process) about 15 s to write its port files,
+ *   a wait no setting changes. Where PYTHONDONTWRITEBYTECODE is set (as on these machines), every Ray
+ *   process compiled Ray's Python sources afresh, and on a busy machine the agent missed that wait on
+ *   every try: Ray's package is compiled once (`compileall`) before the first start, and Ray's
+ *   processes may write bytecode.
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import { execa } from "execa"
-import { pythonExecutable } from "../../engine/python.ts"
+import { projectRoot, pythonExecutable } from "../../engine/python.ts"
 import { freePorts, killOwnedNow, ownedProcesses, retryUntil, stopOwned, waitFor } from "./cluster-ports.ts"
 
 export interface RayCluster {
@@ -39,6 +46,40 @@ export interface RayClusterHandle {
 }
 
 export const rayBinary = (): string => path.join(path.dirname(pythonExecutable()), "ray")
+const rayStartScript = path.join(projectRoot, "test", "executors", "fixtures", "ray_start.py")
+
+/** Ray's package in the project's Python environment, if it can be found without importing it. */
+const rayPackageDir = (): string | undefined => {
+  const lib = path.join(path.dirname(path.dirname(pythonExecutable())), "lib")
+  try {
+    for (const v of fs.readdirSync(lib)) {
+      const dir = path.join(lib, v, "site-packages", "ray")
+      if (fs.existsSync(dir)) return dir
+    }
+  } catch {
+    // not a venv layout (ANNEAL_PYTHON elsewhere): Ray then compiles as it imports
+  }
+  return undefined
+}
+
+/** The environment without PYTHONDONTWRITEBYTECODE: Ray's processes keep what they compile. */
+const withBytecode = (): NodeJS.ProcessEnv => {
+  const { PYTHONDONTWRITEBYTECODE: _drop, ...env } = process.env
+  return env
+}
+
+/** Compiles Ray's Python sources once per environment, so no Ray process spends its start-up compiling them. */
+const compileRay = async (timeLeftMs: number) => {
+  const dir = rayPackageDir()
+  if (dir === undefined || fs.existsSync(path.join(dir, "dashboard", "__pycache__"))) return
+  await execa(pythonExecutable(), ["-m", "compileall", "-q", "-j", "0", dir], {
+    env: withBytecode(),
+    extendEnv: false,
+    reject: false,
+    stdin: "ignore",
+    timeout: Math.max(1000, timeLeftMs)
+  })
+}
 export const rayInstalled = (): boolean => fs.existsSync(rayBinary())
 
 /** How long a start may take in all, retries included: generous for a loaded machine, still bounded. */
@@ -97,7 +138,7 @@ export const rayCluster = (): RayClusterHandle => {
     tempDirs.push(tempDir)
     const [gcs, dashboard, client, agent, minWorker] = await freePorts(5)
     const env = {
-      ...process.env,
+      ...withBytecode(),
       ANNEAL_TEST_CLUSTER: mark.slice(mark.indexOf("=") + 1),
       RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: "0",
       RAY_USAGE_STATS_ENABLED: "0",
@@ -105,9 +146,11 @@ export const rayCluster = (): RayClusterHandle => {
       RAY_enable_worker_prestart: "0",
       RAY_prestart_worker_first_driver: "0",
       // Ray's own wait for the GCS to write its port (default 30 s) is one a busy machine can miss
-      RAY_gcs_server_port_wait_time_s: "120"
+      RAY_gcs_server_port_wait_time_s: "120",
+      ANNEAL_RAY_NODE_WAIT_S: String(Math.max(30, Math.floor(timeLeftMs / 1000) - 30))
     }
-    const start = execa(rayBinary(), [
+    const start = execa(pythonExecutable(), [
+      rayStartScript,
       "start",
       "--head",
       "--node-ip-address=127.0.0.1",
@@ -157,8 +200,11 @@ export const rayCluster = (): RayClusterHandle => {
     }
   }
 
-  const start = (deadlineMs = rayStartDeadlineMs) =>
-    retryUntil("starting a Ray head on loopback", (left) => startOnce(left), deadlineMs, () => stopped)
+  const start = async (deadlineMs = rayStartDeadlineMs) => {
+    const deadline = Date.now() + deadlineMs
+    await compileRay(deadlineMs / 2)
+    return retryUntil("starting a Ray head on loopback", (left) => startOnce(left), deadline - Date.now(), () => stopped)
+  }
 
   return { start, stop }
 }
