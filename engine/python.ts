@@ -62,7 +62,14 @@ export const pythonWorker = (script: string) => (ctx: { readonly specPath: strin
   env: pythonEnvVars()
 })
 
+/**
+ * PYTHONHASHSEED is fixed so that set and dict-of-set orders are the same in every worker process:
+ * PEFT writes its target modules from a set, so with a random hash seed two runs of one sft-lora step
+ * gave adapter_config.json files that differed in order (and artifacts that never cut off early), and
+ * a worker forked from the warm process would differ from a cold one.
+ */
 export const pythonEnvVars = (): Record<string, string> => ({
+  PYTHONHASHSEED: "0",
   PYTHONPATH: [pythonPath(), process.env.PYTHONPATH].filter(Boolean).join(path.delimiter),
   PYTHONUNBUFFERED: "1",
   HF_HUB_OFFLINE: "1",

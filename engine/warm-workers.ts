@@ -33,8 +33,10 @@ export interface WarmWorkers {
   readonly command: (argv: ReadonlyArray<string>) => ReadonlyArray<string> | undefined
   /** a warning to report once: the warm process died and steps now start cold */
   readonly takeWarning: () => string | undefined
-  /** resolves when the warm process has imported everything (tests, benchmarks); false if it died */
-  readonly ready: () => Promise<boolean>
+  /** starts the warm process if needed; resolves when it has imported everything, false if it died */
+  readonly warmUp: () => Promise<boolean>
+  /** steps forked so far from this pool's warm processes */
+  readonly forks: () => number
   /** the warm process's pid, once started */
   readonly pid: () => number | undefined
   /** stops the warm process (steps still running from it finish first) and waits for it to exit; the
@@ -54,6 +56,7 @@ export const makeWarmWorkers = (options: { readonly preload?: ReadonlyArray<stri
   let dead = false
   let closing = false
   let warning: string | undefined
+  let forked = 0
 
   const start = (): string => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-warm-"))
@@ -71,7 +74,10 @@ export const makeWarmWorkers = (options: { readonly preload?: ReadonlyArray<stri
     server = child
     const lines = readline.createInterface({ input: child.stdout! })
     isReady = new Promise<boolean>((ok) => {
-      lines.on("line", (line) => line === "ready" && ok(true))
+      lines.on("line", (line) => {
+        if (line === "ready") ok(true)
+        else if (line.startsWith("forked ")) forked++
+      })
       child.once("exit", () => ok(false))
     })
     exited = new Promise<void>((ok) => child.once("exit", () => ok()))
@@ -106,7 +112,11 @@ export const makeWarmWorkers = (options: { readonly preload?: ReadonlyArray<stri
       warning = undefined
       return w
     },
-    ready: () => isReady,
+    warmUp: () => {
+      socket ??= start()
+      return isReady
+    },
+    forks: () => forked,
     pid: () => server?.pid,
     close: async () => {
       const [child, done, folder] = [server, exited, dir]

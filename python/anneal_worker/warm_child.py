@@ -8,7 +8,7 @@ import signal
 import sys
 
 
-def run_as_main(argv: list[str], env: dict[str, str], cwd: str, torch_rng) -> int:
+def run_as_main(argv: list[str], env: dict[str, str], cwd: str) -> int:
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -16,7 +16,7 @@ def run_as_main(argv: list[str], env: dict[str, str], cwd: str, torch_rng) -> in
     sys.argv = list(argv)
     sys.path[0] = os.path.dirname(os.path.realpath(script))
     sys.stdout, sys.stderr, sys.stdin = sys.__stdout__, sys.__stderr__, sys.__stdin__
-    fresh_random_state(torch_rng)
+    fresh_random_state()
     code = 0
     try:
         import runpy
@@ -36,11 +36,12 @@ def run_as_main(argv: list[str], env: dict[str, str], cwd: str, torch_rng) -> in
     return code
 
 
-def fresh_random_state(torch_rng) -> None:
-    """What a new interpreter starts with: torch's start-up generator state (captured right after the
-    server imported torch), a numpy global generator seeded from the OS. `random` reseeds itself."""
-    if torch_rng is not None and "torch" in sys.modules:
-        sys.modules["torch"].set_rng_state(torch_rng)
+def fresh_random_state() -> None:
+    """What a new interpreter starts with: torch's and numpy's global generators seeded from the OS, not
+    the server's state that every fork would otherwise share (`random` reseeds itself after a fork).
+    torch.seed() only queues the CUDA seed; it does not initialise CUDA."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].seed()
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()
 

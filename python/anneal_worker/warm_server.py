@@ -20,10 +20,11 @@ Why fork is safe here:
   the child would otherwise not be what a cold start gives. A declined client simply execs the cold
   command.
 - Each child gets what a fresh interpreter would have: default signal handlers, stdin on /dev/null,
-  the step's environment and working directory, torch's start-up RNG state, a freshly seeded numpy
-  (Python's `random` reseeds itself after fork), none of the server's descriptors.
-What a child still shares with the server: the hash seed of str (PYTHONHASHSEED), and warnings that
-libraries print once at import time, which go to the server's log rather than the step's.
+  the step's environment and working directory, torch and numpy generators seeded from the OS
+  (Python's `random` reseeds itself after fork), none of the server's descriptors. The hash seed of
+  str is the same in every worker, warm or cold: the engine sets PYTHONHASHSEED=0 (engine/python.ts).
+What a child still shares with the server: warnings that libraries print once at import time, which go
+to the server's log rather than the step's.
 """
 from __future__ import annotations
 
@@ -64,7 +65,6 @@ class Server:
         self.env = dict(os.environ)
         self.python = os.path.abspath(sys.executable)
         self.children: dict[int, socket.socket] = {}
-        self.torch_rng = None
         self.accepting = True
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # bound under another name until the imports are done: until then a client finds no socket and
@@ -102,8 +102,6 @@ class Server:
             except Exception as e:  # a missing optional package: the child imports (and fails) itself
                 log(f"preload {module}: {type(e).__name__}: {e}")
                 continue
-            if module == "torch":
-                self.torch_rng = mod.get_rng_state()
             log(f"preloaded {module} in {time.monotonic() - t0:.1f}s")
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
         os.rename(self.socket_path, self.final_path)
@@ -192,6 +190,7 @@ class Server:
             os.close(fd)
         self.children[pid] = conn
         send(conn, {"pid": pid})
+        print(f"forked {pid}", flush=True)
 
     def decline_reason(self, request: dict, fds: list[int]) -> str | None:
         if not self.accepting:
@@ -236,7 +235,7 @@ class Server:
             watch_client(conn)
             from anneal_worker.warm_child import run_as_main
 
-            code = run_as_main(request["argv"][1:], request["env"], request["cwd"], self.torch_rng)
+            code = run_as_main(request["argv"][1:], request["env"], request["cwd"])
         except BaseException:  # the child must never return into the server's loop
             import traceback
 
@@ -283,8 +282,20 @@ def send(conn: socket.socket, message: dict) -> None:
         pass  # the client is gone; its child was killed with it
 
 
+def die_with_parent() -> None:
+    """SIGTERM when anneal dies, even halfway through an import (stdin's end-of-file is only seen between
+    imports): Linux's parent-death signal. Forked steps do not inherit it; their clients watch for them."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception as e:  # not Linux: the stdin watch still ends it, between imports
+        log(f"no parent-death signal: {e}")
+
+
 def main() -> None:
     """`warm_server SOCKET [--preload MODULE,MODULE...]` (the default list is PRELOAD)."""
+    die_with_parent()
     server = Server(sys.argv[1])
     log(f"listening on {sys.argv[1]} (pid {os.getpid()})")
     if len(sys.argv) > 3 and sys.argv[2] == "--preload":
