@@ -58,6 +58,10 @@ describe("anneal steps", () => {
     expect(sft.stdout).toMatch(/resources: 1 GPU \(CPU with --allow-cpu\)/)
     expect(sft.stdout).toMatch(/learningRate +0\.0002 {2}\| {2}0\.0004/)
 
+    // what `npm run docs:steps` writes
+    const markdown = await cli(["steps", "--markdown"])
+    expect(markdown.stdout + "\n").toBe(fs.readFileSync(path.join(projectRoot, "docs", "steps.md"), "utf8"))
+
     const bad = await cli(["steps", "sfft"])
     expect(bad.exitCode).toBe(2)
     expect(bad.stderr.trim().split("\n")).toHaveLength(1)

@@ -35,7 +35,7 @@ const validate = async (schemaFile: string, docs: ReadonlyArray<unknown>): Promi
 }
 
 const recipe = `
-import { defineStep, Port, recipe, Schema, source, withDefault } from ${JSON.stringify(annealIndex)}
+import { defineStep, Port, recipe, Schema, seedParam, source, withDefault } from ${JSON.stringify(annealIndex)}
 const countLines = defineStep({
   kind: "count-lines", version: 1, params: Schema.Struct({ minLength: withDefault(Schema.Int, 0) }),
   inputs: { data: Port.files() }, output: Port.report(),
@@ -47,7 +47,7 @@ const countWords = defineStep({
   command: (ctx) => ({ argv: ["sh", ${JSON.stringify(example("count-words.sh"))}, ctx.specPath] })
 })
 const keepSpec = defineStep({
-  kind: "keep-spec", version: 1, params: Schema.Struct({}),
+  kind: "keep-spec", version: 1, params: Schema.Struct({ seed: seedParam() }),
   inputs: { data: Port.files() }, output: Port.files(),
   command: () => ({ argv: ["sh", "-c", 'cp "$ANNEAL_SPEC" "$(jq -r .output "$ANNEAL_SPEC")/spec.json"'] })
 })
@@ -55,7 +55,7 @@ export default recipe("contract", () => {
   const data = source.files("words.txt")
   countLines({ data }, { minLength: 4 })
   countWords({ data })
-  keepSpec({ data })
+  keepSpec({ data }, { seed: 7 })
 })
 `
 
@@ -78,7 +78,7 @@ describe("the command-step contract", () => {
 
     const shown = JSON.parse((await cli(["show", "keep-spec", "--recipe", p.file("recipe.ts"), "--json"], { cwd: p.dir })).stdout)
     const spec = JSON.parse(fs.readFileSync(path.join(shown.output.path, "spec.json"), "utf8"))
-    expect(spec).toMatchObject({ specVersion: 1, step: "keep-spec", params: {}, implementation: { type: "command" } })
+    expect(spec).toMatchObject({ specVersion: 1, step: "keep-spec", params: { seed: 7 }, seed: 7, implementation: { type: "command" } })
     expect(await validate("command-step-spec.schema.json", [spec])).toEqual([null])
     expect(() => Schema.decodeUnknownSync(CommandStepSpec)(spec)).not.toThrow()
 
