@@ -70,6 +70,8 @@ export class Store {
   private readonly owner = randomUUID()
   private readonly leasedHere = new Set<string>()
   private readonly problems = new Map<string, string>()
+  /** artifacts found present while leases are deferred (planning): leased together by confirmLeases */
+  private pending: Set<string> | undefined
   private leasing = false
   /** rehash content instead of trusting stats (run --verify) */
   private deep = false
@@ -145,11 +147,36 @@ export class Store {
    * the check. `problem(hash)` says what was wrong.
    */
   has(hash: string): boolean {
-    if (this.leasing) this.lease(hash)
+    if (this.leasing && this.pending === undefined) this.lease(hash)
     const c = this.check(hash, this.deep)
     if (c.ok) this.problems.delete(hash)
     else this.problems.set(hash, c.problem)
+    if (c.ok && this.leasing) this.pending?.add(hash)
     return c.ok
+  }
+
+  /** Until confirmLeases, `has()` checks without leasing (planning thousands of steps: no write each). */
+  deferLeases() {
+    this.pending = new Set()
+  }
+
+  /**
+   * Leases every artifact `has()` found present since deferLeases, in one transaction, and returns those
+   * that gc removed in the meantime (their rows are gone): whoever planned with them must plan again.
+   */
+  confirmLeases(): Array<string> {
+    const hashes = [...(this.pending ?? [])].filter((h) => !this.leasedHere.has(h))
+    this.pending = undefined
+    if (hashes.length === 0) return []
+    return this.db.transaction(() => {
+      const lost: Array<string> = []
+      for (const h of hashes) {
+        this.db.lease(h, this.owner)
+        this.leasedHere.add(h)
+        if (this.db.artifact(h) === undefined) lost.push(h)
+      }
+      return lost
+    })
   }
 
   /** Why the last `has(hash)` said no, as a plan reason. */
