@@ -127,7 +127,7 @@ export const resourcesOf = (spec: StepSpec): JobResources =>
 /**
  * Lines that say nothing about why a step failed: a library's own words for an interruption (Effect's
  * "All fibers interrupted without error"), stack frames, Node's version footer, the runner's own
- * start-up line. Never shown as the worker's last error line.
+ * start-up line, Ray's echo of the entrypoint. Never shown as the worker's last error line.
  */
 const noise: ReadonlyArray<RegExp> = [
   /all fibers interrupted without error/i,
@@ -138,7 +138,10 @@ const noise: ReadonlyArray<RegExp> = [
   /^[{}\[\]]$/,
   /^anneal runner: .* on \S+ \(CUDA_VISIBLE_DEVICES=/,
   /^anneal runner: SIG\w+, stopping the step$/,
-  /^\[anneal\] /
+  /^\[anneal\] /,
+  // Ray's own lines in a job's log: its entrypoint echoed, its INFO/DEBUG logging
+  /^Running entrypoint for job /,
+  /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+\s+(INFO|DEBUG)\s/
 ]
 const isNoise = (line: string) => noise.some((re) => re.test(line))
 /** "Error: ...", "ModuleNotFoundError: ...", "error: ...", "Error [ERR_MODULE_NOT_FOUND]: ..." */

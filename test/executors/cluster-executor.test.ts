@@ -170,6 +170,12 @@ describe("the worker's last error line", () => {
     expect(lastErrorLine(["step 3 of 9", "error: All fibers interrupted without error"])).toBe("step 3 of 9")
     expect(lastErrorLine(["All fibers interrupted without error"])).toBeUndefined()
     expect(lastErrorLine(["[anneal] submitted slurm job 4"])).toBeUndefined()
+    // a Ray job's log: Ray's own lines around the shell's
+    expect(lastErrorLine([
+      "2026-12-01 22:45:29,679\tINFO job_manager.py:581 -- Runtime env is setting up.",
+      "/bin/sh: 1: /nonexistent/node: not found",
+      "Running entrypoint for job anneal-train-3a14-a1-5ddc: /nonexistent/node runner.ts job.json"
+    ])).toBe("/bin/sh: 1: /nonexistent/node: not found")
   })
 })
 
