@@ -152,7 +152,7 @@ export interface StepResources {
   readonly memoryGb?: number | undefined
 }
 
-/** Where a step would run, for `anneal plan`: "local", "slurm partition gpu: --cpus-per-task=4 ...". */
+/** Where a step would run, for `anneal plan`: "local: ...", "slurm: sbatch --requeue --cpus-per-task=4 ...", "ray: ...". */
 export const describePlacement = (name: ExecutorName, config: ProjectConfig, step: string, kind: string, resources: StepResources): string => {
   switch (name) {
     case "local":

@@ -2,8 +2,12 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { execa } from "execa"
 import { describe, expect, it } from "vitest"
 import { chooseExecutor, describePlacement, loadProjectConfig, makeExecutor, readConfigFile, schedulingCapacity } from "../../engine/executor-config.ts"
+import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
+import { projectRoot } from "../../engine/python.ts"
+import { trainRecipe } from "./recipe-parity.ts"
 
 const project = (config: unknown): string => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-config-"))
@@ -77,6 +81,20 @@ describe("executor config", () => {
     expect(config.ray?.headers).toEqual({ Authorization: "Bearer ${RAY_TOKEN}" })
     expect(makeExecutor("ray", config).name).toBe("ray")
     expect(() => makeExecutor("ray", { ray: { address: "ftp://head:8265" } })).toThrow("ray executor: the Ray address ftp://head:8265 must start with http:// or https://")
+  })
+
+  it("anneal plan --executor slurm prints the sbatch arguments each step's job will get, memory included", async () => {
+    const dir = project({ slurm: { partition: "gpu", memoryGb: 6, steps: { "fixture-train": { timeLimit: "00:20:00" } } } })
+    const recipe = path.join(dir, "recipe.ts")
+    fs.writeFileSync(recipe, `export { default } from ${JSON.stringify(trainRecipe)}\n`)
+    const r = await execa(nodeBinary(), [path.join(projectRoot, "bin", "anneal.js"), "plan", recipe, "--executor", "slurm", "--store", path.join(dir, ".anneal")], {
+      cwd: dir,
+      reject: false,
+      stdin: "ignore"
+    })
+    expect(r.exitCode, r.stderr).toBe(0)
+    expect(r.stdout).toContain("where steps would run (slurm):")
+    expect(r.stdout).toMatch(/^ {2}train: slurm: sbatch --requeue --cpus-per-task=1 --mem=6144M --partition=gpu --time=00:20:00$/m)
   })
 
   it("gives cluster runs a pool of their own: GPU slots the driver does not need to have", () => {
