@@ -94,15 +94,18 @@ export const demoPipeline = (dataDir: string, scale: DemoScale = demoScale) => {
   const text = format({ data: curated }, { to: "text" }, { id: "as-text" })
   const vocab = tokenizer({ data: text }, { vocabSize: 512 }, { id: "tokenizer", ...cpuOk })
   const base = pretrain({ data: questions({ data: curated }, {}, { id: "questions" }), tokenizer: vocab }, {
-    architecture: "llama", hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 128, seqLen: 64,
-    microBatchSize: 16, maxSteps: scale.pretrainSteps, learningRate: 3e-3, seed: 1
+    architecture: "llama", hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 128, seqLen: 128,
+    microBatchSize: 8, maxSteps: scale.pretrainSteps, learningRate: 3e-3, seed: 1
   }, { id: "pretrain", ...cpuOk })
 
   // two fine-tunes on the answers, in the quiz's template: LoRA with NEFTune (folded in), and full
   const qa = questionAnswer({ data: curated }, {}, { id: "question-answer" })
   const tuning = { numEpochs: scale.sftEpochs, microBatchSize: 16, maxLength: 96, lrScheduler: "cosine", seed: 1 } as const
   const adapter = sftLora({ model: base, data: qa }, {
-    ...tuning, loraR: 16, loraAlpha: 32, loraTargetModules: ["all-linear"], learningRate: 1e-2, neftuneNoiseAlpha: 5
+    ...tuning, loraR: 16, loraAlpha: 32, loraTargetModules: ["all-linear"], learningRate: 1e-2,
+    // NEFTune's noise is alpha / sqrt(L * d) per element: at d = 64 the paper's 5 would bury this model's
+    // embeddings (norm ~0.2) under noise of norm ~0.5, and the adapter learns nothing; 1 keeps it below
+    neftuneNoiseAlpha: 1
   }, { id: "sft-lora", ...cpuOk })
   const lora = loraMerge({ model: base, adapter }, {}, { id: "lora-merge" })
   const full = sft({ model: base, data: qa }, { ...tuning, adapter: "full", learningRate: 3e-3 }, { id: "sft-full", ...cpuOk })
