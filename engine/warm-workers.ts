@@ -23,8 +23,7 @@ import * as path from "node:path"
 import * as readline from "node:readline"
 import { pythonEnvVars, pythonExecutable, pythonPath } from "./python.ts"
 
-// off by default until the byte-identity tests pass (ANNEAL_WARM_WORKERS=1 turns it on)
-export const warmWorkersEnabled = (): boolean => process.env.ANNEAL_WARM_WORKERS === "1"
+export const warmWorkersEnabled = (): boolean => process.env.ANNEAL_WARM_WORKERS !== "0"
 
 export const warmClientScript = path.join(pythonPath(), "anneal_worker", "warm_client.py")
 
