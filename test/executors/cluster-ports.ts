@@ -1,6 +1,9 @@
 /** Free ports, readiness waits and process ownership for the test clusters (Slurm, Ray) the executor tests start. */
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 
 export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -162,6 +165,32 @@ export const stopOwned = async (find: () => Array<number>, graceMs = 8000): Prom
 
 /** SIGKILL to what `find` returns, synchronously: for `process.on("exit")`, where nothing can wait. */
 export const killOwnedNow = (find: () => Array<number>) => signalAll(find(), "SIGKILL")
+
+/**
+ * Starts a detached watchdog (cluster-reaper.mjs) that ends the processes marked with `marks` once
+ * this test process is gone, killed by a signal included, when neither afterAll nor an exit hook can
+ * run. Returns a function that dismisses it (after a normal stop). Its own environment has no mark.
+ */
+export const startReaper = (marks: ReadonlyArray<string>): (() => void) => {
+  const env = { ...process.env }
+  for (const m of marks) {
+    const name = m.slice(0, m.indexOf("="))
+    if (env[name] === m.slice(name.length + 1)) delete env[name]
+  }
+  const child = spawn(process.execPath, [path.join(path.dirname(fileURLToPath(import.meta.url)), "cluster-reaper.mjs"), String(process.pid), ...marks], {
+    detached: true,
+    stdio: "ignore",
+    env
+  })
+  child.unref()
+  return () => {
+    try {
+      if (child.pid !== undefined) process.kill(child.pid, "SIGKILL")
+    } catch {
+      // already gone
+    }
+  }
+}
 
 /**
  * Runs `attempt` until it succeeds, `isStopped()` turns true, or the deadline passes; each attempt

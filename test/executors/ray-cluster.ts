@@ -29,7 +29,7 @@ import * as http from "node:http"
 import * as path from "node:path"
 import { execa } from "execa"
 import { projectRoot, pythonExecutable } from "../../engine/python.ts"
-import { freePorts, killOwnedNow, ownedProcesses, retryUntil, stopOwned, waitFor } from "./cluster-ports.ts"
+import { freePorts, killOwnedNow, ownedProcesses, retryUntil, startReaper, stopOwned, waitFor } from "./cluster-ports.ts"
 
 export interface RayCluster {
   /** the Jobs API (dashboard) address */
@@ -120,6 +120,8 @@ export const rayCluster = (): RayClusterHandle => {
   const find = () => ownedProcesses([mark], groups)
   const onExit = () => killOwnedNow(find)
   process.on("exit", onExit)
+  // and for a test process killed by a signal, where neither afterAll nor the exit hook runs
+  const dismissReaper = startReaper([mark])
 
   const killAll = async () => {
     await stopOwned(find)
@@ -130,6 +132,7 @@ export const rayCluster = (): RayClusterHandle => {
     stopped = true
     await killAll()
     process.off("exit", onExit)
+    dismissReaper()
   }
 
   const startOnce = async (timeLeftMs: number): Promise<RayCluster> => {

@@ -19,7 +19,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { execa } from "execa"
-import { freePorts, killOwnedNow, ownedProcesses, retryUntil, stopOwned, waitFor } from "./cluster-ports.ts"
+import { freePorts, killOwnedNow, ownedProcesses, retryUntil, startReaper, stopOwned, waitFor } from "./cluster-ports.ts"
 
 export interface SlurmCluster {
   readonly dir: string
@@ -55,6 +55,8 @@ export const slurmCluster = (): SlurmClusterHandle => {
   const find = () => ownedProcesses(marks)
   const onExit = () => killOwnedNow(find)
   process.on("exit", onExit)
+  // and for a test process killed by a signal, where neither afterAll nor the exit hook runs
+  const dismissReaper = startReaper(marks.slice(0, 1))
 
   const killAll = async () => {
     for (const dir of dirs) {
@@ -75,6 +77,7 @@ export const slurmCluster = (): SlurmClusterHandle => {
     stopped = true
     await killAll()
     process.off("exit", onExit)
+    dismissReaper()
   }
 
   const startOnce = async (timeLeftMs: number): Promise<SlurmCluster> => {
