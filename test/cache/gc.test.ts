@@ -7,13 +7,10 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
 import { cli, storeSnapshot } from "../helpers/project.ts"
+import { withCacheDb } from "./cache-db.ts"
 import { outputsOf, storeProject, storeRecipe } from "./store-recipe.ts"
-
-const require = createRequire(import.meta.url)
-const Database = require("better-sqlite3") as typeof import("better-sqlite3")
 
 const checkpoint = (store: string, key: string, daysOld: number) => {
   const dir = path.join(store, "resume", key)
@@ -42,9 +39,8 @@ describe("cache ls and gc", () => {
     checkpoint(p.store, idleNew, 1)
     checkpoint(p.store, building, 30)
     checkpoint(p.store, finishedKey, 0)
-    const db = new Database(path.join(p.store, "cache.db"))
-    db.prepare("INSERT INTO locks (key, pid, host, step, recipe, acquired_at) VALUES (?, ?, ?, 'split', 'recipe.ts', ?)").run(building, process.pid, os.hostname(), Date.now() / 1000)
-    db.close()
+    withCacheDb(p.store, (db) =>
+      db.prepare("INSERT INTO locks (key, pid, host, step, recipe, acquired_at) VALUES (?, ?, ?, 'split', 'recipe.ts', ?)").run(building, process.pid, os.hostname(), Date.now() / 1000))
 
     const ls = await cli(["cache", "ls", "--store", p.store])
     expect(ls.exitCode, ls.stderr).toBe(0)

@@ -6,14 +6,11 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { createRequire } from "node:module"
 import { afterEach, describe, expect, it } from "vitest"
 import { cli, spawnCli } from "../helpers/project.ts"
 import type { TempProject } from "../helpers/project.ts"
+import { withCacheDb } from "./cache-db.ts"
 import { storeProject } from "./store-recipe.ts"
-
-const require = createRequire(import.meta.url)
-const Database = require("better-sqlite3") as typeof import("better-sqlite3")
 
 const live: Array<ReturnType<typeof spawnCli>> = []
 afterEach(() => {
@@ -25,14 +22,7 @@ const OTHER = "some-other-host.example"
 const LOCAL_LIVE_PID = process.pid
 const now = () => Date.now() / 1000
 
-const withDb = <A>(p: TempProject, f: (db: import("better-sqlite3").Database) => A): A => {
-  const db = new Database(path.join(p.store, "cache.db"), { timeout: 10_000 })
-  try {
-    return f(db)
-  } finally {
-    db.close()
-  }
-}
+const withDb = <A>(p: TempProject, f: Parameters<typeof withCacheDb<A>>[1]): A => withCacheDb(p.store, f)
 
 const built = async () => {
   const p = storeProject()
@@ -74,7 +64,7 @@ describe("other hosts", () => {
     heartbeat(p, LOCAL_LIVE_PID, now())
     withDb(p, (db) => {
       db.prepare("INSERT INTO processes (pid, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)").run(LOCAL_LIVE_PID + 1, OTHER, 0, 0)
-      const session = db.prepare("SELECT MAX(id) AS id FROM sessions").get() as { id: number }
+      const session = db.prepare("SELECT MAX(id) AS id FROM sessions").get() as unknown as { id: number }
       const ins = db.prepare(`INSERT INTO runs (session_id, recipe, step, kind, key, status, started_at, trace, pid, gpus, host)
         VALUES (?, 'recipe.ts', ?, 'split', 'k', 'running', ?, '{}', ?, '[]', ?)`)
       ins.run(session.id, "remote-live", now(), LOCAL_LIVE_PID, OTHER)
@@ -87,7 +77,7 @@ describe("other hosts", () => {
     expect(fs.existsSync(foreign)).toBe(true)
     expect(fs.existsSync(stale)).toBe(false)
     expect(fs.existsSync(deadHere)).toBe(false)
-    const status = (step: string) => withDb(p, (db) => (db.prepare("SELECT status FROM runs WHERE step = ?").get(step) as { status: string }).status)
+    const status = (step: string) => withDb(p, (db) => (db.prepare("SELECT status FROM runs WHERE step = ?").get(step) as unknown as { status: string }).status)
     expect(status("remote-live")).toBe("running")
     expect(status("remote-dead")).toBe("interrupted")
   }, 300_000)
