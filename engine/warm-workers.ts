@@ -78,13 +78,22 @@ export const makeWarmWorkers = (options: { readonly preload?: ReadonlyArray<stri
         else if (line.startsWith("forked ")) forked++
       })
       child.once("exit", () => ok(false))
+      child.once("error", () => ok(false))
     })
-    exited = new Promise<void>((ok) => child.once("exit", () => ok()))
+    exited = new Promise<void>((ok) => {
+      child.once("exit", () => ok())
+      child.once("error", () => ok())
+    })
     const logFile = path.join(dir, "log")
     child.once("exit", (code, signal) => {
       dead = true
       if (!closing) {
-        const tail = fs.readFileSync(logFile, "utf8").trim().split("\n").slice(-3).join(" | ")
+        let tail = ""
+        try {
+          tail = fs.readFileSync(logFile, "utf8").trim().split("\n").slice(-3).join(" | ")
+        } catch {
+          // its folder is gone
+        }
         warning = `the warm Python process exited (${signal ?? `code ${code}`}); Python steps start cold from now on. Its log: ${tail}`
       }
     })
