@@ -77,7 +77,8 @@ export const ProgressLine = Schema.Struct({
   rate: Schema.optionalKey(describe(Finite, "units per second")),
   tokens_per_second: Schema.optionalKey(describe(Finite, "throughput in tokens per second (tokensPerSecond also accepted)")),
   tokensPerSecond: Schema.optionalKey(describe(Finite, "throughput in tokens per second")),
-  eta: Schema.optionalKey(describe(Finite, "seconds left, if the program knows better than the engine's estimate"))
+  eta: Schema.optionalKey(describe(Finite, "seconds left, if the program knows better than the engine's estimate")),
+  phase: Schema.optionalKey(describe(Schema.String, "what the step does from now on (\"loading model\", \"training\", ...); a line that only announces a phase has current 0 and no total"))
 }).annotate({ title: "progress", description: "progress of the step; shown live, never stored" })
 
 export const MetricLine = Schema.Struct({
