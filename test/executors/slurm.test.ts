@@ -89,6 +89,7 @@ describe.concurrent("slurm", () => {
       expect(key).toBeDefined()
       const jobs = (await execa("scontrol", ["show", "job", "-o"], { env: cluster!.env })).stdout.split("\n").filter((l) => l.includes(`-${key!.slice(0, 12)}-a`))
       expect(jobs.map((l) => parseScontrol(l).JobId)).toEqual([submitted![1]])
+      fs.rmSync(project, { recursive: true, force: true })
     })
   })
 
