@@ -290,12 +290,13 @@ const runProject = async (project: Project, options: RunOptions, started: number
       emit({ event: "started", step: step.id, kind: step.def.kind, key, gpus: grant.gpus, log: logPath })
       phase = "run"
       return executor.run(spec, emit).pipe(
-        Effect.flatMap((result) =>
-          Effect.sync((): Outcome => {
+        // the commit hashes on worker threads (cache/hash.ts), so events keep flowing meanwhile; like the
+        // synchronous commit it replaced, it is not cut short by an interrupt once started
+        Effect.flatMap((result) => Effect.uninterruptible(Effect.promise(async () => {
             phase = "commit"
             if (step.def.output.kind === "dataset" && isEmptyDir(spec.output)) throw new EmptyOutput(step.id)
             revision ??= gitRevision(path.dirname(graph.recipe))
-            const committed = store.commit(spec.output, step.def.output.kind, {
+            return { committed: await store.commitAsync(spec.output, step.def.output.kind, {
               step: step.id,
               recipe: recipeId,
               version: step.def.version,
@@ -307,7 +308,8 @@ const runProject = async (project: Project, options: RunOptions, started: number
               versions: { anneal: annealVersion, node: process.versions.node },
               git: revision,
               created: new Date().toISOString()
-            })
+            }) }
+          }).pipe(Effect.map(({ committed }): Outcome => {
             staging = undefined // renamed into the store (or dropped as a duplicate)
             const secs = seconds()
             store.db.transaction(() => {
@@ -321,8 +323,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
             outputs.set(step.id, committed.hash)
             emit({ event: "step", step: step.id, kind: step.def.kind, status: "ran", key, output: committed.hash, seconds: secs })
             return { ok: true, hash: committed.hash }
-          })
-        )
+          }))))
       )
     })
     return body.pipe(
