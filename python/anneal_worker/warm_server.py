@@ -250,6 +250,10 @@ def watch_client(conn: socket.socket) -> None:
     supervisor's group would."""
     import threading
 
+    # accept() gave the connection a 10 s timeout for reading the request; a recv that timed out here
+    # would read as a dead client and SIGKILL every step that runs longer than 10 s
+    conn.settimeout(None)
+
     def watch() -> None:
         try:
             while conn.recv(64):
