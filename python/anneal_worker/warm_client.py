@@ -87,7 +87,8 @@ def read_line(replies):
 
 
 def die_of(sig: int) -> None:
-    signal.signal(sig, signal.SIG_DFL)
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):  # these two cannot be handled, so need no reset
+        signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)
     os._exit(128 + sig)
 
