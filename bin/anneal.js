@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `anneal` command. This launcher is plain JavaScript that parses under Node 20, so that on a
-// machine whose Node is older than 22 it can still start: it re-runs itself under the Node 24 binary
-// that the package brings (the `node` npm package, a dependency). Under Node >= 22 it registers tsx's
+// machine whose Node is older than 22.13 (the first 22 with node:sqlite unflagged; the cache database
+// uses it) it can still start: it re-runs itself under the Node 24 binary that the package brings (the
+// `node` npm package, a dependency). Under Node >= 22.13 it registers tsx's
 // loader (recipes are TypeScript) and starts the CLI: the compiled dist/cli/main.js in an installed
 // package, or cli/main.ts in a checkout of anneal's own repository (sources present, no build needed).
 import * as fs from "node:fs"
@@ -10,9 +11,9 @@ import { fileURLToPath } from "node:url"
 
 const self = fileURLToPath(import.meta.url)
 const packageRoot = path.resolve(path.dirname(self), "..")
-const [major] = process.versions.node.split(".").map(Number)
+const [major, minor] = process.versions.node.split(".").map(Number)
 
-if (major < 22) {
+if (major < 22 || (major === 22 && minor < 13)) {
   const { createRequire } = await import("node:module")
   let node
   try {
@@ -22,7 +23,7 @@ if (major < 22) {
   }
   if (node === undefined || !fs.existsSync(node) || process.env.ANNEAL_REEXEC === "1") {
     process.stderr.write(
-      `anneal: this Node is ${process.version} and anneal needs Node >= 22; the Node 24 it brings (the "node" package) ` +
+      `anneal: this Node is ${process.version} and anneal needs Node >= 22.13; the Node 24 it brings (the "node" package) ` +
         `is not installed${node === undefined ? "" : ` at ${node}`}: reinstall anneal without --ignore-scripts, or run it with Node >= 22\n`
     )
     process.exit(2)
@@ -48,11 +49,22 @@ if (major < 22) {
     process.exit(code ?? 1)
   })
 } else {
+  // Node 22.13 to 24 print an ExperimentalWarning the first time node:sqlite loads (the cache database),
+  // on every command: that one warning, and only it, is dropped; every other warning prints as usual.
+  const emitWarning = process.emitWarning
+  process.emitWarning = function (warning, ...rest) {
+    const text = typeof warning === "string" ? warning : warning?.message
+    const type = typeof rest[0] === "string" ? rest[0] : (rest[0]?.type ?? warning?.name)
+    if (type === "ExperimentalWarning" && /^SQLite is an experimental feature/.test(text ?? "")) return
+    return emitWarning.call(process, warning, ...rest)
+  }
   const sources = path.join(packageRoot, "cli", "main.ts")
   const develop = fs.existsSync(sources)
   // Heavy dependencies load through Node's own loader first: once in the module map, tsx's hooks only
-  // resolve them, which cuts start-up from ~2 s to ~0.4 s (measured on the 2-core dev machines).
-  await Promise.all([import("effect"), import("execa"), import("better-sqlite3")])
+  // resolve them, which cuts start-up from ~2 s to ~0.4 s (measured on the 2-core dev machines). In an
+  // installed package execa, ink and chokidar are bundled into dist/vendor/ (scripts/build.js), loaded
+  // with the compiled CLI below.
+  await Promise.all([import("effect"), ...(develop ? [import("execa")] : [])])
   if (develop) {
     // In anneal's own repository, `import ... from "anneal"` (recipes, test projects) resolves to the
     // TypeScript sources through the package's "anneal-dev" export condition, the same module instances

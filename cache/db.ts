@@ -1,12 +1,12 @@
 /**
- * The cache database: better-sqlite3 in WAL mode (readers never block the one writer; a crash mid-write
+ * The cache database: SQLite (node:sqlite, through ./sqlite.ts) in WAL mode (readers never block the one writer; a crash mid-write
  * rolls back). Every call from outside code is wrapped so a broken or foreign file becomes a CacheError
  * with the path and a way out, never a stack trace.
  *
- * better-sqlite3 is synchronous, which suits the engine: each call is a few microseconds, and the
+ * node:sqlite is synchronous, which suits the engine: each call is a few microseconds, and the
  * 10,000-step null rerun stays far under a second because lookups are prepared statements.
  */
-import Database from "better-sqlite3"
+import { Database } from "./sqlite.ts"
 import { Context, Effect, Layer } from "effect"
 import { CacheError } from "./errors.ts"
 import { holderAlive, thisHost } from "./liveness.ts"
@@ -78,7 +78,7 @@ export interface LockHolder {
 const now = () => Date.now() / 1000
 
 export class CacheDb {
-  private readonly db: Database.Database
+  private readonly db: Database
   private readonly stmts: ReturnType<CacheDb["prepare"]>
 
   constructor(readonly file: string) {

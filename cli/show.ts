@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import Database from "better-sqlite3"
+import { Database } from "../cache/sqlite.ts"
 import { Store } from "../cache/store.ts"
 import { UsageError } from "../engine/errors.ts"
 import type { PlannedStep } from "../engine/graph.ts"

@@ -3,12 +3,10 @@
  * the same step twice.
  */
 import * as path from "node:path"
-import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
+import { Database } from "../../cache/sqlite.ts"
 import { chainData, chainRecipe } from "../helpers/chain-recipe.ts"
 import { cli, parseEvents, ranSteps, spawnCli, stepEvents, tempProject } from "../helpers/project.ts"
-
-const require = createRequire(import.meta.url)
 
 /** Everything the child printed so far, kept from its start (lines can arrive batched). */
 const outputOf = (child: ReturnType<typeof spawnCli>) => {
@@ -29,7 +27,6 @@ const waitForLine = async (seen: { text: string }, test: (line: string) => boole
 }
 
 const integrity = (store: string): string => {
-  const Database = require("better-sqlite3") as typeof import("better-sqlite3")
   const db = new Database(path.join(store, "cache.db"), { readonly: true })
   try {
     return String(db.pragma("integrity_check", { simple: true }))
@@ -39,7 +36,6 @@ const integrity = (store: string): string => {
 }
 
 const upperRuns = (store: string): Array<{ status: string; error: string | null }> => {
-  const Database = require("better-sqlite3") as typeof import("better-sqlite3")
   const db = new Database(path.join(store, "cache.db"), { readonly: true })
   try {
     return db.prepare("SELECT status, error FROM runs WHERE step = 'upper' ORDER BY id").all() as Array<{ status: string; error: string | null }>

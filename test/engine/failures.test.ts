@@ -6,12 +6,10 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
+import { Database } from "../../cache/sqlite.ts"
 import { annealIndex, cli, stepEvents, tempProject } from "../helpers/project.ts"
 import type { TempProject } from "../helpers/project.ts"
-
-const require = createRequire(import.meta.url)
 
 /** One TS step, `broken`, whose `mode` param picks how it goes wrong. */
 const recipe = (mode: string) => `
@@ -34,8 +32,8 @@ const broken = defineStep({
         return
       case "db": {
         // a trigger makes the engine's own commit transaction fail with a real SQLite error
-        const Database = createRequire(import.meta.url)(${JSON.stringify(require.resolve("better-sqlite3"))})
-        const db = new Database(path.join(ctx.output, "..", "..", "cache.db"))
+        const { DatabaseSync } = createRequire(import.meta.url)("node:sqlite")
+        const db = new DatabaseSync(path.join(ctx.output, "..", "..", "cache.db"), { timeout: 5000 })
         db.exec("CREATE TRIGGER boom BEFORE INSERT ON artifacts BEGIN SELECT RAISE(ABORT, 'db boom'); END")
         db.close()
         write()
@@ -43,8 +41,8 @@ const broken = defineStep({
       }
       case "db-lock": {
         // the next step's build lock cannot be taken: a database error outside any executor
-        const Database = createRequire(import.meta.url)(${JSON.stringify(require.resolve("better-sqlite3"))})
-        const db = new Database(path.join(ctx.output, "..", "..", "cache.db"))
+        const { DatabaseSync } = createRequire(import.meta.url)("node:sqlite")
+        const db = new DatabaseSync(path.join(ctx.output, "..", "..", "cache.db"), { timeout: 5000 })
         db.exec("CREATE TRIGGER boom BEFORE INSERT ON locks BEGIN SELECT RAISE(ABORT, 'lock boom'); END")
         db.close()
         write()
@@ -69,7 +67,6 @@ export default recipe("failures", () => {
 `
 
 const runRows = (store: string): Array<{ status: string; error: string | null }> => {
-  const Database = require("better-sqlite3") as typeof import("better-sqlite3")
   const db = new Database(path.join(store, "cache.db"), { readonly: true })
   try {
     return db.prepare("SELECT status, error FROM runs ORDER BY id").all() as Array<{ status: string; error: string | null }>

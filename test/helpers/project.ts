@@ -6,13 +6,11 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { createRequire } from "node:module"
 import { execa } from "execa"
 import type { ResultPromise } from "execa"
+import { Database } from "../../cache/sqlite.ts"
 import { projectRoot } from "../../engine/python.ts"
 import type { EngineEvent, StepEvent } from "../../engine/events.ts"
-
-const require = createRequire(import.meta.url)
 
 /** The module specifier test recipes import anneal by, as users' recipes do. */
 export const annealIndex = "anneal"
@@ -82,7 +80,6 @@ export const storeSnapshot = (store: string): string => {
   const staging = fs.existsSync(path.join(store, "staging")) ? fs.readdirSync(path.join(store, "staging")) : []
   let rows = "no db"
   if (fs.existsSync(path.join(store, "cache.db"))) {
-    const Database = require("better-sqlite3") as typeof import("better-sqlite3")
     const db = new Database(path.join(store, "cache.db"), { readonly: true })
     try {
       const count = (t: string) => (db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n
