@@ -18,6 +18,7 @@ interface PackageJson {
   readonly dependencies?: Record<string, string>
   readonly devDependencies?: Record<string, string>
   readonly optionalDependencies?: Record<string, string>
+  readonly allowScripts?: Record<string, boolean>
 }
 
 const readJson = (file: string): PackageJson | undefined => {
@@ -68,6 +69,17 @@ export const annealDependencySpec = (root: string, version: string): string => {
   return spec
 }
 
+/**
+ * The project's `allowScripts` (npm 11 warns at every install about each dependency's install script it
+ * does not cover): the ones anneal's own package.json allows (the `node` package's preinstall fetches
+ * the Node binary anneal re-runs under; esbuild's, tsx's), and anneal's own `prepare` (it builds dist/)
+ * when anneal comes from a tarball, path or git URL, which npm counts and keys by that exact spec.
+ */
+export const installScripts = (spec: string, self: PackageJson): Record<string, boolean> => {
+  const fromRegistry = /^[~^<>=]|^\d|^latest$|^\*$/.test(spec.trim())
+  return { ...(fromRegistry ? {} : { [spec]: true }), ...self.allowScripts }
+}
+
 const projectName = (dir: string): string => {
   const name = path.basename(dir).toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[._-]+/, "")
   return name === "" ? "recipes" : name
@@ -110,13 +122,15 @@ export const initProject = (dir: string, options: InitOptions = {}): Array<strin
   const name = projectName(target)
   const written: Array<string> = []
   copyTemplate(templates, target, { name }, written)
+  const spec = options.anneal ?? annealDependencySpec(root, version)
   const pkg = {
     name,
     version: "0.1.0",
     private: true,
     type: "module",
     scripts: { start: "anneal run recipe.ts", plan: "anneal plan recipe.ts", typecheck: "tsc" },
-    dependencies: { anneal: options.anneal ?? annealDependencySpec(root, version) },
+    dependencies: { anneal: spec },
+    allowScripts: installScripts(spec, self),
     // the compiler and Node types anneal itself is checked with
     devDependencies: {
       "@types/node": self.devDependencies?.["@types/node"] ?? "^24",

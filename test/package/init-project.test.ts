@@ -73,9 +73,15 @@ describe("anneal as an installed package", () => {
     for (const f of ["package.json", "tsconfig.json", "recipe.ts", "data/instructions.jsonl", ".gitignore", "README.md"]) {
       expect(fs.existsSync(path.join(project, f)), f).toBe(true)
     }
-    const pkg = JSON.parse(fs.readFileSync(path.join(project, "package.json"), "utf8")) as { type: string; dependencies: Record<string, string> }
+    const pkg = JSON.parse(fs.readFileSync(path.join(project, "package.json"), "utf8")) as {
+      type: string
+      dependencies: Record<string, string>
+      allowScripts: Record<string, boolean>
+    }
     expect(pkg.type).toBe("module")
     expect(pkg.dependencies.anneal).toBe(`file:${tarball}`)
+    // npm keys a non-registry package's scripts by its exact spec; node's and esbuild's by name
+    expect(pkg.allowScripts).toEqual({ [`file:${tarball}`]: true, node: true, esbuild: true })
     expect(fs.readFileSync(path.join(project, ".gitignore"), "utf8")).toContain(".anneal/")
 
     expect(init.stdout).toContain("npx anneal run recipe.ts")
@@ -120,7 +126,23 @@ describe("anneal as an installed package", () => {
     expect(install, "npm install must have run").toBeDefined()
     const warnings = install!.stderr.split("\n").filter((l) => /EBADENGINE.*package:/.test(l))
     expect(warnings, "npm install under the machine's own Node warned that packages want a newer Node").toEqual([])
+    // nor any other warning (npm 11's unreviewed install scripts: the allowScripts init wrote covers them)
+    expect(install!.stderr.split("\n").filter((l) => /^npm warn/i.test(l)), install!.stderr).toEqual([])
   })
+
+  it("npm install run by Node 24 (the node anneal brings) prints no warning either", async () => {
+    expect(install, "npm install must have run").toBeDefined()
+    const npm = await sh(["sh", "-c", "command -v npm"], tmp)
+    const npmCli = path.join(path.dirname(fs.realpathSync(npm.stdout.trim())), "npm-cli.js")
+    const node24 = path.join(project, "node_modules", "node", "bin", "node")
+    if (!fs.existsSync(npmCli) || !fs.existsSync(node24)) return // an npm laid out otherwise: the test above covers it
+    const again = path.join(tmp, "p24")
+    fs.mkdirSync(again)
+    fs.copyFileSync(path.join(project, "package.json"), path.join(again, "package.json"))
+    const r = await step("npm install (Node 24)", [node24, npmCli, "install", "--no-audit", "--no-fund"], again)
+    expect(r.exitCode, explain([node24, npmCli, "install"], r)).toBe(0)
+    expect(r.stderr.split("\n").filter((l) => /^npm warn/i.test(l)), r.stderr).toEqual([])
+  }, 600_000)
 
   it("tsc checks the recipe under the project's tsconfig, tsc --init's defaults, and strict + exactOptionalPropertyTypes", async () => {
     expect(project, "init must have succeeded").not.toBe("")

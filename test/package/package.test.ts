@@ -32,6 +32,34 @@ const oldNode = ["/usr/bin/node", "/bin/node", "/usr/local/bin/node"].find((p) =
   return major < 22
 })
 
+/** `names` and everything they depend on, as this repository's (hoisted) node_modules holds them. */
+const dependencyClosure = (names: ReadonlyArray<string>): Set<string> => {
+  const found = new Set<string>()
+  const queue = [...names]
+  const depsOf = (dir: string): Array<string> => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as Record<string, Record<string, string> | undefined>
+    const own = [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})]
+    // packages nested under it come with its link, and need what they depend on too
+    const nested = path.join(dir, "node_modules")
+    if (!fs.existsSync(nested)) return own
+    for (const entry of fs.readdirSync(nested)) {
+      if (entry.startsWith(".")) continue
+      const dirs = entry.startsWith("@") ? fs.readdirSync(path.join(nested, entry)).map((e) => path.join(nested, entry, e)) : [path.join(nested, entry)]
+      for (const d of dirs) if (fs.existsSync(path.join(d, "package.json"))) own.push(...depsOf(d))
+    }
+    return own
+  }
+  while (queue.length > 0) {
+    const name = queue.pop()!
+    if (found.has(name)) continue
+    const dir = path.join(projectRoot, "node_modules", name)
+    if (!fs.existsSync(path.join(dir, "package.json"))) continue // an optional one for another platform
+    found.add(name)
+    queue.push(...depsOf(dir))
+  }
+  return found
+}
+
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-package-"))
   // pack a copy, so the build's dist/ never races with anything using this checkout
@@ -48,9 +76,11 @@ beforeAll(async () => {
   const installed = path.join(project, "node_modules", "anneal")
   fs.mkdirSync(installed, { recursive: true })
   execFileSync("tar", ["xzf", path.join(work, info!.filename), "-C", installed, "--strip-components=1"])
-  // the dependencies, as `npm install` would place them beside the package
-  for (const dep of fs.readdirSync(path.join(projectRoot, "node_modules"))) {
-    if (dep.startsWith(".")) continue
+  // the packed package's dependencies and theirs (only those: what the build bundled into dist/vendor/
+  // must not be found here), as `npm install` would place them beside the package
+  const shipped = JSON.parse(fs.readFileSync(path.join(installed, "package.json"), "utf8")) as { dependencies: Record<string, string> }
+  for (const dep of dependencyClosure(Object.keys(shipped.dependencies))) {
+    fs.mkdirSync(path.dirname(path.join(project, "node_modules", dep)), { recursive: true })
     fs.symlinkSync(path.join(projectRoot, "node_modules", dep), path.join(project, "node_modules", dep))
   }
   fs.writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "user", type: "module", private: true }))
@@ -76,6 +106,10 @@ describe("the packed package", () => {
     const installed = JSON.parse(fs.readFileSync(path.join(project, "node_modules", "anneal", "package.json"), "utf8"))
     expect(installed.exports["."].types).toBe("./dist/index.d.ts")
     for (const dep of ["tsx", "node"]) expect(installed.dependencies[dep], dep).toBeDefined()
+    // execa, ink, chokidar (whose engines exclude the Node npm may run under) are bundled into dist/vendor/
+    expect(Object.keys(installed.dependencies).sort()).toEqual(["effect", "node", "react", "tsx"])
+    expect(files).toContain("dist/vendor/execa.js")
+    expect(files).toContain("dist/vendor/ink.js")
   })
 
   it("runs its bin under Node 24", async () => {
