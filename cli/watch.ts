@@ -150,6 +150,7 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     if (timer !== undefined) clearTimeout(timer)
     timer = setTimeout(() => {
       timer = undefined
+      if (pending.size === 0) return // a cycle that started meanwhile took them
       if (current === undefined) wake?.()
       else void decide()
     }, debounceMs)
@@ -171,6 +172,11 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     }
     const changed = [...pending]
     pending.clear()
+    // this cycle takes these changes: their debounce timer must not interrupt it when it fires
+    if (timer !== undefined) {
+      clearTimeout(timer)
+      timer = undefined
+    }
     if (!first) note(`changed: ${changed.map(rel).join(", ")}`)
     if (!first && changed.some((f) => modules.has(f))) {
       // the code changed: its imports and its sources may have too
