@@ -32,11 +32,18 @@ export const clusterTestTimeoutMs = 600_000
 
 export const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms))
 
-/** Polls until `check` returns a value (not undefined) or the deadline passes. */
-export const waitFor = async <A>(what: string, check: () => Promise<A | undefined> | A | undefined, timeoutMs: number, everyMs = 250): Promise<A> => {
+/** Polls until `check` returns a value (not undefined), the deadline passes, or `cancelled()` turns true. */
+export const waitFor = async <A>(
+  what: string,
+  check: () => Promise<A | undefined> | A | undefined,
+  timeoutMs: number,
+  everyMs = 250,
+  cancelled: () => boolean = () => false
+): Promise<A> => {
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   for (;;) {
+    if (cancelled()) throw new Error(`stopped while waiting for ${what}`)
     try {
       const v = await check()
       if (v !== undefined) return v
@@ -210,9 +217,11 @@ export const retryUntil = async <A>(
       return await attempt(deadline - Date.now(), n)
     } catch (e) {
       const message = (e as Error).message
+      // whatever went wrong after stop() was called came from being stopped
+      if (isStopped()) throw new Error(`${what}: stopped while starting`)
       errors.push(`attempt ${n}: ${message.split("\n")[0]}`)
       // a short backoff, so a busy machine can catch up; never past the deadline
-      if (isStopped() || Date.now() + 2000 > deadline) {
+      if (Date.now() + 2000 > deadline) {
         throw new Error(`${what} failed after ${n} attempt${n > 1 ? "s" : ""} in ${Math.round(deadlineMs / 1000)} s: ${errors.join("; ")}\n${message}`)
       }
       process.stderr.write(`${what}: attempt ${n} failed, retrying: ${message.split("\n")[0]}\n`)

@@ -43,6 +43,8 @@ export interface RayClusterHandle {
   readonly start: (deadlineMs?: number) => Promise<RayCluster>
   /** stops every process this cluster started, at any stage, and removes its files; idempotent */
   readonly stop: () => Promise<void>
+  /** the live processes this cluster started (what `stop()` would end) */
+  readonly processes: () => Array<number>
 }
 
 export const rayBinary = (): string => path.join(path.dirname(pythonExecutable()), "ray")
@@ -179,7 +181,7 @@ export const rayCluster = (): RayClusterHandle => {
       }
       // ready: the Jobs API answers and runs a job (its agent is up and a worker can start)
       const deadline = Date.now() + Math.max(1000, timeLeftMs)
-      await waitFor("the Ray Jobs API", async () => ((await jobsApi(address, "GET", "/api/version")).status === 200 ? true : undefined), deadline - Date.now(), 500)
+      await waitFor("the Ray Jobs API", async () => ((await jobsApi(address, "GET", "/api/version")).status === 200 ? true : undefined), deadline - Date.now(), 500, () => stopped)
       const probe = `anneal-ready-${randomBytes(4).toString("hex")}`
       await waitFor("the readiness job to be accepted", async () => {
         const s = await jobsApi(address, "POST", "/api/jobs/", { entrypoint: "true", submission_id: probe, entrypoint_num_cpus: 0 })
@@ -187,12 +189,12 @@ export const rayCluster = (): RayClusterHandle => {
         // already submitted by an earlier try whose answer was lost
         if (s.status === 400 && JSON.stringify(s.json ?? "").includes("already exists")) return true
         throw new Error(`HTTP ${s.status}: ${JSON.stringify(s.json)}`)
-      }, deadline - Date.now(), 1000)
+      }, deadline - Date.now(), 1000, () => stopped)
       const ended = await waitFor("the readiness job to end", async () => {
         const s = await jobsApi(address, "GET", `/api/jobs/${probe}`)
         const job = s.json as { status?: string; message?: string } | undefined
         return job?.status === "SUCCEEDED" || job?.status === "FAILED" || job?.status === "STOPPED" ? job : undefined
-      }, deadline - Date.now(), 500)
+      }, deadline - Date.now(), 500, () => stopped)
       if (ended.status !== "SUCCEEDED") throw new Error(`the readiness job ${ended.status}: ${ended.message ?? ""}`)
       if (stopped) throw new Error("stopped while starting")
       return { address, tempDir, stop }
@@ -209,7 +211,7 @@ export const rayCluster = (): RayClusterHandle => {
     return retryUntil("starting a Ray head on loopback", (left) => startOnce(left), deadline - Date.now(), () => stopped)
   }
 
-  return { start, stop }
+  return { start, stop, processes: find }
 }
 
 /** Starts a Ray head; the returned cluster's `stop()` ends it. Prefer `rayCluster()` in tests (stop registered first). */

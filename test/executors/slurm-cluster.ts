@@ -35,6 +35,8 @@ export interface SlurmClusterHandle {
   readonly start: (deadlineMs?: number) => Promise<SlurmCluster>
   /** stops every process this cluster started, at any stage, and removes its files; idempotent */
   readonly stop: () => Promise<void>
+  /** the live processes this cluster started (what `stop()` would end) */
+  readonly processes: () => Array<number>
 }
 
 /** How long a start may take in all, retries included. */
@@ -152,10 +154,9 @@ export const slurmCluster = (): SlurmClusterHandle => {
       await execa(sbin("slurmctld"), ["-f", slurmConf], { env: daemonEnv, timeout: left(), stdin: "ignore" })
       await execa(sbin("slurmd"), ["-f", slurmConf, "-N", "annealnode"], { env: daemonEnv, timeout: left(), stdin: "ignore" })
       await waitFor("the Slurm node to become idle", async () => {
-        if (stopped) throw new Error("stopped while starting")
         const r = await execa("sinfo", ["-h", "-N", "-o", "%T"], { env, reject: false, timeout: 10_000, stdin: "ignore" })
         return /^idle/m.test(r.stdout) ? true : undefined
-      }, left(), 250)
+      }, left(), 250, () => stopped)
       if (stopped) throw new Error("stopped while starting")
       return { dir, env, slurmConf, partition: "debug", stop }
     } catch (e) {
@@ -175,7 +176,7 @@ export const slurmCluster = (): SlurmClusterHandle => {
   const start = (deadlineMs = slurmStartDeadlineMs) =>
     retryUntil("starting a one-node Slurm cluster", (left) => startOnce(left), deadlineMs, () => stopped)
 
-  return { start, stop }
+  return { start, stop, processes: find }
 }
 
 /** Starts a cluster; the returned cluster's `stop()` ends it. Prefer `slurmCluster()` in tests (stop registered first). */
