@@ -14,10 +14,8 @@
  * paper used are in the comments beside each param below; the corpus would come from a real generator
  * (20k seed topics and an LLM writing textbook sections), not these templates.
  */
-import type { AnyDataset, Dataset, Model, Report, Tokenizer } from "../engine/artifact.ts"
-import { recipe } from "../engine/graph.ts"
-import type { Text } from "../engine/rows.ts"
-import { evaluate, pretrain, tokenizer } from "../steps/train/index.ts"
+import { evaluate, pretrain, recipe, tokenizer } from "anneal"
+import type { AnyDataset, Dataset, Model, Report, Text, Tokenizer } from "anneal"
 import { textbookCorpus, textbookQuiz } from "./textbooks.ts"
 
 /** The toy-scale phi model and its training run; exported so other recipes (neftune.ts) start from it. */

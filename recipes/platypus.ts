@@ -8,12 +8,9 @@
  * Run: npx anneal run recipes/platypus.ts. Each step writes report.json (what it removed and why)
  * beside its data.jsonl; `anneal show <step>` prints where. The training stage builds on `curate`.
  */
-import type { AnyDataset, Dataset, Model, Report } from "../engine/artifact.ts"
-import { recipe, source } from "../engine/graph.ts"
-import { Instruction } from "../engine/rows.ts"
-import { clean, decontaminate, decontaminateSemantic, dedup, dedupSemantic } from "../steps/data/index.ts"
-import { loraMerge, merge } from "../steps/model/index.ts"
-import { evalCompare, evaluate, pretrain, sft, sftLora, tokenizer } from "../steps/train/index.ts"
+import { clean, decontaminate, decontaminateSemantic, dedup, dedupSemantic, evalCompare, evaluate, Instruction } from "anneal"
+import { loraMerge, merge, pretrain, recipe, sft, sftLora, source, tokenizer } from "anneal"
+import type { AnyDataset, Dataset, Model, Report } from "anneal"
 import { textbookCorpus, textbookInstructions } from "./textbooks.ts"
 
 /** Which benchmark fields hold the question, the choices and the answer (an index into the choices). */

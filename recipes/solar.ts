@@ -20,13 +20,8 @@
  */
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { Schema } from "effect"
-import type { Dataset } from "../engine/artifact.ts"
-import { recipe } from "../engine/graph.ts"
-import { Preference } from "../engine/rows.ts"
-import { defineStep, Port } from "../engine/step.ts"
-import { upscale } from "../steps/model/index.ts"
-import { dpo, evalCompare, evaluate, pretrain, sft, tokenizer } from "../steps/train/index.ts"
+import { defineStep, dpo, evalCompare, evaluate, Port, Preference, pretrain, recipe, Schema, sft, tokenizer, upscale } from "anneal"
+import type { Dataset } from "anneal"
 import { fields, textbookCorpus, textbookInstructions, textbookQuiz, topics } from "./textbooks.ts"
 
 /**
