@@ -1,13 +1,21 @@
 /**
- * Engine overhead on a generated recipe of 10,000 no-op steps (a few hundred roots, random fan-in):
- * the first run's per-step overhead, and a fully cached rerun end to end (a fresh `anneal run` process:
- * start-up, recipe import, graph validation, source hashing, 10,000 key computations and lookups).
- * With DVC installed (`pip install dvc`, optional; `--dvc PATH` names its executable), the same shape
- * is timed through `dvc repro` at a smaller size for the side-by-side ratio.
+ * Engine overhead, three figures:
  *
- *   npm run bench:engine [-- --steps 10000] [-- --dvc-stages 300] [-- --dvc PATH]
+ * - a generated recipe of 10,000 no-op steps (a few hundred roots, random fan-in): the first run (every
+ *   step executed and committed: fsync, rename, database rows) and a fully cached rerun end to end (a
+ *   fresh `anneal run` process: start-up, recipe import, graph validation, source hashing, 10,000 key
+ *   computations and lookups). `executed no-op step` is what an executed step costs beyond a cached
+ *   one: (first run - null rerun) / steps.
+ * - `commit of 100000 files`: the store's commit (hashing on the worker pool, flush, rename, manifest,
+ *   database row) of one step output of 100,000 small files, through the Store API.
+ * - DVC side by side at equal size: the same shape, 300 steps for both tools, each the best of the same
+ *   number of null reruns, so each tool's start-up is spread over the same number of steps. DVC is
+ *   taken from `--dvc PATH`, else from PATH, else installed from PyPI into a venv under the temp
+ *   directory (kept for the next run); when none of that works the side-by-side is skipped, saying so.
  *
- * Last line: `null rerun of 10000 steps: X s`.
+ *   npm run bench:engine [-- --steps 10000] [-- --dvc-stages 300] [-- --repeats 3] [-- --files 100000] [-- --dvc PATH] [-- --no-dvc]
+ *
+ * Last lines: `executed no-op step: X ms`, `commit of 100000 files: X s`, `null rerun of 10000 steps: X s`.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -15,21 +23,43 @@ import * as path from "node:path"
 import { parseArgs } from "node:util"
 import { execa } from "execa"
 import { projectRoot } from "../engine/python.ts"
+import { Store } from "../cache/store.ts"
 
 const { values } = parseArgs({
   options: {
     steps: { type: "string", default: "10000" },
     "dvc-stages": { type: "string", default: "300" },
-    dvc: { type: "string", default: "dvc" },
+    repeats: { type: "string", default: "3" },
+    files: { type: "string", default: "100000" },
+    dvc: { type: "string" },
+    "no-dvc": { type: "boolean" },
     keep: { type: "boolean" }
   }
 })
 const steps = Number(values.steps)
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-bench-engine-"))
-fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "bench", type: "module", private: true }))
-fs.writeFileSync(path.join(dir, "seed.txt"), "seed\n")
+const small = Number(values["dvc-stages"])
+const repeats = Number(values.repeats)
+const nFiles = Number(values.files)
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-bench-engine-"))
 
-const recipe = `
+/** Runs a command under GNU time when there is one, for its CPU seconds (user + system) beside wall time. */
+const timeBin = fs.existsSync("/usr/bin/time") ? "/usr/bin/time" : undefined
+const timed = async (file: string, args: ReadonlyArray<string>, options: { cwd?: string } = {}) => {
+  const r = timeBin === undefined
+    ? await execa(file, args, { ...options, reject: false })
+    : await execa(timeBin, ["-f", "BENCH_CPU %U %S", file, ...args], { ...options, reject: false })
+  const m = /BENCH_CPU ([\d.]+) ([\d.]+)\s*$/.exec(String(r.stderr))
+  return { r, cpu: m === null ? NaN : Number(m[1]) + Number(m[2]) }
+}
+const load = () => os.loadavg()[0]!.toFixed(1)
+
+/** A project with the bench recipe at `n` steps (deterministic shape). */
+const makeProject = (n: number): string => {
+  const dir = path.join(root, `p${n}`)
+  fs.mkdirSync(dir)
+  fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "bench", type: "module", private: true }))
+  fs.writeFileSync(path.join(dir, "seed.txt"), "seed\n")
+  fs.writeFileSync(path.join(dir, "recipe.ts"), `
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { defineStep, Port, recipe, source, Schema } from ${JSON.stringify(path.join(projectRoot, "index.ts"))}
@@ -43,59 +73,109 @@ const rand = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return see
 export default recipe("null-bench", () => {
   const src = source.files("seed.txt")
   const h: Array<any> = []
-  const roots = Math.max(1, Math.floor(${steps} / 30))
-  for (let i = 0; i < ${steps}; i++) {
+  const roots = Math.max(1, Math.floor(${n} / 30))
+  for (let i = 0; i < ${n}; i++) {
     const parts = [] as Array<any>
     if (i < roots) parts.push(src)
     else for (let k = 0, n = 1 + Math.floor(rand() * 3); k < n; k++) parts.push(h[Math.floor(rand() * i)])
     h.push(noop({ parts }, { i }, { id: "s" + i }))
   }
 })
-`
-fs.writeFileSync(path.join(dir, "recipe.ts"), recipe)
-
-const anneal = async (label: string) => {
-  const t = performance.now()
-  const r = await execa(process.execPath, [path.join(projectRoot, "bin", "anneal.js"), "run", path.join(dir, "recipe.ts"), "--json"], { reject: false })
-  const seconds = (performance.now() - t) / 1000
-  const last = JSON.parse(String(r.stdout).trim().split("\n").at(-1) ?? "{}") as { ran?: number; cached?: number; seconds?: number }
-  if (r.exitCode !== 0) throw new Error(`${label} failed: ${String(r.stderr).slice(0, 500)}`)
-  return { seconds, engineSeconds: last.seconds ?? NaN, ran: last.ran, cached: last.cached }
+`)
+  return dir
 }
 
-const first = await anneal("first run")
-console.log(`first run:   ${steps} steps ran=${first.ran} in ${first.seconds.toFixed(2)} s wall (${((first.seconds / steps) * 1000).toFixed(2)} ms per step, fsync included)`)
-const nulls = []
-for (let i = 0; i < 3; i++) nulls.push(await anneal("null rerun"))
-const best = nulls.reduce((a, b) => (a.seconds < b.seconds ? a : b))
-console.log(`null rerun:  cached=${best.cached} ran=${best.ran}; best of 3: ${best.seconds.toFixed(3)} s wall, ${best.engineSeconds.toFixed(3)} s inside the engine`)
+/** One `anneal run` in a fresh process: wall seconds, its CPU seconds, and the engine's own figure. */
+const anneal = async (dir: string, label: string) => {
+  const t = performance.now()
+  const { r, cpu } = await timed(process.execPath, [path.join(projectRoot, "bin", "anneal.js"), "run", path.join(dir, "recipe.ts"), "--json"])
+  const seconds = (performance.now() - t) / 1000
+  if (r.exitCode !== 0) throw new Error(`${label} failed: ${String(r.stderr).slice(0, 500)}`)
+  const last = JSON.parse(String(r.stdout).trim().split("\n").at(-1) ?? "{}") as { ran?: number; cached?: number; seconds?: number }
+  return { seconds, cpu, engineSeconds: last.seconds ?? NaN, ran: last.ran, cached: last.cached }
+}
 
-// DVC side by side, when available: the same chain shape at a size DVC handles in reasonable time
-const dvcBin = values.dvc
-const dvc = await execa(dvcBin, ["--version"], { reject: false }).catch(() => undefined)
-if (dvc !== undefined && dvc.exitCode === 0) {
-  const stages = Number(values["dvc-stages"])
-  const ddir = path.join(dir, "dvc")
+const bestOf = async (dir: string, n: number) => {
+  const runs = []
+  for (let i = 0; i < n; i++) runs.push(await anneal(dir, "null rerun"))
+  return runs.reduce((a, b) => (a.seconds < b.seconds ? a : b))
+}
+
+// 1. the 10,000-step recipe: first run, then the fully cached rerun
+const big = makeProject(steps)
+const first = await anneal(big, "first run")
+console.log(`first run:   ${steps} steps ran=${first.ran} in ${first.seconds.toFixed(2)} s wall (${((first.seconds / steps) * 1000).toFixed(2)} ms per step), ${first.cpu.toFixed(2)} s CPU, load ${load()}`)
+const best = await bestOf(big, repeats)
+console.log(`null rerun:  cached=${best.cached} ran=${best.ran}; best of ${repeats}: ${best.seconds.toFixed(3)} s wall, ${best.engineSeconds.toFixed(3)} s inside the engine, ${best.cpu.toFixed(2)} s CPU, load ${load()}`)
+const executedMs = ((first.seconds - best.seconds) / steps) * 1000
+
+// 2. one commit of many small files, through the store
+const commitSeconds = await (async () => {
+  const store = Store.open(path.join(root, "commit-store"))
+  try {
+    const staging = store.newStaging("c".repeat(64))
+    for (let i = 0; i < nFiles; i += 1000) {
+      const sub = path.join(staging, `d${i / 1000}`)
+      fs.mkdirSync(sub)
+      for (let j = i; j < Math.min(nFiles, i + 1000); j++) fs.writeFileSync(path.join(sub, `f${j}.json`), `{"row":${j}}\n`)
+    }
+    const c0 = process.cpuUsage()
+    const t = performance.now()
+    const c = await store.commitAsync(staging, "dataset", {})
+    const s = (performance.now() - t) / 1000
+    const cpu = process.cpuUsage(c0)
+    console.log(`commit:      ${c.files} files in ${s.toFixed(2)} s wall (${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU on the main thread, workers excluded), load ${load()}`)
+    return s
+  } finally {
+    store.close()
+  }
+})()
+
+// 3. DVC side by side at equal size
+const findDvc = async (): Promise<string | undefined> => {
+  const works = async (bin: string) => (await execa(bin, ["--version"], { reject: false }).catch(() => undefined))?.exitCode === 0
+  if (values.dvc !== undefined) return (await works(values.dvc)) ? values.dvc : undefined
+  if (await works("dvc")) return "dvc"
+  const venv = path.join(os.tmpdir(), "anneal-bench-dvc-venv")
+  const bin = path.join(venv, "bin", "dvc")
+  if (await works(bin)) return bin
+  console.log(`dvc not found: installing it from PyPI into ${venv} ...`)
+  const made = await execa("python3", ["-m", "venv", venv], { reject: false }).catch(() => undefined)
+  if (made?.exitCode !== 0) return undefined
+  const pip = await execa(path.join(venv, "bin", "pip"), ["install", "-q", "dvc"], { reject: false, timeout: 900_000 }).catch(() => undefined)
+  return pip?.exitCode === 0 && (await works(bin)) ? bin : undefined
+}
+const dvcBin = values["no-dvc"] === true ? undefined : await findDvc()
+if (dvcBin !== undefined) {
+  const ddir = path.join(root, "dvc")
   fs.mkdirSync(ddir)
   await execa("git", ["init", "-q"], { cwd: ddir })
   await execa(dvcBin, ["init", "-q"], { cwd: ddir })
   fs.writeFileSync(path.join(ddir, "seed.txt"), "seed\n")
   const lines = ["stages:"]
-  for (let i = 0; i < stages; i++) {
-    const dep = i < Math.max(1, Math.floor(stages / 30)) ? "seed.txt" : `o${Math.floor((i * 7919) % i)}`
+  for (let i = 0; i < small; i++) {
+    const dep = i < Math.max(1, Math.floor(small / 30)) ? "seed.txt" : `o${Math.floor((i * 7919) % i)}`
     lines.push(`  s${i}:`, `    cmd: echo ${i} > o${i}`, `    deps: [${dep}]`, `    outs: [o${i}]`)
   }
   fs.writeFileSync(path.join(ddir, "dvc.yaml"), lines.join("\n") + "\n")
   await execa(dvcBin, ["repro", "-q"], { cwd: ddir })
-  const t = performance.now()
-  await execa(dvcBin, ["repro", "-q"], { cwd: ddir })
-  const dvcSeconds = (performance.now() - t) / 1000
-  const annealPerStage = best.seconds / steps
-  const dvcPerStage = dvcSeconds / stages
-  console.log(`dvc repro null rerun of ${stages} stages: ${dvcSeconds.toFixed(2)} s (${(dvcPerStage * 1000).toFixed(2)} ms per stage)`)
-  console.log(`per-step null-rerun cost, anneal vs dvc: ${(dvcPerStage / annealPerStage).toFixed(0)}x less`)
+  const dvcRuns: Array<{ seconds: number; cpu: number }> = []
+  for (let i = 0; i < repeats; i++) {
+    const t = performance.now()
+    const { r, cpu } = await timed(dvcBin, ["repro", "-q"], { cwd: ddir })
+    if (r.exitCode !== 0) throw new Error(`dvc repro failed: ${String(r.stderr).slice(0, 500)}`)
+    dvcRuns.push({ seconds: (performance.now() - t) / 1000, cpu })
+  }
+  const dvcBest = dvcRuns.reduce((a, b) => (a.seconds < b.seconds ? a : b))
+  const smallDir = makeProject(small)
+  await anneal(smallDir, "first run (small)")
+  const annealSmall = await bestOf(smallDir, repeats)
+  console.log(`null rerun of ${small} steps, best of ${repeats}: anneal ${annealSmall.seconds.toFixed(3)} s (${annealSmall.cpu.toFixed(2)} s CPU), dvc repro ${dvcBest.seconds.toFixed(3)} s (${dvcBest.cpu.toFixed(2)} s CPU): anneal ${(dvcBest.seconds / annealSmall.seconds).toFixed(1)}x faster at equal size (load ${load()})`)
+  console.log(`per-step null-rerun cost: anneal ${((best.seconds / steps) * 1000).toFixed(3)} ms at ${steps} steps, ${((annealSmall.seconds / small) * 1000).toFixed(2)} ms at ${small}; dvc ${((dvcBest.seconds / small) * 1000).toFixed(2)} ms at ${small}`)
 } else {
-  console.log("dvc not installed: skipping the side-by-side (pip install dvc to include it)")
+  console.log(`dvc ${values["no-dvc"] === true ? "left out (--no-dvc)" : "not available and could not be installed"}: skipping the side-by-side`)
 }
-if (values.keep !== true) fs.rmSync(dir, { recursive: true, force: true })
+if (values.keep !== true) fs.rmSync(root, { recursive: true, force: true })
+console.log(`executed no-op step: ${executedMs.toFixed(2)} ms`)
+console.log(`commit of ${nFiles} files: ${commitSeconds.toFixed(2)} s`)
 console.log(`null rerun of ${steps} steps: ${best.seconds.toFixed(2)} s`)

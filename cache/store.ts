@@ -59,16 +59,7 @@ const SYNCFS_FILES = 16
  */
 const flushFiles = async (dir: string, files: ReadonlyArray<string>): Promise<void> => {
   const each = async (list: ReadonlyArray<string>) => {
-    for (let i = 0; i < list.length; i += 64) {
-      await Promise.all(list.slice(i, i + 64).map(async (f) => {
-        const h = await fs.promises.open(f, "r")
-        try {
-          await h.sync()
-        } finally {
-          await h.close()
-        }
-      }))
-    }
+    for (let i = 0; i < list.length; i += 64) await Promise.all(list.slice(i, i + 64).map(fsyncAsync))
   }
   if (files.length <= SYNCFS_FILES) return each(files)
   const ok = await new Promise<boolean>((resolve) => {
@@ -76,6 +67,15 @@ const flushFiles = async (dir: string, files: ReadonlyArray<string>): Promise<vo
       execFile("sync", ["-f", dir], { timeout: 600_000 }, (e) => resolve(e === null)), () => resolve(false))
   })
   if (!ok) await each(files)
+}
+
+const fsyncAsync = async (p: string) => {
+  const h = await fs.promises.open(p, "r")
+  try {
+    await h.sync()
+  } finally {
+    await h.close()
+  }
 }
 
 const rmQuietly = (p: string) => {
@@ -265,7 +265,7 @@ export class Store {
       fsyncPath(f)
       fs.chmodSync(f, 0o444)
     }
-    return this.place(staging, tree, kind, describe)
+    return this.record(tree, kind, describe, this.moveIntoPlace(staging, tree, undefined, true))
   }
 
   /**
@@ -278,18 +278,25 @@ export class Store {
   async commitAsync(staging: string, kind: string, describe: Record<string, unknown>): Promise<Committed> {
     const tree = await hashTreeOffThread(staging, { readOnly: true })
     await flushFiles(staging, tree.entries.map((e) => path.join(staging, e.rel)))
+    await fsyncAsync(staging)
     const signatures = new Map(tree.entries.map((e, i) => [e.rel, tree.stats[i]!] as const))
-    return this.place(staging, tree, kind, describe, signatures)
+    const placed = this.moveIntoPlace(staging, tree, signatures, false)
+    // the rename made durable before the database records the artifact, as in the synchronous commit
+    if (placed.created) await fsyncAsync(this.artifactsDir)
+    return this.record(tree, kind, describe, placed)
   }
 
-  /** The commit after hashing and flushing: rename into place (or adopt an identical copy), record it. */
-  private place(
+  /**
+   * The commit after hashing and flushing: rename into place, or adopt an identical copy already there.
+   * `syncDirs` fsyncs staging before and the artifacts directory after the rename (the async commit
+   * does both itself, off the event loop).
+   */
+  private moveIntoPlace(
     staging: string,
-    tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry>; readonly bytes: number },
-    kind: string,
-    describe: Record<string, unknown>,
-    signatures?: ReadonlyMap<string, HashedFile>
-  ): Committed {
+    tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry> },
+    signatures: ReadonlyMap<string, HashedFile> | undefined,
+    syncDirs: boolean
+  ): { readonly created: boolean; readonly manifest: ReadonlyArray<ManifestEntry> } {
     const target = this.artifactPath(tree.hash)
     this.lease(tree.hash)
     let created = false
@@ -305,9 +312,9 @@ export class Store {
         this.moveAside(target, this.quarantineDir, `${tree.hash}-${Date.now()}`)
       }
       try {
-        fsyncPath(staging)
+        if (syncDirs) fsyncPath(staging)
         fs.renameSync(staging, target)
-        fsyncPath(this.artifactsDir)
+        if (syncDirs) fsyncPath(this.artifactsDir)
         created = true
         // renaming the directory leaves its files' inode, mtime and ctime as the workers saw them
         manifest = signatures === undefined
@@ -322,6 +329,17 @@ export class Store {
         if (attempt > 3 || (code !== "ENOTEMPTY" && code !== "EEXIST")) throw e
       }
     }
+    return { created, manifest }
+  }
+
+  /** Records a placed artifact (its row and manifest) and writes its sidecar. */
+  private record(
+    tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry>; readonly bytes: number },
+    kind: string,
+    describe: Record<string, unknown>,
+    { created, manifest }: { readonly created: boolean; readonly manifest: ReadonlyArray<ManifestEntry> }
+  ): Committed {
+    const target = this.artifactPath(tree.hash)
     this.db.putArtifact({ hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, manifest: JSON.stringify(manifest) })
     this.writeSidecar(tree.hash, { hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, ...describe })
     return { hash: tree.hash, path: target, bytes: tree.bytes, files: tree.entries.length, created }

@@ -295,7 +295,9 @@ const runProject = async (project: Project, options: RunOptions, started: number
         Effect.flatMap((result) => Effect.uninterruptible(Effect.promise(async () => {
             phase = "commit"
             if (step.def.output.kind === "dataset" && isEmptyDir(spec.output)) throw new EmptyOutput(step.id)
-            revision ??= gitRevision(path.dirname(graph.recipe))
+            // asked once per run: `??=` would ask again after every null (a recipe outside git), a
+            // `git` process per step that cost an executed no-op step 40 ms
+            if (revision === undefined) revision = gitRevision(path.dirname(graph.recipe))
             return { committed: await store.commitAsync(spec.output, step.def.output.kind, {
               step: step.id,
               recipe: recipeId,
