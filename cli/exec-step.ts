@@ -5,7 +5,9 @@
 import * as fs from "node:fs"
 import { pathToFileURL } from "node:url"
 import * as path from "node:path"
-import { Cause, Effect, Exit } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import { UsageError } from "../engine/errors.ts"
 import type { EngineEvent } from "../engine/events.ts"
 import { makeLocalExecutor } from "../engine/executors/local.ts"
@@ -60,6 +62,11 @@ export const execStep = async (specPath: string): Promise<number> => {
     { signal: controller.signal }
   )
   if (Exit.isSuccess(exit)) return 0
+  if (Cause.hasInterruptsOnly(exit.cause)) {
+    // Effect's own "All fibers interrupted without error" says nothing a user can act on
+    process.stderr.write("interrupted\n")
+    return 130
+  }
   const error = Cause.squash(exit.cause)
   const reason = error instanceof Error ? error.message : String(error)
   process.stderr.write(`error: ${reason}\n`)
