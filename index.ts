@@ -17,4 +17,5 @@ export * from "./steps/index.ts"
 /** A schema for counts (steps, examples, variants): an integer greater than 0. */
 export { PositiveInt } from "./steps/train/common.ts"
 /** Re-exported so recipes outside this package can declare params without their own effect install. */
-export { Effect, Schema } from "effect"
+export * as Effect from "effect/Effect"
+export * as Schema from "effect/Schema"

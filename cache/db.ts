@@ -7,7 +7,9 @@
  * 10,000-step null rerun stays far under a second because lookups are prepared statements.
  */
 import { Database } from "./sqlite.ts"
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { CacheError } from "./errors.ts"
 import { holderAlive, thisHost } from "./liveness.ts"
 import { migrations } from "./schema.ts"

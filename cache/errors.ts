@@ -2,7 +2,7 @@
  * The errors of the cache layer: the database or store is unusable, or a source cannot be read while
  * hashing it. Both are "bad input" errors (engine/errors.ts): the CLI prints the message and exits 2.
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /** A source (data file, base model) is missing or unreadable. */
 export class SourceError extends Data.TaggedError("SourceError")<{

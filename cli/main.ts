@@ -4,10 +4,15 @@
  */
 import { parseArgs } from "node:util"
 import type { ParseArgsConfig } from "node:util"
-import { isBadInput, UsageError } from "../engine/errors.ts"
 import { helpFor, usage } from "./help.ts"
-import { commands } from "./commands.ts"
-import { recipeStillLoading } from "../engine/load.ts"
+// The commands (and through them the engine, Effect and execa) load only once a command is named:
+// `anneal --help` and `--version` start in a fraction of the time.
+type Commands = typeof import("./commands.ts")
+let loaded: { readonly commands: Commands; readonly load: typeof import("../engine/load.ts"); readonly errors: typeof import("../engine/errors.ts") } | undefined
+const loadCommands = async () => {
+  const [commands, load, errors] = await Promise.all([import("./commands.ts"), import("../engine/load.ts"), import("../engine/errors.ts")])
+  return (loaded = { commands, load, errors })
+}
 
 const fail = (message: string, code: number): never => {
   process.stderr.write(`anneal: ${message}\n`)
@@ -58,6 +63,7 @@ const main = async () => {
     process.stdout.write((await import("./version.ts")).version + "\n")
     return 0
   }
+  const { commands: { commands }, errors: { UsageError } } = await loadCommands()
   const command = commands[name]
   if (command === undefined) throw new UsageError({ message: `unknown command "${name}" (see anneal --help)` })
   if (argv.includes("--help") || argv.includes("-h")) {
@@ -80,7 +86,7 @@ let settled = false
 // If the event loop empties while a command is still pending, something lost a callback: never let
 // that look like success.
 process.on("beforeExit", () => {
-  const recipe = recipeStillLoading()
+  const recipe = loaded?.load.recipeStillLoading()
   if (!settled && recipe !== undefined) {
     fail(`recipe ${recipe} never finished loading: a top-level await in it (or in a module it imports) never settles`, 2)
   }
@@ -98,7 +104,7 @@ main().finally(() => {
     process.exit(code ?? 0)
   },
   (e: unknown) => {
-    if (isBadInput(e)) fail((e as { message: string }).message, 2)
+    if (loaded?.errors.isBadInput(e) === true) fail((e as { message: string }).message, 2)
     const err = e as Error
     if (err?.constructor?.name === "PythonEnvMissing") fail(err.message, 2)
     process.stderr.write(`anneal: internal error: ${err?.stack ?? String(e)}\n`)

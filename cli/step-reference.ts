@@ -3,7 +3,8 @@
  * type, default, doc annotation, preset values), inputs, output and resources. `anneal steps` prints it
  * and docs/steps.md is generated from it, so the two cannot disagree with the code.
  */
-import { Schema, SchemaAST } from "effect"
+import * as Schema from "effect/Schema"
+import * as SchemaAST from "effect/SchemaAST"
 import { rowSchemas } from "../engine/rows.ts"
 import type { AnyPort, Resources, StepDefinition } from "../engine/step.ts"
 

@@ -3,7 +3,7 @@
  * one-line message and exits 2 without touching the store. Failures of steps themselves are
  * StepExecutionError (engine/spec.ts) and exit 1.
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 import { CacheError, SourceError } from "../cache/errors.ts"
 
 /** SourceError and CacheError belong to the cache layer (cache/errors.ts); re-exported for the engine's modules. */

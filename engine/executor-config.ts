@@ -21,7 +21,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { UsageError } from "./errors.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
 import { describeRayPlacement, makeRayExecutor } from "./executors/ray.ts"

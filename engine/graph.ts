@@ -4,7 +4,7 @@
  * every step's params, checks ids, ports and cycles, and returns a `Graph` in topological order.
  */
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { AnyHandle, ArtifactKind, Dataset, Files, Model, NodeRef, Tokenizer, Adapter, Report } from "./artifact.ts"
 import { isHandle, makeHandle } from "./artifact.ts"
 import type { Row } from "./rows.ts"

@@ -5,7 +5,8 @@
  * dataclass keeps snake_case; python/anneal_worker/protocol.py maps the two, in one place). A param's
  * doc is its `description` annotation, which `anneal steps KIND` and docs/steps.md print.
  */
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 
 /**
  * A param the recipe may leave out (or set to `undefined`): decoding fills in `value`, so the decoded

@@ -5,7 +5,7 @@
  * engine's types and what the engine writes and reads cannot drift apart. docs/command-steps.md
  * explains the contract with examples.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { StepSpec } from "./spec.ts"
 
 const describe = <S extends Schema.Top>(schema: S, description: string) => schema.annotate({ description })

@@ -6,7 +6,8 @@
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
-import { Deferred, Effect } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
 import { execa } from "execa"
 
 export interface Request {

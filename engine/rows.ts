@@ -3,7 +3,7 @@
  * (language modeling `{text}`, prompt-completion, conversational `{messages}`, preference), plus the
  * Alpaca `Instruction` shape that most open instruction sets (Open-Platypus included) ship in.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 export const Text = Schema.Struct({ text: Schema.String })
 export type Text = typeof Text.Type

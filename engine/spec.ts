@@ -4,7 +4,7 @@
  * the Slurm and Ray executors run TS steps. Python and other subprocess workers read it as their
  * first argument (see python/anneal_worker/protocol.py and DESIGN.md's worker protocol).
  */
-import type { Effect } from "effect"
+import type * as Effect from "effect/Effect"
 import type { EngineEvent } from "./events.ts"
 
 export interface StepSpec {

@@ -17,7 +17,8 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Effect, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
 import type { AnyDataset, AnyHandle, ArtifactKind, Dataset, Handle } from "./artifact.ts"
 import { makeHandle } from "./artifact.ts"
 import type { Row } from "./rows.ts"

@@ -4,7 +4,7 @@
  * as an index or a letter resolves to the choice's text; ARC's {label, text} choices resolve by label.
  */
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { withDefault } from "./common.ts"
 import { DatasetError } from "./errors.ts"
 import { readJsonl } from "./jsonl.ts"

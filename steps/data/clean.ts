@@ -3,7 +3,7 @@
  * short or too long (chars and words), match a drop pattern, or fail a Gopher quality rule. Rules are
  * checked in that order; the first that fails removes the row and is counted in the report.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
 import { RemovalLog, locationOf, NonNegativeInt, OnInvalid, withDefault } from "./common.ts"

@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { Located } from "./jsonl.ts"
 import { preview } from "./text.ts"
 

@@ -9,7 +9,7 @@
  * Output: the kept rows (original order), `report.json` and `removed.jsonl` (every removed row, the
  * row it duplicates and, for minhash, their estimated Jaccard).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
 import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, RemovalLog, UnitInterval, withDefault } from "./common.ts"

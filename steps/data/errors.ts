@@ -2,7 +2,7 @@
  * The one error data steps raise for bad input: it names the file, the line and the field, so a user
  * can open the file at the right place. The message is a single line.
  */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 export class DatasetError extends Data.TaggedError("DatasetError")<{
   readonly message: string

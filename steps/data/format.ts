@@ -4,7 +4,7 @@
  * cannot convert (a multi-turn conversation to prompt-completion) is an error naming file:line, or,
  * with onInvalid: "skip", is counted in the report.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, Port, type StepContext } from "../../engine/step.ts"
 import { locationOf, NonNegativeInt, OnInvalid, RemovalLog, withDefault } from "./common.ts"

@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as zlib from "node:zlib"
 import { isUtf8 } from "node:buffer"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { DatasetError, describeSchemaIssue } from "./errors.ts"
 
 export type OnInvalid = "error" | "skip"

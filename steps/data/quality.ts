@@ -3,7 +3,7 @@
  * Each rule has a threshold; `null` turns it off. A row is removed by the first rule it fails, and
  * that rule gets the blame in the report.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { withDefault } from "./common.ts"
 import { words } from "./text.ts"
 

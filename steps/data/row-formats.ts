@@ -12,7 +12,7 @@
  * format.
  */
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { projectRoot } from "../../engine/python.ts"
 import { rowSchemas } from "../../engine/rows.ts"
 

@@ -12,7 +12,7 @@
  */
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { pythonWorker } from "../../engine/python.ts"
 import { defineStep, preservingRows, Port } from "../../engine/step.ts"

@@ -6,7 +6,7 @@
  * const folded = loraMerge({ model: base, adapter: sftAdapter })
  * ```
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { defineStep, Port } from "../../engine/step.ts"
 import { foldLora } from "./lora.ts"
 

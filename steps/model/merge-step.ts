@@ -11,7 +11,7 @@
  * // or bring a mergekit config: merge({ models: [math, chat], base }, { mergekit: fs.readFileSync("ties.yml", "utf8") })
  * ```
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { defineStep, Port } from "../../engine/step.ts"
 import type { StepContext } from "../../engine/step.ts"
 import { methodNames } from "./methods.ts"

@@ -5,7 +5,7 @@
  * first whose filter is a substring of the tensor name wins. Scopes are searched from the most to the
  * least specific (slice source > slice > global); a setting that matches nothing falls through.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 export type Scalar = number | boolean
 export type Gradient = ReadonlyArray<Scalar>

@@ -3,7 +3,7 @@
  * follow mergekit's config (snake_case) so that a mergekit config reads the same either way; a whole
  * mergekit YAML may instead be given as `mergekit` (mergekit-config.ts maps it).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { parseMergekitConfig } from "./mergekit-config.ts"
 import { SettingsSchema } from "./params.ts"
 

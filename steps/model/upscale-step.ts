@@ -8,7 +8,7 @@
  * const frank = upscale({ models: [a, b] }, { slices: [{ model: 0, layerRange: [0, 20] }, { model: 1, layerRange: [10, 32] }] })
  * ```
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { defineStep, Port } from "../../engine/step.ts"
 import { configLayerCount } from "./layers.ts"
 import { MergekitConfigError, mergekitToPlan, parseMergekitConfig } from "./mergekit-config.ts"

@@ -6,7 +6,7 @@
  */
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { seedParam, withDefault } from "../../engine/params.ts"
 import { checkPythonEnv, projectRoot, pythonEnvVars } from "../../engine/python.ts"
 import type { CommandContext, CommandSpec, Resources } from "../../engine/step.ts"

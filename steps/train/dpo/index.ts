@@ -4,7 +4,7 @@
  * `dpo-lora` the PEFT Adapter.
  */
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { Preference } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
 import {

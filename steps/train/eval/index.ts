@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { defineStep, Port } from "../../../engine/step.ts"
 import {
   describe, NonNegativeInt, PositiveInt, seedParam, trainDir, trainingCommand, withDefault, workerSourceFiles

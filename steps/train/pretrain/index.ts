@@ -7,7 +7,7 @@
  * and a global batch of 2048 sequences (microBatchSize x gradientAccumulationSteps x GPUs).
  */
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { Text } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
 import {

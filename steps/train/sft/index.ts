@@ -6,7 +6,7 @@
  * global batch 16 (microBatchSize x gradientAccumulationSteps x GPUs), numEpochs 1.
  */
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import type { Dataset } from "../../../engine/artifact.ts"
 import type { Instruction, Messages, PromptCompletion, Row, Text } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"

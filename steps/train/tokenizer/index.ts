@@ -1,6 +1,6 @@
 /** `tokenizer`: trains a byte-level BPE tokenizer on a Text dataset (worker.py), saved in Hugging Face format. */
 import * as path from "node:path"
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { Text } from "../../../engine/rows.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
 import { describe, PositiveInt, trainDir, trainingCommand, withDefault, workerSourceFiles } from "../common.ts"
