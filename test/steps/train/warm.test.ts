@@ -183,6 +183,25 @@ describe("a warm step", () => {
     expect(traceback).not.toContain("warm_child.py")
   }, 300_000)
 
+  it("ends as the cold command ends: its exit code, or death by its signal (SIGKILL, as the OOM killer sends)", async () => {
+    const dir = tempDir("anneal-warm-exit-")
+    const script = path.join(dir, "end.py")
+    fs.writeFileSync(script, "import os, signal, sys\nif sys.argv[2] == 'kill': os.kill(os.getpid(), signal.SIGKILL)\nsys.exit(int(sys.argv[2]))\n")
+    const store = tempDir("anneal-warm-store-")
+    for (const d of ["staging", "resume", "logs"]) fs.mkdirSync(path.join(store, d))
+    const ending = (how: string): StepSpec => {
+      const spec = workerSpec(store, { step: `end-${how}` })
+      return { ...spec, implementation: { ...spec.implementation, argv: [pythonExecutable(), script, spec.logPath, how] } } as StepSpec
+    }
+    const forks = warm.forks()
+    for (const how of ["kill", "3"]) {
+      const [w, c] = [await runSpec(warmExecutor, ending(how)), await runSpec(coldExecutor, ending(how))]
+      expect(w.error?.message.split(":")[0]).toBe(how === "kill" ? "killed by SIGKILL" : "exit code 3")
+      expect(w.error?.message.split(":")[0]).toBe(c.error?.message.split(":")[0])
+    }
+    expect(warm.forks()).toBe(forks + 2)
+  }, 300_000)
+
   it("gets its own CUDA_VISIBLE_DEVICES and environment when two run at once", async () => {
     const store = tempDir("anneal-warm-store-")
     for (const d of ["staging", "resume", "logs"]) fs.mkdirSync(path.join(store, d))
