@@ -193,6 +193,19 @@ export const source = {
  */
 export const stepIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/
 
+// One decoder and encoder per params schema, not per step: building them costs far more than running
+// them, and a generated recipe has thousands of steps of a few kinds.
+const codecs = new WeakMap<object, { readonly decode: (u: unknown) => unknown; readonly encode: (a: unknown) => unknown }>()
+const codecOf = (schema: unknown) => {
+  let c = codecs.get(schema as object)
+  if (c === undefined) {
+    const codec = schema as Schema.Codec<unknown, unknown>
+    c = { decode: Schema.decodeUnknownSync(codec, { onExcessProperty: "error" }), encode: Schema.encodeSync(codec) }
+    codecs.set(schema as object, c)
+  }
+  return c
+}
+
 export const validateGraph = (recipeFile: string, recipeName: string, nodes: ReadonlyArray<GraphNode>): Graph => {
   const steps = nodes.filter((n): n is StepNode => n._tag === "step")
   const sources = nodes.filter((n): n is SourceNode => n._tag === "source")
@@ -247,11 +260,11 @@ export const validateGraph = (recipeFile: string, recipeName: string, nodes: Rea
     // params: decoded now, so a bad value fails before anything runs
     let decoded: unknown
     try {
-      decoded = Schema.decodeUnknownSync(n.def.params as Schema.Codec<unknown, unknown>, { onExcessProperty: "error" })(n.rawParams)
+      decoded = codecOf(n.def.params).decode(n.rawParams)
     } catch (e) {
       throw RecipeError.fromSchema(n.id, n.def.kind, at(n), e)
     }
-    const params = Schema.encodeSync(n.def.params as Schema.Codec<unknown, unknown>)(decoded) as Record<string, unknown>
+    const params = codecOf(n.def.params).encode(decoded) as Record<string, unknown>
 
     const inputs: Record<string, GraphNode | ReadonlyArray<GraphNode>> = {}
     for (const [portName, port] of Object.entries(n.def.inputs)) {
