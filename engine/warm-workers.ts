@@ -103,7 +103,7 @@ export const makeWarmWorkers = (options: { readonly preload?: ReadonlyArray<stri
     // anneal's exit must not wait for it: it exits by itself when its stdin closes
     child.unref()
     for (const s of [child.stdin, child.stdout]) (s as unknown as { unref?: () => void } | null)?.unref?.()
-    live.add(child)
+    live.set(child, dir)
     void exited.then(() => live.delete(child))
     return socket
   }
@@ -147,7 +147,10 @@ let shared: WarmWorkers | undefined
 export const sharedWarmWorkers = (): WarmWorkers => (shared ??= makeWarmWorkers())
 
 /** Warm processes still running when anneal exits without closing them (a second Ctrl-C). */
-const live = new Set<ChildProcess>()
+const live = new Map<ChildProcess, string>()
 process.on("exit", () => {
-  for (const child of live) child.kill("SIGKILL")
+  for (const [child, dir] of live) {
+    child.kill("SIGKILL")
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 })

@@ -38,6 +38,7 @@ import sys
 import time
 
 PER_STEP_ENV = ("CUDA_VISIBLE_DEVICES", "ANNEAL_STEP", "ANNEAL_SPEC")
+PARENT_DEATH_SIGNAL = signal.SIGUSR1
 
 # What the workers import (steps/train/*/worker.py): (module, attributes to touch); touching transformers'
 # lazy attributes is what really imports its submodules. Steps that start before all of it is imported
@@ -63,6 +64,7 @@ def log(message: str) -> None:
 class Server:
     def __init__(self, socket_path: str) -> None:
         self.env = dict(os.environ)
+        self.parent_gone = False
         self.python = os.path.abspath(sys.executable)
         self.children: dict[int, socket.socket] = {}
         self.accepting = True
@@ -78,6 +80,7 @@ class Server:
         signal.set_wakeup_fd(self.wakeup_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self.on_sigterm)
+        signal.signal(PARENT_DEATH_SIGNAL, self.on_parent_death)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
@@ -113,6 +116,16 @@ class Server:
         while self.accepting or self.children:
             self.poll(None)
         log("exiting")
+        self.exit()
+
+    def exit(self) -> None:
+        """The engine removes the folder of the socket and this log when it closes us; if it is gone
+        (killed), nobody will, so do it here."""
+        if self.parent_gone:
+            import shutil
+
+            shutil.rmtree(os.path.dirname(self.final_path), ignore_errors=True)
+        os._exit(0)
 
     def poll(self, timeout: float | None) -> None:
         for key, _ in self.selector.select(timeout):
@@ -122,14 +135,21 @@ class Server:
                 os.read(self.wakeup_r, 512)
                 self.reap()
             elif key.data == "parent" and not os.read(sys.stdin.fileno(), 512):
+                self.parent_gone = True
                 self.stop("anneal exited")
         self.reap()
 
     def on_sigterm(self, *_) -> None:
         # the end of a run: exit now, even halfway through an import, unless steps still run from here
         if not self.children:
-            os._exit(0)
+            self.exit()
         self.stop("SIGTERM")
+
+    def on_parent_death(self, *_) -> None:
+        self.parent_gone = True
+        if not self.children:
+            self.exit()
+        self.stop("anneal exited")
 
     def stop(self, why: str) -> None:
         if not self.accepting:
@@ -215,7 +235,7 @@ class Server:
         code = 1
         try:
             os.setpgid(0, 0)
-            for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT):
+            for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT, PARENT_DEATH_SIGNAL):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.set_wakeup_fd(-1)
@@ -287,12 +307,14 @@ def send(conn: socket.socket, message: dict) -> None:
 
 
 def die_with_parent() -> None:
-    """SIGTERM when anneal dies, even halfway through an import (stdin's end-of-file is only seen between
-    imports): Linux's parent-death signal. Forked steps do not inherit it; their clients watch for them."""
+    """A signal when anneal dies, even halfway through an import (stdin's end-of-file is only seen
+    between imports): Linux's parent-death signal. Not SIGTERM, which means "the run is over": anneal is
+    multi-threaded, so after its death getppid() may still name it and cannot tell the two apart.
+    Forked steps do not inherit it; their clients watch for them."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(PARENT_DEATH_SIGNAL), 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception as e:  # not Linux: the stdin watch still ends it, between imports
         log(f"no parent-death signal: {e}")
 
