@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `anneal` command. This launcher is plain JavaScript that parses under Node 20, so that on a
-// machine whose Node is older than 22.13 (the first 22 with node:sqlite unflagged; the cache database
-// uses it) it can still start: it re-runs itself under the Node 24 binary that the package brings (the
-// `node` npm package, a dependency). Under Node >= 22.13 it registers tsx's
+// machine whose Node is older than 22.15 (the first with every node:sqlite API the cache database uses:
+// unflagged in 22.13, StatementSync#setAllowUnknownNamedParameters in 22.15; Node 23, end-of-life, is
+// treated as old) it can still start: it re-runs itself under the Node 24 binary that the package brings
+// (the `node` npm package, a dependency). Under Node 22.15+ or >= 24 it registers tsx's
 // loader (recipes are TypeScript) and starts the CLI: the compiled dist/cli/main.js in an installed
 // package, or cli/main.ts in a checkout of anneal's own repository (sources present, no build needed).
 import * as fs from "node:fs"
@@ -13,7 +14,7 @@ const self = fileURLToPath(import.meta.url)
 const packageRoot = path.resolve(path.dirname(self), "..")
 const [major, minor] = process.versions.node.split(".").map(Number)
 
-if (major < 22 || (major === 22 && minor < 13)) {
+if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   const { createRequire } = await import("node:module")
   let node
   try {
@@ -23,8 +24,8 @@ if (major < 22 || (major === 22 && minor < 13)) {
   }
   if (node === undefined || !fs.existsSync(node) || process.env.ANNEAL_REEXEC === "1") {
     process.stderr.write(
-      `anneal: this Node is ${process.version} and anneal needs Node >= 22.13; the Node 24 it brings (the "node" package) ` +
-        `is not installed${node === undefined ? "" : ` at ${node}`}: reinstall anneal without --ignore-scripts, or run it with Node >= 22\n`
+      `anneal: this Node is ${process.version} and anneal needs Node 22.15+ or >= 24; the Node 24 it brings (the "node" package) ` +
+        `is not installed${node === undefined ? "" : ` at ${node}`}: reinstall anneal without --ignore-scripts, or run it with Node 22.15+ or >= 24\n`
     )
     process.exit(2)
   }
@@ -49,7 +50,7 @@ if (major < 22 || (major === 22 && minor < 13)) {
     process.exit(code ?? 1)
   })
 } else {
-  // Node 22.13 to 24 print an ExperimentalWarning the first time node:sqlite loads (the cache database),
+  // Node 22 and 24 print an ExperimentalWarning the first time node:sqlite loads (the cache database),
   // on every command: that one warning, and only it, is dropped; every other warning prints as usual.
   const emitWarning = process.emitWarning
   process.emitWarning = function (warning, ...rest) {

@@ -62,7 +62,9 @@ export interface Transaction<A> {
 
 export class Database {
   private readonly db: DatabaseSync
-  private savepoints = 0
+  /** transactions open through transaction(): 0 outside, 1 in one, 2+ in savepoints inside it (tracked
+   * here: `DatabaseSync#isTransaction` only exists from Node 22.16, and the bin runs from 22.15) */
+  private depth = 0
 
   constructor(readonly name: string, options: DatabaseOptions = {}) {
     const readOnly = options.readonly === true
@@ -73,12 +75,8 @@ export class Database {
     this.db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.timeout ?? 5000))}`)
   }
 
-  get open(): boolean {
-    return this.db.isOpen
-  }
-
   get inTransaction(): boolean {
-    return this.db.isTransaction
+    return this.depth > 0
   }
 
   exec(sql: string): this {
@@ -107,32 +105,41 @@ export class Database {
    */
   transaction<A>(f: () => A): Transaction<A> {
     const run = (begin: string): A => {
-      if (this.db.isTransaction) {
-        const name = `anneal_sp_${++this.savepoints}`
+      if (this.depth > 0) {
+        const name = `anneal_sp_${this.depth}`
         this.db.exec(`SAVEPOINT ${name}`)
+        this.depth++
         try {
           const a = f()
           this.db.exec(`RELEASE ${name}`)
           return a
         } catch (e) {
-          if (this.db.isTransaction) {
-            this.db.exec(`ROLLBACK TO ${name}`)
-            this.db.exec(`RELEASE ${name}`)
-          }
+          rollback(`ROLLBACK TO ${name}`, `RELEASE ${name}`)
           throw e
         } finally {
-          this.savepoints--
+          this.depth--
         }
       }
       this.db.exec(begin)
+      this.depth++
       try {
         const a = f()
         this.db.exec("COMMIT")
         return a
       } catch (e) {
-        // SQLite may have rolled back already (some errors end the transaction themselves)
-        if (this.db.isTransaction) this.db.exec("ROLLBACK")
+        rollback("ROLLBACK")
         throw e
+      } finally {
+        this.depth--
+      }
+    }
+    // SQLite may have rolled the whole transaction back itself (some errors end it): then there is
+    // nothing left to roll back, and that second error must not hide the first
+    const rollback = (...statements: ReadonlyArray<string>) => {
+      try {
+        for (const sql of statements) this.db.exec(sql)
+      } catch {
+        // no transaction is active
       }
     }
     return Object.assign(() => run("BEGIN"), {

@@ -127,12 +127,29 @@ if (vendored.size > 0) {
     chunkNames: "chunks/[name]-[hash]",
     minify: true,
     legalComments: "eof",
+    metafile: true,
     logLevel: "warning",
     // CommonJS inside the bundles (react-reconciler, scheduler) requires the external react: give esbuild's
     // require shim a real require
     banner: { js: `import { createRequire as __annealCreateRequire } from "node:module";\nconst require = __annealCreateRequire(import.meta.url);` }
   })
   if (result.errors.length > 0) process.exit(1)
+  // what was bundled, with each package's license text (MIT and the like ask for it to travel along)
+  const bundledPackages = new Map()
+  for (const input of Object.keys(result.metafile.inputs)) {
+    const m = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input.slice(input.lastIndexOf("node_modules/")))
+    if (m === null) continue
+    const dir = path.resolve(root, input.slice(0, input.lastIndexOf("node_modules/")), "node_modules", m[1])
+    if (!bundledPackages.has(dir)) bundledPackages.set(dir, m[1])
+  }
+  const notices = new Map()
+  for (const [dir, name] of bundledPackages) {
+    const pkg = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8"))
+    const file = fs.readdirSync(dir).find((f) => /^(licen[cs]e|copying)(\.|$)/i.test(f))
+    const text = file === undefined ? `(no license file; package.json says ${pkg.license ?? "nothing"})` : fs.readFileSync(path.join(dir, file), "utf8").trim()
+    notices.set(`${name}@${pkg.version}`, `${name}@${pkg.version} (${pkg.license ?? "?"})\n\n${text}\n`)
+  }
+  fs.writeFileSync(path.join(vendorDir, "LICENSES.txt"), `Packages bundled into this directory by anneal's build (scripts/build.js):\n\n${[...notices.keys()].sort().map((k) => notices.get(k)).join("\n" + "-".repeat(72) + "\n\n")}`)
   for (const file of outputs) {
     const mine = importsOf.get(file) ?? new Set()
     if (![...mine].some((spec) => vendored.has(spec))) continue
