@@ -202,6 +202,16 @@ describe("a warm step", () => {
     expect(warm.forks()).toBe(forks + 2)
   }, 300_000)
 
+  it("runs as long as it needs: past the warm process's 10 s limit on reading a request", async () => {
+    const store = tempDir("anneal-warm-store-")
+    for (const d of ["staging", "resume", "logs"]) fs.mkdirSync(path.join(store, d))
+    const forks = warm.forks()
+    const { error, result } = await runSpec(warmExecutor, workerSpec(store, { step: "long", params: { steps: 12, delay: 1 } }))
+    expect(error?.message).toBeUndefined()
+    expect(result?.metrics.final_loss).toBeCloseTo(2 / 12)
+    expect(warm.forks()).toBe(forks + 1)
+  }, 300_000)
+
   it("gets its own CUDA_VISIBLE_DEVICES and environment when two run at once", async () => {
     const store = tempDir("anneal-warm-store-")
     for (const d of ["staging", "resume", "logs"]) fs.mkdirSync(path.join(store, d))
