@@ -79,6 +79,8 @@ export const RayConfig = Schema.Struct({
 })
 export const ProjectConfig = Schema.Struct({
   executor: opt(Schema.Literals(executorNames)),
+  /** false: Python steps of local runs start cold, never from a warm process (as ANNEAL_WARM_WORKERS=0) */
+  warmWorkers: opt(Schema.Boolean),
   slurm: opt(SlurmConfig),
   ray: opt(RayConfig)
 })
@@ -135,7 +137,7 @@ export const makeExecutor = (name: ExecutorName, config: ProjectConfig, override
   try {
     switch (name) {
       case "local":
-        return makeLocalExecutor()
+        return makeLocalExecutor(config.warmWorkers === false ? { warm: false } : {})
       case "slurm":
         return makeSlurmExecutor({ ...config.slurm, ...stateDir })
       case "ray":
