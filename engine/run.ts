@@ -243,6 +243,9 @@ const runProject = async (project: Project, options: RunOptions, started: number
     let staging: string | undefined
     let runId: number | undefined
     let logPath: string | undefined
+    // set once the step is recorded as ran: an interrupt that arrived during the (uninterruptible)
+    // commit then ends the run, but must not also record this step as interrupted
+    let settled = false
     const cleanUp = (status: "failed" | "interrupted", error: string) => {
       if (staging !== undefined) attempt(() => store.discard(staging!))
       if (runId !== undefined) attempt(() => store.db.finishRun(runId!, { status, seconds: seconds(), output: null, metrics: {}, error }))
@@ -316,6 +319,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
             }) }
           }).pipe(Effect.map(({ committed }): Outcome => {
             staging = undefined // renamed into the store (or dropped as a duplicate)
+            settled = true
             const secs = seconds()
             store.db.transaction(() => {
               store.db.putArtifact({ hash: committed.hash, kind: step.def.output.kind, bytes: committed.bytes, files: committed.files })
@@ -336,6 +340,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
       Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.sync(() => fail(cause)))),
       Effect.onInterrupt(() =>
         Effect.sync(() => {
+          if (settled) return
           cleanUp("interrupted", "interrupted")
           counts.interrupted++
           emit({ event: "step", step: step.id, kind: step.def.kind, status: "interrupted", key, output: null, seconds: seconds() })
