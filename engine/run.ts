@@ -118,7 +118,12 @@ export const runRecipe = async (options: RunOptions): Promise<RunSummary> => {
 
 const runProject = async (project: Project, options: RunOptions, started: number): Promise<RunSummary> => {
   const { graph, store, recipeId } = project
-  const emit = options.reporter.emit
+  /** steps that reported how they ended (ran, cached, failed, interrupted, skipped) */
+  const settledSteps = new Set<string>()
+  const emit = (e: EngineEvent) => {
+    if (e.event === "step" || e.event === "skipped") settledSteps.add(e.step)
+    options.reporter.emit(e)
+  }
   const steps = selectSteps(graph, options.targets ?? [])
   const force = new Set(options.force ?? [])
   for (const f of force) if (!graph.byId.has(f)) throw unknownStep(graph, f)
@@ -397,7 +402,12 @@ const runProject = async (project: Project, options: RunOptions, started: number
       }).pipe(
         // a throw outside execute (the database, the rebuilder, a lock) still settles the step as failed
         Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => failOutside(step, key, cause)))),
-        Effect.onInterrupt(() => Deferred.succeed(done, { ok: false }).pipe(Effect.asVoid))
+        // a step still waiting for its inputs when the run is interrupted says so: it was skipped
+        Effect.onInterrupt(() =>
+          Effect.sync(() => settledSteps.has(step.id) || skip(step, "the run was interrupted")).pipe(
+            Effect.andThen(Deferred.succeed(done, { ok: false })),
+            Effect.asVoid
+          ))
       )
       yield* Deferred.succeed(done, outcome)
     })
