@@ -47,7 +47,7 @@ it("shows the progress bar advancing, q interrupts, exit code 1, the store stays
   expect(await t.until("the process to exit", t.exitCode, 30_000)).toBe("1")
   const final = await t.screen()
   expect(final).toMatch(/⊘ train {2}toy-train {2}interrupted/)
-  expect(final).toMatch(/– eval {2}toy-eval {2}skipped/)
+  expect(final).toMatch(/– eval +toy-eval +skipped/) // a static line or the summary table's row
   expect(final).toMatch(/ran 0 · cached 0 · failed 0 · interrupted 1 · skipped 1/)
 
   // nothing half-written reached the store, and the interrupted step is still to run
