@@ -121,7 +121,7 @@ const commitSeconds = await (async () => {
     }
     const c0 = process.cpuUsage()
     const t = performance.now()
-    const c = await store.commitAsync(staging, "dataset", {})
+    const c = await store.commit(staging, "dataset", {})
     const s = (performance.now() - t) / 1000
     const cpu = process.cpuUsage(c0)
     console.log(`commit:      ${c.files} files in ${s.toFixed(2)} s wall (${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU on the main thread, workers excluded), load ${load()}`)

@@ -13,9 +13,9 @@ import { verifyStore } from "../cache/verify.ts"
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-bench-store-"))
 const store = Store.open(root)
-const time = (label: string, f: () => unknown, n = 1): number => {
+const time = async (label: string, f: () => unknown, n = 1): Promise<number> => {
   const t0 = performance.now()
-  for (let i = 0; i < n; i++) f()
+  for (let i = 0; i < n; i++) await f()
   const ms = (performance.now() - t0) / n
   console.log(`${label}: ${ms.toFixed(3)} ms`)
   return ms
@@ -28,7 +28,7 @@ try {
     fs.writeFileSync(path.join(big, `shard-${i}.bin`), chunk)
   }
   let bigHash = ""
-  time("commit 512 MiB (4 files)", () => (bigHash = store.commit(big, "model", {}).hash))
+  await time("commit 512 MiB (4 files)", async () => (bigHash = (await store.commit(big, "model", {})).hash))
   const many = store.newStaging("m".repeat(64))
   for (let i = 0; i < 5000; i++) {
     const d = path.join(many, `d${i % 50}`)
@@ -36,13 +36,13 @@ try {
     fs.writeFileSync(path.join(d, `f${i}.txt`), `row ${i}\n`.repeat(20))
   }
   let manyHash = ""
-  time("commit 5000 files", () => (manyHash = store.commit(many, "dataset", {}).hash))
-  time("has() 512 MiB / 4 files (stat check)", () => store.has(bigHash), 200)
-  time("has() 5000 files (stat check)", () => store.has(manyHash), 20)
-  const deep = time("rehash 512 MiB (run --verify)", () => store.check(bigHash, true), 2)
+  await time("commit 5000 files", async () => (manyHash = (await store.commit(many, "dataset", {})).hash))
+  await time("has() 512 MiB / 4 files (stat check)", () => store.has(bigHash), 200)
+  await time("has() 5000 files (stat check)", () => store.has(manyHash), 20)
+  const deep = await time("rehash 512 MiB (run --verify)", () => store.check(bigHash, true), 2)
   console.log(`rehash throughput: ${(0.5 / (deep / 1000)).toFixed(2)} GiB/s`)
-  time("rehash 5000 files (run --verify)", () => store.check(manyHash, true), 3)
-  time("cache verify (both artifacts)", () => verifyStore(store), 2)
+  await time("rehash 5000 files (run --verify)", () => store.check(manyHash, true), 3)
+  await time("cache verify (both artifacts)", () => verifyStore(store), 2)
   console.log(`load average while measuring: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")} on ${os.availableParallelism()} cores`)
 } finally {
   store.close()

@@ -25,7 +25,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { CacheDb } from "./db.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
-import { checkManifest, manifestOf, parseManifest } from "./manifest.ts"
+import { checkManifest, parseManifest } from "./manifest.ts"
 import type { Check, ManifestEntry } from "./manifest.ts"
 import { hashFile, hashTree, hashTreeOffThread } from "./hash.ts"
 import type { FileEntry, HashedFile } from "./hash.ts"
@@ -38,15 +38,6 @@ export interface Committed {
   readonly files: number
   /** false when an identical artifact was already in the store */
   readonly created: boolean
-}
-
-const fsyncPath = (p: string) => {
-  const fd = fs.openSync(p, "r")
-  try {
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
 }
 
 /** More files than this are flushed with one syncfs of their file system rather than one fsync each. */
@@ -257,45 +248,32 @@ export class Store {
    * Moves a finished staging directory into the store under its content hash and records it. When a
    * copy with that name is already there, it is kept only if it matches (its manifest, or a rehash when
    * it has none); a copy that does not match its name is quarantined and replaced.
-   */
-  commit(staging: string, kind: string, describe: Record<string, unknown>): Committed {
-    const tree = hashTree(staging)
-    for (const e of tree.entries) {
-      const f = path.join(staging, e.rel)
-      fsyncPath(f)
-      fs.chmodSync(f, 0o444)
-    }
-    return this.record(tree, kind, describe, this.moveIntoPlace(staging, tree, undefined, true))
-  }
-
-  /**
-   * `commit` with the reading off the event loop: the worker pool (cache/hash.ts) hashes the files and
+   *
+   * The reading is off the event loop: the worker pool (cache/hash.ts) hashes the files and
    * makes them read-only, and the flush is one `syncfs` of the store's file system (`sync -f`, run as
    * a child so nothing here blocks) instead of one fsync per file: 100,000 small files cost one flush,
    * not 100,000 journal commits. A few files are fsynced each, in parallel on libuv's threads. Either
    * way every byte is on disk before the rename makes the artifact visible.
    */
-  async commitAsync(staging: string, kind: string, describe: Record<string, unknown>): Promise<Committed> {
+  async commit(staging: string, kind: string, describe: Record<string, unknown>): Promise<Committed> {
     const tree = await hashTreeOffThread(staging, { readOnly: true })
     await flushFiles(staging, tree.entries.map((e) => path.join(staging, e.rel)))
     await fsyncAsync(staging)
     const signatures = new Map(tree.entries.map((e, i) => [e.rel, tree.stats[i]!] as const))
-    const placed = this.moveIntoPlace(staging, tree, signatures, false)
-    // the rename made durable before the database records the artifact, as in the synchronous commit
+    const placed = this.moveIntoPlace(staging, tree, signatures)
+    // the rename made durable before the database records the artifact
     if (placed.created) await fsyncAsync(this.artifactsDir)
     return this.record(tree, kind, describe, placed)
   }
 
   /**
-   * The commit after hashing and flushing: rename into place, or adopt an identical copy already there.
-   * `syncDirs` fsyncs staging before and the artifacts directory after the rename (the async commit
-   * does both itself, off the event loop).
+   * The commit after hashing and flushing (staging is already fsynced; `commit` fsyncs the artifacts
+   * directory after the rename, off the event loop): rename into place, or adopt an identical copy.
    */
   private moveIntoPlace(
     staging: string,
     tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry> },
-    signatures: ReadonlyMap<string, HashedFile> | undefined,
-    syncDirs: boolean
+    signatures: ReadonlyMap<string, HashedFile>
   ): { readonly created: boolean; readonly manifest: ReadonlyArray<ManifestEntry> } {
     const target = this.artifactPath(tree.hash)
     this.lease(tree.hash)
@@ -312,17 +290,13 @@ export class Store {
         this.moveAside(target, this.quarantineDir, `${tree.hash}-${Date.now()}`)
       }
       try {
-        if (syncDirs) fsyncPath(staging)
         fs.renameSync(staging, target)
-        if (syncDirs) fsyncPath(this.artifactsDir)
         created = true
         // renaming the directory leaves its files' inode, mtime and ctime as the workers saw them
-        manifest = signatures === undefined
-          ? manifestOf(target, tree.entries)
-          : tree.entries.map((e) => {
-            const st = signatures.get(e.rel)!
-            return [e.rel, e.size, e.hash, st.ino, st.mtimeMs, st.ctimeMs] as const
-          })
+        manifest = tree.entries.map((e) => {
+          const st = signatures.get(e.rel)!
+          return [e.rel, e.size, e.hash, st.ino, st.mtimeMs, st.ctimeMs] as const
+        })
       } catch (e) {
         // another process renamed the same content into place first: compare with its copy
         const code = (e as NodeJS.ErrnoException).code

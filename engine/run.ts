@@ -309,7 +309,7 @@ const runProject = async (project: Project, options: RunOptions, started: number
             // asked once per run: `??=` would ask again after every null (a recipe outside git), a
             // `git` process per step that cost an executed no-op step 40 ms
             if (revision === undefined) revision = gitRevision(path.dirname(graph.recipe))
-            return { committed: await store.commitAsync(spec.output, step.def.output.kind, {
+            return { committed: await store.commit(spec.output, step.def.output.kind, {
               step: step.id,
               recipe: recipeId,
               version: step.def.version,

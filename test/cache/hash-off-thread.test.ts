@@ -51,7 +51,7 @@ describe("hashing on worker threads", () => {
     expect((await hashTreeOffThread(smallDir)).hash).toBe(hashTree(smallDir).hash)
   })
 
-  it("commits the same artifact as the synchronous commit, read-only, with a manifest that checks clean", async () => {
+  it("commits the artifact single-threaded hashing names, read-only, with a manifest that checks clean", async () => {
     const root = tmp()
     const store = Store.open(path.join(root, "store"))
     try {
@@ -59,7 +59,7 @@ describe("hashing on worker threads", () => {
       makeTree(a, 300, 5 * 1024 * 1024)
       const b = path.join(root, "copy")
       fs.cpSync(a, b, { recursive: true })
-      const viaThreads = await store.commitAsync(a, "dataset", {})
+      const viaThreads = await store.commit(a, "dataset", {})
       expect(viaThreads.created).toBe(true)
       expect(viaThreads.files).toBe(302)
       expect(viaThreads.hash).toBe(hashTree(b).hash)
@@ -67,8 +67,8 @@ describe("hashing on worker threads", () => {
       const c = store.check(viaThreads.hash, false)
       expect(c).toEqual({ ok: true }) // no file rehashed: the workers' stats are the committed files' stats
       expect(store.check(viaThreads.hash, true).ok).toBe(true)
-      // the same content through the synchronous path is recognised as already stored
-      const again = store.commit(b, "dataset", {})
+      // the same content committed again is recognised as already stored
+      const again = await store.commit(b, "dataset", {})
       expect(again).toMatchObject({ hash: viaThreads.hash, created: false })
     } finally {
       store.close()
@@ -78,13 +78,14 @@ describe("hashing on worker threads", () => {
   it("keeps the event loop turning while a large artifact is committed", async () => {
     const root = tmp()
     const store = Store.open(path.join(root, "store"))
+    let timer: ReturnType<typeof setInterval> | undefined
     try {
       const staging = store.newStaging("b".repeat(64))
       makeTree(staging, 2000, 96 * 1024 * 1024)
       let ticks = 0
-      const timer = setInterval(() => ticks++, 1)
+      timer = setInterval(() => ticks++, 1)
       let committed = false
-      const commit = store.commitAsync(staging, "model", {}).then((c) => {
+      const commit = store.commit(staging, "model", {}).then((c) => {
         committed = true
         return c
       })
@@ -92,11 +93,11 @@ describe("hashing on worker threads", () => {
       while (!committed && ticks < 3) await new Promise((ok) => setTimeout(ok, 1))
       const ticksBeforeDone = ticks
       const c = await commit
-      clearInterval(timer)
       expect(ticksBeforeDone).toBeGreaterThanOrEqual(3)
       expect(committed).toBe(true)
       expect(c.hash).toBe(hashTree(c.path).hash)
     } finally {
+      clearInterval(timer)
       store.close()
     }
   })
