@@ -64,3 +64,6 @@ export const isBadInput = (e: unknown): e is BadInput =>
   typeof e === "object" && e !== null && ["RecipeError", "SourceError", "UsageError", "CacheError"].includes(
     (e as { _tag?: string })._tag ?? ""
   )
+
+/** An error's message, or the thrown value as text (a throw from outside code need not be an Error). */
+export const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))

@@ -15,7 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { StepRecord } from "../cache/db.ts"
 import type { Store } from "../cache/store.ts"
-import { UsageError } from "./errors.ts"
+import { messageOf, UsageError } from "./errors.ts"
 import type { EngineEvent, Reporter, RunEvent } from "./events.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
@@ -456,7 +456,6 @@ const attempt = <A>(f: () => A, onError?: (e: unknown) => void): A | undefined =
   }
 }
 
-const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
 /** A dataset step that succeeded without writing anything: almost always a bug in the step. */
 class EmptyOutput extends Error {

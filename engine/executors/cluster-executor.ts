@@ -21,6 +21,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { messageOf } from "../errors.ts"
 import type { EngineEvent } from "../events.ts"
 import { projectRoot } from "../python.ts"
 import type { ExecResult, Executor, StepSpec } from "../spec.ts"
@@ -160,7 +161,6 @@ const maxFailedQueries = 10
 const failureSettleMs = 3000
 
 const live = (phase: JobPhase) => phase === "queued" || phase === "running"
-const messageOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
 /** Moves the job's output into the engine's staging directory (a rename: both are in the store). */
 const handOver = (from: string, to: string) => {
