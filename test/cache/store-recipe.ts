@@ -6,7 +6,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { hashTree } from "../../engine/hash.ts"
+import { hashTree } from "../../cache/hash.ts"
 import type { EngineEvent } from "../../engine/events.ts"
 import { annealIndex, cli, stepEvents, tempProject } from "../helpers/project.ts"
 import type { TempProject } from "../helpers/project.ts"
