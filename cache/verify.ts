@@ -17,9 +17,16 @@ export interface Problem {
   /** the artifact hash, or for a reference the step key */
   readonly id: string
   readonly problem: string
-  /** what --repair did about it; absent when nothing was done */
+  /** what --repair did about it; absent without --repair */
   readonly repaired?: string
+  /** whether --repair fixed it (false: left alone, e.g. a live run leases it); absent without --repair */
+  readonly fixed?: boolean
 }
+
+/** What a repair did: `fixed` says whether the problem is gone, `repaired` says how (or why not). */
+type Repair = { readonly repaired: string; readonly fixed: boolean }
+const fixed = (repaired: string): Repair => ({ repaired, fixed: true })
+const leftAlone = (why: string): Repair => ({ repaired: `left alone: ${why}`, fixed: false })
 
 export interface VerifyResult {
   readonly problems: ReadonlyArray<Problem>
@@ -58,8 +65,8 @@ export const verifyStore = (store: Store, options: { repair?: boolean; onProgres
   let done = 0
   let bytes = 0
 
-  const quarantine = (hash: string): string =>
-    store.quarantine(hash) ? "quarantined; the next run rebuilds it" : "left alone: a live run leases it"
+  const quarantine = (hash: string): Repair =>
+    store.quarantine(hash) ? fixed("quarantined; the next run rebuilds it") : leftAlone("a live run leases it")
 
   for (const hash of [...known.map((a) => a.hash), ...orphans]) {
     options.onProgress?.(done++, total)
@@ -75,13 +82,13 @@ export const verifyStore = (store: Store, options: { repair?: boolean; onProgres
       }
       const side = store.sidecarProblem(hash)
       if (side !== undefined) {
-        problems.push({ what: "sidecar", id: hash, problem: side, ...(repair ? { repaired: rewriteSidecar(store, hash) } : {}) })
+        problems.push({ what: "sidecar", id: hash, problem: side, ...(repair ? rewriteSidecar(store, hash) : {}) })
       }
       continue
     }
     if (isOrphan && problem === "missing from the store") continue
     const text = isOrphan ? `unrecorded, ${problem}` : problem
-    problems.push({ what: "artifact", id: hash, problem: text, ...(repair ? { repaired: quarantine(hash) } : {}) })
+    problems.push({ what: "artifact", id: hash, problem: text, ...(repair ? quarantine(hash) : {}) })
   }
 
   // sidecars whose artifact is gone, and leftovers of interrupted sidecar writes
@@ -89,7 +96,7 @@ export const verifyStore = (store: Store, options: { repair?: boolean; onProgres
   for (const n of entries) {
     const side = /^([0-9a-f]{64})\.json$/.exec(n)
     if (side === null || present.has(side[1]!)) continue
-    problems.push({ what: "sidecar", id: side[1]!, problem: "sidecar .json without its artifact", ...(repair ? { repaired: removeEntry(store, n) } : {}) })
+    problems.push({ what: "sidecar", id: side[1]!, problem: "sidecar .json without its artifact", ...(repair ? removeEntry(store, n) : {}) })
   }
 
   for (const r of store.db.danglingResults()) {
@@ -97,21 +104,21 @@ export const verifyStore = (store: Store, options: { repair?: boolean; onProgres
       what: "reference",
       id: r.key,
       problem: `the result of key ${r.key.slice(0, 12)} names artifact ${r.output.slice(0, 12)}, which the database does not record`,
-      ...(repair ? { repaired: (store.db.deleteResult(r.key), "dropped; the step rebuilds") } : {})
+      ...(repair ? (store.db.deleteResult(r.key), fixed("dropped; the step rebuilds")) : {})
     })
   }
   return { problems, artifacts: total, bytes }
 }
 
-const removeEntry = (store: Store, name: string): string => {
+const removeEntry = (store: Store, name: string): Repair => {
   fs.rmSync(`${store.artifactsDir}/${name}`, { recursive: true, force: true })
-  return "deleted"
+  return fixed("deleted")
 }
 
 /** Rewrites a sidecar from what the database knows (the run that produced the artifact). */
-const rewriteSidecar = (store: Store, hash: string): string => {
+const rewriteSidecar = (store: Store, hash: string): Repair => {
   const a = store.db.artifact(hash)
-  if (a === undefined) return "left alone: the artifact is not recorded"
+  if (a === undefined) return leftAlone("the artifact is not recorded")
   const run = store.db.lastRunWithOutput(hash)
   const trace = run === undefined ? undefined : (JSON.parse(run.trace) as Trace)
   store.writeSidecar(hash, {
@@ -122,5 +129,5 @@ const rewriteSidecar = (store: Store, hash: string): string => {
     ...(run === undefined ? {} : { step: run.step, recipe: run.recipe, key: run.key, version: trace?.version, params: trace?.params, inputs: trace?.inputs }),
     rewritten: new Date().toISOString()
   })
-  return "rewritten from the database"
+  return fixed("rewritten from the database")
 }

@@ -76,10 +76,10 @@ const verify = (store: Store, v: Record<string, unknown>): number => {
   const repair = v.repair === true
   const r = verifyStore(store, { repair })
   const integrity = store.db.integrityCheck()
-  const unrepaired = r.problems.filter((p) => p.repaired === undefined || p.repaired.startsWith("left alone"))
+  const unrepaired = r.problems.filter((p) => p.fixed !== true)
   if (v.json === true) out(JSON.stringify({ event: "verify", problems: r.problems, artifacts: r.artifacts, bytes: r.bytes, database: integrity }))
   else {
-    for (const p of r.problems) out(`${p.repaired === undefined ? "MISMATCH" : "REPAIRED"} ${p.what} ${p.id}: ${p.problem}${p.repaired === undefined ? "" : ` -> ${p.repaired}`}`)
+    for (const p of r.problems) out(`${p.fixed === true ? "REPAIRED" : "MISMATCH"} ${p.what} ${p.id}: ${p.problem}${p.repaired === undefined ? "" : ` -> ${p.repaired}`}`)
     out(`${r.artifacts} artifacts checked (${formatBytes(r.bytes)}), ${r.problems.length} problems${repair ? `, ${r.problems.length - unrepaired.length} repaired` : r.problems.length > 0 ? " (cache verify --repair quarantines them)" : ""}; database: ${integrity}`)
   }
   return unrepaired.length === 0 && integrity === "ok" ? 0 : 1
