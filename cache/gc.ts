@@ -105,7 +105,7 @@ export const collectGarbage = (
   const recorded = new Set(known.map((a) => a.hash))
   for (const name of safeReaddir(store.artifactsDir)) {
     const m = /^([0-9a-f]{64})(\.json)?$/.exec(name)
-    if (m === null || recorded.has(m[1]!) || deleted.some((d) => d.hash === m[1])) continue
+    if (m === null || recorded.has(m[1]!)) continue
     if (m[2] === undefined) drop({ hash: name, kind: "?", bytes: 0, why: "unrecorded" })
     else if (!fs.existsSync(store.artifactPath(m[1]!)) && !dry) fs.rmSync(path.join(store.artifactsDir, name), { force: true })
   }
