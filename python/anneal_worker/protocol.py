@@ -84,12 +84,6 @@ class Worker:
         return self.spec["resumeDir"]
 
     @property
-    def seed(self) -> int | None:
-        """The step's declared `seed` param (part of its key); None for a kind that declares none."""
-        seed = self.spec.get("seed")
-        return None if seed is None else int(seed)
-
-    @property
     def gpus(self) -> list[int]:
         return list(self.spec.get("devices", {}).get("gpus", []))
 

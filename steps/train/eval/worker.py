@@ -250,9 +250,8 @@ if __name__ == "__main__":
     main()
     # Everything is written and closed. The interpreter's own teardown after torch and lm-eval takes
     # ~10 s on a loaded 2-core machine (C-level finalisation: not atexit handlers, not gc), longer than
-    # the evaluation of a small task, so run the atexit handlers (as the warm worker's children do) and leave.
-    import atexit
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # the evaluation of a small task, so finish as the warm worker's children do (threads joined, atexit
+    # run, streams flushed) and leave.
+    from anneal_worker.warm_child import finish
+    finish()
     os._exit(0)
