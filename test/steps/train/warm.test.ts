@@ -120,7 +120,12 @@ describe("a warm step", () => {
     const resumeDir = tempDir("anneal-warm-resume-")
     const forks = warm.forks()
     const running = startSpec(warmExecutor, trainingSpec(pretrain, inputs, params, resumeDir))
-    await waitUntil(() => fs.readdirSync(resumeDir).some((d) => fs.existsSync(path.join(resumeDir, d, "trainer_state.json"))))
+    try {
+      await waitUntil(() => fs.readdirSync(resumeDir).some((d) => fs.existsSync(path.join(resumeDir, d, "trainer_state.json"))))
+    } catch (e) {
+      await running.interrupt() // no checkpoint in time: stop the training before failing
+      throw e
+    }
     expect(warm.forks()).toBe(forks + 1)
     const server = warm.pid()!
     expect(childrenOf(server)).toHaveLength(1)
