@@ -1,6 +1,6 @@
 /**
  * Where a run's steps execute: `--executor NAME`, else the nearest anneal.config.json's "executor",
- * else local. Cluster executors live in engine/executors/ (docs/cluster.md).
+ * else local. Executors register themselves in engine/executors/registry.ts (docs/cluster.md).
  */
 import * as path from "node:path"
 import { chooseExecutor, loadProjectConfig, makeExecutor, schedulingCapacity } from "../engine/executor-config.ts"
@@ -10,8 +10,7 @@ import type { Executor } from "../engine/spec.ts"
 export interface ExecutorChoice {
   readonly name: ExecutorName
   readonly config: ProjectConfig
-  /** undefined for local: the engine's own local executor */
-  readonly executor: Executor | undefined
+  readonly executor: Executor
   /** the pool to schedule against instead of this machine's (cluster executors only) */
   readonly capacity: SchedulingCapacity | undefined
 }
@@ -23,7 +22,7 @@ export const executorChoice = (flag: string | undefined, recipe: string, store: 
   return {
     name,
     config,
-    executor: name === "local" ? undefined : makeExecutor(name, config, overrides),
+    executor: makeExecutor(name, config, overrides),
     capacity: schedulingCapacity(name, config)
   }
 }

@@ -23,68 +23,28 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Schema from "effect/Schema"
 import { UsageError } from "./errors.ts"
-import { makeLocalExecutor } from "./executors/local.ts"
-import { describeRayPlacement, makeRayExecutor } from "./executors/ray.ts"
-import { describeSlurmPlacement, makeSlurmExecutor } from "./executors/slurm.ts"
+import "./executors/builtin.ts"
+import { executorBackend, executorBackends } from "./executors/registry.ts"
+import type { ProjectConfig, SchedulingCapacity, StepResources } from "./executors/registry.ts"
 import type { Executor } from "./spec.ts"
 
-export const configFileName = "anneal.config.json"
-export const executorNames = ["local", "slurm", "ray"] as const
-export type ExecutorName = (typeof executorNames)[number]
+export type { ProjectConfig, SchedulingCapacity, StepResources }
+export type { RayConfig } from "./executors/ray.ts"
+export type { SlurmConfig } from "./executors/slurm.ts"
 
-const opt = Schema.optional
-const clusterFields = {
-  /** "exec-step" (default) or "command" (command steps run their argv directly) */
-  launcher: opt(Schema.Literals(["exec-step", "command"])),
-  node: opt(Schema.String),
-  pollSeconds: opt(Schema.Number),
-  followSeconds: opt(Schema.Number),
-  stateDir: opt(Schema.String),
-  /** how much anneal keeps submitted at once (the cluster queues the rest of its users' work) */
-  maxCpus: opt(Schema.Int),
-  maxGpus: opt(Schema.Int),
-  maxMemoryGb: opt(Schema.Number)
-}
-const slurmPlacementFields = {
-  partition: opt(Schema.String),
-  account: opt(Schema.String),
-  qos: opt(Schema.String),
-  timeLimit: opt(Schema.String),
-  memoryGb: opt(Schema.Number),
-  gpuType: opt(Schema.String),
-  sbatchArgs: opt(Schema.Array(Schema.String))
-}
-const SlurmPlacementConfig = Schema.Struct(slurmPlacementFields)
-export const SlurmConfig = Schema.Struct({
-  ...slurmPlacementFields,
-  ...clusterFields,
-  slurmConf: opt(Schema.String),
-  requeue: opt(Schema.Boolean),
-  steps: opt(Schema.Record(Schema.String, SlurmPlacementConfig))
-})
-const rayPlacementFields = {
-  runtimeEnv: opt(Schema.Record(Schema.String, Schema.Unknown)),
-  resources: opt(Schema.Record(Schema.String, Schema.Number)),
-  memoryGb: opt(Schema.Number)
-}
-export const RayConfig = Schema.Struct({
-  ...rayPlacementFields,
-  ...clusterFields,
-  address: opt(Schema.String),
-  /** headers for every Jobs API call; a value may name environment variables as ${NAME} (keep secrets out of the file) */
-  headers: opt(Schema.Record(Schema.String, Schema.String)),
-  /** the CA that signed an https address's certificate */
-  caFile: opt(Schema.String),
-  steps: opt(Schema.Record(Schema.String, Schema.Struct(rayPlacementFields)))
-})
-export const ProjectConfig = Schema.Struct({
-  executor: opt(Schema.Literals(executorNames)),
-  /** false: Python steps of local runs start cold, never from a warm process (as ANNEAL_WARM_WORKERS=0) */
-  warmWorkers: opt(Schema.Boolean),
-  slurm: opt(SlurmConfig),
-  ray: opt(RayConfig)
-})
-export type ProjectConfig = typeof ProjectConfig.Type
+export const configFileName = "anneal.config.json"
+/** A registered executor's name (engine/executors/registry.ts); "local", "slurm" and "ray" are built in. */
+export type ExecutorName = string
+/** The registered executors' names, local first. */
+export const executorNames = (): ReadonlyArray<string> => executorBackends().map((b) => b.name)
+
+/** The config file's schema: the top-level settings and one section per registered backend that has settings. */
+const projectConfigSchema = () =>
+  Schema.Struct({
+    executor: Schema.optional(Schema.String),
+    warmWorkers: Schema.optional(Schema.Boolean),
+    ...Object.fromEntries(executorBackends().flatMap((b) => (b.config === undefined ? [] : [[b.name, Schema.optional(b.config)]])))
+  })
 
 /** The nearest anneal.config.json at or above `dir`, if any. */
 export const findConfigFile = (dir: string): string | undefined => {
@@ -104,7 +64,9 @@ export const readConfigFile = (file: string): ProjectConfig => {
     throw new UsageError({ message: `${file}: ${(e as Error).message}` })
   }
   try {
-    return Schema.decodeUnknownSync(ProjectConfig, { onExcessProperty: "error" })(raw)
+    const config = Schema.decodeUnknownSync(projectConfigSchema(), { onExcessProperty: "error" })(raw) as ProjectConfig
+    if (config.executor !== undefined) chooseExecutor(config.executor, {})
+    return config
   } catch (e) {
     const lines = (e as Error).message.split("\n").map((l) => l.trim()).filter((l) => l !== "")
     throw new UsageError({ message: `${file}: ${lines.join(" ")}` })
@@ -120,10 +82,10 @@ export const loadProjectConfig = (dir: string): ProjectConfig => {
 /** `--executor` wins over the config file's "executor", which wins over local. */
 export const chooseExecutor = (flag: string | undefined, config: ProjectConfig): ExecutorName => {
   const name = flag ?? config.executor ?? "local"
-  if (!(executorNames as ReadonlyArray<string>).includes(name)) {
-    throw new UsageError({ message: `unknown executor "${name}": use ${executorNames.join(", ")}` })
+  if (executorBackend(name) === undefined) {
+    throw new UsageError({ message: `unknown executor "${name}": use ${executorNames().join(", ")}` })
   }
-  return name as ExecutorName
+  return name
 }
 
 export interface ExecutorOverrides {
@@ -131,60 +93,31 @@ export interface ExecutorOverrides {
   readonly stateDir?: string | undefined
 }
 
+const backendOf = (name: ExecutorName) => {
+  const backend = executorBackend(name)
+  if (backend === undefined) throw new UsageError({ message: `unknown executor "${name}": use ${executorNames().join(", ")}` })
+  return backend
+}
+const sectionOf = (name: ExecutorName, config: ProjectConfig): unknown => (config as Record<string, unknown>)[name]
+
 /** The executor a run uses; a setting it cannot use (a Ray address that is not a URL) is a UsageError. */
 export const makeExecutor = (name: ExecutorName, config: ProjectConfig, overrides: ExecutorOverrides = {}): Executor => {
-  const stateDir = overrides.stateDir !== undefined ? { stateDir: overrides.stateDir } : {}
+  const backend = backendOf(name)
   try {
-    switch (name) {
-      case "local":
-        return makeLocalExecutor(config.warmWorkers === false ? { warm: false } : {})
-      case "slurm":
-        return makeSlurmExecutor({ ...config.slurm, ...stateDir })
-      case "ray":
-        return makeRayExecutor({ ...config.ray, ...stateDir })
-    }
+    return backend.make(sectionOf(name, config), { project: config, stateDir: overrides.stateDir })
   } catch (e) {
     throw new UsageError({ message: `${name} executor: ${(e as Error).message}` })
   }
 }
 
-export interface StepResources {
-  readonly gpus: number
-  readonly cpus: number
-  readonly memoryGb?: number | undefined
-}
-
 /** Where a step would run, for `anneal plan`: "local: ...", "slurm: sbatch --requeue --cpus-per-task=4 ...", "ray: ...". */
-export const describePlacement = (name: ExecutorName, config: ProjectConfig, step: string, kind: string, resources: StepResources): string => {
-  switch (name) {
-    case "local":
-      return `local: ${resources.gpus} GPU, ${resources.cpus} CPU${resources.memoryGb !== undefined && resources.memoryGb > 0 ? `, ${resources.memoryGb} GiB` : ""}`
-    case "slurm":
-      return describeSlurmPlacement(config.slurm ?? {}, step, kind, resources)
-    case "ray":
-      return describeRayPlacement(config.ray ?? {}, step, kind, resources)
-  }
-}
-
-export interface SchedulingCapacity {
-  readonly cpus: number
-  readonly gpus: ReadonlyArray<number>
-  readonly memoryGb: number
-}
+export const describePlacement = (name: ExecutorName, config: ProjectConfig, step: string, kind: string, resources: StepResources): string =>
+  backendOf(name).describe(sectionOf(name, config), step, kind, resources)
 
 /**
- * The resource pool the scheduler should use with a cluster executor, in place of this machine's: the
- * driver needs no GPUs of its own, and the caps only bound how much anneal has submitted at once
- * (`maxCpus`, `maxGpus`, `maxMemoryGb` in the executor's config). GPU ids here are slots, not devices:
- * cluster executors use only how many a step got; the cluster assigns the devices.
- * Undefined for the local executor, which uses the machine's own resources.
+ * The resource pool the scheduler should use with this executor, in place of this machine's (cluster
+ * executors: see clusterCapacity in engine/executors/cluster-executor.ts). Undefined for the local
+ * executor, which uses the machine's own resources.
  */
-export const schedulingCapacity = (name: ExecutorName, config: ProjectConfig): SchedulingCapacity | undefined => {
-  if (name === "local") return undefined
-  const c = name === "slurm" ? config.slurm : config.ray
-  return {
-    cpus: c?.maxCpus ?? 256,
-    gpus: Array.from({ length: c?.maxGpus ?? 64 }, (_, i) => i),
-    memoryGb: c?.maxMemoryGb ?? 4096
-  }
-}
+export const schedulingCapacity = (name: ExecutorName, config: ProjectConfig): SchedulingCapacity | undefined =>
+  backendOf(name).capacity?.(sectionOf(name, config))

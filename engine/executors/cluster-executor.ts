@@ -21,6 +21,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
 import { messageOf } from "../errors.ts"
 import type { EngineEvent } from "../events.ts"
 import { projectRoot } from "../python.ts"
@@ -28,7 +29,7 @@ import type { ExecResult, Executor, StepSpec } from "../spec.ts"
 import { StepExecutionError } from "../spec.ts"
 import { attemptFiles, endJob, FileFollower, keyDir, newRecord, readExit, readRecord, removeJob, writeAtomic, writeRecord } from "./cluster-job.ts"
 import type { JobRecord, RunnerJob } from "./cluster-job.ts"
-import { protocolEvent } from "./local.ts"
+import { protocolEvent } from "./codec.ts"
 
 export interface JobResources {
   readonly gpus: number
@@ -94,6 +95,33 @@ export interface ClusterOptions {
   /** seconds between reads of the job's output files */
   readonly followSeconds?: number | undefined
 }
+
+const opt = Schema.optional
+
+/** The settings every cluster backend's section of anneal.config.json shares (ClusterOptions, and the caps). */
+export const clusterConfigFields = {
+  /** "exec-step" (default) or "command" (command steps run their argv directly) */
+  launcher: opt(Schema.Literals(["exec-step", "command"])),
+  node: opt(Schema.String),
+  pollSeconds: opt(Schema.Number),
+  followSeconds: opt(Schema.Number),
+  stateDir: opt(Schema.String),
+  /** how much anneal keeps submitted at once (the cluster queues the rest of its users' work) */
+  maxCpus: opt(Schema.Int),
+  maxGpus: opt(Schema.Int),
+  maxMemoryGb: opt(Schema.Number)
+}
+
+/**
+ * The pool the scheduler uses with a cluster executor: the driver needs no GPUs of its own, and the caps
+ * only bound how much anneal has submitted at once. GPU ids here are slots, not devices: cluster
+ * executors use only how many a step got; the cluster assigns the devices.
+ */
+export const clusterCapacity = (c: { readonly maxCpus?: number | undefined; readonly maxGpus?: number | undefined; readonly maxMemoryGb?: number | undefined } | undefined) => ({
+  cpus: c?.maxCpus ?? 256,
+  gpus: Array.from({ length: c?.maxGpus ?? 64 }, (_, i) => i),
+  memoryGb: c?.maxMemoryGb ?? 4096
+})
 
 // Beside this module: cluster-runner.ts in the sources, cluster-runner.js once built (dist/).
 const runnerScript = fileURLToPath(new URL(`./cluster-runner${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url))

@@ -22,6 +22,11 @@ import { StepExecutionError } from "../spec.ts"
 import { lookupKind, runImplementation } from "../step.ts"
 import type { StepContext } from "../step.ts"
 import { sharedWarmWorkers, warmWorkersEnabled, type WarmWorkers } from "../warm-workers.ts"
+import { protocolEvent } from "./codec.ts"
+import { registerExecutor } from "./registry.ts"
+
+/** The worker protocol's decoder lives in ./codec.ts, shared with the cluster executor. */
+export { protocolEvent }
 
 /** Seconds a child gets to exit after SIGTERM before SIGKILL. */
 export const killGraceSeconds = 10
@@ -46,50 +51,6 @@ class LogFile {
     } catch {
       // already closed
     }
-  }
-}
-
-/** Turns one protocol line from a worker into an event (and remembers metrics). */
-export const protocolEvent = (
-  step: string,
-  line: string,
-  metrics: Record<string, number | string>
-): EngineEvent | undefined => {
-  if (!line.startsWith("{")) return undefined
-  let msg: Record<string, unknown>
-  try {
-    msg = JSON.parse(line) as Record<string, unknown>
-  } catch {
-    return undefined
-  }
-  const num = (k: string) => (typeof msg[k] === "number" ? (msg[k] as number) : undefined)
-  switch (msg.type) {
-    case "progress":
-      return {
-        event: "progress",
-        step,
-        current: num("current") ?? 0,
-        total: num("total"),
-        unit: typeof msg.unit === "string" ? msg.unit : undefined,
-        loss: num("loss"),
-        lr: num("lr"),
-        rate: num("rate"),
-        tokensPerSecond: num("tokens_per_second") ?? num("tokensPerSecond"),
-        eta: num("eta"),
-        phase: typeof msg.phase === "string" ? msg.phase : undefined
-      }
-    case "metric": {
-      const value = msg.value
-      if (typeof msg.name !== "string" || (typeof value !== "number" && typeof value !== "string")) return undefined
-      metrics[msg.name] = value
-      return { event: "metric", step, name: msg.name, value }
-    }
-    case "log": {
-      const level = ["debug", "info", "warn", "error"].includes(String(msg.level)) ? (msg.level as "info") : "info"
-      return { event: "log", step, level, message: String(msg.message ?? "") }
-    }
-    default:
-      return undefined
   }
 }
 
@@ -295,3 +256,10 @@ export const makeLocalExecutor = (options: { readonly warm?: boolean } = {}): Ex
     close: () => warm()?.close() ?? Promise.resolve()
   }
 }
+
+registerExecutor({
+  name: "local",
+  make: (_config, { project }) => makeLocalExecutor(project.warmWorkers === false ? { warm: false } : {}),
+  describe: (_config, _step, _kind, r) =>
+    `local: ${r.gpus} GPU, ${r.cpus} CPU${r.memoryGb !== undefined && r.memoryGb > 0 ? `, ${r.memoryGb} GiB` : ""}`
+})

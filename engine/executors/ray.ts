@@ -20,9 +20,11 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as https from "node:https"
+import * as Schema from "effect/Schema"
 import type { Executor } from "../spec.ts"
 import { shellQuote } from "./cluster-job.ts"
-import { jobResources, makeClusterExecutor } from "./cluster-executor.ts"
+import { registerExecutor } from "./registry.ts"
+import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, JobStatus, SubmitRequest } from "./cluster-executor.ts"
 
 export interface RayPlacement {
@@ -264,3 +266,36 @@ export const describeRayPlacement = (
   const custom = fields.entrypoint_resources !== undefined ? `, ${JSON.stringify(fields.entrypoint_resources)}` : ""
   return `ray: ${r.gpus} GPU, ${r.cpus} CPU${mem}${custom}`
 }
+
+const opt = Schema.optional
+const rayPlacementFields = {
+  runtimeEnv: opt(Schema.Record(Schema.String, Schema.Unknown)),
+  resources: opt(Schema.Record(Schema.String, Schema.Number)),
+  memoryGb: opt(Schema.Number)
+}
+/** The "ray" section of anneal.config.json. */
+export const RayConfig = Schema.Struct({
+  ...rayPlacementFields,
+  ...clusterConfigFields,
+  address: opt(Schema.String),
+  /** headers for every Jobs API call; a value may name environment variables as ${NAME} (keep secrets out of the file) */
+  headers: opt(Schema.Record(Schema.String, Schema.String)),
+  /** the CA that signed an https address's certificate */
+  caFile: opt(Schema.String),
+  steps: opt(Schema.Record(Schema.String, Schema.Struct(rayPlacementFields)))
+})
+export type RayConfig = typeof RayConfig.Type
+
+declare module "./registry.ts" {
+  interface ExecutorConfigs {
+    ray: RayConfig
+  }
+}
+
+registerExecutor<RayConfig>({
+  name: "ray",
+  config: RayConfig,
+  make: (config, { stateDir }) => makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }),
+  describe: (config, step, kind, resources) => describeRayPlacement(config ?? {}, step, kind, resources),
+  capacity: clusterCapacity
+})

@@ -11,10 +11,12 @@
  * is quoted word by word (shellQuote), and everything else runs from argument arrays.
  */
 import * as fs from "node:fs"
+import * as Schema from "effect/Schema"
 import { execa } from "execa"
 import type { Executor } from "../spec.ts"
 import { attemptFiles, shellQuote } from "./cluster-job.ts"
-import { jobResources, makeClusterExecutor } from "./cluster-executor.ts"
+import { registerExecutor } from "./registry.ts"
+import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, JobStatus, SubmitRequest } from "./cluster-executor.ts"
 
 export interface SlurmPlacement {
@@ -209,3 +211,37 @@ export const describeSlurmPlacement = (
   kind: string,
   resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }
 ): string => `slurm: sbatch ${sbatchArgs(options, step, kind, resources).map(shellQuote).join(" ")}`
+
+const opt = Schema.optional
+const slurmPlacementFields = {
+  partition: opt(Schema.String),
+  account: opt(Schema.String),
+  qos: opt(Schema.String),
+  timeLimit: opt(Schema.String),
+  memoryGb: opt(Schema.Number),
+  gpuType: opt(Schema.String),
+  sbatchArgs: opt(Schema.Array(Schema.String))
+}
+/** The "slurm" section of anneal.config.json. */
+export const SlurmConfig = Schema.Struct({
+  ...slurmPlacementFields,
+  ...clusterConfigFields,
+  slurmConf: opt(Schema.String),
+  requeue: opt(Schema.Boolean),
+  steps: opt(Schema.Record(Schema.String, Schema.Struct(slurmPlacementFields)))
+})
+export type SlurmConfig = typeof SlurmConfig.Type
+
+declare module "./registry.ts" {
+  interface ExecutorConfigs {
+    slurm: SlurmConfig
+  }
+}
+
+registerExecutor<SlurmConfig>({
+  name: "slurm",
+  config: SlurmConfig,
+  make: (config, { stateDir }) => makeSlurmExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }),
+  describe: (config, step, kind, resources) => describeSlurmPlacement(config ?? {}, step, kind, resources),
+  capacity: clusterCapacity
+})
