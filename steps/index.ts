@@ -2,3 +2,4 @@
 export * from "./data/index.ts"
 export * from "./train/index.ts"
 export * from "./model/index.ts"
+export * from "./generate/index.ts"
