@@ -196,11 +196,24 @@ const cache: Command = {
   }
 }
 
+/** Optional components `anneal setup --with NAME` builds besides the Python environment. */
+const setupComponents = ["llama-cpp"] as const
+
 const setup: Command = {
-  options: { force: { type: "boolean" }, quiet: { type: "boolean" } },
+  options: { force: { type: "boolean" }, quiet: { type: "boolean" }, with: { type: "string", multiple: true } },
   run: async (v) => {
+    const components = ((v.with as ReadonlyArray<string> | undefined) ?? []).flatMap((w) => w.split(","))
+    const unknown = components.find((c) => !(setupComponents as ReadonlyArray<string>).includes(c))
+    if (unknown !== undefined) {
+      throw new UsageError({ message: `setup: --with takes ${setupComponents.join(", ")}; got "${unknown}"` })
+    }
+    const log = v.quiet === true ? () => {} : (l: string) => process.stderr.write(l + "\n")
     const { setupPythonEnv } = await import("../engine/python-setup.ts")
-    await setupPythonEnv(v.quiet === true ? () => {} : (l) => process.stderr.write(l + "\n"), { force: v.force === true })
+    await setupPythonEnv(log, { force: v.force === true })
+    if (components.includes("llama-cpp")) {
+      const { ensureLlamaCpp } = await import("../engine/components/llama-cpp.ts")
+      await ensureLlamaCpp(log, { force: v.force === true })
+    }
     return 0
   }
 }

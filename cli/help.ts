@@ -83,10 +83,14 @@ change it reruns only what became stale. Ctrl-C exits.
                         exit 1 on a problem. --repair quarantines bad artifacts (the next run rebuilds
                         them), rewrites bad sidecars, drops dangling references; exit 0 once all repaired
 `,
-  setup: `Usage: anneal setup [--force] [--quiet]
+  setup: `Usage: anneal setup [--with llama-cpp] [--force] [--quiet]
 
 Builds the Python environment from python/requirements.lock into ~/.cache/anneal/python-<lock hash>
 (set ANNEAL_CACHE_DIR to move it). Idempotent; --force rebuilds.
+
+  --with llama-cpp   also build llama.cpp (converter, llama-quantize, llama-server, llama-perplexity)
+                     into ~/.cache/anneal/llama-cpp-<version>, which quantize (GGUF) and eval of GGUF
+                     files need; a one-time build (20-60 minutes on 2 cores)
 `,
   steps: `Usage: anneal steps [kind ...] [--markdown] [--recipe <recipe>]
 
