@@ -35,6 +35,27 @@ export interface JobResources {
   readonly gpus: number
   readonly cpus: number
   readonly memoryGb?: number | undefined
+  /** nodes for a multi-node step (GPUs and CPUs are then per node); absent or 1 for one */
+  readonly nodes?: number | undefined
+}
+
+/**
+ * Why a job ended without its artifact, as a retry policy sees it: the cluster lost its node, it was
+ * preempted, it hit its time limit, it ran out of memory, or the step itself failed. A job cancelled
+ * from outside has no kind: it is never retried.
+ */
+export type FailureKind = "node-failure" | "preemption" | "timeout" | "oom" | "step-error"
+export const failureKinds: ReadonlyArray<FailureKind> = ["node-failure", "preemption", "timeout", "oom", "step-error"]
+
+export interface RetryPolicy {
+  /** submissions after the first, within one run; default 2 */
+  readonly maxRetries?: number | undefined
+  /** which endings are retried; default node-failure, preemption, timeout and oom (not step-error) */
+  readonly on?: ReadonlyArray<FailureKind> | undefined
+  /** memory of the next attempt after an oom, times this; default 1.5 */
+  readonly memoryFactor?: number | undefined
+  /** time limit of the next attempt after a timeout, times this; default 1 (the step resumes from its checkpoint) */
+  readonly timeFactor?: number | undefined
 }
 
 export interface SubmitRequest {
@@ -48,6 +69,10 @@ export interface SubmitRequest {
   /** the command that runs the step on a node: [node, cluster-runner.ts, job.json] */
   readonly command: ReadonlyArray<string>
   readonly resources: JobResources
+  /** directories the job reads or writes (project, store, recipe, working dir): what a container must bind */
+  readonly binds?: ReadonlyArray<string> | undefined
+  /** how much more than the step's request a retry asks for (1 for a first attempt) */
+  readonly scale?: { readonly memory: number; readonly time: number } | undefined
 }
 
 export type JobPhase = "queued" | "running" | "succeeded" | "failed" | "gone"
@@ -59,6 +84,8 @@ export interface JobStatus {
   /** why, in words a user can act on, when the cluster ended the job */
   readonly reason?: string | undefined
   readonly exitCode?: number | undefined
+  /** for a failed job: which kind of failure, for the retry policy */
+  readonly failure?: FailureKind | undefined
 }
 
 export interface ClusterBackend {
@@ -69,6 +96,11 @@ export interface ClusterBackend {
   readonly chooseJobId?: (name: string) => string
   readonly submit: (request: SubmitRequest) => Promise<string>
   readonly status: (jobId: string) => Promise<JobStatus>
+  /**
+   * The states of many jobs in one query to the cluster: the executor polls all of a run's jobs with
+   * one call per poll instead of one per job. Every id asked about is in the answer.
+   */
+  readonly statusMany?: (jobIds: ReadonlyArray<string>) => Promise<Map<string, JobStatus>>
   readonly cancel: (jobId: string) => Promise<void>
   /** a live job by name, for a record whose submission was in flight when the driver died */
   readonly findByName?: (name: string) => Promise<string | undefined>
@@ -90,8 +122,15 @@ export interface ClusterOptions {
   readonly launcher?: "exec-step" | "command" | undefined
   /** the Node 24 binary jobs run with; default the project's node_modules/node/bin/node */
   readonly node?: string | undefined
-  /** seconds between state queries to the cluster */
+  /** seconds between state queries to the cluster (one query for all running jobs, where the backend can) */
   readonly pollSeconds?: number | undefined
+  /**
+   * seconds to wait, after a job ended, for its exit status and output to show on this machine: a
+   * network filesystem's attribute cache can hide a file another node wrote for a while; default 30
+   */
+  readonly fileWaitSeconds?: number | undefined
+  /** what is retried, how often, with how much more memory or time */
+  readonly retry?: RetryPolicy | undefined
   /** seconds between reads of the job's output files */
   readonly followSeconds?: number | undefined
 }
@@ -105,6 +144,13 @@ export const clusterConfigFields = {
   node: opt(Schema.String),
   pollSeconds: opt(Schema.Number),
   followSeconds: opt(Schema.Number),
+  fileWaitSeconds: opt(Schema.Number),
+  retry: opt(Schema.Struct({
+    maxRetries: opt(Schema.Int),
+    on: opt(Schema.Array(Schema.Literals(["node-failure", "preemption", "timeout", "oom", "step-error"]))),
+    memoryFactor: opt(Schema.Number),
+    timeFactor: opt(Schema.Number)
+  })),
   stateDir: opt(Schema.String),
   /** how much anneal keeps submitted at once (the cluster queues the rest of its users' work) */
   maxCpus: opt(Schema.Int),
@@ -168,6 +214,7 @@ const noise: ReadonlyArray<RegExp> = [
   /^[{}\[\]]$/,
   /^anneal runner: .* on \S+ \(CUDA_VISIBLE_DEVICES=/,
   /^anneal runner: SIG\w+, stopping the step$/,
+  /^anneal runner: SIGUSR1, the time limit is near/,
   /^\[anneal\] /,
   // Ray's own lines in a job's log: its entrypoint echoed, its INFO/DEBUG logging
   /^Running entrypoint for job /,
@@ -190,6 +237,68 @@ const failureSettleMs = 3000
 
 const live = (phase: JobPhase) => phase === "queued" || phase === "running"
 
+const defaultRetryOn: ReadonlyArray<FailureKind> = ["node-failure", "preemption", "timeout", "oom"]
+
+type StatusQuery = (jobId: string) => Promise<JobStatus>
+
+/**
+ * State queries for all the jobs an executor follows, gathered into one call to the cluster: the
+ * queries made within `windowMs` of the first go out as one `statusMany`. Followers poll on a common
+ * grid (every pollSeconds, on the clock), so a run with 500 jobs asks the controller once per poll,
+ * not 500 times. A backend without statusMany is asked job by job.
+ */
+export const batchedStatus = (backend: ClusterBackend, windowMs: number): StatusQuery => {
+  const many = backend.statusMany
+  if (many === undefined) return backend.status
+  type Waiter = { readonly resolve: (s: JobStatus) => void; readonly reject: (e: unknown) => void }
+  let waiting = new Map<string, Array<Waiter>>()
+  let timer: NodeJS.Timeout | undefined
+  const flush = async () => {
+    timer = undefined
+    const batch = waiting
+    waiting = new Map()
+    try {
+      const answers = await many([...batch.keys()])
+      for (const [id, waiters] of batch) {
+        const answer = answers.get(id)
+        for (const w of waiters) {
+          if (answer !== undefined) w.resolve(answer)
+          else w.reject(new Error(`the cluster's answer left out ${backend.label(id)}`))
+        }
+      }
+    } catch (e) {
+      for (const waiters of batch.values()) for (const w of waiters) w.reject(e)
+    }
+  }
+  return (jobId) =>
+    new Promise<JobStatus>((resolve, reject) => {
+      waiting.set(jobId, [...(waiting.get(jobId) ?? []), { resolve, reject }])
+      timer ??= setTimeout(() => void flush(), windowMs)
+    })
+}
+
+/** The directories a job touches, none inside another: what a container must bind. */
+const bindsOf = (dirs: ReadonlyArray<string>): Array<string> => {
+  const sorted = [...new Set(dirs.map((d) => path.resolve(d)))].sort()
+  return sorted.filter((d, i) => !sorted.slice(0, i).some((p) => d === p || d.startsWith(p.endsWith(path.sep) ? p : p + path.sep)))
+}
+
+/** Waits up to `ms` for a file another node wrote to show here (a network filesystem's caches can hide it). */
+const waitForFile = (file: string, ms: number) =>
+  Effect.gen(function* () {
+    const until = Date.now() + ms
+    for (;;) {
+      try {
+        // listing the directory refreshes an NFS client's cached view of it
+        fs.readdirSync(path.dirname(file))
+      } catch {
+        // not there yet either
+      }
+      if (fs.existsSync(file) || Date.now() >= until) return fs.existsSync(file)
+      yield* Effect.sleep(Math.min(250, Math.max(1, until - Date.now())))
+    }
+  })
+
 /** Moves the job's output into the engine's staging directory (a rename: both are in the store). */
 const handOver = (from: string, to: string) => {
   fs.rmSync(to, { recursive: true, force: true })
@@ -204,6 +313,12 @@ const handOver = (from: string, to: string) => {
 
 export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOptions = {}): Executor => {
   const pollMs = (options.pollSeconds ?? 1) * 1000
+  const fileWaitMs = (options.fileWaitSeconds ?? 30) * 1000
+  const maxRetries = Math.max(0, options.retry?.maxRetries ?? 2)
+  const retryOn = options.retry?.on ?? defaultRetryOn
+  const memoryFactor = options.retry?.memoryFactor ?? 1.5
+  const timeFactor = options.retry?.timeFactor ?? 1
+  const queryStatus = batchedStatus(backend, Math.min(100, Math.max(10, pollMs / 10)))
   const followMs = (options.followSeconds ?? 0.25) * 1000
   const launcher = options.launcher ?? "exec-step"
 
@@ -279,7 +394,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
       return { rec: undefined, previous: rec }
     })
 
-    const submit = (attempt: number) =>
+    const submit = (attempt: number, scale = { memory: 1, time: 1 }) =>
       Effect.gen(function* () {
         // earlier attempts' files are of no more use: checkpoints live in the resume dir
         yield* sync("clearing old attempts", () => fs.rmSync(keyDir(stateDir, spec.key), { recursive: true, force: true }))
@@ -307,8 +422,8 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
             ? [node, path.join(projectRoot, "bin", "anneal.js"), "exec-step", files.spec]
             : remote.implementation.argv,
           env: remote.implementation.type === "command" && launcher === "command"
-            ? { ...remote.implementation.env, ANNEAL_STEP: spec.step }
-            : { ANNEAL_STEP: spec.step },
+            ? { ...remote.implementation.env, ANNEAL_STEP: spec.step, ANNEAL_CHECKPOINT_REQUEST: files.checkpointRequest }
+            : { ANNEAL_STEP: spec.step, ANNEAL_CHECKPOINT_REQUEST: files.checkpointRequest },
           cwd: (remote.implementation.type === "command" ? remote.implementation.cwd : undefined) ?? process.cwd(),
           spec: files.spec,
           output: files.output,
@@ -334,7 +449,12 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
             key: spec.key,
             attemptDir: rec.attemptDir,
             command: [node, runnerScript, files.job],
-            resources: resourcesOf(spec)
+            resources: resourcesOf(spec),
+            binds: bindsOf([
+              projectRoot, stateDir, path.dirname(path.dirname(spec.resumeDir)), job.cwd, path.dirname(spec.recipe),
+              ...Object.values(spec.inputs).flat().map((p) => path.dirname(p))
+            ]),
+            scale
           }))
         rec = { ...rec, jobId }
         yield* sync("recording the job", () => writeRecord(stateDir, rec))
@@ -370,9 +490,10 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         for (;;) {
           drain(false)
           if (Date.now() >= nextPoll) {
-            nextPoll = Date.now() + pollMs
+            // on the clock's grid, so that every job's follower asks at the same moment: one batched query
+            nextPoll = (Math.floor(Date.now() / pollMs) + 1) * pollMs
             // a controller busy for a moment is no reason to give up on a job that may run for days
-            const answer = yield* Effect.exit(call(`querying ${backend.label(rec.jobId)}`, () => backend.status(rec.jobId)))
+            const answer = yield* Effect.exit(call(`querying ${backend.label(rec.jobId)}`, () => queryStatus(rec.jobId)))
             if (Exit.isFailure(answer)) {
               if (++failedQueries >= maxFailedQueries) return yield* answer
             } else {
@@ -396,14 +517,17 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         return status!
       })
 
+    /** The job's outcome: its artifact handed over, or why it failed and whether a retry may help. */
     const settle = (rec: JobRecord & { readonly jobId: string }, status: JobStatus) =>
       Effect.gen(function* () {
         const files = attemptFiles(rec.attemptDir)
+        // a job that ended on another node may not have its exit status visible here yet
+        if (status.phase === "succeeded" || status.phase === "gone") yield* waitForFile(files.exit, fileWaitMs)
         const exit = readExit(rec.attemptDir)
         const label = backend.label(rec.jobId)
         const ok = status.phase === "succeeded" || (status.phase === "gone" && exit?.code === 0)
         if (ok) {
-          if (!fs.existsSync(files.output)) {
+          if (!(yield* waitForFile(files.output, fileWaitMs))) {
             endJob(stateDir, rec, "no output")
             current = undefined
             return yield* Effect.fail(new StepExecutionError(spec.step, `${label} finished but left no output at ${files.output}`))
@@ -411,7 +535,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           yield* sync("moving the job's output into staging", () => handOver(files.output, spec.output))
           removeJob(stateDir, spec.key)
           current = undefined
-          return { metrics } satisfies ExecResult
+          return { result: { metrics } satisfies ExecResult }
         }
         // the cluster's own output goes into the step's log before the job's files are removed: when the
         // job failed before the runner started, it is all there is
@@ -430,9 +554,13 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           : `${status.state}${status.reason !== undefined ? `: ${status.reason}` : ""}`
         endJob(stateDir, rec, status.state)
         current = undefined
-        return yield* Effect.fail(
-          new StepExecutionError(spec.step, `${label} ${why}${detail !== undefined ? ` — ${detail}` : ""}`, code ?? undefined)
-        )
+        const failure: FailureKind | undefined = status.phase === "gone"
+          ? (exit !== undefined && exit.code !== 0 ? "step-error" : "node-failure")
+          : status.failure
+        return {
+          failure,
+          error: new StepExecutionError(spec.step, `${label} ${why}${detail !== undefined ? ` — ${detail}` : ""}`, code ?? undefined)
+        }
       })
 
     /** Interrupted: cancel the job and wait until the cluster has stopped it. */
@@ -476,9 +604,26 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
       } else {
         rec = yield* submit((found.previous?.attempt ?? 0) + 1)
       }
-      const withId = rec as JobRecord & { readonly jobId: string }
-      const status = yield* follow(withId)
-      return yield* settle(withId, status)
+      // the retry policy: a job lost with its node, preempted, out of time or out of memory is submitted
+      // again (with more memory or time where the policy says), and resumes from its checkpoint
+      let retries = 0
+      let scale = { memory: 1, time: 1 }
+      for (;;) {
+        const withId = rec as JobRecord & { readonly jobId: string }
+        const status = yield* follow(withId)
+        const outcome = yield* settle(withId, status)
+        if (outcome.result !== undefined) return outcome.result
+        const failure = outcome.failure
+        if (failure === undefined || !retryOn.includes(failure) || retries >= maxRetries) return yield* Effect.fail(outcome.error)
+        retries += 1
+        if (failure === "oom") scale = { ...scale, memory: scale.memory * memoryFactor }
+        if (failure === "timeout") scale = { ...scale, time: scale.time * timeFactor }
+        note(`${outcome.error.message}; retrying (${failure}, retry ${retries} of ${maxRetries})`, "warn")
+        lastError = undefined
+        tail.length = 0
+        clusterOutput.length = 0
+        rec = yield* submit(withId.attempt + 1, scale)
+      }
     }).pipe(
       Effect.onInterrupt(() => cancel),
       Effect.ensuring(Effect.sync(() => fs.closeSync(logFd)))

@@ -5,7 +5,8 @@
  *   jobs/<key>/record.json          which job runs this key: executor, job id, attempt, submitted by
  *   jobs/<key>/attempt-<n>/         one submission: spec.json, job.json (the runner's orders),
  *                                   job.sh (Slurm's batch script), events.jsonl (the worker's stdout:
- *                                   protocol lines), worker.log (its stderr), exit.json, output/
+ *                                   protocol lines), worker.log (its stderr), exit.json, output/,
+ *                                   checkpoint-request (the time limit is near: save a checkpoint)
  *
  * The record is written (atomically) before the executor starts waiting, so a driver that dies and
  * restarts finds the job and attaches to it instead of submitting the key again. The job writes its
@@ -72,7 +73,9 @@ export const attemptFiles = (attemptDir: string) => ({
   log: path.join(attemptDir, "worker.log"),
   exit: path.join(attemptDir, "exit.json"),
   output: path.join(attemptDir, "output"),
-  clusterLog: path.join(attemptDir, "cluster.out")
+  clusterLog: path.join(attemptDir, "cluster.out"),
+  /** written by the runner when the cluster warns of the time limit (SIGUSR1): the step should checkpoint now */
+  checkpointRequest: path.join(attemptDir, "checkpoint-request")
 })
 
 /** Writes a file so that readers see the old content or the new, never a part (tmp + fsync + rename). */

@@ -7,7 +7,8 @@
  * the job's output directory (a requeued job starts clean; its checkpoints live in the resume dir),
  * points the spec at the GPUs the cluster assigned (CUDA_VISIBLE_DEVICES), runs the command from the
  * job file (`anneal exec-step SPEC.json`) with stdout appended to events.jsonl and stderr to
- * worker.log, forwards SIGTERM (scancel, ray job stop) to it, and records the exit status in
+ * worker.log, forwards SIGTERM (scancel, ray job stop) to it, turns SIGUSR1 (the time limit is near)
+ * into a checkpoint request file the training loop polls, and records the exit status in
  * exit.json, written atomically, so a driver can learn the outcome even after the cluster has
  * forgotten the job. Its own exit code is the step's.
  */
@@ -32,6 +33,7 @@ try {
 }
 
 fs.rmSync(job!.exit, { force: true })
+if (job!.env.ANNEAL_CHECKPOINT_REQUEST !== undefined) fs.rmSync(job!.env.ANNEAL_CHECKPOINT_REQUEST, { force: true })
 fs.rmSync(job!.output, { recursive: true, force: true })
 fs.mkdirSync(job!.output, { recursive: true })
 
@@ -59,6 +61,14 @@ const stop = (signal: NodeJS.Signals) => {
   process.stderr.write(`anneal runner: ${signal}, stopping the step\n`)
 }
 process.on("SIGTERM", () => stop("SIGTERM"))
+// Slurm's warning before the time limit (sbatch --signal=B:USR1@N): the step's training loop polls for
+// this file (ANNEAL_CHECKPOINT_REQUEST, python/anneal_worker/protocol.py checkpoint_requested) and saves a
+// checkpoint; the job then ends at its limit and a retry resumes from that checkpoint
+const checkpointRequest = job!.env.ANNEAL_CHECKPOINT_REQUEST
+process.on("SIGUSR1", () => {
+  process.stderr.write("anneal runner: SIGUSR1, the time limit is near: asking the step for a checkpoint\n")
+  if (checkpointRequest !== undefined) fs.writeFileSync(checkpointRequest, new Date().toISOString() + "\n")
+})
 process.on("SIGINT", () => stop("SIGINT"))
 
 let finished = false

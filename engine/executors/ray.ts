@@ -34,6 +34,10 @@ export interface RayPlacement {
   readonly resources?: Readonly<Record<string, number>> | undefined
   /** memory when the step names none, in GiB */
   readonly memoryGb?: number | undefined
+  /** a container image the job runs in (runtime_env.image_uri; the image must hold Node 24 and the project's Python) */
+  readonly imageUri?: string | undefined
+  /** shell lines the entrypoint runs before the step (activating an environment); a failing one stops the job */
+  readonly setup?: ReadonlyArray<string> | undefined
 }
 
 export interface RayOptions extends ClusterOptions, RayPlacement {
@@ -51,6 +55,8 @@ export const rayPlacement = (options: RayOptions, step: string, kind: string): R
   runtimeEnv: options.runtimeEnv,
   resources: options.resources,
   memoryGb: options.memoryGb,
+  imageUri: options.imageUri,
+  setup: options.setup,
   ...options.steps?.[kind],
   ...options.steps?.[step]
 })
@@ -58,15 +64,30 @@ export const rayPlacement = (options: RayOptions, step: string, kind: string): R
 /** The Jobs API's resource fields for a request. */
 export const rayResourceFields = (
   placement: RayPlacement,
-  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }
+  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined },
+  memoryScale = 1
 ): Record<string, unknown> => {
   const memoryGb = resources.memoryGb ?? placement.memoryGb
   return {
     entrypoint_num_cpus: resources.cpus,
     entrypoint_num_gpus: resources.gpus,
-    ...(memoryGb !== undefined && memoryGb > 0 ? { entrypoint_memory: Math.ceil(memoryGb * 1024 ** 3) } : {}),
+    ...(memoryGb !== undefined && memoryGb > 0 ? { entrypoint_memory: Math.ceil(memoryGb * memoryScale * 1024 ** 3) } : {}),
     ...(placement.resources !== undefined ? { entrypoint_resources: placement.resources } : {})
   }
+}
+
+/** The job's runtime_env: the configured one, with the container image as image_uri when one is set. */
+export const rayRuntimeEnv = (placement: RayPlacement): Record<string, unknown> | undefined =>
+  placement.imageUri === undefined ? placement.runtimeEnv : { ...placement.runtimeEnv, image_uri: placement.imageUri }
+
+/**
+ * The entrypoint, a shell command line as Ray runs it: the setup lines under `set -e` (a failing one
+ * stops the job with its own message), then the runner, quoted word by word.
+ */
+export const rayEntrypoint = (placement: RayPlacement, command: ReadonlyArray<string>): string => {
+  const run = `exec ${command.map(shellQuote).join(" ")}`
+  const setup = (placement.setup ?? []).map((l) => l.replace(/\n/g, " "))
+  return setup.length === 0 ? command.map(shellQuote).join(" ") : ["set -e", ...setup, run].join("; ")
 }
 
 interface RayJobInfo {
@@ -93,7 +114,9 @@ export const rayStatus = (info: RayJobInfo): JobStatus => {
       const reason = info.error_type === "JOB_ENTRYPOINT_COMMAND_ERROR" && code !== undefined
         ? `the step exited with an error, exit code ${code}`
         : first !== "" ? first : (info.error_type ?? "failed")
-      return { phase: "failed", state: info.status, reason, exitCode: code }
+      // the step's own error, or Ray losing the job (its node, its supervisor actor): only the latter is retried by default
+      const failure = info.error_type === "JOB_ENTRYPOINT_COMMAND_ERROR" ? "step-error" : "node-failure"
+      return { phase: "failed", state: info.status, reason, exitCode: code, failure }
     }
   }
 }
@@ -208,12 +231,13 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
 
   const submit = async (req: SubmitRequest): Promise<string> => {
     const placement = rayPlacement(options, req.step, req.kind)
+    const runtimeEnv = rayRuntimeEnv(placement)
     const r = await api("POST", "/api/jobs/", {
-      entrypoint: req.command.map(shellQuote).join(" "),
+      entrypoint: rayEntrypoint(placement, req.command),
       submission_id: req.jobId,
-      ...rayResourceFields(placement, req.resources),
+      ...rayResourceFields(placement, req.resources, req.scale?.memory),
       metadata: { anneal_step: req.step, anneal_key: req.key, anneal_name: req.name },
-      ...(placement.runtimeEnv !== undefined ? { runtime_env: placement.runtimeEnv } : {})
+      ...(runtimeEnv !== undefined ? { runtime_env: runtimeEnv } : {})
     })
     const id = (r.json as { submission_id?: string } | undefined)?.submission_id
     if (r.status >= 300 || id === undefined) throw new Error(`Ray refused the job (HTTP ${r.status}): ${r.text.trim().slice(0, 300)}`)
@@ -225,6 +249,21 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
     if (r.status === 404) return { phase: "gone", state: "UNKNOWN" }
     if (r.status >= 300 || r.json === undefined) throw new Error(`HTTP ${r.status}: ${r.text.trim().slice(0, 300)}`)
     return rayStatus(r.json as RayJobInfo)
+  }
+
+  /** Every job's state in one call (GET /api/jobs/ lists the cluster's jobs): the executor's batched poll. */
+  const statusMany = async (jobIds: ReadonlyArray<string>): Promise<Map<string, JobStatus>> => {
+    const r = await api("GET", "/api/jobs/")
+    // a proxy or an old dashboard without the list: ask job by job
+    if (r.status >= 300 || !Array.isArray(r.json)) return new Map(await Promise.all(jobIds.map(async (id) => [id, await status(id)] as const)))
+    const known = new Map<string, RayJobInfo>()
+    for (const info of r.json as Array<RayJobInfo & { submission_id?: string | null }>) {
+      if (typeof info.submission_id === "string") known.set(info.submission_id, info)
+    }
+    return new Map(jobIds.map((id) => {
+      const info = known.get(id)
+      return [id, info === undefined ? { phase: "gone", state: "UNKNOWN" } : rayStatus(info)] as const
+    }))
   }
 
   const cancel = async (jobId: string) => {
@@ -246,6 +285,7 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
     chooseJobId: (name) => `${name}-${randomBytes(4).toString("hex")}`,
     submit,
     status,
+    statusMany,
     cancel,
     jobOutput
   }
@@ -271,7 +311,9 @@ const opt = Schema.optional
 const rayPlacementFields = {
   runtimeEnv: opt(Schema.Record(Schema.String, Schema.Unknown)),
   resources: opt(Schema.Record(Schema.String, Schema.Number)),
-  memoryGb: opt(Schema.Number)
+  memoryGb: opt(Schema.Number),
+  imageUri: opt(Schema.String),
+  setup: opt(Schema.Array(Schema.String))
 }
 /** The "ray" section of anneal.config.json. */
 export const RayConfig = Schema.Struct({

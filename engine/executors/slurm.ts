@@ -1,14 +1,19 @@
 /**
- * The Slurm executor: each step is one batch job (`sbatch`), its state read with `scontrol show job`
- * (and `sacct` once the controller has forgotten the job, where accounting is on), cancelled with
- * `scancel`. Resources come from the spec's devices (GPUs as `--gres=gpu:N`, `--cpus-per-task`,
- * `--mem`), the rest (partition, account, time limit, extra sbatch flags) from the executor config,
- * with per-step overrides by step id or kind. Jobs are submitted `--requeue` by default: a preempted
- * job or one whose node failed runs again, and the step resumes from its checkpoint in the resume dir.
+ * The Slurm executor: each step is one batch job (`sbatch`), cancelled with `scancel`. The states of all
+ * of a run's jobs are read with one `squeue -j a,b,c` per poll (statusMany), and a job's ending with
+ * `scontrol show job` (and `sacct` once the controller has forgotten the job, where accounting is on).
+ * Resources come from the spec's devices (GPUs as `--gres=gpu:[type:]N` or `--gpus-per-node`,
+ * `--cpus-per-task`, `--mem`, else `--mem-per-cpu` from the config so a step without a memory figure
+ * does not take a whole node), the rest (partition, account, time limit, setup lines, a container,
+ * extra sbatch flags) from the executor config, with per-step overrides by step id or kind. Jobs are
+ * submitted `--requeue` by default: a preempted job or one whose node failed runs again, and the step
+ * resumes from its checkpoint in the resume dir; `--signal=B:USR1@120` warns the runner before the time
+ * limit, and the runner asks the training loop for a checkpoint (cluster-runner.ts).
  *
- * The batch script is two lines of POSIX sh, written into the job's attempt directory, that exec the
- * runner with the project's Node 24 (cluster-runner.ts); Slurm needs a script, so that one command line
- * is quoted word by word (shellQuote), and everything else runs from argument arrays.
+ * The batch script (batchScript) is POSIX sh written into the job's attempt directory: the setup
+ * lines, then `exec` of the runner with the project's Node 24 (cluster-runner.ts), inside
+ * `apptainer exec` or `srun --container-image` when the step has a container. The runner's command line
+ * is quoted word by word (shellQuote); everything else runs from argument arrays.
  */
 import * as fs from "node:fs"
 import * as Schema from "effect/Schema"
@@ -17,7 +22,7 @@ import type { Executor } from "../spec.ts"
 import { attemptFiles, shellQuote } from "./cluster-job.ts"
 import { registerExecutor } from "./registry.ts"
 import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
-import type { ClusterBackend, ClusterOptions, JobStatus, SubmitRequest } from "./cluster-executor.ts"
+import type { ClusterBackend, ClusterOptions, FailureKind, JobStatus, SubmitRequest } from "./cluster-executor.ts"
 
 export interface SlurmPlacement {
   readonly partition?: string | undefined
@@ -25,12 +30,39 @@ export interface SlurmPlacement {
   readonly qos?: string | undefined
   /** Slurm's --time: "MM", "HH:MM:SS" or "D-HH:MM:SS" */
   readonly timeLimit?: string | undefined
-  /** memory when the step names none, in GiB */
+  /** memory when the step names none, in GiB (--mem); wins over memoryPerCpuGb */
   readonly memoryGb?: number | undefined
-  /** the gres type, e.g. "a100" for --gres=gpu:a100:N */
+  /**
+   * memory per CPU when neither the step nor memoryGb names any (--mem-per-cpu), in GiB; default 2, so
+   * a step without a memory figure never takes a whole node's memory. 0 leaves it to the cluster.
+   */
+  readonly memoryPerCpuGb?: number | undefined
+  /** the GPU type, e.g. "a100" for --gres=gpu:a100:N */
   readonly gpuType?: string | undefined
+  /** how GPUs are asked for: "gres" (--gres=gpu:[type:]N, default) or "gpus" (--gpus-per-node=[type:]N) */
+  readonly gpuFlag?: "gres" | "gpus" | undefined
+  /**
+   * seconds before the time limit at which the job gets SIGUSR1 (--signal=B:USR1@N), so a training step
+   * saves a checkpoint before Slurm kills it; default 120, 0 for none
+   */
+  readonly signalSeconds?: number | undefined
+  /** shell lines run in the batch script before the step: ["module load cuda/12.4", ". /opt/venv/bin/activate"] */
+  readonly setup?: ReadonlyArray<string> | undefined
+  /** a container the step runs in (Apptainer/Singularity, or pyxis/enroot through srun) */
+  readonly container?: SlurmContainer | undefined
   /** more sbatch flags, one word each: ["--constraint=ib", "--exclusive"] */
   readonly sbatchArgs?: ReadonlyArray<string> | undefined
+}
+
+export interface SlurmContainer {
+  /** an image: a .sif file for Apptainer, docker://... or a squashfs/registry name for pyxis */
+  readonly image: string
+  /** "apptainer" (default), "singularity" or "pyxis" (srun --container-image) */
+  readonly runtime?: "apptainer" | "singularity" | "pyxis" | undefined
+  /** more directories to bind into the container; the project and the store are always bound */
+  readonly binds?: ReadonlyArray<string> | undefined
+  /** more words for `apptainer exec` or srun */
+  readonly args?: ReadonlyArray<string> | undefined
 }
 
 export interface SlurmOptions extends ClusterOptions, SlurmPlacement {
@@ -49,52 +81,133 @@ export const slurmPlacement = (options: SlurmOptions, step: string, kind: string
   qos: options.qos,
   timeLimit: options.timeLimit,
   memoryGb: options.memoryGb,
+  memoryPerCpuGb: options.memoryPerCpuGb,
   gpuType: options.gpuType,
+  gpuFlag: options.gpuFlag,
+  signalSeconds: options.signalSeconds,
+  setup: options.setup,
+  container: options.container,
   sbatchArgs: options.sbatchArgs,
   ...options.steps?.[kind],
   ...options.steps?.[step]
 })
 
+/** Slurm's time formats ("MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS") in seconds. */
+export const parseSlurmTime = (time: string): number | undefined => {
+  const m = /^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$/.exec(time.trim())
+  if (m === null) return undefined
+  const [, d, a, b, c] = m
+  const n = [a, b, c].filter((x) => x !== undefined).map(Number)
+  if (d !== undefined) return Number(d) * 86400 + (n[0] ?? 0) * 3600 + (n[1] ?? 0) * 60 + (n[2] ?? 0)
+  if (n.length === 1) return n[0]! * 60
+  if (n.length === 2) return n[0]! * 60 + n[1]!
+  return n[0]! * 3600 + n[1]! * 60 + n[2]!
+}
+
+/** Seconds as Slurm's D-HH:MM:SS. */
+export const formatSlurmTime = (seconds: number): string => {
+  const s = Math.ceil(seconds)
+  const two = (n: number) => String(n).padStart(2, "0")
+  const days = Math.floor(s / 86400)
+  const rest = `${two(Math.floor((s % 86400) / 3600))}:${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}`
+  return days > 0 ? `${days}-${rest}` : rest
+}
+
+/** How much more a retried job asks for: memory after running out of it, time after hitting the limit. */
+export interface ResourceScale {
+  readonly memory: number
+  readonly time: number
+}
+const noScale: ResourceScale = { memory: 1, time: 1 }
+
+const defaultMemoryPerCpuGb = 2
+const defaultSignalSeconds = 120
+
 /** sbatch's resource flags for a request. */
 export const sbatchResourceArgs = (
   placement: SlurmPlacement,
-  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }
+  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined; readonly nodes?: number | undefined },
+  scale: ResourceScale = noScale
 ): Array<string> => {
-  const args = [`--cpus-per-task=${resources.cpus}`]
+  const nodes = Math.max(1, resources.nodes ?? 1)
+  const args = nodes > 1 ? [`--nodes=${nodes}`, "--ntasks-per-node=1"] : []
+  args.push(`--cpus-per-task=${resources.cpus}`)
   const memoryGb = resources.memoryGb ?? placement.memoryGb
-  if (memoryGb !== undefined && memoryGb > 0) args.push(`--mem=${Math.ceil(memoryGb * 1024)}M`)
-  if (resources.gpus > 0) args.push(`--gres=gpu:${placement.gpuType !== undefined ? `${placement.gpuType}:` : ""}${resources.gpus}`)
+  const perCpu = placement.memoryPerCpuGb ?? defaultMemoryPerCpuGb
+  if (memoryGb !== undefined && memoryGb > 0) args.push(`--mem=${Math.ceil(memoryGb * scale.memory * 1024)}M`)
+  else if (perCpu > 0) args.push(`--mem-per-cpu=${Math.ceil(perCpu * scale.memory * 1024)}M`)
+  if (resources.gpus > 0) {
+    const typed = `${placement.gpuType !== undefined ? `${placement.gpuType}:` : ""}${resources.gpus}`
+    args.push(placement.gpuFlag === "gpus" || nodes > 1 ? `--gpus-per-node=${typed}` : `--gres=gpu:${typed}`)
+  }
   if (placement.partition !== undefined) args.push(`--partition=${placement.partition}`)
   if (placement.account !== undefined) args.push(`--account=${placement.account}`)
   if (placement.qos !== undefined) args.push(`--qos=${placement.qos}`)
-  if (placement.timeLimit !== undefined) args.push(`--time=${placement.timeLimit}`)
+  if (placement.timeLimit !== undefined) {
+    const seconds = scale.time !== 1 ? parseSlurmTime(placement.timeLimit) : undefined
+    args.push(`--time=${seconds !== undefined ? formatSlurmTime(seconds * scale.time) : placement.timeLimit}`)
+  }
+  const signal = placement.signalSeconds ?? defaultSignalSeconds
+  if (signal > 0) args.push(`--signal=B:USR1@${Math.round(signal)}`)
   return [...args, ...(placement.sbatchArgs ?? [])]
+}
+
+/**
+ * The batch script: the setup lines, then the runner, inside the container when there is one. Slurm
+ * needs a script, so the runner's command line is quoted word by word (shellQuote); the setup lines
+ * are the user's own shell (`module load` is a shell function) and run under `set -e`, so a failed one
+ * stops the job with its own message instead of running the step in the wrong environment.
+ */
+export const batchScript = (
+  placement: SlurmPlacement,
+  job: { readonly step: string; readonly key: string; readonly command: ReadonlyArray<string>; readonly binds: ReadonlyArray<string>; readonly gpus: number }
+): string => {
+  const lines = ["#!/bin/sh", `# anneal step ${job.step.replace(/\n/g, " ")} (key ${job.key}), written by the Slurm executor`]
+  const setup = placement.setup ?? []
+  if (setup.length > 0) lines.push("set -e", ...setup.map((l) => l.replace(/\n/g, " ")), "set +e")
+  lines.push(`exec ${[...containerPrefix(placement.container, job.binds, job.gpus), ...job.command].map(shellQuote).join(" ")}`)
+  return lines.join("\n") + "\n"
+}
+
+/** The words that run a command inside the step's container: `apptainer exec ...` or `srun --container-image ...`. */
+export const containerPrefix = (container: SlurmContainer | undefined, binds: ReadonlyArray<string>, gpus: number): Array<string> => {
+  if (container === undefined) return []
+  const all = [...new Set([...binds, ...(container.binds ?? [])])]
+  if (container.runtime === "pyxis") {
+    return [
+      "srun", "--ntasks=1", `--container-image=${container.image}`,
+      `--container-mounts=${all.map((b) => (b.includes(":") ? b : `${b}:${b}`)).join(",")}`,
+      "--no-container-remap-root", ...(container.args ?? [])
+    ]
+  }
+  return [
+    container.runtime ?? "apptainer", "exec", ...(gpus > 0 ? ["--nv"] : []),
+    ...all.flatMap((b) => ["--bind", b]), ...(container.args ?? []), container.image
+  ]
 }
 
 /** What one submission adds to the step's arguments: its name, and where its script and output are. */
 export interface SbatchJob {
   readonly name: string
   readonly attemptDir: string
+  /** how much more than the step's request a retry asks for */
+  readonly scale?: ResourceScale | undefined
 }
+
+type Requested = { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined; readonly nodes?: number | undefined }
 
 /**
  * Every argument sbatch gets for a step, in order: the one source for submitting and for `anneal plan`
  * (which passes no job, so the per-submission name, output file, directory and script are left out).
  */
-export const sbatchArgs = (
-  options: SlurmOptions,
-  step: string,
-  kind: string,
-  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined },
-  job?: SbatchJob
-): Array<string> => {
+export const sbatchArgs = (options: SlurmOptions, step: string, kind: string, resources: Requested, job?: SbatchJob): Array<string> => {
   const files = job !== undefined ? attemptFiles(job.attemptDir) : undefined
   return [
     ...(job !== undefined && files !== undefined
       ? ["--parsable", `--job-name=${job.name}`, `--output=${files.clusterLog}`, `--chdir=${job.attemptDir}`]
       : []),
     options.requeue === false ? "--no-requeue" : "--requeue",
-    ...sbatchResourceArgs(slurmPlacement(options, step, kind), jobResources(resources)),
+    ...sbatchResourceArgs(slurmPlacement(options, step, kind), { ...jobResources(resources), nodes: resources.nodes }, job?.scale),
     ...(files !== undefined ? [files.script] : [])
   ]
 }
@@ -116,6 +229,17 @@ const endings: Record<string, string> = {
   FAILED: "the step exited with an error"
 }
 
+/** Which endings a retry policy may retry, by Slurm state; CANCELLED and DEADLINE are never retried. */
+const failureKinds: Record<string, FailureKind> = {
+  TIMEOUT: "timeout",
+  PREEMPTED: "preemption",
+  NODE_FAIL: "node-failure",
+  BOOT_FAIL: "node-failure",
+  OUT_OF_MEMORY: "oom",
+  FAILED: "step-error",
+  COMPLETED: "step-error"
+}
+
 /** `scontrol show job -o` prints one line of Key=Value pairs. */
 export const parseScontrol = (line: string): Record<string, string> => {
   const fields: Record<string, string> = {}
@@ -128,12 +252,14 @@ export const slurmStatus = (state: string, reason: string | undefined, exitCode:
   const [code, signal] = (exitCode ?? "").split(":").map((n) => Number(n))
   const base = state.split(" ")[0]!.replace(/\+$/, "")
   if (liveStates.has(base)) return { phase: base === "PENDING" ? "queued" : "running", state: base }
-  if (base === "COMPLETED") return { phase: code === 0 ? "succeeded" : "failed", state: base, exitCode: code }
+  if (base === "COMPLETED") {
+    return code === 0 ? { phase: "succeeded", state: base, exitCode: code } : { phase: "failed", state: base, exitCode: code, failure: "step-error" }
+  }
   const parts = [endings[base] ?? base.toLowerCase()]
   if (reason !== undefined && reason !== "None" && reason !== "(null)" && reason !== "") parts.push(`reason ${reason}`)
   if (base === "FAILED" && code !== undefined && Number.isFinite(code)) parts.push(`exit code ${code}`)
   if (signal !== undefined && signal > 0) parts.push(`signal ${signal}`)
-  return { phase: "failed", state: base, reason: parts.join(", "), exitCode: Number.isFinite(code) ? code : undefined }
+  return { phase: "failed", state: base, reason: parts.join(", "), exitCode: Number.isFinite(code) ? code : undefined, failure: failureKinds[base] }
 }
 
 export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => {
@@ -148,9 +274,10 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
 
   const submit = async (req: SubmitRequest): Promise<string> => {
     const files = attemptFiles(req.attemptDir)
+    const placement = slurmPlacement(options, req.step, req.kind)
     fs.writeFileSync(
       files.script,
-      `#!/bin/sh\n# anneal step ${req.step.replace(/\n/g, " ")} (key ${req.key}), written by the Slurm executor\nexec ${req.command.map(shellQuote).join(" ")}\n`,
+      batchScript(placement, { step: req.step, key: req.key, command: req.command, binds: req.binds ?? [], gpus: req.resources.gpus }),
       { mode: 0o755 }
     )
     const r = await slurm("sbatch", sbatchArgs(options, req.step, req.kind, req.resources, req))
@@ -176,6 +303,27 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
     return slurmStatus(state ?? "UNKNOWN", reason, exitCode)
   }
 
+  /**
+   * The states of many jobs in one controller query (`squeue -j a,b,c`), for the executor's batched
+   * poll: a job squeue shows as live is answered from that one line; one it shows ended, or no longer
+   * knows, is asked about alone (scontrol, then sacct), which happens once per job, when it ends. A
+   * controller that refuses the list (an id it never knew) is asked job by job.
+   */
+  const statusMany = async (jobIds: ReadonlyArray<string>): Promise<Map<string, JobStatus>> => {
+    const found = new Map<string, JobStatus>()
+    const r = await slurm("squeue", ["-h", "-t", "all", "-j", jobIds.join(","), "-o", "%i|%T|%r"])
+    if (r.exitCode === 0) {
+      for (const line of r.stdout.split("\n")) {
+        const [id, state, reason] = line.trim().split("|")
+        if (id === undefined || state === undefined || !jobIds.includes(id)) continue
+        const s = slurmStatus(state, reason, undefined)
+        if (s.phase === "queued" || s.phase === "running") found.set(id, s)
+      }
+    }
+    for (const id of jobIds) if (!found.has(id)) found.set(id, await status(id))
+    return found
+  }
+
   const cancel = async (jobId: string) => {
     const r = await slurm("scancel", [jobId])
     if (r.exitCode !== 0 && !/Invalid job id|already completing or completed/i.test(r.stderr)) {
@@ -198,7 +346,7 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
     }
   }
 
-  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, cancel, findByName, jobOutput }
+  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, statusMany, cancel, findByName, jobOutput }
 }
 
 export const makeSlurmExecutor = (options: SlurmOptions = {}): Executor =>
@@ -209,7 +357,7 @@ export const describeSlurmPlacement = (
   options: SlurmOptions,
   step: string,
   kind: string,
-  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }
+  resources: Requested
 ): string => `slurm: sbatch ${sbatchArgs(options, step, kind, resources).map(shellQuote).join(" ")}`
 
 const opt = Schema.optional
@@ -219,7 +367,17 @@ const slurmPlacementFields = {
   qos: opt(Schema.String),
   timeLimit: opt(Schema.String),
   memoryGb: opt(Schema.Number),
+  memoryPerCpuGb: opt(Schema.Number),
   gpuType: opt(Schema.String),
+  gpuFlag: opt(Schema.Literals(["gres", "gpus"])),
+  signalSeconds: opt(Schema.Number),
+  setup: opt(Schema.Array(Schema.String)),
+  container: opt(Schema.Struct({
+    image: Schema.String,
+    runtime: opt(Schema.Literals(["apptainer", "singularity", "pyxis"])),
+    binds: opt(Schema.Array(Schema.String)),
+    args: opt(Schema.Array(Schema.String))
+  })),
   sbatchArgs: opt(Schema.Array(Schema.String))
 }
 /** The "slurm" section of anneal.config.json. */

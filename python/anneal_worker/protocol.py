@@ -102,6 +102,19 @@ class Worker:
         _emit({"type": "log", "level": level, "message": message})
 
 
+def checkpoint_requested() -> bool:
+    """True once the cluster has warned that the job's time limit is near: save a checkpoint now.
+
+    On Slurm the job gets SIGUSR1 some time before its limit (sbatch --signal=B:USR1@120); anneal's
+    cluster runner then writes the file named by ANNEAL_CHECKPOINT_REQUEST. A training loop calls this
+    once per optimizer step (one stat of a file) and, when it says True, saves its checkpoint into the
+    resume dir: the job ends at its limit, and the retry resumes from that checkpoint. Always False
+    outside a cluster job.
+    """
+    request = os.environ.get("ANNEAL_CHECKPOINT_REQUEST")
+    return request is not None and os.path.exists(request)
+
+
 def _exit_with_parent() -> None:
     """Exits when the engine that started us dies (kill -9 gives it no chance to stop us).
 

@@ -142,12 +142,14 @@ describe("the sbatch arguments", () => {
     expect(perJob).toHaveLength(5)
     const shown = describePlacement("slurm", { slurm }, "train", "test-train", { gpus: 0, cpus: 2, memoryGb: 0 })
     expect(shown).toBe(`slurm: sbatch ${args.filter((a) => !perJob.includes(a)).join(" ")}`)
-    expect(shown).toBe("slurm: sbatch --requeue --cpus-per-task=2 --mem=3072M --partition=a100 --time=00:30:00 --constraint=ib")
+    expect(shown).toBe("slurm: sbatch --requeue --cpus-per-task=2 --mem=3072M --partition=a100 --time=00:30:00 --signal=B:USR1@120 --constraint=ib")
   })
 
   it("one function builds them for plan and for submission", () => {
     const resources = { gpus: 2, cpus: 0, memoryGb: 0 }
-    expect(sbatchArgs({ gpuType: "h100", requeue: false }, "sft", "sft", resources)).toEqual(["--no-requeue", "--cpus-per-task=1", "--gres=gpu:h100:2"])
+    // no memory figure anywhere: the per-CPU default (2 GiB), never a whole node's memory
+    expect(sbatchArgs({ gpuType: "h100", requeue: false }, "sft", "sft", resources))
+      .toEqual(["--no-requeue", "--cpus-per-task=1", "--mem-per-cpu=2048M", "--gres=gpu:h100:2", "--signal=B:USR1@120"])
     expect(sbatchArgs({}, "sft", "sft", { gpus: 0, cpus: 4, memoryGb: 1.5 }, { name: "anneal-sft-abc-a1", attemptDir: "/s/jobs/k/attempt-1" })).toEqual([
       "--parsable",
       "--job-name=anneal-sft-abc-a1",
@@ -156,6 +158,7 @@ describe("the sbatch arguments", () => {
       "--requeue",
       "--cpus-per-task=4",
       "--mem=1536M",
+      "--signal=B:USR1@120",
       "/s/jobs/k/attempt-1/job.sh"
     ])
   })

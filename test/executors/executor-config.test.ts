@@ -63,14 +63,14 @@ describe("executor config", () => {
     }
     const resources = { gpus: 4, cpus: 8, memoryGb: 64 }
     expect(describePlacement("slurm", config, "pretrain", "pretrain", resources))
-      .toBe("slurm: sbatch --requeue --cpus-per-task=8 --mem=65536M --gres=gpu:4 --partition=gpu --time=04:00:00")
+      .toBe("slurm: sbatch --requeue --cpus-per-task=8 --mem=65536M --gres=gpu:4 --partition=gpu --time=04:00:00 --signal=B:USR1@120")
     expect(describePlacement("slurm", config, "sft-short", "sft", resources)).toContain("--partition=a100 ")
     expect(describePlacement("slurm", config, "sft-long", "sft", resources)).toContain("--time=2-00:00:00")
     expect(describePlacement("ray", {}, "sft", "sft", resources)).toBe("ray: 4 GPU, 8 CPU, 64 GiB")
     expect(describePlacement("local", {}, "clean", "clean", { gpus: 0, cpus: 1 })).toBe("local: 0 GPU, 1 CPU")
     // a step that names no memory (the plan's request says 0) gets the config's default, as its job does
     expect(describePlacement("slurm", { slurm: { memoryGb: 8 } }, "clean", "clean", { gpus: 0, cpus: 0, memoryGb: 0 }))
-      .toBe("slurm: sbatch --requeue --cpus-per-task=1 --mem=8192M")
+      .toBe("slurm: sbatch --requeue --cpus-per-task=1 --mem=8192M --signal=B:USR1@120")
     expect(describePlacement("ray", { ray: { memoryGb: 2, steps: { clean: { resources: { a10g: 1 } } } } }, "clean", "clean", { gpus: 0, cpus: 1, memoryGb: 0 }))
       .toBe('ray: 0 GPU, 1 CPU, 2 GiB, {"a10g":1}')
   })
@@ -94,7 +94,7 @@ describe("executor config", () => {
     })
     expect(r.exitCode, r.stderr).toBe(0)
     expect(r.stdout).toContain("where steps would run (slurm):")
-    expect(r.stdout).toMatch(/^ {2}train: slurm: sbatch --requeue --cpus-per-task=1 --mem=6144M --partition=gpu --time=00:20:00$/m)
+    expect(r.stdout).toMatch(/^ {2}train: slurm: sbatch --requeue --cpus-per-task=1 --mem=6144M --partition=gpu --time=00:20:00 --signal=B:USR1@120$/m)
   })
 
   it("gives cluster runs a pool of their own: GPU slots the driver does not need to have", () => {
