@@ -131,6 +131,30 @@ def read_dataset(path: str, accept: tuple[str, ...], who: str) -> tuple[str, lis
     return fmt, rows
 
 
+def iter_checked_rows(path: str, accept: tuple[str, ...], who: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """read_dataset one row at a time, for data larger than memory: yields (format, row) with the same
+    checks and messages, failing at the first bad row (so a consumer must not commit what it wrote
+    before the end) and at the end if there was no row."""
+    declared = declared_format(path)
+    if declared is not None and declared != "any" and declared not in accept:
+        fail(f"{who}: dataset {path} has rows of format '{declared}', expected {' or '.join(accept)}")
+    fmt: str | None = declared if declared in accept else None
+    any_row = False
+    for file, n, row in iter_rows(path, who):
+        if fmt is None:
+            fmt = infer_format(row)
+            if fmt not in accept:
+                found = fmt or "unknown (fields " + ", ".join(sorted(row)) + ")"
+                fail(f"{who}: {file}:{n}: row format is {found}, expected {' or '.join(accept)}")
+        problem = check_row(fmt, row)
+        if problem:
+            fail(f"{who}: {file}:{n}: not a {fmt} row: {describe_problem(*problem)}")
+        any_row = True
+        yield fmt, row
+    if not any_row:
+        fail(f"{who}: dataset {path} is empty")
+
+
 def write_dataset(path: str, fmt: str, rows: list[dict[str, Any]]) -> None:
     """Writes a dataset artifact directory (used by tests and small generator steps)."""
     os.makedirs(path, exist_ok=True)

@@ -189,6 +189,25 @@ def remove_training_args(output: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Data larger than memory
+
+def streamed_dataset(worker: Worker, make_rows, name: str):
+    """A datasets.Dataset written from `make_rows()` (a generator function) to an Arrow file under the
+    resume dir, one batch at a time, and memory-mapped from there: the rows never sit in Python memory,
+    the Trainer's tokenizing map writes its own cache files beside it, and sampling is the same as a
+    Dataset.from_list's (shuffled by index), so results do not change. Each rank writes its own copy,
+    afresh every run (a stale copy could hold another input's rows)."""
+    import shutil
+
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()
+    cache = os.path.join(worker.resume_dir, f"{name}-rank{rank()}")
+    shutil.rmtree(cache, ignore_errors=True)
+    return Dataset.from_generator(make_rows, cache_dir=cache, fingerprint=f"anneal-{name}-{rank()}")
+
+
+# ----------------------------------------------------------------------------------------------
 # Checkpoints for mid-step resume
 
 def last_checkpoint(resume_dir: str) -> str | None:

@@ -1,7 +1,7 @@
 """dpo: Direct Preference Optimization with TRL's DPOTrainer on a Preference dataset.
 
 Run by the engine as `python steps/train/dpo/worker.py SPEC.json` (see engine/spec.ts); with several
-processes under `python -m torch.distributed.run --standalone --nproc_per_node N`. Two step kinds run
+processes (nodes x gpusPerNode, or `processes` on CPU) under torchrun (steps/train/torchrun.ts). Two step kinds run
 this script: `dpo` saves a Model (LoRA adapters merged into the base), `dpo-lora` the Adapter alone.
 
 - The policy starts from the input model. With LoRA the reference log-probabilities come from the same
@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
-from anneal_worker.datasets import read_dataset
+from anneal_worker.datasets import iter_checked_rows
+from anneal_worker.distributed import (
+    FSDP_SHARDING, STRATEGIES, check_strategy, check_world, route_rank_output, strategy_args, uses_fsdp,
+)
 from anneal_worker.protocol import Worker, config_from_params, fail
 from anneal_worker.training import (
     LR_SCHEDULERS, check, check_choices, check_non_negative, check_positive, choice, device_args,
     is_main_process, last_checkpoint, limit_cpu_threads, load_causal_lm, load_tokenizer, model_dir_input,
-    model_module_names, progress_callback, remove_training_args, report_train_metrics, training_dtype,
+    model_module_names, progress_callback, remove_training_args, report_train_metrics, streamed_dataset,
+    training_dtype,
 )
 
 WHO = "dpo"
@@ -62,7 +67,21 @@ class DpoConfig:
     # --- run ---
     save_steps: int = 0
     logging_steps: int = 1
+    # machines (torchrun on each); more than 1 needs the Slurm or Ray executor
+    nodes: int = 1
+    # processes (one per GPU) on each node; null: `processes`, or the GPUs assigned
+    gpus_per_node: int | None = None
+    # processes per node when gpus_per_node is null (CPU data parallelism over gloo)
     processes: int = 1
+    # ddp (replicas), fsdp (sharded; full fine-tuning only), deepspeed (ZeRO; CUDA only)
+    strategy: str = choice("ddp", STRATEGIES)
+    fsdp_sharding: str = choice("full-shard", FSDP_SHARDING)
+    fsdp_auto_wrap: bool = True
+    fsdp_activation_checkpointing: bool = False
+    fsdp_cpu_offload: bool = False
+    deepspeed_stage: int = 2
+    # a DeepSpeed config (a JSON file's content) used as it is
+    deepspeed_config: dict[str, Any] | None = None
     allow_pickle: bool = False
     # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
     seed: int = 0
@@ -71,7 +90,8 @@ class DpoConfig:
         check_choices(WHO, self)
         check(len(self.loss_type) > 0, f"{WHO}: param lossType must name at least one loss")
         check_positive(WHO, self, "beta", "lora_r", "lora_alpha", "max_length", "learning_rate", "max_grad_norm",
-                       "micro_batch_size", "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes")
+                       "micro_batch_size", "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes",
+                       "nodes", "gpus_per_node")
         check_non_negative(WHO, self, "warmup_steps", "weight_decay", "save_steps")
         check(0 <= self.lora_dropout < 1, f"{WHO}: param loraDropout must be in [0, 1)")
         check(len(self.lora_target_modules) > 0, f"{WHO}: param loraTargetModules must name at least one module")
@@ -80,13 +100,16 @@ class DpoConfig:
 
 def main() -> None:
     worker = Worker.from_argv()
+    route_rank_output(worker)
     cfg = config_from_params(DpoConfig, worker.params)
     save_adapter = worker.spec.get("kind") == "dpo-lora"
     who = worker.spec.get("kind", WHO)
 
     # --- validate inputs before touching a device ---
     check(not (save_adapter and cfg.adapter != "lora"), f"{who}: saves a LoRA adapter, so param adapter must be lora")
-    _, rows = read_dataset(worker.inputs["data"], ("preference",), f"{who}: input 'data'")
+    check_strategy(who, cfg, lora=cfg.adapter == "lora")
+    check_world(who, cfg, worker)
+    next(iter_checked_rows(worker.inputs["data"], ("preference",), f"{who}: input 'data'"))
     base = model_dir_input(f"{who}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
     if cfg.adapter == "lora" and cfg.lora_target_modules != ["all-linear"]:
         known = model_module_names(base)
@@ -96,12 +119,18 @@ def main() -> None:
 
     # --- setup ---
     worker.phase("loading torch")
-    from datasets import Dataset
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
     from transformers import set_seed
 
     limit_cpu_threads(worker)
+
+    def pairs():
+        for _, r in iter_checked_rows(worker.inputs["data"], ("preference",), f"{who}: input 'data'"):
+            yield {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
+
+    # every row is checked (and written to disk) before any model is loaded
+    train = streamed_dataset(worker, pairs, "pairs")
     worker.phase("loading model")
     tok = load_tokenizer(base)
     set_seed(cfg.seed)
@@ -116,9 +145,6 @@ def main() -> None:
                                  task_type="CAUSAL_LM")
     else:
         ref_model = load_causal_lm(base, dtype, cfg.allow_pickle)
-
-    # --- data ---
-    train = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
 
     args = DPOConfig(
         output_dir=worker.resume_dir,
@@ -145,6 +171,7 @@ def main() -> None:
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         **device_args(worker),
+        **strategy_args(who, cfg, worker),
     )
     progress = progress_callback(worker)
     worker.phase("tokenizing")
@@ -160,11 +187,17 @@ def main() -> None:
 
     # --- save ---
     worker.phase("saving")
+    full_state = None
+    if uses_fsdp(cfg):  # gathering the shards is a collective: every rank takes part, rank 0 writes
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        full_state = trainer.accelerator.get_state_dict(trainer.model)
     if is_main_process():
         trained = trainer.model
+        if full_state is not None:
+            trained = trainer.accelerator.unwrap_model(trained)
         if peft_config is not None and not save_adapter:
             trained = trained.merge_and_unload()
-        trained.save_pretrained(worker.output)
+        trained.save_pretrained(worker.output, **({"state_dict": full_state} if full_state is not None else {}))
         if not save_adapter:
             tok.save_pretrained(worker.output)
         remove_training_args(worker.output)

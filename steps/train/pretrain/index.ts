@@ -60,7 +60,7 @@ export const PretrainParams = Schema.Struct({
   adamEpsilon: fromPreset(PositiveNumber).annotate(describe("AdamW epsilon")),
   maxGradNorm: withDefault(PositiveNumber, 1).annotate(describe("gradient clipping norm")),
   microBatchSize: withDefault(PositiveInt, 8).annotate(
-    describe("sequences per process per forward pass; global batch = microBatchSize x gradientAccumulationSteps x processes")
+    describe("sequences per process per forward pass; global batch = microBatchSize x gradientAccumulationSteps x world size")
   ),
   gradientAccumulationSteps: withDefault(PositiveInt, 1).annotate(describe("micro batches per optimizer step")),
   maxSteps: withDefault(MaxSteps, 100).annotate(describe("optimizer steps; -1 trains for numEpochs over the packed data")),
@@ -76,11 +76,16 @@ export const pretrain = defineStep({
   description: "pretrain a causal LM on packed text, from scratch (llama / phi) or continued",
   params: PretrainParams,
   inputs: {
-    data: Port.describe(Port.dataset(Text), "documents, packed into seqLen blocks"),
+    data: Port.describe(Port.optional(Port.dataset(Text)), "documents, tokenized into the resume dir and packed into seqLen blocks"),
+    tokens: Port.describe(Port.optional(Port.files()), "instead of data: a tokenize step's memory-mapped token shards"),
     tokenizer: Port.describe(Port.optional(Port.tokenizer()), "from scratch: the vocabulary"),
     model: Port.describe(Port.optional(Port.model()), "continued pretraining: the starting weights and tokenizer")
   },
   output: Port.model(),
+  checkParams: (_params, inputs) =>
+    (inputs.data > 0) === (inputs.tokens > 0)
+      ? { param: "data", message: "give one of the inputs data (a Text dataset) or tokens (a tokenize step's output)" }
+      : undefined,
   resources: trainingResources,
   executionOnly: trainingExecutionOnly,
   sourceFiles: workerSourceFiles(script),

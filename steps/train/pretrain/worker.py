@@ -1,8 +1,8 @@
 """pretrain: train a causal language model on packed Text documents, from scratch or continued.
 
 Run by the engine as `python steps/train/pretrain/worker.py SPEC.json` (see engine/spec.ts); with several
-processes (`processes` on CPU, or gpus > 1) under `python -m torch.distributed.run --standalone
---nproc_per_node N`.
+processes (nodes x gpusPerNode, or `processes` on CPU) under torchrun (steps/train/torchrun.ts), as DDP,
+FSDP or DeepSpeed ZeRO (`strategy`, anneal_worker/distributed.py).
 
 - From scratch: a tokenizer input plus an architecture (`llama`, or `phi`: partial rotary embeddings and
   attention and MLP in parallel, as in phi-1/phi-1.5), built with transformers' own model classes.
@@ -10,6 +10,10 @@ processes (`processes` on CPU, or gpus > 1) under `python -m torch.distributed.r
   architecture params are ignored.
 - Data: every document is tokenized, followed by the end-of-text token, concatenated, and cut into
   `seq_len` blocks (the remainder is dropped); the loss is next-token prediction on every position.
+  The tokens live in memory-mapped shards (anneal_worker/tokenized.py, nanoGPT's layout): either a
+  `tokens` input (the `tokenize` step's cached output, shared by every pretrain on the same corpus and
+  tokenizer), or the `data` input streamed once into the resume dir (keyed by this step's key, so a
+  resumed run does not tokenize again). Neither the corpus nor its tokens are held in memory.
 - `preset: "phi-1.5"` sets the paper's optimizer: Adam betas (0.9, 0.98), eps 1e-7, weight decay 0.1,
   constant lr 2e-4, no warmup. Optimizer fields left null come from the preset, else from DEFAULTS.
 - Checkpoints every `save_steps` optimizer steps go to the resume dir; a rerun of the same step key
@@ -19,8 +23,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anneal_worker.datasets import read_dataset
+import glob
+import os
+import shutil
+from typing import Any
+
+from anneal_worker.datasets import iter_checked_rows
+from anneal_worker.distributed import (
+    STRATEGIES, FSDP_SHARDING, barrier_wait_for, check_strategy, check_world, route_rank_output, save_trained_model,
+    strategy_args,
+)
 from anneal_worker.protocol import Worker, config_from_params
+from anneal_worker.tokenized import META, is_tokenized, read_meta, token_blocks, tokenize_to_shards
 from anneal_worker.training import (
     LR_SCHEDULERS, check, check_choices, check_non_negative, check_positive, choice, device_args,
     is_main_process, last_checkpoint, limit_cpu_threads, load_causal_lm, load_tokenizer, model_dir_input,
@@ -84,8 +98,21 @@ class PretrainConfig:
     # checkpoint into the resume dir every N optimizer steps (0: never)
     save_steps: int = 0
     logging_steps: int = 1
-    # CPU data-parallel processes (gloo); on GPUs the scheduler's gpus count decides
+    # machines (torchrun on each); more than 1 needs the Slurm or Ray executor
+    nodes: int = 1
+    # processes (one per GPU) on each node; null: `processes`, or the GPUs assigned
+    gpus_per_node: int | None = None
+    # processes per node when gpus_per_node is null (CPU data parallelism over gloo)
     processes: int = 1
+    # ddp (replicas), fsdp (sharded), deepspeed (ZeRO; CUDA only)
+    strategy: str = choice("ddp", STRATEGIES)
+    fsdp_sharding: str = choice("full-shard", FSDP_SHARDING)
+    fsdp_auto_wrap: bool = True
+    fsdp_activation_checkpointing: bool = False
+    fsdp_cpu_offload: bool = False
+    deepspeed_stage: int = 2
+    # a DeepSpeed config (a JSON file's content) used as it is
+    deepspeed_config: dict[str, Any] | None = None
     # load a base model's pickle (.bin) weights; only for files you trust
     allow_pickle: bool = False
     # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
@@ -95,7 +122,8 @@ class PretrainConfig:
         check_choices(WHO, self)
         check_positive(WHO, self, "hidden_size", "num_layers", "num_heads", "intermediate_size", "rope_theta",
                        "seq_len", "learning_rate", "adam_epsilon", "max_grad_norm", "micro_batch_size",
-                       "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes")
+                       "gradient_accumulation_steps", "num_epochs", "logging_steps", "processes", "nodes",
+                       "gpus_per_node")
         check_non_negative(WHO, self, "warmup_steps", "weight_decay", "save_steps")
         check(self.hidden_size % self.num_heads == 0,
               f"{WHO}: param hiddenSize ({self.hidden_size}) must be divisible by numHeads ({self.num_heads})")
@@ -122,22 +150,33 @@ def model_config(cfg: PretrainConfig, tok):
     return LlamaConfig(**common, rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta})
 
 
-def pack(rows, tok, seq_len: int) -> list[list[int]]:
-    """Documents -> one token stream with end-of-text separators -> fixed-length blocks."""
-    stream: list[int] = []
-    for row in rows:
-        stream.extend(tok(row["text"], add_special_tokens=False)["input_ids"])
-        stream.append(tok.eos_token_id)
-    return [stream[i:i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+def tokens_from_data(worker: Worker, data: str, tok) -> str:
+    """The `data` input tokenized into the resume dir (rank 0 writes, the other ranks wait)."""
+    out = os.path.join(worker.resume_dir, "tokens")
+    if is_main_process() and not is_tokenized(out):
+        for partial in glob.glob(out + ".partial-*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        texts = (row["text"] for _, row in iter_checked_rows(data, ("text",), f"{WHO}: input 'data'"))
+        tokenize_to_shards(texts, tok, out)
+    barrier_wait_for(os.path.join(out, META), WHO)
+    return out
 
 
 def main() -> None:
     worker = Worker.from_argv()
+    route_rank_output(worker)
     cfg = config_from_params(PretrainConfig, worker.params)
     hp = resolve_preset(cfg, PRESETS, DEFAULTS)
 
     # --- validate inputs before touching a device ---
-    _, rows = read_dataset(worker.inputs["data"], ("text",), f"{WHO}: input 'data'")
+    check_strategy(WHO, cfg, lora=False)
+    check_world(WHO, cfg, worker)
+    data, tokens = worker.inputs.get("data"), worker.inputs.get("tokens")
+    check((data is None) != (tokens is None), f"{WHO}: give one of the inputs data (text) or tokens (a tokenize output)")
+    if tokens:
+        read_meta(tokens, f"{WHO}: input 'tokens'")
+    else:  # the declared format and the first row fail here, in a second; the rest while tokenizing
+        next(iter_checked_rows(data, ("text",), f"{WHO}: input 'data'"))
     base = worker.inputs.get("model")
     if base:
         model_dir_input(f"{WHO}: input 'model'", base, cfg.allow_pickle)
@@ -156,12 +195,16 @@ def main() -> None:
 
     # --- data ---
     worker.phase("tokenizing")
-    blocks = pack(rows, tok, cfg.seq_len)
-    check(len(blocks) > 0, f"{WHO}: the dataset has fewer tokens than one sequence of seqLen={cfg.seq_len}")
-    train = [{"input_ids": torch.tensor(b), "labels": torch.tensor(b)} for b in blocks]
+    corpus = tokens or tokens_from_data(worker, data, tok)
+    train, meta = token_blocks(corpus, cfg.seq_len, f"{WHO}: input 'tokens'" if tokens else WHO)
+    check(meta["vocab_size"] <= len(tok) and meta["eos_token_id"] == tok.eos_token_id,
+          f"{WHO}: input 'tokens' was made with another tokenizer (vocabulary {meta['vocab_size']}, eos "
+          f"{meta['eos_token_id']}; this one: {len(tok)}, {tok.eos_token_id})")
+    check(len(train) > 0, f"{WHO}: the dataset has fewer tokens than one sequence of seqLen={cfg.seq_len}")
     if is_main_process():
-        worker.log(f"packed {len(rows)} documents into {len(blocks)} sequences of {cfg.seq_len} tokens")
-        worker.metric("train_sequences", len(blocks))
+        worker.log(f"packed {meta['documents']} documents into {len(train)} sequences of {cfg.seq_len} tokens "
+                   f"({meta['tokens']} tokens, {meta['dtype']} memory-mapped)")
+        worker.metric("train_sequences", len(train))
         worker.metric("processes", world_size())
 
     worker.phase("loading model")
@@ -199,6 +242,7 @@ def main() -> None:
         disable_tqdm=True,
         dataloader_num_workers=0,
         **device_args(worker),
+        **strategy_args(WHO, cfg, worker),
     )
     tokens_per_step = cfg.seq_len * cfg.micro_batch_size * cfg.gradient_accumulation_steps * world_size()
     progress = progress_callback(worker, tokens_per_step)
@@ -215,7 +259,7 @@ def main() -> None:
     # --- save ---
     worker.phase("saving")
     model.config.use_cache = True
-    trainer.save_model(worker.output)
+    save_trained_model(trainer, cfg, worker.output)
     remove_training_args(worker.output)
     report_train_metrics(worker, result.metrics)
     if is_main_process():

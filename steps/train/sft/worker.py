@@ -1,13 +1,14 @@
 """sft: supervised fine-tuning of a causal LM, full or LoRA, with TRL's SFTTrainer.
 
 Run by the engine as `python steps/train/sft/worker.py SPEC.json` (see engine/spec.ts); with several
-processes (`processes` on CPU, or gpus > 1) under `python -m torch.distributed.run --standalone
---nproc_per_node N`. Two step kinds run this script: `sft` saves a Model (LoRA adapters are merged into
+processes (nodes x gpusPerNode, or `processes` on CPU) under torchrun (steps/train/torchrun.ts), as DDP,
+FSDP (full fine-tuning) or DeepSpeed ZeRO (`strategy`, anneal_worker/distributed.py). Two step kinds run this script: `sft` saves a Model (LoRA adapters are merged into
 the base), `sft-lora` saves the PEFT Adapter alone.
 
 - Data: instruction rows get the Alpaca template (or a chat turn with template "chat"), messages use the
   tokenizer's chat template (ChatML when it has none), prompt-completion rows are used as they are,
-  text rows train on every token. With completion_only_loss the prompt tokens carry no loss.
+  text rows train on every token. With completion_only_loss the prompt tokens carry no loss. Rows
+  stream from the input into an Arrow file that training memory-maps (training.streamed_dataset).
 - LoRA: r, alpha, dropout, target modules (checked against the model's module names before loading any
   weights); preset "platypus" = gate_proj/up_proj/down_proj, r 16, alpha 16, dropout 0.05, lr 4e-4,
   cosine, 100 warmup steps, weight decay 0 (Platypus, arXiv 2308.07317). Null fields come from the
@@ -23,15 +24,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
-from anneal_worker.datasets import read_dataset
+from anneal_worker.datasets import iter_checked_rows
+from anneal_worker.distributed import (
+    FSDP_SHARDING, STRATEGIES, check_strategy, check_world, route_rank_output, strategy_args, uses_fsdp,
+)
 from anneal_worker.protocol import Worker, config_from_params, fail
 from anneal_worker.templates import CHATML, to_prompt_completion
 from anneal_worker.training import (
     LR_SCHEDULERS, check, check_choices, check_non_negative, check_positive, choice, device_args,
     is_main_process, last_checkpoint, limit_cpu_threads, load_causal_lm, load_tokenizer, model_dir_input,
     model_module_names, progress_callback, remove_training_args, report_train_metrics, resolve_preset,
-    training_dtype,
+    streamed_dataset, training_dtype,
 )
 
 WHO = "sft"
@@ -91,7 +96,21 @@ class SftConfig:
     # --- run ---
     save_steps: int = 0
     logging_steps: int = 1
+    # machines (torchrun on each); more than 1 needs the Slurm or Ray executor
+    nodes: int = 1
+    # processes (one per GPU) on each node; null: `processes`, or the GPUs assigned
+    gpus_per_node: int | None = None
+    # processes per node when gpus_per_node is null (CPU data parallelism over gloo)
     processes: int = 1
+    # ddp (replicas), fsdp (sharded; full fine-tuning only), deepspeed (ZeRO; CUDA only)
+    strategy: str = choice("ddp", STRATEGIES)
+    fsdp_sharding: str = choice("full-shard", FSDP_SHARDING)
+    fsdp_auto_wrap: bool = True
+    fsdp_activation_checkpointing: bool = False
+    fsdp_cpu_offload: bool = False
+    deepspeed_stage: int = 2
+    # a DeepSpeed config (a JSON file's content) used as it is
+    deepspeed_config: dict[str, Any] | None = None
     allow_pickle: bool = False
     # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
     seed: int = 0
@@ -100,7 +119,7 @@ class SftConfig:
         check_choices(WHO, self)
         check_positive(WHO, self, "lora_r", "lora_alpha", "neftune_noise_alpha", "max_length", "learning_rate",
                        "max_grad_norm", "micro_batch_size", "gradient_accumulation_steps", "num_epochs",
-                       "logging_steps", "processes")
+                       "logging_steps", "processes", "nodes", "gpus_per_node")
         check_non_negative(WHO, self, "warmup_steps", "weight_decay", "save_steps")
         check(self.lora_dropout is None or 0 <= self.lora_dropout < 1, f"{WHO}: param loraDropout must be in [0, 1)")
         check(self.lora_target_modules is None or len(self.lora_target_modules) > 0,
@@ -110,6 +129,7 @@ class SftConfig:
 
 def main() -> None:
     worker = Worker.from_argv()
+    route_rank_output(worker)
     cfg = config_from_params(SftConfig, worker.params)
     hp = resolve_preset(cfg, PRESETS, DEFAULTS)
     save_adapter = worker.spec.get("kind") == "sft-lora"
@@ -117,8 +137,10 @@ def main() -> None:
 
     # --- validate inputs before touching a device ---
     check(not (save_adapter and hp["adapter"] != "lora"), f"{who}: saves a LoRA adapter, so param adapter must be lora")
-    fmt, rows = read_dataset(worker.inputs["data"], ("instruction", "prompt-completion", "messages", "text"),
-                             f"{who}: input 'data'")
+    check_strategy(who, cfg, lora=hp["adapter"] == "lora")
+    check_world(who, cfg, worker)
+    accept = ("instruction", "prompt-completion", "messages", "text")
+    fmt, _ = next(iter_checked_rows(worker.inputs["data"], accept, f"{who}: input 'data'"))
     base = model_dir_input(f"{who}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
     if hp["adapter"] == "lora" and hp["lora_target_modules"] != ["all-linear"]:
         known = model_module_names(base)
@@ -127,19 +149,23 @@ def main() -> None:
             linear = sorted(n for n in known if n.endswith("_proj") or n in ("fc1", "fc2", "dense"))
             fail(f"{who}: param loraTargetModules: {', '.join(unknown)} not in the model "
                  f"(its projection modules: {', '.join(linear)})")
-    try:
-        examples = [to_prompt_completion(fmt, r, cfg.template) for r in rows]
-    except ValueError as e:
-        fail(f"{who}: input 'data': {e}")
+
+    def examples():
+        for _, row in iter_checked_rows(worker.inputs["data"], accept, f"{who}: input 'data'"):
+            try:
+                yield to_prompt_completion(fmt, row, cfg.template)
+            except ValueError as e:
+                fail(f"{who}: input 'data': {e}")
 
     # --- setup ---
     worker.phase("loading torch")
-    from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
     from transformers import set_seed
 
     limit_cpu_threads(worker)
+    # every row is checked (and written to disk) before any model is loaded
+    train = streamed_dataset(worker, examples, "rows")
     worker.phase("loading model")
     tok = load_tokenizer(base)
     if fmt == "messages" or cfg.template == "chat":
@@ -155,9 +181,6 @@ def main() -> None:
             target_modules="all-linear" if targets == ["all-linear"] else list(targets),
             use_rslora=cfg.use_rslora, task_type="CAUSAL_LM",
         )
-
-    # --- data ---
-    train = Dataset.from_list(examples)
 
     args = SFTConfig(
         output_dir=worker.resume_dir,
@@ -186,6 +209,7 @@ def main() -> None:
         dataset_num_proc=None,
         include_num_input_tokens_seen="non_padding",
         **device_args(worker),
+        **strategy_args(who, cfg, worker),
     )
     progress = progress_callback(worker)
     worker.phase("tokenizing")
@@ -206,11 +230,17 @@ def main() -> None:
 
     # --- save ---
     worker.phase("saving")
+    full_state = None
+    if uses_fsdp(cfg):  # gathering the shards is a collective: every rank takes part, rank 0 writes
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        full_state = trainer.accelerator.get_state_dict(trainer.model)
     if is_main_process():
         trained = trainer.model
+        if full_state is not None:
+            trained = trainer.accelerator.unwrap_model(trained)
         if peft_config is not None and not save_adapter:
             trained = trained.merge_and_unload()
-        trained.save_pretrained(worker.output)
+        trained.save_pretrained(worker.output, **({"state_dict": full_state} if full_state is not None else {}))
         if not save_adapter:
             tok.save_pretrained(worker.output)
         remove_training_args(worker.output)

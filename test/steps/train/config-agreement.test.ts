@@ -6,7 +6,7 @@
 import * as path from "node:path"
 import { Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { dpo, evaluate, pretrain, sft, tokenizer } from "../../../steps/train/index.ts"
+import { dpo, evaluate, pretrain, sft, tokenize, tokenizer } from "../../../steps/train/index.ts"
 import { trainDir } from "../../../steps/train/common.ts"
 import { python } from "./helpers.ts"
 
@@ -45,6 +45,11 @@ const typeOf = (ast: any): { type: string; choices: ReadonlyArray<string> | null
       const inner = nonNull.length === 1 ? typeOf(nonNull[0]) : { type: "?", choices: null }
       return { type: nullable ? `${inner.type} | None` : inner.type, choices: inner.choices }
     }
+    case "Objects":
+      // a record of any values: a passthrough config (deepspeedConfig)
+      return ast.indexSignatures?.length === 1 && ast.propertySignatures.length === 0
+        ? { type: "dict[str, Any]", choices: null }
+        : { type: `?Objects`, choices: null }
     default:
       return { type: `?${ast._tag}`, choices: null }
   }
@@ -74,6 +79,7 @@ const presetAnnotations = (schema: Schema.Struct<any>): { presets?: unknown; pre
 
 const cases = [
   { kind: "tokenizer", cls: "TokenizerConfig", step: tokenizer },
+  { kind: "tokenize", cls: "TokenizeConfig", step: tokenize },
   { kind: "pretrain", cls: "PretrainConfig", step: pretrain },
   { kind: "sft", cls: "SftConfig", step: sft },
   { kind: "dpo", cls: "DpoConfig", step: dpo },
