@@ -1,17 +1,18 @@
 /**
  * `clean`: repairs text (NFKC, control characters, whitespace) and drops rows that are empty, too
  * short or too long (chars and words), match a drop pattern, or fail a Gopher quality rule. Rules are
- * checked in that order; the first that fails removes the row and is counted in the report.
+ * checked in that order; the first that fails removes the row and is counted in the report. Runs as
+ * shard tasks (map-fanout.ts) on the granted CPU slots.
  */
 import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
-import { RemovalLog, locationOf, NonNegativeInt, OnInvalid, withDefault } from "./common.ts"
-import { detectFormat, fieldText, joinFields, mapTexts, requiredFields, schemaOf, textFieldNames } from "./formats.ts"
-import { readRows } from "./jsonl.ts"
+import { NonNegativeInt, OnInvalid, withDefault } from "./common.ts"
+import { detectFormat, fieldText, joinFields, mapTexts, requiredFields, textFieldNames } from "./formats.ts"
+import { FanoutParams, fanoutExecutionOnly, OutputParam, registerMapper, runMapStep } from "./map-fanout.ts"
 import { GopherParams, gopherFailure } from "./quality.ts"
 import { cleanText, words } from "./text.ts"
-import { DatasetWriter, writeReport } from "./writer.ts"
+import { writeReport } from "./writer.ts"
 
 const OptionalCount = Schema.optionalKey(NonNegativeInt)
 
@@ -40,7 +41,9 @@ export const CleanParams = Schema.Struct({
     description: "Gopher quality rules; `{}` turns them all on with datatrove's thresholds, `null` turns one off"
   }),
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5).annotate({ description: "examples kept per rule in report.json" })
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "examples kept per rule in report.json" }),
+  output: OutputParam,
+  ...FanoutParams
 })
 export type CleanParams = typeof CleanParams.Type
 
@@ -57,48 +60,51 @@ export const compilePatterns = (step: string, patterns: ReadonlyArray<string>): 
 
 const inputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
 
-export const runClean = async (ctx: StepContext<CleanParams, typeof inputs>): Promise<void> => {
-  const p = ctx.params
-  const patterns = compilePatterns(ctx.step, p.dropPatterns)
-  const format = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
+registerMapper("clean", async (spec) => {
+  const p = spec.params as CleanParams
+  const format = spec.format
+  const patterns = compilePatterns("clean", p.dropPatterns)
   const measured = p.fields ?? textFieldNames[format]
-  const reader = readRows(ctx.inputs.data, schemaOf(format), { onInvalid: p.onInvalid })
-  const writer = new DatasetWriter(ctx.output, format)
-  const log = new RemovalLog(ctx.output, p.examples)
   const textOpts = { nfkc: p.nfkc, controlChars: p.controlChars, whitespace: p.whitespace }
   let modified = 0
-  for await (const r of reader.located()) {
-    if (ctx.signal.aborted) throw new Error("interrupted")
-    const raw = r.row as Record<string, unknown>
-    const row = mapTexts(raw, format, (s) => cleanText(s, textOpts))
-    if (JSON.stringify(row) !== JSON.stringify(raw)) modified++
-    const rule = firstFailure(row, format, measured, p, patterns)
-    if (rule !== undefined) log.remove(rule, locationOf(r), joinFields(raw, measured))
-    else writer.write(row)
-    if (r.index % 10_000 === 0) ctx.progress({ current: r.index, unit: "rows" })
+  return {
+    map: (r) => {
+      const raw = r.row
+      const row = mapTexts(raw, format, (s) => cleanText(s, textOpts))
+      if (JSON.stringify(row) !== JSON.stringify(raw)) modified++
+      const rule = firstFailure(row, format, measured, p, patterns)
+      return rule !== undefined ? { remove: { rule, text: joinFields(raw, measured) } } : { keep: row }
+    },
+    finish: () => ({ modified })
   }
-  const kept = writer.close()
-  log.close()
-  const total = reader.stats.rows
-  if (kept === 0) ctx.log(`clean removed every row of ${total}; see report.json`, "warn")
+})
+
+export const runClean = async (ctx: StepContext<CleanParams, typeof inputs>): Promise<void> => {
+  const p = ctx.params
+  compilePatterns(ctx.step, p.dropPatterns)
+  const format = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
+  const m = await runMapStep(ctx, { mapper: "clean", input: ctx.inputs.data, format, params: p, output: p.output })
+  const modified = m.extras.reduce((a, e) => a + (e.modified as number), 0)
+  const total = m.rowsIn
+  if (m.kept === 0) ctx.log(`clean removed every row of ${total}; see report.json`, "warn")
   writeReport(ctx.output, {
     step: "clean",
     format,
     input: total,
-    kept,
-    removed: log.total,
+    kept: m.kept,
+    removed: m.removed,
     modified,
-    invalidSkipped: reader.stats.skipped,
-    invalidExamples: reader.stats.examples,
-    removedByRule: log.counts,
-    examples: log.examples
+    invalidSkipped: m.skipped,
+    invalidExamples: m.invalidExamples,
+    removedByRule: m.counts,
+    examples: m.examples
   })
   ctx.metric("rows_in", total)
-  ctx.metric("rows_out", kept)
-  ctx.metric("removed", log.total)
+  ctx.metric("rows_out", m.kept)
+  ctx.metric("removed", m.removed)
   ctx.metric("modified", modified)
-  ctx.metric("invalid_skipped", reader.stats.skipped)
-  for (const [rule, n] of Object.entries(log.counts)) ctx.metric(`removed.${rule}`, n)
+  ctx.metric("invalid_skipped", m.skipped)
+  for (const [rule, n] of Object.entries(m.counts)) ctx.metric(`removed.${rule}`, n)
 }
 
 const firstFailure = (
@@ -137,6 +143,7 @@ export const clean = preservingRows(defineStep({
   params: CleanParams,
   inputs,
   output: Port.anyDataset() as Port<AnyDataset>,
-  executionOnly: [],
+  resources: (p) => ({ cpus: p.workers ?? 2 }),
+  executionOnly: fanoutExecutionOnly,
   run: runClean
 }))

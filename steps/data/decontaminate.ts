@@ -12,13 +12,13 @@ import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
 import { BenchmarkFields, readBenchmark, type BenchmarkItem } from "./benchmark.ts"
-import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, RemovalLog, UnitInterval, withDefault } from "./common.ts"
-import { allText, answerText, detectFormat, joinFields, questionText, schemaOf } from "./formats.ts"
-import { readRows } from "./jsonl.ts"
+import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withDefault } from "./common.ts"
+import { allText, answerText, detectFormat, joinFields, questionText } from "./formats.ts"
+import { FanoutParams, fanoutExecutionOnly, OutputParam, registerMapper, runMapStep } from "./map-fanout.ts"
 import { NgramIndex } from "./ngram-index.ts"
 import { categories, categorize, reviewMarkdown, type Category, type ReviewPair } from "./review.ts"
 import { preview } from "./text.ts"
-import { DatasetWriter, writeReport } from "./writer.ts"
+import { writeReport } from "./writer.ts"
 
 export const ReviewParams = {
   remove: withDefault(Schema.Array(Schema.Literals(categories)), [...categories]).annotate({
@@ -47,7 +47,9 @@ export const DecontaminateParams = Schema.Struct({
   }),
   ...ReviewParams,
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5).annotate({ description: "flagged pairs kept as examples in report.json" })
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "flagged pairs kept as examples in report.json" }),
+  output: OutputParam,
+  ...FanoutParams
 })
 export type DecontaminateParams = typeof DecontaminateParams.Type
 
@@ -79,71 +81,90 @@ export const summarize = (pairs: ReadonlyArray<FlaggedPair>): Record<Category, n
   return out
 }
 
+const indexOf = (items: ReadonlyArray<BenchmarkItem>, p: DecontaminateParams): NgramIndex => {
+  const index = new NgramIndex(p.n, p.minTokens)
+  items.forEach((it, i) => index.add(i, p.includeAnswer && it.answer !== undefined ? `${it.question}\n${it.answer}` : it.question))
+  return index
+}
+
+// each task reads the benchmarks itself (small by nature) and flags its rows
+registerMapper("decontaminate", async (spec) => {
+  const p = spec.params as DecontaminateParams
+  const format = spec.format
+  const items = await loadBenchmarks(spec.inputs.benchmarks as ReadonlyArray<string>, p.benchmark)
+  const index = indexOf(items, p)
+  const removeSet = new Set<Category>(p.remove)
+  const pairs: Array<FlaggedPair> = []
+  return {
+    map: (r) => {
+      const row = r.row
+      const hits = index.match(p.fields === undefined ? allText(row, format) : joinFields(row, p.fields))
+      let remove = false
+      let best: FlaggedPair | undefined
+      for (const h of hits.sort((a, b) => a.item - b.item)) {
+        const it = items[h.item]!
+        const trainQuestion = questionText(row, format)
+        const v = categorize({ trainQuestion, trainAnswer: answerText(row, format), benchQuestion: it.question, benchAnswer: it.answer }, p.duplicateSimilarity)
+        const removed = removeSet.has(v.category)
+        const pair: FlaggedPair = {
+          train: locationOf(r),
+          trainQuestion: preview(trainQuestion, 300),
+          benchmark: it.benchmark,
+          item: it.at,
+          benchQuestion: preview(it.question, 300),
+          benchAnswer: it.answer,
+          score: Math.round((h.hits / Math.max(h.total, 1)) * 1000) / 1000,
+          ...v,
+          removed
+        }
+        pairs.push(pair)
+        remove ||= removed
+        if (best === undefined || pair.score > best.score) best = pair
+      }
+      if (remove && best !== undefined) {
+        return { remove: { rule: best.category, text: best.trainQuestion, extra: { benchmark: best.benchmark, item: best.item, score: best.score } } }
+      }
+      return { keep: row }
+    },
+    finish: () => ({ pairs })
+  }
+})
+
 export const runDecontaminate = async (ctx: StepContext<DecontaminateParams, typeof inputs>): Promise<void> => {
   const p = ctx.params
   const items = await loadBenchmarks(ctx.inputs.benchmarks, p.benchmark)
-  const index = new NgramIndex(p.n, p.minTokens)
-  items.forEach((it, i) => index.add(i, p.includeAnswer && it.answer !== undefined ? `${it.question}\n${it.answer}` : it.question))
+  const index = indexOf(items, p)
   const format = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
-  const reader = readRows(ctx.inputs.data, schemaOf(format), { onInvalid: p.onInvalid })
-  const writer = new DatasetWriter(ctx.output, format)
-  const log = new RemovalLog(ctx.output, p.examples)
-  const removeSet = new Set<Category>(p.remove)
-  const pairs: Array<FlaggedPair> = []
-  for await (const r of reader.located()) {
-    if (ctx.signal.aborted) throw new Error("interrupted")
-    const row = r.row as Record<string, unknown>
-    const hits = index.match(p.fields === undefined ? allText(row, format) : joinFields(row, p.fields))
-    let remove = false
-    let best: FlaggedPair | undefined
-    for (const h of hits.sort((a, b) => a.item - b.item)) {
-      const it = items[h.item]!
-      const trainQuestion = questionText(row, format)
-      const v = categorize({ trainQuestion, trainAnswer: answerText(row, format), benchQuestion: it.question, benchAnswer: it.answer }, p.duplicateSimilarity)
-      const removed = removeSet.has(v.category)
-      const pair: FlaggedPair = {
-        train: locationOf(r),
-        trainQuestion: preview(trainQuestion, 300),
-        benchmark: it.benchmark,
-        item: it.at,
-        benchQuestion: preview(it.question, 300),
-        benchAnswer: it.answer,
-        score: Math.round((h.hits / Math.max(h.total, 1)) * 1000) / 1000,
-        ...v,
-        removed
-      }
-      pairs.push(pair)
-      remove ||= removed
-      if (best === undefined || pair.score > best.score) best = pair
-    }
-    if (remove && best !== undefined) {
-      log.remove(best.category, locationOf(r), best.trainQuestion, { benchmark: best.benchmark, item: best.item, score: best.score })
-    } else writer.write(row)
-    if (r.index % 10_000 === 0) ctx.progress({ current: r.index, unit: "rows" })
-  }
-  const kept = writer.close()
-  log.close()
+  const m = await runMapStep(ctx, {
+    mapper: "decontaminate",
+    input: ctx.inputs.data,
+    format,
+    params: p,
+    output: p.output,
+    inputs: { benchmarks: ctx.inputs.benchmarks }
+  })
+  const pairs = m.extras.flatMap((e) => e.pairs as Array<FlaggedPair>)
   const byCategory = summarize(pairs)
   writeReport(ctx.output, {
     step: "decontaminate",
     method: "ngram",
     n: p.n,
     format,
-    input: reader.stats.rows,
-    kept,
-    removed: log.total,
+    input: m.rowsIn,
+    kept: m.kept,
+    removed: m.removed,
     benchmarks: [...new Set(items.map((i) => i.benchmark))].map((name) => ({ name, items: items.filter((i) => i.benchmark === name).length })),
     benchmarkItemsTooShort: index.skipped,
     flaggedPairs: pairs.length,
     byCategory,
-    invalidSkipped: reader.stats.skipped,
-    invalidExamples: reader.stats.examples,
+    invalidSkipped: m.skipped,
+    invalidExamples: m.invalidExamples,
     pairs
   })
   fs.writeFileSync(path.join(ctx.output, "review.md"), reviewMarkdown(`Decontamination review (${p.n}-gram overlap)`, pairs))
-  ctx.metric("rows_in", reader.stats.rows)
-  ctx.metric("rows_out", kept)
-  ctx.metric("removed", log.total)
+  ctx.metric("rows_in", m.rowsIn)
+  ctx.metric("rows_out", m.kept)
+  ctx.metric("removed", m.removed)
   ctx.metric("flagged_pairs", pairs.length)
   for (const c of categories) ctx.metric(`flagged.${c}`, byCategory[c])
 }
@@ -155,5 +176,7 @@ export const decontaminate = preservingRows(defineStep({
   params: DecontaminateParams,
   inputs,
   output: Port.anyDataset() as Port<AnyDataset>,
+  resources: (p) => ({ cpus: p.workers ?? 2 }),
+  executionOnly: fanoutExecutionOnly,
   run: runDecontaminate
 }))

@@ -2,20 +2,24 @@
  * `format`: converts a dataset between row formats (see convert.ts for what converts to what). The
  * whole conversion is refused before reading when the pair of formats is not defined; a row that
  * cannot convert (a multi-turn conversation to prompt-completion) is an error naming file:line, or,
- * with onInvalid: "skip", is counted in the report.
+ * with onInvalid: "skip", is counted in the report. It also converts between JSONL and Parquet and
+ * re-shards (`as`, `shards`, `rowsPerShard`), a format to the same format included. Runs as shard
+ * tasks (map-fanout.ts).
  */
 import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, Port, type StepContext } from "../../engine/step.ts"
-import { locationOf, NonNegativeInt, OnInvalid, RemovalLog, withDefault } from "./common.ts"
+import { NonNegativeInt, OnInvalid, PositiveInt, withDefault } from "./common.ts"
 import { convertRow, unsupported } from "./convert.ts"
 import { DatasetError } from "./errors.ts"
-import { concreteFormats, detectFormat, schemaOf, type ConcreteFormat } from "./formats.ts"
-import { readRows } from "./jsonl.ts"
-import { DatasetWriter, writeReport } from "./writer.ts"
+import { concreteFormats, detectFormat, type ConcreteFormat } from "./formats.ts"
+import { FanoutParams, fanoutExecutionOnly, registerMapper, runMapStep } from "./map-fanout.ts"
+import { writeReport } from "./writer.ts"
 
 export const FormatParams = Schema.Struct({
-  to: Schema.Literals(concreteFormats as ReadonlyArray<ConcreteFormat>).annotate({ description: "the row format to convert to" }),
+  to: Schema.optionalKey(Schema.Literals(concreteFormats as ReadonlyArray<ConcreteFormat>)).annotate({
+    description: "the row format to convert to; default: the input's (to change only the file format or the sharding)"
+  }),
   template: withDefault(Schema.Literals(["plain", "alpaca"]), "plain").annotate({
     description: "how an instruction row becomes a prompt: \"alpaca\" (Platypus' template) or \"plain\" (instruction, blank line, input)"
   }),
@@ -23,46 +27,56 @@ export const FormatParams = Schema.Struct({
     description: "a system message to put first when converting to messages"
   }),
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5).annotate({ description: "rows that could not be converted, kept as examples in report.json" })
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "rows that could not be converted, kept as examples in report.json" }),
+  as: Schema.optionalKey(Schema.Literals(["jsonl", "parquet"])).annotate({
+    description: "file format of the output: jsonl or parquet (Hugging Face shard layout); default: parquet when the input has Parquet shards, else jsonl"
+  }),
+  shards: Schema.optionalKey(PositiveInt).annotate({ description: "output shards `data/train-NNNNN-of-NNNNN.*`, rows split evenly in order" }),
+  rowsPerShard: Schema.optionalKey(PositiveInt).annotate({ description: "rows per output shard (the last holds the rest)" }),
+  ...FanoutParams
 })
 export type FormatParams = typeof FormatParams.Type
 
 const inputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
 
+registerMapper("format", async (spec) => {
+  const p = spec.params as FormatParams
+  const from = spec.format
+  const to = p.to ?? from
+  return {
+    map: (r) => {
+      const out = convertRow(r.row, from, to, { template: p.template, system: p.system })
+      if (typeof out !== "string") return { keep: out as Record<string, unknown> }
+      if (p.onInvalid !== "skip") throw DatasetError.at(r.file, r.line, `cannot convert to ${to}: ${out}`)
+      return { remove: { rule: "unconvertible", text: out } }
+    }
+  }
+})
+
 export const runFormat = async (ctx: StepContext<FormatParams, typeof inputs>): Promise<void> => {
   const p = ctx.params
   const from = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
-  const why = unsupported(from, p.to)
-  if (why !== undefined) throw new Error(`step "${ctx.step}": cannot convert ${from} to ${p.to}: ${why}`)
-  const reader = readRows(ctx.inputs.data, schemaOf(from), { onInvalid: p.onInvalid })
-  const writer = new DatasetWriter(ctx.output, p.to)
-  const log = new RemovalLog(ctx.output, p.examples)
-  for await (const r of reader.located()) {
-    const out = convertRow(r.row as Record<string, unknown>, from, p.to, { template: p.template, system: p.system })
-    if (typeof out !== "string") {
-      writer.write(out)
-      continue
-    }
-    if (p.onInvalid !== "skip") throw DatasetError.at(r.file, r.line, `cannot convert to ${p.to}: ${out}`)
-    log.remove("unconvertible", locationOf(r), out)
-  }
-  const rows = writer.close()
-  log.close()
+  const to = p.to ?? from
+  const why = unsupported(from, to)
+  if (why !== undefined) throw new Error(`step "${ctx.step}": cannot convert ${from} to ${to}: ${why}`)
+  const layout = p.as === undefined && p.shards === undefined && p.rowsPerShard === undefined ? undefined
+    : { ...(p.as === undefined ? {} : { as: p.as }), ...(p.shards === undefined ? {} : { shards: p.shards }), ...(p.rowsPerShard === undefined ? {} : { rowsPerShard: p.rowsPerShard }) }
+  const m = await runMapStep(ctx, { mapper: "format", input: ctx.inputs.data, format: from, outFormat: to, params: p, output: layout })
   writeReport(ctx.output, {
     step: "format",
     from,
-    to: p.to,
+    to,
     template: p.template,
-    input: reader.stats.rows,
-    kept: rows,
-    removed: log.total,
-    invalidSkipped: reader.stats.skipped,
-    invalidExamples: reader.stats.examples,
-    examples: log.examples
+    input: m.rowsIn,
+    kept: m.kept,
+    removed: m.removed,
+    invalidSkipped: m.skipped,
+    invalidExamples: m.invalidExamples,
+    examples: m.examples
   })
-  ctx.metric("rows_in", reader.stats.rows)
-  ctx.metric("rows_out", rows)
-  ctx.metric("skipped", log.total + reader.stats.skipped)
+  ctx.metric("rows_in", m.rowsIn)
+  ctx.metric("rows_out", m.kept)
+  ctx.metric("skipped", m.removed + m.skipped)
 }
 
 export const format = defineStep({
@@ -72,5 +86,7 @@ export const format = defineStep({
   params: FormatParams,
   inputs,
   output: Port.anyDataset() as Port<AnyDataset>,
+  resources: (p) => ({ cpus: p.workers ?? 2 }),
+  executionOnly: fanoutExecutionOnly,
   run: runFormat
 })

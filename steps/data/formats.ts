@@ -9,7 +9,8 @@ import * as path from "node:path"
 import type { Message, Row } from "../../engine/rows.ts"
 import { rowSchemas } from "../../engine/rows.ts"
 import { DatasetError } from "./errors.ts"
-import { datasetFiles, readFileLines, type OnInvalid } from "./jsonl.ts"
+import { datasetFiles, isParquetFile, readFileLines, type OnInvalid } from "./jsonl.ts"
+import { parquetShardInfo } from "./parquet.ts"
 import { fieldRoles, inferFormat, precedence, type ConcreteFormat } from "./row-formats.ts"
 
 export { inferFormat, type ConcreteFormat }
@@ -34,6 +35,7 @@ export const detectFormat = async (p: string, options: { readonly onInvalid?: On
   }
   const skip = options.onInvalid === "skip"
   for (const file of datasetFiles(p)) {
+    if (isParquetFile(file)) return (await parquetShardInfo(file)).format
     for await (const { text, line, invalid } of readFileLines(file)) {
       let problem = invalid
       let row: unknown

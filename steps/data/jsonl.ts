@@ -1,6 +1,6 @@
 /**
- * Streaming JSONL input: a dataset artifact directory (`data.jsonl`), a single `.jsonl` / `.jsonl.gz`
- * file, or a directory of them (read in name order). Lines are read chunk by chunk, so memory does not
+ * Streaming dataset input: a dataset artifact directory (`data.jsonl`, or shards), a single `.jsonl` /
+ * `.jsonl.gz` / `.parquet` file, a directory or a glob of them (read in name order; Parquet: parquet.ts). Lines are read chunk by chunk, so memory does not
  * grow with the file. Rows are checked against a row schema; a bad line is an error naming file:line
  * and the field, or, with `onInvalid: "skip"`, is counted and kept as an example for the step's report.
  *
@@ -16,6 +16,7 @@ import * as zlib from "node:zlib"
 import { isUtf8 } from "node:buffer"
 import * as Schema from "effect/Schema"
 import { DatasetError, describeSchemaIssue } from "./errors.ts"
+import { parquetShardInfo, readParquetRows } from "./parquet.ts"
 
 export type OnInvalid = "error" | "skip"
 
@@ -52,26 +53,56 @@ export interface Located<T> {
   readonly index: number
 }
 
-const isJsonlName = (name: string): boolean => /\.jsonl(\.gz)?$/.test(name)
+const isShardName = (name: string): boolean => /\.(jsonl(\.gz)?|parquet)$/.test(name)
+const isGlob = (p: string): boolean => /[*?[]/.test(path.basename(p))
 
-/** The files a dataset path stands for, in reading order. */
+/**
+ * The files a dataset path stands for, in reading order: a file; a directory's `data.jsonl`, else its
+ * `*.jsonl`, `*.jsonl.gz` and `*.parquet` shards, else those of its `data/` folder (the Hugging Face
+ * layout, `data/train-00000-of-00064.parquet`); or a glob of shards (`shards/*.parquet`), in name order.
+ */
 export const datasetFiles = (p: string): Array<string> => {
   let st: fs.Stats
   try {
     st = fs.statSync(p)
   } catch (e) {
+    if (isGlob(p)) {
+      const files = globShards(p)
+      if (files.length === 0) throw DatasetError.at(p, undefined, "the glob matches no *.jsonl, *.jsonl.gz or *.parquet file")
+      return files
+    }
     throw DatasetError.at(p, undefined, "dataset not found (no such file or directory)", undefined, e)
   }
   if (st.isFile()) return [p]
   if (!st.isDirectory()) throw DatasetError.at(p, undefined, "not a regular file or a directory (a FIFO or device is never read)")
   const main = path.join(p, "data.jsonl")
   if (fs.existsSync(main)) return [main]
-  const files = fs.readdirSync(p).filter(isJsonlName).sort().map((n) => path.join(p, n))
-  if (files.length === 0) throw DatasetError.at(p, undefined, "directory holds no data.jsonl and no *.jsonl / *.jsonl.gz files")
+  const shardsIn = (dir: string) => fs.readdirSync(dir).filter(isShardName).sort().map((n) => path.join(dir, n))
+  let files = shardsIn(p)
+  const data = path.join(p, "data")
+  if (files.length === 0 && fs.existsSync(data) && fs.statSync(data).isDirectory()) files = shardsIn(data)
+  if (files.length === 0) {
+    throw DatasetError.at(p, undefined, "directory holds no data.jsonl and no *.jsonl / *.jsonl.gz / *.parquet files (nor a data/ folder of them)")
+  }
   return files
 }
 
-const isGzip = (file: string): boolean => {
+/** The shards a glob names; wildcards (`*`, `?`, `[...]`) in the last path component only. */
+const globShards = (p: string): Array<string> => {
+  const dir = path.dirname(p)
+  const re = new RegExp("^" + path.basename(p).replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$")
+  let names: Array<string>
+  try {
+    names = fs.readdirSync(dir)
+  } catch (e) {
+    throw DatasetError.at(p, undefined, "the glob's directory cannot be read", undefined, e)
+  }
+  return names.filter((n) => re.test(n) && isShardName(n)).sort().map((n) => path.join(dir, n)).filter((f) => fs.statSync(f).isFile())
+}
+
+export const isParquetFile = (file: string): boolean => file.endsWith(".parquet")
+
+export const isGzip = (file: string): boolean => {
   if (file.endsWith(".gz")) return true
   const fd = fs.openSync(file, "r")
   try {
@@ -81,6 +112,13 @@ const isGzip = (file: string): boolean => {
   } finally {
     fs.closeSync(fd)
   }
+}
+
+/** Bytes [start, end) of an uncompressed file, cut at line starts; `firstLine` is the line at `start`. */
+export interface ByteRange {
+  readonly start: number
+  readonly end: number
+  readonly firstLine: number
 }
 
 /** One non-blank line; `invalid` says why its bytes are not text (the line is then an invalid row). */
@@ -137,12 +175,16 @@ const hasBom = (b: Buffer): boolean => b[0] === 0xef && b[1] === 0xbb && b[2] ==
  * Non-blank lines of one file, with 1-based line numbers. Each line must be valid UTF-8 on its own (a
  * line with a bad byte is reported as invalid, never decoded to U+FFFD); a BOM opening the file is dropped.
  */
-export async function* readFileLines(file: string): AsyncGenerator<FileLine> {
-  let stream: NodeJS.ReadableStream = fs.createReadStream(file, { highWaterMark: 1 << 20 })
-  if (isGzip(file)) stream = stream.pipe(zlib.createGunzip())
+export async function* readFileLines(file: string, range?: ByteRange): AsyncGenerator<FileLine> {
+  if (range !== undefined && range.end <= range.start) return
+  let stream: NodeJS.ReadableStream = fs.createReadStream(file, {
+    highWaterMark: 1 << 20,
+    ...(range === undefined ? {} : { start: range.start, end: range.end - 1 })
+  })
+  if (range === undefined && isGzip(file)) stream = stream.pipe(zlib.createGunzip())
   let pending: Array<Buffer> = [] // the start of a line that spans chunks
-  let line = 1
-  let atStart = true
+  let line = range?.firstLine ?? 1
+  let atStart = range === undefined || range.start === 0
   const take = (block: Buffer): Buffer => {
     const first = atStart
     atStart = false
@@ -200,8 +242,18 @@ export class RowReader<T> implements AsyncIterable<T> {
   async *located(): AsyncGenerator<Located<T>> {
     const files = datasetFiles(this.path)
     for (const file of files) {
+      if (isParquetFile(file)) {
+        const info = await parquetShardInfo(file)
+        let line = 0
+        for await (const value of readParquetRows(file, 0, info.rows, info.groups)) {
+          const row = this.checkValue(file, ++line, value)
+          if (row === undefined) continue
+          yield { row: row as T, file, line, index: this.stats.rows++ }
+        }
+        continue
+      }
       for await (const { text, line, invalid } of readFileLines(file)) {
-        const row = invalid !== undefined ? this.invalid(file, line, "", invalid) : this.check(file, line, text)
+        const row = invalid !== undefined ? this.invalid(file, line, "", invalid) : this.checkLine(file, line, text)
         if (row === undefined) continue
         yield { row: row as T, file, line, index: this.stats.rows++ }
       }
@@ -219,13 +271,18 @@ export class RowReader<T> implements AsyncIterable<T> {
     return out
   }
 
-  private check(file: string, line: number, text: string): unknown {
+  checkLine(file: string, line: number, text: string): unknown {
     let value: unknown
     try {
       value = JSON.parse(text)
     } catch (e) {
       return this.invalid(file, line, "", `malformed JSON (${(e as Error).message})`, e)
     }
+    return this.checkValue(file, line, value)
+  }
+
+  /** Checks one parsed row (a JSONL line's value, or a Parquet row) against the row schema. */
+  checkValue(file: string, line: number, value: unknown): unknown {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
       return this.invalid(file, line, "", "expected a JSON object per line")
     }
@@ -240,7 +297,7 @@ export class RowReader<T> implements AsyncIterable<T> {
     return value
   }
 
-  private invalid(file: string, line: number, field: string, reason: string, cause?: unknown): undefined {
+  invalid(file: string, line: number, field: string, reason: string, cause?: unknown): undefined {
     if (this.options.onInvalid !== "skip") throw DatasetError.at(file, line, reason, field, cause)
     this.stats.skipped++
     if (this.stats.examples.length < (this.options.maxExamples ?? 20)) this.stats.examples.push({ file, line, field, reason })

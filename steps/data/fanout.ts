@@ -1,0 +1,261 @@
+/**
+ * Shard tasks: the unit a data step fans out. A task is a JSON spec ({op, id, dir, ...}) that any
+ * executor can run: in this process, in a child process (`node shard-main.ts <spec.json>`, what a local
+ * step does on more than one worker), or on a cluster node as a job-array element or a Ray task. A task
+ * writes only below its own directory and, when done, an atomic completion marker beside it
+ * (`<id>.done.json`, holding its result); a stage reruns only the tasks without a marker, so a crash or
+ * a kill -9 loses only unfinished shards. The interface is in /tmp/anneal-notes/shards.md and
+ * docs/data-steps.md.
+ */
+import { spawn, type ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import { DatasetError } from "./errors.ts"
+
+export interface TaskSpec {
+  /** which registered operation runs the task */
+  readonly op: string
+  /** unique within its stage, a file name: "00003" */
+  readonly id: string
+  /** the directory the task's outputs go into (created by the runner, replaced on a rerun) */
+  readonly dir: string
+  readonly [field: string]: unknown
+}
+
+export type TaskResult = Record<string, unknown>
+
+/** What a task reports while it runs: rows done so far. */
+export type TaskProgress = (rows: number) => void
+
+export type ShardOp = (spec: TaskSpec, progress: TaskProgress) => Promise<TaskResult>
+
+const ops = new Map<string, ShardOp>()
+
+/** Registers an operation under a name; step modules register theirs when they load. */
+export const registerShardOp = (name: string, op: ShardOp): void => {
+  ops.set(name, op)
+}
+
+export const markerOf = (spec: Pick<TaskSpec, "dir">): string => `${spec.dir}.done.json`
+
+/** The result of a finished task, or undefined when it has not finished. */
+export const finishedResult = (spec: Pick<TaskSpec, "dir">): TaskResult | undefined => {
+  try {
+    return JSON.parse(fs.readFileSync(markerOf(spec), "utf8")) as TaskResult
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Runs one task to completion: its outputs are written into a private temporary directory, renamed to
+ * `spec.dir`, then the marker is written (temporary file + rename). Returns the result.
+ */
+export const executeTask = async (spec: TaskSpec, progress: TaskProgress = () => {}): Promise<TaskResult> => {
+  const op = ops.get(spec.op)
+  if (op === undefined) throw new Error(`shard task ${spec.id}: unknown op "${spec.op}" (known: ${[...ops.keys()].join(", ")})`)
+  const tmp = `${spec.dir}.${process.pid}.${Date.now()}.tmp`
+  fs.rmSync(tmp, { recursive: true, force: true })
+  fs.mkdirSync(tmp, { recursive: true })
+  let result: TaskResult
+  try {
+    result = await op({ ...spec, dir: tmp }, progress)
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true })
+    throw e
+  }
+  fs.rmSync(spec.dir, { recursive: true, force: true })
+  fs.renameSync(tmp, spec.dir)
+  const marker = markerOf(spec)
+  fs.writeFileSync(`${marker}.${process.pid}.tmp`, JSON.stringify(result) + "\n")
+  fs.renameSync(`${marker}.${process.pid}.tmp`, marker)
+  return result
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a stage's tasks on local workers
+
+export interface StageOptions {
+  /** concurrent tasks; 1 runs them in this process, more in child processes */
+  readonly workers: number
+  readonly signal: AbortSignal
+  /** called as tasks progress: shards done, total, rows so far, failed attempts so far */
+  readonly onProgress?: (p: { readonly done: number; readonly total: number; readonly rows: number; readonly failed: number }) => void
+  /** retries of a failed task (not of a task that failed on bad data); default 1 */
+  readonly retries?: number
+  readonly log?: (message: string, level?: "info" | "warn") => void
+}
+
+class TaskFailure extends Error {
+  constructor(message: string, readonly dataError: boolean) {
+    super(message)
+  }
+}
+
+// Beside this module: shard-main.ts in the sources, shard-main.js once built (dist/).
+const selfFile = fileURLToPath(import.meta.url)
+const mainScript = path.join(path.dirname(selfFile), `shard-main${path.extname(selfFile)}`)
+
+/** The node and arguments that run a task spec file in a child process. */
+export const shardCommand = (specFile: string): { readonly node: string; readonly args: ReadonlyArray<string> } => {
+  const require = createRequire(import.meta.url)
+  let node = process.execPath
+  try {
+    const local = path.join(path.dirname(require.resolve("node/package.json")), "bin", "node")
+    if (fs.existsSync(local)) node = local
+  } catch {
+    // no bundled Node: this one
+  }
+  const loader = mainScript.endsWith(".ts")
+    ? ["--import", pathToFileURL(path.join(path.dirname(require.resolve("tsx/package.json")), "dist", "loader.mjs")).href]
+    : []
+  return { node, args: [...loader, mainScript, specFile] }
+}
+
+const runChild = (spec: TaskSpec, onRows: TaskProgress, children: Set<ChildProcess>): Promise<TaskResult> => {
+  const specFile = `${spec.dir}.spec.json`
+  fs.writeFileSync(specFile, JSON.stringify(spec))
+  const { node, args } = shardCommand(specFile)
+  return new Promise((resolve, reject) => {
+    const child = spawn(node, [...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ANNEAL_SHARD_PARENT: String(process.pid) } })
+    children.add(child)
+    let failure: { message: string; data: boolean } | undefined
+    let stderr = ""
+    let rest = ""
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      const text = rest + chunk
+      const lines = text.split("\n")
+      rest = lines.pop()!
+      for (const l of lines) {
+        try {
+          const m = JSON.parse(l) as { rows?: number; error?: string; data?: boolean }
+          if (m.rows !== undefined) onRows(m.rows)
+          if (m.error !== undefined) failure = { message: m.error, data: m.data === true }
+        } catch {
+          // not a message of ours
+        }
+      }
+    })
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr = (stderr + chunk).slice(-4000)
+    })
+    child.on("error", (e) => {
+      children.delete(child)
+      reject(new TaskFailure(`cannot start a shard worker (${node}): ${e.message}`, false))
+    })
+    child.on("close", (code, signal) => {
+      children.delete(child)
+      if (code === 0) {
+        const result = finishedResult(spec)
+        if (result !== undefined) return resolve(result)
+      }
+      const why = failure?.message ?? (signal !== null ? `the worker was killed by ${signal}` : `the worker exited with code ${code}: ${stderr.trim().split("\n").pop() ?? ""}`)
+      reject(new TaskFailure(why, failure?.data ?? false))
+    })
+  })
+}
+
+/**
+ * Runs every task of a stage that has no completion marker yet, `workers` at a time; returns all
+ * results in task order (finished ones read from their markers). A failed task is retried alone
+ * (`retries` times) unless it failed on bad data; a task that still fails stops the stage with its
+ * error, which names the shard.
+ */
+export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions): Promise<Array<TaskResult>> => {
+  const results: Array<TaskResult | undefined> = tasks.map((t) => finishedResult(t))
+  const todo = tasks.map((_, i) => i).filter((i) => results[i] === undefined)
+  const rowsOf = new Map<number, number>()
+  let failed = 0
+  let done = tasks.length - todo.length
+  const report = () => {
+    let rows = 0
+    for (const r of rowsOf.values()) rows += r
+    o.onProgress?.({ done, total: tasks.length, rows, failed })
+  }
+  report()
+  const inProcess = o.workers <= 1 || todo.length <= 1
+  const children = new Set<ChildProcess>()
+  const killAll = () => {
+    for (const c of children) c.kill("SIGKILL")
+  }
+  o.signal.addEventListener("abort", killAll)
+  const attempt = async (i: number): Promise<TaskResult> => {
+    const spec = tasks[i]!
+    const onRows = (n: number) => {
+      rowsOf.set(i, n)
+      report()
+    }
+    if (inProcess) {
+      try {
+        return await executeTask(spec, onRows)
+      } catch (e) {
+        throw new TaskFailure(e instanceof Error ? e.message : String(e), e instanceof DatasetError)
+      }
+    }
+    return runChild(spec, onRows, children)
+  }
+  let next = 0
+  let stopped: Error | undefined
+  const worker = async (): Promise<void> => {
+    while (stopped === undefined && next < todo.length) {
+      if (o.signal.aborted) throw new Error("interrupted")
+      const i = todo[next++]!
+      for (let tries = 0; ; tries++) {
+        try {
+          results[i] = await attempt(i)
+          done++
+          report()
+          break
+        } catch (e) {
+          if (o.signal.aborted) throw new Error("interrupted")
+          const f = e instanceof TaskFailure ? e : new TaskFailure(String(e), false)
+          failed++
+          report()
+          if (f.dataError || tries >= (o.retries ?? 1)) {
+            stopped = new Error(f.message)
+            killAll()
+            throw stopped
+          }
+          o.log?.(`shard task ${tasks[i]!.id} failed (${f.message}); retrying it alone`, "warn")
+        }
+      }
+    }
+  }
+  try {
+    const n = Math.max(1, Math.min(o.workers, todo.length))
+    const settled = await Promise.allSettled(Array.from({ length: n }, worker))
+    const bad = settled.find((s) => s.status === "rejected")
+    if (stopped !== undefined) throw stopped
+    if (bad !== undefined) throw (bad as PromiseRejectedResult).reason
+  } finally {
+    o.signal.removeEventListener("abort", killAll)
+    killAll()
+  }
+  return results as Array<TaskResult>
+}
+
+/**
+ * The work directory of a stage: `<resumeDir>/<stage>`, emptied when the plan recorded there differs
+ * from `plan` (another cut of the input, from another `shards` value), so finished tasks are reused
+ * only for the same plan.
+ */
+export const stageDir = (resumeDir: string, stage: string, plan: unknown): string => {
+  const dir = path.join(resumeDir, stage)
+  const planFile = path.join(dir, "plan.json")
+  const text = JSON.stringify(plan)
+  let same = false
+  try {
+    same = fs.readFileSync(planFile, "utf8") === text
+  } catch {
+    same = false
+  }
+  if (!same) {
+    fs.rmSync(dir, { recursive: true, force: true })
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(`${planFile}.tmp`, text)
+    fs.renameSync(`${planFile}.tmp`, planFile)
+  }
+  return dir
+}

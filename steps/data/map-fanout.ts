@@ -1,0 +1,261 @@
+/**
+ * Row-by-row data steps (clean, format, decontaminate) as shard tasks: each task reads one piece of
+ * the input (shards.ts), decides every row (keep it, maybe changed, or remove it with a rule), and
+ * writes its kept rows, its removals and its counts; the driver then merges them in input order into
+ * the output dataset (shard-output.ts), `removed.jsonl` and the figures of `report.json`. The merge
+ * sees the same rows in the same order whatever the cut and the number of workers, so the output
+ * bytes, and the artifact's hash, are the same.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as Schema from "effect/Schema"
+import type { StepContext } from "../../engine/step.ts"
+import { locationOf, RemovalLog, type RemovalExample } from "./common.ts"
+import { DatasetError } from "./errors.ts"
+import { registerShardOp, runStage, stageDir, type TaskSpec } from "./fanout.ts"
+import { schemaOf, type ConcreteFormat } from "./formats.ts"
+import { datasetFiles, isParquetFile, RowReader, type InvalidRow, type Located, type OnInvalid } from "./jsonl.ts"
+import { planPieces, readPiece, type Piece } from "./shards.ts"
+import { OutputLayout, resolveLayout, writeOutput } from "./shard-output.ts"
+
+const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
+
+/** Params every fanning step takes; none changes the output, so they are left out of the key. */
+export const FanoutParams = {
+  workers: Schema.optionalKey(PositiveInt).annotate({
+    description: "shard tasks run at once (child processes); the result does not depend on it. Default: the CPU slots granted"
+  }),
+  tasks: Schema.optionalKey(PositiveInt).annotate({
+    description: "pieces the input is cut into, one shard task each; the result does not depend on it. Default: one per 64 MiB, at least one per input shard"
+  })
+}
+export const fanoutExecutionOnly = ["workers", "tasks"]
+
+export const OutputParam = Schema.optionalKey(OutputLayout).annotate({
+  description: "output layout: one data.jsonl (default for JSONL input), or shards `data/train-NNNNN-of-NNNNN.{parquet,jsonl}`"
+})
+
+export type RowOutcome =
+  | { readonly keep: Record<string, unknown> }
+  | { readonly remove: { readonly rule: string; readonly text: string; readonly extra?: Record<string, unknown> } }
+
+export interface RowMapper {
+  readonly map: (r: Located<Record<string, unknown>>) => RowOutcome
+  /** figures of the task beyond the common counts (merged by the step) */
+  readonly finish?: () => Record<string, unknown>
+}
+
+/** Builds a mapper from the task's spec (params, format, ...): runs once per task, in the task's process. */
+export type MapperFactory = (spec: MapTaskSpec) => Promise<RowMapper>
+
+export interface MapTaskSpec extends TaskSpec {
+  readonly mapper: string
+  readonly piece: Piece
+  readonly format: ConcreteFormat
+  readonly onInvalid: OnInvalid
+  readonly examples: number
+  readonly params: unknown
+  readonly inputs: Record<string, unknown>
+}
+
+export interface MapTaskResult {
+  readonly rowsIn: number
+  readonly kept: number
+  readonly counts: Record<string, number>
+  readonly examples: Record<string, Array<RemovalExample>>
+  readonly skipped: number
+  readonly invalidExamples: Array<InvalidRow>
+  readonly extra: Record<string, unknown>
+}
+
+const mappers = new Map<string, MapperFactory>()
+
+export const registerMapper = (name: string, factory: MapperFactory): void => {
+  mappers.set(name, factory)
+}
+
+registerShardOp("map", async (task, progress) => {
+  const spec = task as MapTaskSpec
+  const factory = mappers.get(spec.mapper)
+  if (factory === undefined) throw new Error(`shard task ${spec.id}: unknown mapper "${spec.mapper}"`)
+  const mapper = await factory(spec)
+  const reader = new RowReader<Record<string, unknown>>(spec.piece.file, schemaOf(spec.format), { onInvalid: spec.onInvalid, allowEmpty: true })
+  const log = new RemovalLog(spec.dir, spec.examples)
+  const out = fs.openSync(path.join(spec.dir, "rows.jsonl"), "w")
+  let pending: Array<string> = []
+  let kept = 0
+  try {
+    for await (const r of readPiece(spec.piece, reader)) {
+      const o = mapper.map(r)
+      if ("keep" in o) {
+        pending.push(JSON.stringify(o.keep) + "\n")
+        kept++
+        if (pending.length >= 4096) {
+          fs.writeSync(out, pending.join(""))
+          pending = []
+        }
+      } else log.remove(o.remove.rule, locationOf(r), o.remove.text, o.remove.extra)
+      if (r.index % 5000 === 0) progress(r.index)
+    }
+    fs.writeSync(out, pending.join(""))
+  } finally {
+    fs.closeSync(out)
+    log.close()
+  }
+  const result: MapTaskResult = {
+    rowsIn: reader.stats.rows,
+    kept,
+    counts: log.counts,
+    examples: log.examples,
+    skipped: reader.stats.skipped,
+    invalidExamples: reader.stats.examples,
+    extra: mapper.finish?.() ?? {}
+  }
+  return result as unknown as Record<string, unknown>
+})
+
+export interface MapMerged {
+  readonly rowsIn: number
+  readonly kept: number
+  readonly removed: number
+  readonly counts: Record<string, number>
+  readonly examples: Record<string, Array<RemovalExample>>
+  readonly skipped: number
+  readonly invalidExamples: Array<InvalidRow>
+  /** each task's extra figures, in input order */
+  readonly extras: ReadonlyArray<Record<string, unknown>>
+}
+
+export interface FanoutStepParams {
+  readonly workers?: number | undefined
+  readonly tasks?: number | undefined
+  readonly onInvalid: OnInvalid
+  readonly examples: number
+}
+
+/** Reports a stage's progress as the live view shows it: shards done of total, rows/s, failures. */
+export const stageProgress = (ctx: Pick<StepContext<unknown, never>, "progress">, stage: string) => {
+  const started = Date.now()
+  let last = 0
+  return (p: { readonly done: number; readonly total: number; readonly rows: number; readonly failed: number }) => {
+    const now = Date.now()
+    if (now - last < 250 && p.done < p.total) return
+    last = now
+    const secs = Math.max((now - started) / 1000, 1e-3)
+    const rate = Math.round(p.rows / secs)
+    ctx.progress({
+      current: p.done,
+      total: p.total,
+      unit: "shards",
+      rate: p.rows > 0 ? rate : undefined,
+      phase: `${stage}: ${p.rows} rows, ${rate} rows/s${p.failed > 0 ? `, ${p.failed} failed attempt${p.failed === 1 ? "" : "s"}` : ""}`
+    })
+  }
+}
+
+/** The worker count a step uses: its `workers` param, else the CPU slots the scheduler granted. */
+export const workersOf = (ctx: { readonly cpus: number }, workers: number | undefined): number => workers ?? Math.max(1, ctx.cpus)
+
+/**
+ * Runs a row-by-row step as shard tasks and writes its output dataset and `removed.jsonl`; returns the
+ * merged figures for the step's report.
+ */
+export const runMapStep = async (
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  ctx: StepContext<any, any>,
+  o: {
+    readonly mapper: string
+    readonly input: string
+    readonly format: ConcreteFormat
+    readonly outFormat?: ConcreteFormat
+    readonly params: FanoutStepParams
+    readonly output: OutputLayout | undefined
+    readonly inputs?: Record<string, unknown>
+  }
+): Promise<MapMerged> => {
+  const p = o.params
+  const pieces = await planPieces(o.input, p.tasks)
+  const dir = stageDir(ctx.resumeDir, "map", { mapper: o.mapper, pieces })
+  const tasks: Array<MapTaskSpec> = pieces.map((piece, i) => ({
+    op: "map",
+    id: String(i).padStart(5, "0"),
+    dir: path.join(dir, String(i).padStart(5, "0")),
+    mapper: o.mapper,
+    piece,
+    format: o.format,
+    onInvalid: p.onInvalid,
+    examples: p.examples,
+    params: ctx.params,
+    inputs: o.inputs ?? {}
+  }))
+  const results = (await runStage(tasks, {
+    workers: workersOf(ctx, p.workers),
+    signal: ctx.signal,
+    onProgress: stageProgress(ctx, o.mapper),
+    log: (m, l) => ctx.log(m, l)
+  })) as unknown as Array<MapTaskResult>
+  const merged = mergeResults(results, p.examples)
+  if (merged.rowsIn === 0) {
+    const skipped = merged.skipped > 0 ? ` (all ${merged.skipped} lines were invalid and skipped)` : ""
+    throw DatasetError.at(o.input, undefined, `dataset is empty: no rows${skipped}`)
+  }
+  const hasParquet = datasetFiles(o.input).some(isParquetFile)
+  const layout = resolveLayout(o.output, hasParquet, merged.kept)
+  await writeOutput(ctx.output, o.outFormat ?? o.format, layout, o.output, tasks.map((t) => path.join(t.dir, "rows.jsonl")), merged.kept)
+  concatFiles(path.join(ctx.output, "removed.jsonl"), tasks.map((t) => path.join(t.dir, "removed.jsonl")))
+  return merged
+}
+
+export const mergeResults = (results: ReadonlyArray<MapTaskResult>, maxExamples: number): MapMerged => {
+  const counts: Record<string, number> = {}
+  const examples: Record<string, Array<RemovalExample>> = {}
+  const invalidExamples: Array<InvalidRow> = []
+  let rowsIn = 0
+  let kept = 0
+  let skipped = 0
+  for (const r of results) {
+    rowsIn += r.rowsIn
+    kept += r.kept
+    skipped += r.skipped
+    for (const [rule, n] of Object.entries(r.counts)) counts[rule] = (counts[rule] ?? 0) + n
+    for (const [rule, list] of Object.entries(r.examples)) {
+      const into = (examples[rule] ??= [])
+      for (const e of list) if (into.length < maxExamples) into.push(e)
+    }
+    for (const e of r.invalidExamples) if (invalidExamples.length < 20) invalidExamples.push(e)
+  }
+  // rules in order of first appearance in the input, as one pass would have counted them
+  const removed = Object.values(counts).reduce((a, b) => a + b, 0)
+  return { rowsIn, kept, removed, counts: inFirstSeenOrder(results, counts), examples: inFirstSeenOrder(results, examples), skipped, invalidExamples, extras: results.map((r) => r.extra) }
+}
+
+/**
+ * Rules in the order one pass over the whole input would have met them. A task's counts list its
+ * rules in the order it met them, so walking the tasks in input order gives that order.
+ */
+const inFirstSeenOrder = <A>(results: ReadonlyArray<MapTaskResult>, merged: Record<string, A>): Record<string, A> => {
+  const order: Array<string> = []
+  for (const r of results) for (const rule of Object.keys(r.counts)) if (!order.includes(rule)) order.push(rule)
+  const out: Record<string, A> = {}
+  for (const rule of order) if (rule in merged) out[rule] = merged[rule]!
+  return out
+}
+
+/** Concatenates files into `to` (missing ones count as empty). */
+export const concatFiles = (to: string, files: ReadonlyArray<string>): void => {
+  const fd = fs.openSync(to, "w")
+  const buf = Buffer.alloc(1 << 22)
+  try {
+    for (const f of files) {
+      if (!fs.existsSync(f)) continue
+      const src = fs.openSync(f, "r")
+      try {
+        for (let n = fs.readSync(src, buf, 0, buf.length, null); n > 0; n = fs.readSync(src, buf, 0, buf.length, null)) fs.writeSync(fd, buf, 0, n)
+      } finally {
+        fs.closeSync(src)
+      }
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+}
