@@ -16,7 +16,9 @@ import { pickReporter } from "./reporters/pick.ts"
 import { cacheCommand } from "./cache.ts"
 import { execStep } from "./exec-step.ts"
 import { executorChoice } from "./executor-choice.ts"
-import { describePlacement } from "../engine/executor-config.ts"
+import { describePlacement, loadProjectConfig } from "../engine/executor-config.ts"
+import type { ProjectConfig } from "../engine/executor-config.ts"
+import type { RemoteConfig } from "../cache/remote/url.ts"
 import { requestOf } from "../engine/run.ts"
 import { showStep, printLogs } from "./show.ts"
 import { graphFormats, renderPlan, renderPlanGraph } from "./render/plan.ts"
@@ -59,6 +61,13 @@ export const storeRootFor = (values: Record<string, unknown>): string => {
   return path.join(projectRootOf(anchor), ".anneal")
 }
 
+/** `--remote s3://...` (or `none`), else anneal.config.json's "remote"; the S3 code loads only when there is one. */
+const remoteFor = async (v: Record<string, unknown>, config: ProjectConfig): Promise<RemoteConfig | undefined> => {
+  const configured = (config as { remote?: RemoteConfig }).remote
+  if (v.remote === undefined && configured === undefined) return undefined
+  return (await import("../cache/remote/cli.ts")).chooseRemote(v.remote, { remote: configured })
+}
+
 const run: Command = {
   options: {
     ...storeOption,
@@ -69,6 +78,7 @@ const run: Command = {
     "allow-cpu": { type: "boolean" },
     "keep-going": { type: "boolean", short: "k" },
     executor: { type: "string" },
+    remote: { type: "string" },
     json: { type: "boolean" }
   },
   run: async (v, positionals, argv) => {
@@ -100,6 +110,7 @@ const run: Command = {
         reporter,
         signal: controller.signal,
         executor: where.executor,
+        remote: await remoteFor(v, where.config),
         argv
       })
       return summary.exitCode
@@ -124,7 +135,8 @@ const plan: Command = {
     json: { type: "boolean" },
     format: { type: "string" },
     force: { type: "string", multiple: true },
-    executor: { type: "string" }
+    executor: { type: "string" },
+    remote: { type: "string" }
   },
   run: async (v, positionals) => {
     const recipe = needRecipe(positionals, "plan")
@@ -134,8 +146,11 @@ const plan: Command = {
       const steps = selectSteps(project.graph, positionals.slice(1))
       const force = (v.force as Array<string> | undefined) ?? []
       for (const f of force) if (!project.graph.byId.has(f)) throw unknownStep(project.graph, f)
-      const { entries, sources, warnings } = planSteps(project, steps, { force })
+      const planned = planSteps(project, steps, { force })
       const where = executorChoice(typeof v.executor === "string" ? v.executor : undefined, recipe, undefined)
+      const remote = await remoteFor(v, where.config)
+      const { sources, warnings } = planned
+      const entries = remote === undefined ? planned.entries : await (await import("../cache/remote/plan.ts")).withRemote(planned.entries, remote, project, steps, force)
       const placement = (id: string) => {
         const step = project.graph.byId.get(id)!
         return describePlacement(where.name, where.config, id, step.def.kind, requestOf(step))
@@ -180,7 +195,9 @@ const cache: Command = {
     "max-size": { type: "string" },
     "dry-run": { type: "boolean" },
     "checkpoint-days": { type: "string" },
-    repair: { type: "boolean" }
+    repair: { type: "boolean" },
+    remote: { type: "string" },
+    "remote-max-age-days": { type: "string" }
   },
   run: async (v, positionals) => {
     const root = storeRootFor(v)
@@ -189,7 +206,11 @@ const cache: Command = {
     }
     const store = Store.open(root)
     try {
-      return cacheCommand(store, positionals, v)
+      const code = cacheCommand(store, positionals, v)
+      const sub = positionals[0]
+      const remote = sub === "gc" || sub === "verify" ? await remoteFor(v, loadProjectConfig(typeof v.recipe === "string" ? path.dirname(path.resolve(v.recipe)) : process.cwd())) : undefined
+      if (remote === undefined) return code
+      return Math.max(code, await (await import("../cache/remote/cli.ts")).remoteCacheCommand(remote, store, sub!, v))
     } finally {
       store.close()
     }

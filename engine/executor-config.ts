@@ -43,6 +43,11 @@ const projectConfigSchema = () =>
   Schema.Struct({
     executor: Schema.optional(Schema.String),
     warmWorkers: Schema.optional(Schema.Boolean),
+    // the remote store (docs/remote-store.md): "s3://bucket/prefix" or { url, endpoint, region, profile }
+    remote: Schema.optional(Schema.Union([
+      Schema.String,
+      Schema.Struct({ url: Schema.String, endpoint: Schema.optional(Schema.String), region: Schema.optional(Schema.String), profile: Schema.optional(Schema.String) })
+    ])),
     ...Object.fromEntries(executorBackends().flatMap((b) => (b.config === undefined ? [] : [[b.name, Schema.optional(b.config)]])))
   })
 

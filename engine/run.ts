@@ -14,6 +14,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { StepRecord } from "../cache/db.ts"
+import type { RemoteConfig } from "../cache/remote/url.ts"
 import type { Store } from "../cache/store.ts"
 import { messageOf, UsageError } from "./errors.ts"
 import type { EngineEvent, Reporter, RunEvent } from "./events.ts"
@@ -58,6 +59,8 @@ export interface RunOptions {
   readonly argv?: ReadonlyArray<string> | undefined
   /** import the recipe module afresh (watch mode, tests that edit recipes in one process) */
   readonly fresh?: boolean | undefined
+  /** a remote store (s3://bucket/prefix): restore what it holds, upload what runs (cache/remote/sync.ts) */
+  readonly remote?: RemoteConfig | undefined
 }
 
 /** The final run event's counts (unrounded), plus what a caller needs to act on the result. */
@@ -105,13 +108,21 @@ const cpuFallbackAllowed = (step: PlannedStep): boolean => {
 
 export const runRecipe = async (options: RunOptions): Promise<RunSummary> => {
   const started = performance.now()
-  const project = await openProject(options.recipe, { store: options.store, fresh: options.fresh ?? false })
+  // loaded only when used: the S3 client is no cost to a run without a remote
+  const remote = options.remote === undefined ? undefined : await (await import("../cache/remote/sync.ts")).openRemoteRun(options.remote, options.reporter)
+  const project = await openProject(options.recipe, { store: options.store, fresh: options.fresh ?? false }).catch(async (e: unknown) => {
+    await remote?.close()
+    throw e
+  })
   const executor = options.executor ?? makeLocalExecutor()
   try {
-    return await runProject(project, { ...options, executor }, started)
+    if (remote === undefined) return await runProject(project, { ...options, executor }, started)
+    const reporter = await remote.restore(project, options)
+    return await remote.finish(await runProject(project, { ...options, executor, reporter }, started))
   } finally {
     // the local executor's warm Python process lives as long as the run
     await executor.close?.()
+    await remote?.close()
     project.store.close()
   }
 }
