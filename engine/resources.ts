@@ -1,8 +1,16 @@
 /**
  * Machine resources the scheduler hands out: CPU slots (`--jobs`), specific GPU ids, and memory.
- * A request waits until all of it fits at once (no partial holds, so no deadlock between steps that
- * each hold half of what they need); waiters are served in arrival order, but a later request that
- * fits may go ahead of an earlier one that does not (backfilling, as Slurm does).
+ *
+ * A request is a gang: a step that runs N processes (torchrun, a multi-node job) asks for all of their
+ * CPUs, GPUs and memory as one request, and gets all of it at once or waits holding nothing, so two gangs
+ * that each need most of the machine run one after the other instead of each holding half of what it
+ * needs (no partial gangs, no deadlock).
+ *
+ * Waiters are served in arrival order, with a reservation for the head of the queue: when the first
+ * waiter does not fit, what it still needs is set aside, and later requests may start only in what is
+ * left beyond it (backfilling that cannot delay the head, as Slurm's backfill does, but without run-time
+ * estimates: per resource, only the surplus over the head's request is lent). A large request is
+ * therefore never starved by a stream of small ones that would each fit in the gaps.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -10,6 +18,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import { execa } from "execa"
 
+/** What a step asks for, in total over all its processes. */
 export interface Request {
   readonly cpus: number
   readonly gpus: number
@@ -33,6 +42,21 @@ interface Waiter {
   readonly deferred: Deferred.Deferred<Grant>
 }
 
+interface Free {
+  readonly cpus: number
+  readonly gpus: number
+  readonly memoryGb: number
+}
+
+const fits = (r: Request, free: Free): boolean => r.cpus <= free.cpus && r.gpus <= free.gpus && r.memoryGb <= free.memoryGb
+
+/** What may be lent to later requests while `head` waits: per resource, the free amount beyond its request. */
+const beyond = (free: Free, head: Request): Free => ({
+  cpus: Math.max(0, free.cpus - head.cpus),
+  gpus: Math.max(0, free.gpus - head.gpus),
+  memoryGb: Math.max(0, free.memoryGb - head.memoryGb)
+})
+
 export class ResourcePool {
   private freeCpus: number
   private readonly freeGpus: Array<number>
@@ -54,8 +78,16 @@ export class ResourcePool {
     }
   }
 
-  private tryTake(r: Request): Grant | undefined {
-    if (r.cpus > this.freeCpus || r.gpus > this.freeGpus.length || r.memoryGb > this.freeMemory) return undefined
+  /** How many requests wait (for tests and the live view). */
+  get waiting(): number {
+    return this.waiters.length
+  }
+
+  private get free(): Free {
+    return { cpus: this.freeCpus, gpus: this.freeGpus.length, memoryGb: this.freeMemory }
+  }
+
+  private take(r: Request): Grant {
     this.freeCpus -= r.cpus
     this.freeMemory -= r.memoryGb
     const gpus = this.freeGpus.splice(0, r.gpus)
@@ -67,15 +99,25 @@ export class ResourcePool {
     this.freeMemory += g.memoryGb
     this.freeGpus.push(...g.gpus)
     this.freeGpus.sort((a, b) => a - b)
+    this.dispatch()
+  }
+
+  /**
+   * Grants waiters in arrival order. The first one that does not fit becomes the reserved head: every
+   * later waiter is granted only from what is free beyond the head's request.
+   */
+  private dispatch() {
+    let head: Request | undefined
     for (let i = 0; i < this.waiters.length;) {
       const w = this.waiters[i]!
-      const grant = this.tryTake(w.request)
-      if (grant === undefined) {
+      const available = head === undefined ? this.free : beyond(this.free, head)
+      if (!fits(w.request, available)) {
+        head ??= w.request
         i++
         continue
       }
       this.waiters.splice(i, 1)
-      Deferred.doneUnsafe(w.deferred, Effect.succeed(grant))
+      Deferred.doneUnsafe(w.deferred, Effect.succeed(this.take(w.request)))
     }
   }
 
@@ -84,18 +126,25 @@ export class ResourcePool {
     const pool = this
     const acquire = Effect.suspend(() => {
       const r = pool.fit(request)
-      const now = pool.tryTake(r)
-      if (now !== undefined) return Effect.succeed(now)
+      // nobody waiting: no one to reserve for
+      if (pool.waiters.length === 0 && fits(r, pool.free)) return Effect.succeed(pool.take(r))
       return Effect.gen(function* () {
         const deferred = yield* Deferred.make<Grant>()
         const waiter = { request: r, deferred }
         pool.waiters.push(waiter)
-        return yield* Deferred.await(deferred).pipe(
+        // a newcomer may fit in the surplus beyond the head's reservation
+        pool.dispatch()
+        // the acquisition of acquireUseRelease is uninterruptible; waiting must not be (an interrupted run
+        // stops its waiting steps), and a grant that raced with the interrupt is given back below
+        return yield* Effect.interruptible(Deferred.await(deferred)).pipe(
           Effect.onInterrupt(() =>
             Effect.sync(() => {
               const i = pool.waiters.indexOf(waiter)
-              if (i >= 0) pool.waiters.splice(i, 1)
-              else if (Deferred.isDoneUnsafe(deferred)) {
+              if (i >= 0) {
+                pool.waiters.splice(i, 1)
+                // the head leaving lifts its reservation
+                if (i === 0) pool.dispatch()
+              } else if (Deferred.isDoneUnsafe(deferred)) {
                 // granted in the same tick we were interrupted: give it back
                 Effect.runSync(Deferred.await(deferred).pipe(Effect.map((g) => pool.give(g))))
               }
