@@ -30,6 +30,8 @@ import { StepExecutionError } from "../spec.ts"
 import { attemptFiles, endJob, FileFollower, keyDir, newRecord, readExit, readRecord, removeJob, writeAtomic, writeRecord } from "./cluster-job.ts"
 import type { JobRecord, RunnerJob } from "./cluster-job.ts"
 import { protocolEvent } from "./codec.ts"
+import { PlacementConfig } from "./placement.ts"
+import type { PlacementRules } from "./placement.ts"
 
 export interface JobResources {
   readonly gpus: number
@@ -131,6 +133,8 @@ export interface ClusterOptions {
   readonly fileWaitSeconds?: number | undefined
   /** what is retried, how often, with how much more memory or time */
   readonly retry?: RetryPolicy | undefined
+  /** which steps run on the driver instead of as jobs (placement.ts) */
+  readonly placement?: PlacementRules | undefined
   /** seconds between reads of the job's output files */
   readonly followSeconds?: number | undefined
 }
@@ -145,6 +149,7 @@ export const clusterConfigFields = {
   pollSeconds: opt(Schema.Number),
   followSeconds: opt(Schema.Number),
   fileWaitSeconds: opt(Schema.Number),
+  placement: opt(PlacementConfig),
   retry: opt(Schema.Struct({
     maxRetries: opt(Schema.Int),
     on: opt(Schema.Array(Schema.Literals(["node-failure", "preemption", "timeout", "oom", "step-error"]))),

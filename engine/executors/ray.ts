@@ -23,6 +23,7 @@ import * as https from "node:https"
 import * as Schema from "effect/Schema"
 import type { Executor } from "../spec.ts"
 import { shellQuote } from "./cluster-job.ts"
+import { describePlaced, placedClusterExecutor } from "./placement.ts"
 import { registerExecutor } from "./registry.ts"
 import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, JobStatus, SubmitRequest } from "./cluster-executor.ts"
@@ -337,7 +338,9 @@ declare module "./registry.ts" {
 registerExecutor<RayConfig>({
   name: "ray",
   config: RayConfig,
-  make: (config, { stateDir }) => makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }),
-  describe: (config, step, kind, resources) => describeRayPlacement(config ?? {}, step, kind, resources),
+  make: (config, { stateDir, project }) =>
+    placedClusterExecutor(makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }), config?.placement, project),
+  describe: (config, step, kind, resources) =>
+    describePlaced(config?.placement, step, kind, resources, () => describeRayPlacement(config ?? {}, step, kind, resources)),
   capacity: clusterCapacity
 })

@@ -20,6 +20,7 @@ import * as Schema from "effect/Schema"
 import { execa } from "execa"
 import type { Executor } from "../spec.ts"
 import { attemptFiles, shellQuote } from "./cluster-job.ts"
+import { describePlaced, placedClusterExecutor } from "./placement.ts"
 import { registerExecutor } from "./registry.ts"
 import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, FailureKind, JobStatus, SubmitRequest } from "./cluster-executor.ts"
@@ -399,7 +400,9 @@ declare module "./registry.ts" {
 registerExecutor<SlurmConfig>({
   name: "slurm",
   config: SlurmConfig,
-  make: (config, { stateDir }) => makeSlurmExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }),
-  describe: (config, step, kind, resources) => describeSlurmPlacement(config ?? {}, step, kind, resources),
+  make: (config, { stateDir, project }) =>
+    placedClusterExecutor(makeSlurmExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }), config?.placement, project),
+  describe: (config, step, kind, resources) =>
+    describePlaced(config?.placement, step, kind, resources, () => describeSlurmPlacement(config ?? {}, step, kind, resources)),
   capacity: clusterCapacity
 })

@@ -15,11 +15,14 @@ import { execa } from "execa"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { describePlacement } from "../../engine/executor-config.ts"
 import { lastErrorLine, nodeBinary } from "../../engine/executors/cluster-executor.ts"
-import { readRecord } from "../../engine/executors/cluster-job.ts"
+import { attemptFiles, readRecord } from "../../engine/executors/cluster-job.ts"
+import type { RunnerJob } from "../../engine/executors/cluster-job.ts"
 import { makeRayBackend, makeRayExecutor, rayHeaders, redactAddress } from "../../engine/executors/ray.ts"
-import { makeSlurmExecutor, sbatchArgs } from "../../engine/executors/slurm.ts"
+import { batchScript, makeSlurmExecutor, sbatchArgs } from "../../engine/executors/slurm.ts"
 import type { SlurmOptions } from "../../engine/executors/slurm.ts"
-import { logsOf, makeStoreDir, respec, runSpec, workerSpec } from "./specs.ts"
+import { projectRoot } from "../../engine/python.ts"
+import { logsOf, makeStoreDir, outputFile, respec, runSpec, workerSpec } from "./specs.ts"
+import type { Outcome } from "./specs.ts"
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-fake-cluster-"))
 const fakeBin = path.join(scratch, "bin")
@@ -31,18 +34,26 @@ const script = (file: string, body: string) => {
 }
 
 // sbatch runs the batch script in its --chdir with its output into --output, records the job's exit
-// code, and prints the job id (its own pid: unique among jobs submitted at once); scontrol reports COMPLETED or FAILED from that code
+// code, and prints the job id (its own pid: unique among jobs submitted at once); scontrol reports COMPLETED or FAILED from that code.
+// A file $FAKE_SLURM_DIR/endings/<key prefix>, one Slurm state a line, makes the key's next submissions end that
+// way without running (NODE_FAIL, OUT_OF_MEMORY, FAILED...), one line per submission: a job that fails once, then runs.
 const installFakeSlurm = () => {
   fs.mkdirSync(fakeBin, { recursive: true })
-  fs.mkdirSync(fakeState, { recursive: true })
+  fs.mkdirSync(path.join(fakeState, "endings"), { recursive: true })
   script(path.join(fakeBin, "sbatch"), `
 d="$FAKE_SLURM_DIR"
 n=$$
 printf '%s\\n' "$@" > "$d/$n.args"
-out=/dev/null; dir=.; job=
+out=/dev/null; dir=.; job=; name=
 for a in "$@"; do
-  case "$a" in --output=*) out="\${a#--output=}" ;; --chdir=*) dir="\${a#--chdir=}" ;; esac
+  case "$a" in --output=*) out="\${a#--output=}" ;; --chdir=*) dir="\${a#--chdir=}" ;; --job-name=*) name="\${a#--job-name=}" ;; esac
   job="$a"
+done
+for f in "$d"/endings/*; do
+  [ -s "$f" ] || continue
+  case "$name" in *"-\${f##*/}-a"*)
+    head -n 1 "$f" > "$d/$n.state"; sed -i 1d "$f"; echo 1 > "$d/$n.rc"; echo "$n"; exit 0 ;;
+  esac
 done
 (cd "$dir" && sh "$job") > "$out" 2>&1
 echo $? > "$d/$n.rc"
@@ -50,7 +61,14 @@ echo "$n"`)
   script(path.join(fakeBin, "scontrol"), `
 rc=$(cat "$FAKE_SLURM_DIR/$4.rc" 2>/dev/null) || { echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1; }
 if [ "$rc" = 0 ]; then state=COMPLETED; reason=None; else state=FAILED; reason=NonZeroExitCode; fi
+[ -f "$FAKE_SLURM_DIR/$4.state" ] && { state=$(cat "$FAKE_SLURM_DIR/$4.state"); reason=None; }
 echo "JobId=$4 JobName=x JobState=$state Reason=$reason ExitCode=$rc:0"`)
+  // the container runtime: records its words, then runs what follows the image (a .sif), as apptainer exec would
+  script(path.join(fakeBin, "apptainer"), `
+printf '%s\\n' "$@" > "$FAKE_SLURM_DIR/apptainer.$$.args"
+while [ $# -gt 0 ]; do case "$1" in *.sif) shift; break ;; *) shift ;; esac; done
+export IN_FAKE_CONTAINER=1
+exec "$@"`)
   script(path.join(fakeBin, "scancel"), "exit 0")
   script(path.join(fakeBin, "squeue"), "exit 0")
   process.env.PATH = `${fakeBin}:${process.env.PATH}`
@@ -66,6 +84,8 @@ const submittedJob = (messages: ReadonlyArray<string>) => {
 }
 
 const fast = { pollSeconds: 0.1, followSeconds: 0.05 }
+/** the worker's own command on the node, no `anneal exec-step` around it: for tests about the job, not the runner */
+const quick = { ...fast, launcher: "command" as const, fileWaitSeconds: 1 }
 
 beforeAll(() => {
   installFakeSlurm()
@@ -161,6 +181,179 @@ describe("the sbatch arguments", () => {
       "--signal=B:USR1@120",
       "/s/jobs/k/attempt-1/job.sh"
     ])
+  })
+})
+
+/** Makes the key's next submissions end as the given Slurm states, one per submission, before the job runs. */
+const endingsFor = (key: string, ...states: Array<string>) =>
+  fs.writeFileSync(path.join(fakeState, "endings", key.slice(0, 12)), states.map((s) => s + "\n").join(""))
+
+const submissionsOf = (events: Outcome["events"]) =>
+  logsOf(events).flatMap((m) => /^submitted slurm job (\d+)/.exec(m)?.[1] ?? [])
+
+describe.concurrent("the retry policy", () => {
+  it("a job lost with its node is submitted again and the step succeeds, resuming in the same resume dir", async () => {
+    const store = makeStoreDir()
+    const spec = workerSpec(store)
+    endingsFor(spec.key, "NODE_FAIL")
+    const { result, error, events } = await runSpec(makeSlurmExecutor(quick), spec)
+    expect(error).toBeUndefined()
+    expect(result?.metrics.final_loss).toBeCloseTo(2 / 3)
+    expect(outputFile(spec)).toBe(" trained for 3 steps\n")
+    const jobs = submissionsOf(events)
+    expect(jobs).toHaveLength(2)
+    expect(logsOf(events).find((m) => m.includes("retrying"))).toMatch(/NODE_FAIL: its node failed; retrying \(node-failure, retry 1 of 2\)$/)
+    expect(argsOf(jobs[1]!).find((a) => a.startsWith("--job-name="))).toMatch(/-a2$/)
+  })
+
+  it("gives up after maxRetries", async () => {
+    const store = makeStoreDir()
+    const lost = workerSpec(store)
+    endingsFor(lost.key, "NODE_FAIL", "NODE_FAIL", "NODE_FAIL")
+    const once = await runSpec(makeSlurmExecutor({ ...quick, retry: { maxRetries: 1 } }), lost)
+    expect(submissionsOf(once.events)).toHaveLength(2)
+    expect(once.error?.message).toMatch(/NODE_FAIL: its node failed/)
+  })
+
+  it("never retries the step's own error by default, but does when the policy names step-error", async () => {
+    const store = makeStoreDir()
+    const broken = workerSpec(store)
+    endingsFor(broken.key, "FAILED")
+    const notRetried = await runSpec(makeSlurmExecutor(quick), broken)
+    expect(submissionsOf(notRetried.events)).toHaveLength(1)
+    expect(notRetried.error?.message).toMatch(/FAILED: the step exited with an error/)
+
+    const flaky = workerSpec(store)
+    endingsFor(flaky.key, "FAILED")
+    const retried = await runSpec(makeSlurmExecutor({ ...quick, retry: { on: ["step-error"] } }), flaky)
+    expect(retried.error).toBeUndefined()
+    expect(submissionsOf(retried.events)).toHaveLength(2)
+  })
+
+  it("never retries a job cancelled from outside, whatever the policy", async () => {
+    const store = makeStoreDir()
+    const cancelled = workerSpec(store)
+    endingsFor(cancelled.key, "CANCELLED")
+    const never = await runSpec(makeSlurmExecutor({ ...quick, retry: { on: ["node-failure", "preemption", "timeout", "oom", "step-error"] } }), cancelled)
+    expect(submissionsOf(never.events)).toHaveLength(1)
+    expect(never.error?.message).toMatch(/CANCELLED: cancelled from outside anneal/)
+  })
+
+  it("after running out of memory the retry asks for more (memoryFactor), after a timeout for more time (timeFactor)", async () => {
+    const store = makeStoreDir()
+    const spec = workerSpec(store, { memoryGb: 2 })
+    endingsFor(spec.key, "OUT_OF_MEMORY", "TIMEOUT")
+    const { error, events } = await runSpec(makeSlurmExecutor({ ...quick, timeLimit: "01:00:00", retry: { memoryFactor: 2, timeFactor: 1.5 } }), spec)
+    expect(error).toBeUndefined()
+    const jobs = submissionsOf(events).map(argsOf)
+    expect(jobs.map((a) => a.find((x) => x.startsWith("--mem=")))).toEqual(["--mem=2048M", "--mem=4096M", "--mem=4096M"])
+    expect(jobs.map((a) => a.find((x) => x.startsWith("--time=")))).toEqual(["--time=01:00:00", "--time=01:00:00", "--time=01:30:00"])
+  })
+})
+
+describe.concurrent("the job's environment", () => {
+  it("setup lines run in the batch script before the step; a failing one stops the job with its own words", async () => {
+    const store = makeStoreDir()
+    const spec = workerSpec(store)
+    const marker = path.join(store, "setup-ran")
+    const ok = await runSpec(makeSlurmExecutor({ ...quick, setup: ["ANNEAL_SETUP_WORD=ready", `echo "$ANNEAL_SETUP_WORD" > ${marker}`] }), spec)
+    expect(ok.error).toBeUndefined()
+    expect(fs.readFileSync(marker, "utf8").trim()).toBe("ready")
+
+    const other = workerSpec(store)
+    const bad = await runSpec(makeSlurmExecutor({ ...quick, setup: ["module-that-is-not-here load cuda/12.4"] }), other)
+    expect(bad.error?.message).toMatch(/— .*module-that-is-not-here: not found$/)
+    expect(fs.existsSync(path.join(other.resumeDir, "worker.pid"))).toBe(false)
+  })
+
+  it("the batch script: setup under set -e, then the runner inside apptainer with the project, the store and the recipe bound", () => {
+    const text = batchScript(
+      { setup: ["module load cuda/12.4"], container: { image: "/images/anneal.sif", binds: ["/scratch"] } },
+      { step: "sft", key: "k", command: ["/opt/node", "/p/cluster-runner.ts", "/s/jobs/k/attempt-1/job.json"], binds: ["/p", "/s"], gpus: 2 }
+    )
+    expect(text.split("\n")).toEqual([
+      "#!/bin/sh",
+      "# anneal step sft (key k), written by the Slurm executor",
+      "set -e",
+      "module load cuda/12.4",
+      "set +e",
+      "exec apptainer exec --nv --bind /p --bind /s --bind /scratch /images/anneal.sif /opt/node /p/cluster-runner.ts /s/jobs/k/attempt-1/job.json",
+      ""
+    ])
+    const pyxis = batchScript({ container: { image: "nvcr.io#nvidia/pytorch:24.05-py3", runtime: "pyxis" } }, {
+      step: "sft", key: "k", command: ["/opt/node", "r.ts", "j.json"], binds: ["/p", "/s"], gpus: 0
+    })
+    expect(pyxis).toContain("exec srun --ntasks=1 '--container-image=nvcr.io#nvidia/pytorch:24.05-py3' --container-mounts=/p:/p,/s:/s --no-container-remap-root /opt/node r.ts j.json\n")
+  })
+
+  it("a step with a container runs through the runtime, which is given the store and the project", async () => {
+    const store = makeStoreDir()
+    const spec = workerSpec(store)
+    const image = path.join(scratch, "anneal.sif")
+    const before = new Set(fs.readdirSync(fakeState))
+    const { error, events } = await runSpec(makeSlurmExecutor({ ...quick, container: { image } }), spec)
+    expect(error).toBeUndefined()
+    const recorded = fs.readdirSync(fakeState).filter((f) => f.startsWith("apptainer.") && !before.has(f))
+      .map((f) => fs.readFileSync(path.join(fakeState, f), "utf8").trim().split("\n"))
+      .find((a) => a.some((w) => w.endsWith(".json") && w.includes(spec.key)))
+    expect(recorded?.slice(0, 1)).toEqual(["exec"])
+    expect(recorded).toContain(image)
+    const binds = recorded!.flatMap((w, i) => (recorded![i - 1] === "--bind" ? [w] : []))
+    expect(binds).toEqual(expect.arrayContaining([projectRoot, path.resolve(store)]))
+    expect(submissionsOf(events)).toHaveLength(1)
+  })
+
+  it("memory: the step's figure as --mem, else the per-CPU default as --mem-per-cpu, never nothing (a whole node)", async () => {
+    const store = makeStoreDir()
+    const plain = await runSpec(makeSlurmExecutor(quick), workerSpec(store, { cpus: 2 }))
+    expect(argsOf(submissionsOf(plain.events)[0]!)).toContain("--mem-per-cpu=2048M")
+    const configured = await runSpec(makeSlurmExecutor({ ...quick, memoryPerCpuGb: 3 }), workerSpec(store, { cpus: 2 }))
+    expect(argsOf(submissionsOf(configured.events)[0]!)).toContain("--mem-per-cpu=3072M")
+    const declared = await runSpec(makeSlurmExecutor({ ...quick, memoryPerCpuGb: 3 }), workerSpec(store, { memoryGb: 5 }))
+    const args = argsOf(submissionsOf(declared.events)[0]!)
+    expect(args).toContain("--mem=5120M")
+    expect(args.some((a) => a.startsWith("--mem-per-cpu"))).toBe(false)
+    expect(sbatchArgs({ gpuType: "a100", gpuFlag: "gpus" }, "sft", "sft", { gpus: 4, cpus: 8 })).toContain("--gpus-per-node=a100:4")
+  })
+})
+
+describe("Slurm's warning before the time limit", () => {
+  it("SIGUSR1 to the runner becomes a checkpoint request that the step's Python sees (protocol.checkpoint_requested)", async () => {
+    const dir = fs.mkdtempSync(path.join(scratch, "usr1-"))
+    const files = attemptFiles(dir)
+    const python = [
+      "import time, sys",
+      "from anneal_worker.protocol import checkpoint_requested",
+      "print('before', checkpoint_requested(), flush=True)",
+      "deadline = time.time() + 60",
+      "while not checkpoint_requested() and time.time() < deadline: time.sleep(0.05)",
+      "print('after', checkpoint_requested(), flush=True)"
+    ].join("\n")
+    const job: RunnerJob = {
+      argv: ["python3", "-c", python],
+      env: { PYTHONPATH: path.join(projectRoot, "python"), ANNEAL_CHECKPOINT_REQUEST: files.checkpointRequest },
+      cwd: dir,
+      spec: files.spec,
+      output: files.output,
+      events: files.events,
+      log: files.log,
+      exit: files.exit,
+      gpus: 0
+    }
+    fs.writeFileSync(files.job, JSON.stringify(job))
+    const runner = execa(nodeBinary(), [path.join(projectRoot, "engine", "executors", "cluster-runner.ts"), files.job], { reject: false })
+    try {
+      // the runner is listening once the step printed its first line
+      const started = () => fs.existsSync(files.events) && fs.readFileSync(files.events, "utf8").includes("before False")
+      for (let i = 0; i < 1200 && !started(); i++) await new Promise((ok) => setTimeout(ok, 50))
+      runner.kill("SIGUSR1")
+      const r = await runner
+      expect(r.exitCode).toBe(0)
+      expect(fs.readFileSync(files.events, "utf8")).toBe("before False\nafter True\n")
+      expect(r.stderr).toContain("anneal runner: SIGUSR1, the time limit is near: asking the step for a checkpoint")
+    } finally {
+      runner.kill("SIGKILL")
+    }
   })
 })
 
