@@ -4,7 +4,8 @@
  *   instruction + input); keep the longest answer or the first.
  * - `minhash`: near-duplicates by word n-gram MinHash + LSH (datatrove's defaults: 5-grams, 14 bands
  *   x 8 rows), candidates verified by estimated Jaccard >= threshold, clustered with union-find; one row
- *   kept per cluster. Signing runs on worker threads (the CPU slots the scheduler grants).
+ *   kept per cluster. Both run as shard tasks on the CPU slots the scheduler grants: exact as keys per
+ *   piece, one index in the driver, a filter per piece; minhash as the stages of minhash/staged.ts.
  * The semantic method (embeddings) is the separate kind `dedup-semantic`, a Python worker.
  * Output: the kept rows (original order), `report.json` and `removed.jsonl` (every removed row, the
  * row it duplicates and, for minhash, their estimated Jaccard).
@@ -12,12 +13,16 @@
 import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
 import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
-import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, RemovalLog, UnitInterval, withDefault } from "./common.ts"
-import { buildExactIndex } from "./exact.ts"
-import { detectFormat, joinFields, questionFields, schemaOf, textFieldNames, type ConcreteFormat } from "./formats.ts"
-import { readRows, type RowReader } from "./jsonl.ts"
-import { buildMinHashIndex, similarity } from "./minhash/dedup-minhash.ts"
-import { DatasetWriter, writeReport } from "./writer.ts"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withDefault } from "./common.ts"
+import { exactDecisions } from "./exact.ts"
+import { runStage, stageDir } from "./fanout.ts"
+import { detectFormat, joinFields, questionFields, textFieldNames, type ConcreteFormat } from "./formats.ts"
+import { FanoutParams, fanoutExecutionOnly, OutputParam, registerMapper, runMapStep, stageProgress, workersOf } from "./map-fanout.ts"
+import { clusterPieces, SignatureFiles } from "./minhash/staged.ts"
+import { planPieces } from "./shards.ts"
+import { writeReport } from "./writer.ts"
 
 export const MinHashParams = Schema.Struct({
   ngram: withDefault(PositiveInt, 5).annotate({ description: "words per shingle" }),
@@ -47,10 +52,12 @@ export const DedupParams = Schema.Struct({
     description: "MinHash settings (bands x rows permutations, seeded: the seed is part of the key)"
   }),
   threads: Schema.optionalKey(PositiveInt).annotate({
-    description: "worker threads for minhash; the result does not depend on it. Default: the CPU slots granted"
+    description: "an older name of `workers`; the result does not depend on it"
   }),
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5).annotate({ description: "duplicate clusters kept as examples in report.json" })
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "duplicate clusters kept as examples in report.json" }),
+  output: OutputParam,
+  ...FanoutParams
 })
 export type DedupParams = typeof DedupParams.Type
 
@@ -60,83 +67,129 @@ type Ctx = StepContext<DedupParams, typeof inputs>
 const defaultFields = (method: DedupParams["method"], format: ConcreteFormat): ReadonlyArray<string> =>
   method === "exact" ? questionFields[format] : textFieldNames[format]
 
+/** A row's decision, one JSON line per row of a piece: null keeps it. */
+type Decision = { readonly duplicateOf: string; readonly jaccard?: number } | null
+
+// the filter stage: keep or remove each row as the decisions file of its piece says
+registerMapper("dedup-filter", async (spec) => {
+  const { decisions, rule, fields } = spec.inputs as { decisions: string; rule: string; fields: ReadonlyArray<string> }
+  const lines = fs.readFileSync(path.join(decisions, `${spec.id}.jsonl`), "utf8").split("\n")
+  return {
+    map: (r) => {
+      const d = JSON.parse(lines[r.index]!) as Decision
+      return d === null ? { keep: r.row } : { remove: { rule, text: joinFields(r.row, fields), extra: d } }
+    }
+  }
+})
+
+const writeDecisions = (dir: string, tasks: ReadonlyArray<{ readonly id: string }>, perPiece: (p: number) => Iterable<Decision>): void => {
+  fs.rmSync(dir, { recursive: true, force: true })
+  fs.mkdirSync(dir, { recursive: true })
+  tasks.forEach((t, p) => {
+    const out: Array<string> = []
+    for (const d of perPiece(p)) out.push(JSON.stringify(d))
+    fs.writeFileSync(path.join(dir, `${t.id}.jsonl`), out.join("\n") + "\n")
+  })
+}
+
+const taskId = (i: number): string => String(i).padStart(5, "0")
+
 export const runDedup = async (ctx: Ctx): Promise<void> => {
   const p = ctx.params
   const format = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
   const fields = p.fields ?? defaultFields(p.method, format)
-  const open = (): RowReader<unknown> => readRows(ctx.inputs.data, schemaOf(format), { onInvalid: p.onInvalid })
-  const first = open()
-  const progress = (phase: string) => (i: number) => {
-    if (ctx.signal.aborted) throw new Error("interrupted")
-    if (i % 10_000 === 0) ctx.progress({ current: i, unit: `rows (${phase})` })
+  const pieces = await planPieces(ctx.inputs.data, p.tasks)
+  const workers = workersOf(ctx, p.workers ?? p.threads)
+  const stage = async (name: string, op: string, plan: object, specs: ReadonlyArray<object>) => {
+    const dir = stageDir(ctx.resumeDir, name, plan)
+    const tasks = specs.map((s, i) => ({ ...s, op, id: taskId(i), dir: path.join(dir, taskId(i)) }))
+    const results = await runStage(tasks, { workers, signal: ctx.signal, onProgress: stageProgress(ctx, name), log: (m, l) => ctx.log(m, l) })
+    return { tasks, results }
   }
-  const writer = new DatasetWriter(ctx.output, format)
-  const log = new RemovalLog(ctx.output, p.examples)
-  const second = open()
+  const common = { format, onInvalid: p.onInvalid, fields, keep: p.keep }
+  const decisions = path.join(ctx.resumeDir, `decisions-${p.method}`)
   let details: Record<string, unknown>
   if (p.method === "exact") {
-    const ix = await buildExactIndex(first.located(), format, { fields, keep: p.keep, caseSensitive: p.caseSensitive }, progress("index"))
-    for await (const r of second.located()) {
-      const id = ix.clusterOf.get(r.index)
-      if (id === -1 || ix.best.get(id) === r.index) writer.write(r.row as object)
-      else log.remove("exact", locationOf(r), joinFields(r.row as Record<string, unknown>, fields), { duplicateOf: ix.bestAt[id] })
-    }
-    details = { distinctKeys: ix.best.length, emptyKeys: ix.emptyKeys }
+    const opts = { ...common, caseSensitive: p.caseSensitive }
+    const { tasks } = await stage("exact-keys", "exact-keys", { pieces, ...opts }, pieces.map((piece) => ({ piece, ...opts })))
+    const ix = exactDecisions(tasks.map((t) => path.join(t.dir, "keys.jsonl")), pieces.map((x) => path.basename(x.file)))
+    writeDecisions(decisions, tasks, (i) => ix.decisions(i))
+    details = { distinctKeys: ix.distinctKeys, emptyKeys: ix.emptyKeys }
   } else {
-    const threads = p.threads ?? Math.max(1, ctx.cpus)
-    const ix = await buildMinHashIndex(first.located(), format, { ...p.minhash, fields, keep: p.keep, threads }, progress("sign"))
-    const roots = new Set<number>()
-    for await (const r of second.located()) {
-      const kept = ix.keptOf[ix.clusters.find(r.index)]!
-      if (kept === r.index) {
-        writer.write(r.row as object)
-        continue
-      }
-      roots.add(ix.clusters.find(r.index))
-      log.remove("minhash", locationOf(r), joinFields(r.row as Record<string, unknown>, fields), {
-        duplicateOf: ix.at(kept),
-        jaccard: similarity(ix, r.index, kept)
+    const mh = { ...common, ngram: p.minhash.ngram, bands: p.minhash.bands, rows: p.minhash.rows, seed: p.minhash.seed }
+    const signed = await stage("minhash-sign", "minhash-sign", { pieces, ...mh }, pieces.map((piece) => ({ piece, ...mh })))
+    const signDirs = signed.tasks.map((t) => t.dir)
+    const counts = signed.results.map((r) => r.rows as number)
+    const bandSpec = { signDirs, counts, bands: mh.bands, rows: mh.rows, threshold: p.minhash.threshold, maxComparisons: p.minhash.maxComparisons }
+    const bands = await stage("minhash-bands", "minhash-band", bandSpec, Array.from({ length: mh.bands }, (_, band) => ({ ...bandSpec, band })))
+    const c = clusterPieces(signDirs, counts, bands.tasks.map((t) => t.dir))
+    const k = mh.bands * mh.rows
+    const sigs = new SignatureFiles(signDirs, counts, k)
+    const starts = [0]
+    for (const n of counts) starts.push(starts[starts.length - 1]! + n)
+    try {
+      writeDecisions(decisions, signed.tasks, function* (piece) {
+        const d = c.duplicateOf[piece]!
+        for (let i = 0; i < d.length; i++) {
+          const kept = d[i]!
+          if (kept === -1) yield null
+          else {
+            yield {
+              duplicateOf: `${path.basename(pieces[c.pieceOf(kept)]!.file)}:${c.lineOf(kept)}`,
+              jaccard: Math.round(sigs.jaccard(starts[piece]! + i, kept) * 1000) / 1000
+            }
+          }
+        }
       })
+    } finally {
+      sigs.close()
     }
+    const sum = (f: string) => bands.results.reduce((a, r) => a + (r[f] as number), 0)
     details = {
-      numHashes: ix.k,
-      candidatePairsVerified: ix.compared,
-      candidatePairsMatched: ix.matched,
-      clustersWithDuplicates: roots.size,
-      rowsWithoutWords: ix.unsigned
+      numHashes: k,
+      candidatePairsVerified: sum("compared"),
+      candidatePairsMatched: sum("matched"),
+      clustersWithDuplicates: c.clustersWithDuplicates,
+      rowsWithoutWords: c.unsigned
     }
   }
-  const kept = writer.close()
-  log.close()
-  const input = first.stats.rows
+  const m = await runMapStep(ctx, {
+    mapper: "dedup-filter",
+    input: ctx.inputs.data,
+    format,
+    params: { ...p, workers },
+    output: p.output,
+    pieces,
+    inputs: { decisions, rule: p.method, fields }
+  })
   writeReport(ctx.output, {
     step: "dedup",
     method: p.method,
     format,
     fields,
     keep: p.keep,
-    input,
-    kept,
-    removed: log.total,
+    input: m.rowsIn,
+    kept: m.kept,
+    removed: m.removed,
     ...details,
-    invalidSkipped: first.stats.skipped,
-    invalidExamples: first.stats.examples,
-    examples: log.examples[p.method] ?? []
+    invalidSkipped: m.skipped,
+    invalidExamples: m.invalidExamples,
+    examples: m.examples[p.method] ?? []
   })
-  ctx.metric("rows_in", input)
-  ctx.metric("rows_out", kept)
-  ctx.metric("removed", log.total)
-  ctx.metric("invalid_skipped", first.stats.skipped)
+  ctx.metric("rows_in", m.rowsIn)
+  ctx.metric("rows_out", m.kept)
+  ctx.metric("removed", m.removed)
+  ctx.metric("invalid_skipped", m.skipped)
 }
 
 export const dedup = preservingRows(defineStep({
   kind: "dedup",
-  version: 2,
+  version: 3,
   description: "exact or MinHash near-duplicate removal, keeping the longest answer or the first row",
   params: DedupParams,
   inputs,
   output: Port.anyDataset() as Port<AnyDataset>,
-  resources: (p) => ({ cpus: p.method === "minhash" ? (p.threads ?? 2) : 1 }),
-  executionOnly: ["threads"],
+  resources: (p) => ({ cpus: p.workers ?? p.threads ?? 2 }),
+  executionOnly: ["threads", ...fanoutExecutionOnly],
   run: runDedup
 }))

@@ -5,11 +5,14 @@
  * 4 bytes per row), the second writes the kept rows in their original order.
  */
 import { createHash } from "node:crypto"
+import * as fs from "node:fs"
 import * as path from "node:path"
+import { registerShardOp, type TaskSpec } from "./fanout.ts"
 import type { ConcreteFormat } from "./formats.ts"
-import { answerText, joinFields } from "./formats.ts"
+import { answerText, joinFields, schemaOf } from "./formats.ts"
 import { GrowableInt32 } from "./growable.ts"
-import type { Located } from "./jsonl.ts"
+import { RowReader, type Located, type OnInvalid } from "./jsonl.ts"
+import { readPiece, type Piece } from "./shards.ts"
 import { keyText } from "./text.ts"
 
 export interface ExactOptions {
@@ -70,4 +73,91 @@ export const buildExactIndex = async (
     onRow?.(r.index)
   }
   return { clusterOf, best, bestAt, emptyKeys }
+}
+
+// ---------------------------------------------------------------------------------------------
+// As shard tasks: keys per piece (a task each), one index over all keys (the driver), a filter per piece
+
+export interface KeysTaskSpec extends TaskSpec {
+  readonly piece: Piece
+  readonly format: ConcreteFormat
+  readonly onInvalid: OnInvalid
+  readonly fields: ReadonlyArray<string>
+  readonly keep: "longest" | "first"
+  readonly caseSensitive: boolean
+}
+
+/** Writes `keys.jsonl`: per row `[digest or null (empty key), answer length, line]`. */
+registerShardOp("exact-keys", async (task, progress) => {
+  const spec = task as KeysTaskSpec
+  const reader = new RowReader<Record<string, unknown>>(spec.piece.file, schemaOf(spec.format), { onInvalid: spec.onInvalid, allowEmpty: true })
+  const fd = fs.openSync(path.join(spec.dir, "keys.jsonl"), "w")
+  let pending: Array<string> = []
+  try {
+    for await (const r of readPiece(spec.piece, reader)) {
+      const text = keyText(joinFields(r.row, spec.fields), spec.caseSensitive)
+      const len = spec.keep === "longest" ? answerText(r.row, spec.format).length : 0
+      pending.push(JSON.stringify([text.length === 0 ? null : digest(text), len, r.line]) + "\n")
+      if (pending.length >= 4096) {
+        fs.writeSync(fd, pending.join(""))
+        pending = []
+      }
+      if (r.index % 5000 === 0) progress(r.index)
+    }
+    fs.writeSync(fd, pending.join(""))
+  } finally {
+    fs.closeSync(fd)
+  }
+  return { rows: reader.stats.rows }
+})
+
+const linesOf = (file: string): Array<string> => fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0)
+
+/**
+ * The index over every piece's keys, in input order (the same choices as buildExactIndex), and each
+ * row's decision: null to keep it, else where the row it duplicates is.
+ */
+export const exactDecisions = (keyFiles: ReadonlyArray<string>, names: ReadonlyArray<string>) => {
+  const ids = new Map<string, number>()
+  const bestDoc: Array<number> = []
+  const bestLen: Array<number> = []
+  const bestAt: Array<string> = []
+  let emptyKeys = 0
+  let doc = 0
+  keyFiles.forEach((file, p) => {
+    for (const l of linesOf(file)) {
+      const [key, len, line] = JSON.parse(l) as [string | null, number, number]
+      const d = doc++
+      if (key === null) {
+        emptyKeys++
+        continue
+      }
+      const id = ids.get(key)
+      if (id === undefined) {
+        ids.set(key, bestDoc.length)
+        bestDoc.push(d)
+        bestLen.push(len)
+        bestAt.push(`${names[p]}:${line}`)
+      } else if (len > bestLen[id]!) {
+        bestDoc[id] = d
+        bestLen[id] = len
+        bestAt[id] = `${names[p]}:${line}`
+      }
+    }
+  })
+  const starts = [0]
+  for (const f of keyFiles) starts.push(starts[starts.length - 1]! + linesOf(f).length)
+  return {
+    distinctKeys: bestDoc.length,
+    emptyKeys,
+    decisions: function* (p: number): Generator<{ readonly duplicateOf: string } | null> {
+      let d = starts[p]!
+      for (const l of linesOf(keyFiles[p]!)) {
+        const key = (JSON.parse(l) as [string | null])[0]
+        const id = key === null ? undefined : ids.get(key)
+        yield id === undefined || bestDoc[id] === d ? null : { duplicateOf: bestAt[id]! }
+        d++
+      }
+    }
+  }
 }

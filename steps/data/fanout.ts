@@ -98,8 +98,8 @@ class TaskFailure extends Error {
 const selfFile = fileURLToPath(import.meta.url)
 const mainScript = path.join(path.dirname(selfFile), `shard-main${path.extname(selfFile)}`)
 
-/** The node and arguments that run a task spec file in a child process. */
-export const shardCommand = (specFile: string): { readonly node: string; readonly args: ReadonlyArray<string> } => {
+/** The node and arguments that run task spec files (or `--serve`) in a child process. */
+export const shardCommand = (...specFiles: ReadonlyArray<string>): { readonly node: string; readonly args: ReadonlyArray<string> } => {
   const require = createRequire(import.meta.url)
   let node = process.execPath
   try {
@@ -111,50 +111,81 @@ export const shardCommand = (specFile: string): { readonly node: string; readonl
   const loader = mainScript.endsWith(".ts")
     ? ["--import", pathToFileURL(path.join(path.dirname(require.resolve("tsx/package.json")), "dist", "loader.mjs")).href]
     : []
-  return { node, args: [...loader, mainScript, specFile] }
+  return { node, args: [...loader, mainScript, ...specFiles] }
 }
 
-const runChild = (spec: TaskSpec, onRows: TaskProgress, children: Set<ChildProcess>): Promise<TaskResult> => {
-  const specFile = `${spec.dir}.spec.json`
-  fs.writeFileSync(specFile, JSON.stringify(spec))
-  const { node, args } = shardCommand(specFile)
-  return new Promise((resolve, reject) => {
-    const child = spawn(node, [...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ANNEAL_SHARD_PARENT: String(process.pid) } })
-    children.add(child)
-    let failure: { message: string; data: boolean } | undefined
-    let stderr = ""
+/** A child process that runs the task specs it is sent, one at a time (shard-main.ts --serve). */
+class ChildWorker {
+  private readonly child: ChildProcess
+  private current: { resolve: (ok: { message?: string; data?: boolean }) => void; onRows: TaskProgress } | undefined
+  private stderr = ""
+  private exited: string | undefined
+
+  constructor() {
+    const { node, args } = shardCommand("--serve")
+    this.child = spawn(node, [...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ANNEAL_SHARD_PARENT: String(process.pid) } })
     let rest = ""
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      const text = rest + chunk
-      const lines = text.split("\n")
+    this.child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      const lines = (rest + chunk).split("\n")
       rest = lines.pop()!
       for (const l of lines) {
+        let m: { rows?: number; error?: string; data?: boolean; done?: string }
         try {
-          const m = JSON.parse(l) as { rows?: number; error?: string; data?: boolean }
-          if (m.rows !== undefined) onRows(m.rows)
-          if (m.error !== undefined) failure = { message: m.error, data: m.data === true }
+          m = JSON.parse(l)
         } catch {
-          // not a message of ours
+          continue // not a message of ours
         }
+        if (m.rows !== undefined) this.current?.onRows(m.rows)
+        else if (m.done !== undefined) this.settle({})
+        else if (m.error !== undefined) this.settle({ message: m.error, data: m.data === true })
       }
     })
-    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr = (stderr + chunk).slice(-4000)
+    this.child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stderr = (this.stderr + chunk).slice(-4000)
     })
-    child.on("error", (e) => {
-      children.delete(child)
-      reject(new TaskFailure(`cannot start a shard worker (${node}): ${e.message}`, false))
+    this.child.stdin!.on("error", () => {}) // a dead child: reported by "close"
+    const gone = (why: string) => {
+      this.exited = why
+      this.settle({ message: why })
+    }
+    this.child.on("error", (e) => gone(`cannot start a shard worker: ${e.message}`))
+    this.child.on("close", (code, signal) => {
+      const last = this.stderr.trim().split("\n").pop() ?? ""
+      gone(signal !== null ? `the shard worker was killed by ${signal}` : `the shard worker exited with code ${code}${last === "" ? "" : `: ${last}`}`)
     })
-    child.on("close", (code, signal) => {
-      children.delete(child)
-      if (code === 0) {
-        const result = finishedResult(spec)
-        if (result !== undefined) return resolve(result)
-      }
-      const why = failure?.message ?? (signal !== null ? `the worker was killed by ${signal}` : `the worker exited with code ${code}: ${stderr.trim().split("\n").pop() ?? ""}`)
-      reject(new TaskFailure(why, failure?.data ?? false))
+  }
+
+  get alive(): boolean {
+    return this.exited === undefined
+  }
+
+  private settle(outcome: { message?: string; data?: boolean }): void {
+    const c = this.current
+    this.current = undefined
+    c?.resolve(outcome)
+  }
+
+  async run(spec: TaskSpec, onRows: TaskProgress): Promise<TaskResult> {
+    const specFile = `${spec.dir}.spec.json`
+    fs.writeFileSync(specFile, JSON.stringify(spec))
+    const outcome = await new Promise<{ message?: string; data?: boolean }>((resolve) => {
+      if (!this.alive) return resolve({ message: this.exited! })
+      this.current = { resolve, onRows }
+      this.child.stdin!.write(specFile + "\n")
     })
-  })
+    if (outcome.message !== undefined) throw new TaskFailure(outcome.message, outcome.data === true)
+    const result = finishedResult(spec)
+    if (result === undefined) throw new TaskFailure(`shard task ${spec.id} reported done but left no completion marker`, false)
+    return result
+  }
+
+  kill(): void {
+    if (this.alive) this.child.kill("SIGKILL")
+  }
+
+  close(): void {
+    if (this.alive) this.child.stdin!.end()
+  }
 }
 
 /**
@@ -176,12 +207,12 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
   }
   report()
   const inProcess = o.workers <= 1 || todo.length <= 1
-  const children = new Set<ChildProcess>()
+  const children = new Set<ChildWorker>()
   const killAll = () => {
-    for (const c of children) c.kill("SIGKILL")
+    for (const c of children) c.kill()
   }
   o.signal.addEventListener("abort", killAll)
-  const attempt = async (i: number): Promise<TaskResult> => {
+  const attempt = async (i: number, slot: { child?: ChildWorker }): Promise<TaskResult> => {
     const spec = tasks[i]!
     const onRows = (n: number) => {
       rowsOf.set(i, n)
@@ -194,17 +225,22 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
         throw new TaskFailure(e instanceof Error ? e.message : String(e), e instanceof DatasetError)
       }
     }
-    return runChild(spec, onRows, children)
+    if (slot.child === undefined || !slot.child.alive) {
+      slot.child = new ChildWorker()
+      children.add(slot.child)
+    }
+    return slot.child.run(spec, onRows)
   }
   let next = 0
   let stopped: Error | undefined
   const worker = async (): Promise<void> => {
+    const slot: { child?: ChildWorker } = {}
     while (stopped === undefined && next < todo.length) {
       if (o.signal.aborted) throw new Error("interrupted")
       const i = todo[next++]!
       for (let tries = 0; ; tries++) {
         try {
-          results[i] = await attempt(i)
+          results[i] = await attempt(i, slot)
           done++
           report()
           break
@@ -231,7 +267,7 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
     if (bad !== undefined) throw (bad as PromiseRejectedResult).reason
   } finally {
     o.signal.removeEventListener("abort", killAll)
-    killAll()
+    for (const c of children) c.close()
   }
   return results as Array<TaskResult>
 }

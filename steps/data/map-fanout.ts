@@ -171,10 +171,12 @@ export const runMapStep = async (
     readonly params: FanoutStepParams
     readonly output: OutputLayout | undefined
     readonly inputs?: Record<string, unknown>
+    /** the pieces, when an earlier stage planned them */
+    readonly pieces?: ReadonlyArray<Piece>
   }
 ): Promise<MapMerged> => {
   const p = o.params
-  const pieces = await planPieces(o.input, p.tasks)
+  const pieces = o.pieces ?? (await planPieces(o.input, p.tasks))
   const dir = stageDir(ctx.resumeDir, "map", { mapper: o.mapper, pieces })
   const tasks: Array<MapTaskSpec> = pieces.map((piece, i) => ({
     op: "map",

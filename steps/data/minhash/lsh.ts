@@ -27,7 +27,7 @@ export interface LshResult {
   readonly matched: number
 }
 
-const bandKey = (sigs: Int32Array, base: number, rows: number, band: number): number => {
+export const bandKey = (sigs: Int32Array, base: number, rows: number, band: number): number => {
   let h = 0x811c9dc5 ^ band
   for (let r = 0; r < rows; r++) h = fmix32(Math.imul(h ^ sigs[base + r]!, 0x01000193) + r)
   return h >>> 0
