@@ -148,7 +148,7 @@ export const withPlacement = (cluster: Executor, local: Executor, rules: Placeme
       if (spec.devices.gpus.length > 0) {
         return Effect.fail(new StepExecutionError(
           spec.step,
-          `${spec.step} asks for ${spec.devices.gpus.length} GPU(s) but ${placed.why} places it on the driver, which schedules no GPUs under the ${cluster.name} executor: remove it from placement.local`
+          `${spec.step} asks for ${spec.devices.gpus.length} GPU(s) but is placed on the driver (${placed.why}), which schedules no GPUs under the ${cluster.name} executor: remove it from placement.local`
         ))
       }
       emit({ event: "log", step: spec.step, level: "info", message: `runs on the driver, not as a ${cluster.name} job (${placed.why})` })
