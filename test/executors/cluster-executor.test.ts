@@ -14,7 +14,8 @@ import * as path from "node:path"
 import { execa } from "execa"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { describePlacement } from "../../engine/executor-config.ts"
-import { lastErrorLine, nodeBinary } from "../../engine/executors/cluster-executor.ts"
+import { lastErrorLine, makeClusterExecutor, nodeBinary } from "../../engine/executors/cluster-executor.ts"
+import type { ClusterBackend, JobStatus } from "../../engine/executors/cluster-executor.ts"
 import { attemptFiles, readRecord } from "../../engine/executors/cluster-job.ts"
 import type { RunnerJob } from "../../engine/executors/cluster-job.ts"
 import { makeRayBackend, makeRayExecutor, rayHeaders, redactAddress } from "../../engine/executors/ray.ts"
@@ -314,6 +315,51 @@ describe.concurrent("the job's environment", () => {
     expect(args).toContain("--mem=5120M")
     expect(args.some((a) => a.startsWith("--mem-per-cpu"))).toBe(false)
     expect(sbatchArgs({ gpuType: "a100", gpuFlag: "gpus" }, "sft", "sft", { gpus: 4, cpus: 8 })).toContain("--gpus-per-node=a100:4")
+  })
+})
+
+describe("polling that scales", () => {
+  it("follows 40 running jobs with one batched query per poll, never one per job", async () => {
+    const store = makeStoreDir()
+    const calls = { one: 0, many: 0, largest: 0 }
+    const jobs = new Map<string, { readonly until: number; readonly attemptDir: string }>()
+    const state = (id: string): JobStatus => {
+      const job = jobs.get(id)!
+      if (Date.now() < job.until) return { phase: "running", state: "RUNNING" }
+      // the job ran: it left its output and exit status, as the runner does
+      const files = attemptFiles(job.attemptDir)
+      fs.mkdirSync(files.output, { recursive: true })
+      fs.writeFileSync(path.join(files.output, "model.txt"), id)
+      fs.writeFileSync(files.exit, JSON.stringify({ code: 0, signal: null, host: "n1", at: "" }))
+      return { phase: "succeeded", state: "COMPLETED", exitCode: 0 }
+    }
+    let next = 0
+    const backend: ClusterBackend = {
+      name: "fake",
+      label: (id) => `fake job ${id}`,
+      submit: async (req) => {
+        const id = String(++next)
+        jobs.set(id, { until: Date.now() + 1500, attemptDir: req.attemptDir })
+        return id
+      },
+      status: async (id) => {
+        calls.one += 1
+        return state(id)
+      },
+      statusMany: async (ids) => {
+        calls.many += 1
+        calls.largest = Math.max(calls.largest, ids.length)
+        return new Map(ids.map((id) => [id, state(id)]))
+      },
+      cancel: async () => {}
+    }
+    const executor = makeClusterExecutor(backend, { pollSeconds: 0.2, followSeconds: 0.05 })
+    const outcomes = await Promise.all(Array.from({ length: 40 }, () => runSpec(executor, workerSpec(store))))
+    expect(outcomes.filter((o) => o.error !== undefined)).toEqual([])
+    expect(calls.one).toBe(0)
+    // about 1.5 s / 0.2 s polls: one query each, where 40 jobs asked alone would make ~300
+    expect(calls.many).toBeLessThan(40)
+    expect(calls.largest).toBeGreaterThanOrEqual(20)
   })
 })
 
