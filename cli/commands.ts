@@ -201,14 +201,16 @@ const cache: Command = {
   },
   run: async (v, positionals) => {
     const root = storeRootFor(v)
+    const sub = positionals[0]
+    const remote = sub === "gc" || sub === "verify" ? await remoteFor(v, loadProjectConfig(typeof v.recipe === "string" ? path.dirname(path.resolve(v.recipe)) : process.cwd())) : undefined
     if (!fs.existsSync(path.join(root, "cache.db"))) {
+      // a machine with no store of its own may still look after the shared remote
+      if (remote !== undefined) return (await import("../cache/remote/cli.ts")).remoteCacheCommand(remote, undefined, sub!, v)
       throw new UsageError({ message: `no store at ${root} (run a recipe first, or pass --store)` })
     }
     const store = Store.open(root)
     try {
       const code = cacheCommand(store, positionals, v)
-      const sub = positionals[0]
-      const remote = sub === "gc" || sub === "verify" ? await remoteFor(v, loadProjectConfig(typeof v.recipe === "string" ? path.dirname(path.resolve(v.recipe)) : process.cwd())) : undefined
       if (remote === undefined) return code
       return Math.max(code, await (await import("../cache/remote/cli.ts")).remoteCacheCommand(remote, store, sub!, v))
     } finally {

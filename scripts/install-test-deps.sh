@@ -11,6 +11,10 @@
 # run as root. (The Slurm tests run their own slurmctld and slurmd as root too.)
 set -euo pipefail
 
+# SeaweedFS (the remote-store tests' S3 server) is built from Go sources, once per machine and without
+# root, into ${ANNEAL_CACHE_DIR:-~/.cache/anneal}/seaweedfs-<version>/; a second run only looks.
+bash "$(dirname "${BASH_SOURCE[0]}")/install-seaweedfs.sh"
+
 # command -> the Debian package that provides it
 declare -A package_of=(
   [sbatch]=slurm-client [squeue]=slurm-client [scontrol]=slurm-client [scancel]=slurm-client [sinfo]=slurm-client

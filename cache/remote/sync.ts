@@ -12,6 +12,7 @@
  *
  * `resolve` is restore without downloading, for `anneal plan`: which steps the remote would serve.
  */
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Store } from "../store.ts"
@@ -39,10 +40,12 @@ class PushedLog {
   private readonly file: string
   private readonly keys = new Set<string>()
 
-  constructor(store: Store, remoteUrl: string) {
+  constructor(store: Store, remote: RemoteStore) {
     const dir = path.join(store.root, "remote")
     fs.mkdirSync(dir, { recursive: true })
-    this.file = path.join(dir, Buffer.from(remoteUrl).toString("base64url") + ".pushed")
+    // the same bucket name on another server is another remote
+    const id = createHash("sha256").update(`${remote.s3.endpointName} ${remote.spec.url}`).digest("hex").slice(0, 16)
+    this.file = path.join(dir, `${remote.spec.bucket}-${id}.pushed`)
     try {
       for (const line of fs.readFileSync(this.file, "utf8").split("\n")) if (line !== "") this.keys.add(line)
     } catch {
@@ -116,7 +119,7 @@ export const openRemoteRun = async (config: RemoteConfig, reporter: Reporter): P
     remote,
     restore: async (project, options) => {
       store = project.store
-      pushed = new PushedLog(project.store, remote.spec.url)
+      pushed = new PushedLog(project.store, remote)
       const steps = selectSteps(project.graph, options.targets ?? [])
       const plan = await resolveSteps(project, steps, remote, { force: options.force ?? [], download: true, say })
       const restored = [...plan.values()].filter((r) => r.restored)
