@@ -24,6 +24,7 @@ import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { CacheDb } from "./db.ts"
+import { databasePath } from "./db-location.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
 import { checkManifest, parseManifest } from "./manifest.ts"
 import type { Check, ManifestEntry } from "./manifest.ts"
@@ -115,7 +116,8 @@ export class Store {
     } catch (e) {
       throw new CacheError({ message: `cannot create the store at ${root}: ${(e as Error).message}`, path: root, cause: e })
     }
-    const store = new Store(root, new CacheDb(path.join(root, "cache.db")))
+    // beside the store, or on this machine's disk when the store is on a network filesystem (db-location.ts)
+    const store = new Store(root, new CacheDb(databasePath(root)))
     store.sweepTrash()
     return store
   }
