@@ -128,6 +128,19 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
     )
   })
 
+/**
+ * The failed rank in torchrun's closing summary ("Root Cause (first observed failure)" with rank, exitcode
+ * and traceback lines), as one line: the summary's last line is a row of "=" that says nothing.
+ */
+export const torchrunFailure = (tail: ReadonlyArray<string>): string | undefined => {
+  const start = tail.findLastIndex((l) => l.startsWith("Root Cause"))
+  if (start < 0) return undefined
+  const field = (name: string) => tail.slice(start).find((l) => l.startsWith(name))?.replace(/^[a-z_]+\s*:\s*/, "")
+  const rank = field("rank")
+  if (rank === undefined) return undefined
+  return `torchrun: rank ${rank} failed (exit code ${field("exitcode") ?? "?"}): ${field("traceback") ?? "see its log"}`
+}
+
 const supervisor = fileURLToPath(new URL("./supervise.mjs", import.meta.url))
 
 const signalGroup = (group: number, signal: NodeJS.Signals) => {
@@ -221,7 +234,7 @@ const runCommand = (
         await Promise.all(closed)
         if (r.exitCode === 0) return finish(Effect.succeed({ metrics }))
         const why = r.signal !== undefined && r.signal !== null ? `killed by ${r.signal}` : `exit code ${r.exitCode}`
-        const detail = lastError ?? log.tail.filter((l) => !l.startsWith("$ ")).at(-1) ?? "no output"
+        const detail = lastError ?? torchrunFailure(log.tail) ?? log.tail.filter((l) => !l.startsWith("$ ")).at(-1) ?? "no output"
         finish(Effect.fail(new StepExecutionError(spec.step, `${why}: ${detail}`, r.exitCode ?? undefined)))
       },
       (e: unknown) => {

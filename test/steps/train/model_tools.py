@@ -30,6 +30,17 @@ def diff(a: str, b: str) -> dict:
     return {"changed": sorted(changed), "same": sorted(k for k in ta if k not in changed)}
 
 
+def maxdiff(a: str, b: str) -> dict:
+    """The largest absolute difference between two models' tensors, and the largest tensor magnitude."""
+    ta, tb = tensors(a), tensors(b)
+    assert set(ta) == set(tb), (sorted(set(ta) ^ set(tb)))
+    worst = max(ta, key=lambda k: (ta[k].float() - tb[k].float()).abs().max().item())
+    return {
+        "max_abs": (ta[worst].float() - tb[worst].float()).abs().max().item(), "tensor": worst,
+        "max_magnitude": max(t.float().abs().max().item() for t in ta.values()),
+    }
+
+
 def adapter(d: str) -> dict:
     t = tensors(d)
     return {"names": sorted(t), "nonzero_b": sorted(k for k, v in t.items() if "lora_B" in k and v.abs().sum() > 0)}
@@ -72,5 +83,5 @@ def margin(dataset: str, *dirs: str) -> dict:
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    result = {"diff": diff, "adapter": adapter, "generate": generate, "margin": margin}[cmd](*args)
+    result = {"diff": diff, "maxdiff": maxdiff, "adapter": adapter, "generate": generate, "margin": margin}[cmd](*args)
     print(json.dumps(result))

@@ -2,6 +2,7 @@
  * tokenizer -> pretrain on CPU with tiny models: the loss falls, the output loads with transformers and
  * generates, the phi-1.5 preset sets the optimizer, and a run killed after a checkpoint resumes to the
  * same weights as an uninterrupted run. Bad input fails with one clear line before any model is loaded.
+ * Several processes (torchrun, DDP and FSDP): distributed.test.ts.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -73,22 +74,6 @@ describe("tokenizer + pretrain", () => {
     const a = fs.readFileSync(path.join(straight.output, "model.safetensors"))
     const b = fs.readFileSync(path.join(resumed.output, "model.safetensors"))
     expect(b.equals(a)).toBe(true)
-  }, 600_000)
-})
-
-describe("pretrain on several processes", () => {
-  it("runs data-parallel on CPU under torchrun with gloo (processes: 2), reporting once", async () => {
-    const run = await runWorker(pretrain, {
-      inputs: { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") },
-      params: { processes: 2, maxSteps: 4, seqLen: 32, microBatchSize: 2, hiddenSize: 32, intermediateSize: 64 }
-    })
-    expect(run.error).toBeUndefined()
-    expect(run.exitCode).toBe(0)
-    expect(run.metrics.processes).toBe(2)
-    // only rank 0 reports: one progress line per optimizer step, tokens counted over both processes
-    const progress = run.lines.filter((l) => l.type === "progress" && l.loss !== undefined)
-    expect(progress.map((p) => p.current)).toEqual([1, 2, 3, 4])
-    expect(fs.existsSync(path.join(run.output, "model.safetensors"))).toBe(true)
   }, 600_000)
 })
 

@@ -1,0 +1,235 @@
+/**
+ * Distributed training on CPU: torchrun with gloo and 2 processes, as the local executor launches it.
+ *
+ * - A 2-process DDP run equals the 1-process run with the same global batch (2 x 2 sequences vs 1 x 4)
+ *   up to fp32 reduction order: each optimizer step's gradient is the same mean, summed in another order
+ *   (two partial sums all-reduced instead of one sum), so weights differ by rounding only. Tolerance:
+ *   max |a - b| < 1e-4 on weights of magnitude ~0.1-1 after the run (measured: ~1e-6, see
+ *   docs/training-steps.md); a wrong batch split or data order gives differences of ~1e-3 and more.
+ * - Killing one rank mid-run fails the step (torchrun stops the other rank; no process is left), and
+ *   the rerun resumes from the last checkpoint and still ends equal to the uninterrupted 1-process run.
+ * - FSDP (sharded, FSDP2 on gloo) ends equal to the same run, checkpoints sharded, resumes from them.
+ * - DeepSpeed needs CUDA and the deepspeed package: only its config and launch are checked here.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { ResultPromise } from "execa"
+import { beforeAll, describe, expect, it } from "vitest"
+import { pretrain, sftLora, tokenize, torchrunArgv } from "../../../steps/train/index.ts"
+import { trainingResources } from "../../../steps/train/common.ts"
+import { torchrunFailure } from "../../../engine/executors/local.ts"
+import { pythonExecutable } from "../../../engine/python.ts"
+import { makeWarmWorkers } from "../../../engine/warm-workers.ts"
+import { makeFixtures, modelTools, runWorker, tempDir } from "./helpers.ts"
+
+let fx: string
+beforeAll(async () => {
+  fx = await makeFixtures()
+})
+
+/** The live children of a process (torchrun's ranks). */
+const childrenOf = (pid: number): Array<number> => {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch {
+    return []
+  }
+}
+const rankOf = (pid: number): number | undefined => {
+  try {
+    const env = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")
+    const r = env.find((e) => e.startsWith("RANK="))
+    return r === undefined ? undefined : Number(r.slice(5))
+  } catch {
+    return undefined
+  }
+}
+const alive = (pid: number): boolean => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return !/\) [ZX] /.test(stat)
+  } catch {
+    return false
+  }
+}
+
+/** Kills global rank 1 once rank 0 reports an optimizer step past the first checkpoint; records every rank's pid. */
+const killRankOneAfter = (step: number) => {
+  const ranks = new Set<number>()
+  let killed: number | undefined
+  const watch = (child: ResultPromise) => {
+    for (const pid of childrenOf(child.pid!)) ranks.add(pid)
+  }
+  return {
+    ranks,
+    killed: () => killed,
+    poll: watch,
+    onLine: (line: Record<string, any>, child: ResultPromise) => {
+      watch(child)
+      if (killed === undefined && line.type === "progress" && line.loss !== undefined && line.current >= step) {
+        const victim = [...ranks].find((pid) => rankOf(pid) === 1)
+        if (victim !== undefined) {
+          killed = victim
+          process.kill(victim, "SIGKILL")
+        }
+      }
+    }
+  }
+}
+
+const tiny = { seqLen: 32, hiddenSize: 32, intermediateSize: 64, maxSteps: 12, learningRate: 3e-3, seed: 5 }
+const tolerance = 1e-4
+
+describe("pretrain on 2 processes (torchrun, gloo)", () => {
+  let single: string
+
+  it("DDP: killing one rank fails the step with no process left; the rerun resumes and equals the 1-process run", async () => {
+    const tokens = await runWorker(tokenize, { inputs: { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") } })
+    expect(tokens.error).toBeUndefined()
+    expect(JSON.parse(fs.readFileSync(path.join(tokens.output, "tokens.json"), "utf8"))).toMatchObject({ dtype: "uint16" })
+    const one = await runWorker(pretrain, {
+      inputs: { tokens: tokens.output, tokenizer: path.join(fx, "tokenizer") }, params: { ...tiny, microBatchSize: 4 }
+    })
+    expect(one.error).toBeUndefined()
+    expect(one.exitCode).toBe(0)
+    single = one.output
+
+    // from data (tokenized into the resume dir), same global batch: 2 processes x 2 sequences
+    const params = { ...tiny, microBatchSize: 2, processes: 2, saveSteps: 4 }
+    const inputs = { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") }
+    const resumeDir = tempDir("anneal-ddp-resume-")
+    const kill = killRankOneAfter(6)
+    const killed = await runWorker(pretrain, { inputs, params, resumeDir, onLine: kill.onLine, poll: kill.poll })
+    expect(kill.killed()).toBeDefined()
+    expect(killed.exitCode).not.toBe(0)
+    expect(fs.existsSync(path.join(killed.output, "model.safetensors"))).toBe(false)
+    // torchrun stopped the surviving rank: no rank process is left
+    expect([...kill.ranks].filter(alive)).toEqual([])
+    expect(fs.readdirSync(resumeDir).some((d) => d.startsWith("checkpoint-"))).toBe(true)
+
+    const resumed = await runWorker(pretrain, { inputs, params, resumeDir })
+    expect(resumed.error).toBeUndefined()
+    expect(resumed.exitCode).toBe(0)
+    expect(resumed.metrics.processes).toBe(2)
+    expect(resumed.lines.some((l) => l.type === "log" && /resuming from .*checkpoint-/.test(l.message))).toBe(true)
+    // only rank 0 reports: one progress line per optimizer step, from the checkpoint on
+    const steps = resumed.lines.filter((l) => l.type === "progress" && l.loss !== undefined).map((l) => l.current)
+    expect(steps[0]).toBeGreaterThan(4)
+    expect(steps.at(-1)).toBe(12)
+    expect(new Set(steps).size).toBe(steps.length)
+    // rank 1 kept its own log beside the step's
+    const rankLog = path.join(path.dirname(resumed.output), "log.rank1.log")
+    expect(fs.existsSync(rankLog)).toBe(true)
+
+    const d = await modelTools("maxdiff", single, resumed.output)
+    expect(d.max_abs).toBeLessThan(tolerance)
+  }, 600_000)
+
+  it("FSDP (full-shard, per-layer wrap): sharded checkpoints resume, and the result equals the 1-process run", async () => {
+    const params = { ...tiny, microBatchSize: 2, processes: 2, saveSteps: 4, strategy: "fsdp" }
+    const inputs = { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") }
+    const resumeDir = tempDir("anneal-fsdp-resume-")
+    const kill = killRankOneAfter(6)
+    const killed = await runWorker(pretrain, { inputs, params, resumeDir, onLine: kill.onLine, poll: kill.poll })
+    expect(kill.killed()).toBeDefined()
+    expect(killed.exitCode).not.toBe(0)
+    expect([...kill.ranks].filter(alive)).toEqual([])
+    const checkpoint = fs.readdirSync(resumeDir).find((d) => d.startsWith("checkpoint-"))!
+    // sharded: one optimizer / model shard per rank, not one full state
+    expect(fs.readdirSync(path.join(resumeDir, checkpoint)).some((f) => /fsdp/.test(f))).toBe(true)
+
+    const resumed = await runWorker(pretrain, { inputs, params, resumeDir })
+    expect(resumed.error).toBeUndefined()
+    expect(resumed.exitCode).toBe(0)
+    expect(resumed.lines.some((l) => l.type === "log" && /resuming from .*checkpoint-/.test(l.message))).toBe(true)
+    expect(fs.existsSync(path.join(resumed.output, "model.safetensors"))).toBe(true)
+    const d = await modelTools("maxdiff", single, resumed.output)
+    expect(d.max_abs).toBeLessThan(tolerance)
+  }, 600_000)
+})
+
+describe("sft-lora on 2 processes (torchrun, gloo)", () => {
+  it("equals the 1-process run with the same global batch", async () => {
+    const inputs = { model: path.join(fx, "base"), data: path.join(fx, "instructions") }
+    const common = { maxSteps: 6, learningRate: 1e-2, loraDropout: 0, seed: 3 }
+    const one = await runWorker(sftLora, { inputs, params: { ...common, microBatchSize: 4 } })
+    const two = await runWorker(sftLora, { inputs, params: { ...common, microBatchSize: 2, processes: 2 } })
+    expect(one.error).toBeUndefined()
+    expect(two.error).toBeUndefined()
+    expect([one.exitCode, two.exitCode]).toEqual([0, 0])
+    const d = await modelTools("maxdiff", one.output, two.output)
+    expect(d.max_abs).toBeLessThan(tolerance)
+  }, 600_000)
+})
+
+describe("launch and strategy checks (no training)", () => {
+  it("one node: loopback rendezvous on a kernel-picked port, no restarts; several nodes: static rendezvous on node 0", () => {
+    expect(torchrunArgv({ python: "py", script: "w.py", args: ["s.json"], nodes: 1, processesPerNode: 2 })).toEqual([
+      "py", "-m", "torch.distributed.run", "--nnodes", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0",
+      "--nproc-per-node", "2", "--max-restarts", "0", "w.py", "s.json"
+    ])
+    const node1 = torchrunArgv({
+      python: "py", script: "w.py", args: ["s.json"], nodes: 2, processesPerNode: 4, nodeRank: 1, masterAddr: "gpu-01",
+      masterPort: 29512, runId: "k"
+    })
+    expect(node1.join(" ")).toBe(
+      "py -m torch.distributed.run --nnodes 2 --node-rank 1 --master-addr gpu-01 --master-port 29512 --rdzv-id k --nproc-per-node 4 --max-restarts 0 w.py s.json"
+    )
+    expect(() => torchrunArgv({ python: "py", script: "w.py", args: [], nodes: 2, processesPerNode: 1, masterAddr: "h" }))
+      .toThrow(/fixed master port/)
+    expect(() => torchrunArgv({ python: "py", script: "w.py", args: [], nodes: 2, processesPerNode: 1, nodeRank: 2, masterAddr: "h", masterPort: 1 }))
+      .toThrow(/node rank 2/)
+  })
+
+  it("a torchrun command starts cold: the warm Python process never hosts it", async () => {
+    const warm = makeWarmWorkers()
+    const argv = torchrunArgv({ python: pythonExecutable(), script: "/x/worker.py", args: ["s.json"], nodes: 1, processesPerNode: 2 })
+    expect(warm.command(argv)).toBeUndefined()
+    expect(warm.pid()).toBeUndefined() // nothing was started for it
+    await warm.close()
+  })
+
+  it("a failed torchrun step names the rank that failed, not the summary's closing rule", () => {
+    const summary = `torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+worker.py FAILED
+------------------------------------------------------------
+Failures:
+<NO_OTHER_FAILURES>
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+time      : 2026-12-02_01:00:00
+host      : box
+rank      : 1 (local_rank: 1)
+exitcode  : -9 (pid: 4242)
+error_file: <N/A>
+traceback : Signal 9 (SIGKILL) received by PID 4242
+============================================================`.split("\n")
+    expect(torchrunFailure(summary)).toBe("torchrun: rank 1 (local_rank: 1) failed (exit code -9 (pid: 4242)): Signal 9 (SIGKILL) received by PID 4242")
+    expect(torchrunFailure(["Traceback (most recent call last):", "ValueError: x"])).toBeUndefined()
+  })
+
+  it("the step asks for the whole gang; more than one node is refused locally with one line", () => {
+    expect(trainingResources({ nodes: 2, gpusPerNode: 4, processes: 1 })).toMatchObject({ gpus: 8, cpus: 8, nodes: 2, processesPerNode: 4 })
+    expect(trainingResources({ processes: 2 })).toMatchObject({ gpus: 2, cpus: 2, nodes: 1, processesPerNode: 2 })
+    const cmd = pretrain.definition.implementation.command!
+    expect(() => cmd({ params: { nodes: 2, processes: 1 } as never, specPath: "s.json", step: "pt", gpus: [], cpus: 2 }))
+      .toThrow(/pt: param nodes is 2: a multi-node step runs on the Slurm or Ray executor/)
+  })
+
+  it("deepspeed: the generated ZeRO config, a passthrough config, and a clear refusal without CUDA", async () => {
+    const inputs = { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") }
+    const r = await runWorker(pretrain, { inputs, params: { ...tiny, strategy: "deepspeed", deepspeedStage: 3 } })
+    expect(r.exitCode).toBe(2)
+    expect(r.error).toMatch(/pretrain: strategy deepspeed needs CUDA GPUs/)
+    const wrong = await runWorker(pretrain, { inputs, params: { ...tiny, deepspeedConfig: { zero_optimization: { stage: 2 } } } })
+    expect(wrong.exitCode).toBe(2)
+    expect(wrong.error).toMatch(/param deepspeedConfig is set but strategy is 'ddp'/)
+    const lora = await runWorker(sftLora, {
+      inputs: { model: path.join(fx, "base"), data: path.join(fx, "instructions") }, params: { strategy: "fsdp", processes: 2 }
+    })
+    expect(lora.exitCode).not.toBe(0)
+    expect(lora.error).toMatch(/strategy fsdp with a LoRA adapter is not supported/)
+  }, 600_000)
+})
