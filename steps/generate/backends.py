@@ -223,7 +223,7 @@ class EndpointBackend:
             except (ConnectionError, http.client.HTTPException, OSError) as e:
                 why = f"connection failed ({type(e).__name__}: {e})"
             if attempt >= self.max_retries:
-                raise GenerateError(f"generate: {self.url}: {why}; gave up after {attempt + 1} attempts "
+                raise GenerateError(f"generate: {self.url}: {why}; gave up after {attempt + 1} attempt{'s' if attempt else ''} "
                                     f"(maxRetries {self.max_retries})")
             delay = min(self.MAX_WAIT, wait_s) if wait_s is not None else self.backoff(attempt)
             attempt += 1

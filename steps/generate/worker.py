@@ -168,7 +168,8 @@ class Answerer:
         self.finished += len(found)
         if missing:
             if self.backend is None:
-                self.worker.phase("loading model")
+                if self.identity["type"] != "openai":
+                    self.worker.phase("loading model")
                 self.backend = self.make_backend()
                 self.worker.phase("generating")
             todo = list(missing.items())
