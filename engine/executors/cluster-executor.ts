@@ -28,7 +28,7 @@ import { projectRoot } from "../python.ts"
 import type { ExecResult, Executor, StepSpec } from "../spec.ts"
 import { StepExecutionError } from "../spec.ts"
 import { attemptFiles, endJob, FileFollower, keyDir, newRecord, readExit, readRecord, removeJob, writeAtomic, writeRecord } from "./cluster-job.ts"
-import type { JobRecord, RunnerJob } from "./cluster-job.ts"
+import type { Gang, JobRecord, RunnerJob } from "./cluster-job.ts"
 import { protocolEvent } from "./codec.ts"
 import { PlacementConfig } from "./placement.ts"
 import type { PlacementRules } from "./placement.ts"
@@ -112,6 +112,12 @@ export interface ClusterBackend {
    * not found), so the executor copies it into the step's log before it removes the job's files.
    */
   readonly jobOutput?: (jobId: string, attemptDir: string) => Promise<string | undefined>
+  /**
+   * A multi-node step's command for the job: something that starts `nodeLauncher` (node
+   * cluster-node.ts job.json) once per node, each knowing its rank and the first node's address (Slurm:
+   * srun; Ray: a placement group of one actor per node). Absent: the backend runs only one-node steps.
+   */
+  readonly gangCommand?: (gang: Gang, nodeLauncher: ReadonlyArray<string>, perNode: JobResources) => Array<string>
 }
 
 export interface ClusterOptions {
@@ -176,6 +182,7 @@ export const clusterCapacity = (c: { readonly maxCpus?: number | undefined; read
 
 // Beside this module: cluster-runner.ts in the sources, cluster-runner.js once built (dist/).
 const runnerScript = fileURLToPath(new URL(`./cluster-runner${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url))
+const nodeScript = fileURLToPath(new URL(`./cluster-node${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url))
 
 export const nodeBinary = (configured?: string): string => {
   if (configured !== undefined) return configured
@@ -202,8 +209,44 @@ export const jobResources = (r: { readonly gpus: number; readonly cpus: number; 
   memoryGb: r.memoryGb !== undefined && r.memoryGb > 0 ? r.memoryGb : undefined
 })
 
-export const resourcesOf = (spec: StepSpec): JobResources =>
-  jobResources({ gpus: spec.devices.gpus.length, cpus: spec.devices.cpus, memoryGb: spec.devices.memoryGb })
+export const resourcesOf = (spec: StepSpec): JobResources => {
+  const nodes = gangNodes(spec)
+  if (nodes === 1) return jobResources({ gpus: spec.devices.gpus.length, cpus: spec.devices.cpus, memoryGb: spec.devices.memoryGb })
+  // a gang's grant is its total: each node gets its share
+  const memoryGb = spec.devices.memoryGb
+  return {
+    ...jobResources({
+      gpus: Math.ceil(spec.devices.gpus.length / nodes),
+      cpus: Math.ceil(spec.devices.cpus / nodes),
+      memoryGb: memoryGb !== undefined ? memoryGb / nodes : undefined
+    }),
+    nodes
+  }
+}
+
+/** The nodes a training step asks for (its `nodes` param); 1 for every other step. */
+const gangNodes = (spec: StepSpec): number => {
+  const nodes = spec.params.nodes
+  return spec.implementation.type === "command" && typeof nodes === "number" && Number.isInteger(nodes) && nodes > 1 ? nodes : 1
+}
+
+/**
+ * A multi-node training step's launch (cluster-job.ts Gang), from its params (nodes, gpusPerNode or
+ * processes) and its command: the interpreter is argv[0], the worker the first `.py` argument, and what
+ * follows it the worker's arguments (the spec), whether the command is `python WORKER.py SPEC` or the
+ * one-node torchrun form. Undefined for a one-node step.
+ */
+export const gangOf = (spec: StepSpec, argv: ReadonlyArray<string>): Gang | undefined => {
+  const nodes = gangNodes(spec)
+  if (nodes === 1) return undefined
+  const at = argv.findIndex((a, i) => i > 0 && a.endsWith(".py"))
+  if (at < 0) throw new Error(`${spec.step} asks for ${nodes} nodes, but its command runs no Python worker script (${argv.join(" ")})`)
+  const perNode = spec.params.gpusPerNode ?? spec.params.processes ?? 1
+  if (typeof perNode !== "number" || !Number.isInteger(perNode) || perNode < 1) {
+    throw new Error(`${spec.step}: processes per node must be a positive integer, got ${JSON.stringify(perNode)}`)
+  }
+  return { nodes, processesPerNode: perNode, python: argv[0]!, script: argv[at]!, args: argv.slice(at + 1), runId: spec.key }
+}
 
 /**
  * Lines that say nothing about why a step failed: a library's own words for an interruption (Effect's
@@ -422,11 +465,18 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           }
         }
         const node = nodeBinary(options.node)
+        // a multi-node step runs its worker through one torchrun per node, not through exec-step
+        const gang = remote.implementation.type === "command" ? yield* sync("planning the multi-node launch", () => gangOf(spec, (remote.implementation as { argv: ReadonlyArray<string> }).argv)) : undefined
+        if (gang !== undefined && backend.gangCommand === undefined) {
+          return yield* Effect.fail(new StepExecutionError(spec.step, `${backend.name}: ${spec.step} asks for ${gang.nodes} nodes, which the ${backend.name} executor cannot launch`))
+        }
         const job: RunnerJob = {
-          argv: launcher === "exec-step" || remote.implementation.type === "ts"
+          argv: gang !== undefined
+            ? backend.gangCommand!(gang, [node, nodeScript, files.job], resourcesOf(spec))
+            : launcher === "exec-step" || remote.implementation.type === "ts"
             ? [node, path.join(projectRoot, "bin", "anneal.js"), "exec-step", files.spec]
             : remote.implementation.argv,
-          env: remote.implementation.type === "command" && launcher === "command"
+          env: remote.implementation.type === "command" && (launcher === "command" || gang !== undefined)
             ? { ...remote.implementation.env, ANNEAL_STEP: spec.step, ANNEAL_CHECKPOINT_REQUEST: files.checkpointRequest }
             : { ANNEAL_STEP: spec.step, ANNEAL_CHECKPOINT_REQUEST: files.checkpointRequest },
           cwd: (remote.implementation.type === "command" ? remote.implementation.cwd : undefined) ?? process.cwd(),
@@ -435,7 +485,8 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           events: files.events,
           log: files.log,
           exit: files.exit,
-          gpus: spec.devices.gpus.length
+          gpus: spec.devices.gpus.length,
+          ...(gang !== undefined ? { gang } : {})
         }
         yield* sync("writing the job files", () => {
           fs.mkdirSync(rec.attemptDir, { recursive: true })

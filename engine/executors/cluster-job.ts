@@ -53,6 +53,23 @@ export interface RunnerJob {
   readonly exit: string
   /** GPUs requested: 0 hides every GPU from the worker */
   readonly gpus: number
+  /** a multi-node step: `argv` starts one launcher per node (srun, Ray actors), each running cluster-node.ts */
+  readonly gang?: Gang | undefined
+}
+
+/**
+ * A distributed training step spread over nodes: every node runs the same torchrun launcher
+ * (`python -m torch.distributed.run --nnodes N --node-rank R --master-addr A --master-port P
+ * --nproc-per-node G SCRIPT ARGS`), node 0 hosting the rendezvous (cluster-node.ts).
+ */
+export interface Gang {
+  readonly nodes: number
+  readonly processesPerNode: number
+  readonly python: string
+  readonly script: string
+  readonly args: ReadonlyArray<string>
+  /** names the rendezvous: the step key */
+  readonly runId: string
 }
 
 export interface ExitStatus {

@@ -14,10 +14,21 @@
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
-import { spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import type { RunnerJob } from "./cluster-job.ts"
 
 const killGraceMs = 10_000
+
+/** A Slurm node's address as slurm.conf gives it (NodeAddr), which may differ from its name. */
+const slurmNodeAddress = (name: string | undefined): string | undefined => {
+  if (name === undefined) return undefined
+  try {
+    const line = execFileSync("scontrol", ["show", "node", "-o", name], { encoding: "utf8", timeout: 30_000, stdio: ["ignore", "pipe", "ignore"] })
+    return /(?:^|\s)NodeAddr=(\S+)/.exec(line)?.[1]
+  } catch {
+    return undefined
+  }
+}
 
 const fail = (message: string): never => {
   process.stderr.write(`anneal runner: ${message}\n`)
@@ -38,10 +49,16 @@ fs.rmSync(job!.output, { recursive: true, force: true })
 fs.mkdirSync(job!.output, { recursive: true })
 
 const env: Record<string, string | undefined> = { ...process.env, ...job!.env }
+if (job!.gang !== undefined && process.env.SLURM_JOB_ID !== undefined) {
+  // a multi-node step on Slurm: this batch shell runs on the allocation's first node, which hosts the
+  // rendezvous; srun starts cluster-node.ts once per node with this address
+  env.ANNEAL_MASTER_ADDR = slurmNodeAddress(process.env.SLURMD_NODENAME) ?? os.hostname()
+  env.ANNEAL_MASTER_PORT = String(20000 + (Number(process.env.SLURM_JOB_ID) % 20000))
+}
 const visible = (process.env.CUDA_VISIBLE_DEVICES ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "")
 if (job!.gpus === 0) {
   env.CUDA_VISIBLE_DEVICES = ""
-} else if (visible.length > 0 && visible.every((s) => /^\d+$/.test(s))) {
+} else if (job!.gang === undefined && visible.length > 0 && visible.every((s) => /^\d+$/.test(s))) {
   const spec = JSON.parse(fs.readFileSync(job!.spec, "utf8")) as { devices: { gpus: Array<number> } }
   spec.devices.gpus = visible.map(Number)
   fs.writeFileSync(job!.spec, JSON.stringify(spec, null, 2) + "\n")

@@ -23,7 +23,8 @@ import { attemptFiles, shellQuote } from "./cluster-job.ts"
 import { describePlaced, placedClusterExecutor } from "./placement.ts"
 import { registerExecutor } from "./registry.ts"
 import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
-import type { ClusterBackend, ClusterOptions, FailureKind, JobStatus, SubmitRequest } from "./cluster-executor.ts"
+import type { ClusterBackend, ClusterOptions, FailureKind, JobResources, JobStatus, SubmitRequest } from "./cluster-executor.ts"
+import type { Gang } from "./cluster-job.ts"
 
 export interface SlurmPlacement {
   readonly partition?: string | undefined
@@ -71,6 +72,11 @@ export interface SlurmOptions extends ClusterOptions, SlurmPlacement {
   readonly slurmConf?: string | undefined
   /** rerun the job after preemption or a node failure (sbatch --requeue); default true */
   readonly requeue?: boolean | undefined
+  /**
+   * for trying a multi-node step on one machine: its "nodes" become tasks of one node (`--nodes=1
+   * --ntasks=N`), each running its own torchrun; default false
+   */
+  readonly gangOnOneNode?: boolean | undefined
   /** per-step settings, by step id or step kind (the id wins) */
   readonly steps?: Readonly<Record<string, SlurmPlacement>> | undefined
 }
@@ -128,10 +134,11 @@ const defaultSignalSeconds = 120
 export const sbatchResourceArgs = (
   placement: SlurmPlacement,
   resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined; readonly nodes?: number | undefined },
-  scale: ResourceScale = noScale
+  scale: ResourceScale = noScale,
+  gangOnOneNode = false
 ): Array<string> => {
   const nodes = Math.max(1, resources.nodes ?? 1)
-  const args = nodes > 1 ? [`--nodes=${nodes}`, "--ntasks-per-node=1"] : []
+  const args = nodes === 1 ? [] : gangOnOneNode ? ["--nodes=1", `--ntasks=${nodes}`] : [`--nodes=${nodes}`, "--ntasks-per-node=1"]
   args.push(`--cpus-per-task=${resources.cpus}`)
   const memoryGb = resources.memoryGb ?? placement.memoryGb
   const perCpu = placement.memoryPerCpuGb ?? defaultMemoryPerCpuGb
@@ -139,7 +146,8 @@ export const sbatchResourceArgs = (
   else if (perCpu > 0) args.push(`--mem-per-cpu=${Math.ceil(perCpu * scale.memory * 1024)}M`)
   if (resources.gpus > 0) {
     const typed = `${placement.gpuType !== undefined ? `${placement.gpuType}:` : ""}${resources.gpus}`
-    args.push(placement.gpuFlag === "gpus" || nodes > 1 ? `--gpus-per-node=${typed}` : `--gres=gpu:${typed}`)
+    if (nodes > 1 && gangOnOneNode) args.push(`--gpus-per-task=${typed}`)
+    else args.push(placement.gpuFlag === "gpus" || nodes > 1 ? `--gpus-per-node=${typed}` : `--gres=gpu:${typed}`)
   }
   if (placement.partition !== undefined) args.push(`--partition=${placement.partition}`)
   if (placement.account !== undefined) args.push(`--account=${placement.account}`)
@@ -208,7 +216,7 @@ export const sbatchArgs = (options: SlurmOptions, step: string, kind: string, re
       ? ["--parsable", `--job-name=${job.name}`, `--output=${files.clusterLog}`, `--chdir=${job.attemptDir}`]
       : []),
     options.requeue === false ? "--no-requeue" : "--requeue",
-    ...sbatchResourceArgs(slurmPlacement(options, step, kind), { ...jobResources(resources), nodes: resources.nodes }, job?.scale),
+    ...sbatchResourceArgs(slurmPlacement(options, step, kind), { ...jobResources(resources), nodes: resources.nodes }, job?.scale, options.gangOnOneNode === true),
     ...(files !== undefined ? [files.script] : [])
   ]
 }
@@ -347,7 +355,14 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
     }
   }
 
-  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, statusMany, cancel, findByName, jobOutput }
+  /** srun starts the node launcher once per node (one task each), inside the batch job's allocation */
+  const gangCommand = (gang: Gang, nodeLauncher: ReadonlyArray<string>, perNode: JobResources) => [
+    "srun", `--ntasks=${gang.nodes}`, ...(options.gangOnOneNode === true ? [] : ["--ntasks-per-node=1"]),
+    `--cpus-per-task=${perNode.cpus}`, ...(perNode.gpus > 0 ? [`--gpus-per-task=${perNode.gpus}`] : []),
+    "--kill-on-bad-exit=1", "--export=ALL", ...nodeLauncher
+  ]
+
+  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, statusMany, cancel, findByName, jobOutput, gangCommand }
 }
 
 export const makeSlurmExecutor = (options: SlurmOptions = {}): Executor =>
@@ -387,6 +402,7 @@ export const SlurmConfig = Schema.Struct({
   ...clusterConfigFields,
   slurmConf: opt(Schema.String),
   requeue: opt(Schema.Boolean),
+  gangOnOneNode: opt(Schema.Boolean),
   steps: opt(Schema.Record(Schema.String, Schema.Struct(slurmPlacementFields)))
 })
 export type SlurmConfig = typeof SlurmConfig.Type

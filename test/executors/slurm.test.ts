@@ -109,6 +109,24 @@ describe.concurrent("slurm", () => {
       expect(job.TresPerNode).toBe("gres:gpu:1")
     })
 
+    it("a multi-node step: one srun task per node, each running torchrun with its node rank and node 0's address; one gloo group", async () => {
+      // this machine runs one slurmd (Debian's Slurm is built without --enable-multiple-slurmd), so the
+      // two "nodes" are two tasks of one node (gangOnOneNode); the launch is the same srun + torchrun
+      const store = makeStoreDir()
+      const base = workerSpec(store, { params: { nodes: 2, processes: 1 }, cpus: 2 })
+      const impl = base.implementation as Extract<typeof base.implementation, { type: "command" }>
+      const spec = { ...base, implementation: { ...impl, argv: [impl.argv[0]!, path.join(projectRoot, "test", "executors", "fixtures", "gang_worker.py"), impl.argv[2]!] } }
+      const { error, events, result } = await runSpec(makeSlurmExecutor(options({ gangOnOneNode: true })), spec)
+      expect(error?.message).toBeUndefined()
+      expect(result?.metrics.world_size).toBe(2)
+      const world = JSON.parse(outputFile(spec, "world.json")) as { world: number; sum: number; ranks: Array<{ rank: number; node_rank: number }> }
+      expect(world.sum).toBe(1 + 2)
+      expect(world.ranks.map((r) => [r.rank, r.node_rank])).toEqual([[0, 0], [1, 1]])
+      const job = await scontrol(jobIdOf(logsOf(events)))
+      expect(job.NumTasks).toBe("2")
+      expect(job.TRES).toContain("cpu=2")
+    })
+
     it("reports a job cancelled from outside with Slurm's reason; the next run submits again and resumes from the checkpoint", async () => {
       const store = makeStoreDir()
       const spec = workerSpec(store, { params: { text: "cancelled", steps: 30, delay: 0.3 } })
@@ -173,7 +191,7 @@ describe.concurrent("slurm", () => {
       expect(error?.message).toBeUndefined()
       const job = await scontrol(jobIdOf(logsOf(events)))
       expect(describePlacement("slurm", { slurm: config }, "train", "test-train", { gpus: 1, cpus: 2, memoryGb: 0 }))
-        .toBe("slurm: sbatch --requeue --cpus-per-task=2 --mem=1024M --gres=gpu:1 --partition=debug --time=00:09:00")
+        .toBe("slurm: sbatch --requeue --cpus-per-task=2 --mem=1024M --gres=gpu:1 --partition=debug --time=00:09:00 --signal=B:USR1@120")
       expect(job.TRES).toContain("cpu=2")
       expect(job.TRES).toContain("mem=1G")
       expect(job.TresPerNode).toBe("gres:gpu:1")
