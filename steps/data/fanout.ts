@@ -88,6 +88,34 @@ export interface StageOptions {
   readonly log?: (message: string, level?: "info" | "warn") => void
 }
 
+/**
+ * Another way to run a stage's unfinished tasks (a Slurm job array, Ray tasks): it gets the spec files
+ * (each runnable as `node shard-main.js <spec.json>`, see shardCommand) and resolves when they have
+ * all ended; tasks it leaves without a completion marker are then run locally (retried alone), so it
+ * need not report failures one by one.
+ */
+export interface ShardExecutor {
+  readonly run: (specFiles: ReadonlyArray<string>, o: { readonly signal: AbortSignal; readonly workers: number }) => Promise<void>
+}
+
+let external: ShardExecutor | undefined
+
+/** Sets (or, with undefined, clears) the executor stages hand their tasks to; returns the previous one. */
+export const setShardExecutor = (e: ShardExecutor | undefined): ShardExecutor | undefined => {
+  const before = external
+  external = e
+  return before
+}
+
+/** Writes a task's spec file beside its directory (`<dir>.spec.json`) and returns its path. */
+export const writeSpecFile = (spec: TaskSpec): string => {
+  const file = `${spec.dir}.spec.json`
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  fs.writeFileSync(`${file}.tmp`, JSON.stringify(spec))
+  fs.renameSync(`${file}.tmp`, file)
+  return file
+}
+
 class TaskFailure extends Error {
   constructor(message: string, readonly dataError: boolean) {
     super(message)
@@ -166,8 +194,7 @@ class ChildWorker {
   }
 
   async run(spec: TaskSpec, onRows: TaskProgress): Promise<TaskResult> {
-    const specFile = `${spec.dir}.spec.json`
-    fs.writeFileSync(specFile, JSON.stringify(spec))
+    const specFile = writeSpecFile(spec)
     const outcome = await new Promise<{ message?: string; data?: boolean }>((resolve) => {
       if (!this.alive) return resolve({ message: this.exited! })
       this.current = { resolve, onRows }
@@ -196,6 +223,11 @@ class ChildWorker {
  */
 export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions): Promise<Array<TaskResult>> => {
   const results: Array<TaskResult | undefined> = tasks.map((t) => finishedResult(t))
+  if (external !== undefined && results.some((r) => r === undefined)) {
+    const files = tasks.filter((_, i) => results[i] === undefined).map(writeSpecFile)
+    await external.run(files, { signal: o.signal, workers: o.workers })
+    tasks.forEach((t, i) => (results[i] ??= finishedResult(t)))
+  }
   const todo = tasks.map((_, i) => i).filter((i) => results[i] === undefined)
   const rowsOf = new Map<number, number>()
   let failed = 0

@@ -77,6 +77,8 @@ export const datasetFiles = (p: string): Array<string> => {
   if (!st.isDirectory()) throw DatasetError.at(p, undefined, "not a regular file or a directory (a FIFO or device is never read)")
   const main = path.join(p, "data.jsonl")
   if (fs.existsSync(main)) return [main]
+  const listed = listedShards(p)
+  if (listed !== undefined) return listed
   const shardsIn = (dir: string) => fs.readdirSync(dir).filter(isShardName).sort().map((n) => path.join(dir, n))
   let files = shardsIn(p)
   const data = path.join(p, "data")
@@ -85,6 +87,18 @@ export const datasetFiles = (p: string): Array<string> => {
     throw DatasetError.at(p, undefined, "directory holds no data.jsonl and no *.jsonl / *.jsonl.gz / *.parquet files (nor a data/ folder of them)")
   }
   return files
+}
+
+/** The shards a dataset artifact's `dataset.json` lists (a sharded artifact), or undefined. */
+const listedShards = (dir: string): Array<string> | undefined => {
+  let meta: { shards?: unknown }
+  try {
+    meta = JSON.parse(fs.readFileSync(path.join(dir, "dataset.json"), "utf8")) as { shards?: unknown }
+  } catch {
+    return undefined
+  }
+  if (!Array.isArray(meta.shards)) return undefined
+  return meta.shards.filter((s): s is string => typeof s === "string" && !s.includes("..")).map((s) => path.join(dir, s))
 }
 
 /** The shards a glob names; wildcards (`*`, `?`, `[...]`) in the last path component only. */
