@@ -20,13 +20,15 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as https from "node:https"
+import { fileURLToPath } from "node:url"
 import * as Schema from "effect/Schema"
 import type { Executor } from "../spec.ts"
 import { shellQuote } from "./cluster-job.ts"
 import { describePlaced, placedClusterExecutor } from "./placement.ts"
 import { registerExecutor } from "./registry.ts"
 import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
-import type { ClusterBackend, ClusterOptions, JobStatus, SubmitRequest } from "./cluster-executor.ts"
+import type { ClusterBackend, ClusterOptions, JobResources, JobStatus, SubmitRequest } from "./cluster-executor.ts"
+import type { Gang } from "./cluster-job.ts"
 
 export interface RayPlacement {
   /** a Ray runtime_env for the job (env_vars, working_dir, ...) */
@@ -50,7 +52,15 @@ export interface RayOptions extends ClusterOptions, RayPlacement {
   readonly caFile?: string | undefined
   /** per-step settings, by step id or step kind (the id wins) */
   readonly steps?: Readonly<Record<string, RayPlacement>> | undefined
+  /**
+   * how a multi-node step's bundles (one per node) are placed: "SPREAD" (default: on different nodes
+   * where it can), "STRICT_SPREAD" (always; fails on a cluster with fewer nodes), "PACK"
+   */
+  readonly gangStrategy?: "SPREAD" | "STRICT_SPREAD" | "PACK" | undefined
 }
+
+// beside this module, in the sources and once built
+const gangScript = fileURLToPath(new URL("./ray-gang.py", import.meta.url))
 
 export const rayPlacement = (options: RayOptions, step: string, kind: string): RayPlacement => ({
   runtimeEnv: options.runtimeEnv,
@@ -65,10 +75,12 @@ export const rayPlacement = (options: RayOptions, step: string, kind: string): R
 /** The Jobs API's resource fields for a request. */
 export const rayResourceFields = (
   placement: RayPlacement,
-  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined },
+  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined; readonly nodes?: number | undefined },
   memoryScale = 1
 ): Record<string, unknown> => {
   const memoryGb = resources.memoryGb ?? placement.memoryGb
+  // a multi-node step's entrypoint only waits for its placement group, which holds the resources (ray-gang.py)
+  if ((resources.nodes ?? 1) > 1) return { entrypoint_num_cpus: 0, entrypoint_num_gpus: 0 }
   return {
     entrypoint_num_cpus: resources.cpus,
     entrypoint_num_gpus: resources.gpus,
@@ -280,9 +292,16 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
     return typeof logs === "string" ? logs.split("\n").slice(-200).join("\n") : undefined
   }
 
+  /** a placement group of one bundle per node, one actor each running the node launcher (ray-gang.py) */
+  const gangCommand = (gang: Gang, nodeLauncher: ReadonlyArray<string>, perNode: JobResources) => [
+    gang.python, gangScript, "--cpus", String(perNode.cpus), "--gpus", String(perNode.gpus),
+    "--strategy", options.gangStrategy ?? "SPREAD", nodeLauncher.at(-1)!, "--", ...nodeLauncher
+  ]
+
   return {
     name: "ray",
     label: (id) => `ray job ${id}`,
+    gangCommand,
     chooseJobId: (name) => `${name}-${randomBytes(4).toString("hex")}`,
     submit,
     status,
@@ -325,6 +344,7 @@ export const RayConfig = Schema.Struct({
   headers: opt(Schema.Record(Schema.String, Schema.String)),
   /** the CA that signed an https address's certificate */
   caFile: opt(Schema.String),
+  gangStrategy: opt(Schema.Literals(["SPREAD", "STRICT_SPREAD", "PACK"])),
   steps: opt(Schema.Record(Schema.String, Schema.Struct(rayPlacementFields)))
 })
 export type RayConfig = typeof RayConfig.Type

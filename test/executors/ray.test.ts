@@ -14,7 +14,8 @@ import { expectSameArtifacts } from "./recipe-parity.ts"
 import { executorContract } from "./contract.ts"
 import { rayBinary, rayCluster, rayInstalled, rayStartDeadlineMs } from "./ray-cluster.ts"
 import type { RayCluster } from "./ray-cluster.ts"
-import { logsOf, makeStoreDir, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
+import { projectRoot } from "../../engine/python.ts"
+import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
 
 // jobs on a loaded machine: generous bounds (cluster-ports.ts), never waited out by a passing test
 vi.setConfig({ testTimeout: clusterTestTimeoutMs })
@@ -92,6 +93,19 @@ describe.concurrent("ray", () => {
       await waiting.interrupt()
       // Ray stops a pending job only once it could start; it must not have run
       expect(["PENDING", "STOPPED"]).toContain(((await getJson(`/api/jobs/${jobId}`)) as { status: string }).status)
+    })
+
+    it("a multi-node step: a placement group of 2 bundles, one actor each running torchrun with its node rank; one gloo group", async () => {
+      const store = makeStoreDir()
+      const base = workerSpec(store, { params: { nodes: 2, processes: 1 }, cpus: 2 })
+      const impl = base.implementation as Extract<typeof base.implementation, { type: "command" }>
+      const spec = { ...base, implementation: { ...impl, argv: [impl.argv[0]!, path.join(projectRoot, "test", "executors", "fixtures", "gang_worker.py"), impl.argv[2]!] } }
+      const { error, result } = await runSpec(makeRayExecutor(options()), spec)
+      expect(error?.message).toBeUndefined()
+      expect(result?.metrics.world_size).toBe(2)
+      const world = JSON.parse(outputFile(spec, "world.json")) as { world: number; sum: number; ranks: Array<{ rank: number; node_rank: number }> }
+      expect(world.sum).toBe(1 + 2)
+      expect(world.ranks.map((r) => [r.rank, r.node_rank])).toEqual([[0, 0], [1, 1]])
     })
 
     it("reports a job stopped from outside; the next run submits again and resumes from the checkpoint", async () => {
