@@ -366,7 +366,9 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
   const retryOn = options.retry?.on ?? defaultRetryOn
   const memoryFactor = options.retry?.memoryFactor ?? 1.5
   const timeFactor = options.retry?.timeFactor ?? 1
-  const queryStatus = batchedStatus(backend, Math.min(100, Math.max(10, pollMs / 10)))
+  // queries within a fifth of a poll of the first go out together: a driver following hundreds of jobs
+  // answers their timers late by some tens of ms, and a wider window still delays an answer by little
+  const queryStatus = batchedStatus(backend, Math.min(1000, Math.max(10, pollMs / 5)))
   const followMs = (options.followSeconds ?? 0.25) * 1000
   const launcher = options.launcher ?? "exec-step"
 
