@@ -1,14 +1,18 @@
 """Reading datasets from anneal's artifact layout.
 
 A dataset artifact is a directory holding `data.jsonl` (one row per line) and `dataset.json`
-({"format": ..., "rows": N}). A Source dataset (outside the store) may also be a single `.jsonl` or
-`.jsonl.gz` file, or a directory of them (read in sorted name order, so the row order is stable).
+({"format": ..., "rows": N}), or shards listed in dataset.json ({"shards": ["data/train-00000-of-00004
+.parquet", ...]}). A Source dataset (outside the store) may also be a single `.jsonl`, `.jsonl.gz` or
+`.parquet` file, a directory of them or of a `data/` folder of them (the Hugging Face layout), or a glob
+of them (read in sorted name order, so the row order is stable), as steps/data/jsonl.ts reads them.
+Parquet is read a row group at a time with pyarrow.
 
 Row formats are the ones in engine/rows.ts, defined once for both languages (row_formats.py reads the
 row_formats.json generated from the TS schemas): text, instruction, prompt-completion, messages, preference.
 """
 from __future__ import annotations
 
+import glob
 import gzip
 import json
 import os
@@ -18,20 +22,57 @@ from .protocol import fail
 from .row_formats import check_row, infer_format
 
 
+_SHARD_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+def _shards_in(folder: str) -> list[str]:
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(_SHARD_SUFFIXES))
+
+
 def dataset_files(path: str) -> list[str]:
-    """The JSONL files a dataset input consists of."""
+    """The JSONL and Parquet files a dataset input consists of, in reading order."""
     if os.path.isfile(path):
         return [path]
     if not os.path.isdir(path):
+        if any(c in os.path.basename(path) for c in "*?["):
+            files = sorted(f for f in glob.glob(path) if f.endswith(_SHARD_SUFFIXES) and os.path.isfile(f))
+            if not files:
+                fail(f"{path}: the glob matches no *.jsonl, *.jsonl.gz or *.parquet file")
+            return files
         fail(f"dataset not found: {path}")
     if os.path.exists(os.path.join(path, "data.jsonl")):
         return [os.path.join(path, "data.jsonl")]
-    files = sorted(
-        os.path.join(path, n) for n in os.listdir(path) if n.endswith(".jsonl") or n.endswith(".jsonl.gz")
-    )
+    meta = os.path.join(path, "dataset.json")
+    if os.path.exists(meta):
+        with open(meta, encoding="utf-8") as f:
+            shards = json.load(f).get("shards")
+        if isinstance(shards, list):
+            return [os.path.join(path, s) for s in shards if isinstance(s, str) and ".." not in s]
+    files = _shards_in(path)
+    if not files and os.path.isdir(os.path.join(path, "data")):
+        files = _shards_in(os.path.join(path, "data"))
     if not files:
-        fail(f"{path} holds no data.jsonl and no *.jsonl / *.jsonl.gz files")
+        fail(f"{path} holds no data.jsonl and no *.jsonl / *.jsonl.gz / *.parquet files (nor a data/ folder of them)")
     return files
+
+
+def iter_parquet(file: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number from 1, row) of a Parquet shard, a row group at a time; null columns are left out."""
+    try:
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(file)
+    except Exception as e:  # noqa: BLE001 - any reader failure is a bad shard, named
+        fail(f"{file}: not a readable Parquet file ({e})")
+    n = 0
+    for g in range(pf.num_row_groups):
+        try:
+            rows = pf.read_row_group(g).to_pylist()
+        except Exception as e:  # noqa: BLE001
+            fail(f"{file}:{n + 1}: cannot decode row group {g} of the Parquet shard ({e})")
+        for row in rows:
+            n += 1
+            yield n, {k: v for k, v in row.items() if v is not None}
 
 
 def _is_gzip(file: str) -> bool:
@@ -78,6 +119,10 @@ def iter_rows(path: str, who: str = "") -> Iterator[tuple[str, int, dict[str, An
     """Yields (file, line number, row) for every non-empty line of a dataset input; a bad line fails,
     naming `who` (e.g. "sft: input 'data'"), the file and the line."""
     for file in dataset_files(path):
+        if file.endswith(".parquet"):
+            for n, row in iter_parquet(file):
+                yield file, n, row
+            continue
         for n, text, problem in iter_lines(file):
             row, problem = (None, problem) if problem else parse_line(text or "")
             if row is None:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from anneal_worker.datasets import dataset_files, declared_format, iter_lines, parse_line
+from anneal_worker.datasets import dataset_files, declared_format, iter_lines, iter_parquet, parse_line
 from anneal_worker.protocol import fail
 from anneal_worker.row_formats import ANSWER_FIELD, FORMATS, QUESTION_FIELDS, check_row, infer_format
 
@@ -24,6 +24,14 @@ def detect_format(path: str, on_invalid: str = "error") -> str:
     if declared in FORMATS:
         return declared
     for file in dataset_files(path):
+        if file.endswith(".parquet"):
+            for n, row in iter_parquet(file):
+                fmt = infer_format(row)
+                if fmt is not None:
+                    return fmt
+                if on_invalid != "skip":
+                    fail(f"{file}:{n}: cannot tell the row format from its columns")
+            continue
         for n, text, problem in iter_lines(file):
             row, problem = (None, problem) if problem else parse_line(text or "")
             fmt = infer_format(row) if row is not None else None
@@ -63,6 +71,14 @@ class RowReader:
         self.skipped = 0
         self.examples = []
         for file in dataset_files(self.path):
+            if file.endswith(".parquet"):
+                for n, value in iter_parquet(file):
+                    row = self._check_row(file, n, value)
+                    if row is None:
+                        continue
+                    yield Located(row, file, n, self.rows)
+                    self.rows += 1
+                continue
             for n, text, problem in iter_lines(file):
                 row = self._invalid(file, n, "", problem) if problem else self._check(file, n, text or "")
                 if row is None:
@@ -77,6 +93,9 @@ class RowReader:
         row, problem = parse_line(text)
         if row is None:
             return self._invalid(file, n, "", problem or "")
+        return self._check_row(file, n, row)
+
+    def _check_row(self, file: str, n: int, row: dict[str, Any]) -> dict[str, Any] | None:
         if self.fmt is not None:
             found = check_row(self.fmt, row)
             if found is not None:

@@ -10,6 +10,7 @@ import * as path from "node:path"
 import { execa } from "execa"
 import { afterAll, describe, expect, it } from "vitest"
 import { nodeBinary } from "../../../engine/executors/cluster-executor.ts"
+import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
 import { clean } from "../../../steps/data/clean.ts"
 import { decontaminate } from "../../../steps/data/decontaminate.ts"
 import { dedup } from "../../../steps/data/dedup.ts"
@@ -54,11 +55,11 @@ const kindOf = (s: unknown): string => (s as { definition: { kind: string } }).d
 
 describe("data steps fan out", () => {
   const dir = tempDir()
-  const data = writeJsonl(path.join(dir, "in.jsonl"), instructionRows(2000))
+  const data = writeJsonl(path.join(dir, "in.jsonl"), instructionRows(800))
   const bench = writeJsonl(path.join(dir, "bench.jsonl"), [{ question: "What is the boiling point of water at sea level in degrees Celsius on a normal day?", answer: "100" }])
 
   it("every data step writes the same bytes for 1, 3 and 8 tasks and for 1 or 2 worker processes", async () => {
-    const texts = writeJsonl(path.join(dir, "texts.jsonl"), plantedCorpus(3, 300).docs.map((text) => ({ text })))
+    const texts = writeJsonl(path.join(dir, "texts.jsonl"), plantedCorpus(3, 150).docs.map((text) => ({ text })))
     const cases: Array<{ step: unknown; inputs: Record<string, string | ReadonlyArray<string>>; params: object }> = [
       { step: clean, inputs: { data }, params: { minWords: 5 } },
       { step: format, inputs: { data }, params: { to: "messages", system: "be brief" } },
@@ -80,9 +81,9 @@ describe("data steps fan out", () => {
   })
 
   it("distributed MinHash agrees row for row with the single-process implementation on planted near-duplicates", async () => {
-    const { docs } = plantedCorpus(11, 1200)
+    const { docs } = plantedCorpus(11, 700)
     const file = writeJsonl(path.join(tempDir(), "planted.jsonl"), docs.map((text) => ({ text })))
-    const staged = await runStep(dedup, { data: file }, { method: "minhash", tasks: 5, workers: 2 })
+    const staged = await runStep(dedup, { data: file }, { method: "minhash", tasks: 5, workers: 1 })
     const reader = readRows(file, undefined)
     const ix = await buildMinHashIndex(reader.located(), "text", { fields: ["text"], keep: "longest", ngram: 5, bands: 14, rows: 8, threshold: 0.8, seed: 1, threads: 1, maxComparisons: 64 })
     // the reference's decision per row: kept, or the line of the row it duplicates
@@ -97,7 +98,7 @@ describe("data steps fan out", () => {
     const truth = bruteForcePairs(docs, 5)
     const rootOf = (i: number) => (removedAt.has(i) ? Number(removedAt.get(i)!.split(":")[1]) - 1 : i)
     const high = [...truth].filter(([, j]) => j >= 0.9).map(([k]) => k.split("-").map(Number) as [number, number])
-    expect(high.length).toBeGreaterThan(100)
+    expect(high.length).toBeGreaterThan(60)
     expect(high.filter(([a, b]) => rootOf(a) === rootOf(b)).length / high.length).toBeGreaterThanOrEqual(0.95)
   })
 
@@ -107,7 +108,7 @@ describe("data steps fan out", () => {
   })
 
   it("after a kill -9 mid fan-out the rerun redoes only unfinished shards and equals a clean run", async () => {
-    const big = writeJsonl(path.join(tempDir(), "big.jsonl"), instructionRows(40_000, 3))
+    const big = writeJsonl(path.join(tempDir(), "big.jsonl"), instructionRows(16_000, 3))
     const params = { minWords: 5, tasks: 8, workers: 1 }
     const work = tempDir()
     const resume = path.join(work, "resume")
@@ -143,7 +144,7 @@ describe("data steps fan out", () => {
     const pq = await runStep(format, { data }, { as: "parquet", shards: 3 })
     expect(JSON.parse(fs.readFileSync(path.join(pq.output, "dataset.json"), "utf8"))).toEqual({
       format: "instruction",
-      rows: 2000,
+      rows: 800,
       shards: ["data/train-00000-of-00003.parquet", "data/train-00001-of-00003.parquet", "data/train-00002-of-00003.parquet"]
     })
     // same rows from Parquet as from JSONL, whatever the cut; back to one data.jsonl equals the source
@@ -152,6 +153,10 @@ describe("data steps fan out", () => {
     expect(fs.readFileSync(path.join(fromParquet.output, "data.jsonl"), "utf8")).toBe(fs.readFileSync(path.join(fromJsonl.output, "data.jsonl"), "utf8"))
     const back = await runStep(format, { data: path.join(pq.output, "data", "*.parquet") }, { as: "jsonl" })
     expect(fs.readFileSync(path.join(back.output, "data.jsonl"), "utf8")).toBe(fs.readFileSync(data, "utf8"))
+    // the training workers' reader (python/anneal_worker/datasets.py, pyarrow) reads the same rows
+    const py = "import json, sys\nfrom anneal_worker.datasets import read_dataset\nprint(json.dumps(read_dataset(sys.argv[1], ('instruction',), 't')[1]))"
+    const res = await execa(pythonExecutable(), ["-c", py, pq.output], { env: { ...process.env, ...pythonEnvVars() } })
+    expect(JSON.parse(res.stdout.trim().split("\n").at(-1)!)).toEqual(readJsonlFile(data))
     // the bytes of a Parquet output do not depend on the cut or the workers either
     const again = await runStep(format, { data }, { as: "parquet", shards: 3, tasks: 5, workers: 2 })
     expect(treeDigest(again.output)).toBe(treeDigest(pq.output))
