@@ -58,6 +58,8 @@ export interface ArtifactRecord {
   readonly used_at: number
   /** JSON manifest (cache/manifest.ts); null for artifacts recorded before manifests existed */
   readonly manifest: string | null
+  /** JSON directory signatures (cache/manifest.ts); null until first recorded */
+  readonly dirs: string | null
 }
 
 export interface LeaseRecord {
@@ -152,9 +154,11 @@ export class CacheDb {
         ON CONFLICT (recipe, step) DO UPDATE SET kind = excluded.kind, key = excluded.key, trace = excluded.trace,
           output = excluded.output, run_id = excluded.run_id, built_session = excluded.built_session,
           changed_session = excluded.changed_session, seconds = excluded.seconds, fingerprint = excluded.fingerprint`),
-      putArtifact: db.prepare(`INSERT INTO artifacts (hash, kind, bytes, files, created_at, used_at, manifest) VALUES (?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (hash) DO UPDATE SET used_at = excluded.used_at, manifest = coalesce(excluded.manifest, manifest)`),
+      putArtifact: db.prepare(`INSERT INTO artifacts (hash, kind, bytes, files, created_at, used_at, manifest, dirs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (hash) DO UPDATE SET used_at = excluded.used_at, manifest = coalesce(excluded.manifest, manifest),
+          dirs = CASE WHEN excluded.manifest IS NULL THEN dirs ELSE excluded.dirs END`),
       setManifest: db.prepare("UPDATE artifacts SET manifest = ? WHERE hash = ?"),
+      setDirs: db.prepare("UPDATE artifacts SET dirs = ? WHERE hash = ?"),
       touchArtifact: db.prepare("UPDATE artifacts SET used_at = ? WHERE hash = ?"),
       artifact: db.prepare("SELECT * FROM artifacts WHERE hash = ?"),
       artifacts: db.prepare("SELECT * FROM artifacts ORDER BY used_at DESC"),
@@ -185,6 +189,8 @@ export class CacheDb {
       allProcesses: db.prepare("SELECT pid, host, heartbeat_at FROM processes"),
       deleteProcess: db.prepare("DELETE FROM processes WHERE pid = ? AND host = ?"),
       lease: db.prepare("INSERT OR IGNORE INTO leases (hash, owner, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)"),
+      leaseMany: db.prepare("INSERT OR IGNORE INTO leases (hash, owner, pid, host, acquired_at) SELECT value, ?, ?, ?, ? FROM json_each(?)"),
+      unrecorded: db.prepare("SELECT value AS hash FROM json_each(?) WHERE value NOT IN (SELECT hash FROM artifacts)"),
       leasesOf: db.prepare("SELECT * FROM leases WHERE hash = ?"),
       allLeases: db.prepare("SELECT * FROM leases"),
       deleteLease: db.prepare("DELETE FROM leases WHERE hash = ? AND owner = ?"),
@@ -293,6 +299,18 @@ export class CacheDb {
     this.guard("lease artifact", () => this.stmts.lease.run(hash, owner, process.pid, thisHost(), now()))
   }
 
+  /**
+   * Leases many artifacts in one statement (planning thousands of cached steps) and returns those the
+   * database no longer records (gc removed them since they were checked). Call inside a transaction.
+   */
+  leaseMany(hashes: ReadonlyArray<string>, owner: string): Array<string> {
+    return this.guard("lease artifacts", () => {
+      const list = JSON.stringify(hashes)
+      this.stmts.leaseMany.run(owner, process.pid, thisHost(), now(), list)
+      return (this.stmts.unrecorded.all(list) as Array<{ hash: string }>).map((r) => r.hash)
+    })
+  }
+
   releaseLeases(owner: string) {
     this.guard("release leases", () => this.stmts.releaseOwner.run(owner))
   }
@@ -345,12 +363,22 @@ export class CacheDb {
 
   // artifacts ---------------------------------------------------------------------------------
 
-  putArtifact(a: { hash: string; kind: string; bytes: number; files: number; manifest?: string | undefined }) {
-    this.guard("record artifact", () => this.stmts.putArtifact.run(a.hash, a.kind, a.bytes, a.files, now(), now(), a.manifest ?? null))
+  /** Records an artifact; a row given a manifest takes its `dirs` too (null: the next check lists them). */
+  putArtifact(a: { hash: string; kind: string; bytes: number; files: number; manifest?: string | undefined; dirs?: string | undefined }) {
+    this.guard("record artifact", () =>
+      this.stmts.putArtifact.run(a.hash, a.kind, a.bytes, a.files, now(), now(), a.manifest ?? null, a.manifest === undefined ? null : (a.dirs ?? null)))
   }
 
+  /** A new manifest: the directory signatures recorded with the old one no longer vouch for it. */
   setManifest(hash: string, manifest: string) {
-    this.guard("record manifest", () => this.stmts.setManifest.run(manifest, hash))
+    this.guard("record manifest", () => {
+      this.stmts.setManifest.run(manifest, hash)
+      this.stmts.setDirs.run(null, hash)
+    })
+  }
+
+  setDirs(hash: string, dirs: string) {
+    this.guard("record directories", () => this.stmts.setDirs.run(dirs, hash))
   }
 
   touchArtifact(hash: string) {

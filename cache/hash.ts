@@ -52,20 +52,31 @@ export interface FileEntry {
   readonly hash: string
 }
 
-/** Every regular file under dir (symlinks are refused: an artifact must be self-contained). */
-export const listFiles = (dir: string): Array<string> => {
-  const out: Array<string> = []
+/**
+ * Every regular file under dir, sorted, and every directory ("" the root) with its signature [rel,
+ * inode, mtimeMs, ctimeMs] taken just before it was read, so an entry added during the walk moves a
+ * signature recorded here. Symlinks are refused: an artifact must be self-contained.
+ */
+export const listTree = (dir: string): { files: Array<string>; dirs: Array<readonly [string, number, number, number]> } => {
+  const files: Array<string> = []
+  const dirs: Array<readonly [string, number, number, number]> = []
   const walk = (rel: string) => {
-    for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const abs = rel === "" ? dir : path.join(dir, rel)
+    const st = fs.statSync(abs)
+    dirs.push([rel, st.ino, st.mtimeMs, st.ctimeMs])
+    for (const e of fs.readdirSync(abs, { withFileTypes: true })) {
       const r = rel === "" ? e.name : rel + "/" + e.name
       if (e.isDirectory()) walk(r)
-      else if (e.isFile()) out.push(r)
+      else if (e.isFile()) files.push(r)
       else throw new Error(`${path.join(dir, r)}: only regular files and directories can be part of an artifact`)
     }
   }
   walk("")
-  return out.sort()
+  return { files: files.sort(), dirs }
 }
+
+/** Every regular file under dir (symlinks are refused: an artifact must be self-contained). */
+export const listFiles = (dir: string): Array<string> => listTree(dir).files
 
 export const merkle = (entries: ReadonlyArray<FileEntry>): string =>
   sha256([...entries].sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0))
@@ -257,10 +268,18 @@ export const hashFilesOffThread = async (
 export const hashTreeOffThread = async (
   target: string,
   options: { readonly readOnly?: boolean } = {}
-): Promise<{ readonly hash: string; readonly entries: ReadonlyArray<FileEntry>; readonly bytes: number; readonly stats: ReadonlyArray<HashedFile> }> => {
+): Promise<{
+  readonly hash: string
+  readonly entries: ReadonlyArray<FileEntry>
+  readonly bytes: number
+  readonly stats: ReadonlyArray<HashedFile>
+  /** the directories walked (relative; "" is the root), for their signatures once in place */
+  readonly dirs: ReadonlyArray<string>
+}> => {
   const st = fs.statSync(target)
-  const files = st.isDirectory()
-    ? listFiles(target).map((rel) => ({ rel, abs: path.join(target, rel) }))
+  const tree = st.isDirectory() ? listTree(target) : undefined
+  const files = tree !== undefined
+    ? tree.files.map((rel) => ({ rel, abs: path.join(target, rel) }))
     : [{ rel: path.basename(target), abs: target }]
   const sized = files.map(({ abs }) => ({ abs, size: fs.statSync(abs).size }))
   const hashed = await hashFilesOffThread(sized, options)
@@ -269,5 +288,5 @@ export const hashTreeOffThread = async (
     total += hashed[i]!.size
     return { rel, size: hashed[i]!.size, hash: hashed[i]!.hash }
   })
-  return { hash: merkle(entries), entries, bytes: total, stats: hashed }
+  return { hash: merkle(entries), entries, bytes: total, stats: hashed, dirs: tree?.dirs.map((d) => d[0]) ?? [] }
 }

@@ -19,6 +19,12 @@
  *               another host is dead once its heartbeat is older than the expiry (cache/liveness.ts)
  * - leases:     artifacts a live run will read, restore or produce; gc never deletes a leased artifact
  * - runs.host, sessions.host: where a run happened, so crash recovery never judges a foreign pid
+ *
+ * Migration 3 (presence checks without reading directories, issue 12):
+ * - artifacts.dirs: JSON [[rel, ino, mtimeMs, ctimeMs], ...], every directory of the artifact ("" its
+ *               root) as it was once in place; while they are unchanged no file can have been added or
+ *               removed, so `has()` stats instead of listing. Null (older rows): the next check lists the
+ *               directories once and records them.
  */
 export const migrations: ReadonlyArray<string> = [
   `
@@ -117,5 +123,8 @@ export const migrations: ReadonlyArray<string> = [
     PRIMARY KEY (hash, owner)
   );
   CREATE INDEX leases_by_owner ON leases(owner);
+  `,
+  `
+  ALTER TABLE artifacts ADD COLUMN dirs TEXT;
   `
 ]

@@ -26,11 +26,12 @@ import * as path from "node:path"
 import { CacheDb } from "./db.ts"
 import { databasePath } from "./db-location.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
-import { checkManifest, parseManifest } from "./manifest.ts"
-import type { Check, ManifestEntry } from "./manifest.ts"
+import { checkManifest, dirSignaturesOf, parseDirs, parseManifest } from "./manifest.ts"
+import type { Check, DirSignature, ManifestEntry } from "./manifest.ts"
 import { hashFile, hashTree, hashTreeOffThread } from "./hash.ts"
 import type { FileEntry, HashedFile } from "./hash.ts"
 import { CacheError, SourceError } from "./errors.ts"
+import { GroupFlusher } from "./flush.ts"
 
 export interface Committed {
   readonly hash: string
@@ -39,35 +40,6 @@ export interface Committed {
   readonly files: number
   /** false when an identical artifact was already in the store */
   readonly created: boolean
-}
-
-/** More files than this are flushed with one syncfs of their file system rather than one fsync each. */
-const SYNCFS_FILES = 16
-
-/**
- * Makes `files` (all under `dir`) durable without blocking the event loop: each fsynced on libuv's
- * threads, or, for many files, one `sync -f dir` (syncfs(2): every dirty page of that file system,
- * these files' included, written and waited for). Without a working `sync -f`, falls back to fsyncs.
- */
-const flushFiles = async (dir: string, files: ReadonlyArray<string>): Promise<void> => {
-  const each = async (list: ReadonlyArray<string>) => {
-    for (let i = 0; i < list.length; i += 64) await Promise.all(list.slice(i, i + 64).map(fsyncAsync))
-  }
-  if (files.length <= SYNCFS_FILES) return each(files)
-  const ok = await new Promise<boolean>((resolve) => {
-    void import("node:child_process").then(({ execFile }) =>
-      execFile("sync", ["-f", dir], { timeout: 600_000 }, (e) => resolve(e === null)), () => resolve(false))
-  })
-  if (!ok) await each(files)
-}
-
-const fsyncAsync = async (p: string) => {
-  const h = await fs.promises.open(p, "r")
-  try {
-    await h.sync()
-  } finally {
-    await h.close()
-  }
 }
 
 const rmQuietly = (p: string) => {
@@ -98,6 +70,8 @@ export class Store {
   /** rehash content instead of trusting stats (run --verify) */
   private deep = false
   private heartbeatTimer: NodeJS.Timeout | undefined
+  /** the commits' fsyncs, shared by commits that flush close together (group commit) */
+  readonly flusher: GroupFlusher
 
   private constructor(readonly root: string, db: CacheDb) {
     this.db = db
@@ -107,6 +81,7 @@ export class Store {
     this.logsDir = path.join(root, "logs")
     this.trashDir = path.join(root, "trash")
     this.quarantineDir = path.join(root, "quarantine")
+    this.flusher = new GroupFlusher(root)
   }
 
   /** Opens (creating if needed) a store; a corrupt database is a CacheError. Sweeps the trash. */
@@ -191,15 +166,9 @@ export class Store {
     const hashes = [...(this.pending ?? [])].filter((h) => !this.leasedHere.has(h))
     this.pending = undefined
     if (hashes.length === 0) return []
-    return this.db.transaction(() => {
-      const lost: Array<string> = []
-      for (const h of hashes) {
-        this.db.lease(h, this.owner)
-        this.leasedHere.add(h)
-        if (this.db.artifact(h) === undefined) lost.push(h)
-      }
-      return lost
-    })
+    const lost = this.db.transaction(() => this.db.leaseMany(hashes, this.owner))
+    for (const h of hashes) this.leasedHere.add(h)
+    return lost
   }
 
   /** Why the last `has(hash)` said no, as a plan reason. */
@@ -225,9 +194,21 @@ export class Store {
       const actual = hashTree(dir).hash
       return actual === hash ? { ok: true } : { ok: false, problem: `content hashes to ${actual.slice(0, 12)}` }
     }
-    const c = checkManifest(dir, manifest, deep)
-    if (c.ok && c.refreshed !== undefined) this.db.setManifest(hash, JSON.stringify(c.refreshed))
+    const dirs = parseDirs(rec.dirs)
+    const c = checkManifest(dir, manifest, deep, dirs)
+    if (c.ok) this.refresh(hash, c, dirs)
     return c
+  }
+
+  /** Records what a passing check learnt: new file signatures, and the directories' when it listed them. */
+  private refresh(hash: string, c: Check & { ok: true }, recordedDirs: ReadonlyArray<DirSignature> | undefined) {
+    if (c.refreshed === undefined && c.dirs === undefined) return
+    this.db.transaction(() => {
+      if (c.refreshed !== undefined) this.db.setManifest(hash, JSON.stringify(c.refreshed))
+      // the recorded directory signatures still hold when only a file's stat moved
+      const dirs = c.dirs ?? recordedDirs
+      if (dirs !== undefined) this.db.setDirs(hash, JSON.stringify(dirs))
+    })
   }
 
   resumeDir(key: string): string {
@@ -252,20 +233,26 @@ export class Store {
    * it has none); a copy that does not match its name is quarantined and replaced.
    *
    * The reading is off the event loop: the worker pool (cache/hash.ts) hashes the files and
-   * makes them read-only, and the flush is one `syncfs` of the store's file system (`sync -f`, run as
-   * a child so nothing here blocks) instead of one fsync per file: 100,000 small files cost one flush,
-   * not 100,000 journal commits. A few files are fsynced each, in parallel on libuv's threads. Either
-   * way every byte is on disk before the rename makes the artifact visible.
+   * makes them read-only. The flushes go through the store's group flusher (cache/flush.ts): the files
+   * and directories of every commit that flushes while another round is in flight share the next
+   * round, which is one `syncfs` of the store's file system (`sync -f`, a child, so nothing here
+   * blocks) when it holds many paths, else one fsync per path in parallel on libuv's threads: 100,000
+   * small files cost one flush, and steps committing together share their artifacts directory's
+   * fsync. Every byte is on disk before the rename makes the artifact visible, and the rename before
+   * the database records it.
    */
   async commit(staging: string, kind: string, describe: Record<string, unknown>): Promise<Committed> {
     const tree = await hashTreeOffThread(staging, { readOnly: true })
-    await flushFiles(staging, tree.entries.map((e) => path.join(staging, e.rel)))
-    await fsyncAsync(staging)
+    await this.flusher.flush([
+      ...tree.entries.map((e) => path.join(staging, e.rel)),
+      ...tree.dirs.map((d) => (d === "" ? staging : path.join(staging, d)))
+    ])
     const signatures = new Map(tree.entries.map((e, i) => [e.rel, tree.stats[i]!] as const))
     const placed = this.moveIntoPlace(staging, tree, signatures)
-    // the rename made durable before the database records the artifact
-    if (placed.created) await fsyncAsync(this.artifactsDir)
-    return this.record(tree, kind, describe, placed)
+    if (placed.created) await this.flusher.flush([this.artifactsDir])
+    // taken once in place: the rename moved the root's ctime
+    const dirs = placed.created ? dirSignaturesOf(this.artifactPath(tree.hash), tree.dirs) : undefined
+    return this.record(tree, kind, describe, placed, dirs)
   }
 
   /**
@@ -313,11 +300,15 @@ export class Store {
     tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry>; readonly bytes: number },
     kind: string,
     describe: Record<string, unknown>,
-    { created, manifest }: { readonly created: boolean; readonly manifest: ReadonlyArray<ManifestEntry> }
+    { created, manifest }: { readonly created: boolean; readonly manifest: ReadonlyArray<ManifestEntry> },
+    dirs: ReadonlyArray<DirSignature> | undefined
   ): Committed {
     const target = this.artifactPath(tree.hash)
-    this.db.putArtifact({ hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, manifest: JSON.stringify(manifest) })
-    this.writeSidecar(tree.hash, { hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, ...describe })
+    this.db.putArtifact({
+      hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, manifest: JSON.stringify(manifest),
+      dirs: dirs === undefined ? undefined : JSON.stringify(dirs)
+    })
+    this.writeSidecar(tree.hash, { hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, ...describe }, created)
     return { hash: tree.hash, path: target, bytes: tree.bytes, files: tree.entries.length, created }
   }
 
@@ -326,7 +317,7 @@ export class Store {
     const rec = this.db.artifact(hash)
     const recorded = rec === undefined || rec.manifest === null ? undefined : parseManifest(rec.manifest)
     if (recorded !== undefined) {
-      const c = checkManifest(target, recorded, this.deep)
+      const c = checkManifest(target, recorded, this.deep, parseDirs(rec?.dirs))
       if (c.ok) return c.refreshed ?? recorded
     }
     // no trustworthy record of this copy: every file is rehashed against what we just committed
@@ -335,9 +326,12 @@ export class Store {
     return c.ok ? c.refreshed : undefined
   }
 
-  /** Writes artifacts/<hash>.json unless a valid one is there (a damaged one is replaced). */
-  writeSidecar(hash: string, content: Record<string, unknown>) {
-    if (this.sidecarProblem(hash) === undefined) return
+  /**
+   * Writes artifacts/<hash>.json unless a valid one is there (a damaged one is replaced). `fresh`: the
+   * artifact was just renamed into place, so no valid sidecar can be there (remove() deletes both).
+   */
+  writeSidecar(hash: string, content: Record<string, unknown>, fresh = false) {
+    if (!fresh && this.sidecarProblem(hash) === undefined) return
     const sidecar = this.artifactPath(hash) + ".json"
     const tmp = `${sidecar}.${process.pid}.tmp`
     fs.rmSync(sidecar, { recursive: true, force: true })
