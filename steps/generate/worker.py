@@ -26,11 +26,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its sibling modules, also when loaded by path
+
 from anneal_worker.datasets import read_dataset, write_dataset
 from anneal_worker.protocol import Worker, config_from_params, fail
 from anneal_worker.training import check, check_choices, check_non_negative, check_positive, choice, model_dir_input
 
-import prompts
+import prompts  # noqa: E402
 from backends import EndpointBackend, GenerateError, TransformersBackend, VllmBackend
 from request_store import Request, RequestCache, ResumeLog, Response
 
