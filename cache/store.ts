@@ -28,7 +28,7 @@ import { databasePath } from "./db-location.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
 import { checkManifest, dirSignaturesOf, parseDirs, parseManifest } from "./manifest.ts"
 import type { Check, DirSignature, ManifestEntry } from "./manifest.ts"
-import { hashFile, hashTree, hashTreeOffThread } from "./hash.ts"
+import { canonicalJson, hashFile, hashTree, hashTreeOffThread, sha256 } from "./hash.ts"
 import type { FileEntry, HashedFile } from "./hash.ts"
 import { CacheError, SourceError } from "./errors.ts"
 import { GroupFlusher } from "./flush.ts"
@@ -421,9 +421,12 @@ export class Store {
 
   /** Content hash of a source file or directory, using the (path, size, mtime, inode) cache (not under --verify). */
   hashSource(p: string): { hash: string; bytes: number } {
-    if (!fs.existsSync(p)) throw new SourceError({ message: `source not found: ${p}`, path: p })
+    const matched = fs.existsSync(p) ? undefined : globMatches(p)
+    if (!fs.existsSync(p) && (matched === undefined || matched.length === 0)) {
+      throw new SourceError({ message: matched === undefined ? `source not found: ${p}` : `source ${p}: the glob matches no file`, path: p })
+    }
     try {
-      const tree = hashTree(p, (file, st) => {
+      const hashOne = (one: string) => hashTree(one, (file, st) => {
         const mtime = String(st.mtimeMs)
         const cached = this.deep ? undefined : this.db.fileStat(file, st.size, mtime, String(st.ino))
         if (cached !== undefined) return cached
@@ -431,6 +434,13 @@ export class Store {
         this.db.putFileStat(file, st.size, mtime, String(st.ino), h)
         return h
       })
+      if (matched !== undefined) {
+        // a glob of dataset shards (steps/data/jsonl.ts datasetFiles reads the same files): the matched
+        // names and their contents
+        const trees = matched.map((f) => [path.basename(f), hashOne(f)] as const)
+        return { hash: sha256(canonicalJson(trees.map(([n, t]) => [n, t.hash]))), bytes: trees.reduce((a, [, t]) => a + t.bytes, 0) }
+      }
+      const tree = hashOne(p)
       return { hash: tree.hash, bytes: tree.bytes }
     } catch (e) {
       if (e instanceof CacheError) throw e
@@ -442,6 +452,24 @@ export class Store {
   bytes(): number {
     return this.db.artifacts().reduce((s, a) => s + a.bytes, 0)
   }
+}
+
+/**
+ * The files a dataset glob source names (wildcards in its last component only, as steps/data/jsonl.ts
+ * reads them), or undefined when the path has no wildcard.
+ */
+const globMatches = (p: string): Array<string> | undefined => {
+  const base = path.basename(p)
+  if (!/[*?[]/.test(base)) return undefined
+  const re = new RegExp("^" + base.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$")
+  let names: Array<string>
+  try {
+    names = fs.readdirSync(path.dirname(p))
+  } catch {
+    return []
+  }
+  return names.filter((n) => re.test(n) && /\.(jsonl(\.gz)?|parquet)$/.test(n)).sort().map((n) => path.join(path.dirname(p), n))
+    .filter((f) => fs.statSync(f).isFile())
 }
 
 const isLink = (p: string): boolean => {

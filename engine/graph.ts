@@ -172,7 +172,7 @@ const sourceOf = <H extends AnyHandle>(kind: ArtifactKind) => (file: string, opt
  * Relative paths are resolved against the recipe file's directory.
  */
 export const source = {
-  /** a JSONL file (plain or .gz) or a directory of them; the row type is checked when a step reads it */
+  /** a JSONL (plain or .gz) or Parquet file, a directory or a glob (`shards/*.parquet`) of them; rows are checked when a step reads them */
   dataset: <R extends Row>(file: string, _rows?: Schema.Codec<R, any>, options?: { readonly id?: string }): Dataset<R> =>
     sourceOf<Dataset<R>>("dataset")(file, options),
   /** a Hugging Face model directory */

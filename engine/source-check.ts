@@ -1,7 +1,8 @@
 /**
  * What a source may be, checked at planning before anything hashes or reads it: a regular file or a
  * directory, never a FIFO, socket or device (reading one would block or never end), and of a shape the
- * reading step can take. A dataset directory must hold `data.jsonl` or `*.jsonl` / `*.jsonl.gz` files;
+ * reading step can take. A dataset directory must hold `data.jsonl` or `*.jsonl` / `*.jsonl.gz` /
+ * `*.parquet` shards (or a `data/` folder of them);
  * a model, adapter or tokenizer is a directory. Anything else is a SourceError (exit 2), not a step
  * that fails after other steps ran.
  */
@@ -14,7 +15,7 @@ const special = (st: fs.Stats | fs.Dirent): string | undefined =>
   st.isFIFO() ? "a FIFO" : st.isSocket() ? "a socket" : st.isCharacterDevice() ? "a character device"
     : st.isBlockDevice() ? "a block device" : undefined
 
-const isJsonlName = (name: string): boolean => /\.jsonl(\.gz)?$/.test(name)
+const isShardName = (name: string): boolean => /\.(jsonl(\.gz)?|parquet)$/.test(name)
 
 /** The first FIFO, socket or device below a directory, as [relative path, what it is]. */
 const specialBelow = (dir: string): [string, string] | undefined => {
@@ -56,10 +57,14 @@ export const checkSource = (step: PlannedStep, src: SourceNode): void => {
   const inside = specialBelow(p)
   if (inside !== undefined) throw bad(`holds ${inside[0]}, which is ${inside[1]}: only regular files and directories can be hashed and read`)
   if (src.kind !== "dataset") return
-  // the files a dataset reader will open (steps/data/jsonl.ts datasetFiles), links followed
-  const names = fs.existsSync(path.join(p, "data.jsonl")) ? ["data.jsonl"] : fs.readdirSync(p).filter(isJsonlName)
+  // the files a dataset reader will open (steps/data/jsonl.ts datasetFiles), links followed: data.jsonl,
+  // else JSONL / Parquet shards, else those of a data/ folder (the Hugging Face layout)
+  let names = fs.existsSync(path.join(p, "data.jsonl")) ? ["data.jsonl"] : fs.readdirSync(p).filter(isShardName)
+  if (names.length === 0 && fs.existsSync(path.join(p, "data")) && fs.statSync(path.join(p, "data")).isDirectory()) {
+    names = fs.readdirSync(path.join(p, "data")).filter(isShardName).map((n) => `data/${n}`)
+  }
   if (names.length === 0) {
-    throw bad("is a directory with no data.jsonl and no *.jsonl / *.jsonl.gz files: a dataset source is one JSONL file or a directory of them")
+    throw bad("is a directory with no data.jsonl and no *.jsonl / *.jsonl.gz / *.parquet files (nor a data/ folder of them): a dataset source is a JSONL or Parquet file, a directory or a glob of them")
   }
   for (const name of names) {
     let file: fs.Stats
