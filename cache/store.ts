@@ -1,6 +1,7 @@
 /**
  * The content-addressed store. Layout under the store root (default `.anneal/` in the project):
  *
+ *   store.json                     the store's format and artifact hash (cache/format.ts)
  *   cache.db                       the SQLite cache (cache/db.ts)
  *   artifacts/<hash>/              immutable artifact directories, named by their Merkle hash
  *   artifacts/<hash>.json          the artifact's self-description (params, inputs, versions, devices)
@@ -32,6 +33,7 @@ import { canonicalJson, hashFile, hashTree, hashTreeOffThread, sha256 } from "./
 import type { FileEntry, HashedFile } from "./hash.ts"
 import { CacheError, SourceError } from "./errors.ts"
 import { GroupFlusher } from "./flush.ts"
+import { checkStoreFormat } from "./format.ts"
 
 export interface Committed {
   readonly hash: string
@@ -87,7 +89,13 @@ export class Store {
   /** Opens (creating if needed) a store; a corrupt database is a CacheError. Sweeps the trash. */
   static open(root: string): Store {
     try {
-      for (const d of ["", "artifacts", "staging", "resume", "logs", "trash", "quarantine"]) fs.mkdirSync(path.join(root, d), { recursive: true })
+      fs.mkdirSync(root, { recursive: true })
+    } catch (e) {
+      throw new CacheError({ message: `cannot create the store at ${root}: ${(e as Error).message}`, path: root, cause: e })
+    }
+    checkStoreFormat(root)
+    try {
+      for (const d of ["artifacts", "staging", "resume", "logs", "trash", "quarantine"]) fs.mkdirSync(path.join(root, d), { recursive: true })
     } catch (e) {
       throw new CacheError({ message: `cannot create the store at ${root}: ${(e as Error).message}`, path: root, cause: e })
     }
