@@ -58,8 +58,9 @@ const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms))
 /** Follows `jobs` running jobs for the window; returns controller queries per minute during it. */
 const measure = async (label: string, batched: boolean): Promise<number> => {
   const store = makeStoreDir()
-  // reading the jobs' output files is not what is measured: follow them rarely
-  const options: SlurmOptions = { pollSeconds, followSeconds: 2 }
+  // reading the jobs' output files is not what is measured: follow them as rarely as the polls allow
+  // (a follower polls at most once per follow interval)
+  const options: SlurmOptions = { pollSeconds, followSeconds: Math.min(2, pollSeconds / 2) }
   const slurm = makeSlurmBackend(options)
   const backend = batched ? slurm : { ...slurm, statusMany: undefined }
   const executor = makeClusterExecutor(backend, options)

@@ -569,7 +569,8 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
               }
             }
           }
-          yield* Effect.sleep(followMs)
+          // wake at the poll's moment, not only on this follower's own beat: every follower then asks together
+          yield* Effect.sleep(Math.max(1, Math.min(followMs, nextPoll - Date.now())))
         }
         drain(true)
         return status!

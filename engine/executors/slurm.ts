@@ -329,7 +329,14 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
         if (s.phase === "queued" || s.phase === "running") found.set(id, s)
       }
     }
-    for (const id of jobIds) if (!found.has(id)) found.set(id, await status(id))
+    // the jobs that ended since the last poll: each asked alone, a few at a time (many end at once when
+    // a run is cancelled, and one at a time would hold every other job's answer back)
+    const ended = jobIds.filter((id) => !found.has(id))
+    for (let i = 0; i < ended.length; i += 8) {
+      const batch = ended.slice(i, i + 8)
+      const answers = await Promise.all(batch.map((id) => status(id)))
+      batch.forEach((id, j) => found.set(id, answers[j]!))
+    }
     return found
   }
 
