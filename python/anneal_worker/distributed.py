@@ -5,8 +5,10 @@
   `<step>.rank<R>.log`, so a failing rank's traceback is kept.
 - Strategy: `ddp` (the Trainer's DistributedDataParallel), `fsdp` (PyTorch FSDP2 through Accelerate:
   full-shard or shard-grad-op, wrapped per transformer layer, optional activation checkpointing and CPU
-  offload, sharded checkpoints), or `deepspeed` (ZeRO stage 2/3, or the user's config as it is; needs
-  CUDA and the deepspeed package, which the project's environment does not ship).
+  offload, sharded checkpoints; on GPUs only: Accelerate 1.x turns FSDP on only for GPU-type devices and
+  runs a CPU job as plain DDP, so on CPU the step says so and runs ddp, which gives the same result), or
+  `deepspeed` (ZeRO stage 2/3, or the user's config as it is; needs CUDA and the deepspeed package,
+  which the project's environment does not ship).
 - Backend: gloo on CPU, nccl on CUDA (training.device_args); each rank's device is its LOCAL_RANK-th
   entry of CUDA_VISIBLE_DEVICES, which the Trainer selects.
 """
@@ -41,7 +43,7 @@ def route_rank_output(worker: Worker) -> str | None:
     return path
 
 
-def check_strategy(who: str, cfg: Any, lora: bool) -> None:
+def check_strategy(who: str, cfg: Any, lora: bool, worker: Worker) -> None:
     """Checks the distribution params before anything is loaded (choices are checked by check_choices)."""
     check(cfg.deepspeed_stage in (2, 3), f"{who}: param deepspeedStage must be 2 or 3, got {cfg.deepspeed_stage}")
     if cfg.deepspeed_config is not None:
@@ -49,6 +51,12 @@ def check_strategy(who: str, cfg: Any, lora: bool) -> None:
         check(cfg.strategy == "deepspeed", f"{who}: param deepspeedConfig is set but strategy is {cfg.strategy!r}, not 'deepspeed'")
     check(not (lora and cfg.strategy == "fsdp"),
           f"{who}: strategy fsdp with a LoRA adapter is not supported; use ddp (the adapter's weights are small)")
+    if cfg.strategy == "deepspeed":
+        import importlib.util
+
+        check(bool(worker.gpus), f"{who}: strategy deepspeed needs CUDA GPUs (none assigned here); use ddp or fsdp on CPU")
+        check(importlib.util.find_spec("deepspeed") is not None,
+              f"{who}: strategy deepspeed needs the deepspeed package, which this Python environment lacks")
 
 
 def check_world(who: str, cfg: Any, worker: Worker) -> None:
@@ -105,30 +113,35 @@ def strategy_args(who: str, cfg: Any, worker: Worker) -> dict[str, Any]:
     """TrainingArguments for the strategy. One process runs plainly whatever the strategy (there is
     nothing to shard), except deepspeed, whose optimizer and precision handling still apply."""
     if cfg.strategy == "deepspeed":
-        import torch
-
-        if not (worker.gpus and torch.cuda.is_available()):
-            fail(f"{who}: strategy deepspeed needs CUDA GPUs (none assigned here); use ddp or fsdp on CPU")
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError:
-            fail(f"{who}: strategy deepspeed needs the deepspeed package, which this Python environment lacks")
+        if not on_gpu(worker):
+            fail(f"{who}: strategy deepspeed needs CUDA GPUs (CUDA is not available here); use ddp or fsdp on CPU")
         return {"deepspeed": deepspeed_config(cfg)}
     if cfg.strategy == "fsdp" and world_size() > 1:
+        if not on_gpu(worker):
+            if is_main_process():
+                worker.log("strategy fsdp runs as ddp on CPU: Accelerate shards with FSDP on GPUs only "
+                           "(same result; the model is not sharded)", "warn")
+            return {}
         return {"fsdp": True, "fsdp_config": fsdp_config(cfg)}
     return {}
 
 
-def uses_fsdp(cfg: Any) -> bool:
-    return cfg.strategy == "fsdp" and world_size() > 1
+def on_gpu(worker: Worker) -> bool:
+    import torch
+
+    return bool(worker.gpus) and torch.cuda.is_available()
 
 
-def save_trained_model(trainer: Any, cfg: Any, output: str) -> None:
+def uses_fsdp(cfg: Any, worker: Worker) -> bool:
+    return cfg.strategy == "fsdp" and world_size() > 1 and on_gpu(worker)
+
+
+def save_trained_model(trainer: Any, cfg: Any, worker: Worker) -> None:
     """Saves the finished model as a Hugging Face directory (safetensors). Called on every rank: under
     FSDP the full weights are gathered from the shards (a collective), then rank 0 writes them."""
-    if uses_fsdp(cfg):
+    if uses_fsdp(cfg, worker):
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(output)
+    trainer.save_model(worker.output)
 
 
 def barrier_wait_for(path: str, who: str, poll: float = 0.2) -> None:

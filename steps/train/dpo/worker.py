@@ -107,7 +107,7 @@ def main() -> None:
 
     # --- validate inputs before touching a device ---
     check(not (save_adapter and cfg.adapter != "lora"), f"{who}: saves a LoRA adapter, so param adapter must be lora")
-    check_strategy(who, cfg, lora=cfg.adapter == "lora")
+    check_strategy(who, cfg, lora=cfg.adapter == "lora", worker=worker)
     check_world(who, cfg, worker)
     next(iter_checked_rows(worker.inputs["data"], ("preference",), f"{who}: input 'data'"))
     base = model_dir_input(f"{who}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
@@ -188,7 +188,7 @@ def main() -> None:
     # --- save ---
     worker.phase("saving")
     full_state = None
-    if uses_fsdp(cfg):  # gathering the shards is a collective: every rank takes part, rank 0 writes
+    if uses_fsdp(cfg, worker):  # gathering the shards is a collective: every rank takes part, rank 0 writes
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         full_state = trainer.accelerator.get_state_dict(trainer.model)
     if is_main_process():

@@ -169,7 +169,7 @@ def main() -> None:
     hp = resolve_preset(cfg, PRESETS, DEFAULTS)
 
     # --- validate inputs before touching a device ---
-    check_strategy(WHO, cfg, lora=False)
+    check_strategy(WHO, cfg, lora=False, worker=worker)
     check_world(WHO, cfg, worker)
     data, tokens = worker.inputs.get("data"), worker.inputs.get("tokens")
     check((data is None) != (tokens is None), f"{WHO}: give one of the inputs data (text) or tokens (a tokenize output)")
@@ -259,7 +259,7 @@ def main() -> None:
     # --- save ---
     worker.phase("saving")
     model.config.use_cache = True
-    save_trained_model(trainer, cfg, worker.output)
+    save_trained_model(trainer, cfg, worker)
     remove_training_args(worker.output)
     report_train_metrics(worker, result.metrics)
     if is_main_process():

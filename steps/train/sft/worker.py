@@ -137,7 +137,7 @@ def main() -> None:
 
     # --- validate inputs before touching a device ---
     check(not (save_adapter and hp["adapter"] != "lora"), f"{who}: saves a LoRA adapter, so param adapter must be lora")
-    check_strategy(who, cfg, lora=hp["adapter"] == "lora")
+    check_strategy(who, cfg, lora=hp["adapter"] == "lora", worker=worker)
     check_world(who, cfg, worker)
     accept = ("instruction", "prompt-completion", "messages", "text")
     fmt, _ = next(iter_checked_rows(worker.inputs["data"], accept, f"{who}: input 'data'"))
@@ -231,7 +231,7 @@ def main() -> None:
     # --- save ---
     worker.phase("saving")
     full_state = None
-    if uses_fsdp(cfg):  # gathering the shards is a collective: every rank takes part, rank 0 writes
+    if uses_fsdp(cfg, worker):  # gathering the shards is a collective: every rank takes part, rank 0 writes
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
         full_state = trainer.accelerator.get_state_dict(trainer.model)
     if is_main_process():

@@ -8,7 +8,8 @@
  *   docs/training-steps.md); a wrong batch split or data order gives differences of ~1e-3 and more.
  * - Killing one rank mid-run fails the step (torchrun stops the other rank; no process is left), and
  *   the rerun resumes from the last checkpoint and still ends equal to the uninterrupted 1-process run.
- * - FSDP (sharded, FSDP2 on gloo) ends equal to the same run, checkpoints sharded, resumes from them.
+ * - FSDP cannot run on CPU through the Trainer (Accelerate enables it for GPU-type devices only): on CPU
+ *   the step runs ddp and says so (python/test_distributed_tokenized.py); not run here.
  * - DeepSpeed needs CUDA and the deepspeed package: only its config and launch are checked here.
  */
 import * as fs from "node:fs"
@@ -81,8 +82,6 @@ const tiny = { seqLen: 32, hiddenSize: 32, intermediateSize: 64, maxSteps: 12, l
 const tolerance = 1e-4
 
 describe("pretrain on 2 processes (torchrun, gloo)", () => {
-  let single: string
-
   it("DDP: killing one rank fails the step with no process left; the rerun resumes and equals the 1-process run", async () => {
     const tokens = await runWorker(tokenize, { inputs: { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") } })
     expect(tokens.error).toBeUndefined()
@@ -92,7 +91,7 @@ describe("pretrain on 2 processes (torchrun, gloo)", () => {
     })
     expect(one.error).toBeUndefined()
     expect(one.exitCode).toBe(0)
-    single = one.output
+    const single = one.output
 
     // from data (tokenized into the resume dir), same global batch: 2 processes x 2 sequences
     const params = { ...tiny, microBatchSize: 2, processes: 2, saveSteps: 4 }
@@ -122,28 +121,7 @@ describe("pretrain on 2 processes (torchrun, gloo)", () => {
     expect(fs.existsSync(rankLog)).toBe(true)
 
     const d = await modelTools("maxdiff", single, resumed.output)
-    expect(d.max_abs).toBeLessThan(tolerance)
-  }, 600_000)
-
-  it("FSDP (full-shard, per-layer wrap): sharded checkpoints resume, and the result equals the 1-process run", async () => {
-    const params = { ...tiny, microBatchSize: 2, processes: 2, saveSteps: 4, strategy: "fsdp" }
-    const inputs = { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") }
-    const resumeDir = tempDir("anneal-fsdp-resume-")
-    const kill = killRankOneAfter(6)
-    const killed = await runWorker(pretrain, { inputs, params, resumeDir, onLine: kill.onLine, poll: kill.poll })
-    expect(kill.killed()).toBeDefined()
-    expect(killed.exitCode).not.toBe(0)
-    expect([...kill.ranks].filter(alive)).toEqual([])
-    const checkpoint = fs.readdirSync(resumeDir).find((d) => d.startsWith("checkpoint-"))!
-    // sharded: one optimizer / model shard per rank, not one full state
-    expect(fs.readdirSync(path.join(resumeDir, checkpoint)).some((f) => /fsdp/.test(f))).toBe(true)
-
-    const resumed = await runWorker(pretrain, { inputs, params, resumeDir })
-    expect(resumed.error).toBeUndefined()
-    expect(resumed.exitCode).toBe(0)
-    expect(resumed.lines.some((l) => l.type === "log" && /resuming from .*checkpoint-/.test(l.message))).toBe(true)
-    expect(fs.existsSync(path.join(resumed.output, "model.safetensors"))).toBe(true)
-    const d = await modelTools("maxdiff", single, resumed.output)
+    console.log(`pretrain, 2-process DDP (killed, resumed) vs 1 process: max |weight difference| ${d.max_abs} (${d.tensor})`)
     expect(d.max_abs).toBeLessThan(tolerance)
   }, 600_000)
 })
@@ -158,6 +136,7 @@ describe("sft-lora on 2 processes (torchrun, gloo)", () => {
     expect(two.error).toBeUndefined()
     expect([one.exitCode, two.exitCode]).toEqual([0, 0])
     const d = await modelTools("maxdiff", one.output, two.output)
+    console.log(`sft-lora, 2-process DDP vs 1 process: max |adapter weight difference| ${d.max_abs} (${d.tensor})`)
     expect(d.max_abs).toBeLessThan(tolerance)
   }, 600_000)
 })

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from anneal_worker.distributed import check_strategy, deepspeed_config, fsdp_config
+from anneal_worker.distributed import check_strategy, deepspeed_config, fsdp_config, strategy_args
 from anneal_worker.tokenized import read_meta, token_blocks, tokenize_to_shards
 
 
@@ -49,12 +49,42 @@ def test_fsdp_options_map_to_fsdp2():
         (False, "NO_WRAP", True, True)
 
 
+class FakeWorker:
+    def __init__(self, gpus):
+        self.gpus = gpus
+        self.logs = []
+
+    def log(self, message, level="info"):
+        self.logs.append((level, message))
+
+
+def test_fsdp_on_cpu_runs_as_ddp_and_says_so(monkeypatch):
+    # Accelerate enables FSDP only for GPU-type devices; on CPU it would silently run DDP
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    worker = FakeWorker(gpus=[])
+    assert strategy_args("pretrain", cfg(strategy="fsdp"), worker) == {}
+    assert worker.logs and worker.logs[0][0] == "warn" and "fsdp runs as ddp on CPU" in worker.logs[0][1]
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: nothing to shard, nothing to say
+    quiet = FakeWorker(gpus=[])
+    assert strategy_args("pretrain", cfg(strategy="fsdp"), quiet) == {} and quiet.logs == []
+
+
+def test_deepspeed_without_cuda_fails_with_one_line(capsys):
+    with pytest.raises(SystemExit):
+        check_strategy("sft", cfg(strategy="deepspeed"), lora=False, worker=FakeWorker(gpus=[]))
+    assert "sft: strategy deepspeed needs CUDA GPUs (none assigned here)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # GPUs assigned, but this machine has no CUDA
+        strategy_args("sft", cfg(strategy="deepspeed"), FakeWorker(gpus=[0]))
+    assert "sft: strategy deepspeed needs CUDA GPUs" in capsys.readouterr().err
+
+
 def test_bad_strategy_combinations_fail_with_one_line(capsys):
     with pytest.raises(SystemExit):
-        check_strategy("sft", cfg(strategy="fsdp"), lora=True)
+        check_strategy("sft", cfg(strategy="fsdp"), lora=True, worker=FakeWorker([]))
     assert "strategy fsdp with a LoRA adapter is not supported" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        check_strategy("pretrain", cfg(deepspeed_stage=1), lora=False)
+        check_strategy("pretrain", cfg(deepspeed_stage=1), lora=False, worker=FakeWorker([]))
     assert "deepspeedStage must be 2 or 3" in capsys.readouterr().err
 
 
