@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { generate } from "../../../steps/generate/index.ts"
+import { cli, tempProject } from "../../helpers/project.ts"
 import { makeFixtures, python, runWorker, tempDir, type WorkerRun } from "../train/helpers.ts"
 
 type Fault = "429" | "500" | "hang" | "forward"
@@ -163,5 +164,32 @@ describe.skipIf(llamaCpp === undefined)("llama.cpp's llama-server on a GGUF of t
     expect(healed.metrics.endpoint_retries).toBe(3)
     expect(healed.metrics.endpoint_requests).toBe(9)
     expect(rowsOf(healed.output)).toEqual(rows)
+  }, 300_000)
+
+  it("chat completions work too, and through anneal run one changed topic regenerates one request", async () => {
+    const chat = await runWorker(generate, { inputs: { data: prompts }, params: endpointParams(server!.url + "/v1", { api: "chat" }) })
+    expect(chat.error).toBeUndefined()
+    expect(chat.exitCode).toBe(0)
+    expect(chat.metrics.requests_generated).toBe(6)
+
+    const project = tempProject("anneal-generate-recipe-")
+    project.write("recipe.ts", `
+import { generateTextbook, recipe } from "anneal"
+export default recipe("synthetic", () => {
+  generateTextbook({}, {
+    topics: process.env.TOPICS!.split(","), backend: "openai", baseUrl: process.env.BASE_URL!, apiModel: "tiny",
+    api: "completions", maxNewTokens: 8, template: "{topic} for {audience} as {style}:"
+  }, { id: "generate" })
+})
+`)
+    const run = async (topics: string) => {
+      const r = await cli(["run", "recipe.ts", "--json"], { cwd: project.dir, env: { TOPICS: topics, BASE_URL: server!.url + "/v1" } })
+      expect(r.exitCode, r.stderr).toBe(0)
+      return Object.fromEntries(r.events.filter((e: any) => e.event === "metric" && e.step === "generate").map((e: any) => [e.name, e.value]))
+    }
+    expect(await run("apple,sky,grass")).toMatchObject({ requests_generated: 3, requests_cached: 0 })
+    expect(await run("apple,sky,snow")).toMatchObject({ requests_generated: 1, requests_cached: 2 })
+    // the answers live in the store's request cache, outside the artifacts
+    expect(fs.readdirSync(path.join(project.store, "requests")).length).toBeGreaterThan(0)
   }, 300_000)
 })
