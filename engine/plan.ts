@@ -7,16 +7,19 @@ import * as path from "node:path"
 import type { StepRecord } from "../cache/db.ts"
 import { Store } from "../cache/store.ts"
 import { UsageError } from "./errors.ts"
-import type { Graph, GraphNode, PlannedStep } from "./graph.ts"
 import { sha256 } from "../cache/hash.ts"
-import { diffTraces, makeTrace, traceKey } from "./keys.ts"
+import { decide, presence } from "./decide.ts"
+import type { Graph, PlannedStep } from "./graph.ts"
+import { diffTraces, makeTrace } from "./keys.ts"
 import type { Trace } from "./keys.ts"
 import { loadRecipe } from "./load.ts"
 import { checkSource } from "./source-check.ts"
 import { constructiveTraces } from "./rebuilder.ts"
-import type { Decision, Rebuilder, RebuildQuery } from "./rebuilder.ts"
+import type { Decision, Rebuilder } from "./rebuilder.ts"
 import type { StepDefinition } from "./step.ts"
 import type { PlanStatus } from "./events.ts"
+
+export { inputHashes, query } from "./decide.ts"
 
 /** The directory a recipe belongs to: the nearest ancestor with a package.json or .git. */
 export const projectRootOf = (file: string): string => {
@@ -76,28 +79,6 @@ export const hashSources = (store: Store, steps: ReadonlyArray<PlannedStep>): Ma
   return hashes
 }
 
-/** Input port -> artifact hash(es), or undefined while some upstream output is unknown. */
-export const inputHashes = (
-  step: PlannedStep,
-  outputs: ReadonlyMap<string, string>,
-  sources: ReadonlyMap<string, string>
-): Record<string, string | ReadonlyArray<string>> | undefined => {
-  const of = (n: GraphNode): string | undefined => (n._tag === "source" ? sources.get(n.path) : outputs.get(n.id))
-  const result: Record<string, string | ReadonlyArray<string>> = {}
-  for (const [port, node] of Object.entries(step.inputs)) {
-    if (Array.isArray(node)) {
-      const hs = (node as ReadonlyArray<GraphNode>).map(of)
-      if (hs.some((h) => h === undefined)) return undefined
-      result[port] = hs as Array<string>
-    } else {
-      const h = of(node as GraphNode)
-      if (h === undefined) return undefined
-      result[port] = h
-    }
-  }
-  return result
-}
-
 /** Fingerprint of a kind's implementation, to warn when it changed but its version did not. */
 export const fingerprint = (def: StepDefinition): string => {
   let f = fingerprints.get(def)
@@ -139,27 +120,6 @@ export interface PlanEntry {
   readonly trace: Trace | undefined
 }
 
-export const query = (
-  step: PlannedStep,
-  trace: Trace,
-  record: StepRecord | undefined,
-  store: Store,
-  forced: boolean,
-  present: (hash: string) => boolean = (h) => store.has(h)
-): RebuildQuery => {
-  const key = traceKey(trace)
-  return {
-    step,
-    trace,
-    key,
-    record,
-    forced,
-    result: store.db.result(key),
-    present,
-    damage: (h) => store.problem(h)
-  }
-}
-
 type PlanOptions = { force?: ReadonlyArray<string>; rebuilder?: Rebuilder }
 type Plan = { entries: ReadonlyArray<PlanEntry>; sources: Map<string, string>; warnings: ReadonlyArray<string> }
 
@@ -176,28 +136,25 @@ export const planSteps = (project: Project, steps: ReadonlyArray<PlannedStep>, o
 
 const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: PlanOptions): Plan => {
   const { store, recipeId } = project
-  const rebuild = options.rebuilder ?? constructiveTraces
-  const force = new Set(options.force ?? [])
   const sources = hashSources(store, steps)
-  const records = store.db.stepRecords(recipeId)
+  const ctx = {
+    store,
+    records: store.db.stepRecords(recipeId),
+    force: new Set(options.force ?? []),
+    rebuild: options.rebuilder ?? constructiveTraces,
+    present: presence(store),
+    sources
+  }
   const outputs = new Map<string, string>()
   const stale = new Set<string>()
   const warnings: Array<string> = []
-  // present = recorded and matching its manifest (a stat per file, cache/manifest.ts); in a run, the
-  // store leases each artifact before checking it, so a concurrent `cache gc` cannot take it afterwards
-  const checked = new Map<string, boolean>()
-  const present = (h: string) => {
-    let ok = checked.get(h)
-    if (ok === undefined) checked.set(h, (ok = store.has(h)))
-    return ok
-  }
   const entries = steps.map((step): PlanEntry => {
-    const record = records.get(step.id)
+    const record = ctx.records.get(step.id)
     const w = versionWarning(step, record)
     if (w !== undefined) warnings.push(w)
     const needs = step.needs
-    const hashes = inputHashes(step, outputs, sources)
-    if (hashes === undefined || needs.some((n) => stale.has(n))) {
+    const d = needs.some((n) => stale.has(n)) ? { waiting: true as const } : decide(ctx, step, outputs)
+    if (d.waiting) {
       stale.add(step.id)
       const waitingFor = needs.filter((n) => stale.has(n))
       const own = record === undefined ? ["never run"] : diffOwn(step, record)
@@ -213,15 +170,13 @@ const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: 
         trace: undefined
       }
     }
-    const trace = makeTrace(step, hashes)
-    const q = query(step, trace, record, store, force.has(step.id), present)
-    const decision = rebuild(q)
+    const { decision, key, trace } = d
     if (decision.action === "cached") {
       outputs.set(step.id, decision.output)
-      return { step: step.id, kind: step.def.kind, status: "cached", reasons: decision.reasons, needs, key: q.key, output: decision.output, decision, trace }
+      return { step: step.id, kind: step.def.kind, status: "cached", reasons: decision.reasons, needs, key, output: decision.output, decision, trace }
     }
     stale.add(step.id)
-    return { step: step.id, kind: step.def.kind, status: "stale", reasons: decision.reasons, needs, key: q.key, output: undefined, decision, trace }
+    return { step: step.id, kind: step.def.kind, status: "stale", reasons: decision.reasons, needs, key, output: undefined, decision, trace }
   })
   return { entries, sources, warnings }
 }

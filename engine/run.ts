@@ -1,33 +1,41 @@
 /**
- * `anneal run`, programmatically. This is the one orchestrator, and it is long because it is where the
- * pieces meet: the plan (plan.ts) says what is cached, the rebuilder (rebuilder.ts) decides per step as
- * upstream hashes become known, the resource pool (resources.ts) decides when a step may start, an
- * executor runs it, and the store commits it. Every step is one fiber that waits for the deferred
- * outcomes of what it needs, so independent branches run concurrently with no central loop.
+ * `anneal run`, programmatically. The parts, in the order a run meets them:
+ *
+ * - `runRecipe` opens the project (and the remote, when there is one) and closes what it opened;
+ * - `runProject` sizes the machine's pool, resolves GPU shortfalls, and hands the steps to the
+ *   scheduler (scheduler.ts), which calls `build` for each step once its needs succeeded;
+ * - `beginRun` takes the store for the run (heartbeat, crash recovery, staging sweep), plans every step
+ *   (plan.ts) and announces the plan;
+ * - `build` is one step's data walk: decide (decide.ts: inputs -> trace -> query -> rebuild), and either
+ *   settle it as cached (`settleCached`) or take its key's build lock and its resources and `execute` it;
+ * - `execute` prepares the step (`prepareSpec`: staging, resume dir, log, run row, the spec), runs it on
+ *   the executor, and `commitStep` moves the output into the store and records it;
+ * - `endRun` records how the run ended and emits the final run event.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { execFileSync } from "node:child_process"
 import * as Cause from "effect/Cause"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { StepRecord } from "../cache/db.ts"
 import type { RemoteConfig } from "../cache/remote/url.ts"
-import type { Store } from "../cache/store.ts"
-import { messageOf, UsageError } from "./errors.ts"
+import { decide, presence } from "./decide.ts"
+import type { DecideContext } from "./decide.ts"
+import { messageOf } from "./errors.ts"
 import type { EngineEvent, Reporter, RunEvent } from "./events.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
-import { makeTrace, stepSeed } from "./keys.ts"
+import { stepSeed } from "./keys.ts"
 import type { Trace } from "./keys.ts"
-import { fingerprint, inputHashes, openProject, planSteps, query, selectSteps, unknownStep } from "./plan.ts"
-import type { Project } from "./plan.ts"
+import { fingerprint, openProject, planSteps, selectSteps, unknownStep } from "./plan.ts"
+import type { PlanEntry, Project } from "./plan.ts"
 import { constructiveTraces } from "./rebuilder.ts"
 import type { Rebuilder } from "./rebuilder.ts"
-import { detectGpus, detectMemoryGb, ResourcePool } from "./resources.ts"
-import type { Grant, Request } from "./resources.ts"
+import type { Grant } from "./resources.ts"
+import { machinePool, requestOf, schedule, stepRequests } from "./scheduler.ts"
+import type { Hold, Outcome } from "./scheduler.ts"
 import type { Executor, StepSpec } from "./spec.ts"
 import { StepExecutionError } from "./spec.ts"
 import { projectRoot } from "./python.ts"
@@ -73,8 +81,6 @@ export interface RunSummary extends Pick<RunEvent, "ran" | "cached" | "failed" |
   readonly storeRoot: string
 }
 
-type Outcome = { readonly ok: true; readonly hash: string } | { readonly ok: false }
-
 const annealVersion = (() => {
   try {
     return (JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version
@@ -91,20 +97,8 @@ const gitRevision = (dir: string): string | null => {
   }
 }
 
-/** What a step asks of the pool; GPU shortfalls are resolved (CPU fallback or an error) before the run. */
-export const requestOf = (step: PlannedStep): Request => {
-  const r = typeof step.def.resources === "function" ? step.def.resources(step.decoded) : step.def.resources ?? {}
-  return {
-    cpus: step.node.options.cpus ?? r.cpus ?? 1,
-    gpus: step.node.options.gpus ?? r.gpus ?? 0,
-    memoryGb: step.node.options.memoryGb ?? r.memoryGb ?? 0
-  }
-}
-
-const cpuFallbackAllowed = (step: PlannedStep): boolean => {
-  const r = typeof step.def.resources === "function" ? step.def.resources(step.decoded) : step.def.resources ?? {}
-  return r.cpuFallback !== false
-}
+/** What a step asks of the pool (scheduler.ts; `anneal plan` shows it too). */
+export { requestOf }
 
 export const runRecipe = async (options: RunOptions): Promise<RunSummary> => {
   const started = performance.now()
@@ -128,41 +122,66 @@ export const runRecipe = async (options: RunOptions): Promise<RunSummary> => {
 }
 
 const runProject = async (project: Project, options: RunOptions, started: number): Promise<RunSummary> => {
-  const { graph, store, recipeId } = project
+  const { graph } = project
+  const steps = selectSteps(graph, options.targets ?? [])
+  for (const f of options.force ?? []) if (!graph.byId.has(f)) throw unknownStep(graph, f)
+  // resources, and GPU shortfalls decided before anything runs
+  const pool = await machinePool(options)
+  const { requests, onCpu } = stepRequests(steps, pool.capacity.gpus, options.allowCpu === true)
+  const run = beginRun(project, options, steps, { gpus: pool.capacity.gpus, onCpu })
+  const exit = await Effect.runPromiseExit(
+    schedule({
+      steps,
+      pool,
+      request: (step) => requests.get(step.id)!,
+      build: (step, hold) => build(run, step, hold),
+      blocked: (step, need) => skip(run, step, `${need} did not succeed`),
+      // a step still waiting for its inputs or resources when the run is interrupted says so: it was skipped
+      interrupted: (step) => {
+        if (!run.settled.has(step.id)) skip(run, step, "the run was interrupted")
+      }
+    }),
+    { signal: options.signal }
+  )
+  return endRun(run, exit, started)
+}
+
+/** One run's state, read and updated by the parts below. */
+interface Run {
+  readonly project: Project
+  readonly options: RunOptions
+  readonly executor: Executor
+  readonly session: number
+  readonly emit: (e: EngineEvent) => void
   /** steps that reported how they ended (ran, cached, failed, interrupted, skipped) */
-  const settledSteps = new Set<string>()
+  readonly settled: Set<string>
+  /** what `decide` reads; its records are updated as steps are recorded */
+  readonly decide: DecideContext & { readonly records: Map<string, StepRecord> }
+  /** the plan's entries by step id: a step planned as cached settles without deciding again */
+  readonly planned: ReadonlyMap<string, PlanEntry>
+  /** step id -> output artifact hash, for every step that succeeded or was cached */
+  readonly outputs: Map<string, string>
+  readonly counts: { ran: number; cached: number; failed: number; interrupted: number; skipped: number; saved: number }
+  /** set by a failure without --keep-going: steps not started yet are skipped */
+  stopNew: boolean
+  /** the recipe's git revision, asked once per run (undefined: not asked yet) */
+  revision: string | null | undefined
+}
+
+/** Takes the store for the run (heartbeat, crash recovery, staging sweep), plans the steps, announces the plan. */
+const beginRun = (
+  project: Project,
+  options: RunOptions,
+  steps: ReadonlyArray<PlannedStep>,
+  machine: { readonly gpus: ReadonlyArray<number>; readonly onCpu: ReadonlyArray<string> }
+): Run => {
+  const { store, recipeId } = project
+  const settled = new Set<string>()
   const emit = (e: EngineEvent) => {
-    if (e.event === "step" || e.event === "skipped") settledSteps.add(e.step)
+    if (e.event === "step" || e.event === "skipped") settled.add(e.step)
     options.reporter.emit(e)
   }
-  const steps = selectSteps(graph, options.targets ?? [])
   const force = new Set(options.force ?? [])
-  for (const f of force) if (!graph.byId.has(f)) throw unknownStep(graph, f)
-
-  // resources, and GPU shortfalls decided before anything runs
-  const gpus = await detectGpus(options.gpus)
-  const pool = new ResourcePool({
-    cpus: options.jobs ?? os.availableParallelism(),
-    gpus,
-    memoryGb: options.memoryGb ?? detectMemoryGb()
-  })
-  const requests = new Map<string, Request>()
-  const onCpu: Array<string> = []
-  for (const step of steps) {
-    let r = requestOf(step)
-    if (r.gpus > gpus.length) {
-      const allowed = (options.allowCpu === true || step.node.options.allowCpu === true) && cpuFallbackAllowed(step)
-      if (!allowed) {
-        throw new UsageError({
-          message: `step "${step.id}" needs ${r.gpus} GPU${r.gpus > 1 ? "s" : ""} but ${gpus.length === 0 ? "none are" : `only ${gpus.length} ${gpus.length === 1 ? "is" : "are"}`} available${gpus.length > 0 ? ` (${gpus.join(",")})` : ""}: pass --allow-cpu to run it on CPU, or --gpus to name devices`
-        })
-      }
-      r = { ...r, gpus: 0 }
-      onCpu.push(step.id)
-    }
-    requests.set(step.id, r)
-  }
-
   // from here the run heartbeats and leases what it asks about; Store.close() releases it all
   store.beginRun({ verify: options.verify === true })
   store.db.recoverCrashed()
@@ -171,7 +190,8 @@ const runProject = async (project: Project, options: RunOptions, started: number
   const session = store.db.startSession(recipeId, options.argv ?? [])
   for (const w of plan.warnings) emit({ event: "log", step: null, level: "warn", message: w })
   // said once, not per step: a recipe that allows CPU (the demo) runs without --allow-cpu
-  const toRunOnCpu = onCpu.filter((id) => plan.entries.some((e) => e.step === id && e.status !== "cached"))
+  const { gpus } = machine
+  const toRunOnCpu = machine.onCpu.filter((id) => plan.entries.some((e) => e.step === id && e.status !== "cached"))
   if (toRunOnCpu.length > 0) {
     emit({
       event: "log", step: null, level: "info",
@@ -181,267 +201,306 @@ const runProject = async (project: Project, options: RunOptions, started: number
   for (const e of plan.entries) {
     emit({ event: "planned", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs })
   }
+  return {
+    project,
+    options,
+    executor: options.executor ?? makeLocalExecutor(),
+    session,
+    emit,
+    settled,
+    decide: {
+      store,
+      records: store.db.stepRecords(recipeId),
+      force,
+      rebuild: options.rebuilder ?? constructiveTraces,
+      present: presence(store),
+      sources: plan.sources
+    },
+    planned: new Map(plan.entries.map((e) => [e.step, e])),
+    outputs: new Map(),
+    counts: { ran: 0, cached: 0, failed: 0, interrupted: 0, skipped: 0, saved: 0 },
+    stopNew: false,
+    revision: undefined
+  }
+}
 
-  const plannedById = new Map(plan.entries.map((e) => [e.step, e]))
-  const executor = options.executor ?? makeLocalExecutor()
-  const rebuild = options.rebuilder ?? constructiveTraces
-  const records = store.db.stepRecords(recipeId)
-  const outputs = new Map<string, string>()
-  const counts = { ran: 0, cached: 0, failed: 0, interrupted: 0, skipped: 0, saved: 0 }
-  let stopNew = false
-  let revision: string | null | undefined
+/**
+ * One step's data walk, once its needs succeeded: decide, then settle it as cached, or take its key's
+ * build lock and its resources and execute it. Whatever goes wrong settles the step (as failed) here.
+ */
+const build = (run: Run, step: PlannedStep, hold: Hold): Effect.Effect<Outcome> => {
+  let key = "" // known once the inputs are
+  return Effect.suspend((): Effect.Effect<Outcome> => {
+    const planned = run.planned.get(step.id)
+    if (planned?.decision?.action === "cached" && planned.key !== undefined && planned.trace !== undefined) {
+      // decided while planning, from the same (cached) inputs: nothing to recompute
+      const d = planned.decision
+      return Effect.succeed(settleCached(run, step, planned.key, planned.trace, d.output, d.seconds, d.restored))
+    }
+    const d = decide(run.decide, step, run.outputs)
+    // the scheduler builds a step only once every need has an output
+    if (d.waiting) throw new Error(`step "${step.id}" was scheduled before its inputs were known`)
+    const { trace, decision } = d
+    key = d.key
+    if (decision.action === "cached") return Effect.succeed(settleCached(run, step, key, trace, decision.output, decision.seconds, decision.restored))
+    if (run.stopNew) return Effect.succeed(skip(run, step, "the run stopped after a failure (use --keep-going to run independent steps)"))
+    return withLock(run, step, key, (waited) => Effect.suspend(() => {
+      // another process may have built this key while we waited for the lock (otherwise the
+      // rebuilder's decision to run stands, even for a key built before)
+      const again = run.decide.force.has(step.id) || !waited ? undefined : run.project.store.db.result(key)
+      if (again !== undefined && run.project.store.has(again.output)) {
+        return Effect.succeed(settleCached(run, step, key, trace, again.output, again.seconds, true))
+      }
+      return hold((grant) => run.stopNew ? Effect.succeed(skip(run, step, "the run stopped after a failure")) : execute(run, step, key, trace, grant))
+    }))
+  }).pipe(
+    // a throw outside execute (the database, the rebuilder, a lock) still settles the step as failed
+    Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => failOutside(run, step, key, cause))))
+  )
+}
 
-  const deferreds = new Map<string, Deferred.Deferred<Outcome>>()
-  for (const s of steps) deferreds.set(s.id, Deferred.makeUnsafe<Outcome>())
+const skip = (run: Run, step: PlannedStep, because: string): Outcome => {
+  run.counts.skipped++
+  run.emit({ event: "skipped", step: step.id, kind: step.def.kind, because })
+  return { ok: false }
+}
 
-  const skip = (step: PlannedStep, because: string): Outcome => {
-    counts.skipped++
-    emit({ event: "skipped", step: step.id, kind: step.def.kind, because })
+/** The step id's row in the recipe's records (what `plan` compares against next time). */
+const record = (run: Run, step: PlannedStep, key: string, trace: Trace, output: string, seconds: number, runId: number | null): StepRecord => {
+  const prev = run.decide.records.get(step.id)
+  const rec: StepRecord = {
+    recipe: run.project.recipeId,
+    step: step.id,
+    kind: step.def.kind,
+    key,
+    trace: JSON.stringify(trace),
+    output,
+    run_id: runId,
+    built_session: run.session,
+    changed_session: prev !== undefined && prev.output === output ? prev.changed_session : run.session,
+    seconds,
+    fingerprint: fingerprint(step.def)
+  }
+  run.project.store.db.putStep(rec)
+  run.decide.records.set(step.id, rec)
+  return rec
+}
+
+const settleCached = (run: Run, step: PlannedStep, key: string, trace: Trace, output: string, seconds: number, restored: boolean): Outcome => {
+  const { db } = run.project.store
+  const prev = run.decide.records.get(step.id)
+  if (prev === undefined || prev.key !== key || prev.output !== output) {
+    db.transaction(() => {
+      record(run, step, key, trace, output, seconds, db.result(key)?.run_id ?? null)
+      db.touchArtifact(output)
+    })
+  }
+  run.counts.cached++
+  run.counts.saved += seconds
+  run.outputs.set(step.id, output)
+  run.emit({ event: "step", step: step.id, kind: step.def.kind, status: "cached", key, output, seconds: 0, restored: restored || undefined })
+  return { ok: true, hash: output }
+}
+
+/** Holds the cross-process build lock of a key; another process building it makes us wait. The body
+ * learns whether we waited: only then can the key have been built since the rebuilder decided. */
+const withLock = <A, E>(run: Run, step: PlannedStep, key: string, body: (waited: boolean) => Effect.Effect<A, E>): Effect.Effect<A, E> => {
+  const { db } = run.project.store
+  return Effect.gen(function* () {
+    let announced = false
+    for (;;) {
+      const holder = db.tryLock(key, step.id, run.project.recipeId)
+      if (holder === null) break
+      if (!announced) {
+        announced = true
+        run.emit({ event: "waiting", step: step.id, reason: `waiting for pid ${holder.pid} (${holder.recipe}, step ${holder.step}), which is building the same key` })
+      }
+      yield* Effect.sleep("200 millis")
+    }
+    return yield* body(announced)
+  }).pipe(Effect.ensuring(Effect.sync(() => db.unlock(key))))
+}
+
+/** A step being executed: what its clean-up needs to know, filled in as it goes. */
+interface Attempt {
+  phase: "prepare" | "run" | "commit"
+  staging: string | undefined
+  runId: number | undefined
+  logPath: string | undefined
+  /** set once the step is recorded as ran: an interrupt that arrived during the (uninterruptible)
+   * commit then ends the run, but must not also record this step as interrupted */
+  settled: boolean
+}
+
+/** Runs one step into staging and commits it. Whatever goes wrong, the step settles once: ran, failed
+ * (with the message; the cause goes to its log) or interrupted (only when the cause is interrupts alone). */
+const execute = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: Grant): Effect.Effect<Outcome> => {
+  const { store } = run.project
+  const t0 = performance.now()
+  const seconds = () => (performance.now() - t0) / 1000
+  const at: Attempt = { phase: "prepare", staging: undefined, runId: undefined, logPath: undefined, settled: false }
+  const cleanUp = (status: "failed" | "interrupted", error: string) => {
+    if (at.staging !== undefined) attempt(() => store.discard(at.staging!))
+    if (at.runId !== undefined) attempt(() => store.db.finishRun(at.runId!, { status, seconds: seconds(), output: null, metrics: {}, error }))
+  }
+  const fail = (cause: Cause.Cause<unknown>): Outcome => {
+    const error = Cause.squash(cause)
+    const message = error instanceof StepExecutionError || error instanceof EmptyOutput ? error.message
+      : at.phase === "prepare" ? `could not prepare the step: ${messageOf(error)}`
+      : at.phase === "commit" ? `could not commit the output: ${messageOf(error)}`
+      : messageOf(error)
+    if (at.logPath !== undefined) attempt(() => fs.appendFileSync(at.logPath!, `[error] ${message}\n${Cause.pretty(cause)}\n`))
+    cleanUp("failed", message)
+    failed(run)
+    run.emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key, output: null, seconds: seconds(), error: message })
     return { ok: false }
   }
-
-  const record = (step: PlannedStep, key: string, trace: Trace, output: string, seconds: number, runId: number | null, prev: StepRecord | undefined) => {
-    const rec: StepRecord = {
-      recipe: recipeId,
-      step: step.id,
-      kind: step.def.kind,
-      key,
-      trace: JSON.stringify(trace),
-      output,
-      run_id: runId,
-      built_session: session,
-      changed_session: prev !== undefined && prev.output === output ? prev.changed_session : session,
-      seconds,
-      fingerprint: fingerprint(step.def)
-    }
-    store.db.putStep(rec)
-    return rec
-  }
-
-  const settleCached = (step: PlannedStep, key: string, trace: Trace, output: string, seconds: number, restored: boolean): Outcome => {
-    const prev = records.get(step.id)
-    if (prev === undefined || prev.key !== key || prev.output !== output) {
-      store.db.transaction(() => {
-        record(step, key, trace, output, seconds, store.db.result(key)?.run_id ?? null, prev)
-        store.db.touchArtifact(output)
-      })
-    }
-    counts.cached++
-    counts.saved += seconds
-    outputs.set(step.id, output)
-    emit({ event: "step", step: step.id, kind: step.def.kind, status: "cached", key, output, seconds: 0, restored: restored || undefined })
-    return { ok: true, hash: output }
-  }
-
-  /** Holds the cross-process build lock of a key; another process building it makes us wait. The body
-   * learns whether we waited: only then can the key have been built since the rebuilder decided. */
-  const withLock = <A, E>(step: PlannedStep, key: string, body: (waited: boolean) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.gen(function* () {
-      let announced = false
-      for (;;) {
-        const holder = store.db.tryLock(key, step.id, recipeId)
-        if (holder === null) break
-        if (!announced) {
-          announced = true
-          emit({ event: "waiting", step: step.id, reason: `waiting for pid ${holder.pid} (${holder.recipe}, step ${holder.step}), which is building the same key` })
-        }
-        yield* Effect.sleep("200 millis")
-      }
-      return yield* body(announced)
-    }).pipe(Effect.ensuring(Effect.sync(() => store.db.unlock(key))))
-
-  /** Runs one step into staging and commits it. Whatever goes wrong, the step settles once: ran, failed
-   * (with the message; the cause goes to its log) or interrupted (only when the cause is interrupts alone). */
-  const execute = (step: PlannedStep, key: string, trace: Trace, grant: Grant): Effect.Effect<Outcome> => {
-    const t0 = performance.now()
-    const seconds = () => (performance.now() - t0) / 1000
-    let phase: "prepare" | "run" | "commit" = "prepare"
-    let staging: string | undefined
-    let runId: number | undefined
-    let logPath: string | undefined
-    // set once the step is recorded as ran: an interrupt that arrived during the (uninterruptible)
-    // commit then ends the run, but must not also record this step as interrupted
-    let settled = false
-    const cleanUp = (status: "failed" | "interrupted", error: string) => {
-      if (staging !== undefined) attempt(() => store.discard(staging!))
-      if (runId !== undefined) attempt(() => store.db.finishRun(runId!, { status, seconds: seconds(), output: null, metrics: {}, error }))
-    }
-    const fail = (cause: Cause.Cause<unknown>): Outcome => {
-      const error = Cause.squash(cause)
-      const message = error instanceof StepExecutionError || error instanceof EmptyOutput ? error.message
-        : phase === "prepare" ? `could not prepare the step: ${messageOf(error)}`
-        : phase === "commit" ? `could not commit the output: ${messageOf(error)}`
-        : messageOf(error)
-      if (logPath !== undefined) attempt(() => fs.appendFileSync(logPath!, `[error] ${message}\n${Cause.pretty(cause)}\n`))
-      cleanUp("failed", message)
-      counts.failed++
-      if (options.keepGoing !== true) stopNew = true
-      emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key, output: null, seconds: seconds(), error: message })
-      return { ok: false }
-    }
-    const body = Effect.suspend(() => {
-      staging = store.newStaging(key)
-      const resumeDir = store.resumeDir(key)
-      fs.mkdirSync(resumeDir, { recursive: true })
-      logPath = store.logPath(session, step.id)
-      runId = store.db.startRun({ session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus })
-      const inputs: Record<string, string | ReadonlyArray<string>> = {}
-      const pathOf = (n: GraphNode) => (n._tag === "source" ? n.path : store.artifactPath(outputs.get(n.id)!))
-      for (const [port, node] of Object.entries(step.inputs)) {
-        inputs[port] = Array.isArray(node) ? (node as ReadonlyArray<GraphNode>).map(pathOf) : pathOf(node as GraphNode)
-      }
-      const base: Omit<StepSpec, "implementation"> = {
-        specVersion: 1,
-        runId,
-        step: step.id,
-        kind: step.def.kind,
-        version: step.def.version,
-        key,
-        params: step.params,
-        inputs,
-        inputHashes: trace.inputs,
-        output: staging,
-        resumeDir,
-        logPath,
-        devices: { gpus: grant.gpus, cpus: Math.max(1, grant.cpus), memoryGb: grant.memoryGb || undefined },
-        seed: stepSeed(step),
-        recipe: graph.recipe
-      }
-      const spec = buildSpec(step, base, logPath, grant, path.dirname(graph.recipe))
-      fs.closeSync(fs.openSync(logPath, "a")) // a log name the filesystem refuses fails here, while preparing
-      emit({ event: "started", step: step.id, kind: step.def.kind, key, gpus: grant.gpus, log: logPath })
-      phase = "run"
-      return executor.run(spec, emit).pipe(
-        // the commit hashes on worker threads (cache/hash.ts), so events keep flowing meanwhile; like the
-        // synchronous commit it replaced, it is not cut short by an interrupt once started
-        Effect.flatMap((result) => Effect.uninterruptible(Effect.promise(async () => {
-            phase = "commit"
-            if (step.def.output.kind === "dataset" && isEmptyDir(spec.output)) throw new EmptyOutput(step.id)
-            // asked once per run: `??=` would ask again after every null (a recipe outside git), a
-            // `git` process per step that cost an executed no-op step 40 ms
-            if (revision === undefined) revision = gitRevision(path.dirname(graph.recipe))
-            return { committed: await store.commit(spec.output, step.def.output.kind, {
-              step: step.id,
-              recipe: recipeId,
-              version: step.def.version,
-              key,
-              params: step.params,
-              inputs: trace.inputs,
-              seed: spec.seed,
-              devices: { gpus: grant.gpus, cpus: grant.cpus, host: os.hostname() },
-              versions: { anneal: annealVersion, node: process.versions.node },
-              git: revision,
-              created: new Date().toISOString()
-            }) }
-          }).pipe(Effect.map(({ committed }): Outcome => {
-            staging = undefined // renamed into the store (or dropped as a duplicate)
-            settled = true
-            const secs = seconds()
-            store.db.transaction(() => {
-              store.db.putArtifact({ hash: committed.hash, kind: step.def.output.kind, bytes: committed.bytes, files: committed.files })
-              store.db.finishRun(runId!, { status: "ran", seconds: secs, output: committed.hash, metrics: result.metrics, error: null })
-              store.db.putResult(key, committed.hash, runId!, secs)
-              records.set(step.id, record(step, key, trace, committed.hash, secs, runId!, records.get(step.id)))
-            })
-            attempt(() => fs.rmSync(resumeDir, { recursive: true, force: true }))
-            counts.ran++
-            outputs.set(step.id, committed.hash)
-            emit({ event: "step", step: step.id, kind: step.def.kind, status: "ran", key, output: committed.hash, seconds: secs })
-            return { ok: true, hash: committed.hash }
-          }))))
-      )
-    })
-    return body.pipe(
-      // interrupts alone carry no error value, hence the cast
-      Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.sync(() => fail(cause)))),
-      Effect.onInterrupt(() =>
-        Effect.sync(() => {
-          if (settled) return
-          cleanUp("interrupted", "interrupted")
-          counts.interrupted++
-          emit({ event: "step", step: step.id, kind: step.def.kind, status: "interrupted", key, output: null, seconds: seconds() })
-        })
-      )
+  return Effect.suspend(() => {
+    const spec = prepareSpec(run, step, key, trace, grant, at)
+    run.emit({ event: "started", step: step.id, kind: step.def.kind, key, gpus: grant.gpus, log: spec.logPath })
+    at.phase = "run"
+    return run.executor.run(spec, run.emit).pipe(
+      // the commit hashes on worker threads (cache/hash.ts), so events keep flowing meanwhile; it is not
+      // cut short by an interrupt once started
+      Effect.flatMap((result) => Effect.uninterruptible(Effect.promise(async () => {
+        at.phase = "commit"
+        const hash = await commitStep(run, step, key, trace, grant, spec, result.metrics, seconds)
+        at.staging = undefined // renamed into the store (or dropped as a duplicate)
+        at.settled = true
+        attempt(() => fs.rmSync(spec.resumeDir, { recursive: true, force: true }))
+        run.counts.ran++
+        run.outputs.set(step.id, hash)
+        run.emit({ event: "step", step: step.id, kind: step.def.kind, status: "ran", key, output: hash, seconds: seconds() })
+        return { ok: true, hash } satisfies Outcome
+      })))
     )
+  }).pipe(
+    // interrupts alone carry no error value, hence the cast
+    Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.sync(() => fail(cause)))),
+    Effect.onInterrupt(() =>
+      Effect.sync(() => {
+        if (at.settled) return
+        cleanUp("interrupted", "interrupted")
+        run.counts.interrupted++
+        run.emit({ event: "step", step: step.id, kind: step.def.kind, status: "interrupted", key, output: null, seconds: seconds() })
+      })
+    )
+  )
+}
+
+/** A failure stops new steps unless --keep-going. */
+const failed = (run: Run) => {
+  run.counts.failed++
+  if (run.options.keepGoing !== true) run.stopNew = true
+}
+
+/** Staging, resume directory, log and run row for one execution, and the spec the executor gets. */
+const prepareSpec = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: Grant, at: Attempt): StepSpec => {
+  const { store, recipeId, graph } = run.project
+  at.staging = store.newStaging(key)
+  const resumeDir = store.resumeDir(key)
+  fs.mkdirSync(resumeDir, { recursive: true })
+  const logPath = (at.logPath = store.logPath(run.session, step.id))
+  at.runId = store.db.startRun({ session: run.session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus })
+  const inputs: Record<string, string | ReadonlyArray<string>> = {}
+  const pathOf = (n: GraphNode) => (n._tag === "source" ? n.path : store.artifactPath(run.outputs.get(n.id)!))
+  for (const [port, node] of Object.entries(step.inputs)) {
+    inputs[port] = Array.isArray(node) ? (node as ReadonlyArray<GraphNode>).map(pathOf) : pathOf(node as GraphNode)
   }
-
-  const failOutside = (step: PlannedStep, key: string, cause: Cause.Cause<unknown>): Outcome => {
-    const message = messageOf(Cause.squash(cause))
-    counts.failed++
-    if (options.keepGoing !== true) stopNew = true
-    emit({ event: "log", step: step.id, level: "error", message: Cause.pretty(cause) })
-    emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key, output: null, seconds: 0, error: message })
-    return { ok: false }
+  const base: Omit<StepSpec, "implementation"> = {
+    specVersion: 1,
+    runId: at.runId,
+    step: step.id,
+    kind: step.def.kind,
+    version: step.def.version,
+    key,
+    params: step.params,
+    inputs,
+    inputHashes: trace.inputs,
+    output: at.staging,
+    resumeDir,
+    logPath,
+    devices: { gpus: grant.gpus, cpus: Math.max(1, grant.cpus), memoryGb: grant.memoryGb || undefined },
+    seed: stepSeed(step),
+    recipe: graph.recipe
   }
+  const spec = buildSpec(step, base, logPath, grant, path.dirname(graph.recipe))
+  fs.closeSync(fs.openSync(logPath, "a")) // a log name the filesystem refuses fails here, while preparing
+  return spec
+}
 
-  const runStep = (step: PlannedStep): Effect.Effect<void> =>
-    Effect.gen(function* () {
-      const done = deferreds.get(step.id)!
-      let key = "" // known once the inputs are
-      const outcome = yield* Effect.gen(function* () {
-        for (const need of step.needs) {
-          const o = yield* Deferred.await(deferreds.get(need)!)
-          if (!o.ok) return skip(step, `${need} did not succeed`)
-        }
-        const planned = plannedById.get(step.id)
-        if (planned?.decision?.action === "cached" && planned.key !== undefined && planned.trace !== undefined) {
-          // decided while planning, from the same (cached) inputs: nothing to recompute
-          const d = planned.decision
-          return settleCached(step, planned.key, planned.trace, d.output, d.seconds, d.restored)
-        }
-        const hashes = inputHashes(step, outputs, plan.sources)!
-        const trace = makeTrace(step, hashes)
-        const q = query(step, trace, records.get(step.id), store, force.has(step.id))
-        key = q.key
-        const decision = rebuild(q)
-        if (decision.action === "cached") return settleCached(step, q.key, trace, decision.output, decision.seconds, decision.restored)
-        if (stopNew) return skip(step, "the run stopped after a failure (use --keep-going to run independent steps)")
-        return yield* withLock(
-          step,
-          q.key,
-          (waited) => Effect.suspend(() => {
-            // another process may have built this key while we waited for the lock (otherwise the
-            // rebuilder's decision to run stands, even for a key built before)
-            const again = force.has(step.id) || !waited ? undefined : store.db.result(q.key)
-            if (again !== undefined && store.has(again.output)) {
-              return Effect.succeed(settleCached(step, q.key, trace, again.output, again.seconds, true))
-            }
-            return pool.withResources(requests.get(step.id)!, (grant) =>
-              stopNew ? Effect.succeed(skip(step, "the run stopped after a failure")) : execute(step, q.key, trace, grant))
-          })
-        )
-      }).pipe(
-        // a throw outside execute (the database, the rebuilder, a lock) still settles the step as failed
-        Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => failOutside(step, key, cause)))),
-        // a step still waiting for its inputs when the run is interrupted says so: it was skipped
-        Effect.onInterrupt(() =>
-          Effect.sync(() => settledSteps.has(step.id) || skip(step, "the run was interrupted")).pipe(
-            Effect.andThen(Deferred.succeed(done, { ok: false })),
-            Effect.asVoid
-          ))
-      )
-      yield* Deferred.succeed(done, outcome)
-    })
+/**
+ * Moves a step's output into the store with its self-description, then records the artifact, the run,
+ * the key's result and the step's record in one transaction. Returns the output's hash.
+ */
+const commitStep = async (
+  run: Run,
+  step: PlannedStep,
+  key: string,
+  trace: Trace,
+  grant: Grant,
+  spec: StepSpec,
+  metrics: Record<string, number | string>,
+  seconds: () => number
+): Promise<string> => {
+  const { store, recipeId, graph } = run.project
+  if (step.def.output.kind === "dataset" && isEmptyDir(spec.output)) throw new EmptyOutput(step.id)
+  // asked once per run: `??=` would ask again after every null (a recipe outside git), a `git` process
+  // per step that cost an executed no-op step 40 ms
+  if (run.revision === undefined) run.revision = gitRevision(path.dirname(graph.recipe))
+  const committed = await store.commit(spec.output, step.def.output.kind, {
+    step: step.id,
+    recipe: recipeId,
+    version: step.def.version,
+    key,
+    params: step.params,
+    inputs: trace.inputs,
+    seed: spec.seed,
+    devices: { gpus: grant.gpus, cpus: grant.cpus, host: os.hostname() },
+    versions: { anneal: annealVersion, node: process.versions.node },
+    git: run.revision,
+    created: new Date().toISOString()
+  })
+  const secs = seconds()
+  store.db.transaction(() => {
+    store.db.putArtifact({ hash: committed.hash, kind: step.def.output.kind, bytes: committed.bytes, files: committed.files })
+    store.db.finishRun(spec.runId, { status: "ran", seconds: secs, output: committed.hash, metrics, error: null })
+    store.db.putResult(key, committed.hash, spec.runId, secs)
+    record(run, step, key, trace, committed.hash, secs, spec.runId)
+  })
+  return committed.hash
+}
 
-  const program = Effect.forEach(steps, runStep, { concurrency: "unbounded", discard: true })
-  const exit = await Effect.runPromiseExit(program, { signal: options.signal })
+/** A failure outside execute (the database, the rebuilder, a lock). */
+const failOutside = (run: Run, step: PlannedStep, key: string, cause: Cause.Cause<unknown>): Outcome => {
+  const message = messageOf(Cause.squash(cause))
+  failed(run)
+  run.emit({ event: "log", step: step.id, level: "error", message: Cause.pretty(cause) })
+  run.emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key, output: null, seconds: 0, error: message })
+  return { ok: false }
+}
+
+/** Records how the run ended and emits the final run event. */
+const endRun = (run: Run, exit: Exit.Exit<void>, started: number): RunSummary => {
+  const { store } = run.project
+  const { counts } = run
   // steps settle every failure themselves, so only interruption (or an engine bug, said aloud) ends here
   const interrupted = Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
   if (Exit.isFailure(exit) && !interrupted) {
     counts.failed++
-    emit({ event: "log", step: null, level: "error", message: Cause.pretty(exit.cause) })
+    run.emit({ event: "log", step: null, level: "error", message: Cause.pretty(exit.cause) })
   }
   const summary: RunSummary = {
     ...counts,
     seconds: (performance.now() - started) / 1000,
     exitCode: counts.failed > 0 || counts.interrupted > 0 || interrupted ? 1 : 0,
-    session,
-    outputs,
+    session: run.session,
+    outputs: run.outputs,
     storeRoot: store.root
   }
-  attempt(() => store.db.endSession(session, interrupted ? "interrupted" : summary.exitCode === 0 ? "ok" : "failed"), (e) =>
-    emit({ event: "log", step: null, level: "error", message: `could not record the end of the run: ${messageOf(e)}` }))
-  const runEvent: EngineEvent = {
+  attempt(() => store.db.endSession(run.session, interrupted ? "interrupted" : summary.exitCode === 0 ? "ok" : "failed"), (e) =>
+    run.emit({ event: "log", step: null, level: "error", message: `could not record the end of the run: ${messageOf(e)}` }))
+  run.emit({
     event: "run",
     ran: counts.ran,
     cached: counts.cached,
@@ -451,9 +510,8 @@ const runProject = async (project: Project, options: RunOptions, started: number
     seconds: Math.round(summary.seconds * 1000) / 1000,
     saved: Math.round(counts.saved * 1000) / 1000,
     storeBytes: attempt(() => store.bytes()),
-    runDir: path.join(store.logsDir, String(session))
-  }
-  emit(runEvent)
+    runDir: path.join(store.logsDir, String(run.session))
+  })
   return summary
 }
 

@@ -5,7 +5,7 @@
  * Its own cached output, so that every pretrain of one corpus with one tokenizer (a sweep over learning
  * rates, a longer run, a different seqLen) reads the same tokens instead of encoding the corpus again,
  * and a corpus larger than memory is encoded once, streaming. `pretrain` given `data` instead tokenizes
- * the same way into its resume dir (cached for that step key only).
+ * the same way into its resume dir (kept until the step succeeds, so a resumed run does not encode again).
  */
 import * as path from "node:path"
 import * as Schema from "effect/Schema"
