@@ -59,6 +59,10 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
     if (type === "ExperimentalWarning" && /^SQLite is an experimental feature/.test(text ?? "")) return
     return emitWarning.call(process, warning, ...rest)
   }
+  // V8's code cache of every module anneal loads (Node's compile cache, under the temp directory, keyed
+  // by content): later starts skip compiling them again
+  const nodeModule = await import("node:module")
+  if (typeof nodeModule.enableCompileCache === "function" && process.env.NODE_DISABLE_COMPILE_CACHE === undefined) nodeModule.enableCompileCache()
   const sources = path.join(packageRoot, "cli", "main.ts")
   const develop = fs.existsSync(sources)
   // Heavy dependencies load through Node's own loader first: once in the module map, tsx's hooks only
@@ -74,7 +78,7 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
     // In anneal's own repository, `import ... from "anneal"` (recipes, test projects) resolves to the
     // TypeScript sources through the package's "anneal-dev" export condition, the same module instances
     // the CLI runs, with no build.
-    const module = await import("node:module")
+    const module = nodeModule
     const withDev = (context) => ({ ...context, conditions: [...(context.conditions ?? []), "anneal-dev"] })
     if (typeof module.registerHooks === "function") {
       module.registerHooks({ resolve: (specifier, context, next) => next(specifier, withDev(context)) })

@@ -93,6 +93,19 @@ process.on("beforeExit", () => {
   if (!settled) fail("internal error: the command stopped without finishing (please report this)", 1)
 })
 
+/**
+ * tsx writes its transform cache (each TypeScript file compiled once per content) with asynchronous
+ * file writes while modules load. Exiting at once cut them short and left empty cache files, so every
+ * command compiled its changed sources again (about 0.3 s of CPU at each start of a checkout). Pending
+ * file requests are let finish first, for at most 250 ms.
+ */
+const settleFileWrites = async () => {
+  const deadline = performance.now() + 250
+  while (performance.now() < deadline && process.getActiveResourcesInfo().includes("FSReqPromise")) {
+    await new Promise((ok) => setTimeout(ok, 1))
+  }
+}
+
 main().finally(() => {
   settled = true
 }).then(
@@ -101,13 +114,13 @@ main().finally(() => {
     // done (and stdout flushed), leave rather than wait for them.
     await new Promise<void>((ok) => process.stdout.write("", () => ok()))
     await new Promise<void>((ok) => process.stderr.write("", () => ok()))
+    await settleFileWrites()
     process.exit(code ?? 0)
   },
   (e: unknown) => {
-    if (loaded?.errors.isBadInput(e) === true) fail((e as { message: string }).message, 2)
-    const err = e as Error
-    if (err?.constructor?.name === "PythonEnvMissing") fail(err.message, 2)
-    process.stderr.write(`anneal: internal error: ${err?.stack ?? String(e)}\n`)
-    process.exit(1)
+    // the engine's errors are tagged (engine/errors.ts says which mean bad input); before the engine
+    // loaded, nothing but a bug can throw
+    const { message, exitCode } = loaded?.errors.commandFailure(e) ?? { message: `internal error: ${(e as Error)?.stack ?? String(e)}`, exitCode: 1 }
+    fail(message, exitCode)
   }
 )

@@ -63,7 +63,7 @@ it("textbook: fixed seeds give the same rows; a kill -9 then rerun generates onl
   expect(rowsOf(edit.output)[7]).not.toEqual(rowsOf(fresh.output)[7])
 }, 300_000)
 
-it("preferences ranked by a rule give {prompt, chosen, rejected}; maxTokens stops generation cleanly and says so", async () => {
+it("preferences ranked by a rule give {prompt, chosen, rejected}; self-instruct under a maxTokens budget stops cleanly and says so", async () => {
   const model = path.join(fx, "base")
   const prefs = await runWorker(generate, {
     inputs: { model, data: path.join(fx, "instructions") },
@@ -75,16 +75,19 @@ it("preferences ranked by a rule give {prompt, chosen, rejected}; maxTokens stop
   expect(rows.length).toBeGreaterThan(0)
   for (const r of rows) expect(r.chosen.length).toBeGreaterThan(r.rejected.length)
 
+  // self-instruct: 30 new tasks asked for, each then answered; the budget stops it after a few
   const budget = await runWorker(generate, {
     inputs: { model, data: path.join(fx, "instructions") },
-    params: { mode: "responses", maxNewTokens: 8, maxTokens: 20, requestCache: false }
+    params: { mode: "instructions", method: "self-instruct", count: 30, maxNewTokens: 8, maxTokens: 20, requestCache: false }
   })
+  expect(budget.error).toBeUndefined()
   expect(budget.exitCode).toBe(0)
   expect(budget.metrics.budget_exhausted).toBe(1)
   expect(Number(budget.metrics.items)).toBeLessThan(30)
-  expect(Number(budget.metrics.requests_generated)).toBeLessThan(30)
+  expect(Number(budget.metrics.requests_generated)).toBeLessThan(60)
   expect(budget.lines.some((l) => l.type === "log" && /maxTokens budget of 20 .* stopped/.test(l.message))).toBe(true)
   expect(formatOf(budget.output)).toBe("prompt-completion")
+  for (const r of rowsOf(budget.output)) expect(r.prompt.length * r.completion.length).toBeGreaterThan(0)
 }, 300_000)
 
 it("bad setups fail with one clear line before a model loads or a request is sent", async () => {
