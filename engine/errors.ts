@@ -60,10 +60,21 @@ export class UsageError extends Data.TaggedError("UsageError")<{
 
 export type BadInput = RecipeError | SourceError | UsageError | CacheError
 
-export const isBadInput = (e: unknown): e is BadInput =>
-  typeof e === "object" && e !== null && ["RecipeError", "SourceError", "UsageError", "CacheError"].includes(
-    (e as { _tag?: string })._tag ?? ""
-  )
+/**
+ * The tags of the errors that mean bad input: the recipe, a source, the command line, the store, or a
+ * Python environment that is not installed (engine/python.ts's PythonEnvMissing). The CLI prints their
+ * one-line message and exits 2; anything else that ends a command is an internal error (exit 1).
+ */
+const badInputTags: ReadonlySet<string> = new Set(["RecipeError", "SourceError", "UsageError", "CacheError", "PythonEnvMissing"])
+
+export const isBadInput = (e: unknown): e is BadInput | { readonly _tag: "PythonEnvMissing"; readonly message: string } =>
+  typeof e === "object" && e !== null && badInputTags.has((e as { _tag?: unknown })._tag as string)
+
+/** How a command that ended with `e` is reported: a bad input's one line and exit 2, else an internal error with its stack. */
+export const commandFailure = (e: unknown): { readonly message: string; readonly exitCode: 1 | 2 } =>
+  isBadInput(e)
+    ? { message: e.message, exitCode: 2 }
+    : { message: `internal error: ${e instanceof Error ? e.stack ?? e.message : String(e)}`, exitCode: 1 }
 
 /** An error's message, or the thrown value as text (a throw from outside code need not be an Error). */
 export const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))

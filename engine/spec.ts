@@ -4,6 +4,7 @@
  * the Slurm and Ray executors run TS steps. Python and other subprocess workers read it as their
  * first argument (see python/anneal_worker/protocol.py and DESIGN.md's worker protocol).
  */
+import * as Data from "effect/Data"
 import type * as Effect from "effect/Effect"
 import type { EngineEvent } from "./events.ts"
 
@@ -46,15 +47,18 @@ export interface ExecResult {
   readonly metrics: Record<string, number | string>
 }
 
-export class StepExecutionError extends Error {
-  readonly _tag = "StepExecutionError"
-  constructor(
-    readonly step: string,
-    message: string,
-    readonly exitCode?: number | undefined,
-    override readonly cause?: unknown
-  ) {
-    super(message)
+/**
+ * A step that did not produce its output: the executor's failure, in Effect's error channel. The run
+ * settles the step as failed with this message (exit 1); it is never a bad-input error.
+ */
+export class StepExecutionError extends Data.TaggedError("StepExecutionError")<{
+  readonly step: string
+  readonly message: string
+  readonly exitCode?: number | undefined
+  readonly cause?: unknown
+}> {
+  constructor(step: string, message: string, exitCode?: number | undefined, cause?: unknown) {
+    super({ step, message, exitCode, cause })
   }
 }
 
