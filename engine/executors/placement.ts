@@ -28,6 +28,7 @@ import { lookupKind } from "../step.ts"
 import type { ExecResult, Executor, StepSpec } from "../spec.ts"
 import { StepExecutionError } from "../spec.ts"
 import { makeLocalExecutor } from "./local.ts"
+import type { ShardCommand, ShardRunner } from "./shard-jobs.ts"
 
 export type Placement = "local" | "cluster"
 
@@ -139,7 +140,14 @@ const makeSlots = (total: number) => {
 /**
  * The routing executor: each step goes to `local` or `cluster` by the rules. `close` closes both.
  */
-export const withPlacement = (cluster: Executor, local: Executor, rules: PlacementRules | undefined): Executor => {
+export const withPlacement = (
+  cluster: Executor,
+  local: Executor,
+  rules: PlacementRules | undefined,
+  /** run once before the first step placed on the driver (placedClusterExecutor: the shard runner) */
+  beforeLocal?: () => Promise<void>
+): Executor => {
+  let prepared: Promise<void> | undefined
   const slots = makeSlots(Math.max(1, rules?.localCpus ?? os.availableParallelism()))
   const run = (spec: StepSpec, emit: (event: EngineEvent) => void): Effect.Effect<ExecResult, StepExecutionError> =>
     Effect.suspend(() => {
@@ -153,7 +161,8 @@ export const withPlacement = (cluster: Executor, local: Executor, rules: Placeme
       }
       emit({ event: "log", step: spec.step, level: "info", message: `runs on the driver, not as a ${cluster.name} job (${placed.why})` })
       const cpus = Math.max(1, spec.devices.cpus)
-      return Effect.acquireUseRelease(slots.take(cpus), () => local.run(spec, emit), () => slots.give(cpus))
+      const ready = beforeLocal === undefined ? Effect.void : Effect.promise(() => (prepared ??= beforeLocal()))
+      return Effect.andThen(ready, Effect.acquireUseRelease(slots.take(cpus), () => local.run(spec, emit), () => slots.give(cpus)))
     })
   return {
     name: cluster.name,
@@ -165,8 +174,22 @@ export const withPlacement = (cluster: Executor, local: Executor, rules: Placeme
 }
 
 /** A cluster executor behind placement: steps the rules place on the driver run with the local executor. */
-export const placedClusterExecutor = (cluster: Executor, rules: PlacementRules | undefined, project: { readonly warmWorkers?: boolean | undefined }): Executor =>
-  withPlacement(cluster, makeLocalExecutor(project.warmWorkers === false ? { warm: false } : {}), rules)
+export const placedClusterExecutor = (
+  cluster: Executor,
+  rules: PlacementRules | undefined,
+  project: { readonly warmWorkers?: boolean | undefined },
+  shards?: (command: ShardCommand) => ShardRunner
+): Executor =>
+  withPlacement(
+    cluster,
+    makeLocalExecutor(project.warmWorkers === false ? { warm: false } : {}),
+    rules,
+    // a data step on the driver hands its shard tasks to the cluster (shard-jobs.ts); loaded only then
+    shards === undefined ? undefined : async () => {
+      const fanout = await import("../../steps/data/fanout.ts")
+      fanout.setShardExecutor(shards(fanout.shardCommand))
+    }
+  )
 
 /** `anneal plan`'s line for a step under a cluster executor: the driver and why, or the cluster's own words. */
 export const describePlaced = (

@@ -21,6 +21,8 @@ import { execa } from "execa"
 import type { Executor } from "../spec.ts"
 import { attemptFiles, shellQuote } from "./cluster-job.ts"
 import { describePlaced, placedClusterExecutor } from "./placement.ts"
+import { slurmShardRunner } from "./shard-jobs.ts"
+import { projectRoot } from "../python.ts"
 import { registerExecutor } from "./registry.ts"
 import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, FailureKind, JobResources, JobStatus, SubmitRequest } from "./cluster-executor.ts"
@@ -410,6 +412,8 @@ export const SlurmConfig = Schema.Struct({
   slurmConf: opt(Schema.String),
   requeue: opt(Schema.Boolean),
   gangOnOneNode: opt(Schema.Boolean),
+  shardJobs: opt(Schema.Boolean),
+  maxArraySize: opt(Schema.Int),
   steps: opt(Schema.Record(Schema.String, Schema.Struct(slurmPlacementFields)))
 })
 export type SlurmConfig = typeof SlurmConfig.Type
@@ -424,7 +428,12 @@ registerExecutor<SlurmConfig>({
   name: "slurm",
   config: SlurmConfig,
   make: (config, { stateDir, project }) =>
-    placedClusterExecutor(makeSlurmExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }), config?.placement, project),
+    placedClusterExecutor(
+      makeSlurmExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }),
+      config?.placement,
+      project,
+      config?.shardJobs === true ? (command) => slurmShardRunner(config, command, [projectRoot]) : undefined
+    ),
   describe: (config, step, kind, resources) =>
     describePlaced(config?.placement, step, kind, resources, () => describeSlurmPlacement(config ?? {}, step, kind, resources)),
   capacity: clusterCapacity

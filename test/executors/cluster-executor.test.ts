@@ -20,6 +20,10 @@ import { attemptFiles, readRecord } from "../../engine/executors/cluster-job.ts"
 import type { RunnerJob } from "../../engine/executors/cluster-job.ts"
 import { makeRayBackend, makeRayExecutor, rayHeaders, redactAddress } from "../../engine/executors/ray.ts"
 import { batchScript, makeSlurmExecutor, sbatchArgs } from "../../engine/executors/slurm.ts"
+import { slurmShardRunner } from "../../engine/executors/shard-jobs.ts"
+import { clean } from "../../steps/data/clean.ts"
+import { setShardExecutor, shardCommand } from "../../steps/data/fanout.ts"
+import { runStep } from "../steps/data/helpers.ts"
 import type { SlurmOptions } from "../../engine/executors/slurm.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { logsOf, makeStoreDir, outputFile, respec, runSpec, workerSpec } from "./specs.ts"
@@ -45,11 +49,19 @@ const installFakeSlurm = () => {
 d="$FAKE_SLURM_DIR"
 n=$$
 printf '%s\\n' "$@" > "$d/$n.args"
-out=/dev/null; dir=.; job=; name=
+out=/dev/null; dir=.; job=; name=; array=
 for a in "$@"; do
-  case "$a" in --output=*) out="\${a#--output=}" ;; --chdir=*) dir="\${a#--chdir=}" ;; --job-name=*) name="\${a#--job-name=}" ;; esac
+  case "$a" in --output=*) out="\${a#--output=}" ;; --chdir=*) dir="\${a#--chdir=}" ;; --job-name=*) name="\${a#--job-name=}" ;; --array=0-*) array="\${a#--array=0-}" ;; esac
   job="$a"
 done
+# a job array: its elements one after the other, each with its index, output and exit code
+if [ -n "$array" ]; then
+  for i in $(seq 0 "$array"); do
+    (cd "$dir" && SLURM_ARRAY_TASK_ID=$i sh "$job") > "$(echo "$out" | sed "s/%a/$i/")" 2>&1
+    echo $? > "$d/$n.$i.rc"
+  done
+  echo "$n"; exit 0
+fi
 for f in "$d"/endings/*; do
   [ -s "$f" ] || continue
   case "$name" in *"-\${f##*/}-a"*)
@@ -360,6 +372,33 @@ describe("polling that scales", () => {
     // about 1.5 s / 0.2 s polls: one query each, where 40 jobs asked alone would make ~300
     expect(calls.many).toBeLessThan(40)
     expect(calls.largest).toBeGreaterThanOrEqual(20)
+  })
+})
+
+describe("data-step fan-out on Slurm", () => {
+  it("a data step's shard tasks run as one job array, and the artifact is the same bytes as a fan-out on this machine", async () => {
+    const dir = fs.mkdtempSync(path.join(scratch, "shards-"))
+    const rows = Array.from({ length: 300 }, (_, i) => ({ instruction: `question ${i} ${"word ".repeat(i % 9)}`, input: "", output: `answer ${i % 50}` }))
+    const data = path.join(dir, "in.jsonl")
+    fs.writeFileSync(data, rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
+    const before = new Set(fs.readdirSync(fakeState))
+    const previous = setShardExecutor(slurmShardRunner(fast, shardCommand, [projectRoot]))
+    let onSlurm: Awaited<ReturnType<typeof runStep>>
+    try {
+      onSlurm = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
+    } finally {
+      setShardExecutor(previous)
+    }
+    const here = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
+    const files = (d: string) => fs.readdirSync(d, { recursive: true }).map(String).sort().map((f) => [f, fs.statSync(path.join(d, f)).isFile() ? fs.readFileSync(path.join(d, f), "utf8") : ""])
+    expect(files(onSlurm.output)).toEqual(files(here.output))
+    expect(onSlurm.metrics.removed).toBeGreaterThan(0)
+    // one sbatch with --array=0-2, whose three elements all exited 0
+    const submitted = fs.readdirSync(fakeState).filter((f) => f.endsWith(".args") && !before.has(f)).map((f) => f.replace(/\.args$/, ""))
+      .filter((id) => argsOf(id).some((a) => a.startsWith("--array=")))
+    expect(submitted).toHaveLength(1)
+    expect(argsOf(submitted[0]!)).toContain("--array=0-2")
+    expect([0, 1, 2].map((i) => fs.readFileSync(path.join(fakeState, `${submitted[0]}.${i}.rc`), "utf8").trim())).toEqual(["0", "0", "0"])
   })
 })
 
