@@ -17,11 +17,11 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withDefault } from "./common.ts"
 import { exactDecisions } from "./exact.ts"
-import { runStage, stageDir } from "./fanout.ts"
+import { runStage, stageDir, WorkerPool } from "./fanout.ts"
 import { detectFormat, joinFields, questionFields, textFieldNames, type ConcreteFormat } from "./formats.ts"
 import { FanoutParams, fanoutExecutionOnly, OutputParam, registerMapper, runMapStep, stageProgress, workersOf } from "./map-fanout.ts"
 import { clusterPieces, SignatureFiles } from "./minhash/staged.ts"
-import { planPieces } from "./shards.ts"
+import { planPieces, type Piece } from "./shards.ts"
 import { writeReport } from "./writer.ts"
 
 export const MinHashParams = Schema.Struct({
@@ -99,11 +99,24 @@ export const runDedup = async (ctx: Ctx): Promise<void> => {
   const format = await detectFormat(ctx.inputs.data, { onInvalid: p.onInvalid })
   const fields = p.fields ?? defaultFields(p.method, format)
   const pieces = await planPieces(ctx.inputs.data, p.tasks)
-  const workers = workersOf(ctx, p.workers ?? p.threads)
+  const workers = workersOf(ctx, p.workers ?? p.threads, ctx.inputs.data)
+  const pool = new WorkerPool() // one set of worker processes for all the stages
+  try {
+    await dedupStages(ctx, { format, fields, pieces, workers, pool })
+  } finally {
+    pool.close()
+  }
+}
+
+const dedupStages = async (
+  ctx: Ctx,
+  { format, fields, pieces, workers, pool }: { format: ConcreteFormat; fields: ReadonlyArray<string>; pieces: ReadonlyArray<Piece>; workers: number; pool: WorkerPool }
+): Promise<void> => {
+  const p = ctx.params
   const stage = async (name: string, op: string, plan: object, specs: ReadonlyArray<object>) => {
     const dir = stageDir(ctx.resumeDir, name, plan)
     const tasks = specs.map((s, i) => ({ ...s, op, id: taskId(i), dir: path.join(dir, taskId(i)) }))
-    const results = await runStage(tasks, { workers, signal: ctx.signal, onProgress: stageProgress(ctx, name), log: (m, l) => ctx.log(m, l) })
+    const results = await runStage(tasks, { workers, pool, signal: ctx.signal, onProgress: stageProgress(ctx, name), log: (m, l) => ctx.log(m, l) })
     return { tasks, results }
   }
   const common = { format, onInvalid: p.onInvalid, fields, keep: p.keep }
@@ -160,6 +173,7 @@ export const runDedup = async (ctx: Ctx): Promise<void> => {
     params: { ...p, workers },
     output: p.output,
     pieces,
+    pool,
     inputs: { decisions, rule: p.method, fields }
   })
   writeReport(ctx.output, {

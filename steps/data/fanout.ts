@@ -86,6 +86,8 @@ export interface StageOptions {
   /** retries of a failed task (not of a task that failed on bad data); default 1 */
   readonly retries?: number
   readonly log?: (message: string, level?: "info" | "warn") => void
+  /** worker processes to reuse across the stages of one step (closed by its owner); default: per stage */
+  readonly pool?: WorkerPool
 }
 
 /**
@@ -215,6 +217,34 @@ class ChildWorker {
   }
 }
 
+/** Worker processes kept across the stages of one step, so each starts once; `close` ends them. */
+export class WorkerPool {
+  private readonly idle: Array<ChildWorker> = []
+  private readonly all = new Set<ChildWorker>()
+
+  /** an idle live worker, or a new one */
+  take(): ChildWorker {
+    for (let w = this.idle.pop(); w !== undefined; w = this.idle.pop()) if (w.alive) return w
+    const w = new ChildWorker()
+    this.all.add(w)
+    return w
+  }
+
+  give(w: ChildWorker): void {
+    if (w.alive) this.idle.push(w)
+  }
+
+  kill(): void {
+    for (const w of this.all) w.kill()
+  }
+
+  close(): void {
+    for (const w of this.all) w.close()
+    this.all.clear()
+    this.idle.length = 0
+  }
+}
+
 /**
  * Runs every task of a stage that has no completion marker yet, `workers` at a time; returns all
  * results in task order (finished ones read from their markers). A failed task is retried alone
@@ -239,10 +269,8 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
   }
   report()
   const inProcess = o.workers <= 1 || todo.length <= 1
-  const children = new Set<ChildWorker>()
-  const killAll = () => {
-    for (const c of children) c.kill()
-  }
+  const pool = o.pool ?? new WorkerPool()
+  const killAll = () => pool.kill()
   o.signal.addEventListener("abort", killAll)
   const attempt = async (i: number, slot: { child?: ChildWorker }): Promise<TaskResult> => {
     const spec = tasks[i]!
@@ -257,16 +285,20 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
         throw new TaskFailure(e instanceof Error ? e.message : String(e), e instanceof DatasetError)
       }
     }
-    if (slot.child === undefined || !slot.child.alive) {
-      slot.child = new ChildWorker()
-      children.add(slot.child)
-    }
+    if (slot.child === undefined || !slot.child.alive) slot.child = pool.take()
     return slot.child.run(spec, onRows)
   }
   let next = 0
   let stopped: Error | undefined
   const worker = async (): Promise<void> => {
     const slot: { child?: ChildWorker } = {}
+    try {
+      await work(slot)
+    } finally {
+      if (slot.child !== undefined) pool.give(slot.child)
+    }
+  }
+  const work = async (slot: { child?: ChildWorker }): Promise<void> => {
     while (stopped === undefined && next < todo.length) {
       if (o.signal.aborted) throw new Error("interrupted")
       const i = todo[next++]!
@@ -299,7 +331,7 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
     if (bad !== undefined) throw (bad as PromiseRejectedResult).reason
   } finally {
     o.signal.removeEventListener("abort", killAll)
-    for (const c of children) c.close()
+    if (o.pool === undefined) pool.close()
   }
   return results as Array<TaskResult>
 }

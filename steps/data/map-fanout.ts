@@ -12,7 +12,7 @@ import * as Schema from "effect/Schema"
 import type { StepContext } from "../../engine/step.ts"
 import { locationOf, RemovalLog, type RemovalExample } from "./common.ts"
 import { DatasetError } from "./errors.ts"
-import { registerShardOp, runStage, stageDir, type TaskSpec } from "./fanout.ts"
+import { registerShardOp, runStage, stageDir, type TaskSpec, type WorkerPool } from "./fanout.ts"
 import { schemaOf, type ConcreteFormat } from "./formats.ts"
 import { datasetFiles, isParquetFile, RowReader, type InvalidRow, type Located, type OnInvalid } from "./jsonl.ts"
 import { planPieces, readPiece, type Piece } from "./shards.ts"
@@ -153,8 +153,19 @@ export const stageProgress = (ctx: Pick<StepContext<unknown, never>, "progress">
   }
 }
 
-/** The worker count a step uses: its `workers` param, else the CPU slots the scheduler granted. */
-export const workersOf = (ctx: { readonly cpus: number }, workers: number | undefined): number => workers ?? Math.max(1, ctx.cpus)
+/** Input below which a step left to choose runs its tasks in its own process: a worker process costs
+ * about a CPU-second to start (Node, tsx, Effect), what processing a few MB of rows costs. */
+export const smallInputBytes = 16 << 20
+
+/**
+ * The worker count a step uses: its `workers` param, else the CPU slots the scheduler granted (one for
+ * an input under smallInputBytes).
+ */
+export const workersOf = (ctx: { readonly cpus: number }, workers: number | undefined, input: string): number => {
+  if (workers !== undefined) return workers
+  const bytes = datasetFiles(input).reduce((a, f) => a + fs.statSync(f).size, 0)
+  return bytes < smallInputBytes ? 1 : Math.max(1, ctx.cpus)
+}
 
 /**
  * Runs a row-by-row step as shard tasks and writes its output dataset and `removed.jsonl`; returns the
@@ -173,6 +184,8 @@ export const runMapStep = async (
     readonly inputs?: Record<string, unknown>
     /** the pieces, when an earlier stage planned them */
     readonly pieces?: ReadonlyArray<Piece>
+    /** worker processes the step's earlier stages started */
+    readonly pool?: WorkerPool
   }
 ): Promise<MapMerged> => {
   const p = o.params
@@ -191,10 +204,11 @@ export const runMapStep = async (
     inputs: o.inputs ?? {}
   }))
   const results = (await runStage(tasks, {
-    workers: workersOf(ctx, p.workers),
+    workers: workersOf(ctx, p.workers, o.input),
     signal: ctx.signal,
     onProgress: stageProgress(ctx, o.mapper),
-    log: (m, l) => ctx.log(m, l)
+    log: (m, l) => ctx.log(m, l),
+    ...(o.pool === undefined ? {} : { pool: o.pool })
   })) as unknown as Array<MapTaskResult>
   const merged = mergeResults(results, p.examples)
   if (merged.rowsIn === 0) {

@@ -140,6 +140,33 @@ describe("data steps fan out", () => {
     expect(treeDigest(out)).toBe(treeDigest(fresh.output))
   })
 
+  it("a worker killed with -9 mid fan-out: its shard is retried alone and the result equals a clean run", async () => {
+    const big = writeJsonl(path.join(tempDir(), "big.jsonl"), instructionRows(16_000, 5))
+    const params = { minWords: 5, tasks: 6, workers: 2 }
+    const work = tempDir()
+    const resume = path.join(work, "resume")
+    fs.mkdirSync(resume)
+    const child = execa(nodeBinary(), ["--import", "tsx", path.join(import.meta.dirname, "run-step-main.ts"), "clean", JSON.stringify({ data: big }), JSON.stringify(params), path.join(work, "out"), resume, "2"], { reject: false })
+    children.push(child)
+    let exited = false
+    void child.finally(() => (exited = true))
+    // a worker process (a child of the driver) that has started a task: kill it
+    const workersOf = async () => (await execa("ps", ["-o", "pid=", "--ppid", String(child.pid)], { reject: false })).stdout.split("\n").map(Number).filter((n) => n > 0)
+    const started = () => (fs.existsSync(path.join(resume, "map")) ? fs.readdirSync(path.join(resume, "map")).filter((f) => f.endsWith(".tmp")).length : 0)
+    let victims: Array<number> = []
+    while (!exited && (started() === 0 || victims.length === 0)) {
+      victims = await workersOf()
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(exited).toBe(false)
+    process.kill(victims[0]!, "SIGKILL")
+    const done = await child
+    expect(done.exitCode, String(done.stderr)).toBe(0)
+    expect(String(done.stderr)).toMatch(/shard task \d+ failed \(the shard worker was killed by SIGKILL\); retrying it alone/)
+    const fresh = await runStep(clean, { data: big }, { minWords: 5 })
+    expect(treeDigest(path.join(work, "out"))).toBe(treeDigest(fresh.output))
+  })
+
   it("Parquet shards: format writes the Hugging Face layout, and steps read it as they read JSONL", async () => {
     const pq = await runStep(format, { data }, { as: "parquet", shards: 3 })
     expect(JSON.parse(fs.readFileSync(path.join(pq.output, "dataset.json"), "utf8"))).toEqual({

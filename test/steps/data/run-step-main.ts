@@ -14,6 +14,6 @@ fs.mkdirSync(output!, { recursive: true })
 const ctx = {
   step: kind, key: "test", params: Schema.decodeUnknownSync(def.params as Schema.Codec<unknown, unknown>)(JSON.parse(params!)),
   inputs: JSON.parse(inputs!), output, resumeDir, gpus: [], cpus: Number(cpus), seed: 0,
-  signal: new AbortController().signal, progress: () => {}, metric: () => {}, log: () => {}
+  signal: new AbortController().signal, progress: () => {}, metric: () => {}, log: (m: string) => process.stderr.write(`${m}\n`)
 }
 await Effect.runPromise(runImplementation(def, ctx as never))
