@@ -11,13 +11,14 @@
  *
  *   npx tsx bench/generate-throughput.ts [--prompts 16] [--tokens 64] [--concurrency 2]
  *
- * Needs llama.cpp (`npx anneal setup --with llama-cpp`). Last line: `generate tokens/s: transformers X, endpoint Y`.
+ * The endpoint side needs llama.cpp (`npx anneal setup --with llama-cpp`); without it only the transformers
+ * side runs and the endpoint figure reads n/a. Last line: `generate tokens/s: transformers X, endpoint Y`.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
 import { execa } from "execa"
-import { requireLlamaCpp } from "../engine/components/llama-cpp.ts"
+import { findLlamaCpp, llamaCppDir } from "../engine/components/llama-cpp.ts"
 import { startLlamaServer } from "../engine/components/llama-server.ts"
 import { checkPythonEnv, projectRoot, pythonEnvVars } from "../engine/python.ts"
 import { generate } from "../steps/generate/index.ts"
@@ -29,7 +30,7 @@ const { values } = parseArgs({
 const nPrompts = Number(values.prompts)
 const maxNewTokens = Number(values.tokens)
 const concurrency = Number(values.concurrency)
-const llama = requireLlamaCpp("bench/generate-throughput.ts")
+const llama = findLlamaCpp()
 const python = checkPythonEnv()
 const env = pythonEnvVars()
 const dir = tempDir("anneal-bench-generate-")
@@ -48,11 +49,6 @@ cfg = LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=1408, 
 LlamaForCausalLM(cfg).save_pretrained(sys.argv[2])
 tok.save_pretrained(sys.argv[2])
 `, path.join(dir, "fx", "tokenizer"), teacher], { env })
-const f32 = path.join(dir, "teacher-f32.gguf")
-const q4 = path.join(dir, "teacher-q4_k_m.gguf")
-await execa(python, [path.join(projectRoot, "test", "steps", "generate", "to_gguf.py"), path.join(llama.dir, "src"), teacher, f32], { env })
-await execa(llama.bin["llama-quantize"], [f32, q4, "Q4_K_M"])
-
 // --- the prompts ---
 const data = path.join(dir, "prompts")
 fs.mkdirSync(data)
@@ -69,15 +65,23 @@ const tokensPerSecond = (name: string, r: Awaited<ReturnType<typeof runWorker>>)
 }
 
 const hf = tokensPerSecond("transformers (CPU, fp32)", await runWorker(generate, { inputs: { model: teacher, data }, params: common }))
-const server = await startLlamaServer({ model: q4, ctxSize: 512 * concurrency, parallel: concurrency, threads: 2, alias: "teacher" })
-let endpoint: number
-try {
-  endpoint = tokensPerSecond(`llama-server (q4_K_M, ${concurrency} slots)`, await runWorker(generate, {
-    inputs: { data },
-    params: { ...common, backend: "openai", baseUrl: `${server.url}/v1`, apiModel: "teacher", api: "completions", concurrency }
-  }))
-} finally {
-  await server.stop()
+let endpoint = "n/a (llama.cpp is not built: npx anneal setup --with llama-cpp)"
+if (llama !== undefined) {
+  const f32 = path.join(dir, "teacher-f32.gguf")
+  const q4 = path.join(dir, "teacher-q4_k_m.gguf")
+  await execa(python, [path.join(projectRoot, "test", "steps", "generate", "to_gguf.py"), path.join(llama.dir, "src"), teacher, f32], { env })
+  await execa(llama.bin["llama-quantize"], [f32, q4, "Q4_K_M"])
+  console.log(`sizes: safetensors ${(fs.statSync(path.join(teacher, "model.safetensors")).size / 1e6).toFixed(1)} MB, q4_K_M ${(fs.statSync(q4).size / 1e6).toFixed(1)} MB`)
+  const server = await startLlamaServer({ model: q4, ctxSize: 512 * concurrency, parallel: concurrency, threads: 2, alias: "teacher" })
+  try {
+    endpoint = tokensPerSecond(`llama-server (q4_K_M, ${concurrency} slots)`, await runWorker(generate, {
+      inputs: { data },
+      params: { ...common, backend: "openai", baseUrl: `${server.url}/v1`, apiModel: "teacher", api: "completions", concurrency }
+    })).toFixed(1)
+  } finally {
+    await server.stop()
+  }
+} else {
+  console.log(`llama.cpp not found at ${llamaCppDir()}: the endpoint side is skipped`)
 }
-console.log(`sizes: safetensors ${(fs.statSync(path.join(teacher, "model.safetensors")).size / 1e6).toFixed(1)} MB, q4_K_M ${(fs.statSync(q4).size / 1e6).toFixed(1)} MB`)
-console.log(`generate tokens/s: transformers ${hf.toFixed(1)}, endpoint ${endpoint.toFixed(1)}`)
+console.log(`generate tokens/s: transformers ${hf.toFixed(1)}, endpoint ${endpoint}`)
