@@ -11,16 +11,11 @@ import { UsageError } from "../engine/errors.ts"
 import { openProject, planSteps, projectRootOf, selectSteps, unknownStep } from "../engine/plan.ts"
 import { runRecipe } from "../engine/run.ts"
 import { Store } from "../cache/store.ts"
-import { makeJsonReporter } from "./reporters/json.ts"
-import { pickReporter } from "./reporters/pick.ts"
-import { cacheCommand } from "./cache.ts"
-import { execStep } from "./exec-step.ts"
 import { executorChoice } from "./executor-choice.ts"
 import { describePlacement, loadProjectConfig } from "../engine/executor-config.ts"
 import type { ProjectConfig } from "../engine/executor-config.ts"
 import type { RemoteConfig } from "../cache/remote/url.ts"
 import { requestOf } from "../engine/run.ts"
-import { showStep, printLogs } from "./show.ts"
 import { graphFormats, renderPlan, renderPlanGraph } from "./render/plan.ts"
 import type { GraphFormat } from "./render/plan.ts"
 import { colorEnabled } from "./render/paint.ts"
@@ -31,6 +26,9 @@ export interface Command {
 }
 
 const storeOption = { store: { type: "string" } } as const
+
+// What only some commands use (the reporters, the cache and show commands, exec-step) loads when that
+// command runs, so `plan` does not pay for it at start-up.
 
 const needRecipe = (positionals: ReadonlyArray<string>, command: string): string => {
   const r = positionals[0]
@@ -90,7 +88,9 @@ const run: Command = {
       if (controller.signal.aborted) process.exit(130)
       controller.abort()
     }
-    const reporter = v.json === true ? makeJsonReporter() : await pickReporter({ onInterrupt: onSignal })
+    const reporter = v.json === true
+      ? (await import("./reporters/json.ts")).makeJsonReporter()
+      : await (await import("./reporters/pick.ts")).pickReporter({ onInterrupt: onSignal })
     process.on("SIGINT", onSignal)
     process.on("SIGTERM", onSignal)
     try {
@@ -179,12 +179,12 @@ const plan: Command = {
 
 const show: Command = {
   options: { ...storeOption, recipe: { type: "string" }, json: { type: "boolean" } },
-  run: (v, positionals) => showStep(v, positionals)
+  run: async (v, positionals) => (await import("./show.ts")).showStep(v, positionals)
 }
 
 const logs: Command = {
   options: { ...storeOption, recipe: { type: "string" } },
-  run: (v, positionals) => printLogs(v, positionals)
+  run: async (v, positionals) => (await import("./show.ts")).printLogs(v, positionals)
 }
 
 const cache: Command = {
@@ -210,7 +210,7 @@ const cache: Command = {
     }
     const store = Store.open(root)
     try {
-      const code = cacheCommand(store, positionals, v)
+      const code = (await import("./cache.ts")).cacheCommand(store, positionals, v)
       if (remote === undefined) return code
       return Math.max(code, await (await import("../cache/remote/cli.ts")).remoteCacheCommand(remote, store, sub!, v))
     } finally {
@@ -265,7 +265,7 @@ const execStepCommand: Command = {
   run: async (_v, positionals) => {
     const spec = positionals[0]
     if (spec === undefined) throw new UsageError({ message: "exec-step: give the spec file" })
-    return execStep(spec)
+    return (await import("./exec-step.ts")).execStep(spec)
   }
 }
 
