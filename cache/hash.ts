@@ -221,6 +221,11 @@ const poolOf = (readOnly: boolean) => {
   return p
 }
 
+/** Trees of more files than this are batched by count (128 files a batch), not by size. */
+const UNSIZED_FILES = 4096
+/** the size assumed for a file not stat-ed before hashing: 128 of them fill a batch */
+const UNSIZED = (16 * 1024 * 1024) / 128
+
 /** Below this, hashing in place costs less than a message to a worker (a no-op step's one tiny file). */
 const INLINE_BYTES = 1024 * 1024
 const INLINE_FILES = 32
@@ -281,7 +286,11 @@ export const hashTreeOffThread = async (
   const files = tree !== undefined
     ? tree.files.map((rel) => ({ rel, abs: path.join(target, rel) }))
     : [{ rel: path.basename(target), abs: target }]
-  const sized = files.map(({ abs }) => ({ abs, size: fs.statSync(abs).size }))
+  // sizes only balance the batches; past a few thousand files there are batches enough for every
+  // worker without them, and 100,000 stats on the event loop are saved (the workers stat each file)
+  const sized = files.length > UNSIZED_FILES
+    ? files.map(({ abs }) => ({ abs, size: UNSIZED }))
+    : files.map(({ abs }) => ({ abs, size: fs.statSync(abs).size }))
   const hashed = await hashFilesOffThread(sized, options)
   let total = 0
   const entries = files.map(({ rel }, i) => {
