@@ -29,7 +29,7 @@ import { databasePath } from "./db-location.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
 import { checkManifest, dirSignaturesOf, parseDirs, parseManifest } from "./manifest.ts"
 import type { Check, DirSignature, ManifestEntry } from "./manifest.ts"
-import { canonicalJson, hashFile, hashTree, hashTreeOffThread, sha256 } from "./hash.ts"
+import { canonicalJson, hashFile, hashFilesOffThread, hashTree, hashTreeOffThread, listFiles, merkle, sha256 } from "./hash.ts"
 import type { FileEntry, HashedFile } from "./hash.ts"
 import { CacheError, SourceError } from "./errors.ts"
 import { GroupFlusher } from "./flush.ts"
@@ -249,7 +249,7 @@ export class Store {
    * fsync. Every byte is on disk before the rename makes the artifact visible, and the rename before
    * the database records it.
    */
-  async commit(staging: string, kind: string, describe: Record<string, unknown>): Promise<Committed> {
+  async commit(staging: string, kind: string, describe: Record<string, unknown>, alsoRecord?: (committed: Committed) => void): Promise<Committed> {
     const tree = await hashTreeOffThread(staging, { readOnly: true })
     await this.flusher.flush([
       ...tree.entries.map((e) => path.join(staging, e.rel)),
@@ -260,7 +260,7 @@ export class Store {
     if (placed.created) await this.flusher.flush([this.artifactsDir])
     // taken once in place: the rename moved the root's ctime
     const dirs = placed.created ? dirSignaturesOf(this.artifactPath(tree.hash), tree.dirs) : undefined
-    return this.record(tree, kind, describe, placed, dirs)
+    return this.record(tree, kind, describe, placed, dirs, alsoRecord)
   }
 
   /**
@@ -303,21 +303,29 @@ export class Store {
     return { created, manifest }
   }
 
-  /** Records a placed artifact (its row and manifest) and writes its sidecar. */
+  /**
+   * Writes a placed artifact's sidecar, then records it (its row and manifest) in one transaction with
+   * what the caller records about it (`alsoRecord`: the run, the key's result, the step), so the
+   * database never holds one without the other.
+   */
   private record(
     tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry>; readonly bytes: number },
     kind: string,
     describe: Record<string, unknown>,
     { created, manifest }: { readonly created: boolean; readonly manifest: ReadonlyArray<ManifestEntry> },
-    dirs: ReadonlyArray<DirSignature> | undefined
+    dirs: ReadonlyArray<DirSignature> | undefined,
+    alsoRecord?: (committed: Committed) => void
   ): Committed {
-    const target = this.artifactPath(tree.hash)
-    this.db.putArtifact({
-      hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, manifest: JSON.stringify(manifest),
-      dirs: dirs === undefined ? undefined : JSON.stringify(dirs)
-    })
+    const committed: Committed = { hash: tree.hash, path: this.artifactPath(tree.hash), bytes: tree.bytes, files: tree.entries.length, created }
     this.writeSidecar(tree.hash, { hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, ...describe }, created)
-    return { hash: tree.hash, path: target, bytes: tree.bytes, files: tree.entries.length, created }
+    this.db.transaction(() => {
+      this.db.putArtifact({
+        hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, manifest: JSON.stringify(manifest),
+        dirs: dirs === undefined ? undefined : JSON.stringify(dirs)
+      })
+      alsoRecord?.(committed)
+    })
+    return committed
   }
 
   /** The manifest of an existing copy if it holds exactly `entries`, else undefined. */
@@ -450,6 +458,52 @@ export class Store {
       }
       const tree = hashOne(p)
       return { hash: tree.hash, bytes: tree.bytes }
+    } catch (e) {
+      if (e instanceof CacheError) throw e
+      throw new SourceError({ message: `cannot read source ${p}: ${(e as Error).message}`, path: p, cause: e })
+    }
+  }
+
+  /**
+   * `hashSource` with the reading on the hashing workers (cache/hash.ts): the walk, the stats and the
+   * stat cache stay here; the files the cache does not vouch for are read and hashed off the event loop,
+   * on every core, so the live view keeps moving while a new multi-GB source is hashed. The same hash
+   * as `hashSource` (a test holds them equal). A file is put in the stat cache only when it did not
+   * change while it was read.
+   */
+  async hashSourceOffThread(p: string): Promise<{ hash: string; bytes: number }> {
+    const matched = fs.existsSync(p) ? undefined : globMatches(p)
+    if (!fs.existsSync(p) && (matched === undefined || matched.length === 0)) {
+      throw new SourceError({ message: matched === undefined ? `source not found: ${p}` : `source ${p}: the glob matches no file`, path: p })
+    }
+    const hashOne = async (one: string) => {
+      const files = fs.statSync(one).isDirectory()
+        ? listFiles(one).map((rel) => ({ rel, abs: path.join(one, rel) }))
+        : [{ rel: path.basename(one), abs: one }]
+      const stats = files.map(({ abs }) => fs.statSync(abs))
+      const hashes: Array<string | undefined> = files.map(({ abs }, i) =>
+        this.deep ? undefined : this.db.fileStat(abs, stats[i]!.size, String(stats[i]!.mtimeMs), String(stats[i]!.ino)))
+      const todo = hashes.flatMap((h, i) => (h === undefined ? [i] : []))
+      const fresh = await hashFilesOffThread(todo.map((i) => ({ abs: files[i]!.abs, size: stats[i]!.size })))
+      this.db.transaction(() => {
+        todo.forEach((i, k) => {
+          const st = stats[i]!
+          const got = fresh[k]!
+          hashes[i] = got.hash
+          if (got.size === st.size && got.mtimeMs === st.mtimeMs && got.ino === st.ino) {
+            this.db.putFileStat(files[i]!.abs, st.size, String(st.mtimeMs), String(st.ino), got.hash)
+          }
+        })
+      })
+      const entries = files.map(({ rel }, i) => ({ rel, size: stats[i]!.size, hash: hashes[i]! }))
+      return { hash: merkle(entries), bytes: stats.reduce((a, st) => a + st.size, 0) }
+    }
+    try {
+      if (matched !== undefined) {
+        const trees = await Promise.all(matched.map(async (f) => [path.basename(f), await hashOne(f)] as const))
+        return { hash: sha256(canonicalJson(trees.map(([n, t]) => [n, t.hash]))), bytes: trees.reduce((a, [, t]) => a + t.bytes, 0) }
+      }
+      return await hashOne(p)
     } catch (e) {
       if (e instanceof CacheError) throw e
       throw new SourceError({ message: `cannot read source ${p}: ${(e as Error).message}`, path: p, cause: e })

@@ -75,6 +75,27 @@ describe("hashing on worker threads", () => {
     }
   })
 
+  it("hashes sources on the workers to the same hashes as hashSource, and fills the stat cache", async () => {
+    const root = tmp()
+    const src = path.join(root, "src")
+    makeTree(src, 400, 5 * 1024 * 1024 + 3)
+    for (let i = 0; i < 3; i++) fs.writeFileSync(path.join(root, `shard-${i}.jsonl`), `{"i":${i}}\n`.repeat(1000 * (i + 1)))
+    const threaded = Store.open(path.join(root, "store-a"))
+    const single = Store.open(path.join(root, "store-b"))
+    try {
+      for (const p of [src, path.join(src, "a", "big.bin"), path.join(root, "shard-*.jsonl")]) {
+        expect(await threaded.hashSourceOffThread(p)).toEqual(single.hashSource(p))
+      }
+      const big = path.join(src, "a", "big.bin")
+      const st = fs.statSync(big)
+      expect(threaded.db.fileStat(big, st.size, String(st.mtimeMs), String(st.ino))).toBe(hashTree(big).entries[0]!.hash)
+      await expect(threaded.hashSourceOffThread(path.join(root, "missing.jsonl"))).rejects.toThrow(/source not found/)
+    } finally {
+      threaded.close()
+      single.close()
+    }
+  })
+
   it("keeps the event loop turning while a large artifact is committed", async () => {
     const root = tmp()
     const store = Store.open(path.join(root, "store"))
