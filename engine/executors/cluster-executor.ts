@@ -154,13 +154,13 @@ export const clusterConfigFields = {
   node: opt(Schema.String),
   pollSeconds: opt(Schema.Number),
   followSeconds: opt(Schema.Number),
-  fileWaitSeconds: opt(Schema.Number),
+  fileWaitSeconds: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
   placement: opt(PlacementConfig),
   retry: opt(Schema.Struct({
-    maxRetries: opt(Schema.Int),
+    maxRetries: opt(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
     on: opt(Schema.Array(Schema.Literals(["node-failure", "preemption", "timeout", "oom", "step-error"]))),
-    memoryFactor: opt(Schema.Number),
-    timeFactor: opt(Schema.Number)
+    memoryFactor: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(1))),
+    timeFactor: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(1)))
   })),
   stateDir: opt(Schema.String),
   /** how much anneal keeps submitted at once (the cluster queues the rest of its users' work) */

@@ -47,7 +47,7 @@ export const PlacementConfig = Schema.Struct({
   local: Schema.optional(Schema.Array(Schema.String)),
   cluster: Schema.optional(Schema.Array(Schema.String)),
   default: Schema.optional(Schema.Literals(["auto", "local", "cluster"])),
-  localCpus: Schema.optional(Schema.Int)
+  localCpus: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)))
 })
 
 /** What placement knows of a step: its id, its kind, whether it runs in-process (TS), what it asks for. */

@@ -392,10 +392,10 @@ const slurmPlacementFields = {
   qos: opt(Schema.String),
   timeLimit: opt(Schema.String),
   memoryGb: opt(Schema.Number),
-  memoryPerCpuGb: opt(Schema.Number),
+  memoryPerCpuGb: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
   gpuType: opt(Schema.String),
   gpuFlag: opt(Schema.Literals(["gres", "gpus"])),
-  signalSeconds: opt(Schema.Number),
+  signalSeconds: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
   setup: opt(Schema.Array(Schema.String)),
   container: opt(Schema.Struct({
     image: Schema.String,
@@ -413,7 +413,7 @@ export const SlurmConfig = Schema.Struct({
   requeue: opt(Schema.Boolean),
   gangOnOneNode: opt(Schema.Boolean),
   shardJobs: opt(Schema.Boolean),
-  maxArraySize: opt(Schema.Int),
+  maxArraySize: opt(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   steps: opt(Schema.Record(Schema.String, Schema.Struct(slurmPlacementFields)))
 })
 export type SlurmConfig = typeof SlurmConfig.Type

@@ -54,6 +54,11 @@ describe("where a step runs", () => {
     expect(() => readConfigFile(file)).toThrow(/anneal\.config\.json: .*default/)
     fs.writeFileSync(file, JSON.stringify({ slurm: { retry: { on: ["bad-luck"] } } }))
     expect(() => readConfigFile(file)).toThrow(/anneal\.config\.json: .*on/)
+    // a factor under 1 would shrink a retry's memory (and --mem=0 is a whole node's): refused
+    fs.writeFileSync(file, JSON.stringify({ slurm: { retry: { memoryFactor: 0 } } }))
+    expect(() => readConfigFile(file)).toThrow(/anneal\.config\.json: .*memoryFactor/)
+    fs.writeFileSync(file, JSON.stringify({ slurm: { memoryPerCpuGb: -1 } }))
+    expect(() => readConfigFile(file)).toThrow(/anneal\.config\.json: .*memoryPerCpuGb/)
   })
 })
 
