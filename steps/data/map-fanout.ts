@@ -217,7 +217,10 @@ export const runMapStep = async (
   }
   const hasParquet = datasetFiles(o.input).some(isParquetFile)
   const layout = resolveLayout(o.output, hasParquet, merged.kept)
-  await writeOutput(ctx.output, o.outFormat ?? o.format, layout, o.output, tasks.map((t) => path.join(t.dir, "rows.jsonl")), merged.kept)
+  const written = await writeOutput(ctx.output, o.outFormat ?? o.format, layout, o.output, tasks.map((t) => path.join(t.dir, "rows.jsonl")), merged.kept)
+  if (written.extraFields > 0) {
+    ctx.log(`${written.extraFields} rows had fields beyond the ${o.outFormat ?? o.format} columns, which Parquet shards do not keep (write JSONL to keep them)`, "warn")
+  }
   concatFiles(path.join(ctx.output, "removed.jsonl"), tasks.map((t) => path.join(t.dir, "removed.jsonl")))
   return merged
 }

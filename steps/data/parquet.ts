@@ -8,8 +8,10 @@
  * machine or the number of workers that wrote it.
  */
 import * as fs from "node:fs"
+import * as zlib from "node:zlib"
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet"
 import type { FileMetaData } from "hyparquet"
+import { decompressLz4, decompressLz4Raw, decompressZstd } from "hyparquet-compressors"
 import { fileWriter, ParquetWriter } from "hyparquet-writer"
 import type { RowFormat } from "../../engine/rows.ts"
 import { DatasetError } from "./errors.ts"
@@ -87,6 +89,21 @@ export class ParquetShardWriter {
   }
 }
 
+/**
+ * Decompressors beyond hyparquet's built-in Snappy: GZIP and BROTLI from Node's zlib, ZSTD from zlib
+ * where the Node has it (22.15+, 24) else fzstd, LZ4 from hyparquet-compressors (pyarrow and Hugging
+ * Face write all of them).
+ */
+const asBytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+const zstd = (zlib as { zstdDecompressSync?: (b: Uint8Array) => Buffer }).zstdDecompressSync
+const compressors = {
+  GZIP: (input: Uint8Array) => asBytes(zlib.gunzipSync(input)),
+  BROTLI: (input: Uint8Array) => asBytes(zlib.brotliDecompressSync(input)),
+  ZSTD: zstd === undefined ? (input: Uint8Array) => decompressZstd(input) : (input: Uint8Array) => asBytes(zstd(input)),
+  LZ4: decompressLz4,
+  LZ4_RAW: decompressLz4Raw
+}
+
 export interface ParquetShardInfo {
   readonly rows: number
   /** the first row of each row group, and the end: groups[i]..groups[i+1] */
@@ -134,15 +151,34 @@ export async function* readParquetRows(file: string, rowStart: number, rowEnd: n
     if (start >= end) continue
     let rows: Array<Record<string, unknown>>
     try {
-      rows = await parquetReadObjects({ file: buf, metadata: md, rowStart: start, rowEnd: end })
+      rows = await parquetReadObjects({ file: buf, metadata: md, rowStart: start, rowEnd: end, compressors })
     } catch (e) {
       throw DatasetError.at(file, start + 1, `cannot decode row group ${g} of the Parquet shard (${(e as Error).message})`, undefined, e)
     }
     for (const r of rows) {
-      for (const k of Object.keys(r)) if (r[k] === null || r[k] === undefined) delete r[k]
+      for (const k of Object.keys(r)) {
+        const v = r[k]
+        if (v === null || v === undefined) delete r[k]
+        else if (typeof v === "bigint" || typeof v === "object") r[k] = jsonValue(v)
+      }
       yield r
     }
   }
+}
+
+/**
+ * A Parquet value as JSON can hold it: INT64 (a BigInt) as a number when it is exact, else a string;
+ * nested lists and structs likewise (extra columns such as an `id` pass through as JSONL rows carry them).
+ */
+const jsonValue = (v: unknown): unknown => {
+  if (typeof v === "bigint") return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString()
+  if (Array.isArray(v)) return v.map(jsonValue)
+  if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    const out: Record<string, unknown> = {}
+    for (const [k, x] of Object.entries(v)) out[k] = jsonValue(x)
+    return out
+  }
+  return v
 }
 
 /** True when a file starts with Parquet's magic bytes (used to name a mislabelled shard). */

@@ -75,7 +75,7 @@ const appendFile = (fd: number, file: string, buf: Buffer): void => {
 
 /**
  * Writes the output dataset into `dir` from part files holding `rows` rows in all; returns the shard
- * files written (relative to dir).
+ * files written (relative to dir) and how many rows had fields a Parquet shard has no column for.
  */
 export const writeOutput = async (
   dir: string,
@@ -84,7 +84,7 @@ export const writeOutput = async (
   cutsLayout: OutputLayout | undefined,
   parts: ReadonlyArray<string>,
   rows: number
-): Promise<Array<string>> => {
+): Promise<{ readonly files: Array<string>; readonly extraFields: number }> => {
   fs.mkdirSync(dir, { recursive: true })
   if (layout.shards === undefined) {
     const fd = fs.openSync(path.join(dir, "data.jsonl"), "w")
@@ -96,13 +96,14 @@ export const writeOutput = async (
       fs.closeSync(fd)
     }
     fs.writeFileSync(path.join(dir, "dataset.json"), JSON.stringify({ format, rows }) + "\n")
-    return ["data.jsonl"]
+    return { files: ["data.jsonl"], extraFields: 0 }
   }
   const n = layout.shards
   const cuts = cutsOf(cutsLayout, rows, n)
   const names = Array.from({ length: n }, (_, i) => shardFileName(i, n, layout.as))
   fs.mkdirSync(path.join(dir, "data"), { recursive: true })
   const lines = partLines(parts)[Symbol.asyncIterator]()
+  let extraFields = 0
   for (let i = 0; i < n; i++) {
     const file = path.join(dir, names[i]!)
     const count = cuts[i + 1]! - cuts[i]!
@@ -110,6 +111,7 @@ export const writeOutput = async (
       const w = new ParquetShardWriter(file, format)
       for (let r = 0; r < count; r++) w.write(JSON.parse((await lines.next()).value as string) as Record<string, unknown>)
       w.close()
+      extraFields += w.extraFields
     } else {
       const fd = fs.openSync(file, "w")
       try {
@@ -129,5 +131,5 @@ export const writeOutput = async (
     }
   }
   fs.writeFileSync(path.join(dir, "dataset.json"), JSON.stringify({ format, rows, shards: names }) + "\n")
-  return names
+  return { files: names, extraFields }
 }

@@ -189,6 +189,24 @@ describe("data steps fan out", () => {
     expect(treeDigest(again.output)).toBe(treeDigest(pq.output))
   })
 
+  it("reads shards pyarrow wrote (zstd, gzip, lz4; nested messages; extra int64 columns pass through)", async () => {
+    const d = tempDir()
+    const py = `
+import sys, pyarrow as pa, pyarrow.parquet as pq
+msgs = lambda i: [{"role": "user", "content": f"question {i} about rivers"}, {"role": "assistant", "content": f"answer {i}"}]
+for s, codec in enumerate(["zstd", "gzip", "lz4"]):
+    t = pa.table({"messages": [msgs(s * 2), msgs(s * 2 + 1)], "id": pa.array([s * 2, s * 2 + 1], pa.int64())})
+    pq.write_table(t, f"{sys.argv[1]}/data/train-{s:05d}-of-00003.parquet", compression=codec)
+`
+    fs.mkdirSync(path.join(d, "data"))
+    await execa(pythonExecutable(), ["-c", py, d], { env: { ...process.env, ...pythonEnvVars() } })
+    const r = await runStep(clean, { data: d }, { output: { as: "jsonl" } })
+    expect(r.rows).toEqual(Array.from({ length: 6 }, (_, i) => ({
+      messages: [{ role: "user", content: `question ${i} about rivers` }, { role: "assistant", content: `answer ${i}` }],
+      id: i
+    })))
+  })
+
   it("a corrupt, an empty or a differently shaped shard fails with one line naming it", async () => {
     const pq = await runStep(format, { data }, { as: "parquet", shards: 2 })
     const shards = path.join(pq.output, "data")
