@@ -167,8 +167,16 @@ export class RemoteStore {
         const file = path.join(staging, rel)
         fs.mkdirSync(path.dirname(file), { recursive: true })
         const got = await this.s3.getToFile(this.key("blobs", sha), file)
-        if (got === undefined) throw new Error(`artifact ${hash.slice(0, 12)}: blob ${sha.slice(0, 12)} of ${rel} is missing from the remote`)
-        if (got.sha256 !== sha || got.size !== size) throw new Error(`artifact ${hash.slice(0, 12)}: ${rel} downloaded with sha256 ${got.sha256.slice(0, 12)}, not ${sha.slice(0, 12)}`)
+        if (got === undefined) {
+          await this.forget(hash)
+          throw new Error(`artifact ${hash.slice(0, 12)}: blob ${sha.slice(0, 12)} of ${rel} is missing from the remote (its manifest is deleted, so the next upload of it is complete again)`)
+        }
+        if (got.sha256 !== sha || got.size !== size) {
+          // a blob whose bytes are not its name is wrong for everyone: gone, with the manifest naming it
+          await this.s3.delete(this.key("blobs", sha))
+          await this.forget(hash)
+          throw new Error(`artifact ${hash.slice(0, 12)}: ${rel} downloaded with sha256 ${got.sha256.slice(0, 12)}, not ${sha.slice(0, 12)} (the bad blob and its manifest are deleted from the remote)`)
+        }
       })
       const { hash: _h, kind: _k, bytes: _b, files: _f, ...describe } = m.sidecar ?? {}
       const committed = await store.commit(staging, m.kind, { ...describe, restoredFrom: this.spec.url })
@@ -181,6 +189,11 @@ export class RemoteStore {
       store.discard(staging)
       throw e
     }
+  }
+
+  /** Deletes an artifact's manifest: it is absent from now on, and the next push uploads it whole. */
+  private async forget(hash: string): Promise<void> {
+    await this.s3.delete(this.key("artifacts", `${hash}.json`)).catch(() => {})
   }
 
   // writing ------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
  * and a known sha256 (the store already hashed each file), so the payload hash is signed and S3 itself
  * rejects a body that does not match it: a torn upload can never be stored under a content address.
  * Downloads are rehashed as they stream to disk. Path-style URLs for custom endpoints (SeaweedFS, MinIO,
- * Ceph), virtual-hosted for AWS. Single PUTs, so one file is at most 5 GiB (S3's limit).
+ * Ceph), virtual-hosted for AWS. Files over 4 GiB go up in signed parts (multipart upload).
  */
 import { createHash, createHmac } from "node:crypto"
 import * as fs from "node:fs"
@@ -15,6 +15,10 @@ import * as http from "node:http"
 import * as https from "node:https"
 import { pipeline } from "node:stream/promises"
 import type { Credentials } from "./credentials.ts"
+
+/** S3's single PUT takes at most 5 GiB; bigger files go in parts (tests lower it with ANNEAL_S3_MULTIPART_MB). */
+const multipartAbove = (): number => Number(process.env.ANNEAL_S3_MULTIPART_MB ?? 4096) * 2 ** 20
+const partBytes = (): number => Math.max(5 * 2 ** 20, Math.min(multipartAbove(), 512 * 2 ** 20))
 
 export const EMPTY_SHA256 = "e3b0c44298fc1c149afbfc8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -134,9 +138,45 @@ export class S3Client {
 
   /** Uploads a file whose sha256 is known: the signed payload hash makes the server refuse any other body. */
   async putFile(key: string, file: string, size: number, sha256: string): Promise<void> {
+    if (size > multipartAbove()) return this.putMultipart(key, file, size)
     const res = await this.send("PUT", key, {}, { stream: () => fs.createReadStream(file), size, sha256, contentType: "application/octet-stream" })
     if (res.statusCode !== 200) throw await this.failure("PUT", key, res)
     res.resume()
+  }
+
+  /**
+   * A file over S3's single-PUT limit, in parts of PART_BYTES: each part's sha256 is computed first
+   * (one extra read of the part) and signed, so the server checks every part as it does a whole blob.
+   * The object appears only when the upload is completed; a failure aborts it, and a crash leaves an
+   * incomplete upload the server never shows (bucket lifecycle rules expire those).
+   */
+  private async putMultipart(key: string, file: string, size: number): Promise<void> {
+    const created = await this.request("POST", key, { uploads: "" }, { body: Buffer.alloc(0) })
+    const uploadId = xmlAll(created.body.toString("utf8"), "UploadId")[0]
+    if (uploadId === undefined) throw new S3RequestError(`POST ${key}?uploads: no UploadId in the answer`, created.status, "NoUploadId")
+    try {
+      const etags: Array<string> = []
+      const step = partBytes()
+      for (let part = 1, start = 0; start < size; part++, start += step) {
+        const end = Math.min(size, start + step) - 1
+        const hash = createHash("sha256")
+        for await (const c of fs.createReadStream(file, { start, end })) hash.update(c as Buffer)
+        const res = await this.send("PUT", key, { partNumber: String(part), uploadId }, {
+          stream: () => fs.createReadStream(file, { start, end }), size: end - start + 1, sha256: hash.digest("hex"), contentType: "application/octet-stream"
+        })
+        if (res.statusCode !== 200) throw await this.failure("PUT", key, res)
+        res.resume()
+        etags.push(String(res.headers.etag ?? ""))
+      }
+      const xml = `<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e.replace(/&/g, "&amp;").replace(/</g, "&lt;")}</ETag></Part>`).join("")}</CompleteMultipartUpload>`
+      const done = await this.request("POST", key, { uploadId }, { body: Buffer.from(xml), contentType: "application/xml" })
+      // S3 may answer 200 with an error in the body when completing
+      const code = xmlAll(done.body.toString("utf8"), "Code")[0]
+      if (code !== undefined) throw new S3RequestError(`POST ${key}?uploadId: ${code}`, done.status, code)
+    } catch (e) {
+      await this.request("DELETE", key, { uploadId }, { allow404: true }).catch(() => {})
+      throw e
+    }
   }
 
   async delete(key: string): Promise<void> {

@@ -125,6 +125,21 @@ describe.skipIf(!weedInstalled())("remote store on S3 (SeaweedFS)", () => {
     // and a second run on B is a plain local null run
     const again = await run(p, "B", url)
     expect(ranSteps(again.events)).toEqual([])
+
+    // a blob whose bytes no longer match its name (same size): store C refuses it, builds that step,
+    // and its upload repairs the remote
+    const useManifest = JSON.parse((await server.client(bucket).getBytes(`cache/artifacts/${outA.use}.json`))!.toString()) as { files: Array<[string, number, string]> }
+    const [, size, sha] = useManifest.files[0]!
+    await server.client(bucket).putBytes(`cache/blobs/${sha}`, Buffer.alloc(size, "x"), "application/octet-stream")
+    const c = await run(p, "C", url)
+    expect(c.exitCode, c.stderr).toBe(0)
+    expect(ranSteps(c.events)).toEqual(["use"])
+    expect(c.stdout).toContain("building it instead")
+    expect(Object.fromEntries(stepEvents(c.events).map((e) => [e.step, e.output]))).toEqual(outA)
+    const verify = await cli(["cache", "verify", "--store", p.file("C"), "--remote", url], { env: server.env })
+    expect(verify.exitCode, verify.stdout).toBe(0)
+    const d = await run(p, "D", url)
+    expect(ranSteps(d.events)).toEqual([])
   }, 120_000)
 
   test("kill -9 mid-upload leaves no artifact or key visible; a rerun finishes the upload and B restores", async () => {
@@ -220,7 +235,9 @@ describe.skipIf(!weedInstalled())("remote store on S3 (SeaweedFS)", () => {
     const p = tempProject("anneal-remote-node-")
     const { url } = await freshRemote()
     const saved = { ...process.env }
-    Object.assign(process.env, server.env)
+    // files over 5 MB go up in parts here, so the multipart path is exercised on a small file
+    const env = { ...server.env, ANNEAL_S3_MULTIPART_MB: "5" }
+    Object.assign(process.env, env)
     const driver = Store.open(p.file("driver"))
     const node = Store.open(p.file("node"))
     const remote = await RemoteStore.open(parseRemote(url))
@@ -228,6 +245,7 @@ describe.skipIf(!weedInstalled())("remote store on S3 (SeaweedFS)", () => {
       const staging = driver.newStaging("in")
       fs.mkdirSync(path.join(staging, "sub"))
       fs.writeFileSync(path.join(staging, "sub", "rows.jsonl"), '{"text":"a"}\n{"text":"b"}\n')
+      fs.writeFileSync(path.join(staging, "weights.bin"), Buffer.alloc(11 * 2 ** 20, "anneal"))
       const input = await driver.commit(staging, "dataset", { step: "data" })
       const spec = { inputs: { data: driver.artifactPath(input.hash), src: p.file("data.txt") }, inputHashes: { data: input.hash, src: "0".repeat(64) } } as unknown as StepSpec
       await ensureUploaded(remote, driver, spec)
@@ -235,6 +253,7 @@ describe.skipIf(!weedInstalled())("remote store on S3 (SeaweedFS)", () => {
       const onNode = await stageInputs(remote, node, spec, driver)
       expect(onNode.inputs.data).toBe(node.artifactPath(input.hash))
       expect(onNode.inputs.src).toBe(p.file("data.txt"))
+      expect(hashTree(node.artifactPath(input.hash)).hash).toBe(input.hash)
       const out = node.newStaging("out")
       const rows = fs.readFileSync(path.join(onNode.inputs.data as string, "sub", "rows.jsonl"), "utf8")
       fs.writeFileSync(path.join(out, "count.txt"), String(rows.trim().split("\n").length))
@@ -248,7 +267,7 @@ describe.skipIf(!weedInstalled())("remote store on S3 (SeaweedFS)", () => {
       remote.close()
       driver.close()
       node.close()
-      for (const k of Object.keys(server.env)) {
+      for (const k of Object.keys(env)) {
         if (saved[k] === undefined) delete process.env[k]
         else process.env[k] = saved[k]
       }

@@ -95,6 +95,8 @@ export const s3Server = (): S3ServerHandle => {
       "-s3",
       `-s3.port=${s3}`,
       `-s3.port.grpc=${s3Grpc}`,
+      // on by default at a fixed port (8181), which two servers at once would fight over
+      "-s3.port.iceberg=0",
       `-s3.config=${config}`
     ], {
       env: { ...process.env, ANNEAL_TEST_S3: mark.slice(mark.indexOf("=") + 1) },
