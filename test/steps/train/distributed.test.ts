@@ -5,7 +5,8 @@
  *   up to fp32 reduction order: each optimizer step's gradient is the same mean, summed in another order
  *   (two partial sums all-reduced instead of one sum), so weights differ by rounding only. Tolerance:
  *   max |a - b| < 1e-4 on weights of magnitude ~0.1-1 after the run (measured: 2.8e-7 for pretrain,
- *   9.7e-8 for sft-lora); a wrong batch split or data order gives differences of ~1e-3 and more.
+ *   9.7e-8 for sft-lora); Adam moves a weight by about lr (3e-3, 1e-2 here) per step whatever the
+ *   gradient, so a different batch split or order would differ by that much.
  * - Killing one rank mid-run fails the step (torchrun stops the other rank; no process is left), and
  *   the rerun resumes from the last checkpoint and still ends equal to the uninterrupted 1-process run.
  * - FSDP cannot run on CPU through the Trainer (Accelerate enables it for GPU-type devices only): on CPU
