@@ -47,7 +47,7 @@ export const evaluate = defineStep({
   description: "evaluate a model with lm-evaluation-harness (local multiple-choice JSONL or built-in tasks)",
   params: EvalParams,
   inputs: {
-    model: Port.describe(Port.model(), "the model to evaluate"),
+    model: Port.describe(Port.model(), "the model to evaluate: a Hugging Face directory (full precision, bitsandbytes, GPTQ) or a quantize step's GGUF output"),
     adapter: Port.describe(Port.optional(Port.adapter()), "a LoRA adapter to apply on top of the model"),
     benchmarks: Port.describe(
       Port.many(Port.anyDataset()),

@@ -9,6 +9,10 @@ Run by the engine as `python steps/train/eval/worker.py SPEC.json` (see engine/s
   is already in the local Hugging Face datasets cache, since nothing is downloaded.
 - `preset: "leaderboard-v1"` = Open LLM Leaderboard v1: arc_challenge 25-shot acc_norm, hellaswag
   10-shot acc_norm, mmlu 5-shot acc, truthfulqa_mc2 0-shot (reported as acc).
+- Quantized models (the `quantize` step's outputs): bitsandbytes and GPTQ (compressed-tensors)
+  directories load through transformers as they are; a GGUF output (a directory holding model.gguf)
+  is read by transformers' GGUF loader, which dequantizes the quantized weights, so fp and quantized
+  models are scored by the same harness with the same metrics (report.json's "weights" says which).
 - Output: report.json ({"results": the harness's results, "table": one row per task and metric}) and
   report.md (the same table), so reports from several models can be compared.
 """
@@ -130,6 +134,34 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gguf_file_in(path: str | None) -> str | None:
+    """The GGUF file of a quantize (format gguf) output: a directory without config.json holding one
+    *.gguf file; None for a Hugging Face model directory."""
+    if not path or not os.path.isdir(path) or os.path.exists(os.path.join(path, "config.json")):
+        return None
+    ggufs = sorted(n for n in os.listdir(path) if n.endswith(".gguf"))
+    if not ggufs:
+        return None
+    check(len(ggufs) == 1, f"{WHO}: input 'model': {path} holds {len(ggufs)} GGUF files ({', '.join(ggufs)}); expected one")
+    return ggufs[0]
+
+
+def weights_description(model_dir: str, gguf: str | None) -> str:
+    """What was evaluated, for the report: the quantization the model directory declares, if any."""
+    if gguf is not None:
+        return f"gguf {gguf} (dequantized by transformers)"
+    try:
+        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+            q = json.load(f).get("quantization_config") or {}
+    except (OSError, ValueError):
+        q = {}
+    if not q:
+        return "full precision"
+    if q.get("quant_method") == "bitsandbytes":
+        return "bitsandbytes " + ("int8" if q.get("load_in_8bit") else str(q.get("bnb_4bit_quant_type", "4-bit")))
+    return str(q.get("quant_method", "quantized"))
+
+
 class Clock:
     """Seconds per phase since the worker started, as debug log lines (the eval profile)."""
 
@@ -148,8 +180,14 @@ def main() -> None:
     cfg = config_from_params(EvalConfig, worker.params)
 
     # --- validate inputs before touching a device ---
-    model_dir = model_dir_input(f"{WHO}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
+    gguf = gguf_file_in(worker.inputs.get("model"))
+    if gguf is None:
+        model_dir = model_dir_input(f"{WHO}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
+    else:
+        model_dir = worker.inputs["model"]
     adapter = worker.inputs.get("adapter")
+    check(not (adapter and gguf), f"{WHO}: input 'adapter': a LoRA adapter cannot be applied to a GGUF model ({gguf}); "
+                                  "merge it first (lora-merge), then quantize")
     if adapter:
         check(os.path.exists(os.path.join(adapter, "adapter_config.json")),
               f"{WHO}: input 'adapter': {adapter} is not a PEFT adapter directory (no adapter_config.json)")
@@ -201,6 +239,10 @@ def main() -> None:
     limit_cpu_threads(worker)
     dtype = training_dtype(worker)
     model_args = {"pretrained": model_dir, "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32"}
+    if gguf is not None:
+        # transformers reads the GGUF (tokenizer included) and dequantizes its weights: the quantized
+        # values, scored by the same harness and metrics as the full-precision model they came from
+        model_args["gguf_file"] = gguf
     if adapter:
         model_args["peft"] = adapter
     device = "cuda:0" if worker.gpus and torch.cuda.is_available() else "cpu"
@@ -236,7 +278,8 @@ def main() -> None:
     # --- save ---
     worker.phase("saving")
     rows = table_rows(results["results"], shots, headline)
-    report = {"model": os.path.basename(os.path.normpath(model_dir)), "results": results, "table": rows}
+    report = {"model": os.path.basename(os.path.normpath(model_dir)), "results": results, "table": rows,
+              "weights": weights_description(model_dir, gguf)}
     with open(os.path.join(worker.output, "report.json"), "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2, sort_keys=True)
     with open(os.path.join(worker.output, "report.md"), "w", encoding="utf-8") as f:

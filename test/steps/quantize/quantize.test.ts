@@ -1,0 +1,179 @@
+/**
+ * quantize: what a user of each format notices. GGUF files load and generate in llama.cpp (its own
+ * server) with the tokenizer embedded; q8_0 keeps perplexity within 0.5% of f16 on held-out text
+ * (llama-perplexity); bitsandbytes 4-bit output reloads with transformers as a 4-bit model; eval
+ * scores a GGUF; and what cannot be quantized is refused before any work, naming the problem.
+ *
+ * llama.cpp is built by `anneal setup --with llama-cpp`, which npm test runs before vitest.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { beforeAll, describe, expect, it } from "vitest"
+import { ensureLlamaCpp } from "../../../engine/components/llama-cpp.ts"
+import { startLlamaServer } from "../../../engine/components/llama-server.ts"
+import { loadRecipe } from "../../../engine/load.ts"
+import { projectRoot } from "../../../engine/python.ts"
+import { quantize } from "../../../steps/quantize/index.ts"
+import { evaluate } from "../../../steps/train/eval/index.ts"
+import { python, runWorker, tempDir } from "../train/helpers.ts"
+import { here, makeQuantizeModels, writeSafetensors } from "./helpers.ts"
+import type { QuantizeModels } from "./helpers.ts"
+
+let models: QuantizeModels
+
+beforeAll(async () => {
+  // both are built once per machine; npm test has built llama.cpp already (this only looks)
+  await ensureLlamaCpp()
+  models = await makeQuantizeModels()
+}, 3_600_000)
+
+const readReport = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, "quantize.json"), "utf8"))
+
+describe("quantize refuses what it cannot do, before doing anything", () => {
+  it("a type that is not the format's, or gptq without calibration data, fails when the recipe loads", async () => {
+    const dir = tempDir("anneal-quantize-recipe-")
+    const write = (name: string, call: string): string => {
+      const file = path.join(dir, `${name}.ts`)
+      fs.writeFileSync(file, [
+        `import { quantize, recipe, source } from ${JSON.stringify(path.join(projectRoot, "index.ts"))}`,
+        `export default recipe("q", () => { const model = source.model(${JSON.stringify(models.llama)}); ${call} })`
+      ].join("\n"))
+      return file
+    }
+    await expect(loadRecipe(write("bnb-gguf-type", `quantize({ model }, { format: "bnb", type: "q4_K_M" })`)))
+      .rejects.toThrow(/step "quantize".*param type: "q4_K_M" is not a bnb type \(one of nf4, fp4, int8\)/)
+    await expect(loadRecipe(write("gptq-no-data", `quantize({ model }, { format: "gptq" })`)))
+      .rejects.toThrow(/param format: format gptq needs the calibration input/)
+    await expect(loadRecipe(write("bad-type", `quantize({ model }, { type: "q4_K_X" as any })`)))
+      .rejects.toThrow(/type/)
+  })
+
+  it("an unsupported architecture, non-float weights or an already quantized model fail at the start, naming it", async () => {
+    const make = (name: string, config: Record<string, unknown>, dtype: string): string => {
+      const dir = path.join(tempDir("anneal-quantize-bad-"), name)
+      fs.mkdirSync(dir)
+      fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config))
+      writeSafetensors(path.join(dir, "model.safetensors"), { "model.embed_tokens.weight": { dtype, shape: [4, 4] } })
+      return dir
+    }
+    const bert = make("bert", { architectures: ["BertForMaskedLM"], model_type: "bert" }, "F32")
+    const int8 = make("int8", { architectures: ["LlamaForCausalLM"], model_type: "llama" }, "I8")
+    const bnb = make("bnb", {
+      architectures: ["LlamaForCausalLM"], model_type: "llama", quantization_config: { quant_method: "bitsandbytes" }
+    }, "F32")
+    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+      [bert, { format: "gguf", type: "q8_0" }, /architecture BertForMaskedLM is not supported for GGUF here \(supported: LlamaForCausalLM, .*PhiForCausalLM/],
+      [bert, { format: "bnb" }, /architecture BertForMaskedLM is not a causal LM/],
+      [int8, { format: "gguf", type: "f16" }, /unsupported weight dtype I8 \(e\.g\. model\.embed_tokens\.weight\)/],
+      [bnb, { format: "gguf" }, /is already quantized \(bitsandbytes\)/]
+    ]
+    for (const [model, params, message] of cases) {
+      const r = await runWorker(quantize, { inputs: { model }, params })
+      expect(r.error, JSON.stringify(params)).toMatch(message)
+      expect(r.exitCode).toBe(2)
+      expect(fs.readdirSync(r.output)).toEqual([])
+    }
+  }, 120_000)
+})
+
+describe("GGUF through llama.cpp", () => {
+  it("q8_0 stays within 0.5% of f16 perplexity on held-out text, at about half the size", async () => {
+    const r = await runWorker(quantize, {
+      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "q8_0", perplexityCtx: 64 }
+    })
+    expect(r.error).toBeUndefined()
+    expect(r.exitCode).toBe(0)
+    expect(fs.readdirSync(r.output).sort()).toEqual(["model.gguf", "quantize.json"])
+    const report = readReport(r.output)
+    expect(report.perplexity.tool).toBe("llama-perplexity")
+    // a trained model: far from the 320 of a uniform guess over the vocabulary
+    expect(report.perplexity.reference).toBeLessThan(20)
+    expect(Math.abs(report.perplexity.ratio - 1)).toBeLessThanOrEqual(0.005)
+    expect(report.size_bytes.quantized / report.size_bytes.reference).toBeLessThan(0.6)
+    expect(r.metrics.perplexity_ratio).toBeCloseTo(report.perplexity.ratio, 10)
+    // the q8_0 file loads and generates in llama.cpp's server, tokenizing as the source tokenizer does
+    const server = await startLlamaServer({ model: path.join(r.output, "model.gguf"), ctxSize: 256, threads: 1 })
+    try {
+      const text = "Lesson 230: the snow is often white."
+      const tokens = await (await fetch(`${server.url}/tokenize`, {
+        method: "POST", body: JSON.stringify({ content: text, add_special: false })
+      })).json() as { tokens: Array<number> }
+      const hf = JSON.parse(await python(["-c", [
+        "import json, sys; from transformers import AutoTokenizer",
+        `t = AutoTokenizer.from_pretrained(${JSON.stringify(models.llama)})`,
+        `print(json.dumps(t(${JSON.stringify(text)}, add_special_tokens=False).input_ids))`
+      ].join("\n")]))
+      expect(tokens.tokens).toEqual(hf)
+      const completion = await (await fetch(`${server.url}/v1/completions`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: "Lesson 231: the grass is", max_tokens: 12, temperature: 0 })
+      })).json() as { choices: Array<{ text: string }> }
+      // what the training text teaches: "... is often <color>. We count ..."
+      expect(completion.choices[0]!.text).toMatch(/^ often (red|blue|green|yellow|black|white)\./)
+    } finally {
+      await server.stop()
+    }
+  }, 600_000)
+
+  it("q4_K_M of a Llama and q8_0 of a Phi convert, quantize and run", async () => {
+    const llama = await runWorker(quantize, {
+      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "q4_K_M", perplexityCtx: 64 }
+    })
+    expect(llama.error).toBeUndefined()
+    const report = readReport(llama.output)
+    // llama.cpp's own table puts q4_K_M a few percent above f16 on real models; a tiny model suffers more
+    expect(report.perplexity.ratio).toBeGreaterThan(1)
+    expect(report.perplexity.ratio).toBeLessThan(1.15)
+    expect(report.size_bytes.quantized / report.size_bytes.reference).toBeLessThan(0.45)
+    const phi = await runWorker(quantize, { inputs: { model: models.phi }, params: { format: "gguf", type: "q8_0" } })
+    expect(phi.error).toBeUndefined()
+    expect(readReport(phi.output).architecture).toBe("PhiForCausalLM")
+    const server = await startLlamaServer({ model: path.join(phi.output, "model.gguf"), ctxSize: 128, threads: 1 })
+    try {
+      const completion = await (await fetch(`${server.url}/v1/completions`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: "Lesson", max_tokens: 4, temperature: 0 })
+      })).json() as { usage: { completion_tokens: number } }
+      expect(completion.usage.completion_tokens).toBe(4)
+    } finally {
+      await server.stop()
+    }
+  }, 600_000)
+})
+
+describe("bitsandbytes", () => {
+  it("nf4 with double quantization is saved with its quantization_config and reloads with transformers", async () => {
+    const r = await runWorker(quantize, {
+      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "bnb", type: "nf4", perplexityCtx: 64 }
+    })
+    expect(r.error).toBeUndefined()
+    expect(r.exitCode).toBe(0)
+    const config = JSON.parse(fs.readFileSync(path.join(r.output, "config.json"), "utf8"))
+    expect(config.quantization_config).toMatchObject({
+      quant_method: "bitsandbytes", load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true
+    })
+    const report = readReport(r.output)
+    expect(report.perplexity.ratio).toBeLessThan(1.2)
+    const reloaded = JSON.parse(await python([path.join(here, "reload.py"), r.output]))
+    expect(reloaded.linear).toBe("Linear4bit")
+    expect(reloaded.generated.length).toBeGreaterThan(0)
+  }, 600_000)
+})
+
+describe("eval scores quantized models", () => {
+  it("a GGUF output is evaluated by the same harness as its source model", async () => {
+    const q = await runWorker(quantize, { inputs: { model: models.llama }, params: { format: "gguf", type: "q8_0" } })
+    expect(q.error).toBeUndefined()
+    const mc = path.join(models.fixtures, "mc")
+    const fp = await runWorker(evaluate, { inputs: { model: models.llama, benchmarks: [mc] }, params: { limit: 8 } })
+    const gguf = await runWorker(evaluate, { inputs: { model: q.output, benchmarks: [mc] }, params: { limit: 8 } })
+    expect(gguf.error).toBeUndefined()
+    const read = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, "report.json"), "utf8"))
+    const [a, b] = [read(fp.output), read(gguf.output)]
+    expect(b.weights).toBe("gguf model.gguf (dequantized by transformers)")
+    expect(a.weights).toBe("full precision")
+    const acc = (rep: any) => rep.table.find((row: any) => row.metric === "acc").value as number
+    // q8_0 changes weights by < 0.5% of their range: 8 questions score the same
+    expect(acc(b)).toBe(acc(a))
+  }, 600_000)
+})
