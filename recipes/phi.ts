@@ -74,6 +74,7 @@ export const phiSynthetic = (teacher: Model, quiz: AnyDataset): Dataset<Text> =>
     // the toy teacher is a base model trained on textbooks.ts' chapters: it continues a chapter opening
     // (a chat teacher takes the default instruction, docs/generate.md)
     template: "Chapter: {topic}, for {audience}, as {style}.\n\n{topic} is",
+    keepPrompt: true, // the rows start with the chapter opening the teacher continued
     maxNewTokens: 96, // a textbook section runs to ~1-2k tokens
     temperature: 0.9,
     seed: 0

@@ -39,6 +39,9 @@ export const GenerateParams = Schema.Struct({
   audiences: withDefault(Strings, ["high school students", "college students", "curious adults"]).annotate(describe("textbook: audiences to draw from")),
   styles: withDefault(Strings, ["a textbook", "a story", "a dialogue between a teacher and a student"]).annotate(describe("textbook: styles to draw from")),
   perTopic: withDefault(PositiveInt, 1).annotate(describe("textbook: distinct (audience, style) pairs per topic, drawn per topic")),
+  keepPrompt: withDefault(Schema.Boolean, false).annotate(
+    describe("textbook: each row's text starts with the prompt (for a base-model teacher that continues the template's opening)")
+  ),
   seedTasks: withDefault(Strings, []).annotate(describe("instructions: seed tasks (added to input 'data''s rows)")),
   method: withDefault(Schema.Literals(["self-instruct", "evol-instruct"]), "self-instruct").annotate(
     describe("instructions: self-instruct writes new tasks from a few seed examples; evol-instruct rewrites each seed task into a harder one")

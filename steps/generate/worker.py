@@ -58,6 +58,8 @@ class GenerateConfig:
     styles: list[str] = field(default_factory=lambda: ["a textbook", "a story", "a dialogue between a teacher and a student"])
     # textbook: (audience, style) pairs drawn per topic
     per_topic: int = 1
+    # textbook: each row's text starts with the prompt (a base-model teacher continuing a template's opening)
+    keep_prompt: bool = False
     # instructions: seed tasks (or the data input's rows), the method, how many new tasks (self-instruct; 0 = as many as seeds)
     seed_tasks: list[str] = field(default_factory=list)
     method: str = choice("self-instruct", ("self-instruct", "evol-instruct"))
@@ -212,8 +214,12 @@ class Modes:
 
     def textbook(self, items: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], int]]:
         t = self.cfg.template or prompts.TEXTBOOK
-        resps = self.ans.answer([self.request(t.format(**it), "textbook") for it in items])
-        return [([{"text": r.text.strip()}] if r.text.strip() else [], r.completion_tokens) for r in resps]
+        asked = [t.format(**it) for it in items]
+        out = []
+        for prompt, r in zip(asked, self.ans.answer([self.request(p, "textbook") for p in asked])):
+            text = (prompt + r.text).strip() if self.cfg.keep_prompt else r.text.strip()
+            out.append(([{"text": text}] if r.text.strip() else [], r.completion_tokens))
+        return out
 
     def responses(self, items: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], int]]:
         t = self.cfg.template or prompts.RESPONSE

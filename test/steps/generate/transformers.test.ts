@@ -53,14 +53,18 @@ it("textbook: fixed seeds give the same rows; a kill -9 then rerun generates onl
   // same seeds, same rows: the interrupted-and-resumed run equals the uninterrupted one
   expect(rowsOf(rerun.output)).toEqual(rowsOf(fresh.output))
 
-  // another step key (one topic changed), the same request cache: only the changed topic is generated
+  // another step key (one topic changed; keepPrompt, which changes rows, not requests), the same request
+  // cache: only the changed topic is generated, and the rows start with their prompts
   const changed = ["apple", "sky", "grass", "banana", "coal", "snow", "red", "green"]
-  const edit = await runWorker(generate, { inputs: { model }, params: textbook(changed, { requestCacheDir: cache, maxNewTokens: 24 }) })
+  const edit = await runWorker(generate, { inputs: { model }, params: textbook(changed, { requestCacheDir: cache, maxNewTokens: 24, keepPrompt: true }) })
   expect(edit.exitCode).toBe(0)
   expect(edit.metrics.requests_generated).toBe(1)
   expect(edit.metrics.requests_cached).toBe(topics.length - 1)
-  expect(rowsOf(edit.output).slice(0, 7)).toEqual(rowsOf(fresh.output).slice(0, 7))
-  expect(rowsOf(edit.output)[7]).not.toEqual(rowsOf(fresh.output)[7])
+  const edited = rowsOf(edit.output)
+  rowsOf(fresh.output).forEach((row, i) => {
+    expect(edited[i].text.startsWith(`Lesson on ${changed[i]} for `)).toBe(true)
+    if (i < 7) expect(edited[i].text.endsWith(row.text)).toBe(true)
+  })
 }, 300_000)
 
 it("preferences ranked by a rule give {prompt, chosen, rejected}; self-instruct under a maxTokens budget stops cleanly and says so", async () => {
