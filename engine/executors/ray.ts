@@ -25,6 +25,7 @@ import * as Schema from "effect/Schema"
 import type { Executor } from "../spec.ts"
 import { shellQuote } from "./cluster-job.ts"
 import { describePlaced, placedClusterExecutor } from "./placement.ts"
+import { rayShardRunner } from "./shard-jobs.ts"
 import { registerExecutor } from "./registry.ts"
 import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, JobResources, JobStatus, SubmitRequest } from "./cluster-executor.ts"
@@ -345,6 +346,7 @@ export const RayConfig = Schema.Struct({
   /** the CA that signed an https address's certificate */
   caFile: opt(Schema.String),
   gangStrategy: opt(Schema.Literals(["SPREAD", "STRICT_SPREAD", "PACK"])),
+  shardJobs: opt(Schema.Boolean),
   steps: opt(Schema.Record(Schema.String, Schema.Struct(rayPlacementFields)))
 })
 export type RayConfig = typeof RayConfig.Type
@@ -359,7 +361,12 @@ registerExecutor<RayConfig>({
   name: "ray",
   config: RayConfig,
   make: (config, { stateDir, project }) =>
-    placedClusterExecutor(makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }), config?.placement, project),
+    placedClusterExecutor(
+      makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }),
+      config?.placement,
+      project,
+      config?.shardJobs === true ? (command) => rayShardRunner(makeRayBackend(config), command, config) : undefined
+    ),
   describe: (config, step, kind, resources) =>
     describePlaced(config?.placement, step, kind, resources, () => describeRayPlacement(config ?? {}, step, kind, resources)),
   capacity: clusterCapacity

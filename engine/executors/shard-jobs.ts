@@ -1,5 +1,5 @@
 /**
- * Data-step fan-out on Slurm: the shard tasks a data step's stages hand out (steps/data/fanout.ts
+ * Data-step fan-out on a cluster. On Slurm, the shard tasks a data step's stages hand out (steps/data/fanout.ts
  * `setShardExecutor`) run as one Slurm job array, one element per task (or per group of tasks when there
  * are more than `maxArraySize`), each running `node shard-main.ts SPEC.json...` on some node. The data
  * step itself stays where placement put it (on the driver, by default): it plans the shards, waits for
@@ -11,11 +11,17 @@
  * alone, which is where a bad shard's one-line error comes from. Interrupting the step cancels the array.
  * The array's script is POSIX sh written beside the stage's specs, with the same setup lines and
  * container as a step's job; its output per element is `array-<pid>-<time>-<element>.out` there.
+ *
+ * On Ray, one Ray job (ray-shards.py) runs one Ray task per group of specs (1 CPU each), and the step
+ * waits for the job; the rest is the same.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { execa } from "execa"
-import { shellQuote } from "./cluster-job.ts"
+import { fileURLToPath } from "node:url"
+import { pythonExecutable } from "../python.ts"
+import type { ClusterBackend } from "./cluster-executor.ts"
+import { shellQuote, writeAtomic } from "./cluster-job.ts"
 import { containerPrefix, sbatchResourceArgs, slurmPlacement } from "./slurm.ts"
 import type { SlurmOptions } from "./slurm.ts"
 
@@ -85,6 +91,45 @@ export const slurmShardRunner = (options: SlurmShardOptions, command: ShardComma
         const q = await slurm("squeue", ["-h", "-j", id, "-o", "%i|%T"])
         const live = q.exitCode === 0 && q.stdout.split("\n").some((l) => /\|(PENDING|RUNNING|CONFIGURING|COMPLETING|REQUEUED|SUSPENDED)/.test(l))
         if (!live && (q.exitCode === 0 || /Invalid job id/i.test(q.stderr))) return
+        await new Promise<void>((ok) => {
+          const t = setTimeout(ok, pollMs)
+          signal.addEventListener("abort", () => (clearTimeout(t), ok()), { once: true })
+        })
+      }
+    }
+  }
+}
+
+const rayShardsScript = fileURLToPath(new URL("./ray-shards.py", import.meta.url))
+
+/** Shard tasks as Ray tasks inside one Ray job, submitted and followed through `backend` (ray.ts). */
+export const rayShardRunner = (backend: ClusterBackend, command: ShardCommand, options: { readonly pollSeconds?: number | undefined; readonly maxTasks?: number | undefined } = {}): ShardRunner => {
+  const pollMs = (options.pollSeconds ?? 1) * 1000
+  return {
+    run: async (specFiles, { signal }) => {
+      if (specFiles.length === 0 || signal.aborted) return
+      const dir = path.dirname(specFiles[0]!)
+      const groups = chunks(specFiles, Math.ceil(specFiles.length / Math.max(1, options.maxTasks ?? 1000)))
+      const base = path.join(dir, `ray-${process.pid}-${Date.now()}`)
+      writeAtomic(`${base}.json`, JSON.stringify({ commands: groups.map((g) => { const c = command(...g); return [c.node, ...c.args] }) }))
+      const name = `anneal-shards-${path.basename(dir).slice(0, 40)}`
+      const jobId = await backend.submit({
+        jobId: backend.chooseJobId?.(name),
+        name,
+        step: "shards",
+        kind: "shards",
+        key: path.basename(base),
+        attemptDir: dir,
+        command: [pythonExecutable(), rayShardsScript, `${base}.json`],
+        resources: { gpus: 0, cpus: 0 }
+      })
+      for (;;) {
+        if (signal.aborted) {
+          await backend.cancel(jobId).catch(() => undefined)
+          return
+        }
+        const s = await backend.status(jobId)
+        if (s.phase !== "queued" && s.phase !== "running") return
         await new Promise<void>((ok) => {
           const t = setTimeout(ok, pollMs)
           signal.addEventListener("abort", () => (clearTimeout(t), ok()), { once: true })

@@ -5,7 +5,11 @@
  */
 import * as http from "node:http"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
-import { makeRayExecutor, rayStatus } from "../../engine/executors/ray.ts"
+import { makeRayBackend, makeRayExecutor, rayStatus } from "../../engine/executors/ray.ts"
+import { rayShardRunner } from "../../engine/executors/shard-jobs.ts"
+import { clean } from "../../steps/data/clean.ts"
+import { setShardExecutor, shardCommand } from "../../steps/data/fanout.ts"
+import { runStep } from "../steps/data/helpers.ts"
 import type { RayOptions } from "../../engine/executors/ray.ts"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -106,6 +110,29 @@ describe.concurrent("ray", () => {
       const world = JSON.parse(outputFile(spec, "world.json")) as { world: number; sum: number; ranks: Array<{ rank: number; node_rank: number }> }
       expect(world.sum).toBe(1 + 2)
       expect(world.ranks.map((r) => [r.rank, r.node_rank])).toEqual([[0, 0], [1, 1]])
+    })
+
+    it("a data step's shard tasks run as Ray tasks of one Ray job, and the artifact is the same bytes as a fan-out on this machine", async () => {
+      const dir = makeStoreDir()
+      const rows = Array.from({ length: 300 }, (_, i) => ({ instruction: `question ${i} ${"word ".repeat(i % 9)}`, input: "", output: `answer ${i % 50}` }))
+      const data = path.join(dir, "in.jsonl")
+      fs.writeFileSync(data, rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
+      const previous = setShardExecutor(rayShardRunner(makeRayBackend(options()), shardCommand, options()))
+      let onRay: Awaited<ReturnType<typeof runStep>>
+      try {
+        onRay = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
+      } finally {
+        setShardExecutor(previous)
+      }
+      const here = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
+      const files = (d: string) => fs.readdirSync(d, { recursive: true }).map(String).sort().map((f) => [f, fs.statSync(path.join(d, f)).isFile() ? fs.readFileSync(path.join(d, f), "utf8") : ""])
+      expect(files(onRay.output)).toEqual(files(here.output))
+      const jobs = (await getJson("/api/jobs/")) as Array<{ status: string; submission_id: string; metadata?: Record<string, string> }>
+      const shards = jobs.filter((j) => j.metadata?.anneal_step === "shards")
+      expect(shards.map((j) => j.status)).toEqual(["SUCCEEDED"])
+      // every group ran to the end on Ray (none left for the driver to run again)
+      const log = (await getJson(`/api/jobs/${shards[0]!.submission_id}/logs`)) as { logs: string }
+      expect(log.logs).toContain("anneal shards: 3 of 3 groups done")
     })
 
     it("reports a job stopped from outside; the next run submits again and resumes from the checkpoint", async () => {
