@@ -204,241 +204,244 @@ const endingsFor = (key: string, ...states: Array<string>) =>
 const submissionsOf = (events: Outcome["events"]) =>
   logsOf(events).flatMap((m) => /^submitted slurm job (\d+)/.exec(m)?.[1] ?? [])
 
-describe.concurrent("the retry policy", () => {
-  it("a job lost with its node is submitted again and the step succeeds, resuming in the same resume dir", async () => {
-    const store = makeStoreDir()
-    const spec = workerSpec(store)
-    endingsFor(spec.key, "NODE_FAIL")
-    const { result, error, events } = await runSpec(makeSlurmExecutor(quick), spec)
-    expect(error).toBeUndefined()
-    expect(result?.metrics.final_loss).toBeCloseTo(2 / 3)
-    expect(outputFile(spec)).toBe(" trained for 3 steps\n")
-    const jobs = submissionsOf(events)
-    expect(jobs).toHaveLength(2)
-    expect(logsOf(events).find((m) => m.includes("retrying"))).toMatch(/NODE_FAIL: its node failed; retrying \(node-failure, retry 1 of 2\)$/)
-    expect(argsOf(jobs[1]!).find((a) => a.startsWith("--job-name="))).toMatch(/-a2$/)
-  })
-
-  it("gives up after maxRetries", async () => {
-    const store = makeStoreDir()
-    const lost = workerSpec(store)
-    endingsFor(lost.key, "NODE_FAIL", "NODE_FAIL", "NODE_FAIL")
-    const once = await runSpec(makeSlurmExecutor({ ...quick, retry: { maxRetries: 1 } }), lost)
-    expect(submissionsOf(once.events)).toHaveLength(2)
-    expect(once.error?.message).toMatch(/NODE_FAIL: its node failed/)
-  })
-
-  it("never retries the step's own error by default, but does when the policy names step-error", async () => {
-    const store = makeStoreDir()
-    const broken = workerSpec(store)
-    endingsFor(broken.key, "FAILED")
-    const notRetried = await runSpec(makeSlurmExecutor(quick), broken)
-    expect(submissionsOf(notRetried.events)).toHaveLength(1)
-    expect(notRetried.error?.message).toMatch(/FAILED: the step exited with an error/)
-
-    const flaky = workerSpec(store)
-    endingsFor(flaky.key, "FAILED")
-    const retried = await runSpec(makeSlurmExecutor({ ...quick, retry: { on: ["step-error"] } }), flaky)
-    expect(retried.error).toBeUndefined()
-    expect(submissionsOf(retried.events)).toHaveLength(2)
-  })
-
-  it("never retries a job cancelled from outside, whatever the policy", async () => {
-    const store = makeStoreDir()
-    const cancelled = workerSpec(store)
-    endingsFor(cancelled.key, "CANCELLED")
-    const never = await runSpec(makeSlurmExecutor({ ...quick, retry: { on: ["node-failure", "preemption", "timeout", "oom", "step-error"] } }), cancelled)
-    expect(submissionsOf(never.events)).toHaveLength(1)
-    expect(never.error?.message).toMatch(/CANCELLED: cancelled from outside anneal/)
-  })
-
-  it("after running out of memory the retry asks for more (memoryFactor), after a timeout for more time (timeFactor)", async () => {
-    const store = makeStoreDir()
-    const spec = workerSpec(store, { memoryGb: 2 })
-    endingsFor(spec.key, "OUT_OF_MEMORY", "TIMEOUT")
-    const { error, events } = await runSpec(makeSlurmExecutor({ ...quick, timeLimit: "01:00:00", retry: { memoryFactor: 2, timeFactor: 1.5 } }), spec)
-    expect(error).toBeUndefined()
-    const jobs = submissionsOf(events).map(argsOf)
-    expect(jobs.map((a) => a.find((x) => x.startsWith("--mem=")))).toEqual(["--mem=2048M", "--mem=4096M", "--mem=4096M"])
-    expect(jobs.map((a) => a.find((x) => x.startsWith("--time=")))).toEqual(["--time=01:00:00", "--time=01:00:00", "--time=01:30:00"])
-  })
-})
-
-describe.concurrent("the job's environment", () => {
-  it("setup lines run in the batch script before the step; a failing one stops the job with its own words", async () => {
-    const store = makeStoreDir()
-    const spec = workerSpec(store)
-    const marker = path.join(store, "setup-ran")
-    const ok = await runSpec(makeSlurmExecutor({ ...quick, setup: ["ANNEAL_SETUP_WORD=ready", `echo "$ANNEAL_SETUP_WORD" > ${marker}`] }), spec)
-    expect(ok.error).toBeUndefined()
-    expect(fs.readFileSync(marker, "utf8").trim()).toBe("ready")
-
-    const other = workerSpec(store)
-    const bad = await runSpec(makeSlurmExecutor({ ...quick, setup: ["module-that-is-not-here load cuda/12.4"] }), other)
-    expect(bad.error?.message).toMatch(/— .*module-that-is-not-here: not found$/)
-    expect(fs.existsSync(path.join(other.resumeDir, "worker.pid"))).toBe(false)
-  })
-
-  it("the batch script: setup under set -e, then the runner inside apptainer with the project, the store and the recipe bound", () => {
-    const text = batchScript(
-      { setup: ["module load cuda/12.4"], container: { image: "/images/anneal.sif", binds: ["/scratch"] } },
-      { step: "sft", key: "k", command: ["/opt/node", "/p/cluster-runner.ts", "/s/jobs/k/attempt-1/job.json"], binds: ["/p", "/s"], gpus: 2 }
-    )
-    expect(text.split("\n")).toEqual([
-      "#!/bin/sh",
-      "# anneal step sft (key k), written by the Slurm executor",
-      "set -e",
-      "module load cuda/12.4",
-      "set +e",
-      "exec apptainer exec --nv --bind /p --bind /s --bind /scratch /images/anneal.sif /opt/node /p/cluster-runner.ts /s/jobs/k/attempt-1/job.json",
-      ""
-    ])
-    const pyxis = batchScript({ container: { image: "nvcr.io#nvidia/pytorch:24.05-py3", runtime: "pyxis" } }, {
-      step: "sft", key: "k", command: ["/opt/node", "r.ts", "j.json"], binds: ["/p", "/s"], gpus: 0
+// what a cluster job gets around the step, all at once: most of each test is waiting for a fake job
+describe.concurrent("cluster jobs", () => {
+  describe.concurrent("the retry policy", () => {
+    it("a job lost with its node is submitted again and the step succeeds, resuming in the same resume dir", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store)
+      endingsFor(spec.key, "NODE_FAIL")
+      const { result, error, events } = await runSpec(makeSlurmExecutor(quick), spec)
+      expect(error).toBeUndefined()
+      expect(result?.metrics.final_loss).toBeCloseTo(2 / 3)
+      expect(outputFile(spec)).toBe(" trained for 3 steps\n")
+      const jobs = submissionsOf(events)
+      expect(jobs).toHaveLength(2)
+      expect(logsOf(events).find((m) => m.includes("retrying"))).toMatch(/NODE_FAIL: its node failed; retrying \(node-failure, retry 1 of 2\)$/)
+      expect(argsOf(jobs[1]!).find((a) => a.startsWith("--job-name="))).toMatch(/-a2$/)
     })
-    expect(pyxis).toContain("exec srun --ntasks=1 '--container-image=nvcr.io#nvidia/pytorch:24.05-py3' --container-mounts=/p:/p,/s:/s --no-container-remap-root /opt/node r.ts j.json\n")
+
+    it("gives up after maxRetries", async () => {
+      const store = makeStoreDir()
+      const lost = workerSpec(store)
+      endingsFor(lost.key, "NODE_FAIL", "NODE_FAIL", "NODE_FAIL")
+      const once = await runSpec(makeSlurmExecutor({ ...quick, retry: { maxRetries: 1 } }), lost)
+      expect(submissionsOf(once.events)).toHaveLength(2)
+      expect(once.error?.message).toMatch(/NODE_FAIL: its node failed/)
+    })
+
+    it("never retries the step's own error by default, but does when the policy names step-error", async () => {
+      const store = makeStoreDir()
+      const broken = workerSpec(store)
+      endingsFor(broken.key, "FAILED")
+      const notRetried = await runSpec(makeSlurmExecutor(quick), broken)
+      expect(submissionsOf(notRetried.events)).toHaveLength(1)
+      expect(notRetried.error?.message).toMatch(/FAILED: the step exited with an error/)
+
+      const flaky = workerSpec(store)
+      endingsFor(flaky.key, "FAILED")
+      const retried = await runSpec(makeSlurmExecutor({ ...quick, retry: { on: ["step-error"] } }), flaky)
+      expect(retried.error).toBeUndefined()
+      expect(submissionsOf(retried.events)).toHaveLength(2)
+    })
+
+    it("never retries a job cancelled from outside, whatever the policy", async () => {
+      const store = makeStoreDir()
+      const cancelled = workerSpec(store)
+      endingsFor(cancelled.key, "CANCELLED")
+      const never = await runSpec(makeSlurmExecutor({ ...quick, retry: { on: ["node-failure", "preemption", "timeout", "oom", "step-error"] } }), cancelled)
+      expect(submissionsOf(never.events)).toHaveLength(1)
+      expect(never.error?.message).toMatch(/CANCELLED: cancelled from outside anneal/)
+    })
+
+    it("after running out of memory the retry asks for more (memoryFactor), after a timeout for more time (timeFactor)", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store, { memoryGb: 2 })
+      endingsFor(spec.key, "OUT_OF_MEMORY", "TIMEOUT")
+      const { error, events } = await runSpec(makeSlurmExecutor({ ...quick, timeLimit: "01:00:00", retry: { memoryFactor: 2, timeFactor: 1.5 } }), spec)
+      expect(error).toBeUndefined()
+      const jobs = submissionsOf(events).map(argsOf)
+      expect(jobs.map((a) => a.find((x) => x.startsWith("--mem=")))).toEqual(["--mem=2048M", "--mem=4096M", "--mem=4096M"])
+      expect(jobs.map((a) => a.find((x) => x.startsWith("--time=")))).toEqual(["--time=01:00:00", "--time=01:00:00", "--time=01:30:00"])
+    })
   })
 
-  it("a step with a container runs through the runtime, which is given the store and the project", async () => {
-    const store = makeStoreDir()
-    const spec = workerSpec(store)
-    const image = path.join(scratch, "anneal.sif")
-    const before = new Set(fs.readdirSync(fakeState))
-    const { error, events } = await runSpec(makeSlurmExecutor({ ...quick, container: { image } }), spec)
-    expect(error).toBeUndefined()
-    const recorded = fs.readdirSync(fakeState).filter((f) => f.startsWith("apptainer.") && !before.has(f))
-      .map((f) => fs.readFileSync(path.join(fakeState, f), "utf8").trim().split("\n"))
-      .find((a) => a.some((w) => w.endsWith(".json") && w.includes(spec.key)))
-    expect(recorded?.slice(0, 1)).toEqual(["exec"])
-    expect(recorded).toContain(image)
-    const binds = recorded!.flatMap((w, i) => (recorded![i - 1] === "--bind" ? [w] : []))
-    expect(binds).toEqual(expect.arrayContaining([projectRoot, path.resolve(store)]))
-    expect(submissionsOf(events)).toHaveLength(1)
+  describe.concurrent("the job's environment", () => {
+    it("setup lines run in the batch script before the step; a failing one stops the job with its own words", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store)
+      const marker = path.join(store, "setup-ran")
+      const ok = await runSpec(makeSlurmExecutor({ ...quick, setup: ["ANNEAL_SETUP_WORD=ready", `echo "$ANNEAL_SETUP_WORD" > ${marker}`] }), spec)
+      expect(ok.error).toBeUndefined()
+      expect(fs.readFileSync(marker, "utf8").trim()).toBe("ready")
+
+      const other = workerSpec(store)
+      const bad = await runSpec(makeSlurmExecutor({ ...quick, setup: ["module-that-is-not-here load cuda/12.4"] }), other)
+      expect(bad.error?.message).toMatch(/— .*module-that-is-not-here: not found$/)
+      expect(fs.existsSync(path.join(other.resumeDir, "worker.pid"))).toBe(false)
+    })
+
+    it("the batch script: setup under set -e, then the runner inside apptainer with the project, the store and the recipe bound", () => {
+      const text = batchScript(
+        { setup: ["module load cuda/12.4"], container: { image: "/images/anneal.sif", binds: ["/scratch"] } },
+        { step: "sft", key: "k", command: ["/opt/node", "/p/cluster-runner.ts", "/s/jobs/k/attempt-1/job.json"], binds: ["/p", "/s"], gpus: 2 }
+      )
+      expect(text.split("\n")).toEqual([
+        "#!/bin/sh",
+        "# anneal step sft (key k), written by the Slurm executor",
+        "set -e",
+        "module load cuda/12.4",
+        "set +e",
+        "exec apptainer exec --nv --bind /p --bind /s --bind /scratch /images/anneal.sif /opt/node /p/cluster-runner.ts /s/jobs/k/attempt-1/job.json",
+        ""
+      ])
+      const pyxis = batchScript({ container: { image: "nvcr.io#nvidia/pytorch:24.05-py3", runtime: "pyxis" } }, {
+        step: "sft", key: "k", command: ["/opt/node", "r.ts", "j.json"], binds: ["/p", "/s"], gpus: 0
+      })
+      expect(pyxis).toContain("exec srun --ntasks=1 '--container-image=nvcr.io#nvidia/pytorch:24.05-py3' --container-mounts=/p:/p,/s:/s --no-container-remap-root /opt/node r.ts j.json\n")
+    })
+
+    it("a step with a container runs through the runtime, which is given the store and the project", async () => {
+      const store = makeStoreDir()
+      const spec = workerSpec(store)
+      const image = path.join(scratch, "anneal.sif")
+      const before = new Set(fs.readdirSync(fakeState))
+      const { error, events } = await runSpec(makeSlurmExecutor({ ...quick, container: { image } }), spec)
+      expect(error).toBeUndefined()
+      const recorded = fs.readdirSync(fakeState).filter((f) => f.startsWith("apptainer.") && !before.has(f))
+        .map((f) => fs.readFileSync(path.join(fakeState, f), "utf8").trim().split("\n"))
+        .find((a) => a.some((w) => w.endsWith(".json") && w.includes(spec.key)))
+      expect(recorded?.slice(0, 1)).toEqual(["exec"])
+      expect(recorded).toContain(image)
+      const binds = recorded!.flatMap((w, i) => (recorded![i - 1] === "--bind" ? [w] : []))
+      expect(binds).toEqual(expect.arrayContaining([projectRoot, path.resolve(store)]))
+      expect(submissionsOf(events)).toHaveLength(1)
+    })
+
+    it("memory: the step's figure as --mem, else the per-CPU default as --mem-per-cpu, never nothing (a whole node)", async () => {
+      const store = makeStoreDir()
+      const plain = await runSpec(makeSlurmExecutor(quick), workerSpec(store, { cpus: 2 }))
+      expect(argsOf(submissionsOf(plain.events)[0]!)).toContain("--mem-per-cpu=2048M")
+      const configured = await runSpec(makeSlurmExecutor({ ...quick, memoryPerCpuGb: 3 }), workerSpec(store, { cpus: 2 }))
+      expect(argsOf(submissionsOf(configured.events)[0]!)).toContain("--mem-per-cpu=3072M")
+      const declared = await runSpec(makeSlurmExecutor({ ...quick, memoryPerCpuGb: 3 }), workerSpec(store, { memoryGb: 5 }))
+      const args = argsOf(submissionsOf(declared.events)[0]!)
+      expect(args).toContain("--mem=5120M")
+      expect(args.some((a) => a.startsWith("--mem-per-cpu"))).toBe(false)
+      expect(sbatchArgs({ gpuType: "a100", gpuFlag: "gpus" }, "sft", "sft", { gpus: 4, cpus: 8 })).toContain("--gpus-per-node=a100:4")
+    })
   })
 
-  it("memory: the step's figure as --mem, else the per-CPU default as --mem-per-cpu, never nothing (a whole node)", async () => {
-    const store = makeStoreDir()
-    const plain = await runSpec(makeSlurmExecutor(quick), workerSpec(store, { cpus: 2 }))
-    expect(argsOf(submissionsOf(plain.events)[0]!)).toContain("--mem-per-cpu=2048M")
-    const configured = await runSpec(makeSlurmExecutor({ ...quick, memoryPerCpuGb: 3 }), workerSpec(store, { cpus: 2 }))
-    expect(argsOf(submissionsOf(configured.events)[0]!)).toContain("--mem-per-cpu=3072M")
-    const declared = await runSpec(makeSlurmExecutor({ ...quick, memoryPerCpuGb: 3 }), workerSpec(store, { memoryGb: 5 }))
-    const args = argsOf(submissionsOf(declared.events)[0]!)
-    expect(args).toContain("--mem=5120M")
-    expect(args.some((a) => a.startsWith("--mem-per-cpu"))).toBe(false)
-    expect(sbatchArgs({ gpuType: "a100", gpuFlag: "gpus" }, "sft", "sft", { gpus: 4, cpus: 8 })).toContain("--gpus-per-node=a100:4")
+  describe("polling that scales", () => {
+    it("follows 40 running jobs with one batched query per poll, never one per job", async () => {
+      const store = makeStoreDir()
+      const calls = { one: 0, many: 0, largest: 0 }
+      const jobs = new Map<string, { readonly until: number; readonly attemptDir: string }>()
+      const state = (id: string): JobStatus => {
+        const job = jobs.get(id)!
+        if (Date.now() < job.until) return { phase: "running", state: "RUNNING" }
+        // the job ran: it left its output and exit status, as the runner does
+        const files = attemptFiles(job.attemptDir)
+        fs.mkdirSync(files.output, { recursive: true })
+        fs.writeFileSync(path.join(files.output, "model.txt"), id)
+        fs.writeFileSync(files.exit, JSON.stringify({ code: 0, signal: null, host: "n1", at: "" }))
+        return { phase: "succeeded", state: "COMPLETED", exitCode: 0 }
+      }
+      let next = 0
+      const backend: ClusterBackend = {
+        name: "fake",
+        label: (id) => `fake job ${id}`,
+        submit: async (req) => {
+          const id = String(++next)
+          jobs.set(id, { until: Date.now() + 1500, attemptDir: req.attemptDir })
+          return id
+        },
+        status: async (id) => {
+          calls.one += 1
+          return state(id)
+        },
+        statusMany: async (ids) => {
+          calls.many += 1
+          calls.largest = Math.max(calls.largest, ids.length)
+          return new Map(ids.map((id) => [id, state(id)]))
+        },
+        cancel: async () => {}
+      }
+      const executor = makeClusterExecutor(backend, { pollSeconds: 0.2, followSeconds: 0.05 })
+      const outcomes = await Promise.all(Array.from({ length: 40 }, () => runSpec(executor, workerSpec(store))))
+      expect(outcomes.filter((o) => o.error !== undefined)).toEqual([])
+      expect(calls.one).toBe(0)
+      // about 1.5 s / 0.2 s polls: one query each, where 40 jobs asked alone would make ~300
+      expect(calls.many).toBeLessThan(40)
+      expect(calls.largest).toBeGreaterThanOrEqual(20)
+    })
   })
-})
 
-describe("polling that scales", () => {
-  it("follows 40 running jobs with one batched query per poll, never one per job", async () => {
-    const store = makeStoreDir()
-    const calls = { one: 0, many: 0, largest: 0 }
-    const jobs = new Map<string, { readonly until: number; readonly attemptDir: string }>()
-    const state = (id: string): JobStatus => {
-      const job = jobs.get(id)!
-      if (Date.now() < job.until) return { phase: "running", state: "RUNNING" }
-      // the job ran: it left its output and exit status, as the runner does
-      const files = attemptFiles(job.attemptDir)
-      fs.mkdirSync(files.output, { recursive: true })
-      fs.writeFileSync(path.join(files.output, "model.txt"), id)
-      fs.writeFileSync(files.exit, JSON.stringify({ code: 0, signal: null, host: "n1", at: "" }))
-      return { phase: "succeeded", state: "COMPLETED", exitCode: 0 }
-    }
-    let next = 0
-    const backend: ClusterBackend = {
-      name: "fake",
-      label: (id) => `fake job ${id}`,
-      submit: async (req) => {
-        const id = String(++next)
-        jobs.set(id, { until: Date.now() + 1500, attemptDir: req.attemptDir })
-        return id
-      },
-      status: async (id) => {
-        calls.one += 1
-        return state(id)
-      },
-      statusMany: async (ids) => {
-        calls.many += 1
-        calls.largest = Math.max(calls.largest, ids.length)
-        return new Map(ids.map((id) => [id, state(id)]))
-      },
-      cancel: async () => {}
-    }
-    const executor = makeClusterExecutor(backend, { pollSeconds: 0.2, followSeconds: 0.05 })
-    const outcomes = await Promise.all(Array.from({ length: 40 }, () => runSpec(executor, workerSpec(store))))
-    expect(outcomes.filter((o) => o.error !== undefined)).toEqual([])
-    expect(calls.one).toBe(0)
-    // about 1.5 s / 0.2 s polls: one query each, where 40 jobs asked alone would make ~300
-    expect(calls.many).toBeLessThan(40)
-    expect(calls.largest).toBeGreaterThanOrEqual(20)
+  describe("data-step fan-out on Slurm", () => {
+    it("a data step's shard tasks run as one job array, and the artifact is the same bytes as a fan-out on this machine", async () => {
+      const dir = fs.mkdtempSync(path.join(scratch, "shards-"))
+      const rows = Array.from({ length: 300 }, (_, i) => ({ instruction: `question ${i} ${"word ".repeat(i % 9)}`, input: "", output: `answer ${i % 50}` }))
+      const data = path.join(dir, "in.jsonl")
+      fs.writeFileSync(data, rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
+      const before = new Set(fs.readdirSync(fakeState))
+      const previous = setShardExecutor(slurmShardRunner(fast, shardCommand, [projectRoot]))
+      let onSlurm: Awaited<ReturnType<typeof runStep>>
+      try {
+        onSlurm = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
+      } finally {
+        setShardExecutor(previous)
+      }
+      const here = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
+      const files = (d: string) => fs.readdirSync(d, { recursive: true }).map(String).sort().map((f) => [f, fs.statSync(path.join(d, f)).isFile() ? fs.readFileSync(path.join(d, f), "utf8") : ""])
+      expect(files(onSlurm.output)).toEqual(files(here.output))
+      expect(onSlurm.metrics.removed).toBeGreaterThan(0)
+      // one sbatch with --array=0-2, whose three elements all exited 0
+      const submitted = fs.readdirSync(fakeState).filter((f) => f.endsWith(".args") && !before.has(f)).map((f) => f.replace(/\.args$/, ""))
+        .filter((id) => argsOf(id).some((a) => a.startsWith("--array=")))
+      expect(submitted).toHaveLength(1)
+      expect(argsOf(submitted[0]!)).toContain("--array=0-2")
+      expect([0, 1, 2].map((i) => fs.readFileSync(path.join(fakeState, `${submitted[0]}.${i}.rc`), "utf8").trim())).toEqual(["0", "0", "0"])
+    })
   })
-})
 
-describe("data-step fan-out on Slurm", () => {
-  it("a data step's shard tasks run as one job array, and the artifact is the same bytes as a fan-out on this machine", async () => {
-    const dir = fs.mkdtempSync(path.join(scratch, "shards-"))
-    const rows = Array.from({ length: 300 }, (_, i) => ({ instruction: `question ${i} ${"word ".repeat(i % 9)}`, input: "", output: `answer ${i % 50}` }))
-    const data = path.join(dir, "in.jsonl")
-    fs.writeFileSync(data, rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
-    const before = new Set(fs.readdirSync(fakeState))
-    const previous = setShardExecutor(slurmShardRunner(fast, shardCommand, [projectRoot]))
-    let onSlurm: Awaited<ReturnType<typeof runStep>>
-    try {
-      onSlurm = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
-    } finally {
-      setShardExecutor(previous)
-    }
-    const here = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
-    const files = (d: string) => fs.readdirSync(d, { recursive: true }).map(String).sort().map((f) => [f, fs.statSync(path.join(d, f)).isFile() ? fs.readFileSync(path.join(d, f), "utf8") : ""])
-    expect(files(onSlurm.output)).toEqual(files(here.output))
-    expect(onSlurm.metrics.removed).toBeGreaterThan(0)
-    // one sbatch with --array=0-2, whose three elements all exited 0
-    const submitted = fs.readdirSync(fakeState).filter((f) => f.endsWith(".args") && !before.has(f)).map((f) => f.replace(/\.args$/, ""))
-      .filter((id) => argsOf(id).some((a) => a.startsWith("--array=")))
-    expect(submitted).toHaveLength(1)
-    expect(argsOf(submitted[0]!)).toContain("--array=0-2")
-    expect([0, 1, 2].map((i) => fs.readFileSync(path.join(fakeState, `${submitted[0]}.${i}.rc`), "utf8").trim())).toEqual(["0", "0", "0"])
-  })
-})
-
-describe("Slurm's warning before the time limit", () => {
-  it("SIGUSR1 to the runner becomes a checkpoint request that the step's Python sees (protocol.checkpoint_requested)", async () => {
-    const dir = fs.mkdtempSync(path.join(scratch, "usr1-"))
-    const files = attemptFiles(dir)
-    const python = [
-      "import time, sys",
-      "from anneal_worker.protocol import checkpoint_requested",
-      "print('before', checkpoint_requested(), flush=True)",
-      "deadline = time.time() + 60",
-      "while not checkpoint_requested() and time.time() < deadline: time.sleep(0.05)",
-      "print('after', checkpoint_requested(), flush=True)"
-    ].join("\n")
-    const job: RunnerJob = {
-      argv: ["python3", "-c", python],
-      env: { PYTHONPATH: path.join(projectRoot, "python"), ANNEAL_CHECKPOINT_REQUEST: files.checkpointRequest },
-      cwd: dir,
-      spec: files.spec,
-      output: files.output,
-      events: files.events,
-      log: files.log,
-      exit: files.exit,
-      gpus: 0
-    }
-    fs.writeFileSync(files.job, JSON.stringify(job))
-    const runner = execa(nodeBinary(), [path.join(projectRoot, "engine", "executors", "cluster-runner.ts"), files.job], { reject: false })
-    try {
-      // the runner is listening once the step printed its first line
-      const started = () => fs.existsSync(files.events) && fs.readFileSync(files.events, "utf8").includes("before False")
-      for (let i = 0; i < 1200 && !started(); i++) await new Promise((ok) => setTimeout(ok, 50))
-      runner.kill("SIGUSR1")
-      const r = await runner
-      expect(r.exitCode).toBe(0)
-      expect(fs.readFileSync(files.events, "utf8")).toBe("before False\nafter True\n")
-      expect(r.stderr).toContain("anneal runner: SIGUSR1, the time limit is near: asking the step for a checkpoint")
-    } finally {
-      runner.kill("SIGKILL")
-    }
+  describe("Slurm's warning before the time limit", () => {
+    it("SIGUSR1 to the runner becomes a checkpoint request that the step's Python sees (protocol.checkpoint_requested)", async () => {
+      const dir = fs.mkdtempSync(path.join(scratch, "usr1-"))
+      const files = attemptFiles(dir)
+      const python = [
+        "import time, sys",
+        "from anneal_worker.protocol import checkpoint_requested",
+        "print('before', checkpoint_requested(), flush=True)",
+        "deadline = time.time() + 60",
+        "while not checkpoint_requested() and time.time() < deadline: time.sleep(0.05)",
+        "print('after', checkpoint_requested(), flush=True)"
+      ].join("\n")
+      const job: RunnerJob = {
+        argv: ["python3", "-c", python],
+        env: { PYTHONPATH: path.join(projectRoot, "python"), ANNEAL_CHECKPOINT_REQUEST: files.checkpointRequest },
+        cwd: dir,
+        spec: files.spec,
+        output: files.output,
+        events: files.events,
+        log: files.log,
+        exit: files.exit,
+        gpus: 0
+      }
+      fs.writeFileSync(files.job, JSON.stringify(job))
+      const runner = execa(nodeBinary(), [path.join(projectRoot, "engine", "executors", "cluster-runner.ts"), files.job], { reject: false })
+      try {
+        // the runner is listening once the step printed its first line
+        const started = () => fs.existsSync(files.events) && fs.readFileSync(files.events, "utf8").includes("before False")
+        for (let i = 0; i < 1200 && !started(); i++) await new Promise((ok) => setTimeout(ok, 50))
+        runner.kill("SIGUSR1")
+        const r = await runner
+        expect(r.exitCode).toBe(0)
+        expect(fs.readFileSync(files.events, "utf8")).toBe("before False\nafter True\n")
+        expect(r.stderr).toContain("anneal runner: SIGUSR1, the time limit is near: asking the step for a checkpoint")
+      } finally {
+        runner.kill("SIGKILL")
+      }
+    })
   })
 })
 
