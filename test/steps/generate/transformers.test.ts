@@ -62,8 +62,8 @@ it("textbook: fixed seeds give the same rows; a kill -9 then rerun generates onl
   expect(edit.metrics.requests_cached).toBe(topics.length - 1)
   const edited = rowsOf(edit.output)
   rowsOf(fresh.output).forEach((row, i) => {
-    expect(edited[i].text.startsWith(`Lesson on ${changed[i]} for `)).toBe(true)
-    if (i < 7) expect(edited[i].text.endsWith(row.text)).toBe(true)
+    expect(edited[i]!.text.startsWith(`Lesson on ${changed[i]} for `)).toBe(true)
+    if (i < 7) expect(edited[i]!.text.endsWith(row.text)).toBe(true)
   })
 }, 300_000)
 
