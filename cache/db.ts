@@ -7,9 +7,6 @@
  * 10,000-step null rerun stays far under a second because lookups are prepared statements.
  */
 import { Database } from "./sqlite.ts"
-import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import { CacheError } from "./errors.ts"
 import { holderAlive, thisHost } from "./liveness.ts"
 import { migrations } from "./schema.ts"
@@ -469,14 +466,4 @@ export class CacheDb {
       return held !== undefined && this.alive(held.pid, held.host, held.acquired_at) ? held : undefined
     })
   }
-}
-
-/** The cache as an Effect service: opened in a scope, closed by its finalizer. */
-export class Cache extends Context.Service<Cache, CacheDb>()("anneal/cache/Cache") {
-  static readonly layer = (file: string) =>
-    Layer.effect(
-      Cache,
-      Effect.acquireRelease(Effect.try({ try: () => new CacheDb(file), catch: (e) => e as CacheError }), (db) =>
-        Effect.sync(() => db.close()))
-    )
 }

@@ -2,7 +2,8 @@
  * The rebuilder decides, for one step whose inputs are known, whether its output can be taken from the
  * store or the step must run. It knows nothing of concurrency or resources (that is the scheduler's
  * business), which is the split "Build systems a la carte" makes: a build system is a scheduler applied
- * to a rebuilder, and each policy below is one small function.
+ * to a rebuilder (engine/scheduler.ts is the scheduler), and a policy is one small function. `anneal run`
+ * uses constructive traces; the oracle test (test/engine/oracle.test.ts) checks it against others.
  */
 import type { StepRecord } from "../cache/db.ts"
 import type { PlannedStep } from "./graph.ts"
@@ -57,14 +58,3 @@ export const constructiveTraces: Rebuilder = (q) => {
   }
   return { action: "run", reasons: staleReasons(q) }
 }
-
-/** Verifying traces only: cached only when the key equals the step id's last build. */
-export const verifyingTraces: Rebuilder = (q) => {
-  if (!q.forced && q.record !== undefined && q.record.key === q.key && q.present(q.record.output)) {
-    return { action: "cached", output: q.record.output, seconds: q.record.seconds, restored: false, reasons: [] }
-  }
-  return { action: "run", reasons: staleReasons(q) }
-}
-
-/** Rerun everything, every time (the baseline a build system improves on). */
-export const alwaysRerun: Rebuilder = () => ({ action: "run", reasons: ["always rerun"] })

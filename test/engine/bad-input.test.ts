@@ -111,7 +111,7 @@ const cases: Array<{ name: string; recipe: string; error: RegExp }> = [
   {
     name: "a dataset directory with no JSONL files",
     recipe: header + `export default recipe("r", () => { copy({ data: source.dataset("no-jsonl") }, { times: 1 }) })`,
-    error: /source .*no-jsonl is a directory with no data\.jsonl and no \*\.jsonl \/ \*\.jsonl\.gz files/
+    error: /source .*no-jsonl is a directory with no data\.jsonl and no \*\.jsonl \/ \*\.jsonl\.gz \/ \*\.parquet files/
   },
   {
     name: "a file where a model directory is wanted",
