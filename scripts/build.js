@@ -65,8 +65,9 @@ for (const dir of sourceDirs) copyAssets(dir)
 
 // ---- vendoring ----------------------------------------------------------------------------------
 /** Packages that stay real dependencies: effect (one instance shared with recipes, and the .d.ts
- * reference its types), react (one instance shared by ink's reconciler and the compiled JSX). */
-const external = ["effect", "react"]
+ * reference its types), react (one instance shared by ink's reconciler and the compiled JSX), and the
+ * Parquet reader/writer of the data steps (plain ESM with no `engines` limit: nothing to gain by copying). */
+const external = ["effect", "react", "hyparquet", "hyparquet-writer", "hyparquet-compressors"]
 /** what ink imports only with DEV=true (React devtools), not installed and never loaded otherwise */
 const optionalExternal = ["react-devtools-core"]
 const packageOf = (spec) => spec.split("/").slice(0, spec.startsWith("@") ? 2 : 1).join("/")

@@ -107,7 +107,7 @@ describe("the packed package", () => {
     expect(installed.exports["."].types).toBe("./dist/index.d.ts")
     for (const dep of ["tsx", "node"]) expect(installed.dependencies[dep], dep).toBeDefined()
     // execa, ink, chokidar (whose engines exclude the Node npm may run under) are bundled into dist/vendor/
-    expect(Object.keys(installed.dependencies).sort()).toEqual(["effect", "node", "react", "tsx"])
+    expect(Object.keys(installed.dependencies).sort()).toEqual(["effect", "hyparquet", "hyparquet-compressors", "hyparquet-writer", "node", "react", "tsx"])
     expect(files).toContain("dist/vendor/execa.js")
     expect(files).toContain("dist/vendor/ink.js")
   })
