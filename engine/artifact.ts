@@ -5,13 +5,15 @@
  * wiring is a compile error (see test/engine/wiring.typecheck.ts).
  *
  * On disk every artifact is a directory:
- * - dataset:   `data.jsonl` (one row per line) and `dataset.json` ({format, rows})
+ * - dataset:   `data.jsonl` (one row per line) and `dataset.json` ({format, rows}), or shards in the
+ *              Hugging Face layout (`data/train-00000-of-00008.parquet` or `.jsonl`) that dataset.json
+ *              lists ({format, rows, shards}); see steps/data/shard-output.ts
  * - model:     a Hugging Face model directory (config.json, *.safetensors, tokenizer files)
  * - adapter:   a PEFT adapter directory (adapter_config.json, adapter_model.safetensors)
  * - tokenizer: a Hugging Face tokenizer directory (tokenizer.json, tokenizer_config.json)
  * - report:    `report.json` plus any human-readable files (report.md, *.svg)
  * - file:      any directory; the escape hatch for custom steps
- * A Source handle may instead point at a single file (a JSONL dataset outside the store).
+ * A Source handle may instead point at a single file or a glob of shards (a dataset outside the store).
  */
 import type { Row } from "./rows.ts"
 
