@@ -46,10 +46,12 @@ Options:
   --allow-cpu        run steps that want GPUs on CPU when there are not enough
   --keep-going, -k   after a failure, finish the branches that do not depend on it
   --executor <name>  local (default), slurm or ray (settings in anneal.config.json)
+  --remote <url>     s3://bucket/prefix: restore what it holds, upload what runs (or "remote" in
+                     anneal.config.json; none turns that off; docs/remote-store.md)
   --json             one JSON event per line on stdout (the stable machine interface)
 `,
   plan: `Usage: anneal plan <recipe> [step ...] [--json] [--format text|dot|mermaid] [--store <dir>] [--force <step>]
-                   [--executor <name>]
+                   [--executor <name>] [--remote <url>]
 
 Prints each step with its status: cached, stale (with the reasons, as a diff against its last successful
 run) or waiting (it depends on a stale step), and with a cluster executor where each would run. Runs nothing.
@@ -82,6 +84,10 @@ change it reruns only what became stale. Ctrl-C exits.
   verify [--repair]     rehash every artifact, check sidecar .json files and the database's references;
                         exit 1 on a problem. --repair quarantines bad artifacts (the next run rebuilds
                         them), rewrites bad sidecars, drops dangling references; exit 0 once all repaired
+  --remote <url>        gc and verify also act on the remote store (s3://bucket/prefix, or the config's
+                        "remote"): verify checks every manifest's blobs and index entry (--repair deletes
+                        the bad ones); gc deletes what no key names and no live run pins, and with
+                        --remote-max-age-days N also keys older than N days this store does not use
 `,
   setup: `Usage: anneal setup [--with llama-cpp] [--force] [--quiet]
 
