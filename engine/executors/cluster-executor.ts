@@ -576,6 +576,31 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         return status!
       })
 
+    /**
+     * The logs of a distributed step's other ranks (`step.rank<R>.log`, python/anneal_worker/distributed.py)
+     * and other nodes (`node-<R>.log`, ray-gang.py) go beside the step's log before the job's files are
+     * removed: every rank's log is kept, as for a local run.
+     */
+    const keepRankLogs = (attemptDir: string) => {
+      let names: Array<string> = []
+      try {
+        names = fs.readdirSync(attemptDir)
+      } catch {
+        return
+      }
+      const stem = spec.logPath.replace(/\.log$/, "")
+      for (const name of names) {
+        const m = /^step\.(rank\d+)\.log$/.exec(name) ?? /^node-(\d+)\.log$/.exec(name)
+        if (m === null) continue
+        const to = `${stem}.${m[1]!.startsWith("rank") ? m[1] : `node${m[1]}`}.log`
+        try {
+          fs.copyFileSync(path.join(attemptDir, name), to)
+        } catch (e) {
+          writeLog(`[anneal] could not keep ${name}: ${messageOf(e)}`)
+        }
+      }
+    }
+
     /** The job's outcome: its artifact handed over, or why it failed and whether a retry may help. */
     const settle = (rec: JobRecord & { readonly jobId: string }, status: JobStatus) =>
       Effect.gen(function* () {
@@ -585,6 +610,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         const exit = readExit(rec.attemptDir)
         const label = backend.label(rec.jobId)
         const ok = status.phase === "succeeded" || (status.phase === "gone" && exit?.code === 0)
+        keepRankLogs(rec.attemptDir)
         if (ok) {
           if (!(yield* waitForFile(files.output, fileWaitMs))) {
             endJob(stateDir, rec, "no output")

@@ -36,7 +36,23 @@ const argv = [
   gang.script, ...gang.args
 ]
 process.stderr.write(`anneal node: rank ${rank} of ${gang.nodes}, rendezvous ${addr}:${port}\n`)
-const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, ...job.env } })
-for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => child.kill(signal))
+// torchrun leads a process group of its own: a stop reaches it and every rank it started
+const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, ...job.env }, detached: true })
+const stop = (signal: NodeJS.Signals) => {
+  try {
+    process.kill(-child.pid!, signal)
+  } catch {
+    // already gone
+  }
+}
+for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => stop(signal))
+// the launcher that started this node's share (a Ray actor, an srun task) died without a word: stop the
+// ranks rather than leave them holding the node's GPUs
+const parent = process.ppid
+setInterval(() => {
+  if (process.ppid === parent) return
+  stop("SIGTERM")
+  setTimeout(() => stop("SIGKILL"), 10_000).unref()
+}, 1000).unref()
 child.on("error", (e) => fail(`could not start ${argv[0]}: ${e.message}`))
 child.on("exit", (code, signal) => process.exit(code ?? (signal !== null ? 128 + 15 : 1)))

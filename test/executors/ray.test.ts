@@ -110,6 +110,8 @@ describe.concurrent("ray", () => {
       const world = JSON.parse(outputFile(spec, "world.json")) as { world: number; sum: number; ranks: Array<{ rank: number; node_rank: number }> }
       expect(world.sum).toBe(1 + 2)
       expect(world.ranks.map((r) => [r.rank, r.node_rank])).toEqual([[0, 0], [1, 1]])
+      // rank 1's own log is kept beside the step's log
+      expect(fs.readFileSync(spec.logPath.replace(/\.log$/, ".rank1.log"), "utf8")).toContain("rank 1 of 2 joined on node 1")
     })
 
     it("a data step's shard tasks run as Ray tasks of one Ray job, and the artifact is the same bytes as a fan-out on this machine", async () => {

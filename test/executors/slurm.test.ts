@@ -122,6 +122,8 @@ describe.concurrent("slurm", () => {
       const world = JSON.parse(outputFile(spec, "world.json")) as { world: number; sum: number; ranks: Array<{ rank: number; node_rank: number }> }
       expect(world.sum).toBe(1 + 2)
       expect(world.ranks.map((r) => [r.rank, r.node_rank])).toEqual([[0, 0], [1, 1]])
+      // rank 1's own log is kept beside the step's log
+      expect(fs.readFileSync(spec.logPath.replace(/\.log$/, ".rank1.log"), "utf8")).toContain("rank 1 of 2 joined on node 1")
       const job = await scontrol(jobIdOf(logsOf(events)))
       expect(job.NumTasks).toBe("2")
       expect(job.TRES).toContain("cpu=2")
