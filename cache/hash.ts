@@ -284,7 +284,7 @@ export const hashTreeOffThread = async (
   const st = fs.statSync(target)
   const tree = st.isDirectory() ? listTree(target) : undefined
   const files = tree !== undefined
-    ? tree.files.map((rel) => ({ rel, abs: path.join(target, rel) }))
+    ? tree.files.map((rel) => ({ rel, abs: `${target}/${rel}` }))
     : [{ rel: path.basename(target), abs: target }]
   // sizes only balance the batches; past a few thousand files there are batches enough for every
   // worker without them, and 100,000 stats on the event loop are saved (the workers stat each file)

@@ -251,12 +251,9 @@ export class Store {
    */
   async commit(staging: string, kind: string, describe: Record<string, unknown>, alsoRecord?: (committed: Committed) => void): Promise<Committed> {
     const tree = await hashTreeOffThread(staging, { readOnly: true })
-    await this.flusher.flush([
-      ...tree.entries.map((e) => path.join(staging, e.rel)),
-      ...tree.dirs.map((d) => (d === "" ? staging : path.join(staging, d)))
-    ])
-    const signatures = new Map(tree.entries.map((e, i) => [e.rel, tree.stats[i]!] as const))
-    const placed = this.moveIntoPlace(staging, tree, signatures)
+    // relative paths are "/"-joined and normal already: concatenation, not path.join, for 100,000 of them
+    await this.flusher.flush([...tree.entries.map((e) => `${staging}/${e.rel}`), ...tree.dirs.map((d) => (d === "" ? staging : `${staging}/${d}`))])
+    const placed = this.moveIntoPlace(staging, tree, tree.stats)
     if (placed.created) await this.flusher.flush([this.artifactsDir])
     // taken once in place: the rename moved the root's ctime
     const dirs = placed.created ? dirSignaturesOf(this.artifactPath(tree.hash), tree.dirs) : undefined
@@ -270,7 +267,8 @@ export class Store {
   private moveIntoPlace(
     staging: string,
     tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry> },
-    signatures: ReadonlyMap<string, HashedFile>
+    /** each entry's stat as the hashing workers left it (same order as the entries) */
+    stats: ReadonlyArray<HashedFile>
   ): { readonly created: boolean; readonly manifest: ReadonlyArray<ManifestEntry> } {
     const target = this.artifactPath(tree.hash)
     this.lease(tree.hash)
@@ -290,8 +288,8 @@ export class Store {
         fs.renameSync(staging, target)
         created = true
         // renaming the directory leaves its files' inode, mtime and ctime as the workers saw them
-        manifest = tree.entries.map((e) => {
-          const st = signatures.get(e.rel)!
+        manifest = tree.entries.map((e, i) => {
+          const st = stats[i]!
           return [e.rel, e.size, e.hash, st.ino, st.mtimeMs, st.ctimeMs] as const
         })
       } catch (e) {
