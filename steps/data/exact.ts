@@ -88,7 +88,7 @@ export interface KeysTaskSpec extends TaskSpec {
 }
 
 /** Writes `keys.jsonl`: per row `[digest or null (empty key), answer length, line]`. */
-registerShardOp("exact-keys", async (task, progress) => {
+registerShardOp("exact-keys", async (task, progress, signal) => {
   const spec = task as KeysTaskSpec
   const reader = new RowReader<Record<string, unknown>>(spec.piece.file, schemaOf(spec.format), { onInvalid: spec.onInvalid, allowEmpty: true })
   const fd = fs.openSync(path.join(spec.dir, "keys.jsonl"), "w")
@@ -102,7 +102,10 @@ registerShardOp("exact-keys", async (task, progress) => {
         fs.writeSync(fd, pending.join(""))
         pending = []
       }
-      if (r.index % 5000 === 0) progress(r.index)
+      if (r.index % 1000 === 0) {
+        if (signal?.aborted === true) throw new Error("interrupted")
+        if (r.index % 5000 === 0) progress(r.index)
+      }
     }
     fs.writeSync(fd, pending.join(""))
   } finally {

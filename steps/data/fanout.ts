@@ -29,7 +29,8 @@ export type TaskResult = Record<string, unknown>
 /** What a task reports while it runs: rows done so far. */
 export type TaskProgress = (rows: number) => void
 
-export type ShardOp = (spec: TaskSpec, progress: TaskProgress) => Promise<TaskResult>
+/** `signal` is set when the task runs in the step's own process: a long task checks it between rows. */
+export type ShardOp = (spec: TaskSpec, progress: TaskProgress, signal?: AbortSignal) => Promise<TaskResult>
 
 const ops = new Map<string, ShardOp>()
 
@@ -53,7 +54,7 @@ export const finishedResult = (spec: Pick<TaskSpec, "dir">): TaskResult | undefi
  * Runs one task to completion: its outputs are written into a private temporary directory, renamed to
  * `spec.dir`, then the marker is written (temporary file + rename). Returns the result.
  */
-export const executeTask = async (spec: TaskSpec, progress: TaskProgress = () => {}): Promise<TaskResult> => {
+export const executeTask = async (spec: TaskSpec, progress: TaskProgress = () => {}, signal?: AbortSignal): Promise<TaskResult> => {
   const op = ops.get(spec.op)
   if (op === undefined) throw new Error(`shard task ${spec.id}: unknown op "${spec.op}" (known: ${[...ops.keys()].join(", ")})`)
   const tmp = `${spec.dir}.${process.pid}.${Date.now()}.tmp`
@@ -61,7 +62,7 @@ export const executeTask = async (spec: TaskSpec, progress: TaskProgress = () =>
   fs.mkdirSync(tmp, { recursive: true })
   let result: TaskResult
   try {
-    result = await op({ ...spec, dir: tmp }, progress)
+    result = await op({ ...spec, dir: tmp }, progress, signal)
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true })
     throw e
@@ -280,7 +281,7 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
     }
     if (inProcess) {
       try {
-        return await executeTask(spec, onRows)
+        return await executeTask(spec, onRows, o.signal)
       } catch (e) {
         throw new TaskFailure(e instanceof Error ? e.message : String(e), e instanceof DatasetError)
       }

@@ -74,7 +74,7 @@ export const registerMapper = (name: string, factory: MapperFactory): void => {
   mappers.set(name, factory)
 }
 
-registerShardOp("map", async (task, progress) => {
+registerShardOp("map", async (task, progress, signal) => {
   const spec = task as MapTaskSpec
   const factory = mappers.get(spec.mapper)
   if (factory === undefined) throw new Error(`shard task ${spec.id}: unknown mapper "${spec.mapper}"`)
@@ -95,7 +95,10 @@ registerShardOp("map", async (task, progress) => {
           pending = []
         }
       } else log.remove(o.remove.rule, locationOf(r), o.remove.text, o.remove.extra)
-      if (r.index % 5000 === 0) progress(r.index)
+      if (r.index % 1000 === 0) {
+        if (signal?.aborted === true) throw new Error("interrupted")
+        if (r.index % 5000 === 0) progress(r.index)
+      }
     }
     fs.writeSync(out, pending.join(""))
   } finally {

@@ -38,7 +38,7 @@ const appendAll = (fd: number, a: Int32Array | Uint32Array, n: number): void => 
   if (n > 0) fs.writeSync(fd, new Uint8Array(a.buffer, a.byteOffset, n * 4))
 }
 
-registerShardOp("minhash-sign", async (task, progress) => {
+registerShardOp("minhash-sign", async (task, progress, signal) => {
   const spec = task as SignTaskSpec
   const k = spec.bands * spec.rows
   const signer = new Signer({ ngram: spec.ngram, numHashes: k, seed: spec.seed })
@@ -63,7 +63,10 @@ registerShardOp("minhash-sign", async (task, progress) => {
       meta[m * 3 + 1] = spec.keep === "longest" ? answerText(r.row, spec.format).length : 0
       meta[m * 3 + 2] = r.line
       if (++m === batch) flush()
-      if (r.index % 5000 === 0) progress(r.index)
+      if (r.index % 1000 === 0) {
+        if (signal?.aborted === true) throw new Error("interrupted")
+        if (r.index % 5000 === 0) progress(r.index)
+      }
     }
     flush()
   } finally {
