@@ -1,8 +1,9 @@
 /**
  * Data steps (the Platypus curation stage) and the dataset I/O other steps build on.
  *
- * Step kinds: `format`, `clean`, `dedup` (exact, minhash), `decontaminate` (n-gram) run in-process in
- * TS; `dedup-semantic` and `decontaminate-semantic` are Python workers (sentence embeddings).
+ * Step kinds: `format`, `clean`, `dedup` (exact, minhash), `decontaminate` (n-gram) run in TS as shard
+ * tasks (fanout.ts: in the step's process or in worker processes; setShardExecutor hands them to a
+ * cluster); `dedup-semantic` and `decontaminate-semantic` are Python workers (sentence embeddings).
  */
 export { clean, CleanParams } from "./clean.ts"
 export { format, FormatParams } from "./format.ts"
@@ -16,5 +17,7 @@ export { DatasetError } from "./errors.ts"
 export { readRows, readJsonl, datasetFiles, readFileLines, RowReader } from "./jsonl.ts"
 export type { InvalidRow, Located, OnInvalid, ReadOptions, ReadStats } from "./jsonl.ts"
 export { DatasetWriter, writeDataset, writeReport } from "./writer.ts"
+export { executeTask, setShardExecutor, shardCommand } from "./fanout.ts"
+export type { ShardExecutor, TaskSpec } from "./fanout.ts"
 export { detectFormat, inferFormat, questionText, answerText, allText, fieldText } from "./formats.ts"
 export type { ConcreteFormat } from "./formats.ts"
