@@ -52,7 +52,7 @@ export const DedupParams = Schema.Struct({
     description: "MinHash settings (bands x rows permutations, seeded: the seed is part of the key)"
   }),
   threads: Schema.optionalKey(PositiveInt).annotate({
-    description: "an older name of `workers`; the result does not depend on it"
+    description: "an older name of `workers`; the result does not depend on it."
   }),
   onInvalid: OnInvalid,
   examples: withDefault(NonNegativeInt, 5).annotate({ description: "duplicate clusters kept as examples in report.json" }),

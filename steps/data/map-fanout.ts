@@ -23,10 +23,10 @@ const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
 /** Params every fanning step takes; none changes the output, so they are left out of the key. */
 export const FanoutParams = {
   workers: Schema.optionalKey(PositiveInt).annotate({
-    description: "shard tasks run at once (child processes); the result does not depend on it. Default: the CPU slots granted"
+    description: "shard tasks run at once (worker processes); the result does not depend on it. Default: the CPU slots granted, one for an input under 16 MiB."
   }),
   tasks: Schema.optionalKey(PositiveInt).annotate({
-    description: "pieces the input is cut into, one shard task each; the result does not depend on it. Default: one per 64 MiB, at least one per input shard"
+    description: "pieces the input is cut into, one shard task each; the result does not depend on it. Default: one per 64 MiB, at least one per input shard."
   })
 }
 export const fanoutExecutionOnly = ["workers", "tasks"]
