@@ -47,6 +47,9 @@ export const CommandStepSpec = Schema.Struct({
   ),
   seed: Schema.optionalKey(describe(Schema.Int, "the step's seed param (part of the key); absent when the kind declares none")),
   recipe: describe(Schema.String, "the recipe module's path"),
+  placement: Schema.optionalKey(
+    describe(Schema.Literals(["local", "cluster"]), "the call's executor option: on the driver or as a cluster job (cluster executors only)")
+  ),
   implementation: describe(
     Schema.Union([
       Schema.Struct({ type: Schema.Literal("ts") }),

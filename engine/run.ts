@@ -422,7 +422,9 @@ const prepareSpec = (run: Run, step: PlannedStep, key: string, trace: Trace, gra
     logPath,
     devices: { gpus: grant.gpus, cpus: Math.max(1, grant.cpus), memoryGb: grant.memoryGb || undefined },
     seed: stepSeed(step),
-    recipe: graph.recipe
+    recipe: graph.recipe,
+    // the call's executor option, for a cluster executor's placement (engine/executors/placement.ts)
+    ...(step.node.options.executor !== undefined ? { placement: step.node.options.executor } : {})
   }
   const spec = buildSpec(step, base, logPath, grant, path.dirname(graph.recipe))
   fs.closeSync(fs.openSync(logPath, "a")) // a log name the filesystem refuses fails here, while preparing

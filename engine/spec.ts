@@ -31,6 +31,8 @@ export interface StepSpec {
   readonly seed?: number | undefined
   /** the recipe module, imported by `anneal exec-step` so custom step kinds are registered */
   readonly recipe: string
+  /** the call's `executor` option: where a cluster executor runs the step (engine/executors/placement.ts) */
+  readonly placement?: "local" | "cluster" | undefined
   /** how to run it: in-process TS (by kind), or a command (argument array, never a shell string) */
   readonly implementation:
     | { readonly type: "ts" }

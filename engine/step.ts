@@ -205,6 +205,11 @@ export interface CallOptions {
   readonly memoryGb?: number
   /** allow this step to run on CPU when there are not enough GPUs */
   readonly allowCpu?: boolean
+  /**
+   * under a cluster executor: "local" runs the step on the driver, "cluster" as a job, whatever the
+   * config's placement rules say (engine/executors/placement.ts); no effect on a local run
+   */
+  readonly executor?: "local" | "cluster"
   /** run after these step ids even without a data dependency */
   readonly after?: ReadonlyArray<string>
 }

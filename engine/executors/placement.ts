@@ -13,7 +13,8 @@
  * match wins: an exact step id, then an id pattern, then an exact kind, then a kind pattern (at equal
  * rank, "cluster"). With no match, `default` decides: "cluster" (every step is a job), "local", or
  * "auto" (the default): a TS step that asks for no GPU, one CPU and no memory figure runs on the driver;
- * every command (Python) step and every step that declares resources is a job.
+ * every command (Python) step and every step that declares resources is a job. A step call's own
+ * option, `{ executor: "local" }` or `{ executor: "cluster" }` (the spec's `placement`), wins over all.
  *
  * Steps routed to the driver share its CPUs (`localCpus`, default this machine's): the run's scheduler
  * counts the cluster's capacity, not the driver's, so this executor keeps its own count. A step that
@@ -58,6 +59,8 @@ export interface PlacedStep {
   readonly gpus: number
   readonly cpus: number
   readonly memoryGb?: number | undefined
+  /** the call's `executor` option, which wins over every rule */
+  readonly option?: Placement | undefined
 }
 
 const globToRegExp = (pattern: string) =>
@@ -76,6 +79,7 @@ const best = (patterns: ReadonlyArray<string> | undefined, step: string, kind: s
 
 /** Where a step runs, and why (for the plan and the step's log). */
 export const placeStep = (rules: PlacementRules | undefined, s: PlacedStep): { readonly where: Placement; readonly why: string } => {
+  if (s.option !== undefined) return { where: s.option, why: `the step's executor option is "${s.option}"` }
   const local = best(rules?.local, s.step, s.kind)
   const cluster = best(rules?.cluster, s.step, s.kind)
   if (local > 0 || cluster > 0) {
@@ -103,7 +107,8 @@ export const placedStepOf = (spec: StepSpec): PlacedStep => ({
   ts: spec.implementation.type === "ts",
   gpus: spec.devices.gpus.length,
   cpus: spec.devices.cpus,
-  memoryGb: spec.devices.memoryGb
+  memoryGb: spec.devices.memoryGb,
+  option: spec.placement
 })
 
 /** A count of the driver's CPU slots, for steps placed on it: first come, first served. */
@@ -151,6 +156,9 @@ export const withPlacement = (
   const slots = makeSlots(Math.max(1, rules?.localCpus ?? os.availableParallelism()))
   const run = (spec: StepSpec, emit: (event: EngineEvent) => void): Effect.Effect<ExecResult, StepExecutionError> =>
     Effect.suspend(() => {
+      if (spec.placement !== undefined && spec.placement !== "local" && spec.placement !== "cluster") {
+        return Effect.fail(new StepExecutionError(spec.step, `${spec.step}: the executor option must be "local" or "cluster", not ${JSON.stringify(spec.placement)}`))
+      }
       const placed = placeStep(rules, placedStepOf(spec))
       if (placed.where === "cluster") return cluster.run(spec, emit)
       if (spec.devices.gpus.length > 0) {

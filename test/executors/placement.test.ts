@@ -9,6 +9,8 @@ import * as path from "node:path"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { describePlacement, readConfigFile } from "../../engine/executor-config.ts"
+import { projectRoot } from "../../engine/python.ts"
+import { runRecipe } from "../../engine/run.ts"
 import { placeStep, withPlacement } from "../../engine/executors/placement.ts"
 import type { PlacedStep } from "../../engine/executors/placement.ts"
 import type { Executor, StepSpec } from "../../engine/spec.ts"
@@ -24,6 +26,12 @@ describe("where a step runs", () => {
     expect(placeStep(undefined, step("big", "clean", { memoryGb: 64 })).where).toBe("cluster")
     expect(placeStep({ default: "cluster" }, step("clean", "clean")).where).toBe("cluster")
     expect(placeStep({ default: "local" }, step("sft", "sft", { ts: false })).where).toBe("local")
+  })
+
+  it("the step call's executor option wins over every rule", () => {
+    const rules = { local: ["sft"], cluster: ["clean"], default: "cluster" as const }
+    expect(placeStep(rules, step("clean", "clean", { option: "local" })).where).toBe("local")
+    expect(placeStep(rules, step("sft", "sft", { ts: false, option: "cluster" }))).toEqual({ where: "cluster", why: `the step's executor option is "cluster"` })
   })
 
   it("rules name ids or kinds, with *; the most specific wins: exact id, id pattern, exact kind, kind pattern", () => {
@@ -108,6 +116,32 @@ describe("the routing executor", () => {
     await Promise.all(Array.from({ length: 6 }, (_, i) => runSpec(routed, tsSpec(store, `s${i}`))))
     expect(local.ran).toHaveLength(6)
     expect(local.most()).toBe(2)
+  })
+
+  it("a recipe's { executor: \"local\" } reaches the spec, and the routing executor runs that step on the driver", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-placement-recipe-"))
+    const recipe = path.join(dir, "recipe.ts")
+    fs.writeFileSync(recipe, [
+      `import { defineStep, Port, recipe, Schema } from ${JSON.stringify(path.join(projectRoot, "index.ts"))}`,
+      `import * as fs from "node:fs"`,
+      `import * as path from "node:path"`,
+      `const write = defineStep({ kind: "placement-write", version: 1, params: Schema.Struct({ text: Schema.String }), inputs: {}, output: Port.files(),`,
+      `  run: (ctx) => fs.writeFileSync(path.join(ctx.output, "t.txt"), ctx.params.text) })`,
+      `export default recipe("placement-option", () => {`,
+      `  write({}, { text: "a" }, { id: "here", executor: "local" })`,
+      `  write({}, { text: "b" }, { id: "there" })`,
+      `})`
+    ].join("\n"))
+    const cluster = recording("slurm")
+    const local = recording("local")
+    const seen = new Map<string, StepSpec["placement"]>()
+    const spy = (e: Executor): Executor => ({ ...e, run: (spec, emit) => (seen.set(spec.step, spec.placement), e.run(spec, emit)) })
+    const summary = await runRecipe({ recipe, store: path.join(dir, ".anneal"), executor: withPlacement(spy(cluster.executor), spy(local.executor), { default: "cluster" }), reporter: { emit: () => {} } })
+    expect(seen.get("here")).toBe("local")
+    expect(seen.get("there")).toBeUndefined()
+    expect(local.ran).toEqual(["here"])
+    expect(cluster.ran).toEqual(["there"])
+    expect(summary.exitCode).toBe(0) // the recording executors write nothing: two empty artifacts
   })
 
   it("refuses a GPU step placed on the driver, naming the step and the rule", async () => {
