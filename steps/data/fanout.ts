@@ -305,7 +305,11 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
       const i = todo[next++]!
       for (let tries = 0; ; tries++) {
         try {
-          results[i] = await attempt(i, slot)
+          const result = await attempt(i, slot)
+          results[i] = result
+          // a finished task counts all its rows (its last progress report may be older)
+          const rows = typeof result.rowsIn === "number" ? result.rowsIn : typeof result.rows === "number" ? result.rows : undefined
+          if (rows !== undefined) rowsOf.set(i, rows)
           done++
           report()
           break

@@ -207,6 +207,19 @@ for s, codec in enumerate(["zstd", "gzip", "lz4"]):
     })))
   })
 
+  it("progress aggregates the shards: done of total, rows and rows/s", async () => {
+    const { Effect, Schema } = await import("effect")
+    const { runImplementation } = await import("../../../engine/step.ts")
+    const def = (clean as unknown as { definition: any }).definition
+    const events: Array<{ current: number; total?: number; unit?: string; phase?: string }> = []
+    await Effect.runPromise(runImplementation(def, {
+      step: "clean", key: "k", params: Schema.decodeUnknownSync(def.params)({ tasks: 4 }), inputs: { data }, output: tempDir(), resumeDir: tempDir(),
+      gpus: [], cpus: 1, seed: 0, signal: new AbortController().signal, progress: (e: never) => events.push(e), metric: () => {}, log: () => {}
+    } as never))
+    expect(events[0]).toMatchObject({ current: 0, total: 4, unit: "shards" })
+    expect(events.at(-1)).toMatchObject({ current: 4, total: 4, unit: "shards", phase: expect.stringMatching(/^clean: 800 rows, \d+ rows\/s$/) })
+  })
+
   it("a corrupt, an empty or a differently shaped shard fails with one line naming it", async () => {
     const pq = await runStep(format, { data }, { as: "parquet", shards: 2 })
     const shards = path.join(pq.output, "data")
