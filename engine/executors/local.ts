@@ -138,7 +138,7 @@ export const torchrunFailure = (tail: ReadonlyArray<string>): string | undefined
   const field = (name: string) => tail.slice(start).find((l) => l.startsWith(name))?.replace(/^[a-z_]+\s*:\s*/, "")
   const rank = field("rank")
   if (rank === undefined) return undefined
-  return `torchrun: rank ${rank} failed (exit code ${field("exitcode") ?? "?"}): ${field("traceback") ?? "see its log"}`
+  return `torchrun: rank ${rank} failed (exit code ${field("exitcode")?.split(" ")[0] ?? "?"}): ${field("traceback") ?? "see its log"}`
 }
 
 const supervisor = fileURLToPath(new URL("./supervise.mjs", import.meta.url))

@@ -182,11 +182,12 @@ Root Cause (first observed failure):
 time      : 2026-12-02_01:00:00
 host      : box
 rank      : 1 (local_rank: 1)
-exitcode  : -9 (pid: 4242)
+exitcode  : -9 (pid: 4242)  (SIGKILL)
 error_file: <N/A>
 traceback : Signal 9 (SIGKILL) received by PID 4242
 ============================================================`.split("\n")
-    expect(torchrunFailure(summary)).toBe("torchrun: rank 1 (local_rank: 1) failed (exit code -9 (pid: 4242)): Signal 9 (SIGKILL) received by PID 4242")
+    // torch 2.15's summary, as a torchrun whose rank 1 was SIGKILLed printed it
+    expect(torchrunFailure(summary)).toBe("torchrun: rank 1 (local_rank: 1) failed (exit code -9): Signal 9 (SIGKILL) received by PID 4242")
     expect(torchrunFailure(["Traceback (most recent call last):", "ValueError: x"])).toBeUndefined()
   })
 
