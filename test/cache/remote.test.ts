@@ -262,6 +262,17 @@ describe.skipIf(!weedInstalled())("remote store on S3 (SeaweedFS)", () => {
       await collectOutput(remote, driver, hash)
       expect(hashTree(driver.artifactPath(hash)).hash).toBe(hash)
       expect(fs.readFileSync(path.join(driver.artifactPath(hash), "count.txt"), "utf8")).toBe("2")
+
+      // a hostile manifest naming a file outside the artifact is refused before anything is written
+      const evil = "e".repeat(64)
+      const blob = "b".repeat(64)
+      await remote.s3.putBytes(`cache/blobs/${blob}`, "pwn")
+      await remote.s3.putBytes(`cache/artifacts/${evil}.json`, JSON.stringify({ format: 1, hash: evil, kind: "file", bytes: 3, files: [["../../escaped.txt", 3, blob]], sidecar: {} }))
+      await expect(remote.pull(node, evil)).rejects.toThrow(/bad file entry "..\/..\/escaped.txt"/)
+      expect(fs.existsSync(p.file("node/escaped.txt"))).toBe(false)
+      expect(fs.existsSync(p.file("escaped.txt"))).toBe(false)
+      expect(node.db.artifact(evil)).toBeUndefined()
+      expect(fs.readdirSync(p.file("node/staging"))).toEqual([])
     } finally {
       await remote.release()
       remote.close()
