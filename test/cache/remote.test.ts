@@ -145,8 +145,9 @@ describe.skipIf(!weedInstalled())("remote store on S3 (SeaweedFS)", () => {
   test("kill -9 mid-upload leaves no artifact or key visible; a rerun finishes the upload and B restores", async () => {
     const p = project()
     const { url, bucket } = await freshRemote()
-    // ~25 MB in 400 files: long enough to catch the driver between its first and last blob
-    const env = { ...server.env, REMOTE_TEST_FILES: "400", REMOTE_TEST_KB: "64" }
+    // ~25 MB in 800 files: 800 HEAD + PUT pairs, a window far longer than the 20 ms poll below between
+    // the driver's first blob and its manifest
+    const env = { ...server.env, REMOTE_TEST_FILES: "800", REMOTE_TEST_KB: "32" }
     const child = execa(nodeBin, [annealBin, "run", p.file("recipe.ts"), "--json", "--store", p.file("A"), "--remote", url, "make"], {
       env, reject: false, stdin: "ignore"
     })
