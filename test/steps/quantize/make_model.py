@@ -1,7 +1,7 @@
 """Builds the quantize tests' models into OUT, from the training tests' shared fixtures (FIXTURES):
 
   llama/      a 2-layer Llama, hidden 256 (k-quants need rows of 256), the fixtures' byte-level BPE
-              tokenizer (vocab 320), trained for a few hundred steps on lessons 0-199 so that its
+              tokenizer (vocab 320), trained for 150 steps on lessons 0-199 so that its
               perplexity means something (a random model predicts ~uniformly: every quantization would
               "match" it)
   phi/        a 2-layer Phi (phi-1.5's architecture) of the same size, random init (conversion only)
@@ -35,11 +35,11 @@ def main(fixtures: str, out: str) -> None:
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**common))
     ids = tok("\n\n".join(train), add_special_tokens=False, return_tensors="pt").input_ids[0]
-    seq, batch = 64, 16
+    seq, batch = 64, 8
     starts = torch.arange(0, len(ids) - seq - 1, seq // 2)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
-    for step in range(300):
+    for step in range(150):
         pick = starts[torch.randint(len(starts), (batch,), generator=gen)]
         x = torch.stack([ids[s:s + seq] for s in pick])
         loss = model(input_ids=x, labels=x).loss

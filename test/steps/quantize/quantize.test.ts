@@ -22,10 +22,24 @@ import type { QuantizeModels } from "./helpers.ts"
 let models: QuantizeModels
 
 beforeAll(async () => {
-  // both are built once per machine; npm test has built llama.cpp already (this only looks)
-  await ensureLlamaCpp()
   models = await makeQuantizeModels()
-}, 3_600_000)
+}, 1_800_000)
+
+/** A directory that looks like a model (config.json, one zero-filled tensor of `dtype`). */
+const fakeModel = (name: string, config: Record<string, unknown>, dtype: string): string => {
+  const dir = path.join(tempDir("anneal-quantize-bad-"), name)
+  fs.mkdirSync(dir)
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config))
+  writeSafetensors(path.join(dir, "model.safetensors"), { "model.embed_tokens.weight": { dtype, shape: [4, 4] } })
+  return dir
+}
+
+const expectRefused = async (model: string, params: Record<string, unknown>, message: RegExp): Promise<void> => {
+  const r = await runWorker(quantize, { inputs: { model }, params })
+  expect(r.error, JSON.stringify(params)).toMatch(message)
+  expect(r.exitCode).toBe(2)
+  expect(fs.readdirSync(r.output)).toEqual([])
+}
 
 const readReport = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, "quantize.json"), "utf8"))
 
@@ -48,35 +62,29 @@ describe("quantize refuses what it cannot do, before doing anything", () => {
       .rejects.toThrow(/type/)
   })
 
-  it("an unsupported architecture, non-float weights or an already quantized model fail at the start, naming it", async () => {
-    const make = (name: string, config: Record<string, unknown>, dtype: string): string => {
-      const dir = path.join(tempDir("anneal-quantize-bad-"), name)
-      fs.mkdirSync(dir)
-      fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config))
-      writeSafetensors(path.join(dir, "model.safetensors"), { "model.embed_tokens.weight": { dtype, shape: [4, 4] } })
-      return dir
-    }
-    const bert = make("bert", { architectures: ["BertForMaskedLM"], model_type: "bert" }, "F32")
-    const int8 = make("int8", { architectures: ["LlamaForCausalLM"], model_type: "llama" }, "I8")
-    const bnb = make("bnb", {
-      architectures: ["LlamaForCausalLM"], model_type: "llama", quantization_config: { quant_method: "bitsandbytes" }
-    }, "F32")
-    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
-      [bert, { format: "gguf", type: "q8_0" }, /architecture BertForMaskedLM is not supported for GGUF here \(supported: LlamaForCausalLM, .*PhiForCausalLM/],
-      [bert, { format: "bnb" }, /architecture BertForMaskedLM is not a causal LM/],
-      [int8, { format: "gguf", type: "f16" }, /unsupported weight dtype I8 \(e\.g\. model\.embed_tokens\.weight\)/],
-      [bnb, { format: "gguf" }, /is already quantized \(bitsandbytes\)/]
-    ]
-    for (const [model, params, message] of cases) {
-      const r = await runWorker(quantize, { inputs: { model }, params })
-      expect(r.error, JSON.stringify(params)).toMatch(message)
-      expect(r.exitCode).toBe(2)
-      expect(fs.readdirSync(r.output)).toEqual([])
-    }
+  it("non-float weights, an already quantized model or a model that is not a causal LM fail at the start, naming it", async () => {
+    const llama = { architectures: ["LlamaForCausalLM"], model_type: "llama" }
+    await expectRefused(fakeModel("bert", { architectures: ["BertForMaskedLM"], model_type: "bert" }, "F32"), { format: "bnb" },
+      /architecture BertForMaskedLM is not a causal LM/)
+    await expectRefused(fakeModel("int8", llama, "I8"), { format: "bnb", type: "int8" },
+      /unsupported weight dtype I8 \(e\.g\. model\.embed_tokens\.weight\)/)
+    await expectRefused(fakeModel("bnb", { ...llama, quantization_config: { quant_method: "bitsandbytes" } }, "F32"),
+      { format: "gptq" }, /is already quantized \(bitsandbytes\)/)
   }, 120_000)
 })
 
 describe("GGUF through llama.cpp", () => {
+  // built once per machine; npm test's setup has built it already, so this only looks
+  beforeAll(() => ensureLlamaCpp(), 3_600_000)
+
+  it("an architecture llama.cpp's converter is not used for here, or non-float weights, fail at the start", async () => {
+    await expectRefused(fakeModel("bert", { architectures: ["BertForMaskedLM"], model_type: "bert" }, "F32"),
+      { format: "gguf", type: "q8_0" },
+      /architecture BertForMaskedLM is not supported for GGUF here \(supported: LlamaForCausalLM, .*PhiForCausalLM/)
+    await expectRefused(fakeModel("bf16", { architectures: ["LlamaForCausalLM"], model_type: "llama" }, "U8"),
+      { format: "gguf", type: "f16" }, /unsupported weight dtype U8/)
+  }, 120_000)
+
   it("q8_0 stays within 0.5% of f16 perplexity on held-out text, at about half the size", async () => {
     const r = await runWorker(quantize, {
       inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "q8_0", perplexityCtx: 64 }
@@ -161,6 +169,8 @@ describe("bitsandbytes", () => {
 })
 
 describe("eval scores quantized models", () => {
+  beforeAll(() => ensureLlamaCpp(), 3_600_000)
+
   it("a GGUF output is evaluated by the same harness as its source model", async () => {
     const q = await runWorker(quantize, { inputs: { model: models.llama }, params: { format: "gguf", type: "q8_0" } })
     expect(q.error).toBeUndefined()
