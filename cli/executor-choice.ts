@@ -18,8 +18,6 @@ export interface ExecutorChoice {
 export const executorChoice = (flag: string | undefined, recipe: string, store: string | undefined): ExecutorChoice => {
   const config = loadProjectConfig(path.dirname(path.resolve(recipe)))
   const name = chooseExecutor(flag, config)
-  // what a step's command builder may ask (steps/train/common.ts: a multi-node step is built only for a cluster)
-  process.env.ANNEAL_EXECUTOR = name
   const overrides = store !== undefined ? { stateDir: path.join(path.resolve(store), "jobs") } : {}
   return {
     name,

@@ -168,6 +168,13 @@ const runCommand = (
 ): Effect.Effect<ExecResult, StepExecutionError> =>
   Effect.callback<ExecResult, StepExecutionError>((resume) => {
     if (impl.argv.length === 0) return resume(Effect.fail(new StepExecutionError(spec.step, "its command has an empty argv")))
+    const nodes = spec.params["nodes"]
+    if (typeof nodes === "number" && nodes > 1) {
+      return resume(Effect.fail(new StepExecutionError(
+        spec.step,
+        `param nodes is ${nodes}: a multi-node step runs on the Slurm or Ray executor (--executor slurm|ray), not on this machine`
+      )))
+    }
     let log: LogFile
     try {
       log = new LogFile(spec.logPath)

@@ -10,7 +10,7 @@ import * as Schema from "effect/Schema"
 import { seedParam, withDefault } from "../../engine/params.ts"
 import { checkPythonEnv, projectRoot, pythonEnvVars } from "../../engine/python.ts"
 import type { CommandContext, CommandSpec, Resources } from "../../engine/step.ts"
-import { distribution, type DistributedParams, TorchrunLaunchError, torchrunArgv, worldSize } from "./torchrun.ts"
+import { distribution, type DistributedParams, torchrunArgv, worldSize } from "./torchrun.ts"
 
 export const trainDir = path.dirname(fileURLToPath(import.meta.url))
 
@@ -103,20 +103,16 @@ export const workerSourceFiles = (script: string): ReadonlyArray<string> => [
 /**
  * `python WORKER.py SPEC.json` for one process, else torchrun on this machine (steps/train/torchrun.ts:
  * loopback rendezvous on a port the kernel picks, no restarts). A torchrun command never starts from
- * the warm Python process (engine/warm-workers.ts takes only `python SCRIPT.py ...`). Several nodes
- * need a cluster executor, which builds each node's argv with `torchrunArgv`; run locally they fail here
- * with one line rather than silently training a different global batch.
+ * the warm Python process (engine/warm-workers.ts takes only `python SCRIPT.py ...`). A multi-node step
+ * keeps the plain `python WORKER.py SPEC.json`: the cluster executor that launches the gang builds each
+ * node's torchrun argv itself (`torchrunArgv`), and the local executor refuses it with one line rather
+ * than silently training a different global batch.
  */
 export const trainingCommand = (script: string) =>
 <P>(ctx: CommandContext<P>): CommandSpec => {
   const python = checkPythonEnv()
   const d = distribution(ctx.params as DistributedParams, ctx.gpus.length)
-  if (d.nodes > 1) {
-    throw new TorchrunLaunchError(
-      `${ctx.step}: param nodes is ${d.nodes}: a multi-node step runs on the Slurm or Ray executor, not locally`
-    )
-  }
-  const argv = worldSize(d) > 1
+  const argv = d.nodes === 1 && worldSize(d) > 1
     ? torchrunArgv({ python, script, args: [ctx.specPath], nodes: 1, processesPerNode: d.processesPerNode })
     : [python, script, ctx.specPath]
   return { argv, env: pythonEnvVars() }
