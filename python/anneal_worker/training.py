@@ -8,7 +8,7 @@ import time
 from dataclasses import field, fields
 from typing import Any
 
-from .protocol import Worker, fail, require_safetensors, ts_name
+from .protocol import Worker, checkpoint_requested, fail, require_safetensors, ts_name
 
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
@@ -235,6 +235,25 @@ def last_checkpoint(resume_dir: str) -> str | None:
 # ----------------------------------------------------------------------------------------------
 # Progress
 
+def checkpoint_requested_by_any_rank() -> bool:
+    """protocol.checkpoint_requested(), agreed by every rank: a checkpoint save is collective under
+    DDP/FSDP, so one rank seeing the request file a step before another must not make it save alone.
+    Costs nothing outside cluster jobs (no request file is named) and one tiny all-reduce per optimizer
+    step inside them."""
+    if os.environ.get("ANNEAL_CHECKPOINT_REQUEST") is None:
+        return False
+    seen = checkpoint_requested()
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        import torch
+        flag = torch.tensor([1 if seen else 0], dtype=torch.int32)
+        if dist.get_backend() == "nccl":
+            flag = flag.cuda()
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+    return seen
+
+
 def progress_callback(worker: Worker, tokens_per_step: int | None = None):
     """A TrainerCallback that streams protocol progress lines: optimizer step/total, loss, lr, tokens per
     second and ETA. Tokens come from `tokens_per_step` (packed data, fixed) or the Trainer's
@@ -248,6 +267,7 @@ def progress_callback(worker: Worker, tokens_per_step: int | None = None):
             self.tokens0 = 0
             self.first_loss: float | None = None
             self.last_loss: float | None = None
+            self.saved_on_request = False
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.t0 = time.monotonic()
@@ -255,6 +275,15 @@ def progress_callback(worker: Worker, tokens_per_step: int | None = None):
             self.tokens0 = state.num_input_tokens_seen or 0
             if is_main_process():
                 worker.progress(state.global_step, state.max_steps, "steps")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            # a cluster job near its time limit: save the resume checkpoint now (every rank together)
+            if not self.saved_on_request and checkpoint_requested_by_any_rank():
+                self.saved_on_request = True
+                control.should_save = True
+                if is_main_process():
+                    worker.log(f"checkpoint saved before the time limit (step {state.global_step})")
+            return control
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not is_main_process() or not logs or "loss" not in logs:
