@@ -67,6 +67,28 @@ export const unknownStep = (graph: Graph, id: string): UsageError =>
     message: `no step "${id}" in ${path.relative(process.cwd(), graph.recipe)} (steps: ${graph.steps.map((s) => s.id).slice(0, 12).join(", ")}${graph.steps.length > 12 ? ", ..." : ""})`
   })
 
+/**
+ * Content hashes of the sources the selected steps read, hashed on the store's worker threads (stat-cached),
+ * so the event loop (and the live view) keeps going while a large source is read. A bad source is the
+ * same error `hashSources` gives: the first in step order.
+ */
+export const hashSourcesOffThread = async (store: Store, steps: ReadonlyArray<PlannedStep>): Promise<Map<string, string>> => {
+  const paths: Array<string> = []
+  for (const s of steps) {
+    for (const src of s.sources) {
+      checkSource(s, src)
+      if (!paths.includes(src.path)) paths.push(src.path)
+    }
+  }
+  const hashed = await Promise.allSettled(paths.map((p) => store.hashSourceOffThread(p)))
+  const hashes = new Map<string, string>()
+  hashed.forEach((h, i) => {
+    if (h.status === "rejected") throw h.reason
+    hashes.set(paths[i]!, h.value.hash)
+  })
+  return hashes
+}
+
 /** Content hashes of the sources the selected steps read (stat-cached). */
 export const hashSources = (store: Store, steps: ReadonlyArray<PlannedStep>): Map<string, string> => {
   const hashes = new Map<string, string>()
@@ -120,8 +142,13 @@ export interface PlanEntry {
   readonly trace: Trace | undefined
 }
 
-type PlanOptions = { force?: ReadonlyArray<string>; rebuilder?: Rebuilder }
-type Plan = { entries: ReadonlyArray<PlanEntry>; sources: Map<string, string>; warnings: ReadonlyArray<string> }
+type PlanOptions = {
+  force?: ReadonlyArray<string>
+  rebuilder?: Rebuilder
+  /** the sources' hashes, when the caller has them (hashSourcesOffThread); else hashed here */
+  sources?: ReadonlyMap<string, string>
+}
+type Plan = { entries: ReadonlyArray<PlanEntry>; sources: ReadonlyMap<string, string>; warnings: ReadonlyArray<string> }
 
 /**
  * Statuses for the selected steps without running anything. In a run, the leases on what the plan
@@ -136,7 +163,7 @@ export const planSteps = (project: Project, steps: ReadonlyArray<PlannedStep>, o
 
 const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: PlanOptions): Plan => {
   const { store, recipeId } = project
-  const sources = hashSources(store, steps)
+  const sources = options.sources ?? hashSources(store, steps)
   const ctx = {
     store,
     records: store.db.stepRecords(recipeId),

@@ -16,7 +16,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import { execa } from "execa"
 
 /** What a step asks for, in total over all its processes. */
 export interface Request {
@@ -168,6 +167,8 @@ export const detectGpus = async (flag: ReadonlyArray<number> | undefined): Promi
     return visible.split(",").map((s) => s.trim()).filter((s) => /^\d+$/.test(s)).map(Number)
   }
   try {
+    // loaded only here: `anneal plan` and a run with CUDA_VISIBLE_DEVICES set never start a process
+    const { execa } = await import("execa")
     const r = await execa("nvidia-smi", ["--query-gpu=index", "--format=csv,noheader"], { reject: false, timeout: 10_000 })
     if (r.exitCode !== 0) return []
     return r.stdout.split("\n").map((s) => s.trim()).filter((s) => /^\d+$/.test(s)).map(Number)

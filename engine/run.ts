@@ -17,6 +17,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { execFileSync } from "node:child_process"
 import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { StepRecord } from "../cache/db.ts"
@@ -29,7 +30,7 @@ import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
 import { stepSeed } from "./keys.ts"
 import type { Trace } from "./keys.ts"
-import { fingerprint, openProject, planSteps, selectSteps, unknownStep } from "./plan.ts"
+import { fingerprint, hashSourcesOffThread, openProject, planSteps, selectSteps, unknownStep } from "./plan.ts"
 import type { PlanEntry, Project } from "./plan.ts"
 import { constructiveTraces } from "./rebuilder.ts"
 import type { Rebuilder } from "./rebuilder.ts"
@@ -128,7 +129,9 @@ const runProject = async (project: Project, options: RunOptions, started: number
   // resources, and GPU shortfalls decided before anything runs
   const pool = await machinePool(options)
   const { requests, onCpu } = stepRequests(steps, pool.capacity.gpus, options.allowCpu === true)
-  const run = beginRun(project, options, steps, { gpus: pool.capacity.gpus, onCpu })
+  // sources are hashed off the event loop (a multi-GB source does not freeze the live view)
+  const sources = await hashSourcesOffThread(project.store, steps)
+  const run = beginRun(project, options, steps, { gpus: pool.capacity.gpus, onCpu, sources })
   const exit = await Effect.runPromiseExit(
     schedule({
       steps,
@@ -173,7 +176,7 @@ const beginRun = (
   project: Project,
   options: RunOptions,
   steps: ReadonlyArray<PlannedStep>,
-  machine: { readonly gpus: ReadonlyArray<number>; readonly onCpu: ReadonlyArray<string> }
+  machine: { readonly gpus: ReadonlyArray<number>; readonly onCpu: ReadonlyArray<string>; readonly sources: ReadonlyMap<string, string> }
 ): Run => {
   const { store, recipeId } = project
   const settled = new Set<string>()
@@ -186,7 +189,7 @@ const beginRun = (
   store.beginRun({ verify: options.verify === true })
   store.db.recoverCrashed()
   store.sweepStaging()
-  const plan = planSteps(project, steps, { force: [...force], rebuilder: options.rebuilder })
+  const plan = planSteps(project, steps, { force: [...force], rebuilder: options.rebuilder, sources: machine.sources })
   const session = store.db.startSession(recipeId, options.argv ?? [])
   for (const w of plan.warnings) emit({ event: "log", step: null, level: "warn", message: w })
   // said once, not per step: a recipe that allows CPU (the demo) runs without --allow-cpu
@@ -367,7 +370,7 @@ const execute = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: 
         const hash = await commitStep(run, step, key, trace, grant, spec, result.metrics, seconds)
         at.staging = undefined // renamed into the store (or dropped as a duplicate)
         at.settled = true
-        attempt(() => fs.rmSync(spec.resumeDir, { recursive: true, force: true }))
+        removeResumeDir(spec.resumeDir)
         run.counts.ran++
         run.outputs.set(step.id, hash)
         run.emit({ event: "step", step: step.id, kind: step.def.kind, status: "ran", key, output: hash, seconds: seconds() })
@@ -432,8 +435,8 @@ const prepareSpec = (run: Run, step: PlannedStep, key: string, trace: Trace, gra
 }
 
 /**
- * Moves a step's output into the store with its self-description, then records the artifact, the run,
- * the key's result and the step's record in one transaction. Returns the output's hash.
+ * Commits a step's output: the store moves it into place with its self-description and records the
+ * artifact, the run, the key's result and the step's record in one transaction. Returns the output's hash.
  */
 const commitStep = async (
   run: Run,
@@ -462,13 +465,12 @@ const commitStep = async (
     versions: { anneal: annealVersion, node: process.versions.node },
     git: run.revision,
     created: new Date().toISOString()
-  })
-  const secs = seconds()
-  store.db.transaction(() => {
-    store.db.putArtifact({ hash: committed.hash, kind: step.def.output.kind, bytes: committed.bytes, files: committed.files })
-    store.db.finishRun(spec.runId, { status: "ran", seconds: secs, output: committed.hash, metrics, error: null })
-    store.db.putResult(key, committed.hash, spec.runId, secs)
-    record(run, step, key, trace, committed.hash, secs, spec.runId)
+  }, (c) => {
+    // in the store's transaction, with the artifact's own row
+    const secs = seconds()
+    store.db.finishRun(spec.runId, { status: "ran", seconds: secs, output: c.hash, metrics, error: null })
+    store.db.putResult(key, c.hash, spec.runId, secs)
+    record(run, step, key, trace, c.hash, secs, spec.runId)
   })
   return committed.hash
 }
@@ -517,6 +519,18 @@ const endRun = (run: Run, exit: Exit.Exit<void>, started: number): RunSummary =>
   return summary
 }
 
+/**
+ * A finished step's checkpoints go (a rerun of the key must not resume from them). Most steps never
+ * checkpoint: an empty directory is one rmdir, where a recursive rm cost an executed no-op step 1 ms.
+ */
+const removeResumeDir = (dir: string) => {
+  try {
+    fs.rmdirSync(dir)
+  } catch {
+    attempt(() => fs.rmSync(dir, { recursive: true, force: true }))
+  }
+}
+
 /** Runs a clean-up action whose own failure must not hide the error being reported. */
 const attempt = <A>(f: () => A, onError?: (e: unknown) => void): A | undefined => {
   try {
@@ -529,10 +543,9 @@ const attempt = <A>(f: () => A, onError?: (e: unknown) => void): A | undefined =
 
 
 /** A dataset step that succeeded without writing anything: almost always a bug in the step. */
-class EmptyOutput extends Error {
-  readonly _tag = "EmptyOutput"
-  constructor(readonly step: string) {
-    super(`step "${step}" finished but left its output empty: a dataset step must write its rows into its output directory`)
+class EmptyOutput extends Data.TaggedError("EmptyOutput")<{ readonly step: string; readonly message: string }> {
+  constructor(step: string) {
+    super({ step, message: `step "${step}" finished but left its output empty: a dataset step must write its rows into its output directory` })
   }
 }
 
