@@ -110,11 +110,27 @@ export const checkManifest = (
   return { ok: true, ...(refreshed === undefined ? {} : { refreshed }), ...(walked === undefined ? {} : { dirs: walked }) }
 }
 
+/**
+ * Directory timestamps tick at the kernel's clock granularity (a jiffy on Linux; a second or two on some
+ * network and FAT file systems), so an entry added in the same tick as the signature was taken would
+ * leave it unchanged (git's "racy" index entries). A signature is trusted only when its directory's
+ * ctime is older than this when it was recorded; a newer one makes the next check list the directory
+ * and record again, by then out of the window.
+ */
+const RACY_MS = 2000
+
+/** The `artifacts.dirs` column: the signatures and when they were recorded. */
+export const dirsJson = (dirs: ReadonlyArray<DirSignature>, at = Date.now()): string => JSON.stringify({ at, dirs })
+
+/** The recorded signatures when they can vouch for the directories' contents, else undefined (list them). */
 export const parseDirs = (json: string | null | undefined): ReadonlyArray<DirSignature> | undefined => {
   if (json === null || json === undefined) return undefined
   try {
-    const d = JSON.parse(json) as unknown
-    return Array.isArray(d) ? (d as ReadonlyArray<DirSignature>) : undefined
+    const d = JSON.parse(json) as { at?: unknown; dirs?: unknown }
+    if (typeof d?.at !== "number" || !Array.isArray(d.dirs)) return undefined
+    const at = d.at
+    const dirs = d.dirs as ReadonlyArray<DirSignature>
+    return dirs.every((sig) => sig[3] < at - RACY_MS) ? dirs : undefined
   } catch {
     return undefined
   }

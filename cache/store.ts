@@ -27,7 +27,7 @@ import * as path from "node:path"
 import { CacheDb } from "./db.ts"
 import { databasePath } from "./db-location.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
-import { checkManifest, dirSignaturesOf, parseDirs, parseManifest } from "./manifest.ts"
+import { checkManifest, dirSignaturesOf, dirsJson, parseDirs, parseManifest } from "./manifest.ts"
 import type { Check, DirSignature, ManifestEntry } from "./manifest.ts"
 import { canonicalJson, hashFile, hashFilesOffThread, hashTree, hashTreeOffThread, listFiles, merkle, sha256 } from "./hash.ts"
 import type { FileEntry, HashedFile } from "./hash.ts"
@@ -215,7 +215,7 @@ export class Store {
       if (c.refreshed !== undefined) this.db.setManifest(hash, JSON.stringify(c.refreshed))
       // the recorded directory signatures still hold when only a file's stat moved
       const dirs = c.dirs ?? recordedDirs
-      if (dirs !== undefined) this.db.setDirs(hash, JSON.stringify(dirs))
+      if (dirs !== undefined) this.db.setDirs(hash, dirsJson(dirs))
     })
   }
 
@@ -319,7 +319,7 @@ export class Store {
     this.db.transaction(() => {
       this.db.putArtifact({
         hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, manifest: JSON.stringify(manifest),
-        dirs: dirs === undefined ? undefined : JSON.stringify(dirs)
+        dirs: dirs === undefined ? undefined : dirsJson(dirs)
       })
       alsoRecord?.(committed)
     })

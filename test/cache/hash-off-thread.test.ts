@@ -65,7 +65,10 @@ describe("hashing on worker threads", () => {
       expect(viaThreads.hash).toBe(hashTree(b).hash)
       expect(fs.statSync(path.join(viaThreads.path, "a", "big.bin")).mode & 0o222).toBe(0)
       const c = store.check(viaThreads.hash, false)
-      expect(c).toEqual({ ok: true }) // no file rehashed: the workers' stats are the committed files' stats
+      // no file rehashed: the workers' stats are the committed files' stats (the directories may be
+      // listed once: their signatures were taken in the same clock tick as the commit)
+      expect(c.ok).toBe(true)
+      expect("refreshed" in c).toBe(false)
       expect(store.check(viaThreads.hash, true).ok).toBe(true)
       // the same content committed again is recognised as already stored
       const again = await store.commit(b, "dataset", {})

@@ -44,13 +44,22 @@ const stage = (store: Store, salt: string): string => {
   return dir
 }
 
-const dirsOf = (store: Store, hash: string): unknown => JSON.parse(store.db.artifact(hash)?.dirs ?? "null")
+/** The recorded directory signatures and when they were taken. */
+const dirsOf = (store: Store, hash: string): { at: number; dirs: Array<[string, number, number, number]> } =>
+  JSON.parse(store.db.artifact(hash)?.dirs ?? "null")
+
+/** Pretends the signatures were recorded long after the directories last changed (out of the racy window). */
+const age = (store: Store, hash: string) => {
+  const d = dirsOf(store, hash)
+  withCacheDb(store.root, (db) => db.prepare("UPDATE artifacts SET dirs = ? WHERE hash = ?").run(JSON.stringify({ ...d, at: Date.now() + 60_000 }), hash))
+}
 
 describe("presence checks from directory signatures", () => {
   it("records every directory at commit and still catches a file added in any of them", async () => {
     const store = openStore()
     const c = await store.commit(stage(store, "x"), "files", {})
-    expect((dirsOf(store, c.hash) as Array<[string]>).map((d) => d[0]).sort()).toEqual(["", "a", "a/b", "empty"])
+    expect(dirsOf(store, c.hash).dirs.map((d) => d[0]).sort()).toEqual(["", "a", "a/b", "empty"])
+    age(store, c.hash)
     expect(store.has(c.hash)).toBe(true)
     const art = store.artifactPath(c.hash)
     for (const where of ["empty", "a/b", ""]) {
@@ -61,12 +70,30 @@ describe("presence checks from directory signatures", () => {
       fs.rmSync(stray)
       // removing the stray file moved the directory's signature again: listed, found whole, recorded
       expect(store.has(c.hash)).toBe(true)
+      age(store, c.hash)
     }
+  })
+
+  it("trusts unchanged signatures without listing, but not ones taken in the same clock tick as a change", async () => {
+    const store = openStore()
+    const c = await store.commit(stage(store, "t"), "files", {})
+    // just committed: the directories changed moments before their signatures were taken, so a check
+    // lists them and records again
+    const committed = dirsOf(store, c.hash)
+    expect(store.has(c.hash)).toBe(true)
+    expect(dirsOf(store, c.hash).at).toBeGreaterThanOrEqual(committed.at)
+    expect(dirsOf(store, c.hash)).not.toEqual(committed)
+    // out of that window a check stats and trusts them: the record is left as it is
+    age(store, c.hash)
+    const aged = dirsOf(store, c.hash)
+    expect(store.has(c.hash)).toBe(true)
+    expect(dirsOf(store, c.hash)).toEqual(aged)
   })
 
   it("catches a sub-directory swapped for a copy with the same files", async () => {
     const store = openStore()
     const c = await store.commit(stage(store, "y"), "files", {})
+    age(store, c.hash)
     const art = store.artifactPath(c.hash)
     fs.cpSync(path.join(art, "a"), path.join(art, "a.copy"), { recursive: true })
     fs.writeFileSync(path.join(art, "a.copy", "b", "added.txt"), "extra")
@@ -80,10 +107,10 @@ describe("presence checks from directory signatures", () => {
   it("checks a row recorded without signatures by listing it once, then records them", async () => {
     const store = openStore()
     const c = await store.commit(stage(store, "z"), "files", {})
-    const recorded = dirsOf(store, c.hash)
+    const recorded = dirsOf(store, c.hash).dirs
     withCacheDb(store.root, (db) => db.prepare("UPDATE artifacts SET dirs = NULL WHERE hash = ?").run(c.hash))
     expect(store.has(c.hash)).toBe(true)
-    expect(dirsOf(store, c.hash)).toEqual(recorded)
+    expect(dirsOf(store, c.hash).dirs).toEqual(recorded)
     fs.writeFileSync(path.join(store.artifactPath(c.hash), "empty", "late.txt"), "x")
     withCacheDb(store.root, (db) => db.prepare("UPDATE artifacts SET dirs = NULL WHERE hash = ?").run(c.hash))
     expect(store.has(c.hash)).toBe(false)
