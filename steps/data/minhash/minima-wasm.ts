@@ -1,0 +1,108 @@
+/**
+ * The MinHash minima loop as a WebAssembly SIMD kernel, assembled here from its instructions (no
+ * toolchain: the bytes below are the whole module). For each group of four hash functions it keeps
+ * four running minima in one i32x4 over all shingles:  v = a*lo + c*hi + b  (mod 2^32, signed min),
+ * exactly the arithmetic of the scalar loop in signature.ts, four lanes per instruction.
+ *
+ *   minima(lo, hi, count, coef, groups, out)   all pointers are byte offsets into the module's memory
+ *     lo, hi:  count int32 shingle lanes (count >= 1)
+ *     coef:    groups x 48 bytes: a[4], c[4], b[4] as int32
+ *     out:     groups x 4 int32 minima
+ */
+
+// the little of the WebAssembly JS API used here (the project's lib settings carry no wasm typings)
+interface WasmMemory {
+  readonly buffer: ArrayBuffer
+  grow(pages: number): number
+}
+declare const WebAssembly: {
+  Module: new (bytes: Uint8Array) => object
+  Instance: new (module: object) => { readonly exports: Record<string, unknown> }
+}
+
+// opcodes used (WebAssembly core + fixed-width SIMD)
+const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22
+const I32_CONST = 0x41, I32_ADD = 0x6a, I32_SHL = 0x74, I32_LT_U = 0x49, I32_LOAD = 0x28
+const LOOP = 0x03, BR_IF = 0x0d, END = 0x0b, VOID = 0x40
+const SIMD = 0xfd, V128 = 0x7b, I32 = 0x7f
+const V128_LOAD = [SIMD, 0x00], V128_STORE = [SIMD, 0x0b], I32X4_SPLAT = [SIMD, 0x11]
+const I32X4_ADD = [SIMD, 0xae, 0x01], I32X4_MUL = [SIMD, 0xb5, 0x01], I32X4_MIN_S = [SIMD, 0xb6, 0x01]
+const V128_CONST = [SIMD, 0x0c]
+
+const uleb = (n: number): Array<number> => {
+  const out: Array<number> = []
+  do {
+    let b = n & 0x7f
+    n >>>= 7
+    if (n !== 0) b |= 0x80
+    out.push(b)
+  } while (n !== 0)
+  return out
+}
+const vec = (items: Array<number>): Array<number> => [...uleb(items.length), ...items]
+const section = (id: number, body: Array<number>): Array<number> => [id, ...uleb(body.length), ...body]
+const str = (s: string): Array<number> => vec([...Buffer.from(s, "utf8")])
+
+// params 0 lo, 1 hi, 2 count, 3 coef, 4 groups, 5 out; locals 6 end (i32), 7 g (i32), 8 p (i32),
+// 9 q (i32), 10 a, 11 c, 12 b, 13 m (v128)
+const get = (i: number) => [LOCAL_GET, i]
+const set = (i: number) => [LOCAL_SET, i]
+const mem = (align: number, offset: number) => [align, ...uleb(offset)]
+const code: Array<number> = [
+  // locals: 4 x i32, 4 x v128
+  ...uleb(2), ...uleb(4), I32, ...uleb(4), V128,
+  // end = lo + count*4
+  ...get(0), ...get(2), I32_CONST, 2, I32_SHL, I32_ADD, ...set(6),
+  I32_CONST, 0, ...set(7),
+  LOOP, VOID,
+  //   a, c, b = coef[g*48 ..]
+  ...get(3), ...V128_LOAD, ...mem(4, 0), ...set(10),
+  ...get(3), ...V128_LOAD, ...mem(4, 16), ...set(11),
+  ...get(3), ...V128_LOAD, ...mem(4, 32), ...set(12),
+  ...V128_CONST, ...new Array(4).fill([0xff, 0xff, 0xff, 0x7f]).flat(), ...set(13),
+  ...get(0), ...set(8),
+  ...get(1), ...set(9),
+  LOOP, VOID,
+  //   m = min_s(m, a*splat(lo[p]) + c*splat(hi[q]) + b)
+  ...get(13),
+  ...get(10), ...get(8), I32_LOAD, ...mem(2, 0), ...I32X4_SPLAT, ...I32X4_MUL,
+  ...get(11), ...get(9), I32_LOAD, ...mem(2, 0), ...I32X4_SPLAT, ...I32X4_MUL,
+  ...I32X4_ADD, ...get(12), ...I32X4_ADD,
+  ...I32X4_MIN_S, ...set(13),
+  ...get(9), I32_CONST, 4, I32_ADD, ...set(9),
+  ...get(8), I32_CONST, 4, I32_ADD, LOCAL_TEE, 8, ...get(6), I32_LT_U, BR_IF, 0,
+  END,
+  //   out[g*16] = m; coef += 48; out += 16
+  ...get(5), ...get(13), ...V128_STORE, ...mem(4, 0),
+  ...get(5), I32_CONST, 16, I32_ADD, ...set(5),
+  ...get(3), I32_CONST, 48, I32_ADD, ...set(3),
+  ...get(7), I32_CONST, 1, I32_ADD, LOCAL_TEE, 7, ...get(4), I32_LT_U, BR_IF, 0,
+  END,
+  END
+]
+const bytes = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  ...section(1, [1, 0x60, ...vec(new Array(6).fill(I32)), 0]), // one type: 6 x i32 -> ()
+  ...section(3, [1, 0]), // one function of type 0
+  ...section(5, [1, 0x00, 1]), // one memory, 1 page to start
+  ...section(7, [2, ...str("minima"), 0x00, 0, ...str("memory"), 0x02, 0]),
+  ...section(10, [1, ...uleb(code.length), ...code])
+])
+
+export interface MinimaKernel {
+  readonly minima: (lo: number, hi: number, count: number, coef: number, groups: number, out: number) => void
+  readonly memory: WasmMemory
+}
+
+/** The kernel, or undefined where WebAssembly SIMD is not available (the scalar loop is used then). */
+export const minimaKernel = (): MinimaKernel | undefined => {
+  if (typeof WebAssembly === "undefined") return undefined
+  let instance: { readonly exports: Record<string, unknown> }
+  try {
+    instance = new WebAssembly.Instance(new WebAssembly.Module(bytes))
+  } catch {
+    return undefined // an engine without SIMD rejects the module
+  }
+  const e = instance.exports as unknown as { minima: MinimaKernel["minima"]; memory: WasmMemory }
+  return { minima: e.minima, memory: e.memory }
+}
