@@ -43,13 +43,18 @@ export const query = (
   present: (hash: string) => boolean = (h) => store.has(h)
 ): RebuildQuery => {
   const key = traceKey(trace)
+  // the step's own record of this key, when its output is intact, is what the key's result would say:
+  // a null rerun then asks the database nothing per step (the store's lookup was a third of its time)
+  const own = record !== undefined && record.key === key && present(record.output)
+    ? { output: record.output, seconds: record.seconds }
+    : undefined
   return {
     step,
     trace,
     key,
     record,
     forced,
-    result: store.db.result(key),
+    result: own ?? store.db.result(key),
     present,
     damage: (h) => store.problem(h)
   }
