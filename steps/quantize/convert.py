@@ -1,4 +1,4 @@
-"""Runs llama.cpp's own HF -> GGUF converter (convert_hf_to_gguf.py), unchanged but for one fallback.
+"""Runs llama.cpp's own HF -> GGUF converter (convert_hf_to_gguf.py), unchanged but for two fixes.
 
     python convert.py LLAMA_CPP_SRC -- MODEL_DIR --outfile OUT.gguf --outtype f16
 
@@ -8,6 +8,7 @@ tokenizer that anneal trained (steps/train/tokenizer: byte-level BPE with GPT-2'
 its own vocabulary, hence an unknown hash, and the converter stops with "BPE pre-tokenizer was not
 recognized". When, and only when, that happens, this reads the pre-tokenizer from tokenizer.json and
 names the llama.cpp pre-tokenizer that does the same split; any other pre-tokenizer is a clear error.
+The Phi converter assumes the published models' MLP width (4 x hidden); see phi2_parameters.
 """
 from __future__ import annotations
 
@@ -53,6 +54,26 @@ def main() -> None:
             return name
 
     base.TextModel.get_vocab_base_pre = get_vocab_base_pre
+
+    # The Phi (phi-1/1.5/2) converter writes feed_forward_length = 4 x hidden_size, true of the published
+    # models; anneal's Phi configs may use another intermediate_size, and llama.cpp then refuses the file
+    # ("tensor 'blk.0.ffn_down.weight' has wrong shape"). Write the config's own value.
+    from conversion import phi
+
+    original_phi2 = phi.Phi2Model.set_gguf_parameters
+
+    def phi2_parameters(self) -> None:
+        real = self.find_hparam(["intermediate_size", "n_inner"], optional=True)
+        writer = self.gguf_writer
+        if real:
+            add = writer.add_feed_forward_length
+            writer.add_feed_forward_length = lambda _n: add(int(real))
+        try:
+            original_phi2(self)
+        finally:
+            writer.__dict__.pop("add_feed_forward_length", None)
+
+    phi.Phi2Model.set_gguf_parameters = phi2_parameters
     script = os.path.join(src, "convert_hf_to_gguf.py")
     sys.argv = [script, *args]
     runpy.run_path(script, run_name="__main__")

@@ -164,11 +164,18 @@ def weights_size(model_dir: str) -> int:
 def run_tool(worker: Worker, argv: list[str], what: str, env: dict | None = None) -> str:
     """Runs a llama.cpp program (an argument array), returns its output; a failure ends the step."""
     worker.log(f"{WHO}: {what}: {' '.join(argv)}", level="debug")
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # into a file, not a pipe: llama.cpp's tools log from a thread, and through a pipe the last lines
+    # (llama-perplexity's "Final estimate") could be missing from what was read
+    import tempfile
+
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
+        r = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.seek(0)
+        out = log.read()
     if r.returncode != 0:
-        tail = "\n".join(r.stdout.splitlines()[-12:])
+        tail = "\n".join(out.splitlines()[-12:])
         fail(f"{WHO}: {what} failed (exit {r.returncode}):\n{tail}", code=1)
-    return r.stdout
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
