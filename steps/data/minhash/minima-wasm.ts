@@ -43,43 +43,50 @@ const vec = (items: Array<number>): Array<number> => [...uleb(items.length), ...
 const section = (id: number, body: Array<number>): Array<number> => [id, ...uleb(body.length), ...body]
 const str = (s: string): Array<number> => vec([...Buffer.from(s, "utf8")])
 
-// params 0 lo, 1 hi, 2 count, 3 coef, 4 groups, 5 out; locals 6 end (i32), 7 g (i32), 8 p (i32),
-// 9 q (i32), 10 a, 11 c, 12 b, 13 m (v128)
+// params 0 lo, 1 hi, 2 count, 3 coef, 4 pairs, 5 out; locals 6 end, 7 g, 8 p, 9 q (i32);
+// 10 a0, 11 c0, 12 b0, 13 m0, 14 a1, 15 c1, 16 b1, 17 m1, 18 lo splat, 19 hi splat (v128)
 const get = (i: number) => [LOCAL_GET, i]
 const set = (i: number) => [LOCAL_SET, i]
 const mem = (align: number, offset: number) => [align, ...uleb(offset)]
+const MAX = [...V128_CONST, ...new Array(4).fill([0xff, 0xff, 0xff, 0x7f]).flat()]
+// m = min_s(m, a*L + c*H + b)
+const step = (a: number, c: number, b: number, m: number) => [
+  ...get(m),
+  ...get(a), ...get(18), ...I32X4_MUL,
+  ...get(c), ...get(19), ...I32X4_MUL,
+  ...I32X4_ADD, ...get(b), ...I32X4_ADD,
+  ...I32X4_MIN_S, ...set(m)
+]
 const code: Array<number> = [
-  // locals: 4 x i32, 4 x v128
-  ...uleb(2), ...uleb(4), I32, ...uleb(4), V128,
+  ...uleb(2), ...uleb(4), I32, ...uleb(10), V128,
   // end = lo + count*4
   ...get(0), ...get(2), I32_CONST, 2, I32_SHL, I32_ADD, ...set(6),
   I32_CONST, 0, ...set(7),
   LOOP, VOID,
-  //   a, c, b = coef[g*48 ..]
-  ...get(3), ...V128_LOAD, ...mem(4, 0), ...set(10),
-  ...get(3), ...V128_LOAD, ...mem(4, 16), ...set(11),
-  ...get(3), ...V128_LOAD, ...mem(4, 32), ...set(12),
-  ...V128_CONST, ...new Array(4).fill([0xff, 0xff, 0xff, 0x7f]).flat(), ...set(13),
+  //   two groups of four functions: a, c, b at coef[0, 16, 32] and coef[48, 64, 80]
+  ...[10, 11, 12, 14, 15, 16].flatMap((local, i) => [...get(3), ...V128_LOAD, ...mem(4, i * 16), ...set(local)]),
+  ...MAX, ...set(13),
+  ...MAX, ...set(17),
   ...get(0), ...set(8),
   ...get(1), ...set(9),
   LOOP, VOID,
-  //   m = min_s(m, a*splat(lo[p]) + c*splat(hi[q]) + b)
-  ...get(13),
-  ...get(10), ...get(8), I32_LOAD, ...mem(2, 0), ...I32X4_SPLAT, ...I32X4_MUL,
-  ...get(11), ...get(9), I32_LOAD, ...mem(2, 0), ...I32X4_SPLAT, ...I32X4_MUL,
-  ...I32X4_ADD, ...get(12), ...I32X4_ADD,
-  ...I32X4_MIN_S, ...set(13),
+  ...get(8), I32_LOAD, ...mem(2, 0), ...I32X4_SPLAT, ...set(18),
+  ...get(9), I32_LOAD, ...mem(2, 0), ...I32X4_SPLAT, ...set(19),
+  ...step(10, 11, 12, 13),
+  ...step(14, 15, 16, 17),
   ...get(9), I32_CONST, 4, I32_ADD, ...set(9),
   ...get(8), I32_CONST, 4, I32_ADD, LOCAL_TEE, 8, ...get(6), I32_LT_U, BR_IF, 0,
   END,
-  //   out[g*16] = m; coef += 48; out += 16
+  //   out[0..32) = m0, m1; coef += 96; out += 32
   ...get(5), ...get(13), ...V128_STORE, ...mem(4, 0),
-  ...get(5), I32_CONST, 16, I32_ADD, ...set(5),
-  ...get(3), I32_CONST, 48, I32_ADD, ...set(3),
+  ...get(5), ...get(17), ...V128_STORE, ...mem(4, 16),
+  ...get(5), I32_CONST, 32, I32_ADD, ...set(5),
+  ...get(3), I32_CONST, 0xe0, 0x00, I32_ADD, ...set(3),
   ...get(7), I32_CONST, 1, I32_ADD, LOCAL_TEE, 7, ...get(4), I32_LT_U, BR_IF, 0,
   END,
   END
 ]
+
 const bytes = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   ...section(1, [1, 0x60, ...vec(new Array(6).fill(I32)), 0]), // one type: 6 x i32 -> ()

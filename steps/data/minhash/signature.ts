@@ -74,7 +74,7 @@ export class Signer {
     this.config = config
     this.coef = coefficients(config.numHashes, config.seed)
     this.kernel = minimaKernel()
-    this.groups = Math.ceil(config.numHashes / 4)
+    this.groups = 2 * Math.ceil(config.numHashes / 8) // the kernel takes groups of four in pairs
     this.minimaAt = this.groups * 48
     this.shinglesAt = this.minimaAt + this.groups * 16
     if (this.kernel !== undefined) {
@@ -108,7 +108,7 @@ export class Signer {
     const kernel = this.kernel
     if (kernel === undefined) minima(this.coef, this.sLo, this.sHi, count, out, offset)
     else {
-      kernel.minima(this.shinglesAt, this.shinglesAt + 4 * this.sLo.length, count, 0, this.groups, this.minimaAt)
+      kernel.minima(this.shinglesAt, this.shinglesAt + 4 * this.sLo.length, count, 0, this.groups / 2, this.minimaAt)
       out.set(new Int32Array(kernel.memory.buffer, this.minimaAt, k), offset)
     }
     return true
