@@ -194,12 +194,17 @@ PPL_FINAL = re.compile(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)")
 
 
 def gguf_perplexity(worker: Worker, tools: dict[str, str], gguf: str, text_file: str, ctx: int, threads: int) -> float:
-    out = run_tool(worker, [tools["perplexity"], "-m", gguf, "-f", text_file, "-c", str(ctx), "-b", str(ctx),
-                            "-t", str(threads), "--no-warmup"], f"llama-perplexity on {os.path.basename(gguf)}")
-    m = PPL_FINAL.search(out)
-    if not m:
-        fail(f"{WHO}: llama-perplexity printed no final estimate:\n" + "\n".join(out.splitlines()[-8:]), code=1)
-    return float(m.group(1))
+    # Seen here, rarely: a run that exits 0 with its log cut short before the last chunk and the final
+    # estimate (the same command then prints them). The result is deterministic: run it again.
+    for attempt in range(3):
+        out = run_tool(worker, [tools["perplexity"], "-m", gguf, "-f", text_file, "-c", str(ctx), "-b", str(ctx),
+                                "-t", str(threads), "--no-warmup"], f"llama-perplexity on {os.path.basename(gguf)}")
+        m = PPL_FINAL.search(out)
+        if m:
+            return float(m.group(1))
+        worker.log(f"{WHO}: llama-perplexity printed no final estimate (attempt {attempt + 1} of 3)", level="warn")
+    fail(f"{WHO}: llama-perplexity printed no final estimate:\n" + "\n".join(out.splitlines()[-8:]), code=1)
+    raise AssertionError
 
 
 def quantize_gguf(worker: Worker, cfg: QuantizeConfig, model_dir: str, held_out: list[str], threads: int) -> dict:
