@@ -15,8 +15,8 @@ export const fmix32 = (h: number): number => {
   return h >>> 0
 }
 
-export const C1 = 0xcc9e2d51
-export const C2 = 0x1b873593
+const C1 = 0xcc9e2d51
+const C2 = 0x1b873593
 
 /** One lane of a string hash; `seed` picks the lane. */
 export const hashString32 = (s: string, seed: number): number => {

@@ -87,17 +87,88 @@ const code: Array<number> = [
   END
 ]
 
+// ---- words(text, len, lo, hi, tables) -> n -------------------------------------------------------
+// The word hash lanes of an ASCII text (len bytes at `text`, followed by one separator byte): tables
+// holds 128 bytes "is a separator" then 128 bytes "lower-cased byte". Each word's lanes are the
+// MurmurHash3 pass of hash.ts's hashString32 (seeds LANE_SEED_LO and LANE_SEED_HI, fmix32 of h ^ length).
+const I32_XOR = 0x73, I32_MUL = 0x6c, I32_SHR_U = 0x76, I32_ROTL = 0x77, I32_LOAD8_U = 0x2d, I32_STORE = 0x36
+const IF = 0x04, ELSE = 0x05, CALL = 0x10
+const sleb = (v: number): Array<number> => {
+  const out: Array<number> = []
+  v |= 0
+  for (;;) {
+    const b = v & 0x7f
+    v >>= 7
+    if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) return [...out, b]
+    out.push(b | 0x80)
+  }
+}
+const k32 = (v: number) => [I32_CONST, ...sleb(v)]
+// fmix32(h): local 0
+const fmixCode: Array<number> = [
+  0,
+  ...get(0), ...get(0), ...k32(16), I32_SHR_U, I32_XOR, ...set(0),
+  ...get(0), ...k32(0x85ebca6b), I32_MUL, ...set(0),
+  ...get(0), ...get(0), ...k32(13), I32_SHR_U, I32_XOR, ...set(0),
+  ...get(0), ...k32(0xc2b2ae35), I32_MUL, ...set(0),
+  ...get(0), ...get(0), ...k32(16), I32_SHR_U, I32_XOR,
+  END
+]
+// params 0 text, 1 len, 2 lo, 3 hi, 4 tables; locals 5 end, 6 w, 7 hl, 8 hh, 9 kk, 10 ch, 11 n
+const SEED_LO = 0x9747b28c, SEED_HI = 0x5bd1e995
+const lane = (h: number) => [
+  ...get(h), ...get(9), I32_XOR, ...k32(13), I32_ROTL, ...k32(5), I32_MUL, ...k32(0xe6546b64), I32_ADD, ...set(h)
+]
+const wordsCode: Array<number> = [
+  ...uleb(1), ...uleb(7), I32,
+  ...get(0), ...get(1), I32_ADD, ...k32(1), I32_ADD, ...set(5),
+  ...k32(SEED_LO), ...set(7),
+  ...k32(SEED_HI), ...set(8),
+  LOOP, VOID,
+  ...get(0), I32_LOAD8_U, ...mem(0, 0), ...set(10),
+  ...get(4), ...get(10), I32_ADD, I32_LOAD8_U, ...mem(0, 0),
+  IF, VOID,
+  //   a separator: end the word being read, if any
+  ...get(6),
+  IF, VOID,
+  ...get(2), ...get(11), ...k32(2), I32_SHL, I32_ADD, ...get(7), ...get(6), I32_XOR, CALL, 0, I32_STORE, ...mem(2, 0),
+  ...get(3), ...get(11), ...k32(2), I32_SHL, I32_ADD, ...get(8), ...get(6), I32_XOR, CALL, 0, I32_STORE, ...mem(2, 0),
+  ...get(11), ...k32(1), I32_ADD, ...set(11),
+  ...k32(0), ...set(6),
+  ...k32(SEED_LO), ...set(7),
+  ...k32(SEED_HI), ...set(8),
+  END,
+  ELSE,
+  //   a word byte: k = rotl(lower(ch) * C1, 15) * C2, then one round per lane
+  ...get(4), ...get(10), I32_ADD, I32_LOAD8_U, ...mem(0, 128),
+  ...k32(0xcc9e2d51), I32_MUL, ...k32(15), I32_ROTL, ...k32(0x1b873593), I32_MUL, ...set(9),
+  ...lane(7),
+  ...lane(8),
+  ...get(6), ...k32(1), I32_ADD, ...set(6),
+  END,
+  ...get(0), ...k32(1), I32_ADD, LOCAL_TEE, 0, ...get(5), I32_LT_U, BR_IF, 0,
+  END,
+  ...get(11),
+  END
+]
+
 const bytes = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  ...section(1, [1, 0x60, ...vec(new Array(6).fill(I32)), 0]), // one type: 6 x i32 -> ()
-  ...section(3, [1, 0]), // one function of type 0
+  ...section(1, [
+    3,
+    0x60, ...vec(new Array(6).fill(I32)), 0, // 0: minima, 6 x i32 -> ()
+    0x60, ...vec([I32]), ...vec([I32]), // 1: fmix32, i32 -> i32
+    0x60, ...vec(new Array(5).fill(I32)), ...vec([I32]) // 2: words, 5 x i32 -> i32
+  ]),
+  ...section(3, [3, 1, 0, 2]), // functions: 0 fmix32, 1 minima, 2 words
   ...section(5, [1, 0x00, 1]), // one memory, 1 page to start
-  ...section(7, [2, ...str("minima"), 0x00, 0, ...str("memory"), 0x02, 0]),
-  ...section(10, [1, ...uleb(code.length), ...code])
+  ...section(7, [3, ...str("minima"), 0x00, 1, ...str("words"), 0x00, 2, ...str("memory"), 0x02, 0]),
+  ...section(10, [3, ...uleb(fmixCode.length), ...fmixCode, ...uleb(code.length), ...code, ...uleb(wordsCode.length), ...wordsCode])
 ])
 
 export interface MinimaKernel {
-  readonly minima: (lo: number, hi: number, count: number, coef: number, groups: number, out: number) => void
+  readonly minima: (lo: number, hi: number, count: number, coef: number, pairs: number, out: number) => void
+  readonly words: (text: number, len: number, lo: number, hi: number, tables: number) => number
   readonly memory: WasmMemory
 }
 
@@ -110,6 +181,6 @@ export const minimaKernel = (): MinimaKernel | undefined => {
   } catch {
     return undefined // an engine without SIMD rejects the module
   }
-  const e = instance.exports as unknown as { minima: MinimaKernel["minima"]; memory: WasmMemory }
-  return { minima: e.minima, memory: e.memory }
+  const e = instance.exports as unknown as { minima: MinimaKernel["minima"]; words: MinimaKernel["words"]; memory: WasmMemory }
+  return { minima: e.minima, words: e.words, memory: e.memory }
 }

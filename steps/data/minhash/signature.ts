@@ -9,7 +9,7 @@
  * whichever thread computes them.
  */
 import { minimaKernel, type MinimaKernel } from "./minima-wasm.ts"
-import { C1, C2, fmix32, hashString32, LANE_SEED_HI, LANE_SEED_LO, shingleHashes, splitmix32 } from "./hash.ts"
+import { hashString32, LANE_SEED_HI, LANE_SEED_LO, shingleHashes, splitmix32 } from "./hash.ts"
 
 export interface MinHashConfig {
   readonly ngram: number
@@ -45,28 +45,29 @@ export const simplifyWords = (text: string): Array<string> => {
   return t.length === 0 ? [] : t.split(spaceRe)
 }
 
-/** 1 for the ASCII code units that separate words: JS whitespace (\s) and \p{P}\p{S}. */
-const ASCII_SEPARATOR = (() => {
-  const t = new Uint8Array(128)
-  for (let c = 0; c < 128; c++) {
-    const ch = String.fromCharCode(c)
-    if (/\s/.test(ch) || /[\p{P}\p{S}]/u.test(ch)) t[c] = 1
-  }
-  return t
-})()
+const encoder = new TextEncoder()
 
-/** Reusable scratch buffers, grown as needed, so signing allocates nothing per document. */
+/**
+ * Reusable scratch buffers, grown as needed, so signing allocates nothing per document. With the
+ * WebAssembly kernel (minima-wasm.ts) all of them live in its memory, laid out as
+ *   coefficients | minima | tables (256 bytes) | sLo | sHi | lo | hi | text bytes (2 x size)
+ * where sLo, sHi, lo and hi hold `size` int32 each. An all-ASCII text is copied in as bytes and its
+ * words hashed there (`words`): for ASCII, NFKC changes nothing, lower-casing is A-Z -> a-z, and words
+ * are the runs between whitespace and punctuation/symbols, exactly what simplifyWords yields; any other
+ * text takes simplifyWords. Without the kernel everything is done in JS.
+ */
 export class Signer {
   private lo = new Int32Array(1024)
   private hi = new Int32Array(1024)
   private sLo = new Int32Array(1024)
   private sHi = new Int32Array(1024)
+  private text = new Uint8Array(0)
   private readonly coef: Coefficients
-  /** the WebAssembly SIMD minima kernel, its memory laid out as coefficients | minima | sLo | sHi */
   private readonly kernel: MinimaKernel | undefined
   private readonly groups: number
   private readonly minimaAt: number
-  private readonly shinglesAt: number
+  private readonly tablesAt: number
+  private readonly scratchAt: number
   readonly config: MinHashConfig
 
   // no parameter properties: worker threads load this file with Node's type stripping
@@ -76,11 +77,13 @@ export class Signer {
     this.kernel = minimaKernel()
     this.groups = 2 * Math.ceil(config.numHashes / 8) // the kernel takes groups of four in pairs
     this.minimaAt = this.groups * 48
-    this.shinglesAt = this.minimaAt + this.groups * 16
+    this.tablesAt = this.minimaAt + this.groups * 16
+    this.scratchAt = this.tablesAt + 256
     if (this.kernel !== undefined) {
+      this.views(this.lo.length)
+      const memory = this.kernel.memory.buffer
       // groups of four functions as a[4] c[4] b[4]; the padding functions' minima are never read
-      this.growMemory(this.shinglesAt + 2 * 4 * this.sLo.length)
-      const co = new Int32Array(this.kernel.memory.buffer, 0, this.groups * 12)
+      const co = new Int32Array(memory, 0, this.groups * 12)
       const { a, b, c } = this.coef
       for (let i = 0; i < this.groups * 4; i++) {
         const g = (i >> 2) * 12 + (i & 3)
@@ -88,7 +91,11 @@ export class Signer {
         co[g + 4] = i < a.length ? c[i]! : 1
         co[g + 8] = i < a.length ? b[i]! : 0
       }
-      this.shingleViews(this.sLo.length)
+      const tables = new Uint8Array(memory, this.tablesAt, 256)
+      for (let ch = 0; ch < 128; ch++) {
+        tables[ch] = /\s/.test(String.fromCharCode(ch)) || /[\p{P}\p{S}]/u.test(String.fromCharCode(ch)) ? 1 : 0
+        tables[128 + ch] = ch >= 65 && ch <= 90 ? ch + 32 : ch
+      }
     }
   }
 
@@ -97,7 +104,8 @@ export class Signer {
    * text with no words: it gets no signature and is never a duplicate.
    */
   sign(text: string, out: Int32Array, offset: number): boolean {
-    let n = this.hashAsciiWords(text)
+    const kernel = this.kernel
+    let n = kernel === undefined ? -1 : this.hashAsciiWords(text)
     if (n < 0) n = this.hashWords(text)
     const k = this.config.numHashes
     if (n === 0) {
@@ -105,27 +113,12 @@ export class Signer {
       return false
     }
     const count = shingleHashes(this.lo, this.hi, n, this.config.ngram, this.sLo, this.sHi)
-    const kernel = this.kernel
     if (kernel === undefined) minima(this.coef, this.sLo, this.sHi, count, out, offset)
     else {
-      kernel.minima(this.shinglesAt, this.shinglesAt + 4 * this.sLo.length, count, 0, this.groups / 2, this.minimaAt)
+      kernel.minima(this.sLo.byteOffset, this.sHi.byteOffset, count, 0, this.groups / 2, this.minimaAt)
       out.set(new Int32Array(kernel.memory.buffer, this.minimaAt, k), offset)
     }
     return true
-  }
-
-  private growMemory(bytes: number): void {
-    const memory = this.kernel!.memory
-    const missing = bytes - memory.buffer.byteLength
-    if (missing > 0) memory.grow(Math.ceil(missing / 65536))
-  }
-
-  /** sLo and sHi as views of the kernel's memory, `size` values each */
-  private shingleViews(size: number): void {
-    this.growMemory(this.shinglesAt + 2 * 4 * size)
-    const buffer = this.kernel!.memory.buffer
-    this.sLo = new Int32Array(buffer, this.shinglesAt, size)
-    this.sHi = new Int32Array(buffer, this.shinglesAt + 4 * size, size)
   }
 
   /** The general path: simplifyWords, then each word's two lanes. Returns the word count. */
@@ -143,57 +136,39 @@ export class Signer {
     return n
   }
 
-  /**
-   * The same word lanes as hashWords, for an all-ASCII text, in one pass over its code units with no
-   * strings made: for ASCII, NFKC changes nothing, lower-casing is A-Z -> a-z, and words are the runs
-   * between whitespace and punctuation/symbols (ASCII_SEPARATOR). Returns -1 at the first non-ASCII
-   * code unit (the caller then takes the general path).
-   */
+  /** The kernel's word lanes of an all-ASCII text; -1 for any other text. */
   private hashAsciiWords(text: string): number {
     const len = text.length
-    if (len >= 2 * this.lo.length) this.grow((len >> 1) + 1)
-    const lo = this.lo
-    const hi = this.hi
-    let n = 0
-    let w = 0
-    let hl = LANE_SEED_LO | 0
-    let hh = LANE_SEED_HI | 0
-    for (let i = 0; i <= len; i++) {
-      const ch = i < len ? text.charCodeAt(i) : 32
-      if (ch > 127) return -1
-      if (ASCII_SEPARATOR[ch] === 1) {
-        if (w > 0) {
-          lo[n] = fmix32(hl ^ w) | 0
-          hi[n] = fmix32(hh ^ w) | 0
-          n++
-          w = 0
-          hl = LANE_SEED_LO | 0
-          hh = LANE_SEED_HI | 0
-        }
-        continue
-      }
-      // one MurmurHash3 round per lane, as hashString32 does
-      let kk = Math.imul(ch >= 65 && ch <= 90 ? ch + 32 : ch, C1)
-      kk = Math.imul((kk << 15) | (kk >>> 17), C2)
-      hl ^= kk
-      hl = (hl << 13) | (hl >>> 19)
-      hl = (Math.imul(hl, 5) + 0xe6546b64) | 0
-      hh ^= kk
-      hh = (hh << 13) | (hh >>> 19)
-      hh = (Math.imul(hh, 5) + 0xe6546b64) | 0
-      w++
-    }
-    return n
+    // a text of len code units has at most (len + 1) / 2 words
+    if ((len >> 1) + 1 > this.lo.length) this.grow((len >> 1) + 1)
+    const { read, written } = encoder.encodeInto(text, this.text)
+    // a non-ASCII code unit takes more than one byte
+    if (read !== len || written !== len) return -1
+    this.text[len] = 32
+    return this.kernel!.words(this.text.byteOffset, len, this.lo.byteOffset, this.hi.byteOffset, this.tablesAt)
+  }
+
+  /** (kernel) the scratch arrays as views of the kernel's memory, `size` words each */
+  private views(size: number): void {
+    const memory = this.kernel!.memory
+    const bytes = this.scratchAt + 18 * size
+    if (bytes > memory.buffer.byteLength) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536))
+    const buffer = memory.buffer
+    const at = this.scratchAt
+    this.sLo = new Int32Array(buffer, at, size)
+    this.sHi = new Int32Array(buffer, at + 4 * size, size)
+    this.lo = new Int32Array(buffer, at + 8 * size, size)
+    this.hi = new Int32Array(buffer, at + 12 * size, size)
+    this.text = new Uint8Array(buffer, at + 16 * size, 2 * size)
   }
 
   private grow(n: number): void {
     const size = Math.max(n, this.lo.length * 2)
+    if (this.kernel !== undefined) return this.views(size)
     this.lo = new Int32Array(size)
     this.hi = new Int32Array(size)
-    if (this.kernel === undefined) {
-      this.sLo = new Int32Array(size)
-      this.sHi = new Int32Array(size)
-    } else this.shingleViews(size)
+    this.sLo = new Int32Array(size)
+    this.sHi = new Int32Array(size)
   }
 }
 
