@@ -44,8 +44,8 @@ const measure = async (what: string, f: () => Promise<void> | void) => {
 
 const pq = path.join(dir, "train-00000-of-00001.parquet")
 const results = [
-  await measure("anneal parquet write (hyparquet-writer)", () => {
-    const w = new ParquetShardWriter(pq, "text")
+  await measure("anneal parquet write (hyparquet-writer)", async () => {
+    const w = await ParquetShardWriter.open(pq, "text")
     for (const row of rows) w.write(row)
     w.close()
   }),

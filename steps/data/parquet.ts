@@ -9,16 +9,25 @@
  */
 import * as fs from "node:fs"
 import * as zlib from "node:zlib"
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet"
-import type { FileMetaData } from "hyparquet"
-import { decompressLz4, decompressLz4Raw, decompressZstd } from "hyparquet-compressors"
-import { fileWriter, ParquetWriter } from "hyparquet-writer"
+import type { AsyncBuffer, FileMetaData } from "hyparquet"
+import type { ParquetWriter } from "hyparquet-writer"
 import type { RowFormat } from "../../engine/rows.ts"
 import { DatasetError } from "./errors.ts"
 import { inferFormat, type ConcreteFormat } from "./row-formats.ts"
 
 /** Rows per row group of written shards: a fixed number, so the bytes depend on the rows alone. */
 export const rowGroupRows = 10_000
+
+/**
+ * The Parquet libraries (about 50 modules) load on first use, so that a command that never touches a
+ * Parquet file (`anneal --help`, `plan` of a JSONL recipe) does not pay for them at start-up.
+ */
+const libraries = async () => {
+  const [reader, writer, extra] = await Promise.all([import("hyparquet"), import("hyparquet-writer"), import("hyparquet-compressors")])
+  return { reader, writer, compressors: compressorsOf(extra) }
+}
+let loading: ReturnType<typeof libraries> | undefined
+const parquetLibraries = (): ReturnType<typeof libraries> => (loading ??= libraries())
 
 const str = (name: string, required: boolean) => ({
   name,
@@ -59,8 +68,15 @@ export class ParquetShardWriter {
   /** rows that carried fields outside the format's columns (not written) */
   extraFields = 0
 
-  constructor(readonly file: string, readonly format: ConcreteFormat) {
-    this.writer = new ParquetWriter({ writer: fileWriter(file), schema: schemaOf(format), codec: "SNAPPY", createdBy: "anneal" })
+  private constructor(readonly file: string, readonly format: ConcreteFormat, writer: ParquetWriter) {
+    this.writer = writer
+  }
+
+  static async open(file: string, format: ConcreteFormat): Promise<ParquetShardWriter> {
+    const { writer } = await parquetLibraries()
+    return new ParquetShardWriter(
+      file, format, new writer.ParquetWriter({ writer: writer.fileWriter(file), schema: schemaOf(format), codec: "SNAPPY", createdBy: "anneal" })
+    )
   }
 
   write(row: Record<string, unknown>): void {
@@ -96,13 +112,13 @@ export class ParquetShardWriter {
  */
 const asBytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
 const zstd = (zlib as { zstdDecompressSync?: (b: Uint8Array) => Buffer }).zstdDecompressSync
-const compressors = {
+const compressorsOf = (extra: typeof import("hyparquet-compressors")) => ({
   GZIP: (input: Uint8Array) => asBytes(zlib.gunzipSync(input)),
   BROTLI: (input: Uint8Array) => asBytes(zlib.brotliDecompressSync(input)),
-  ZSTD: zstd === undefined ? (input: Uint8Array) => decompressZstd(input) : (input: Uint8Array) => asBytes(zstd(input)),
-  LZ4: decompressLz4,
-  LZ4_RAW: decompressLz4Raw
-}
+  ZSTD: zstd === undefined ? (input: Uint8Array) => extra.decompressZstd(input) : (input: Uint8Array) => asBytes(zstd(input)),
+  LZ4: extra.decompressLz4,
+  LZ4_RAW: extra.decompressLz4Raw
+})
 
 export interface ParquetShardInfo {
   readonly rows: number
@@ -111,15 +127,16 @@ export interface ParquetShardInfo {
   readonly format: ConcreteFormat
 }
 
-const metadataOf = async (file: string): Promise<{ md: FileMetaData; buf: Awaited<ReturnType<typeof asyncBufferFromFile>> }> => {
-  let buf: Awaited<ReturnType<typeof asyncBufferFromFile>>
+const metadataOf = async (file: string): Promise<{ md: FileMetaData; buf: AsyncBuffer }> => {
+  const { reader } = await parquetLibraries()
+  let buf: AsyncBuffer
   try {
-    buf = await asyncBufferFromFile(file)
+    buf = await reader.asyncBufferFromFile(file)
   } catch (e) {
     throw DatasetError.at(file, undefined, `cannot open the Parquet shard: ${(e as Error).message}`, undefined, e)
   }
   try {
-    return { md: await parquetMetadataAsync(buf), buf }
+    return { md: await reader.parquetMetadataAsync(buf), buf }
   } catch (e) {
     throw DatasetError.at(file, undefined, `not a readable Parquet file (${(e as Error).message})`, undefined, e)
   }
@@ -128,7 +145,8 @@ const metadataOf = async (file: string): Promise<{ md: FileMetaData; buf: Awaite
 /** Row count, row groups and row format of a Parquet shard, from its footer; a corrupt file fails here. */
 export const parquetShardInfo = async (file: string): Promise<ParquetShardInfo> => {
   const { md } = await metadataOf(file)
-  const columns = parquetSchema(md).children.map((c) => c.element.name)
+  const { reader } = await parquetLibraries()
+  const columns = reader.parquetSchema(md).children.map((c) => c.element.name)
   const probe = Object.fromEntries(columns.map((c) => [c, c === "messages" ? [] : ""]))
   const format = inferFormat(probe)
   if (format === undefined) {
@@ -145,13 +163,14 @@ export const parquetShardInfo = async (file: string): Promise<ParquetShardInfo> 
  */
 export async function* readParquetRows(file: string, rowStart: number, rowEnd: number, groups: ReadonlyArray<number>): AsyncGenerator<Record<string, unknown>> {
   const { md, buf } = await metadataOf(file)
+  const { reader, compressors } = await parquetLibraries()
   for (let g = 0; g + 1 < groups.length; g++) {
     const start = Math.max(groups[g]!, rowStart)
     const end = Math.min(groups[g + 1]!, rowEnd)
     if (start >= end) continue
     let rows: Array<Record<string, unknown>>
     try {
-      rows = await parquetReadObjects({ file: buf, metadata: md, rowStart: start, rowEnd: end, compressors })
+      rows = await reader.parquetReadObjects({ file: buf, metadata: md, rowStart: start, rowEnd: end, compressors })
     } catch (e) {
       throw DatasetError.at(file, start + 1, `cannot decode row group ${g} of the Parquet shard (${(e as Error).message})`, undefined, e)
     }

@@ -108,7 +108,7 @@ export const writeOutput = async (
     const file = path.join(dir, names[i]!)
     const count = cuts[i + 1]! - cuts[i]!
     if (layout.as === "parquet") {
-      const w = new ParquetShardWriter(file, format)
+      const w = await ParquetShardWriter.open(file, format)
       for (let r = 0; r < count; r++) w.write(JSON.parse((await lines.next()).value as string) as Record<string, unknown>)
       w.close()
       extraFields += w.extraFields

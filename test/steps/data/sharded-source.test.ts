@@ -8,9 +8,9 @@ import { describe, expect, it } from "vitest"
 import { ParquetShardWriter } from "../../../steps/data/parquet.ts"
 import { cli, ranSteps, statuses, tempProject } from "../../helpers/project.ts"
 
-const writeShard = (file: string, rows: ReadonlyArray<{ text: string }>) => {
+const writeShard = async (file: string, rows: ReadonlyArray<{ text: string }>) => {
   fs.mkdirSync(path.dirname(file), { recursive: true })
-  const w = new ParquetShardWriter(file, "text")
+  const w = await ParquetShardWriter.open(file, "text")
   for (const r of rows) w.write(r)
   w.close()
 }
@@ -19,7 +19,7 @@ describe("sharded dataset sources", () => {
   it("source.dataset takes a glob of Parquet shards; clean and dedup fan out; a rerun is cached", async () => {
     const p = tempProject()
     const text = (i: number) => ({ text: `row ${i % 150} says something about the number ${i % 150} and more words` })
-    for (let s = 0; s < 3; s++) writeShard(p.file(`shards/part-${s}.parquet`), Array.from({ length: 100 }, (_, i) => text(s * 100 + i)))
+    for (let s = 0; s < 3; s++) await writeShard(p.file(`shards/part-${s}.parquet`), Array.from({ length: 100 }, (_, i) => text(s * 100 + i)))
     p.write("shards/README.txt", "not a shard: the glob leaves it out")
     p.write("recipe.ts", `
 import { recipe, source, clean, dedup } from "anneal"
@@ -39,7 +39,7 @@ export default recipe("shards", () => {
     })
     const again = await cli(["run", p.file("recipe.ts"), "--json"])
     expect(statuses(again.events)).toEqual({ clean: "cached", dedup: "cached" })
-    writeShard(p.file("shards/part-1.parquet"), [{ text: "a different shard with other words in it" }])
+    await writeShard(p.file("shards/part-1.parquet"), [{ text: "a different shard with other words in it" }])
     const changed = await cli(["run", p.file("recipe.ts"), "--json"])
     expect(ranSteps(changed.events)).toEqual(["clean", "dedup"])
   })
