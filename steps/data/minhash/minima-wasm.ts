@@ -92,6 +92,7 @@ const code: Array<number> = [
 // holds 128 bytes "is a separator" then 128 bytes "lower-cased byte". Each word's lanes are the
 // MurmurHash3 pass of hash.ts's hashString32 (seeds LANE_SEED_LO and LANE_SEED_HI, fmix32 of h ^ length).
 const I32_XOR = 0x73, I32_MUL = 0x6c, I32_SHR_U = 0x76, I32_ROTL = 0x77, I32_LOAD8_U = 0x2d, I32_STORE = 0x36
+const I32_SUB = 0x6b
 const IF = 0x04, ELSE = 0x05, CALL = 0x10
 const sleb = (v: number): Array<number> => {
   const out: Array<number> = []
@@ -152,6 +153,31 @@ const wordsCode: Array<number> = [
   END
 ]
 
+// ---- shingles(lo, hi, count, width, sLo, sHi) --------------------------------------------------------
+// hash.ts's shingleHashes for count >= 1 shingles of `width` words (i32 arithmetic wraps as JS's does)
+// params 0 lo, 1 hi, 2 count, 3 width, 4 sLo, 5 sHi; locals 6 k, 7 a, 8 b, 9 at
+const I32_NE = 0x47
+const shinglesCode: Array<number> = [
+  ...uleb(1), ...uleb(4), I32,
+  LOOP, VOID,
+  ...k32(0x2545f491), ...get(3), I32_XOR, ...set(7),
+  ...k32(0x6c8e9cf5), ...get(3), I32_XOR, ...set(8),
+  ...k32(0), ...set(6),
+  LOOP, VOID,
+  ...get(6), ...k32(2), I32_SHL, ...set(9),
+  ...get(7), ...get(0), ...get(9), I32_ADD, I32_LOAD, ...mem(2, 0), I32_XOR, ...k32(0x01000193), I32_MUL, ...get(6), I32_ADD, ...set(7),
+  ...get(8), ...get(1), ...get(9), I32_ADD, I32_LOAD, ...mem(2, 0), I32_XOR, ...k32(0x5bd1e995), I32_MUL, ...get(6), I32_ADD, ...set(8),
+  ...get(8), ...get(8), ...k32(15), I32_SHR_U, I32_XOR, ...set(8),
+  ...get(6), ...k32(1), I32_ADD, LOCAL_TEE, 6, ...get(3), I32_LT_U, BR_IF, 0,
+  END,
+  ...get(4), ...get(7), CALL, 0, I32_STORE, ...mem(2, 0),
+  ...get(5), ...get(8), ...get(7), I32_XOR, CALL, 0, I32_STORE, ...mem(2, 0),
+  ...[0, 1, 4, 5].flatMap((ptr) => [...get(ptr), ...k32(4), I32_ADD, ...set(ptr)]),
+  ...get(2), ...k32(1), I32_SUB, LOCAL_TEE, 2, ...k32(0), I32_NE, BR_IF, 0,
+  END,
+  END
+]
+
 const bytes = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   ...section(1, [
@@ -160,15 +186,19 @@ const bytes = new Uint8Array([
     0x60, ...vec([I32]), ...vec([I32]), // 1: fmix32, i32 -> i32
     0x60, ...vec(new Array(5).fill(I32)), ...vec([I32]) // 2: words, 5 x i32 -> i32
   ]),
-  ...section(3, [3, 1, 0, 2]), // functions: 0 fmix32, 1 minima, 2 words
+  ...section(3, [4, 1, 0, 2, 0]), // functions: 0 fmix32, 1 minima, 2 words, 3 shingles
   ...section(5, [1, 0x00, 1]), // one memory, 1 page to start
-  ...section(7, [3, ...str("minima"), 0x00, 1, ...str("words"), 0x00, 2, ...str("memory"), 0x02, 0]),
-  ...section(10, [3, ...uleb(fmixCode.length), ...fmixCode, ...uleb(code.length), ...code, ...uleb(wordsCode.length), ...wordsCode])
+  ...section(7, [4, ...str("minima"), 0x00, 1, ...str("words"), 0x00, 2, ...str("shingles"), 0x00, 3, ...str("memory"), 0x02, 0]),
+  ...section(10, [
+    4,
+    ...[fmixCode, code, wordsCode, shinglesCode].flatMap((f) => [...uleb(f.length), ...f])
+  ])
 ])
 
 export interface MinimaKernel {
   readonly minima: (lo: number, hi: number, count: number, coef: number, pairs: number, out: number) => void
   readonly words: (text: number, len: number, lo: number, hi: number, tables: number) => number
+  readonly shingles: (lo: number, hi: number, count: number, width: number, sLo: number, sHi: number) => void
   readonly memory: WasmMemory
 }
 
@@ -181,6 +211,6 @@ export const minimaKernel = (): MinimaKernel | undefined => {
   } catch {
     return undefined // an engine without SIMD rejects the module
   }
-  const e = instance.exports as unknown as { minima: MinimaKernel["minima"]; words: MinimaKernel["words"]; memory: WasmMemory }
-  return { minima: e.minima, words: e.words, memory: e.memory }
+  const e = instance.exports as unknown as { minima: MinimaKernel["minima"]; words: MinimaKernel["words"]; shingles: MinimaKernel["shingles"]; memory: WasmMemory }
+  return { minima: e.minima, words: e.words, shingles: e.shingles, memory: e.memory }
 }

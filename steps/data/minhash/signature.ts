@@ -54,7 +54,8 @@ const encoder = new TextEncoder()
  * where sLo, sHi, lo and hi hold `size` int32 each. An all-ASCII text is copied in as bytes and its
  * words hashed there (`words`): for ASCII, NFKC changes nothing, lower-casing is A-Z -> a-z, and words
  * are the runs between whitespace and punctuation/symbols, exactly what simplifyWords yields; any other
- * text takes simplifyWords. Without the kernel everything is done in JS.
+ * text takes simplifyWords. Shingle hashes and minima are computed there too; without the kernel
+ * everything is done in JS.
  */
 export class Signer {
   private lo = new Int32Array(1024)
@@ -112,9 +113,13 @@ export class Signer {
       out.fill(0x7fffffff, offset, offset + k)
       return false
     }
-    const count = shingleHashes(this.lo, this.hi, n, this.config.ngram, this.sLo, this.sHi)
-    if (kernel === undefined) minima(this.coef, this.sLo, this.sHi, count, out, offset)
-    else {
+    if (kernel === undefined) {
+      const count = shingleHashes(this.lo, this.hi, n, this.config.ngram, this.sLo, this.sHi)
+      minima(this.coef, this.sLo, this.sHi, count, out, offset)
+    } else {
+      const width = Math.min(this.config.ngram, n)
+      const count = n - width + 1
+      kernel.shingles(this.lo.byteOffset, this.hi.byteOffset, count, width, this.sLo.byteOffset, this.sHi.byteOffset)
       kernel.minima(this.sLo.byteOffset, this.sHi.byteOffset, count, 0, this.groups / 2, this.minimaAt)
       out.set(new Int32Array(kernel.memory.buffer, this.minimaAt, k), offset)
     }
