@@ -38,10 +38,10 @@ from datatrove.pipeline.dedup.minhash import (
     MinhashDedupSignature,
 )
 from datatrove.pipeline.filters import GopherQualityFilter
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
-import pyarrow.json as pj
 
 
 class WhitespaceTokenizer(word_tokenizers.WordTokenizer):
@@ -83,7 +83,9 @@ def main() -> None:
     # the JSONL parts as Parquet, untimed: datatrove's JsonlReader needs orjson, absent here
     os.makedirs(d("input"), exist_ok=True)
     for name in names:
-        pq.write_table(pj.read_json(os.path.join(parts, name)), os.path.join(d("input"), name.replace(".jsonl", ".parquet")))
+        with open(os.path.join(parts, name), encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        pq.write_table(pa.Table.from_pylist(rows), os.path.join(d("input"), name.replace(".jsonl", ".parquet")))
     seconds: dict[str, float] = {}
     t_all = time.perf_counter()
 
