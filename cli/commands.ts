@@ -8,14 +8,13 @@ import type { ParseArgsConfig } from "node:util"
 // Built-in step kinds register through the package's entry, as they do for a recipe that imports "anneal".
 import "../index.ts"
 import { UsageError } from "../engine/errors.ts"
-import { openProject, planSteps, projectRootOf, selectSteps, unknownStep } from "../engine/plan.ts"
-import { runRecipe } from "../engine/run.ts"
+import { hashSourcesOffThread, openProject, planSteps, projectRootOf, selectSteps, unknownStep } from "../engine/plan.ts"
 import { Store } from "../cache/store.ts"
 import { executorChoice } from "./executor-choice.ts"
 import { describePlacement, loadProjectConfig } from "../engine/executor-config.ts"
 import type { ProjectConfig } from "../engine/executor-config.ts"
 import type { RemoteConfig } from "../cache/remote/url.ts"
-import { requestOf } from "../engine/run.ts"
+import { requestOf } from "../engine/scheduler.ts"
 import { graphFormats, renderPlan, renderPlanGraph } from "./render/plan.ts"
 import type { GraphFormat } from "./render/plan.ts"
 import { colorEnabled } from "./render/paint.ts"
@@ -96,6 +95,7 @@ const run: Command = {
     try {
       const store = typeof v.store === "string" ? v.store : undefined
       const where = executorChoice(typeof v.executor === "string" ? v.executor : undefined, recipe, store)
+      const { runRecipe } = await import("../engine/run.ts")
       const summary = await runRecipe({
         recipe,
         store,
@@ -146,7 +146,7 @@ const plan: Command = {
       const steps = selectSteps(project.graph, positionals.slice(1))
       const force = (v.force as Array<string> | undefined) ?? []
       for (const f of force) if (!project.graph.byId.has(f)) throw unknownStep(project.graph, f)
-      const planned = planSteps(project, steps, { force })
+      const planned = planSteps(project, steps, { force, sources: await hashSourcesOffThread(project.store, steps) })
       const where = executorChoice(typeof v.executor === "string" ? v.executor : undefined, recipe, undefined)
       const remote = await remoteFor(v, where.config)
       const { sources, warnings } = planned
