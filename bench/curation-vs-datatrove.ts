@@ -243,6 +243,6 @@ const both = [...aN.kept].filter((i) => dt.kept.has(i)).length
 const onlyA = aN.kept.size - both
 const onlyD = dt.kept.size - both
 console.log(`agreement with datatrove: ${fmt(both)} kept by both, ${fmt(onlyA)} kept only by anneal, ${fmt(onlyD)} only by datatrove; same keep/drop decision on ${(((n - onlyA - onlyD) / n) * 100).toFixed(2)}% of docs`)
-console.log(`(datatrove runs with whitespace word splitting, as anneal, since its English tokenizer needs spaCy, absent here; its MinHash drops every bucket collision while anneal verifies candidates at estimated Jaccard >= 0.8)`)
+console.log(`(datatrove runs with whitespace word splitting, as anneal, since its English tokenizer needs spaCy, absent here; it reads Parquet made from the same parts before its clock starts, since its JSONL reader needs orjson, also absent; its MinHash drops every bucket collision while anneal verifies candidates at estimated Jaccard >= 0.8)`)
 fs.rmSync(work, { recursive: true, force: true })
 console.log(`curation throughput vs datatrove: ${(dt.seconds / aN.seconds).toFixed(2)}x`)
