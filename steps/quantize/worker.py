@@ -118,7 +118,7 @@ def safetensors_dtypes(model_dir: str) -> dict[str, str]:
     return found
 
 
-def check_model(model_dir: str, cfg: QuantizeConfig) -> tuple[str, str]:
+def check_model(model_dir: str, cfg: QuantizeConfig, on_gpu: bool) -> tuple[str, str]:
     """Refuses what this format cannot quantize; returns (architecture, source dtype)."""
     config = read_config(model_dir)
     archs = config.get("architectures") or []
@@ -138,6 +138,14 @@ def check_model(model_dir: str, cfg: QuantizeConfig) -> tuple[str, str]:
                  f"(supported: {', '.join(GGUF_ARCHITECTURES)})")
     elif not arch.endswith("ForCausalLM"):
         fail(f"{WHO}: input 'model': architecture {arch} is not a causal LM (*ForCausalLM); format {cfg.format} needs one")
+    if cfg.format == "bnb" and cfg.type != "int8" and not on_gpu:
+        # bitsandbytes' CPU 4-bit path packs 64-value blocks of each input row: other widths quantize,
+        # then fail in the first forward pass ("shape '[32, 0]' is invalid")
+        widths = {k: config.get(k) for k in ("hidden_size", "intermediate_size") if isinstance(config.get(k), int)}
+        odd_widths = {k: v for k, v in widths.items() if v % 64}
+        if odd_widths:
+            fail(f"{WHO}: input 'model': bitsandbytes 4-bit on CPU needs layer widths divisible by 64; "
+                 + ", ".join(f"{k} is {v}" for k, v in odd_widths.items()) + " (use int8, or a GPU)")
     source_dtype = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}.get(
         max(set(dtypes.values()) or {"F32"}, key=list(dtypes.values()).count), "float32")
     return arch, source_dtype
@@ -354,7 +362,9 @@ def main() -> None:
     model_dir = model_dir_input(f"{WHO}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
     check(any(n.endswith(".safetensors") for n in os.listdir(model_dir)),
           f"{WHO}: input 'model': {model_dir} has no safetensors weights")
-    arch, source_dtype = check_model(model_dir, cfg)
+    # the engine sets CUDA_VISIBLE_DEVICES to the GPUs it assigned; none assigned means CPU
+    on_gpu = bool(worker.gpus) and os.environ.get("CUDA_VISIBLE_DEVICES", "") != ""
+    arch, source_dtype = check_model(model_dir, cfg, on_gpu)
     held_out = text_rows(worker, "heldOut")
     calibration = text_rows(worker, "calibration")
     if cfg.format == "gptq":

@@ -70,6 +70,8 @@ describe("quantize refuses what it cannot do, before doing anything", () => {
       /unsupported weight dtype I8 \(e\.g\. model\.embed_tokens\.weight\)/)
     await expectRefused(fakeModel("bnb", { ...llama, quantization_config: { quant_method: "bitsandbytes" } }, "F32"),
       { format: "gptq" }, /is already quantized \(bitsandbytes\)/)
+    await expectRefused(fakeModel("narrow", { ...llama, hidden_size: 32, intermediate_size: 64 }, "F32"), { format: "bnb" },
+      /bitsandbytes 4-bit on CPU needs layer widths divisible by 64; hidden_size is 32 \(use int8, or a GPU\)/)
   }, 120_000)
 })
 
