@@ -72,10 +72,11 @@ export class Signer {
   readonly config: MinHashConfig
 
   // no parameter properties: worker threads load this file with Node's type stripping
-  constructor(config: MinHashConfig) {
+  /** `wasm: false` signs in plain JS (what an engine without WebAssembly SIMD gets; same signatures) */
+  constructor(config: MinHashConfig, options: { readonly wasm?: boolean } = {}) {
     this.config = config
     this.coef = coefficients(config.numHashes, config.seed)
-    this.kernel = minimaKernel()
+    this.kernel = options.wasm === false ? undefined : minimaKernel()
     this.groups = 2 * Math.ceil(config.numHashes / 8) // the kernel takes groups of four in pairs
     this.minimaAt = this.groups * 48
     this.tablesAt = this.minimaAt + this.groups * 16

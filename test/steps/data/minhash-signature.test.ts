@@ -40,9 +40,9 @@ describe("minhash signatures", () => {
   })
   texts.push("", "   ", "...!!!", "one", "a b c", "x".repeat(5000), "word ".repeat(3000))
 
-  for (const [ngram, k] of [[5, 112], [3, 10], [1, 1], [13, 256]] as const) {
-    it(`equal the definition (ngram ${ngram}, ${k} hashes) on ASCII and Unicode texts`, () => {
-      const signer = new Signer({ ngram, numHashes: k, seed: 9 })
+  for (const [ngram, k, wasm] of [[5, 112, true], [3, 10, true], [1, 1, true], [13, 256, true], [5, 112, false], [3, 10, false]] as const) {
+    it(`equal the definition (ngram ${ngram}, ${k} hashes, ${wasm ? "WebAssembly" : "plain JS"}) on ASCII and Unicode texts`, () => {
+      const signer = new Signer({ ngram, numHashes: k, seed: 9 }, { wasm })
       const out = new Int32Array(k * 2)
       for (const text of texts) {
         const want = reference(text, ngram, k, 9)
