@@ -202,12 +202,18 @@ export interface MinimaKernel {
   readonly memory: WasmMemory
 }
 
-/** The kernel, or undefined where WebAssembly SIMD is not available (the scalar loop is used then). */
+let compiled: object | undefined
+
+/**
+ * A kernel instance with its own memory (the module is compiled once per thread), or undefined where
+ * WebAssembly SIMD is not available (signature.ts then signs in plain JS).
+ */
 export const minimaKernel = (): MinimaKernel | undefined => {
   if (typeof WebAssembly === "undefined") return undefined
   let instance: { readonly exports: Record<string, unknown> }
   try {
-    instance = new WebAssembly.Instance(new WebAssembly.Module(bytes))
+    compiled ??= new WebAssembly.Module(bytes)
+    instance = new WebAssembly.Instance(compiled)
   } catch {
     return undefined // an engine without SIMD rejects the module
   }
