@@ -150,13 +150,32 @@ const edit = (text: string): string => {
 const corpusFile = path.join(work, "corpus.jsonl")
 const partsDir = path.join(work, "parts")
 fs.mkdirSync(partsDir)
-const docs: Array<string> = [] // kept in memory only up to the planting pool
 let written = 0
 let n = 0
 let planted = 0
-const lines: Array<string> = []
-const plantPool: Array<string> = []
+const plantPool: Array<string> = [] // the documents duplicates are planted from (at most 20,000)
+// streamed out in batches: part p holds the documents written while the total was in
+// [p, p + 1) x size / parts (consecutive ranges, so the parts in order are the single file's order)
+const whole = fs.openSync(corpusFile, "w")
+let part = -1
+let partFd = -1
+let batch: Array<string> = []
+const flush = () => {
+  const chunk = batch.join("")
+  fs.writeSync(whole, chunk)
+  fs.writeSync(partFd, chunk)
+  batch = []
+}
 while (written < sizeBytes) {
+  const p = Math.min(parts - 1, Math.floor((written / sizeBytes) * parts))
+  if (p !== part) {
+    if (partFd !== -1) {
+      flush()
+      fs.closeSync(partFd)
+    }
+    part = p
+    partFd = fs.openSync(path.join(partsDir, `part-${String(p).padStart(3, "0")}.jsonl`), "w")
+  }
   const roll = r()
   let text: string
   if (roll < 0.08 && plantPool.length > 0) {
@@ -171,21 +190,14 @@ while (written < sizeBytes) {
     else plantPool[Math.floor(r() * plantPool.length)] = text
   }
   const line = JSON.stringify({ id: `d${n}`, text }) + "\n"
-  lines.push(line)
+  batch.push(line)
+  if (batch.length >= 1000) flush()
   written += Buffer.byteLength(line)
   n++
 }
-void docs
-// parts hold consecutive ranges, so the concatenation in part order is the single file's order
-const per = Math.ceil(n / parts)
-const whole = fs.openSync(corpusFile, "w")
-for (let p = 0; p < parts; p++) {
-  const chunk = lines.slice(p * per, (p + 1) * per).join("")
-  fs.writeFileSync(path.join(partsDir, `part-${String(p).padStart(3, "0")}.jsonl`), chunk)
-  fs.writeSync(whole, chunk)
-}
+flush()
+fs.closeSync(partFd)
 fs.closeSync(whole)
-lines.length = 0
 // benchmark: 500 items, half a 30-word span of a corpus document (a leak), half shuffled words
 const benchFile = path.join(work, "bench.jsonl")
 {
