@@ -155,31 +155,18 @@ def read_dataset(path: str, accept: tuple[str, ...], who: str) -> tuple[str, lis
     The format is the artifact's declared one, else the first row's (row_formats.py: one precedence for
     every reader). The check runs before any model is loaded, so a wrong dataset fails in seconds.
     """
-    declared = declared_format(path)
-    if declared is not None and declared != "any" and declared not in accept:
-        fail(f"{who}: dataset {path} has rows of format '{declared}', expected {' or '.join(accept)}")
-    fmt: str | None = declared if declared in accept else None
+    fmt: str | None = None
     rows: list[dict[str, Any]] = []
-    for file, n, row in iter_rows(path, who):
-        if fmt is None:
-            fmt = infer_format(row)
-            if fmt not in accept:
-                found = fmt or "unknown (fields " + ", ".join(sorted(row)) + ")"
-                fail(f"{who}: {file}:{n}: row format is {found}, expected {' or '.join(accept)}")
-        problem = check_row(fmt, row)
-        if problem:
-            fail(f"{who}: {file}:{n}: not a {fmt} row: {describe_problem(*problem)}")
+    for fmt, row in iter_checked_rows(path, accept, who):
         rows.append(row)
-    if not rows:
-        fail(f"{who}: dataset {path} is empty")
-    assert fmt is not None
+    assert fmt is not None  # iter_checked_rows fails on an empty dataset
     return fmt, rows
 
 
 def iter_checked_rows(path: str, accept: tuple[str, ...], who: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """read_dataset one row at a time, for data larger than memory: yields (format, row) with the same
-    checks and messages, failing at the first bad row (so a consumer must not commit what it wrote
-    before the end) and at the end if there was no row."""
+    """The rows of a dataset input one at a time, for data larger than memory (read_dataset collects
+    them): yields (format, row), failing at the first bad row (so a consumer must not commit what it
+    wrote before the end) and at the end if there was no row."""
     declared = declared_format(path)
     if declared is not None and declared != "any" and declared not in accept:
         fail(f"{who}: dataset {path} has rows of format '{declared}', expected {' or '.join(accept)}")
