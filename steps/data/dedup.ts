@@ -5,7 +5,8 @@
  * - `minhash`: near-duplicates by word n-gram MinHash + LSH (datatrove's defaults: 5-grams, 14 bands
  *   x 8 rows), candidates verified by estimated Jaccard >= threshold, clustered with union-find; one row
  *   kept per cluster. Both run as shard tasks on the CPU slots the scheduler grants: exact as keys per
- *   piece, one index in the driver, a filter per piece; minhash as the stages of minhash/staged.ts.
+ *   piece hash-partitioned into buckets, a dedup task per bucket (so memory is bounded by a bucket,
+ *   not the corpus), a filter per piece; minhash as the stages of minhash/staged.ts.
  * The semantic method (embeddings) is the separate kind `dedup-semantic`, a Python worker.
  * Output: the kept rows (original order), `report.json` and `removed.jsonl` (every removed row, the
  * row it duplicates and, for minhash, their estimated Jaccard).
@@ -16,9 +17,10 @@ import { defineStep, preservingRows, Port, type StepContext } from "../../engine
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withDefault } from "./common.ts"
-import { exactDecisions } from "./exact.ts"
+import { exactBucketCount, exactPieceDecisions } from "./exact.ts"
 import { runStage, stageDir, WorkerPool } from "./fanout.ts"
 import { detectFormat, joinFields, questionFields, textFieldNames, type ConcreteFormat } from "./formats.ts"
+import { datasetFiles } from "./jsonl.ts"
 import { FanoutParams, fanoutExecutionOnly, OutputParam, registerMapper, runMapStep, stageProgress, workersOf } from "./map-fanout.ts"
 import { clusterPieces, SignatureFiles } from "./minhash/staged.ts"
 import { planPieces, type Piece } from "./shards.ts"
@@ -123,11 +125,16 @@ const dedupStages = async (
   const decisions = path.join(ctx.resumeDir, `decisions-${p.method}`)
   let details: Record<string, unknown>
   if (p.method === "exact") {
-    const opts = { ...common, caseSensitive: p.caseSensitive }
-    const { tasks } = await stage("exact-keys", "exact-keys", { pieces, ...opts }, pieces.map((piece) => ({ piece, ...opts })))
-    const ix = exactDecisions(tasks.map((t) => path.join(t.dir, "keys.jsonl")), pieces.map((x) => path.basename(x.file)))
-    writeDecisions(decisions, tasks, (i) => ix.decisions(i))
-    details = { distinctKeys: ix.distinctKeys, emptyKeys: ix.emptyKeys }
+    const buckets = exactBucketCount(datasetFiles(ctx.inputs.data))
+    const opts = { ...common, caseSensitive: p.caseSensitive, buckets }
+    const keyed = await stage("exact-keys", "exact-keys", { pieces, ...opts }, pieces.map((piece) => ({ piece, ...opts })))
+    const keyDirs = keyed.tasks.map((t) => t.dir)
+    const bucketSpec = { keyDirs, names: pieces.map((x) => path.basename(x.file)) }
+    const bucketed = await stage("exact-buckets", "exact-bucket", { ...bucketSpec, buckets }, Array.from({ length: buckets }, (_, bucket) => ({ ...bucketSpec, bucket })))
+    const bucketDirs = bucketed.tasks.map((t) => t.dir)
+    writeDecisions(decisions, keyed.tasks, (i) => exactPieceDecisions(bucketDirs, i, keyed.results[i]!.rows as number))
+    const sum = (rs: ReadonlyArray<Record<string, unknown>>, f: string) => rs.reduce((a, r) => a + (r[f] as number), 0)
+    details = { distinctKeys: sum(bucketed.results, "distinctKeys"), emptyKeys: sum(keyed.results, "emptyKeys") }
   } else {
     const mh = { ...common, ngram: p.minhash.ngram, bands: p.minhash.bands, rows: p.minhash.rows, seed: p.minhash.seed }
     const signed = await stage("minhash-sign", "minhash-sign", { pieces, ...mh }, pieces.map((piece) => ({ piece, ...mh })))

@@ -1,8 +1,8 @@
 /**
  * Exact dedup: a key from normalized chosen fields (NFKC, whitespace collapsed, lower case unless
  * case-sensitive); among rows with one key, keep the one with the longest answer (Platypus) or the
- * first. Two passes over the input: the first builds the key index (a 20-byte digest per distinct key,
- * 4 bytes per row), the second writes the kept rows in their original order.
+ * first. buildExactIndex is the one-process reference; the step runs the shard tasks below, whose
+ * memory is bounded by a key bucket, not by the corpus.
  */
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -11,7 +11,7 @@ import { registerShardOp, type TaskSpec } from "./fanout.ts"
 import type { ConcreteFormat } from "./formats.ts"
 import { answerText, joinFields, schemaOf } from "./formats.ts"
 import { GrowableInt32 } from "./growable.ts"
-import { RowReader, type Located, type OnInvalid } from "./jsonl.ts"
+import { isGzip, isParquetFile, RowReader, type Located, type OnInvalid } from "./jsonl.ts"
 import { readPiece, type Piece } from "./shards.ts"
 import { keyText } from "./text.ts"
 
@@ -76,10 +76,32 @@ export const buildExactIndex = async (
 }
 
 // ---------------------------------------------------------------------------------------------
-// As shard tasks: keys per piece (a task each), one index over all keys (the driver), a filter per piece
+// As shard tasks, in the manner of the MinHash band stage: keys per piece, hash-partitioned into
+// buckets (a task each); each bucket's keys deduplicated by their own task, so no process ever holds
+// more than one bucket's distinct keys; then a filter per piece.
+
+/** Input bytes per key bucket: a bucket task holds at most the distinct keys of this much input. */
+let bucketInputBytes = 64 << 20
+
+/** Sets the input bytes per key bucket (tests: a tiny bound forces many buckets); returns the old one. */
+export const setExactBucketBytes = (bytes: number): number => {
+  const before = bucketInputBytes
+  bucketInputBytes = bytes
+  return before
+}
+
+/**
+ * Key buckets for the input files (a compressed file, gzip or Parquet, counted as 4 times its size):
+ * the decisions do not depend on the count, only each bucket task's memory does.
+ */
+export const exactBucketCount = (files: ReadonlyArray<string>): number => {
+  const bytes = files.reduce((a, f) => a + fs.statSync(f).size * (isGzip(f) || isParquetFile(f) ? 4 : 1), 0)
+  return Math.max(1, Math.min(4096, Math.ceil(bytes / bucketInputBytes)))
+}
 
 export interface KeysTaskSpec extends TaskSpec {
   readonly piece: Piece
+  readonly buckets: number
   readonly format: ConcreteFormat
   readonly onInvalid: OnInvalid
   readonly fields: ReadonlyArray<string>
@@ -87,80 +109,100 @@ export interface KeysTaskSpec extends TaskSpec {
   readonly caseSensitive: boolean
 }
 
-/** Writes `keys.jsonl`: per row `[digest or null (empty key), answer length, line]`. */
+const bucketFile = (b: number): string => `b${String(b).padStart(5, "0")}.jsonl`
+
+/**
+ * Writes, per bucket, `bNNNNN.jsonl`: per row of the piece whose key falls in it `[digest, answer
+ * length, row index in the piece, line]`; rows with an empty key go nowhere (never deduplicated).
+ */
 registerShardOp("exact-keys", async (task, progress, signal) => {
   const spec = task as KeysTaskSpec
   const reader = new RowReader<Record<string, unknown>>(spec.piece.file, schemaOf(spec.format), { onInvalid: spec.onInvalid, allowEmpty: true })
-  const fd = fs.openSync(path.join(spec.dir, "keys.jsonl"), "w")
-  let pending: Array<string> = []
+  const fds = Array.from({ length: spec.buckets }, (_, b) => fs.openSync(path.join(spec.dir, bucketFile(b)), "w"))
+  const pending: Array<Array<string>> = fds.map(() => [])
+  let buffered = 0
+  const flush = () => {
+    pending.forEach((lines, b) => {
+      if (lines.length > 0) fs.writeSync(fds[b]!, lines.join(""))
+      lines.length = 0
+    })
+    buffered = 0
+  }
+  let emptyKeys = 0
   try {
     for await (const r of readPiece(spec.piece, reader)) {
       const text = keyText(joinFields(r.row, spec.fields), spec.caseSensitive)
-      const len = spec.keep === "longest" ? answerText(r.row, spec.format).length : 0
-      pending.push(JSON.stringify([text.length === 0 ? null : digest(text), len, r.line]) + "\n")
-      if (pending.length >= 4096) {
-        fs.writeSync(fd, pending.join(""))
-        pending = []
+      if (text.length === 0) emptyKeys++
+      else {
+        const d = createHash("sha1").update(text).digest()
+        const len = spec.keep === "longest" ? answerText(r.row, spec.format).length : 0
+        pending[d.readUInt32BE(0) % spec.buckets]!.push(JSON.stringify([d.toString("base64"), len, r.index, r.line]) + "\n")
+        if (++buffered >= 4096) flush()
       }
       if (r.index % 1000 === 0) {
         if (signal?.aborted === true) throw new Error("interrupted")
         if (r.index % 5000 === 0) progress(r.index)
       }
     }
-    fs.writeSync(fd, pending.join(""))
+    flush()
   } finally {
-    fs.closeSync(fd)
+    for (const fd of fds) fs.closeSync(fd)
   }
-  return { rows: reader.stats.rows }
+  return { rows: reader.stats.rows, emptyKeys }
+})
+
+export interface BucketTaskSpec extends TaskSpec {
+  readonly bucket: number
+  /** the exact-keys task directories, in input order */
+  readonly keyDirs: ReadonlyArray<string>
+  /** each piece's file name, for `duplicateOf` */
+  readonly names: ReadonlyArray<string>
+}
+
+/**
+ * Deduplicates one bucket: walks its keys piece by piece in input order (the choices of
+ * buildExactIndex: the longest answer, ties to the first) and writes `pNNNNN.jsonl` per piece, one
+ * line `[row index, duplicateOf]` per removed row, in row order.
+ */
+registerShardOp("exact-bucket", async (task) => {
+  const spec = task as BucketTaskSpec
+  const best = new Map<string, { piece: number; row: number; len: number; at: string }>()
+  const members: Array<Array<[number, string]>> = spec.keyDirs.map(() => [])
+  spec.keyDirs.forEach((dir, p) => {
+    for (const l of linesOf(path.join(dir, bucketFile(spec.bucket)))) {
+      const [key, len, row, line] = JSON.parse(l) as [string, number, number, number]
+      members[p]!.push([row, key])
+      const b = best.get(key)
+      if (b === undefined || len > b.len) best.set(key, { piece: p, row, len, at: `${spec.names[p]}:${line}` })
+    }
+  })
+  members.forEach((rows, p) => {
+    const out: Array<string> = []
+    for (const [row, key] of rows) {
+      const b = best.get(key)!
+      if (b.piece !== p || b.row !== row) out.push(JSON.stringify([row, b.at]) + "\n")
+    }
+    fs.writeFileSync(path.join(spec.dir, `p${String(p).padStart(5, "0")}.jsonl`), out.join(""))
+  })
+  return { distinctKeys: best.size, rows: members.reduce((a, m) => a + m.length, 0) }
 })
 
 const linesOf = (file: string): Array<string> => fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0)
 
 /**
- * The index over every piece's keys, in input order (the same choices as buildExactIndex), and each
- * row's decision: null to keep it, else where the row it duplicates is.
+ * The decision of every row of piece `p` (null keeps it, else where the row it duplicates is), from
+ * the bucket tasks' outputs; holds only that piece's removed rows.
  */
-export const exactDecisions = (keyFiles: ReadonlyArray<string>, names: ReadonlyArray<string>) => {
-  const ids = new Map<string, number>()
-  const bestDoc: Array<number> = []
-  const bestLen: Array<number> = []
-  const bestAt: Array<string> = []
-  let emptyKeys = 0
-  let doc = 0
-  keyFiles.forEach((file, p) => {
-    for (const l of linesOf(file)) {
-      const [key, len, line] = JSON.parse(l) as [string | null, number, number]
-      const d = doc++
-      if (key === null) {
-        emptyKeys++
-        continue
-      }
-      const id = ids.get(key)
-      if (id === undefined) {
-        ids.set(key, bestDoc.length)
-        bestDoc.push(d)
-        bestLen.push(len)
-        bestAt.push(`${names[p]}:${line}`)
-      } else if (len > bestLen[id]!) {
-        bestDoc[id] = d
-        bestLen[id] = len
-        bestAt[id] = `${names[p]}:${line}`
-      }
+export function* exactPieceDecisions(bucketDirs: ReadonlyArray<string>, p: number, rows: number): Generator<{ readonly duplicateOf: string } | null> {
+  const removed = new Map<number, string>()
+  for (const dir of bucketDirs) {
+    for (const l of linesOf(path.join(dir, `p${String(p).padStart(5, "0")}.jsonl`))) {
+      const [row, at] = JSON.parse(l) as [number, string]
+      removed.set(row, at)
     }
-  })
-  const starts = [0]
-  for (const f of keyFiles) starts.push(starts[starts.length - 1]! + linesOf(f).length)
-  return {
-    distinctKeys: bestDoc.length,
-    emptyKeys,
-    decisions: function* (p: number): Generator<{ readonly duplicateOf: string } | null> {
-      let d = starts[p]!
-      for (const l of linesOf(keyFiles[p]!)) {
-        const key = (JSON.parse(l) as [string | null])[0]
-        const id = key === null ? undefined : ids.get(key)
-        yield id === undefined || bestDoc[id] === d ? null : { duplicateOf: bestAt[id]! }
-        d++
-      }
-    }
+  }
+  for (let i = 0; i < rows; i++) {
+    const at = removed.get(i)
+    yield at === undefined ? null : { duplicateOf: at }
   }
 }

@@ -1,6 +1,10 @@
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { dedup } from "../../../steps/data/dedup.ts"
+import { buildExactIndex, exactBucketCount, setExactBucketBytes } from "../../../steps/data/exact.ts"
+import { readRows } from "../../../steps/data/jsonl.ts"
+import { rng } from "./corpus.ts"
 import { errorOf, readJsonlFile, runStep, tempDir, writeJsonl } from "./helpers.ts"
 
 const rows = [
@@ -49,5 +53,36 @@ describe("dedup exact", () => {
     const empty = writeJsonl(path.join(tempDir(), "empty.jsonl"), [])
     expect(await errorOf(runStep(dedup, { data: empty }))).toContain("dataset is empty")
     expect(await errorOf(runStep(dedup, { data: "/nonexistent/x.jsonl" }))).toContain("/nonexistent/x.jsonl: dataset not found")
+  })
+
+  it("bounded memory: keys split over many buckets give the rows the one-process index keeps, for any cut and workers", async () => {
+    const r = rng(5)
+    const many = Array.from({ length: 3000 }, (_, i) => ({
+      instruction: `q${Math.floor(r() * 1500)}${r() < 0.1 ? " X" : " x"}`,
+      input: i % 7 === 0 ? "" : `in${Math.floor(r() * 3)}`,
+      output: "o".repeat(Math.floor(r() * 20))
+    }))
+    const f = writeJsonl(path.join(tempDir(), "many.jsonl"), many)
+    for (const keep of ["longest", "first"] as const) {
+      // the one-process reference: the kept row of each key
+      const ix = await buildExactIndex(readRows(f, undefined).located(), "instruction", { fields: ["instruction", "input"], keep, caseSensitive: false })
+      const expected = many.filter((_, i) => ix.clusterOf.data[i] === -1 || ix.best.data[ix.clusterOf.data[i]!] === i)
+      const oneBucket = await runStep(dedup, { data: f }, { keep, tasks: 3 })
+      expect(oneBucket.rows).toEqual(expected)
+      expect(oneBucket.report.distinctKeys).toBe(ix.best.length)
+      // a bound of 2 KiB of input per bucket: about 70 buckets, each holding a small share of the ~2300 keys
+      const before = setExactBucketBytes(2048)
+      try {
+        expect(exactBucketCount([f])).toBeGreaterThan(50)
+        for (const x of keep === "longest" ? [{ tasks: 1, workers: 1 }, { tasks: 8, workers: 2 }] : [{ tasks: 5, workers: 1 }]) {
+          const bounded = await runStep(dedup, { data: f }, { keep, ...x })
+          for (const file of ["data.jsonl", "removed.jsonl", "report.json", "dataset.json"]) {
+            expect(fs.readFileSync(path.join(bounded.output, file), "utf8"), `${keep} ${file}`).toBe(fs.readFileSync(path.join(oneBucket.output, file), "utf8"))
+          }
+        }
+      } finally {
+        setExactBucketBytes(before)
+      }
+    }
   })
 })
