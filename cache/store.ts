@@ -29,7 +29,7 @@ import { databasePath } from "./db-location.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
 import { checkManifest, dirSignaturesOf, dirsJson, parseDirs, parseManifest } from "./manifest.ts"
 import type { Check, DirSignature, ManifestEntry } from "./manifest.ts"
-import { canonicalJson, hashFile, hashFilesOffThread, hashTree, hashTreeOffThread, listFiles, merkle, sha256 } from "./hash.ts"
+import { canonicalJson, hashFile, hashFilesOffThread, hashTree, hashTreeOffThread, listFiles, listTree, merkle, sha256 } from "./hash.ts"
 import type { FileEntry, HashedFile } from "./hash.ts"
 import { CacheError, SourceError } from "./errors.ts"
 import { GroupFlusher } from "./flush.ts"
@@ -250,7 +250,51 @@ export class Store {
    * the database records it.
    */
   async commit(staging: string, kind: string, describe: Record<string, unknown>, alsoRecord?: (committed: Committed) => void): Promise<Committed> {
-    const tree = await hashTreeOffThread(staging, { readOnly: true })
+    return this.place(staging, await hashTreeOffThread(staging, { readOnly: true }), kind, describe, alsoRecord)
+  }
+
+  /**
+   * `commit` for files whose sha256 the caller already took as it wrote them (a remote restore hashes
+   * each blob as it streams in), so the commit does not read them a second time. Each file's entry holds
+   * its stat after it was written and made read-only (chmod 0444): the staging tree must be exactly
+   * those files, each still with that inode, size, mtime and ctime; anything else (a file added, removed,
+   * rewritten or replaced since) and the whole tree is hashed as `commit` does. The manifest is still the
+   * truth: the artifact's name is the merkle hash of these entries.
+   */
+  async commitVerified(
+    staging: string,
+    kind: string,
+    describe: Record<string, unknown>,
+    known: ReadonlyArray<FileEntry & { readonly ino: number; readonly mtimeMs: number; readonly ctimeMs: number }>
+  ): Promise<Committed> {
+    const listed = fs.statSync(staging).isDirectory() ? listTree(staging) : undefined
+    const byRel = new Map(known.map((k) => [k.rel, k] as const))
+    const same = listed !== undefined && listed.files.length === known.length && listed.files.every((rel) => {
+      const k = byRel.get(rel)
+      if (k === undefined) return false
+      const st = fs.lstatSync(`${staging}/${rel}`)
+      return st.isFile() && (st.mode & 0o222) === 0 && st.size === k.size && st.ino === k.ino && st.mtimeMs === k.mtimeMs && st.ctimeMs === k.ctimeMs
+    })
+    if (!same) return this.commit(staging, kind, describe)
+    const entries = listed.files.map((rel) => byRel.get(rel)!)
+    const tree = {
+      hash: merkle(entries),
+      entries: entries.map(({ rel, size, hash }) => ({ rel, size, hash })),
+      bytes: entries.reduce((n, e) => n + e.size, 0),
+      stats: entries,
+      dirs: listed.dirs.map((d) => d[0])
+    }
+    return this.place(staging, tree, kind, describe)
+  }
+
+  /** The commit once the staging tree is hashed: flush, rename into place, record. */
+  private async place(
+    staging: string,
+    tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry>; readonly bytes: number; readonly stats: ReadonlyArray<HashedFile>; readonly dirs: ReadonlyArray<string> },
+    kind: string,
+    describe: Record<string, unknown>,
+    alsoRecord?: (committed: Committed) => void
+  ): Promise<Committed> {
     // relative paths are "/"-joined and normal already: concatenation, not path.join, for 100,000 of them
     await this.flusher.flush([...tree.entries.map((e) => `${staging}/${e.rel}`), ...tree.dirs.map((d) => (d === "" ? staging : `${staging}/${d}`))])
     const placed = this.moveIntoPlace(staging, tree, tree.stats)

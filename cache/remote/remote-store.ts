@@ -15,13 +15,15 @@
  * drivers uploading the same artifact write identical objects and converge; an artifact counts as present
  * only when its manifest exists (verify checks its blobs too), and a key only when its index entry names
  * a present artifact. Restoring downloads into the local store's staging, checks every blob's sha256 as it
- * streams, and commits through the local store (which rehashes the tree against the artifact's name).
+ * streams, and commits through the local store with those digests (Store.commitVerified: a file changed
+ * after its download is rehashed), checking the tree's merkle hash against the artifact's name.
  */
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { canonicalJson } from "../hash.ts"
+import type { FileEntry } from "../hash.ts"
 import { CacheError } from "../errors.ts"
 import { expirySeconds, HEARTBEAT_S } from "../liveness.ts"
 import { parseManifest } from "../manifest.ts"
@@ -151,14 +153,18 @@ export class RemoteStore {
 
   /**
    * Downloads an artifact into the local store: pinned first (so a remote gc leaves it alone), each blob
-   * checked against its sha256 as it streams into staging, then committed through the local store, which
-   * rehashes the tree: a result whose content is not what its name says is refused, and nothing is kept.
+   * checked against its sha256 as it streams into staging, then committed through the local store with
+   * those digests (no second read): a result whose content is not what its name says is refused, and
+   * nothing is kept.
    */
   async pull(store: Store, hash: string): Promise<{ bytes: number; files: number }> {
     await this.pin([hash])
     const m = await this.manifest(hash)
     if (m === undefined) throw new Error(`artifact ${hash.slice(0, 12)} is not in the remote (no manifest)`)
     const staging = store.newStaging(`remote-${hash}`)
+    // each file's sha256 as it streamed in, and its stat once read-only: the commit trusts these
+    // digests only while every file still has that stat (Store.commitVerified), so nothing is read twice
+    const known: Array<FileEntry & { ino: number; mtimeMs: number; ctimeMs: number }> = []
     try {
       await eachLimit(m.files, PARALLEL, async ([rel, size, sha]) => {
         if (!isHash(sha) || rel.split("/").some((p) => p === "" || p === "." || p === "..") || path.isAbsolute(rel)) {
@@ -177,9 +183,11 @@ export class RemoteStore {
           await this.forget(hash)
           throw new Error(`artifact ${hash.slice(0, 12)}: ${rel} downloaded with sha256 ${got.sha256.slice(0, 12)}, not ${sha.slice(0, 12)} (the bad blob and its manifest are deleted from the remote)`)
         }
+        const st = got.stat
+        known.push({ rel, size: got.size, hash: got.sha256, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs })
       })
       const { hash: _h, kind: _k, bytes: _b, files: _f, ...describe } = m.sidecar ?? {}
-      const committed = await store.commit(staging, m.kind, { ...describe, restoredFrom: this.spec.url })
+      const committed = await store.commitVerified(staging, m.kind, { ...describe, restoredFrom: this.spec.url }, known)
       if (committed.hash !== hash) {
         store.remove(committed.hash)
         throw new Error(`artifact ${hash.slice(0, 12)}: the downloaded files hash to ${committed.hash.slice(0, 12)}`)

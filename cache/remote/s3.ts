@@ -113,7 +113,7 @@ export class S3Client {
    * Streams an object into `file`, hashing it on the way; returns its sha256 and size, or undefined
    * when there is no such key. The caller compares the hash with the content address it expected.
    */
-  async getToFile(key: string, file: string): Promise<{ sha256: string; size: number } | undefined> {
+  async getToFile(key: string, file: string): Promise<{ sha256: string; size: number; stat: fs.Stats } | undefined> {
     const res = await this.send("GET", key, {}, undefined)
     if (res.statusCode === 404) {
       res.resume()
@@ -126,8 +126,16 @@ export class S3Client {
       hash.update(chunk)
       size += chunk.length
     })
-    await pipeline(res, fs.createWriteStream(file, { flags: "wx" }))
-    return { sha256: hash.digest("hex"), size }
+    const fh = await fs.promises.open(file, "wx")
+    try {
+      await pipeline(res, fh.createWriteStream({ autoClose: false }))
+      // read-only, then its stat, through the descriptor that wrote it: the signature a store's
+      // commit compares against before it trusts the digest taken here (Store.commitVerified)
+      await fh.chmod(0o444)
+      return { sha256: hash.digest("hex"), size, stat: await fh.stat() }
+    } finally {
+      await fh.close()
+    }
   }
 
   /** Uploads bytes (a small JSON object). */
