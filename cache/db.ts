@@ -159,6 +159,7 @@ export class CacheDb {
       touchArtifact: db.prepare("UPDATE artifacts SET used_at = ? WHERE hash = ?"),
       artifact: db.prepare("SELECT * FROM artifacts WHERE hash = ?"),
       artifacts: db.prepare("SELECT * FROM artifacts ORDER BY used_at DESC"),
+      artifactsIn: db.prepare("SELECT * FROM artifacts WHERE hash IN (SELECT value FROM json_each(?))"),
       deleteArtifact: db.prepare("DELETE FROM artifacts WHERE hash = ?"),
       deleteResultsFor: db.prepare("DELETE FROM results WHERE output = ?"),
       fileStat: db.prepare("SELECT hash FROM file_stats WHERE path = ? AND size = ? AND mtime_ns = ? AND ino = ?"),
@@ -386,6 +387,15 @@ export class CacheDb {
     return this.guard("look up artifact", () => this.stmts.artifact.get(hash) as ArtifactRecord | undefined)
   }
 
+  /** The rows of many artifacts in one query (a null rerun checks thousands); unrecorded hashes have none. */
+  artifactsIn(hashes: ReadonlyArray<string>): Map<string, ArtifactRecord> {
+    return this.guard("look up artifacts", () => {
+      const m = new Map<string, ArtifactRecord>()
+      for (const r of this.stmts.artifactsIn.all(JSON.stringify(hashes)) as Array<ArtifactRecord>) m.set(r.hash, r)
+      return m
+    })
+  }
+
   artifacts(): Array<ArtifactRecord> {
     return this.guard("list artifacts", () => this.stmts.artifacts.all() as Array<ArtifactRecord>)
   }
@@ -457,6 +467,12 @@ export class CacheDb {
 
   unlock(key: string) {
     this.guard("unlock", () => this.stmts.deleteLock.run(key, process.pid, thisHost()))
+  }
+
+  /** The build locks whose holders are alive: what live runs are building (gc: the request cache). */
+  liveLocks(): Array<LockHolder> {
+    return this.guard("list locks", () =>
+      (this.stmts.allLocks.all() as Array<LockHolder>).filter((l) => this.alive(l.pid, l.host, l.acquired_at)))
   }
 
   /** The live holder of a key's build lock, if any (gc keeps that key's checkpoint). */

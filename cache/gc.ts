@@ -9,6 +9,13 @@
  * Checkpoints (`resume/<key>/`) follow their own policy: a checkpoint whose key a live run is building
  * is kept; one whose key has finished since is deleted (the run that finished removes its own, so these
  * are leftovers); any other is deleted once nothing in it was written for `checkpointDays` (default 7).
+ *
+ * The generate step's request cache (`requests/ab/<key>.json`, steps/generate/request_store.py) is
+ * collected by age of last use: an entry not written or read (a hit refreshes its mtime) for
+ * `requestDays` (default 30) is deleted. Nothing in the store refers to an entry (a step's output never
+ * depends on whether an answer came from the cache), so age is the policy; see docs/generate.md. While
+ * a generate step is running (a live build lock on a generate key) the request cache is left whole: that
+ * run may be about to read any entry.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -32,9 +39,21 @@ export interface CheckpointInfo {
   readonly state: "building" | "finished" | "idle"
 }
 
+/** What gc did to the request cache: entries deleted and kept, or why it was left alone. */
+export interface RequestsCollected {
+  readonly dir: string
+  readonly deleted: number
+  readonly bytes: number
+  readonly kept: number
+  /** set when the cache was left whole (a generate step is running) */
+  readonly skipped: string | undefined
+}
+
 export interface GcResult {
   readonly deleted: ReadonlyArray<Collected>
   readonly checkpoints: ReadonlyArray<CheckpointInfo>
+  /** undefined when the store has no request cache */
+  readonly requests: RequestsCollected | undefined
   readonly kept: number
   /** unreferenced artifacts kept only because a live run leases them */
   readonly leased: number
@@ -42,6 +61,7 @@ export interface GcResult {
 }
 
 export const DEFAULT_CHECKPOINT_DAYS = 7
+export const DEFAULT_REQUEST_DAYS = 30
 
 const treeSize = (dir: string): { bytes: number; newest: number } => {
   let bytes = 0
@@ -74,7 +94,7 @@ export const listCheckpoints = (store: Store): Array<CheckpointInfo> =>
 
 export const collectGarbage = (
   store: Store,
-  options: { maxBytes?: number; dryRun?: boolean; checkpointDays?: number } = {}
+  options: { maxBytes?: number; dryRun?: boolean; checkpointDays?: number; requestDays?: number } = {}
 ): GcResult => {
   const dry = options.dryRun === true
   if (!dry) store.sweepTrash()
@@ -111,7 +131,56 @@ export const collectGarbage = (
   }
   if (!dry) for (const q of safeReaddir(store.quarantineDir)) fs.rmSync(path.join(store.quarantineDir, q), { recursive: true, force: true })
   const checkpoints = collectCheckpoints(store, options.checkpointDays ?? DEFAULT_CHECKPOINT_DAYS, dry)
-  return { deleted, checkpoints, kept, leased, freedBytes: freed + checkpoints.reduce((s, c) => s + c.bytes, 0) }
+  const requests = collectRequests(store, options.requestDays ?? DEFAULT_REQUEST_DAYS, dry)
+  freed += checkpoints.reduce((s, c) => s + c.bytes, 0) + (requests?.bytes ?? 0)
+  return { deleted, checkpoints, requests, kept, leased, freedBytes: freed }
+}
+
+/** The request cache in the store (generate's `requestCacheDir` may put one elsewhere: not gc's). */
+export const requestCacheDir = (store: Store): string => path.join(store.root, "requests")
+
+/** Deletes (or with dryRun counts) the request cache entries unused for `days`; see the header. */
+const collectRequests = (store: Store, days: number, dry: boolean): RequestsCollected | undefined => {
+  const dir = requestCacheDir(store)
+  if (!fs.existsSync(dir)) return undefined
+  const live = store.db.liveLocks().find((l) => {
+    const kind = store.db.lastRunOfKey(l.key)?.kind
+    return kind === undefined || kind === "generate" // a lock with no run row yet: it may be one
+  })
+  const cutoff = Date.now() / 1000 - days * 86400
+  let deleted = 0
+  let bytes = 0
+  let kept = 0
+  for (const shard of safeReaddir(dir)) {
+    const sub = path.join(dir, shard)
+    for (const name of safeReaddir(sub)) {
+      const file = path.join(sub, name)
+      let st: fs.Stats
+      try {
+        st = fs.statSync(file)
+      } catch {
+        continue // a writer renamed it under us
+      }
+      // entries, and temporary files a killed writer left (they are never read)
+      const ours = /^[0-9a-f]{64}\.json$/.test(name) || name.startsWith(".tmp-")
+      if (live !== undefined || !ours || !st.isFile() || st.mtimeMs / 1000 > cutoff) {
+        kept++
+        continue
+      }
+      if (!dry) fs.rmSync(file, { force: true })
+      deleted++
+      bytes += st.size
+    }
+    if (!dry) {
+      try {
+        fs.rmdirSync(sub) // only when empty; a writer recreates it
+      } catch {
+        // not empty, or not a directory
+      }
+    }
+  }
+  const skipped = live === undefined ? undefined : `step ${live.step} of ${live.recipe} is running and may read any entry`
+  return { dir, deleted, bytes, kept, skipped }
 }
 
 /** Deletes (or with dryRun lists) the checkpoints the policy above collects. */

@@ -23,11 +23,11 @@ const when = (seconds: number) => new Date(seconds * 1000).toISOString().replace
 
 const out = (line: string) => process.stdout.write(line + "\n")
 
-const checkpointDays = (v: unknown): number | undefined => {
+const days = (flag: string, v: unknown): number | undefined => {
   if (v === undefined) return undefined
   const n = Number(v)
   if (typeof v !== "string" || !Number.isFinite(n) || n < 0) {
-    throw new UsageError({ message: `--checkpoint-days takes a number of days (0 or more), got "${String(v)}"` })
+    throw new UsageError({ message: `--${flag} takes a number of days (0 or more), got "${String(v)}"` })
   }
   return n
 }
@@ -60,14 +60,25 @@ const ls = (store: Store, v: Record<string, unknown>): number => {
 const gc = (store: Store, v: Record<string, unknown>): number => {
   const maxBytes = typeof v["max-size"] === "string" ? parseSize(v["max-size"]) : 0
   const dryRun = v["dry-run"] === true
-  const r = collectGarbage(store, { maxBytes, dryRun, checkpointDays: checkpointDays(v["checkpoint-days"]) })
+  const r = collectGarbage(store, {
+    maxBytes, dryRun, checkpointDays: days("checkpoint-days", v["checkpoint-days"]), requestDays: days("request-days", v["request-days"])
+  })
+  const rq = r.requests
   if (v.json === true) {
-    out(JSON.stringify({ event: "gc", dryRun, deleted: r.deleted.map((d) => d.hash), checkpoints: r.checkpoints.map((c) => c.key), kept: r.kept, leased: r.leased, freedBytes: r.freedBytes }))
+    out(JSON.stringify({
+      event: "gc", dryRun, deleted: r.deleted.map((d) => d.hash), checkpoints: r.checkpoints.map((c) => c.key), kept: r.kept, leased: r.leased, freedBytes: r.freedBytes,
+      ...(rq === undefined ? {} : { requests: { deleted: rq.deleted, bytes: rq.bytes, kept: rq.kept, skipped: rq.skipped ?? null } })
+    }))
     return 0
   }
   const verb = dryRun ? "would delete" : "deleted"
   for (const d of r.deleted) out(`${verb} ${d.hash.slice(0, 16)}  ${d.kind.padEnd(9)}  ${formatBytes(d.bytes).padStart(7)}  (${d.why})`)
   for (const c of r.checkpoints) out(`${verb} checkpoint ${c.key.slice(0, 16)}  ${formatBytes(c.bytes).padStart(7)}  (${c.state === "finished" ? "its key has finished" : `idle since ${when(c.writtenAt)}`})`)
+  if (rq !== undefined) {
+    out(rq.skipped !== undefined
+      ? `request cache: kept all ${rq.kept} entries (${rq.skipped})`
+      : `request cache: ${verb} ${rq.deleted} entries unused for --request-days (${formatBytes(rq.bytes)}), kept ${rq.kept}`)
+  }
   out(`${verb} ${r.deleted.length} artifacts and ${r.checkpoints.length} checkpoints (${formatBytes(r.freedBytes)}), kept ${r.kept}${r.leased > 0 ? ` (${r.leased} only because a live run uses them)` : ""}`)
   return 0
 }

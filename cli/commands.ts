@@ -195,6 +195,7 @@ const cache: Command = {
     "max-size": { type: "string" },
     "dry-run": { type: "boolean" },
     "checkpoint-days": { type: "string" },
+    "request-days": { type: "string" },
     repair: { type: "boolean" },
     remote: { type: "string" },
     "remote-max-age-days": { type: "string" }

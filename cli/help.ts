@@ -80,7 +80,9 @@ change it reruns only what became stale. Ctrl-C exits.
   gc [--max-size SIZE]  delete artifacts no recipe's latest state references and no live run uses; with
                         --max-size (e.g. 20G), keep the most recently used unreferenced ones up to that
                         total. Checkpoints go when their key finished or after --checkpoint-days (default 7)
-                        without a write. --dry-run lists what would go and deletes nothing.
+                        without a write; generate's request cache entries after --request-days (default
+                        30) unused, none while a generate step runs. --dry-run lists what would go and
+                        deletes nothing.
   verify [--repair]     rehash every artifact, check sidecar .json files and the database's references;
                         exit 1 on a problem. --repair quarantines bad artifacts (the next run rebuilds
                         them), rewrites bad sidecars, drops dangling references; exit 0 once all repaired

@@ -14,11 +14,17 @@
  * (see steps/quantize). The build is native (-march=native: 2-4x faster k-quant kernels than a portable
  * build); the marker records the CPU flags it was built for, and a machine with other flags rebuilds.
  * Concurrent setups take a lock (a directory holding the builder's pid): one builds, the others wait.
+ *
+ * One more tool is anneal's own: `llama-loglik` (llama-loglik.cpp beside this file), which the eval
+ * step uses to score GGUF models with llama.cpp. It is compiled against the build's static libraries
+ * (libllama.a, libggml*.a) into the same bin/, in seconds, and keyed by its source, the llama.cpp commit
+ * and the CPU flags (bin/llama-loglik.key): editing the .cpp rebuilds this one tool, never llama.cpp.
  */
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { execa } from "execa"
 
 /** The llama-cpp-python sdist that carries llama.cpp; bump both together (and the quantize step's version). */
@@ -107,6 +113,59 @@ const run = async (argv: ReadonlyArray<string>, log: (line: string) => void, cwd
   }
 }
 
+/** The anneal-owned scorer's source, compiled into bin/llama-loglik by ensureLlamaLoglik. */
+export const llamaLoglikSource = path.join(path.dirname(fileURLToPath(import.meta.url)), "llama-loglik.cpp")
+
+const loglikKey = (): string =>
+  createHash("sha256").update(fs.readFileSync(llamaLoglikSource)).update(`\0${llamaCppCommit}\0${cpuFlags()}`).digest("hex")
+
+/** bin/llama-loglik when it is built from the current source against this build, else undefined. */
+export const findLlamaLoglik = (llama: LlamaCpp | undefined = findLlamaCpp()): string | undefined => {
+  if (llama === undefined) return undefined
+  const bin = path.join(llama.dir, "bin", "llama-loglik")
+  try {
+    return fs.readFileSync(`${bin}.key`, "utf8").trim() === loglikKey() && fs.existsSync(bin) ? bin : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Compiles llama-loglik.cpp against the static libraries of an existing llama.cpp build (seconds), unless
+ * the binary there is already built from this source. Never rebuilds llama.cpp itself.
+ */
+export const ensureLlamaLoglik = async (llama: LlamaCpp, log: (line: string) => void = () => {}): Promise<string> => {
+  const ready = findLlamaLoglik(llama)
+  if (ready !== undefined) return ready
+  const bin = path.join(llama.dir, "bin", "llama-loglik")
+  return withLock(bin, log, async () => {
+    const again = findLlamaLoglik(llama)
+    if (again !== undefined) return again
+    const build = path.join(llama.dir, "build")
+    const src = path.join(llama.dir, "src")
+    const libs = [
+      path.join(build, "src", "libllama.a"),
+      ...["libggml.a", "libggml-cpu.a", "libggml-base.a"].map((l) => path.join(build, "ggml", "src", l))
+    ]
+    const missing = libs.filter((l) => !fs.existsSync(l))
+    if (missing.length > 0) {
+      throw new Error(`llama.cpp setup: llama-loglik needs the static libraries of the llama.cpp build, missing: ${missing.join(", ")} (rebuild with \`npx anneal setup --with llama-cpp --force\`)`)
+    }
+    const tmp = `${bin}.partial`
+    const nice = (await which("nice")) ? ["nice", "-n", "10"] : []
+    await run([
+      ...nice, "c++", "-std=c++17", "-O2",
+      "-I", path.join(src, "include"), "-I", path.join(src, "ggml", "include"), "-I", path.join(src, "vendor"),
+      llamaLoglikSource, "-o", tmp, ...libs, "-fopenmp", "-lpthread", "-ldl", "-lm"
+    ], log)
+    fs.chmodSync(tmp, 0o755)
+    fs.renameSync(tmp, bin)
+    fs.writeFileSync(`${bin}.key`, loglikKey() + "\n")
+    log(`llama-loglik ready: ${bin}`)
+    return bin
+  })
+}
+
 const which = async (cmd: string): Promise<boolean> =>
   (await execa("sh", ["-c", 'command -v "$1"', "sh", cmd], { reject: false })).exitCode === 0
 
@@ -170,10 +229,11 @@ export const ensureLlamaCpp = async (log: (line: string) => void = () => {}, opt
   const ready = options.force === true ? undefined : findLlamaCpp()
   if (ready !== undefined) {
     log(`llama.cpp ready: ${ready.dir}`)
+    await ensureLlamaLoglik(ready, log)
     return ready
   }
   const dir = llamaCppDir()
-  return withLock(dir, log, async () => {
+  const built = await withLock(dir, log, async () => {
     const again = options.force === true ? undefined : findLlamaCpp()
     if (again !== undefined) return again
     for (const tool of ["cmake", "c++"]) {
@@ -226,4 +286,6 @@ export const ensureLlamaCpp = async (log: (line: string) => void = () => {}, opt
     log(`llama.cpp ready: ${dir}`)
     return found
   })
+  await ensureLlamaLoglik(built, log)
+  return built
 }

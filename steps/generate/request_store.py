@@ -6,6 +6,8 @@ endpoint; never a URL or a key). Its content hash is its cache key.
 
 - The request cache (`RequestCache`) is content-addressed, outside any step's key, and survives across
   runs and recipes: a rerun, or a changed seed topic, never pays twice for a request already answered.
+  An entry's mtime is its last use (a hit refreshes it): `anneal cache gc` deletes the entries of the
+  store's cache unused for `--request-days` (cache/gc.ts).
 - The resume log (`ResumeLog`) is the step's checkpoint in its resume directory: one JSON line per
   finished request, fsynced, so a kill -9 loses at most the requests in flight. A torn last line is
   ignored.
@@ -72,11 +74,17 @@ class RequestCache:
     def get(self, key: str) -> Response | None:
         if not self.root:
             return None
+        path = self._path(key)
         try:
-            with open(self._path(key), encoding="utf-8") as f:
-                return Response.from_json(json.load(f))
+            with open(path, encoding="utf-8") as f:
+                response = Response.from_json(json.load(f))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        try:
+            os.utime(path)  # last use: `anneal cache gc` keeps entries used within --request-days
+        except OSError:
+            pass  # a read-only shared cache: the entry is still good
+        return response
 
     def put(self, key: str, response: Response) -> None:
         if not self.root:

@@ -6,12 +6,25 @@
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as Schema from "effect/Schema"
+import { findLlamaCpp, findLlamaLoglik, llamaLoglikSource } from "../../../engine/components/llama-cpp.ts"
 import { defineStep, Port } from "../../../engine/step.ts"
+import type { CommandContext, CommandSpec } from "../../../engine/step.ts"
 import {
   describe, NonNegativeInt, PositiveInt, seedParam, trainDir, trainingCommand, withDefault, workerSourceFiles
 } from "../common.ts"
 
 const script = path.join(trainDir, "eval", "worker.py")
+
+/**
+ * The training command, plus where llama.cpp's scorer is (ANNEAL_LLAMA_LOGLIK) when it is built: the
+ * worker scores a GGUF model with it, and fails naming `anneal setup --with llama-cpp` when it is not.
+ */
+const evalCommand = <P>(ctx: CommandContext<P>): CommandSpec => {
+  const spec = trainingCommand(script)(ctx)
+  const llama = findLlamaCpp()
+  const loglik = findLlamaLoglik(llama)
+  return loglik === undefined ? spec : { ...spec, env: { ...spec.env, ANNEAL_LLAMA_LOGLIK: loglik, ANNEAL_LLAMA_CPP_COMMIT: llama!.commit } }
+}
 
 /** The tasks each preset runs: task -> [numFewshot, the metric it reports] (PRESETS in worker.py). */
 export const evalPresets = {
@@ -36,6 +49,9 @@ export const EvalParams = Schema.Struct({
   numFewshot: withDefault(NonNegativeInt, 0).annotate(describe("few-shot examples for the tasks not in the preset")),
   limit: withDefault(NonNegativeInt, 0).annotate(describe("examples per task (0: all); for quick smoke runs")),
   batchSize: withDefault(PositiveInt, 8).annotate(describe("examples per forward pass")),
+  ggufCtx: withDefault(NonNegativeInt, 0).annotate(
+    describe("GGUF models (scored by llama.cpp): context window in tokens (0: the model's training context, at most 4096)")
+  ),
   allowPickle: withDefault(Schema.Boolean, false).annotate(describe("load pickle (.bin) weights; only for files you trust")),
   seed: seedParam()
 })
@@ -43,7 +59,7 @@ export type EvalParams = typeof EvalParams.Type
 
 export const evaluate = defineStep({
   kind: "eval",
-  version: 1,
+  version: 2,
   description: "evaluate a model with lm-evaluation-harness (local multiple-choice JSONL or built-in tasks)",
   params: EvalParams,
   inputs: {
@@ -56,8 +72,8 @@ export const evaluate = defineStep({
   },
   output: Port.report(),
   resources: { gpus: 1, cpuFallback: true },
-  sourceFiles: workerSourceFiles(script),
-  command: trainingCommand(script)
+  sourceFiles: [...workerSourceFiles(script), path.join(trainDir, "eval", "llama_lm.py"), llamaLoglikSource],
+  command: evalCommand
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ Run by the engine as `python steps/train/eval/worker.py SPEC.json` (see engine/s
   10-shot acc_norm, mmlu 5-shot acc, truthfulqa_mc2 0-shot (reported as acc).
 - Quantized models (the `quantize` step's outputs): bitsandbytes and GPTQ (compressed-tensors)
   directories load through transformers as they are; a GGUF output (a directory holding model.gguf)
-  is read by transformers' GGUF loader, which dequantizes the quantized weights, so fp and quantized
-  models are scored by the same harness with the same metrics (report.json's "weights" says which).
+  is scored by llama.cpp itself (llama_lm.py: an lm-eval model over anneal's llama-loglik tool, the
+  GGUF's own tokenizer and quantized kernels), so fp and quantized models are scored by the same
+  harness with the same metrics (report.json's "weights" says which).
 - Output: report.json ({"results": the harness's results, "table": one row per task and metric}) and
   report.md (the same table), so reports from several models can be compared.
 """
@@ -57,6 +58,8 @@ class EvalConfig:
     # examples per task (0: all); for quick smoke runs
     limit: int = 0
     batch_size: int = 8
+    # GGUF models: llama.cpp's context window (0: the model's training context, at most 4096)
+    gguf_ctx: int = 0
     allow_pickle: bool = False
     # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
     seed: int = 0
@@ -66,6 +69,7 @@ class EvalConfig:
         check_positive(WHO, self, "batch_size")
         check(self.num_fewshot >= 0, f"{WHO}: param numFewshot must be >= 0, got {self.num_fewshot}")
         check(self.limit >= 0, f"{WHO}: param limit must be >= 0, got {self.limit}")
+        check(self.gguf_ctx >= 0, f"{WHO}: param ggufCtx must be >= 0, got {self.gguf_ctx}")
         for name in self.local_task_names:
             check(name.replace("_", "").isalnum(), f"{WHO}: param localTaskNames: {name!r} must be letters, digits and _")
 
@@ -146,10 +150,37 @@ def gguf_file_in(path: str | None) -> str | None:
     return ggufs[0]
 
 
+def check_gguf_file(file: str) -> None:
+    """A GGUF file starts with the magic b"GGUF" and a version; anything else is refused before loading."""
+    try:
+        with open(file, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        fail(f"{WHO}: input 'model': cannot read {file}: {e.strerror}")
+    check(len(head) == 8 and head[:4] == b"GGUF",
+          f"{WHO}: input 'model': {file} is not a GGUF file (it does not start with the GGUF magic)")
+
+
+def open_gguf(worker: Worker, file: str, ctx: int):
+    """The GGUF loaded by llama.cpp (llama_lm.LlamaCppLM); a file llama.cpp cannot load fails the step."""
+    tool = os.environ.get("ANNEAL_LLAMA_LOGLIK", "")
+    check(bool(tool) and os.path.exists(tool),
+          f"{WHO}: input 'model': {file} is a GGUF model, scored with llama.cpp, which is not built on this "
+          "machine: run `npx anneal setup --with llama-cpp`")
+    from llama_lm import LlamaCppError, LlamaCppLM
+
+    cpus = int(worker.spec.get("devices", {}).get("cpus", 0) or 0)
+    try:
+        return LlamaCppLM(tool, file, ctx=ctx, threads=cpus, log=lambda line: worker.log(line, level="debug"))
+    except LlamaCppError as e:
+        fail(f"{WHO}: input 'model': llama.cpp cannot load {file}: {e}")
+
+
 def weights_description(model_dir: str, gguf: str | None) -> str:
     """What was evaluated, for the report: the quantization the model directory declares, if any."""
     if gguf is not None:
-        return f"gguf {gguf} (dequantized by transformers)"
+        commit = os.environ.get("ANNEAL_LLAMA_CPP_COMMIT", "")
+        return f"gguf {gguf} (llama.cpp{' ' + commit[:8] if commit else ''})"
     try:
         with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
             q = json.load(f).get("quantization_config") or {}
@@ -185,6 +216,7 @@ def main() -> None:
         model_dir = model_dir_input(f"{WHO}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
     else:
         model_dir = worker.inputs["model"]
+        check_gguf_file(os.path.join(model_dir, gguf))
     adapter = worker.inputs.get("adapter")
     check(not (adapter and gguf), f"{WHO}: input 'adapter': a LoRA adapter cannot be applied to a GGUF model ({gguf}); "
                                   "merge it first (lora-merge), then quantize")
@@ -235,22 +267,24 @@ def main() -> None:
     check(not missing, f"{WHO}: unknown lm-eval task(s): {', '.join(missing)}")
     clock.lap(f"task index ({'built-in and local' if builtin else 'local only'})")
 
-    import torch
-    limit_cpu_threads(worker)
-    dtype = training_dtype(worker)
-    model_args = {"pretrained": model_dir, "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32"}
     if gguf is not None:
-        # transformers reads the GGUF (tokenizer included) and dequantizes its weights: the quantized
-        # values, scored by the same harness and metrics as the full-precision model they came from
-        model_args["gguf_file"] = gguf
-    if adapter:
-        model_args["peft"] = adapter
-    device = "cuda:0" if worker.gpus and torch.cuda.is_available() else "cpu"
-    worker.phase("loading model")
-    # built the way simple_evaluate builds it from model="hf", once for every few-shot group
-    lm = get_model("hf").create_from_arg_obj(
-        model_args, {"batch_size": cfg.batch_size, "max_batch_size": None, "device": device}
-    )
+        # llama.cpp scores the GGUF itself: its tokenizer, its quantized weights and kernels
+        worker.phase("loading model")
+        lm = open_gguf(worker, os.path.join(model_dir, gguf), cfg.gguf_ctx)
+        device = "cpu"
+    else:
+        import torch
+        limit_cpu_threads(worker)
+        dtype = training_dtype(worker)
+        model_args = {"pretrained": model_dir, "dtype": "bfloat16" if dtype == torch.bfloat16 else "float32"}
+        if adapter:
+            model_args["peft"] = adapter
+        device = "cuda:0" if worker.gpus and torch.cuda.is_available() else "cpu"
+        worker.phase("loading model")
+        # built the way simple_evaluate builds it from model="hf", once for every few-shot group
+        lm = get_model("hf").create_from_arg_obj(
+            model_args, {"batch_size": cfg.batch_size, "max_batch_size": None, "device": device}
+        )
     clock.lap("model load")
 
     # --- evaluate ---
@@ -266,7 +300,11 @@ def main() -> None:
                 random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
                 fewshot_random_seed=cfg.seed,
             )
-        except (ConnectionError, OSError, ValueError) as e:
+        except Exception as e:
+            if type(e).__name__ == "LlamaCppError":
+                fail(f"{WHO}: input 'model': llama.cpp failed on {os.path.join(model_dir, gguf or '')}: {e}")
+            if not isinstance(e, (ConnectionError, OSError, ValueError)):
+                raise
             fail(f"{WHO}: tasks {', '.join(tasks)} could not run offline ({type(e).__name__}: {str(e)[:200]}); "
                  "built-in tasks need their data in the local Hugging Face datasets cache", code=1)
         for part in results:
@@ -274,6 +312,8 @@ def main() -> None:
         done += len(tasks)
     worker.progress(done, len(shots), "tasks")
     clock.lap(f"evaluation of {len(shots)} task(s)")
+    if gguf is not None:
+        lm.close()
 
     # --- save ---
     worker.phase("saving")
