@@ -5,10 +5,10 @@
   `<step>.rank<R>.log`, so a failing rank's traceback is kept.
 - Strategy: `ddp` (the Trainer's DistributedDataParallel), `fsdp` (PyTorch FSDP2 through Accelerate:
   full-shard or shard-grad-op, wrapped per transformer layer, optional activation checkpointing and CPU
-  offload, sharded checkpoints; on GPUs only: Accelerate 1.x turns FSDP on only for GPU-type devices and
-  runs a CPU job as plain DDP, so on CPU the step says so and runs ddp, which gives the same result), or
-  `deepspeed` (ZeRO stage 2/3, or the user's config as it is; needs CUDA and the deepspeed package,
-  which the project's environment does not ship).
+  offload, sharded checkpoints; on CUDA and on CPU over gloo: Accelerate 1.x turns its FSDP plugin on for
+  GPU-type devices only and would run a CPU job as plain DDP without a word, so `allow_fsdp_on_cpu`
+  sets its state to FSDP as it does for GPUs), or `deepspeed` (ZeRO stage 2/3, or the user's config as
+  it is; needs CUDA and the deepspeed package, which the project's environment does not ship).
 - Backend: gloo on CPU, nccl on CUDA (training.device_args); each rank's device is its LOCAL_RANK-th
   entry of CUDA_VISIBLE_DEVICES, which the Trainer selects.
 """
@@ -116,14 +116,39 @@ def strategy_args(who: str, cfg: Any, worker: Worker) -> dict[str, Any]:
         if not on_gpu(worker):
             fail(f"{who}: strategy deepspeed needs CUDA GPUs (CUDA is not available here); use ddp or fsdp on CPU")
         return {"deepspeed": deepspeed_config(cfg)}
-    if cfg.strategy == "fsdp" and world_size() > 1:
+    if uses_fsdp(cfg):
+        config = fsdp_config(cfg)
         if not on_gpu(worker):
-            if is_main_process():
-                worker.log("strategy fsdp runs as ddp on CPU: Accelerate shards with FSDP on GPUs only "
-                           "(same result; the model is not sharded)", "warn")
-            return {}
-        return {"fsdp": True, "fsdp_config": fsdp_config(cfg)}
+            allow_fsdp_on_cpu()
+            if cfg.fsdp_cpu_offload:
+                config["cpu_offload"] = False
+                if is_main_process():
+                    worker.log("fsdpCpuOffload does nothing on CPU processes (the parameters are in CPU memory already)", "warn")
+        return {"fsdp": True, "fsdp_config": config}
     return {}
+
+
+def allow_fsdp_on_cpu() -> None:
+    """Lets Accelerate shard with FSDP2 on CPU processes (gloo). Accelerate 1.x turns its FSDP plugin on
+    only for GPU-type devices and would silently run a CPU job as plain DDP, while PyTorch's FSDP2
+    (`fully_shard`) runs on a CPU device mesh over gloo. So when the plugin was given and Accelerate
+    settled on MULTI_CPU, its state is set to FSDP, which is what it does for GPUs."""
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    init = AcceleratorState.__init__
+    if getattr(init, "_anneal_fsdp_on_cpu", False):
+        return
+
+    def patched(self: Any, *args: Any, fsdp_plugin: Any = None, **kwargs: Any) -> None:
+        init(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type = DistributedType.FSDP
+            self.fsdp_plugin = fsdp_plugin
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+    patched._anneal_fsdp_on_cpu = True  # type: ignore[attr-defined]
+    AcceleratorState.__init__ = patched  # type: ignore[method-assign]
 
 
 def on_gpu(worker: Worker) -> bool:
@@ -132,8 +157,9 @@ def on_gpu(worker: Worker) -> bool:
     return bool(worker.gpus) and torch.cuda.is_available()
 
 
-def uses_fsdp(cfg: Any, worker: Worker) -> bool:
-    return cfg.strategy == "fsdp" and world_size() > 1 and on_gpu(worker)
+def uses_fsdp(cfg: Any, worker: Worker | None = None) -> bool:
+    """FSDP shards over the processes (CUDA or CPU); one process has nothing to shard and runs plainly."""
+    return cfg.strategy == "fsdp" and world_size() > 1
 
 
 def save_trained_model(trainer: Any, cfg: Any, worker: Worker) -> None:

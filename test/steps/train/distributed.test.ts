@@ -9,8 +9,8 @@
  *   gradient, so a different batch split or order would differ by that much.
  * - Killing one rank mid-run fails the step (torchrun stops the other rank; no process is left), and
  *   the rerun resumes from the last checkpoint and still ends equal to the uninterrupted 1-process run.
- * - FSDP cannot run on CPU through the Trainer (Accelerate enables it for GPU-type devices only): on CPU
- *   the step runs ddp and says so (python/test_distributed_tokenized.py); not run here.
+ * - FSDP2 on CPU (gloo): the model is sharded (one checkpoint shard per rank), the result equals the
+ *   1-process run within the same tolerance, and a rerun resumes from the sharded checkpoint.
  * - DeepSpeed needs CUDA and the deepspeed package: only its config and launch are checked here.
  */
 import * as fs from "node:fs"
@@ -83,7 +83,9 @@ const tiny = { seqLen: 32, hiddenSize: 32, intermediateSize: 64, maxSteps: 12, l
 const tolerance = 1e-4
 
 describe("pretrain on 2 processes (torchrun, gloo)", () => {
-  it("DDP: killing one rank fails the step with no process left; the rerun resumes and equals the 1-process run", async () => {
+  /** the 1-process run both tests compare with (from a tokenize output; the 2-process runs tokenize themselves) */
+  let reference: Promise<string> | undefined
+  const singleProcess = () => (reference ??= (async () => {
     const tokens = await runWorker(tokenize, { inputs: { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") } })
     expect(tokens.error).toBeUndefined()
     expect(JSON.parse(fs.readFileSync(path.join(tokens.output, "tokens.json"), "utf8"))).toMatchObject({ dtype: "uint16" })
@@ -92,7 +94,11 @@ describe("pretrain on 2 processes (torchrun, gloo)", () => {
     })
     expect(one.error).toBeUndefined()
     expect(one.exitCode).toBe(0)
-    const single = one.output
+    return one.output
+  })())
+
+  it("DDP: killing one rank fails the step with no process left; the rerun resumes and equals the 1-process run", async () => {
+    const single = await singleProcess()
 
     // from data (tokenized into the resume dir), same global batch: 2 processes x 2 sequences
     const params = { ...tiny, microBatchSize: 2, processes: 2, saveSteps: 4 }
@@ -125,6 +131,37 @@ describe("pretrain on 2 processes (torchrun, gloo)", () => {
     console.log(`pretrain, 2-process DDP (killed, resumed) vs 1 process: max |weight difference| ${d.max_abs} (${d.tensor})`)
     expect(d.max_abs).toBeLessThan(tolerance)
   }, 1_800_000) // five Python runs in a row: about 2 minutes idle, 10 on a machine loaded 15x
+
+  it("FSDP on CPU: the model is sharded across the ranks, equals the 1-process run, and resumes from a sharded checkpoint", async () => {
+    const single = await singleProcess()
+    const inputs = { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") }
+    const params = { ...tiny, microBatchSize: 2, processes: 2, saveSteps: 4, strategy: "fsdp" }
+    const resumeDir = tempDir("anneal-fsdp-resume-")
+    const first = await runWorker(pretrain, { inputs, params, resumeDir })
+    expect(first.error).toBeUndefined()
+    expect(first.exitCode).toBe(0)
+    // not DDP under another name: no warning, and each checkpoint holds one model and optimizer shard per rank
+    expect(first.lines.filter((l) => l.type === "log" && l.level === "warn")).toEqual([])
+    const shards = (d: string) => fs.readdirSync(path.join(resumeDir, "checkpoint-8", d)).filter((f) => f.endsWith(".distcp")).sort()
+    expect(shards("pytorch_model_fsdp_0")).toEqual(["__0_0.distcp", "__1_0.distcp"])
+    expect(shards("optimizer_0")).toEqual(["__0_0.distcp", "__1_0.distcp"])
+    expect(fs.existsSync(path.join(resumeDir, "checkpoint-8", "model.safetensors"))).toBe(false)
+    // the finished model is gathered into one ordinary safetensors file
+    const d = await modelTools("maxdiff", single, first.output)
+    console.log(`pretrain, 2-process FSDP vs 1 process: max |weight difference| ${d.max_abs} (${d.tensor})`)
+    expect(d.max_abs).toBeLessThan(tolerance)
+
+    // a run that died after the checkpoint at step 8: the rerun loads the sharded checkpoint and ends the same
+    fs.rmSync(path.join(resumeDir, "checkpoint-12"), { recursive: true })
+    const resumed = await runWorker(pretrain, { inputs, params, resumeDir })
+    expect(resumed.error).toBeUndefined()
+    expect(resumed.lines.some((l) => l.type === "log" && /resuming from .*checkpoint-8$/.test(l.message))).toBe(true)
+    const steps = resumed.lines.filter((l) => l.type === "progress" && l.loss !== undefined).map((l) => l.current)
+    expect(steps).toEqual([9, 10, 11, 12])
+    const r = await modelTools("maxdiff", single, resumed.output)
+    console.log(`pretrain, 2-process FSDP resumed from a sharded checkpoint vs 1 process: max |weight difference| ${r.max_abs}`)
+    expect(r.max_abs).toBeLessThan(tolerance)
+  }, 900_000)
 })
 
 describe("sft-lora on 2 processes (torchrun, gloo)", () => {

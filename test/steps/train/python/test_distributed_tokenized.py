@@ -58,13 +58,21 @@ class FakeWorker:
         self.logs.append((level, message))
 
 
-def test_fsdp_on_cpu_runs_as_ddp_and_says_so(monkeypatch):
-    # Accelerate enables FSDP only for GPU-type devices; on CPU it would silently run DDP
+def test_fsdp_on_cpu_shards_with_fsdp2(monkeypatch):
+    # Accelerate enables its FSDP plugin only for GPU-type devices; on CPU the state is set to FSDP too,
+    # so a CPU job with strategy fsdp is sharded, not silently DDP
+    from accelerate.state import AcceleratorState
+
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(AcceleratorState, "__init__", AcceleratorState.__init__)  # undone after the test
     worker = FakeWorker(gpus=[])
-    assert strategy_args("pretrain", cfg(strategy="fsdp"), worker) == {}
-    assert worker.logs and worker.logs[0][0] == "warn" and "fsdp runs as ddp on CPU" in worker.logs[0][1]
+    args = strategy_args("pretrain", cfg(strategy="fsdp"), worker)
+    assert args == {"fsdp": True, "fsdp_config": fsdp_config(cfg(strategy="fsdp"))} and worker.logs == []
+    assert getattr(AcceleratorState.__init__, "_anneal_fsdp_on_cpu", False)
+    offload = FakeWorker(gpus=[])  # CPU offload means nothing on CPU: dropped, with a warning
+    assert strategy_args("pretrain", cfg(strategy="fsdp", fsdp_cpu_offload=True), offload)["fsdp_config"]["cpu_offload"] is False
+    assert offload.logs and offload.logs[0][0] == "warn" and "fsdpCpuOffload" in offload.logs[0][1]
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process: nothing to shard, nothing to say
     quiet = FakeWorker(gpus=[])
     assert strategy_args("pretrain", cfg(strategy="fsdp"), quiet) == {} and quiet.logs == []
