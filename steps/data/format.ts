@@ -3,8 +3,9 @@
  * whole conversion is refused before reading when the pair of formats is not defined; a row that
  * cannot convert (a multi-turn conversation to prompt-completion) is an error naming file:line, or,
  * with onInvalid: "skip", is counted in the report. It also converts between JSONL and Parquet and
- * re-shards (`as`, `shards`, `rowsPerShard`), a format to the same format included. Runs as shard
- * tasks (map-fanout.ts).
+ * re-shards (`as`, `shards`, `rowsPerShard`), a format to the same format included. A converted row
+ * keeps the source row's fields beyond its format's (ids, urls, metadata). Runs as shard tasks
+ * (map-fanout.ts).
  */
 import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
@@ -13,6 +14,7 @@ import { NonNegativeInt, OnInvalid, PositiveInt, withDefault } from "./common.ts
 import { convertRow, unsupported } from "./convert.ts"
 import { DatasetError } from "./errors.ts"
 import { concreteFormats, detectFormat, type ConcreteFormat } from "./formats.ts"
+import { columnsOf } from "./parquet.ts"
 import { FanoutParams, fanoutExecutionOnly, registerMapper, runMapStep } from "./map-fanout.ts"
 import { writeReport } from "./writer.ts"
 
@@ -39,6 +41,19 @@ export type FormatParams = typeof FormatParams.Type
 
 const inputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
 
+/** A converted row with the source row's fields beyond its format's (ids, urls, metadata) after its own. */
+const withExtraFields = (out: Record<string, unknown>, row: Record<string, unknown>, from: ConcreteFormat): Record<string, unknown> => {
+  if (out === row) return out
+  const known = columnsOf[from]
+  let merged: Record<string, unknown> | undefined
+  for (const k in row) {
+    if (known.includes(k) || k in out) continue
+    merged ??= { ...out }
+    merged[k] = row[k]
+  }
+  return merged ?? out
+}
+
 registerMapper("format", async (spec) => {
   const p = spec.params as FormatParams
   const from = spec.format
@@ -46,7 +61,7 @@ registerMapper("format", async (spec) => {
   return {
     map: (r) => {
       const out = convertRow(r.row, from, to, { template: p.template, system: p.system })
-      if (typeof out !== "string") return { keep: out as Record<string, unknown> }
+      if (typeof out !== "string") return { keep: withExtraFields(out as Record<string, unknown>, r.row, from) }
       if (p.onInvalid !== "skip") throw DatasetError.at(r.file, r.line, `cannot convert to ${to}: ${out}`)
       return { remove: { rule: "unconvertible", text: out } }
     }
@@ -81,7 +96,7 @@ export const runFormat = async (ctx: StepContext<FormatParams, typeof inputs>): 
 
 export const format = defineStep({
   kind: "format",
-  version: 2,
+  version: 3,
   description: "converts rows between text, instruction, prompt-completion, messages and preference where defined",
   params: FormatParams,
   inputs,

@@ -15,6 +15,7 @@ import { DatasetError } from "./errors.ts"
 import { registerShardOp, runStage, stageDir, type TaskSpec, type WorkerPool } from "./fanout.ts"
 import { schemaOf, type ConcreteFormat } from "./formats.ts"
 import { datasetFiles, isParquetFile, RowReader, type InvalidRow, type Located, type OnInvalid } from "./jsonl.ts"
+import { columnsOf, inferredColumn, kindOfValue, mergeKinds, parquetExtraColumns, parquetShardInfo, type ExtraColumn, type ExtraKind } from "./parquet.ts"
 import { planPieces, readPiece, type Piece } from "./shards.ts"
 import { OutputLayout, resolveLayout, writeOutput } from "./shard-output.ts"
 
@@ -52,6 +53,8 @@ export interface MapTaskSpec extends TaskSpec {
   readonly mapper: string
   readonly piece: Piece
   readonly format: ConcreteFormat
+  /** the format of the rows the mapper keeps (default: format) */
+  readonly outFormat?: ConcreteFormat
   readonly onInvalid: OnInvalid
   readonly examples: number
   readonly params: unknown
@@ -66,6 +69,8 @@ export interface MapTaskResult {
   readonly skipped: number
   readonly invalidExamples: Array<InvalidRow>
   readonly extra: Record<string, unknown>
+  /** fields of the kept rows beyond the output format's, in first-seen order, with their values' kind */
+  readonly extraKinds: Record<string, ExtraKind>
 }
 
 const mappers = new Map<string, MapperFactory>()
@@ -84,10 +89,17 @@ registerShardOp("map", async (task, progress, signal) => {
   const out = fs.openSync(path.join(spec.dir, "rows.jsonl"), "w")
   let pending: Array<string> = []
   let kept = 0
+  const known = columnsOf[spec.outFormat ?? spec.format]
+  const extraKinds: Record<string, ExtraKind> = {}
   try {
     for await (const r of readPiece(spec.piece, reader)) {
       const o = mapper.map(r)
       if ("keep" in o) {
+        for (const k in o.keep) {
+          if (known.includes(k)) continue
+          const kind = kindOfValue(o.keep[k])
+          if (kind !== undefined && extraKinds[k] !== kind) extraKinds[k] = mergeKinds(extraKinds[k], kind)
+        }
         pending.push(JSON.stringify(o.keep) + "\n")
         kept++
         if (pending.length >= 4096) {
@@ -112,7 +124,8 @@ registerShardOp("map", async (task, progress, signal) => {
     examples: log.examples,
     skipped: reader.stats.skipped,
     invalidExamples: reader.stats.examples,
-    extra: mapper.finish?.() ?? {}
+    extra: mapper.finish?.() ?? {},
+    extraKinds
   }
   return result as unknown as Record<string, unknown>
 })
@@ -127,6 +140,8 @@ export interface MapMerged {
   readonly invalidExamples: Array<InvalidRow>
   /** each task's extra figures, in input order */
   readonly extras: ReadonlyArray<Record<string, unknown>>
+  /** the kept rows' fields beyond the output format's, in first-seen order, kinds merged over the tasks */
+  readonly extraKinds: Record<string, ExtraKind>
 }
 
 export interface FanoutStepParams {
@@ -201,6 +216,7 @@ export const runMapStep = async (
     mapper: o.mapper,
     piece,
     format: o.format,
+    ...(o.outFormat === undefined ? {} : { outFormat: o.outFormat }),
     onInvalid: p.onInvalid,
     examples: p.examples,
     params: ctx.params,
@@ -218,11 +234,20 @@ export const runMapStep = async (
     const skipped = merged.skipped > 0 ? ` (all ${merged.skipped} lines were invalid and skipped)` : ""
     throw DatasetError.at(o.input, undefined, `dataset is empty: no rows${skipped}`)
   }
-  const hasParquet = datasetFiles(o.input).some(isParquetFile)
-  const layout = resolveLayout(o.output, hasParquet, merged.kept)
-  const written = await writeOutput(ctx.output, o.outFormat ?? o.format, layout, o.output, tasks.map((t) => path.join(t.dir, "rows.jsonl")), merged.kept)
+  const parquetInputs = datasetFiles(o.input).filter(isParquetFile)
+  const layout = resolveLayout(o.output, parquetInputs.length > 0, merged.kept)
+  const outFormat = o.outFormat ?? o.format
+  let extra: Array<ExtraColumn> = []
+  if (layout.as === "parquet") {
+    // the input shards' own column types where it was Parquet (every shard has one schema), else typed from the values
+    const fromInput = parquetInputs.length > 0 ? parquetExtraColumns({ ...(await parquetShardInfo(parquetInputs[0]!)), format: outFormat }) : { columns: [], asJson: [] }
+    if (fromInput.asJson.length > 0) ctx.log(`Parquet columns ${fromInput.asJson.join(", ")} are written as JSON text (their type does not round-trip through the step's rows)`, "warn")
+    extra = fromInput.columns
+    for (const [name, kind] of Object.entries(merged.extraKinds)) if (!extra.some((c) => c.name === name)) extra.push(inferredColumn(name, kind))
+  }
+  const written = await writeOutput(ctx.output, outFormat, layout, o.output, tasks.map((t) => path.join(t.dir, "rows.jsonl")), merged.kept, extra)
   if (written.extraFields > 0) {
-    ctx.log(`${written.extraFields} rows had fields beyond the ${o.outFormat ?? o.format} columns, which Parquet shards do not keep (write JSONL to keep them)`, "warn")
+    ctx.log(`${written.extraFields} rows had fields beyond the ${outFormat} columns that the Parquet shards do not keep (write JSONL to keep them)`, "warn")
   }
   concatFiles(path.join(ctx.output, "removed.jsonl"), tasks.map((t) => path.join(t.dir, "removed.jsonl")))
   return merged
@@ -248,7 +273,10 @@ export const mergeResults = (results: ReadonlyArray<MapTaskResult>, maxExamples:
   }
   // rules in order of first appearance in the input, as one pass would have counted them
   const removed = Object.values(counts).reduce((a, b) => a + b, 0)
-  return { rowsIn, kept, removed, counts: inFirstSeenOrder(results, counts), examples: inFirstSeenOrder(results, examples), skipped, invalidExamples, extras: results.map((r) => r.extra) }
+  const extraKinds: Record<string, ExtraKind> = {}
+  for (const r of results) for (const [k, kind] of Object.entries(r.extraKinds ?? {})) extraKinds[k] = mergeKinds(extraKinds[k], kind)
+  return {
+    extraKinds, rowsIn, kept, removed, counts: inFirstSeenOrder(results, counts), examples: inFirstSeenOrder(results, examples), skipped, invalidExamples, extras: results.map((r) => r.extra) }
 }
 
 /**

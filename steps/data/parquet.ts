@@ -3,13 +3,15 @@
  * hyparquet, writing hyparquet-writer (pure JavaScript, no native build; why these: docs/data-steps.md).
  *
  * The columns of a shard are the fields of its row format (Hugging Face's layout: `messages` is a list
- * of {role, content} structs). Written bytes depend only on the rows: fixed codec (Snappy), fixed
+ * of {role, content} structs), then the rows' other fields (ids, urls, metadata): with the input
+ * shard's own column types when the input was Parquet, else typed from the values (ExtraColumn).
+ * Written bytes depend only on the rows: fixed codec (Snappy), fixed
  * row-group size, a fixed `created_by` and no timestamps, so an artifact's hash never depends on the
  * machine or the number of workers that wrote it.
  */
 import * as fs from "node:fs"
 import * as zlib from "node:zlib"
-import type { AsyncBuffer, FileMetaData } from "hyparquet"
+import type { AsyncBuffer, FileMetaData, SchemaElement } from "hyparquet"
 import type { ParquetWriter } from "hyparquet-writer"
 import type { RowFormat } from "../../engine/rows.ts"
 import { DatasetError } from "./errors.ts"
@@ -36,7 +38,8 @@ const str = (name: string, required: boolean) => ({
   repetition_type: required ? ("REQUIRED" as const) : ("OPTIONAL" as const)
 })
 
-const columnsOf: Record<ConcreteFormat, ReadonlyArray<string>> = {
+/** The columns of each row format; a row's other fields are extra columns. */
+export const columnsOf: Record<ConcreteFormat, ReadonlyArray<string>> = {
   text: ["text"],
   instruction: ["instruction", "input", "output"],
   "prompt-completion": ["prompt", "completion"],
@@ -44,38 +47,177 @@ const columnsOf: Record<ConcreteFormat, ReadonlyArray<string>> = {
   preference: ["prompt", "chosen", "rejected"]
 }
 
+// ---------------------------------------------------------------------------------------------
+// Extra columns: the fields of a row beyond its format's
+
+/** The JSON kind of an extra field's values, as a map task sees them (merged over every task). */
+export type ExtraKind = "int" | "float" | "string" | "bool" | "json"
+
+export const kindOfValue = (v: unknown): ExtraKind | undefined =>
+  v === null || v === undefined ? undefined
+    : typeof v === "string" ? "string"
+    : typeof v === "boolean" ? "bool"
+    : typeof v === "number" ? (Number.isInteger(v) ? "int" : "float")
+    : "json"
+
+/** Two kinds seen in one field: an int column with a float becomes float, any other mix JSON. */
+export const mergeKinds = (a: ExtraKind | undefined, b: ExtraKind): ExtraKind =>
+  a === undefined || a === b ? b : (a === "int" && b === "float") || (a === "float" && b === "int") ? "float" : "json"
+
+/** An output column beyond the row format's: its schema subtree, in Parquet's preorder. */
+export interface ExtraColumn {
+  readonly name: string
+  readonly elements: ReadonlyArray<SchemaElement>
+}
+
+const elementOfKind = (name: string, kind: ExtraKind): SchemaElement => {
+  const base = { name, repetition_type: "OPTIONAL" as const }
+  switch (kind) {
+    case "int":
+      return { ...base, type: "INT64" }
+    case "float":
+      return { ...base, type: "DOUBLE" }
+    case "bool":
+      return { ...base, type: "BOOLEAN" }
+    case "string":
+      return { ...base, type: "BYTE_ARRAY", converted_type: "UTF8" }
+    case "json":
+      return { ...base, type: "BYTE_ARRAY", converted_type: "JSON" }
+  }
+}
+
+/** A column typed from the values the map tasks saw: int64, double, boolean, string, else JSON text. */
+export const inferredColumn = (name: string, kind: ExtraKind): ExtraColumn => ({ name, elements: [elementOfKind(name, kind)] })
+
+/** Leaves this module reads into JSON values and writes back unchanged: plain numbers, booleans, strings, JSON. */
+const roundTrips = (e: SchemaElement): boolean => {
+  if (e.num_children !== undefined) {
+    return e.converted_type === undefined || e.converted_type === "LIST" || e.logical_type?.type === "LIST"
+  }
+  const ct = e.converted_type
+  const lt = e.logical_type?.type
+  switch (e.type) {
+    case "BOOLEAN":
+    case "FLOAT":
+    case "DOUBLE":
+      return ct === undefined && lt === undefined
+    case "INT32":
+    case "INT64":
+      return (ct === undefined || /^U?INT_/.test(ct)) && (lt === undefined || lt === "INTEGER")
+    case "BYTE_ARRAY":
+      return ct === "UTF8" || ct === "JSON" || lt === "STRING" || lt === "JSON"
+    default:
+      return false
+  }
+}
+
+/** The top-level columns of a shard's schema, each with its subtree (preorder). */
+const topColumns = (schema: ReadonlyArray<SchemaElement>): Array<ExtraColumn> => {
+  const out: Array<ExtraColumn> = []
+  let i = 1
+  const skip = (at: number): number => {
+    let next = at + 1
+    for (let c = 0; c < (schema[at]!.num_children ?? 0); c++) next = skip(next)
+    return next
+  }
+  for (let c = 0; c < (schema[0]!.num_children ?? 0); c++) {
+    const end = skip(i)
+    out.push({ name: schema[i]!.name, elements: schema.slice(i, end).map((e) => definedFields(e)) })
+    i = end
+  }
+  return out
+}
+
+/** A schema element without the fields a reader fills in as undefined (so two can be compared as JSON). */
+const definedFields = (e: SchemaElement): SchemaElement =>
+  Object.fromEntries(Object.entries(e).filter(([k, v]) => v !== undefined && k !== "field_id")) as unknown as SchemaElement
+
+/**
+ * The extra columns of a Parquet input shard, as it types them; a column whose values this module
+ * cannot write back as they were read (timestamps, decimals, binary, maps) becomes JSON text, and is
+ * named in `asJson`. A top-level column is written OPTIONAL (a step may add rows without it).
+ */
+export const parquetExtraColumns = (
+  info: ParquetShardInfo
+): { readonly columns: Array<ExtraColumn>; readonly asJson: Array<string> } => {
+  const known = columnsOf[info.format]
+  const columns: Array<ExtraColumn> = []
+  const asJson: Array<string> = []
+  for (const c of info.extra) {
+    if (known.includes(c.name)) continue
+    if (c.elements.every(roundTrips)) columns.push({ name: c.name, elements: [{ ...c.elements[0]!, repetition_type: "OPTIONAL" }, ...c.elements.slice(1)] })
+    else {
+      columns.push(inferredColumn(c.name, "json"))
+      asJson.push(c.name)
+    }
+  }
+  return { columns, asJson }
+}
+
+/** A JSON value read from a column, as the writer takes it back: INT64 leaves as BigInt, nested alike. */
+const writable = (v: unknown, elements: ReadonlyArray<SchemaElement>, at = 0): unknown => {
+  if (v === null || v === undefined) return null
+  const e = elements[at]!
+  if (e.num_children === undefined) {
+    if (e.type === "INT64" && (typeof v === "number" || typeof v === "string")) return BigInt(v)
+    return v
+  }
+  const children: Array<number> = []
+  let next = at + 1
+  const skip = (i: number): number => {
+    let n = i + 1
+    for (let c = 0; c < (elements[i]!.num_children ?? 0); c++) n = skip(n)
+    return n
+  }
+  for (let c = 0; c < e.num_children; c++) {
+    children.push(next)
+    next = skip(next)
+  }
+  if (e.converted_type === "LIST" || e.logical_type?.type === "LIST") {
+    // LIST > repeated group > element
+    const repeated = children[0]!
+    const element = elements[repeated]!.num_children === undefined ? repeated : repeated + 1
+    return Array.isArray(v) ? v.map((x) => writable(x, elements, element)) : v
+  }
+  if (typeof v !== "object") return v
+  const o = v as Record<string, unknown>
+  return Object.fromEntries(children.map((c) => [elements[c]!.name, writable(o[elements[c]!.name], elements, c)]))
+}
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const schemaOf = (format: ConcreteFormat): Array<any> => {
+const schemaOf = (format: ConcreteFormat, extra: ReadonlyArray<ExtraColumn> = []): Array<any> => {
+  const more = extra.flatMap((c) => c.elements)
   if (format === "messages") {
     return [
-      { name: "root", num_children: 1 },
+      { name: "root", num_children: 1 + extra.length },
       { name: "messages", repetition_type: "REQUIRED", converted_type: "LIST", num_children: 1 },
       { name: "list", repetition_type: "REPEATED", num_children: 1 },
       { name: "element", repetition_type: "REQUIRED", num_children: 2 },
       str("role", true),
-      str("content", true)
+      str("content", true),
+      ...more
     ]
   }
   const cols = columnsOf[format]
-  return [{ name: "root", num_children: cols.length }, ...cols.map((c) => str(c, !(format === "instruction" && c === "input")))]
+  return [{ name: "root", num_children: cols.length + extra.length }, ...cols.map((c) => str(c, !(format === "instruction" && c === "input"))), ...more]
 }
 
-/** Writes one Parquet shard of `format` rows, a row group at a time; extra fields of a row are not kept. */
+/** Writes one Parquet shard of `format` rows and the given extra columns, a row group at a time. */
 export class ParquetShardWriter {
   private readonly writer: ParquetWriter
   private pending: Array<Record<string, unknown>> = []
   rows = 0
-  /** rows that carried fields outside the format's columns (not written) */
+  /** rows that carried fields outside every column (not written) */
   extraFields = 0
 
-  private constructor(readonly file: string, readonly format: ConcreteFormat, writer: ParquetWriter) {
+  private constructor(readonly file: string, readonly format: ConcreteFormat, readonly extra: ReadonlyArray<ExtraColumn>, writer: ParquetWriter) {
     this.writer = writer
   }
 
-  static async open(file: string, format: ConcreteFormat): Promise<ParquetShardWriter> {
+  static async open(file: string, format: ConcreteFormat, extra: ReadonlyArray<ExtraColumn> = []): Promise<ParquetShardWriter> {
     const { writer } = await parquetLibraries()
     return new ParquetShardWriter(
-      file, format, new writer.ParquetWriter({ writer: writer.fileWriter(file), schema: schemaOf(format), codec: "SNAPPY", createdBy: "anneal" })
+      file, format, extra, new writer.ParquetWriter({ writer: writer.fileWriter(file), schema: schemaOf(format, extra), codec: "SNAPPY", createdBy: "anneal" })
     )
   }
 
@@ -90,11 +232,13 @@ export class ParquetShardWriter {
     const rows = this.pending
     this.pending = []
     const cols = columnsOf[this.format]
-    for (const r of rows) if (Object.keys(r).some((k) => !cols.includes(k))) this.extraFields++
-    const columnData = cols.map((name) => ({
+    const all = [...cols, ...this.extra.map((c) => c.name)]
+    for (const r of rows) if (Object.keys(r).some((k) => !all.includes(k))) this.extraFields++
+    const columnData: Array<{ name: string; data: Array<unknown> }> = cols.map((name) => ({
       name,
       data: rows.map((r) => (name === "messages" ? (r.messages as Array<{ role: string; content: string }>).map((m) => ({ role: m.role, content: m.content })) : (r[name] ?? null)))
     }))
+    for (const c of this.extra) columnData.push({ name: c.name, data: rows.map((r) => writable(r[c.name], c.elements)) })
     this.writer.write({ columnData, rowGroupSize: rows.length })
   }
 
@@ -125,6 +269,8 @@ export interface ParquetShardInfo {
   /** the first row of each row group, and the end: groups[i]..groups[i+1] */
   readonly groups: ReadonlyArray<number>
   readonly format: ConcreteFormat
+  /** the columns beyond the format's, with their schema subtrees */
+  readonly extra: ReadonlyArray<ExtraColumn>
 }
 
 const metadataOf = async (file: string): Promise<{ md: FileMetaData; buf: AsyncBuffer }> => {
@@ -154,7 +300,8 @@ export const parquetShardInfo = async (file: string): Promise<ParquetShardInfo> 
   }
   const groups = [0]
   for (const g of md.row_groups) groups.push(groups[groups.length - 1]! + Number(g.num_rows))
-  return { rows: Number(md.num_rows), groups, format }
+  const extra = topColumns(md.schema).filter((c) => !columnsOf[format].includes(c.name))
+  return { rows: Number(md.num_rows), groups, format, extra }
 }
 
 /**

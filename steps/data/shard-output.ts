@@ -8,7 +8,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Schema from "effect/Schema"
-import { ParquetShardWriter } from "./parquet.ts"
+import { ParquetShardWriter, type ExtraColumn } from "./parquet.ts"
 import type { ConcreteFormat } from "./row-formats.ts"
 
 const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
@@ -74,8 +74,9 @@ const appendFile = (fd: number, file: string, buf: Buffer): void => {
 }
 
 /**
- * Writes the output dataset into `dir` from part files holding `rows` rows in all; returns the shard
- * files written (relative to dir) and how many rows had fields a Parquet shard has no column for.
+ * Writes the output dataset into `dir` from part files holding `rows` rows in all (Parquet shards with
+ * `extra` columns after the format's); returns the shard files written (relative to dir) and how many
+ * rows had fields no Parquet column holds.
  */
 export const writeOutput = async (
   dir: string,
@@ -83,7 +84,8 @@ export const writeOutput = async (
   layout: ResolvedLayout,
   cutsLayout: OutputLayout | undefined,
   parts: ReadonlyArray<string>,
-  rows: number
+  rows: number,
+  extra: ReadonlyArray<ExtraColumn> = []
 ): Promise<{ readonly files: Array<string>; readonly extraFields: number }> => {
   fs.mkdirSync(dir, { recursive: true })
   if (layout.shards === undefined) {
@@ -108,7 +110,7 @@ export const writeOutput = async (
     const file = path.join(dir, names[i]!)
     const count = cuts[i + 1]! - cuts[i]!
     if (layout.as === "parquet") {
-      const w = await ParquetShardWriter.open(file, format)
+      const w = await ParquetShardWriter.open(file, format, extra)
       for (let r = 0; r < count; r++) w.write(JSON.parse((await lines.next()).value as string) as Record<string, unknown>)
       w.close()
       extraFields += w.extraFields

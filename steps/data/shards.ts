@@ -11,7 +11,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { DatasetError } from "./errors.ts"
 import { datasetFiles, isGzip, isParquetFile, readFileLines, type Located, type RowReader } from "./jsonl.ts"
-import { parquetShardInfo, readParquetRows } from "./parquet.ts"
+import { parquetShardInfo, readParquetRows, type ParquetShardInfo } from "./parquet.ts"
 
 export type Piece =
   | { readonly kind: "lines"; readonly file: string; readonly start: number; readonly end: number; readonly firstLine: number }
@@ -76,7 +76,7 @@ export const planPieces = async (input: string, target: number | undefined): Pro
   const total = sizes.reduce((a, b) => a + b, 0)
   const wanted = target ?? Math.max(1, Math.ceil(total / defaultPieceBytes))
   const pieces: Array<Piece> = []
-  let columns: { file: string; format: string } | undefined
+  let columns: { file: string; format: string; extra: ParquetShardInfo["extra"] } | undefined
   for (let i = 0; i < files.length; i++) {
     const file = files[i]!
     const share = total === 0 ? 1 : Math.max(1, Math.round((wanted * sizes[i]!) / total))
@@ -86,7 +86,11 @@ export const planPieces = async (input: string, target: number | undefined): Pro
       if (columns !== undefined && columns.format !== info.format) {
         throw DatasetError.at(file, undefined, `shard holds ${info.format} rows, but ${path.basename(columns.file)} holds ${columns.format} rows: every shard of a dataset has one schema`)
       }
-      columns ??= { file, format: info.format }
+      if (columns !== undefined && JSON.stringify(columns.extra) !== JSON.stringify(info.extra)) {
+        const show = (x: ReadonlyArray<{ name: string; elements: ReadonlyArray<{ type?: string }> }>) => `{${x.map((c) => `${c.name}${c.elements.length === 1 ? ` ${c.elements[0]!.type}` : ""}`).join(", ")}}`
+        throw DatasetError.at(file, undefined, `shard has extra columns ${show(info.extra)}, but ${path.basename(columns.file)} has ${show(columns.extra)}: every shard of a dataset has one schema`)
+      }
+      columns ??= { file, format: info.format, extra: info.extra }
       if (files.length > 1 && info.rows === 0) throw DatasetError.at(file, undefined, "shard is empty (0 rows): a shard of a sharded dataset must hold rows")
       const groups = info.groups.length - 1
       const m = Math.max(1, Math.min(share, groups))
