@@ -126,15 +126,15 @@ export class S3Client {
       hash.update(chunk)
       size += chunk.length
     })
-    const fh = await fs.promises.open(file, "wx")
+    const fd = fs.openSync(file, "wx")
     try {
-      await pipeline(res, fh.createWriteStream({ autoClose: false }))
+      await pipeline(res, fs.createWriteStream(file, { fd, autoClose: false }))
       // read-only, then its stat, through the descriptor that wrote it: the signature a store's
       // commit compares against before it trusts the digest taken here (Store.commitVerified)
-      await fh.chmod(0o444)
-      return { sha256: hash.digest("hex"), size, stat: await fh.stat() }
+      fs.fchmodSync(fd, 0o444)
+      return { sha256: hash.digest("hex"), size, stat: fs.fstatSync(fd) }
     } finally {
-      await fh.close()
+      fs.closeSync(fd)
     }
   }
 
