@@ -1,7 +1,8 @@
 /**
  * `generate`: synthetic data from a teacher model (worker.py), in four modes (textbook, instructions,
  * responses, preferences) and three backends (a local Hugging Face model with transformers, vLLM's
- * offline engine, an OpenAI-compatible HTTP endpoint). See docs/generate.md.
+ * offline engine, an OpenAI-compatible HTTP endpoint, or llama.cpp's server which the step starts on a
+ * GGUF from `quantize`). See docs/generate.md.
  *
  * The output is a TRL-format dataset; `generateTextbook` and the other typed helpers set the mode and
  * give the output its row type, so `generatePreferences(...)` wires into `dpo` and
@@ -12,6 +13,7 @@ import { fileURLToPath } from "node:url"
 import * as Schema from "effect/Schema"
 import type { Dataset } from "../../engine/artifact.ts"
 import { seedParam, withDefault } from "../../engine/params.ts"
+import { requireLlamaCpp } from "../../engine/components/llama-cpp.ts"
 import { checkPythonEnv, projectRoot, pythonEnvVars } from "../../engine/python.ts"
 import type { Preference, PromptCompletion, Row, Text } from "../../engine/rows.ts"
 import { type CallOptions, defineStep, Port } from "../../engine/step.ts"
@@ -58,8 +60,8 @@ export const GenerateParams = Schema.Struct({
   maxTokens: withDefault(NonNegativeInt, 0).annotate(
     describe("budget of completion tokens for the step (0 = none): items are kept in order until it is spent, then generation stops and says so")
   ),
-  backend: withDefault(Schema.Literals(["transformers", "vllm", "openai"]), "transformers").annotate(
-    describe("transformers: input 'model' on GPU (bf16) or CPU (fp32); vllm: vLLM's offline engine on GPUs (when installed); openai: an OpenAI-compatible server")
+  backend: withDefault(Schema.Literals(["transformers", "vllm", "openai", "llama-server"]), "transformers").annotate(
+    describe("transformers: input 'model' on GPU (bf16) or CPU (fp32); vllm: vLLM's offline engine on GPUs (when installed); openai: an OpenAI-compatible server; llama-server: the step serves input 'model', a GGUF from quantize, with llama.cpp's server on loopback and asks it through the OpenAI API")
   ),
   baseUrl: withDefault(Schema.String, "").annotate(describe("openai: the API root, e.g. http://127.0.0.1:8080/v1 (not part of the key)")),
   apiModel: withDefault(Schema.String, "").annotate(describe("openai: the model's name at the endpoint (part of every request's identity)")),
@@ -67,7 +69,8 @@ export const GenerateParams = Schema.Struct({
   apiKeyEnv: withDefault(Schema.String, "").annotate(
     describe("openai: the environment variable holding the API key (\"\" = none); the key itself never goes in params, logs or artifacts")
   ),
-  concurrency: withDefault(PositiveInt, 4).annotate(describe("openai: requests in flight at once")),
+  concurrency: withDefault(PositiveInt, 4).annotate(describe("openai, llama-server: requests in flight at once (llama-server: its parallel slots)")),
+  serverThreads: withDefault(PositiveInt, 2).annotate(describe("llama-server: CPU slots the step claims; the server runs on the slots granted (its --threads)")),
   maxRetries: withDefault(NonNegativeInt, 5).annotate(describe("openai: retries of a failed, rate-limited (429) or timed-out request, with exponential backoff and jitter")),
   timeoutSeconds: withDefault(Schema.Finite.check(Schema.isGreaterThan(0)), 120).annotate(describe("openai: seconds to wait for one answer")),
   retryBaseSeconds: withDefault(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)), 1).annotate(describe("openai: first backoff delay, doubled per retry (a 429's Retry-After wins)")),
@@ -81,7 +84,7 @@ export type GenerateInput = typeof GenerateParams.Encoded
 
 /** Where the server is, how hard to push it, and where answers are kept cannot change what a request returns. */
 const executionOnly = [
-  "baseUrl", "apiKeyEnv", "concurrency", "maxRetries", "timeoutSeconds", "retryBaseSeconds", "requestCache", "requestCacheDir"
+  "baseUrl", "serverThreads", "apiKeyEnv", "concurrency", "maxRetries", "timeoutSeconds", "retryBaseSeconds", "requestCache", "requestCacheDir"
 ] as const
 
 export const generate = defineStep({
@@ -90,13 +93,14 @@ export const generate = defineStep({
   description: "synthetic data from a teacher model (textbook, instructions, responses, preferences)",
   params: GenerateParams,
   inputs: {
-    model: Port.describe(Port.optional(Port.model()), "the teacher (backends transformers and vllm)"),
+    model: Port.describe(Port.optional(Port.model()), "the teacher: a Hugging Face model (backends transformers and vllm) or a GGUF from quantize (backend llama-server)"),
     data: Port.describe(Port.optional(Port.anyDataset()), "seeds: topics (textbook), tasks (instructions), or the prompts to answer (responses, preferences)")
   },
   output: Port.anyDataset(),
-  resources: (p) => p.backend === "openai" ? { cpus: 1 } : p.backend === "vllm" ? { gpus: 1 } : { gpus: 1, cpuFallback: true, cpus: 1 },
+  resources: (p) =>
+    p.backend === "openai" ? { cpus: 1 } : p.backend === "llama-server" ? { cpus: p.serverThreads } : p.backend === "vllm" ? { gpus: 1 } : { gpus: 1, cpuFallback: true, cpus: 1 },
   executionOnly,
-  sourceFiles: [script, ...["prompts.py", "backends.py", "request_store.py"].map((f) => path.join(dir, f)),
+  sourceFiles: [script, ...["prompts.py", "backends.py", "server.py", "request_store.py"].map((f) => path.join(dir, f)),
     ...["protocol.py", "datasets.py", "training.py"].map((f) => path.join(projectRoot, "python", "anneal_worker", f))],
   checkParams: (p, counts) => {
     if (p.backend === "openai") {
@@ -105,6 +109,8 @@ export const generate = defineStep({
       if (p.apiKeyEnv !== "" && !process.env[p.apiKeyEnv]) {
         return { param: "apiKeyEnv", message: `the environment variable ${p.apiKeyEnv} (the API key) is not set` }
       }
+    } else if (p.backend === "llama-server" && p.baseUrl !== "") {
+      return { param: "baseUrl", message: "backend llama-server serves input 'model' itself: leave baseUrl empty (or use backend openai for a running server)" }
     } else if (counts.model === 0) {
       return { param: "backend", message: `backend ${p.backend} needs input 'model' (the teacher)` }
     }
@@ -114,7 +120,15 @@ export const generate = defineStep({
     if (p.mode === "preferences" && p.samples < 2) return { param: "samples", message: "preferences need at least 2 samples per prompt" }
     return undefined
   },
-  command: (ctx) => ({ argv: [checkPythonEnv(), script, ctx.specPath], env: pythonEnvVars() })
+  command: (ctx) => {
+    const env: Record<string, string> = { ...pythonEnvVars() }
+    if (ctx.params.backend === "llama-server") {
+      const llama = requireLlamaCpp(`step "${ctx.step}" (generate with backend llama-server)`)
+      env.ANNEAL_LLAMA_SERVER = llama.bin["llama-server"]
+      env.ANNEAL_LLAMA_CPP_COMMIT = llama.commit
+    }
+    return { argv: [checkPythonEnv(), script, ctx.specPath], env }
+  }
 })
 
 type Inputs = { readonly model?: import("../../engine/artifact.ts").Model | undefined; readonly data?: Dataset<any> | undefined }

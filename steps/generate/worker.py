@@ -20,6 +20,7 @@ items are kept in order until the budget is spent, then generation stops and say
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -34,6 +35,7 @@ from anneal_worker.training import check, check_choices, check_non_negative, che
 
 import prompts  # noqa: E402
 from backends import EndpointBackend, GenerateError, TransformersBackend, VllmBackend
+from server import LlamaServer, context_length, find_gguf, server_identity, sha256_file
 from request_store import Request, RequestCache, ResumeLog, Response
 
 WHO = "generate"
@@ -77,7 +79,7 @@ class GenerateConfig:
     max_tokens: int = 0
 
     # --- backend ---
-    backend: str = choice("transformers", ("transformers", "vllm", "openai"))
+    backend: str = choice("transformers", ("transformers", "vllm", "openai", "llama-server"))
     # openai: the API root as OpenAI clients take it (e.g. http://127.0.0.1:8080/v1), the model name there
     base_url: str = ""
     api_model: str = ""
@@ -85,6 +87,8 @@ class GenerateConfig:
     # openai: the environment variable holding the API key ("" = send none); the key never enters params
     api_key_env: str = ""
     concurrency: int = 4
+    # llama-server: CPU slots claimed (the server's threads are the slots granted)
+    server_threads: int = 2
     max_retries: int = 5
     timeout_seconds: float = 120.0
     retry_base_seconds: float = 1.0
@@ -96,7 +100,8 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         check_choices(WHO, self)
-        check_positive(WHO, self, "per_topic", "examples_per_prompt", "max_new_tokens", "concurrency", "timeout_seconds")
+        check_positive(WHO, self, "per_topic", "examples_per_prompt", "max_new_tokens", "concurrency", "timeout_seconds",
+                       "server_threads")
         check_non_negative(WHO, self, "count", "max_tokens", "max_retries", "retry_base_seconds", "temperature")
         check(0 < self.top_p <= 1, f"{WHO}: param topP must be in (0, 1]")
         check(self.samples >= 2 or self.mode != "preferences", f"{WHO}: param samples must be at least 2 for preferences")
@@ -345,15 +350,43 @@ def main() -> None:
             api_key = os.environ.get(cfg.api_key_env)
             check(bool(api_key), f"{WHO}: param apiKeyEnv names the environment variable {cfg.api_key_env}, which is not set")
         model_dir = None
+    elif cfg.backend == "llama-server":
+        check(not cfg.base_url, f"{WHO}: backend llama-server serves input 'model' itself: leave param baseUrl empty")
+        check(bool(os.environ.get("ANNEAL_LLAMA_SERVER")), f"{WHO}: backend llama-server needs llama.cpp: run `npx anneal setup --with llama-cpp`")
+        try:
+            gguf = find_gguf(WHO, worker.inputs.get("model"))
+        except GenerateError as e:
+            fail(str(e))
+        model_dir = None
     else:
         model_dir = model_dir_input(f"{WHO}: input 'model'", worker.inputs.get("model"), cfg.allow_pickle)
     items, fmt, per_item = build_items(cfg, worker)
 
     # --- setup: identity of the backend, request cache, resume log ---
+    endpoint: EndpointBackend | None = None
+    served: list[LlamaServer] = []  # the llama-server this step started, if any (stopped in the finally below)
     if cfg.backend == "openai":
         endpoint = EndpointBackend(cfg.base_url, cfg.api_model, cfg.api, api_key, cfg.concurrency, cfg.max_retries,
                                    cfg.timeout_seconds, cfg.retry_base_seconds, lambda m, level: worker.log(m, level))
         identity, make_backend = endpoint.identity, (lambda: endpoint)
+    elif cfg.backend == "llama-server":
+        gguf_sha = sha256_file(gguf)
+        alias = f"gguf-{gguf_sha[:12]}"
+        identity = server_identity(gguf_sha, cfg.api)
+        worker.log(f"teacher: {gguf} (sha256 {gguf_sha}), served by llama-server as model {alias}")
+
+        def start_server() -> EndpointBackend:
+            nonlocal endpoint
+            worker.phase("starting llama-server")
+            n_ctx = context_length(gguf)
+            threads = max(1, int(worker.spec.get("devices", {}).get("cpus", 0) or cfg.server_threads))
+            srv = LlamaServer(os.environ["ANNEAL_LLAMA_SERVER"], gguf, alias, threads, cfg.concurrency, n_ctx, cfg.seed,
+                              max(120.0, cfg.timeout_seconds), lambda m, level: worker.log(m, level))
+            served.append(srv)
+            endpoint = EndpointBackend(srv.url, alias, cfg.api, None, cfg.concurrency, cfg.max_retries,
+                                       cfg.timeout_seconds, cfg.retry_base_seconds, lambda m, level: worker.log(m, level))
+            return endpoint
+        make_backend = start_server
     else:
         assert model_dir is not None
         mhash = model_hash(worker, model_dir)
@@ -395,6 +428,9 @@ def main() -> None:
         resume.close()
         worker.metric("requests_done", answerer.finished)
         fail(f"{e}; {answerer.finished} finished request(s) are kept for the rerun", code=1)
+    finally:
+        for srv in served:
+            srv.stop()
     resume.close()
 
     # --- save ---
@@ -405,6 +441,10 @@ def main() -> None:
     if not rows:
         fail(f"{WHO}: the teacher produced no usable rows ({kept} items, {dropped} empty or without a preference)", code=1)
     write_dataset(worker.output, fmt, rows)
+    # provenance: which teacher answered (the request cache's identity of the backend; never a URL or a key)
+    with open(os.path.join(worker.output, "teacher.json"), "w", encoding="utf-8") as f:
+        json.dump({"backend": cfg.backend, "identity": identity, "mode": cfg.mode}, f, indent=2, sort_keys=True)
+        f.write("\n")
     c = answerer.counts
     worker.metric("rows", len(rows))
     worker.metric("items", kept)
@@ -416,9 +456,11 @@ def main() -> None:
     worker.metric("generated_tokens", answerer.generated_tokens)
     if answerer.generation_seconds > 0 and answerer.generated_tokens:
         worker.metric("tokens_per_second", round(answerer.generated_tokens / answerer.generation_seconds, 2))
-    if cfg.backend == "openai":
-        worker.metric("endpoint_requests", endpoint.stats.requests)
-        worker.metric("endpoint_retries", endpoint.stats.retries)
+    if cfg.backend in ("openai", "llama-server"):
+        worker.metric("endpoint_requests", endpoint.stats.requests if endpoint else 0)
+        worker.metric("endpoint_retries", endpoint.stats.retries if endpoint else 0)
+    if cfg.backend == "llama-server":
+        worker.metric("server_started", 1 if served else 0)
     worker.metric("budget_exhausted", 1 if budget_hit else 0)
     worker.log(f"wrote {len(rows)} {fmt} rows ({c['generated']} requests generated, {c['cached']} from the request "
                f"cache, {c['resumed']} resumed)")
