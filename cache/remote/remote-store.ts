@@ -158,34 +158,9 @@ export class RemoteStore {
    * nothing is kept.
    */
   async pull(store: Store, hash: string): Promise<{ bytes: number; files: number }> {
-    await this.pin([hash])
-    const m = await this.manifest(hash)
-    if (m === undefined) throw new Error(`artifact ${hash.slice(0, 12)} is not in the remote (no manifest)`)
     const staging = store.newStaging(`remote-${hash}`)
-    // each file's sha256 as it streamed in, and its stat once read-only: the commit trusts these
-    // digests only while every file still has that stat (Store.commitVerified), so nothing is read twice
-    const known: Array<FileEntry & { ino: number; mtimeMs: number; ctimeMs: number }> = []
     try {
-      await eachLimit(m.files, PARALLEL, async ([rel, size, sha]) => {
-        if (!isHash(sha) || rel.split("/").some((p) => p === "" || p === "." || p === "..") || path.isAbsolute(rel)) {
-          throw new Error(`artifact ${hash.slice(0, 12)}: the remote manifest names a bad file entry "${rel}"`)
-        }
-        const file = path.join(staging, rel)
-        fs.mkdirSync(path.dirname(file), { recursive: true })
-        const got = await this.s3.getToFile(this.key("blobs", sha), file)
-        if (got === undefined) {
-          await this.forget(hash)
-          throw new Error(`artifact ${hash.slice(0, 12)}: blob ${sha.slice(0, 12)} of ${rel} is missing from the remote (its manifest is deleted, so the next upload of it is complete again)`)
-        }
-        if (got.sha256 !== sha || got.size !== size) {
-          // a blob whose bytes are not its name is wrong for everyone: gone, with the manifest naming it
-          await this.s3.delete(this.key("blobs", sha))
-          await this.forget(hash)
-          throw new Error(`artifact ${hash.slice(0, 12)}: ${rel} downloaded with sha256 ${got.sha256.slice(0, 12)}, not ${sha.slice(0, 12)} (the bad blob and its manifest are deleted from the remote)`)
-        }
-        const st = got.stat
-        known.push({ rel, size: got.size, hash: got.sha256, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs })
-      })
+      const { manifest: m, known } = await this.download(hash, staging)
       const { hash: _h, kind: _k, bytes: _b, files: _f, ...describe } = m.sidecar ?? {}
       const committed = await store.commitVerified(staging, m.kind, { ...describe, restoredFrom: this.spec.url }, known)
       if (committed.hash !== hash) {
@@ -197,6 +172,38 @@ export class RemoteStore {
       store.discard(staging)
       throw e
     }
+  }
+
+  /**
+   * Downloads an artifact's files into `dir` (an empty directory), pinned first, each blob checked
+   * against its sha256 as it streams. Returns the manifest and, per file, the digest taken while
+   * downloading with the file's stat once read-only (what Store.commitVerified trusts).
+   */
+  async download(hash: string, dir: string): Promise<{ manifest: RemoteManifest; known: Array<FileEntry & { ino: number; mtimeMs: number; ctimeMs: number }> }> {
+    await this.pin([hash])
+    const m = await this.manifest(hash)
+    if (m === undefined) throw new Error(`artifact ${hash.slice(0, 12)} is not in the remote (no manifest)`)
+    const known: Array<FileEntry & { ino: number; mtimeMs: number; ctimeMs: number }> = []
+    await eachLimit(m.files, PARALLEL, async ([rel, size, sha]) => {
+      if (!isHash(sha) || rel.split("/").some((p) => p === "" || p === "." || p === "..") || path.isAbsolute(rel)) {
+        throw new Error(`artifact ${hash.slice(0, 12)}: the remote manifest names a bad file entry "${rel}"`)
+      }
+      const file = path.join(dir, rel)
+      fs.mkdirSync(path.dirname(file), { recursive: true })
+      const got = await this.s3.getToFile(this.key("blobs", sha), file)
+      if (got === undefined) {
+        await this.forget(hash)
+        throw new Error(`artifact ${hash.slice(0, 12)}: blob ${sha.slice(0, 12)} of ${rel} is missing from the remote (its manifest is deleted, so the next upload of it is complete again)`)
+      }
+      if (got.sha256 !== sha || got.size !== size) {
+        // a blob whose bytes are not its name is wrong for everyone: gone, with the manifest naming it
+        await this.s3.delete(this.key("blobs", sha))
+        await this.forget(hash)
+        throw new Error(`artifact ${hash.slice(0, 12)}: ${rel} downloaded with sha256 ${got.sha256.slice(0, 12)}, not ${sha.slice(0, 12)} (the bad blob and its manifest are deleted from the remote)`)
+      }
+      known.push({ rel, size: got.size, hash: got.sha256, ino: got.stat.ino, mtimeMs: got.stat.mtimeMs, ctimeMs: got.stat.ctimeMs })
+    })
+    return { manifest: m, known }
   }
 
   /** Deletes an artifact's manifest: it is absent from now on, and the next push uploads it whole. */

@@ -1,8 +1,8 @@
 /**
  * How a run uses the remote (`anneal run --remote s3://...`, or "remote" in anneal.config.json):
  *
- * - before planning, `restore` walks the selected steps in order, computing each key as the plan would;
- *   a key the local cache cannot serve but the remote index knows is downloaded (checked, committed to the
+ * - before planning, `restore` walks the selected steps in order, asking engine/decide.ts as the plan
+ *   does; a step it would run whose key the remote index knows is downloaded (checked, committed to the
  *   local store, its result recorded), so the plan then finds it cached and nothing reruns. A restore
  *   that fails (a blob gc took, a damaged object) is said and the step simply builds.
  * - during the run, every step that ran (and every cached one this store has not pushed before) is
@@ -18,8 +18,10 @@ import * as path from "node:path"
 import type { Store } from "../store.ts"
 import type { EngineEvent, Reporter } from "../../engine/events.ts"
 import type { PlannedStep } from "../../engine/graph.ts"
-import { makeTrace, traceKey } from "../../engine/keys.ts"
-import { hashSources, inputHashes, selectSteps } from "../../engine/plan.ts"
+import { decide, presence } from "../../engine/decide.ts"
+import type { DecideContext } from "../../engine/decide.ts"
+import { hashSourcesOffThread, selectSteps } from "../../engine/plan.ts"
+import { constructiveTraces } from "../../engine/rebuilder.ts"
 import type { Project } from "../../engine/plan.ts"
 import { RemoteStore } from "./remote-store.ts"
 import { parseRemote } from "./url.ts"
@@ -154,9 +156,10 @@ export interface Resolved {
 }
 
 /**
- * Walks the steps in order (each after what it needs), computing keys as the plan does. A key the local
- * cache serves is taken as it is; otherwise the remote index is asked, and with `download` the artifact
- * is pulled into the local store and the result recorded. Returns step id -> what was found.
+ * Walks the steps in order (each after what it needs), asking engine/decide.ts what a run would decide:
+ * a step it finds cached is taken as it is; for one it would run (unforced), the remote index is asked
+ * for its key, and with `download` the artifact is pulled into the local store and the result recorded,
+ * so the plan that follows finds it cached. Returns step id -> what the remote served.
  */
 export const resolveSteps = async (
   project: Project,
@@ -165,20 +168,24 @@ export const resolveSteps = async (
   options: { force: ReadonlyArray<string>; download: boolean; say?: (level: "info" | "warn" | "error", step: string | null, message: string) => void }
 ): Promise<Map<string, Resolved>> => {
   const { store } = project
-  const force = new Set(options.force)
-  const sources = hashSources(store, steps)
+  const ctx: DecideContext = {
+    store,
+    records: store.db.stepRecords(project.recipeId),
+    force: new Set(options.force),
+    rebuild: constructiveTraces,
+    present: presence(store),
+    sources: await hashSourcesOffThread(store, steps)
+  }
   const outputs = new Map<string, string>()
   const found = new Map<string, Resolved>()
   for (const step of steps) {
-    if (force.has(step.id)) continue
-    const hashes = inputHashes(step, outputs, sources)
-    if (hashes === undefined) continue
-    const key = traceKey(makeTrace(step, hashes))
-    const local = store.db.result(key)
-    if (local !== undefined && store.check(local.output, false).ok) {
-      outputs.set(step.id, local.output)
+    const d = decide(ctx, step, outputs)
+    if (d.waiting || ctx.force.has(step.id)) continue
+    if (d.decision.action === "cached") {
+      outputs.set(step.id, d.decision.output)
       continue
     }
+    const key = d.key
     let remoteResult
     try {
       remoteResult = await remote.lookup(key)
@@ -194,7 +201,7 @@ export const resolveSteps = async (
     }
     try {
       let bytes = 0
-      if (!(store.db.artifact(remoteResult.output) !== undefined && store.check(remoteResult.output, false).ok)) {
+      if (!ctx.present(remoteResult.output)) {
         options.say?.("info", step.id, `downloading ${step.id}'s output from ${remote.spec.url}`)
         bytes = (await remote.pull(store, remoteResult.output)).bytes
       }

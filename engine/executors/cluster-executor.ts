@@ -32,6 +32,8 @@ import type { Gang, JobRecord, RunnerJob } from "./cluster-job.ts"
 import { protocolEvent } from "./codec.ts"
 import { PlacementConfig } from "./placement.ts"
 import type { PlacementRules } from "./placement.ts"
+import type { RemoteConfig } from "../../cache/remote/url.ts"
+import type { JobMirror, RemoteJobs } from "../../cache/remote/job-channel.ts"
 
 export interface JobResources {
   readonly gpus: number
@@ -143,6 +145,16 @@ export interface ClusterOptions {
   readonly placement?: PlacementRules | undefined
   /** seconds between reads of the job's output files */
   readonly followSeconds?: number | undefined
+  /**
+   * false: the nodes do not mount the driver's store; jobs read their inputs from and write their
+   * outputs to `remote`, and their orders, logs and exit status go through it too (docs/cluster.md,
+   * "Nodes without a shared filesystem"). Default true.
+   */
+  readonly sharedFilesystem?: boolean | undefined
+  /** the remote store jobs exchange through when sharedFilesystem is false; default the config's top-level "remote" */
+  readonly remote?: RemoteConfig | undefined
+  /** with sharedFilesystem false: the node-local directory for the job's scratch store; default $TMPDIR/anneal-node on the node */
+  readonly scratchDir?: string | undefined
 }
 
 const opt = Schema.optional
@@ -163,10 +175,22 @@ export const clusterConfigFields = {
     timeFactor: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(1)))
   })),
   stateDir: opt(Schema.String),
+  sharedFilesystem: opt(Schema.Boolean),
+  remote: opt(Schema.Union([
+    Schema.String,
+    Schema.Struct({ url: Schema.String, endpoint: opt(Schema.String), region: opt(Schema.String), profile: opt(Schema.String) })
+  ])),
+  scratchDir: opt(Schema.String),
   /** how much anneal keeps submitted at once (the cluster queues the rest of its users' work) */
   maxCpus: opt(Schema.Int),
   maxGpus: opt(Schema.Int),
   maxMemoryGb: opt(Schema.Number)
+}
+
+/** The remote jobs exchange through without a shared filesystem: the section's own, else the config's top-level "remote". */
+export const withRemote = (section: { readonly remote?: RemoteConfig | undefined } | undefined, project: object): { remote?: RemoteConfig } => {
+  const remote = section?.remote ?? (project as { readonly remote?: RemoteConfig | undefined }).remote
+  return remote === undefined ? {} : { remote }
 }
 
 /**
@@ -371,6 +395,18 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
   const queryStatus = batchedStatus(backend, Math.min(1000, Math.max(10, pollMs / 5)))
   const followMs = (options.followSeconds ?? 0.25) * 1000
   const launcher = options.launcher ?? "exec-step"
+  if (options.sharedFilesystem === false && options.remote === undefined) {
+    throw new Error(`${backend.name}: "sharedFilesystem": false needs a remote store for the jobs ("remote": "s3://bucket/prefix" in anneal.config.json)`)
+  }
+  // with no shared filesystem, jobs exchange everything through the remote (cache/remote/job-channel.ts);
+  // that code loads only then
+  let remoteJobs: Promise<RemoteJobs> | undefined
+  const jobsChannel = (): Promise<RemoteJobs> | undefined => {
+    if (options.sharedFilesystem !== false) return undefined
+    remoteJobs ??= import("../../cache/remote/job-channel.ts").then((m) => new m.RemoteJobs(options.remote!))
+    return remoteJobs
+  }
+  const mirrors = new Map<string, JobMirror>()
 
   const run = (spec: StepSpec, emit: (event: EngineEvent) => void): Effect.Effect<ExecResult, StepExecutionError> =>
     Effect.suspend(() => runNow(spec, emit))
@@ -498,6 +534,11 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           writeRecord(stateDir, rec)
         })
         current = rec
+        const channel = jobsChannel()
+        const command = channel === undefined
+          ? [node, runnerScript, files.job]
+          : yield* call(`sending the job's inputs and orders through the remote`, async () =>
+            (await channel).prepare(node, spec, attempt, rec.attemptDir, job, remote, options.scratchDir))
         const jobId = yield* call("submitting the job", () =>
           backend.submit({
             jobId: rec.jobId,
@@ -506,7 +547,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
             kind: spec.kind,
             key: spec.key,
             attemptDir: rec.attemptDir,
-            command: [node, runnerScript, files.job],
+            command,
             resources: resourcesOf(spec),
             binds: bindsOf([
               projectRoot, stateDir, path.dirname(path.dirname(spec.resumeDir)), job.cwd, path.dirname(spec.recipe),
@@ -524,6 +565,10 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
     const follow = (rec: JobRecord & { readonly jobId: string }) =>
       Effect.gen(function* () {
         const files = attemptFiles(rec.attemptDir)
+        const channel = jobsChannel()
+        const mirror = channel === undefined ? undefined : (yield* Effect.promise(() => channel)).follow(spec.key, rec.attempt, rec.attemptDir)
+        if (mirror !== undefined) mirrors.set(rec.attemptDir, mirror)
+        let nextMirror = 0
         const events = new FileFollower(files.events)
         const logs = [new FileFollower(files.log), new FileFollower(path.join(rec.attemptDir, "step.log"))]
         const drain = (final: boolean) => {
@@ -546,6 +591,11 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         let failedQueries = 0
         let endedAt: number | undefined
         for (;;) {
+          if (mirror !== undefined && Date.now() >= nextMirror) {
+            // the job's batches, copied from the remote into the attempt dir, about once a second
+            nextMirror = Date.now() + Math.max(1000, followMs)
+            yield* Effect.promise(() => mirror.sync())
+          }
           drain(false)
           if (Date.now() >= nextPoll) {
             // on the clock's grid, so that every job's follower asks at the same moment: one batched query
@@ -572,6 +622,8 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           // wake at the poll's moment, not only on this follower's own beat: every follower then asks together
           yield* Effect.sleep(Math.max(1, Math.min(followMs, nextPoll - Date.now())))
         }
+        // through the remote: its last batches, its output and then its exit record, copied here first
+        if (mirror !== undefined) yield* Effect.promise(() => mirror.waitForExit(status!.phase === "failed" ? 0 : fileWaitMs))
         drain(true)
         return status!
       })
@@ -605,6 +657,13 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
     const settle = (rec: JobRecord & { readonly jobId: string }, status: JobStatus) =>
       Effect.gen(function* () {
         const files = attemptFiles(rec.attemptDir)
+        const mirror = mirrors.get(rec.attemptDir)
+        mirrors.delete(rec.attemptDir)
+        // the job's exchange with the driver is over: its objects go (its output stays, content-addressed)
+        if (mirror !== undefined) {
+          yield* Effect.promise(() => mirror.remove().catch(() => {}))
+          if (mirror.problem !== undefined) writeLog(mirror.problem)
+        }
         // a job that ended on another node may not have its exit status visible here yet
         if (status.phase === "succeeded" || status.phase === "gone") yield* waitForFile(files.exit, fileWaitMs)
         const exit = readExit(rec.attemptDir)
@@ -672,6 +731,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
       } catch (e) {
         writeLog(`[anneal] could not cancel the job: ${messageOf(e)}`)
       }
+      await mirrors.get(rec.attemptDir)?.remove().catch(() => {})
       try {
         endJob(stateDir, rec, "interrupted")
       } catch {

@@ -27,7 +27,7 @@ import { shellQuote } from "./cluster-job.ts"
 import { describePlaced, placedClusterExecutor } from "./placement.ts"
 import { rayShardRunner } from "./shard-jobs.ts"
 import { registerExecutor } from "./registry.ts"
-import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
+import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor, withRemote } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, JobResources, JobStatus, SubmitRequest } from "./cluster-executor.ts"
 import type { Gang } from "./cluster-job.ts"
 
@@ -362,7 +362,7 @@ registerExecutor<RayConfig>({
   config: RayConfig,
   make: (config, { stateDir, project }) =>
     placedClusterExecutor(
-      makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }),
+      makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}), ...withRemote(config, project) }),
       config?.placement,
       project,
       config?.shardJobs === true ? (command) => rayShardRunner(makeRayBackend(config), command, config) : undefined

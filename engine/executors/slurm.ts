@@ -24,7 +24,7 @@ import { describePlaced, placedClusterExecutor } from "./placement.ts"
 import { slurmShardRunner } from "./shard-jobs.ts"
 import { projectRoot } from "../python.ts"
 import { registerExecutor } from "./registry.ts"
-import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor } from "./cluster-executor.ts"
+import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor, withRemote } from "./cluster-executor.ts"
 import type { ClusterBackend, ClusterOptions, FailureKind, JobResources, JobStatus, SubmitRequest } from "./cluster-executor.ts"
 import type { Gang } from "./cluster-job.ts"
 
@@ -215,7 +215,10 @@ export const sbatchArgs = (options: SlurmOptions, step: string, kind: string, re
   const files = job !== undefined ? attemptFiles(job.attemptDir) : undefined
   return [
     ...(job !== undefined && files !== undefined
-      ? ["--parsable", `--job-name=${job.name}`, `--output=${files.clusterLog}`, `--chdir=${job.attemptDir}`]
+      ? ["--parsable", `--job-name=${job.name}`, ...(options.sharedFilesystem === false
+        // the node cannot see the driver's attempt dir: its own /tmp (the job's exchange goes through the remote)
+        ? [`--output=/tmp/${job.name}.out`, "--chdir=/tmp"]
+        : [`--output=${files.clusterLog}`, `--chdir=${job.attemptDir}`])]
       : []),
     options.requeue === false ? "--no-requeue" : "--requeue",
     ...sbatchResourceArgs(slurmPlacement(options, step, kind), { ...jobResources(resources), nodes: resources.nodes }, job?.scale, options.gangOnOneNode === true),
@@ -429,7 +432,7 @@ registerExecutor<SlurmConfig>({
   config: SlurmConfig,
   make: (config, { stateDir, project }) =>
     placedClusterExecutor(
-      makeSlurmExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}) }),
+      makeSlurmExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}), ...withRemote(config, project) }),
       config?.placement,
       project,
       config?.shardJobs === true ? (command) => slurmShardRunner(config, command, [projectRoot]) : undefined

@@ -1,0 +1,167 @@
+/**
+ * Cluster jobs on nodes that share no filesystem with the driver ("sharedFilesystem": false), on the
+ * real one-node Slurm (test/executors/slurm-cluster.ts) with the real SeaweedFS (test/helpers/s3-server.ts).
+ * Separate filesystems are simulated for real: every job runs in a mount namespace of its own in which the
+ * driver's store directory is an empty tmpfs (the executor's `node` is a wrapper that does that), so a
+ * job that read an input from, or wrote its output into, the driver's store would fail. A two-step recipe
+ * (the second reads the first's artifact) must build the same artifacts as a local run, with the inputs
+ * downloaded into the node's scratch store, the worker's log lines reaching the driver through the remote,
+ * and nothing of the job's exchange left in the remote afterwards.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, test } from "vitest"
+import type { EngineEvent } from "../../engine/events.ts"
+import { makeSlurmExecutor } from "../../engine/executors/slurm.ts"
+import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
+import { projectRoot } from "../../engine/python.ts"
+import { runRecipe } from "../../engine/run.ts"
+import type { Executor } from "../../engine/spec.ts"
+import { annealIndex } from "../helpers/project.ts"
+import { s3Server, weedInstalled } from "../helpers/s3-server.ts"
+import type { S3Server } from "../helpers/s3-server.ts"
+import { clusterTestTimeoutMs, killTracked } from "../executors/cluster-ports.ts"
+import { slurmCluster, slurmInstalled, slurmStartDeadlineMs } from "../executors/slurm-cluster.ts"
+import type { SlurmCluster } from "../executors/slurm-cluster.ts"
+
+const recipeText = `
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { defineStep, Port, recipe, source, Schema } from ${JSON.stringify(annealIndex)}
+
+const make = defineStep({
+  kind: "nofs-make", version: 1,
+  params: Schema.Struct({ files: Schema.Int }),
+  inputs: { data: Port.files() }, output: Port.files(),
+  run: (ctx) => {
+    const text = fs.readFileSync(ctx.inputs.data, "utf8")
+    for (let i = 0; i < ctx.params.files; i++) {
+      fs.mkdirSync(path.join(ctx.output, "d" + (i % 3)), { recursive: true })
+      fs.writeFileSync(path.join(ctx.output, "d" + (i % 3), "part-" + i + ".txt"), (i + ":" + text).repeat(50))
+    }
+  }
+})
+
+const use = defineStep({
+  kind: "nofs-use", version: 1,
+  params: Schema.Struct({}),
+  inputs: { parts: Port.files() }, output: Port.files(),
+  run: (ctx) => {
+    // where the step found its input and wrote its output: the test checks these are the node's
+    ctx.log("paths " + JSON.stringify({ input: ctx.inputs.parts, output: ctx.output }))
+    let n = 0
+    let bytes = 0
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(path.join(d, e.name))
+        else { n++; bytes += fs.statSync(path.join(d, e.name)).size }
+      }
+    }
+    walk(ctx.inputs.parts)
+    fs.writeFileSync(path.join(ctx.output, "summary.txt"), n + " files, " + bytes + " bytes")
+  }
+})
+
+export default recipe("nofs", () => {
+  const parts = make({ data: source.files("data.txt") }, { files: 12 }, { id: "make" })
+  use({ parts }, {}, { id: "use" })
+})
+`
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-nofs-"))
+const s3 = s3Server()
+const slurm = slurmCluster()
+let server: S3Server
+let cluster: SlurmCluster
+
+afterAll(async () => {
+  killTracked()
+  await Promise.allSettled([slurm.stop(), s3.stop()])
+  fs.rmSync(root, { recursive: true, force: true })
+}, 120_000)
+
+beforeAll(async () => {
+  if (!slurmInstalled()) throw new Error("Slurm is not installed: run scripts/install-test-deps.sh as root")
+  ;[server, cluster] = await Promise.all([s3.start(), slurm.start()])
+  // the driver's remote client and, through sbatch's exported environment, the jobs' own credentials
+  Object.assign(process.env, server.env)
+}, Math.max(slurmStartDeadlineMs, 180_000) + 60_000)
+
+/** A Node for the jobs that cannot see `hidden`: a mount namespace with an empty tmpfs over it. */
+const nodeWithout = (hidden: string): string => {
+  const wrapper = path.join(root, `node-without-${path.basename(hidden)}.sh`)
+  fs.writeFileSync(wrapper, [
+    "#!/bin/sh",
+    `exec unshare --mount --propagation private sh -c 'mount -t tmpfs anneal-hidden "$1" && shift && exec "$@"' sh ${JSON.stringify(hidden)} ${JSON.stringify(nodeBinary())} "$@"`,
+    ""
+  ].join("\n"), { mode: 0o755 })
+  return wrapper
+}
+
+/** The driver's step logs, to say why a step failed. */
+const stepLogs = (store: string): string => {
+  const logs = path.join(store, "logs")
+  if (!fs.existsSync(logs)) return "(no logs)"
+  return (fs.readdirSync(logs, { recursive: true }) as Array<string>)
+    .filter((f) => fs.statSync(path.join(logs, f)).isFile())
+    .map((f) => `== ${f}\n${fs.readFileSync(path.join(logs, f), "utf8")}`)
+    .join("\n")
+}
+
+const runInto = async (store: string, recipe: string, executor: Executor | undefined) => {
+  const events: Array<EngineEvent> = []
+  const summary = await runRecipe({ recipe, store, executor, jobs: 2, reporter: { emit: (e) => events.push(e) }, fresh: true })
+  return { summary, events, outputs: Object.fromEntries(summary.outputs) }
+}
+
+describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slurm + SeaweedFS)", () => {
+  test("a two-step recipe builds the same artifacts as locally, exchanging inputs, logs and outputs through the remote", async () => {
+    const project = path.join(root, "project")
+    fs.mkdirSync(path.join(project, "node_modules"), { recursive: true })
+    fs.writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "t", type: "module", private: true }))
+    fs.symlinkSync(projectRoot, path.join(project, "node_modules", "anneal"))
+    fs.writeFileSync(path.join(project, "data.txt"), "no shared filesystem\n")
+    const recipe = path.join(project, "recipe.ts")
+    fs.writeFileSync(recipe, recipeText)
+
+    const bucket = `anneal-nofs-${process.pid}`
+    await server.createBucket(bucket)
+    const driverStore = path.join(root, "driver-store")
+    fs.mkdirSync(driverStore)
+    const scratch = path.join(root, "node-scratch")
+    const executor = makeSlurmExecutor({
+      slurmConf: cluster.slurmConf,
+      pollSeconds: 0.5,
+      sharedFilesystem: false,
+      remote: `s3://${bucket}/shared`,
+      scratchDir: scratch,
+      node: nodeWithout(driverStore)
+    })
+
+    const [local, remote] = await Promise.all([runInto(path.join(root, "local-store"), recipe, undefined), runInto(driverStore, recipe, executor)])
+    const failed = remote.events.flatMap((e) => (e.event === "step" && e.status === "failed" ? [`${e.step}: ${e.error}`] : []))
+    expect(failed, stepLogs(driverStore)).toEqual([])
+    expect(remote.summary.exitCode).toBe(0)
+    expect(remote.outputs).toEqual(local.outputs)
+    // both steps ran as Slurm jobs
+    const submitted = remote.events.flatMap((e) => (e.event === "log" && /^submitted slurm job \d+/.test(e.message) ? [e.step] : []))
+    expect(submitted.sort()).toEqual(["make", "use"])
+
+    // the step's own log line came back through the remote; it read its input from the node's scratch
+    // store (downloaded there) and wrote its output under the node's scratch directory
+    const line = remote.events.flatMap((e) => (e.event === "log" && e.step === "use" && e.message.startsWith("paths ") ? [e.message] : []))[0]
+    expect(line, "the use step's log line").toBeDefined()
+    const paths = JSON.parse(line!.slice("paths ".length)) as { input: string; output: string }
+    expect(paths.input).toBe(path.join(scratch, "store", "artifacts", remote.outputs.make!))
+    expect(paths.output.startsWith(scratch + path.sep)).toBe(true)
+    expect(fs.existsSync(path.join(scratch, "store", "artifacts", remote.outputs.make!))).toBe(true)
+
+    // the remote holds both outputs (content-addressed) and nothing of the jobs' exchange any more
+    const client = server.client(bucket)
+    for (const h of Object.values(remote.outputs)) expect(await client.getBytes(`shared/artifacts/${h}.json`)).toBeDefined()
+    expect(await client.list("shared/jobs/")).toEqual([])
+    // and the driver's artifacts hash to their names (restored from the remote, committed here)
+    for (const h of Object.values(remote.outputs)) expect(fs.existsSync(path.join(driverStore, "artifacts", h))).toBe(true)
+  }, clusterTestTimeoutMs)
+})
