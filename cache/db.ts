@@ -6,6 +6,7 @@
  * node:sqlite is synchronous, which suits the engine: each call is a few microseconds, and the
  * 10,000-step null rerun stays far under a second because lookups are prepared statements.
  */
+import * as Effect from "effect/Effect"
 import { Database } from "./sqlite.ts"
 import { CacheError } from "./errors.ts"
 import { holderAlive, thisHost } from "./liveness.ts"
@@ -92,6 +93,20 @@ export class CacheDb {
     })
     this.guard("migrate", () => this.migrate())
     this.stmts = this.guard("prepare", () => this.prepare())
+  }
+
+  /**
+   * Calls of this database as an Effect: what they fail with (always a CacheError: `guard`) is in the
+   * error channel; anything else thrown inside `f` is a bug, a defect.
+   */
+  attempt<A>(f: (db: this) => A): Effect.Effect<A, CacheError> {
+    return Effect.suspend(() => {
+      try {
+        return Effect.succeed(f(this))
+      } catch (e) {
+        return e instanceof CacheError ? Effect.fail(e) : Effect.die(e)
+      }
+    })
   }
 
   /** Runs f, turning any SQLite error into a CacheError naming the database file. */

@@ -16,11 +16,24 @@ export const canonicalJson = (value: unknown): string => {
     if (typeof value === "number" && !Number.isFinite(value)) return JSON.stringify(String(value))
     return JSON.stringify(value) ?? "null"
   }
-  if (Array.isArray(value)) return "[" + value.map(canonicalJson).join(",") + "]"
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  return "{" + entries.map(([k, v]) => JSON.stringify(k) + ":" + canonicalJson(v)).join(",") + "}"
+  if (Array.isArray(value)) {
+    let out = "["
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + canonicalJson(value[i])
+    return out + "]"
+  }
+  // keys compared by UTF-16 code units (the default sort), as before; built by concatenation, not
+  // intermediate arrays: every step's key goes through here on every run
+  const record = value as Record<string, unknown>
+  const keys = Object.keys(record).sort()
+  let out = "{"
+  let first = true
+  for (const k of keys) {
+    const v = record[k]
+    if (v === undefined) continue
+    out += (first ? "" : ",") + JSON.stringify(k) + ":" + canonicalJson(v)
+    first = false
+  }
+  return out + "}"
 }
 
 const CHUNK = 4 * 1024 * 1024

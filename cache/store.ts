@@ -25,13 +25,16 @@ import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { CacheDb } from "./db.ts"
+import type { ArtifactRecord } from "./db.ts"
 import { databasePath } from "./db-location.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
 import { checkManifest, dirSignaturesOf, dirsJson, parseDirs, parseManifest } from "./manifest.ts"
 import type { Check, DirSignature, ManifestEntry } from "./manifest.ts"
 import { canonicalJson, hashFile, hashFilesOffThread, hashTree, hashTreeOffThread, listFiles, listTree, merkle, sha256 } from "./hash.ts"
 import type { FileEntry, HashedFile } from "./hash.ts"
-import { CacheError, SourceError } from "./errors.ts"
+import * as Effect from "effect/Effect"
+import { CacheError, SourceError, storeTry, storeTryPromise } from "./errors.ts"
+import type { StoreFailure } from "./errors.ts"
 import { GroupFlusher } from "./flush.ts"
 import { checkStoreFormat } from "./format.ts"
 
@@ -72,6 +75,8 @@ export class Store {
   /** rehash content instead of trusting stats (run --verify) */
   private deep = false
   private heartbeatTimer: NodeJS.Timeout | undefined
+  /** artifact rows read ahead in one query (`withPrefetch`), each used by the next check of its hash only */
+  private prefetched = new Map<string, ArtifactRecord>()
   /** the commits' fsyncs, shared by commits that flush close together (group commit) */
   readonly flusher: GroupFlusher
 
@@ -103,6 +108,31 @@ export class Store {
     const store = new Store(root, new CacheDb(databasePath(root)))
     store.sweepTrash()
     return store
+  }
+
+  /** `open` as an Effect: a store that cannot be opened is a CacheError in the error channel. */
+  static make(root: string): Effect.Effect<Store, CacheError> {
+    return storeTry(() => Store.open(root)) as Effect.Effect<Store, CacheError>
+  }
+
+  /** Calls of this store (and its database) as an Effect, their CacheError or SourceError in the error channel. */
+  attempt<A>(f: (store: this) => A): Effect.Effect<A, StoreFailure> {
+    return storeTry(() => f(this))
+  }
+
+  /**
+   * `commit` as an Effect. Whatever stops the commit is in the error channel: the database's
+   * CacheError, or a file-system error (no space, a file the step left unreadable, a symlink) as a
+   * CacheError with the error's own message and the staging path.
+   */
+  commitEffect(staging: string, kind: string, describe: Record<string, unknown>, alsoRecord?: (committed: Committed) => void): Effect.Effect<Committed, StoreFailure> {
+    return storeTryPromise(() => this.commit(staging, kind, describe, alsoRecord), (e) =>
+      new CacheError({ message: e instanceof Error ? e.message : String(e), path: staging, cause: e }))
+  }
+
+  /** `hashSourceOffThread` as an Effect: a missing or unreadable source is a SourceError in the error channel. */
+  hashSourceEffect(p: string): Effect.Effect<{ readonly hash: string }, StoreFailure> {
+    return storeTryPromise(() => this.hashSourceOffThread(p))
   }
 
   /**
@@ -188,9 +218,26 @@ export class Store {
       : `output artifact damaged (${p})`
   }
 
+  /**
+   * Runs `f` with the rows of the artifacts it is about to check read in one query (planning a null
+   * rerun checks every step's output: one lookup each was a fifth of its time). Each row serves the
+   * first check of its hash inside `f` only; any other check reads the database.
+   */
+  withPrefetch<A>(hashes: Iterable<string>, f: () => A): A {
+    const wanted = [...new Set(hashes)]
+    if (wanted.length > 0) for (const [h, r] of this.db.artifactsIn(wanted)) this.prefetched.set(h, r)
+    try {
+      return f()
+    } finally {
+      this.prefetched.clear()
+    }
+  }
+
   /** Checks an artifact against its recorded manifest; `deep` rehashes every file. */
   check(hash: string, deep: boolean): Check {
-    const rec = this.db.artifact(hash)
+    const ahead = this.prefetched.get(hash)
+    if (ahead !== undefined) this.prefetched.delete(hash)
+    const rec = ahead ?? this.db.artifact(hash)
     if (rec === undefined) return { ok: false, problem: "not recorded in the cache database" }
     const dir = this.artifactPath(hash)
     const manifest = rec.manifest === null ? undefined : parseManifest(rec.manifest)

@@ -4,6 +4,7 @@
  * StepExecutionError (engine/spec.ts) and exit 1.
  */
 import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 import { CacheError, SourceError } from "../cache/errors.ts"
 
 /** SourceError and CacheError belong to the cache layer (cache/errors.ts); re-exported for the engine's modules. */
@@ -69,6 +70,15 @@ const badInputTags: ReadonlySet<string> = new Set(["RecipeError", "SourceError",
 
 export const isBadInput = (e: unknown): e is BadInput | { readonly _tag: "PythonEnvMissing"; readonly message: string } =>
   typeof e === "object" && e !== null && badInputTags.has((e as { _tag?: unknown })._tag as string)
+
+/**
+ * A call that throws (or a promise that rejects) as an Effect: a bad input (the tags above) goes into
+ * the error channel as itself, anything else is a defect.
+ */
+export const badInputOf = <A>(f: () => A | Promise<A>): Effect.Effect<A, BadInput> =>
+  Effect.tryPromise({ try: async () => await f(), catch: (e) => e }).pipe(
+    Effect.catch((e) => (isBadInput(e) ? Effect.fail(e as BadInput) : Effect.die(e)))
+  )
 
 /** How a command that ended with `e` is reported: a bad input's one line and exit 2, else an internal error with its stack. */
 export const commandFailure = (e: unknown): { readonly message: string; readonly exitCode: 1 | 2 } =>

@@ -6,7 +6,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { StepRecord } from "../cache/db.ts"
 import { Store } from "../cache/store.ts"
-import { UsageError } from "./errors.ts"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import { badInputOf, UsageError } from "./errors.ts"
+import type { BadInput } from "./errors.ts"
 import { sha256 } from "../cache/hash.ts"
 import { decide, presence } from "./decide.ts"
 import type { Graph, PlannedStep } from "./graph.ts"
@@ -39,12 +42,20 @@ export interface Project {
   readonly recipeId: string
 }
 
-export const openProject = async (recipe: string, options: { store?: string | undefined; fresh?: boolean }): Promise<Project> => {
-  const graph = await loadRecipe(recipe, { fresh: options.fresh ?? false })
-  const root = projectRootOf(graph.recipe)
-  const store = Store.open(options.store !== undefined ? path.resolve(options.store) : path.join(root, ".anneal"))
-  return { graph, store, recipeId: path.relative(root, graph.recipe) }
-}
+/**
+ * Loads the recipe and opens its store. A bad recipe (RecipeError, SourceError, UsageError) or a store
+ * that cannot be opened (CacheError) is in the error channel; the caller closes the store.
+ */
+export const openProjectEffect = (recipe: string, options: { store?: string | undefined; fresh?: boolean }): Effect.Effect<Project, BadInput> =>
+  Effect.gen(function* () {
+    const graph = yield* badInputOf(() => loadRecipe(recipe, { fresh: options.fresh ?? false }))
+    const root = projectRootOf(graph.recipe)
+    const store = yield* Store.make(options.store !== undefined ? path.resolve(options.store) : path.join(root, ".anneal"))
+    return { graph, store, recipeId: path.relative(root, graph.recipe) }
+  })
+
+export const openProject = (recipe: string, options: { store?: string | undefined; fresh?: boolean }): Promise<Project> =>
+  Effect.runPromise(openProjectEffect(recipe, options))
 
 /** The named steps and everything they need (all steps when none are named). */
 export const selectSteps = (graph: Graph, targets: ReadonlyArray<string>): ReadonlyArray<PlannedStep> => {
@@ -72,22 +83,27 @@ export const unknownStep = (graph: Graph, id: string): UsageError =>
  * so the event loop (and the live view) keeps going while a large source is read. A bad source is the
  * same error `hashSources` gives: the first in step order.
  */
-export const hashSourcesOffThread = async (store: Store, steps: ReadonlyArray<PlannedStep>): Promise<Map<string, string>> => {
-  const paths: Array<string> = []
-  for (const s of steps) {
-    for (const src of s.sources) {
-      checkSource(s, src)
-      if (!paths.includes(src.path)) paths.push(src.path)
+export const hashSourcesEffect = (store: Store, steps: ReadonlyArray<PlannedStep>): Effect.Effect<Map<string, string>, BadInput> =>
+  Effect.gen(function* () {
+    const paths: Array<string> = []
+    for (const s of steps) {
+      for (const src of s.sources) {
+        yield* badInputOf(() => checkSource(s, src))
+        if (!paths.includes(src.path)) paths.push(src.path)
+      }
     }
-  }
-  const hashed = await Promise.allSettled(paths.map((p) => store.hashSourceOffThread(p)))
-  const hashes = new Map<string, string>()
-  hashed.forEach((h, i) => {
-    if (h.status === "rejected") throw h.reason
-    hashes.set(paths[i]!, h.value.hash)
+    // all hashed at once; each settles before the first failure (in step order) is reported
+    const hashed = yield* Effect.forEach(paths, (p) => Effect.result(store.hashSourceEffect(p)), { concurrency: "unbounded" })
+    const hashes = new Map<string, string>()
+    for (const [i, h] of hashed.entries()) {
+      if (Result.isFailure(h)) return yield* Effect.fail(h.failure)
+      hashes.set(paths[i]!, h.success.hash)
+    }
+    return hashes
   })
-  return hashes
-}
+
+export const hashSourcesOffThread = (store: Store, steps: ReadonlyArray<PlannedStep>): Promise<Map<string, string>> =>
+  Effect.runPromise(hashSourcesEffect(store, steps))
 
 /** Content hashes of the sources the selected steps read (stat-cached). */
 export const hashSources = (store: Store, steps: ReadonlyArray<PlannedStep>): Map<string, string> => {
@@ -148,7 +164,13 @@ type PlanOptions = {
   /** the sources' hashes, when the caller has them (hashSourcesOffThread); else hashed here */
   sources?: ReadonlyMap<string, string>
 }
-type Plan = { entries: ReadonlyArray<PlanEntry>; sources: ReadonlyMap<string, string>; warnings: ReadonlyArray<string> }
+type Plan = {
+  entries: ReadonlyArray<PlanEntry>
+  sources: ReadonlyMap<string, string>
+  warnings: ReadonlyArray<string>
+  /** the recipe's step records the plan was made from (read once: a run goes on updating them) */
+  records: Map<string, StepRecord>
+}
 
 /**
  * Statuses for the selected steps without running anything. In a run, the leases on what the plan
@@ -175,7 +197,8 @@ const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: 
   const outputs = new Map<string, string>()
   const stale = new Set<string>()
   const warnings: Array<string> = []
-  const entries = steps.map((step): PlanEntry => {
+  // the recorded outputs' rows are read in one query, not one per step
+  const entries = store.withPrefetch([...ctx.records.values()].map((r) => r.output), () => steps.map((step): PlanEntry => {
     const record = ctx.records.get(step.id)
     const w = versionWarning(step, record)
     if (w !== undefined) warnings.push(w)
@@ -204,8 +227,8 @@ const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: 
     }
     stale.add(step.id)
     return { step: step.id, kind: step.def.kind, status: "stale", reasons: decision.reasons, needs, key, output: undefined, decision, trace }
-  })
-  return { entries, sources, warnings }
+  }))
+  return { entries, sources, warnings, records: ctx.records }
 }
 
 /** Differences a waiting step already shows in its own params or version (inputs are not known yet). */

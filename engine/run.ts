@@ -24,13 +24,15 @@ import type { StepRecord } from "../cache/db.ts"
 import type { RemoteConfig } from "../cache/remote/url.ts"
 import { decide, presence } from "./decide.ts"
 import type { DecideContext } from "./decide.ts"
-import { messageOf } from "./errors.ts"
+import type { CacheError, StoreFailure } from "../cache/errors.ts"
+import { badInputOf, messageOf } from "./errors.ts"
+import type { BadInput } from "./errors.ts"
 import type { EngineEvent, Reporter, RunEvent } from "./events.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
 import { stepSeed } from "./keys.ts"
 import type { Trace } from "./keys.ts"
-import { fingerprint, hashSourcesOffThread, openProject, planSteps, selectSteps, unknownStep } from "./plan.ts"
+import { fingerprint, hashSourcesEffect, openProjectEffect, planSteps, selectSteps, unknownStep } from "./plan.ts"
 import type { PlanEntry, Project } from "./plan.ts"
 import { constructiveTraces } from "./rebuilder.ts"
 import type { Rebuilder } from "./rebuilder.ts"
@@ -101,53 +103,81 @@ const gitRevision = (dir: string): string | null => {
 /** What a step asks of the pool (scheduler.ts; `anneal plan` shows it too). */
 export { requestOf }
 
-export const runRecipe = async (options: RunOptions): Promise<RunSummary> => {
+/**
+ * A run as an Effect. What stops it before any step is built (a bad recipe or source, a store or
+ * database that cannot be used, a usage error) is a tagged error in its error channel (BadInput); what
+ * goes wrong in a step settles that step. The project, executor and remote are closed however it ends.
+ */
+export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, BadInput> => {
   const started = performance.now()
-  // loaded only when used: the S3 client is no cost to a run without a remote
-  const remote = options.remote === undefined ? undefined : await (await import("../cache/remote/sync.ts")).openRemoteRun(options.remote, options.reporter)
-  const project = await openProject(options.recipe, { store: options.store, fresh: options.fresh ?? false }).catch(async (e: unknown) => {
-    await remote?.close()
-    throw e
-  })
-  const executor = options.executor ?? makeLocalExecutor()
-  try {
-    if (remote === undefined) return await runProject(project, { ...options, executor }, started)
-    const reporter = await remote.restore(project, options)
-    return await remote.finish(await runProject(project, { ...options, executor, reporter }, started))
-  } finally {
-    // the local executor's warm Python process lives as long as the run
-    await executor.close?.()
-    await remote?.close()
-    project.store.close()
-  }
+  return Effect.acquireUseRelease(
+    Effect.gen(function* () {
+      // loaded only when used: the S3 client is no cost to a run without a remote
+      const remote = options.remote === undefined
+        ? undefined
+        : yield* badInputOf(async () => (await import("../cache/remote/sync.ts")).openRemoteRun(options.remote!, options.reporter))
+      const project = yield* openProjectEffect(options.recipe, { store: options.store, fresh: options.fresh ?? false }).pipe(
+        Effect.onError(() => Effect.promise(async () => remote?.close()))
+      )
+      return { remote, project, executor: options.executor ?? makeLocalExecutor() }
+    }),
+    ({ remote, project, executor }) =>
+      remote === undefined
+        ? runProject(project, { ...options, executor }, started)
+        : Effect.gen(function* () {
+          const reporter = yield* badInputOf(() => remote.restore(project, options))
+          const summary = yield* runProject(project, { ...options, executor, reporter }, started)
+          return yield* badInputOf(() => remote.finish(summary))
+        }),
+    ({ remote, project, executor }) =>
+      // the local executor's warm Python process lives as long as the run
+      Effect.promise(async () => {
+        try {
+          await executor.close?.()
+          await remote?.close()
+        } finally {
+          project.store.close()
+        }
+      })
+  )
 }
 
-const runProject = async (project: Project, options: RunOptions, started: number): Promise<RunSummary> => {
-  const { graph } = project
-  const steps = selectSteps(graph, options.targets ?? [])
-  for (const f of options.force ?? []) if (!graph.byId.has(f)) throw unknownStep(graph, f)
-  // resources, and GPU shortfalls decided before anything runs
-  const pool = await machinePool(options)
-  const { requests, onCpu } = stepRequests(steps, pool.capacity.gpus, options.allowCpu === true)
-  // sources are hashed off the event loop (a multi-GB source does not freeze the live view)
-  const sources = await hashSourcesOffThread(project.store, steps)
-  const run = beginRun(project, options, steps, { gpus: pool.capacity.gpus, onCpu, sources })
-  const exit = await Effect.runPromiseExit(
-    schedule({
-      steps,
-      pool,
-      request: (step) => requests.get(step.id)!,
-      build: (step, hold) => build(run, step, hold),
-      blocked: (step, need) => skip(run, step, `${need} did not succeed`),
-      // a step still waiting for its inputs or resources when the run is interrupted says so: it was skipped
-      interrupted: (step) => {
-        if (!run.settled.has(step.id)) skip(run, step, "the run was interrupted")
-      }
-    }),
-    { signal: options.signal }
-  )
-  return endRun(run, exit, started)
-}
+/** `runRecipeEffect` for callers outside Effect: it rejects with the same tagged error. */
+export const runRecipe = (options: RunOptions): Promise<RunSummary> => Effect.runPromise(runRecipeEffect(options))
+
+const runProject = (project: Project, options: RunOptions, started: number): Effect.Effect<RunSummary, BadInput> =>
+  Effect.gen(function* () {
+    const { graph } = project
+    const steps = selectSteps(graph, options.targets ?? [])
+    for (const f of options.force ?? []) if (!graph.byId.has(f)) return yield* Effect.fail(unknownStep(graph, f))
+    // resources, and GPU shortfalls decided before anything runs
+    const pool = yield* badInputOf(() => machinePool(options))
+    const { requests, onCpu } = yield* badInputOf(() => stepRequests(steps, pool.capacity.gpus, options.allowCpu === true))
+    // sources are hashed off the event loop (a multi-GB source does not freeze the live view)
+    const sources = yield* hashSourcesEffect(project.store, steps)
+    const run = yield* beginRun(project, options, steps, { gpus: pool.capacity.gpus, onCpu, sources })
+    // steps the plan found cached (whose needs are all cached too) settle here, in order: a fiber each
+    // through the scheduler was a third of a 10,000-step null rerun
+    const settled = settlePlannedCached(run, steps)
+    const exit = yield* Effect.promise(() =>
+      Effect.runPromiseExit(
+        schedule({
+          steps: settled.size === 0 ? steps : steps.filter((s) => !settled.has(s.id)),
+          settled,
+          pool,
+          request: (step) => requests.get(step.id)!,
+          build: (step, hold) => build(run, step, hold),
+          blocked: (step, need) => skip(run, step, `${need} did not succeed`),
+          // a step still waiting for its inputs or resources when the run is interrupted says so: it was skipped
+          interrupted: (step) => {
+            if (!run.settled.has(step.id)) skip(run, step, "the run was interrupted")
+          }
+        }),
+        { signal: options.signal }
+      )
+    )
+    return endRun(run, exit, started)
+  })
 
 /** One run's state, read and updated by the parts below. */
 interface Run {
@@ -177,8 +207,8 @@ const beginRun = (
   options: RunOptions,
   steps: ReadonlyArray<PlannedStep>,
   machine: { readonly gpus: ReadonlyArray<number>; readonly onCpu: ReadonlyArray<string>; readonly sources: ReadonlyMap<string, string> }
-): Run => {
-  const { store, recipeId } = project
+): Effect.Effect<Run, StoreFailure> => project.store.attempt((store) => {
+  const { recipeId } = project
   const settled = new Set<string>()
   const emit = (e: EngineEvent) => {
     if (e.event === "step" || e.event === "skipped") settled.add(e.step)
@@ -213,7 +243,7 @@ const beginRun = (
     settled,
     decide: {
       store,
-      records: store.db.stepRecords(recipeId),
+      records: plan.records,
       force,
       rebuild: options.rebuilder ?? constructiveTraces,
       present: presence(store),
@@ -224,8 +254,8 @@ const beginRun = (
     counts: { ran: 0, cached: 0, failed: 0, interrupted: 0, skipped: 0, saved: 0 },
     stopNew: false,
     revision: undefined
-  }
-}
+  } satisfies Run
+})
 
 /**
  * One step's data walk, once its needs succeeded: decide, then settle it as cached, or take its key's
@@ -233,33 +263,55 @@ const beginRun = (
  */
 const build = (run: Run, step: PlannedStep, hold: Hold): Effect.Effect<Outcome> => {
   let key = "" // known once the inputs are
-  return Effect.suspend((): Effect.Effect<Outcome> => {
+  return Effect.gen(function* () {
+    const { store } = run.project
     const planned = run.planned.get(step.id)
     if (planned?.decision?.action === "cached" && planned.key !== undefined && planned.trace !== undefined) {
       // decided while planning, from the same (cached) inputs: nothing to recompute
       const d = planned.decision
-      return Effect.succeed(settleCached(run, step, planned.key, planned.trace, d.output, d.seconds, d.restored))
+      return yield* store.attempt(() => settleCached(run, step, planned.key!, planned.trace!, d.output, d.seconds, d.restored))
     }
-    const d = decide(run.decide, step, run.outputs)
+    const d = yield* store.attempt(() => decide(run.decide, step, run.outputs))
     // the scheduler builds a step only once every need has an output
-    if (d.waiting) throw new Error(`step "${step.id}" was scheduled before its inputs were known`)
+    if (d.waiting) return yield* Effect.die(new Error(`step "${step.id}" was scheduled before its inputs were known`))
     const { trace, decision } = d
     key = d.key
-    if (decision.action === "cached") return Effect.succeed(settleCached(run, step, key, trace, decision.output, decision.seconds, decision.restored))
-    if (run.stopNew) return Effect.succeed(skip(run, step, "the run stopped after a failure (use --keep-going to run independent steps)"))
-    return withLock(run, step, key, (waited) => Effect.suspend(() => {
+    if (decision.action === "cached") return yield* store.attempt(() => settleCached(run, step, key, trace, decision.output, decision.seconds, decision.restored))
+    if (run.stopNew) return skip(run, step, "the run stopped after a failure (use --keep-going to run independent steps)")
+    return yield* withLock(run, step, key, (waited) => Effect.gen(function* () {
       // another process may have built this key while we waited for the lock (otherwise the
       // rebuilder's decision to run stands, even for a key built before)
-      const again = run.decide.force.has(step.id) || !waited ? undefined : run.project.store.db.result(key)
-      if (again !== undefined && run.project.store.has(again.output)) {
-        return Effect.succeed(settleCached(run, step, key, trace, again.output, again.seconds, true))
-      }
-      return hold((grant) => run.stopNew ? Effect.succeed(skip(run, step, "the run stopped after a failure")) : execute(run, step, key, trace, grant))
+      const again = run.decide.force.has(step.id) || !waited ? undefined : yield* store.attempt((s) => {
+        const r = s.db.result(key)
+        return r !== undefined && s.has(r.output) ? r : undefined
+      })
+      if (again !== undefined) return yield* store.attempt(() => settleCached(run, step, key, trace, again.output, again.seconds, true))
+      return yield* hold((grant) => run.stopNew ? Effect.succeed(skip(run, step, "the run stopped after a failure")) : execute(run, step, key, trace, grant))
     }))
   }).pipe(
-    // a throw outside execute (the database, the rebuilder, a lock) still settles the step as failed
-    Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => failOutside(run, step, key, cause))))
+    // a failure outside execute (the database's CacheError, the rebuilder, a lock) still settles the step
+    // as failed (interrupts alone carry no error value, hence the cast)
+    Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.sync(() => failOutside(run, step, key, cause))))
   )
+}
+
+/** Settles every step planned as cached (before anything is scheduled); returns their outcomes. */
+const settlePlannedCached = (run: Run, steps: ReadonlyArray<PlannedStep>): Map<string, Outcome> => {
+  const settled = new Map<string, Outcome>()
+  if (run.options.signal?.aborted === true) return settled
+  for (const step of steps) {
+    const planned = run.planned.get(step.id)
+    const d = planned?.decision
+    if (d?.action !== "cached" || planned!.key === undefined || planned!.trace === undefined) continue
+    // a cached step's needs were cached in the plan (else it would be waiting), so they settled above
+    try {
+      settled.set(step.id, settleCached(run, step, planned!.key, planned!.trace, d.output, d.seconds, d.restored))
+    } catch (e) {
+      // recording it failed (the database): the step fails, as it would in build
+      settled.set(step.id, failOutside(run, step, planned!.key, Cause.die(e)))
+    }
+  }
+  return settled
 }
 
 const skip = (run: Run, step: PlannedStep, because: string): Outcome => {
@@ -307,12 +359,12 @@ const settleCached = (run: Run, step: PlannedStep, key: string, trace: Trace, ou
 
 /** Holds the cross-process build lock of a key; another process building it makes us wait. The body
  * learns whether we waited: only then can the key have been built since the rebuilder decided. */
-const withLock = <A, E>(run: Run, step: PlannedStep, key: string, body: (waited: boolean) => Effect.Effect<A, E>): Effect.Effect<A, E> => {
+const withLock = <A, E>(run: Run, step: PlannedStep, key: string, body: (waited: boolean) => Effect.Effect<A, E>): Effect.Effect<A, E | CacheError> => {
   const { db } = run.project.store
   return Effect.gen(function* () {
     let announced = false
     for (;;) {
-      const holder = db.tryLock(key, step.id, run.project.recipeId)
+      const holder = yield* db.attempt((d) => d.tryLock(key, step.id, run.project.recipeId))
       if (holder === null) break
       if (!announced) {
         announced = true
@@ -321,7 +373,7 @@ const withLock = <A, E>(run: Run, step: PlannedStep, key: string, body: (waited:
       yield* Effect.sleep("200 millis")
     }
     return yield* body(announced)
-  }).pipe(Effect.ensuring(Effect.sync(() => db.unlock(key))))
+  }).pipe(Effect.ensuring(Effect.ignore(db.attempt((d) => d.unlock(key)))))
 }
 
 /** A step being executed: what its clean-up needs to know, filled in as it goes. */
@@ -365,9 +417,9 @@ const execute = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: 
     return run.executor.run(spec, run.emit).pipe(
       // the commit hashes on worker threads (cache/hash.ts), so events keep flowing meanwhile; it is not
       // cut short by an interrupt once started
-      Effect.flatMap((result) => Effect.uninterruptible(Effect.promise(async () => {
+      Effect.flatMap((result) => Effect.uninterruptible(Effect.gen(function* () {
         at.phase = "commit"
-        const hash = await commitStep(run, step, key, trace, grant, spec, result.metrics, seconds)
+        const hash = yield* commitStep(run, step, key, trace, grant, spec, result.metrics, seconds)
         at.staging = undefined // renamed into the store (or dropped as a duplicate)
         at.settled = true
         removeResumeDir(spec.resumeDir)
@@ -438,7 +490,7 @@ const prepareSpec = (run: Run, step: PlannedStep, key: string, trace: Trace, gra
  * Commits a step's output: the store moves it into place with its self-description and records the
  * artifact, the run, the key's result and the step's record in one transaction. Returns the output's hash.
  */
-const commitStep = async (
+const commitStep = (
   run: Run,
   step: PlannedStep,
   key: string,
@@ -447,13 +499,13 @@ const commitStep = async (
   spec: StepSpec,
   metrics: Record<string, number | string>,
   seconds: () => number
-): Promise<string> => {
+): Effect.Effect<string, EmptyOutput | StoreFailure> => Effect.gen(function* () {
   const { store, recipeId, graph } = run.project
-  if (step.def.output.kind === "dataset" && isEmptyDir(spec.output)) throw new EmptyOutput(step.id)
+  if (step.def.output.kind === "dataset" && isEmptyDir(spec.output)) return yield* Effect.fail(new EmptyOutput(step.id))
   // asked once per run: `??=` would ask again after every null (a recipe outside git), a `git` process
   // per step that cost an executed no-op step 40 ms
   if (run.revision === undefined) run.revision = gitRevision(path.dirname(graph.recipe))
-  const committed = await store.commit(spec.output, step.def.output.kind, {
+  const committed = yield* store.commitEffect(spec.output, step.def.output.kind, {
     step: step.id,
     recipe: recipeId,
     version: step.def.version,
@@ -473,7 +525,7 @@ const commitStep = async (
     record(run, step, key, trace, c.hash, secs, spec.runId)
   })
   return committed.hash
-}
+})
 
 /** A failure outside execute (the database, the rebuilder, a lock). */
 const failOutside = (run: Run, step: PlannedStep, key: string, cause: Cause.Cause<unknown>): Outcome => {

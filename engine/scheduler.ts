@@ -23,6 +23,8 @@ export type Hold = <A, E>(use: (grant: Grant) => Effect.Effect<A, E>) => Effect.
 
 export interface Schedule<S> {
   readonly steps: ReadonlyArray<S>
+  /** outcomes of needs settled before scheduling (steps planned as cached), which are not in `steps` */
+  readonly settled?: ReadonlyMap<string, Outcome> | undefined
   readonly pool: ResourcePool
   readonly request: (step: S) => Request
   /** builds a step whose needs all succeeded; settles every failure itself (fails only by interruption) */
@@ -44,7 +46,7 @@ export const schedule = <S extends { readonly id: string; readonly needs: Readon
     const hold: Hold = (use) => s.pool.withResources(s.request(step), use)
     return Effect.gen(function* () {
       for (const need of step.needs) {
-        const o = yield* Deferred.await(outcomes.get(need)!)
+        const o = s.settled?.get(need) ?? (yield* Deferred.await(outcomes.get(need)!))
         if (!o.ok) return s.blocked(step, need)
       }
       return yield* s.build(step, hold)
