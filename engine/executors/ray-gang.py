@@ -11,8 +11,9 @@ whose actors run the same torchrun launcher keeps one launch path and one worker
 - The placement group reserves every bundle at once or none (no partial gang); it waits in Ray's queue
   until the cluster can hold the whole gang.
 - Actor 0 hosts the rendezvous: its node's IP and a port free there are every node's master address.
-- Node 0's stdout (global rank 0 speaks the protocol) goes to the job's events file; every node's
-  stderr to the job's log (node 0) or node-<R>.log beside it.
+- Every node's stdout goes to the job's events file (global rank 0 speaks the protocol; a node whose
+  rank failed adds a line naming it); every node's stderr to the job's log (node 0) or node-<R>.log
+  beside it.
 - The first node to fail stops the others; SIGTERM (ray job stop, the runner's interrupt) stops all,
   and the group is removed. The exit code is the first failing node's.
 """
@@ -62,7 +63,10 @@ class Node:
     def run(self, rank: int, addr: str, port: int) -> int:
         env = dict(os.environ, **job["env"], ANNEAL_NODE_RANK=str(rank), ANNEAL_MASTER_ADDR=addr, ANNEAL_MASTER_PORT=str(port))
         env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "") if args.gpus > 0 else ""
-        out = open(job["events"] if rank == 0 else os.path.join(attempt_dir, f"node-{rank}.out"), "ab")
+        # every node's stdout goes to the events: global rank 0 speaks the protocol there, and a node's
+        # launcher (cluster-node.ts) adds one error line naming its rank that failed; the other ranks'
+        # own output goes to their rank logs (anneal_worker/distributed.py)
+        out = open(job["events"], "ab")
         err = open(job["log"] if rank == 0 else os.path.join(attempt_dir, f"node-{rank}.log"), "ab")
         with self.lock:
             if self.stopped:
