@@ -17,6 +17,7 @@ import { clusterTestTimeoutMs, jobWaitMs, killTracked, track, waitFor } from "./
 import { expectSameArtifacts, sftRecipe, trainRecipe } from "./recipe-parity.ts"
 import { makeFixtures } from "../steps/train/helpers.ts"
 import { executorContract } from "./contract.ts"
+import { distributedTrainingTests } from "./dist-training.ts"
 import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
 import { slurmCluster, slurmInstalled, slurmStartDeadlineMs } from "./slurm-cluster.ts"
 import type { SlurmCluster } from "./slurm-cluster.ts"
@@ -201,6 +202,8 @@ describe.concurrent("slurm", () => {
       expect(job.Requeue).toBe("1")
     })
   })
+
+  distributedTrainingTests("slurm", { executor: () => makeSlurmExecutor(options({ gangOnOneNode: true })), killRank: true })
 
   executorContract("slurm", {
     executor: () => makeSlurmExecutor(options()),
