@@ -33,13 +33,17 @@
 
 using json = nlohmann::json;
 
-static std::string last_error;
+// llama.cpp's error lines: the first names the cause (e.g. "gguf_init_from_reader: failed to read
+// header"), the ones after it the callers that gave up
+static std::string first_error, last_error;
 
 static void log_callback(enum ggml_log_level level, const char * text, void *) {
     if (level == GGML_LOG_LEVEL_ERROR) {
         std::string line(text);
         while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-        if (!line.empty()) last_error = line;
+        if (line.empty()) return;
+        if (first_error.empty()) first_error = line;
+        last_error = line;
     }
 }
 
@@ -222,8 +226,7 @@ int main(int argc, char ** argv) {
     llama_model_params mp = llama_model_default_params();
     s.model = llama_model_load_from_file(path, mp);
     if (s.model == nullptr) {
-        std::fprintf(stderr, "llama-loglik: %s is not a GGUF model llama.cpp can load%s%s\n", path,
-                     last_error.empty() ? "" : ": ", last_error.c_str());
+        std::fprintf(stderr, "llama-loglik: %s\n", first_error.empty() ? "not a GGUF model llama.cpp can load" : first_error.c_str());
         return 1;
     }
     s.vocab = llama_model_get_vocab(s.model);
@@ -237,8 +240,8 @@ int main(int argc, char ** argv) {
     if (threads > 0) cp.n_threads = cp.n_threads_batch = threads;
     s.ctx = llama_init_from_model(s.model, cp);
     if (s.ctx == nullptr) {
-        std::fprintf(stderr, "llama-loglik: %s: cannot create a context of %d tokens%s%s\n", path, n_ctx,
-                     last_error.empty() ? "" : ": ", last_error.c_str());
+        std::fprintf(stderr, "llama-loglik: cannot create a context of %d tokens%s%s\n", n_ctx,
+                     first_error.empty() ? "" : ": ", first_error.c_str());
         return 1;
     }
     s.n_ctx = (int) llama_n_ctx(s.ctx);

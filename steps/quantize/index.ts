@@ -3,8 +3,8 @@
  * - GGUF through llama.cpp's own converter and llama-quantize (f32/f16/bf16, q8_0, k-quants): the
  *   output directory holds `model.gguf` (tokenizer embedded), which llama.cpp and Ollama run and the
  *   `eval` step scores;
- * - bitsandbytes 4-bit (nf4/fp4, double quantization) or 8-bit (int8), and GPTQ through llm-compressor
- *   (with a `calibration` dataset): Hugging Face directories with their quantization_config, which
+ * - bitsandbytes 4-bit (nf4/fp4, double quantization) or 8-bit (int8), and GPTQ or AWQ through
+ *   llm-compressor (with a `calibration` dataset): Hugging Face directories with their quantization_config, which
  *   transformers (and `eval`) reload as they are.
  * Each output has quantize.json: type, sizes on disk, and with a `heldOut` input the perplexity of the
  * full-precision and the quantized model on that text.
@@ -31,30 +31,33 @@ const script = path.join(here, "worker.py")
 export const quantizeTypes = {
   gguf: ["f32", "f16", "bf16", "q8_0", "q6_K", "q5_K_M", "q5_K_S", "q5_0", "q4_K_M", "q4_K_S", "q4_0", "q3_K_M", "q2_K"],
   bnb: ["nf4", "fp4", "int8"],
-  gptq: ["w4a16", "w8a16"]
+  gptq: ["w4a16", "w8a16"],
+  awq: ["w4a16", "w8a16"]
 } as const
 export type QuantizeFormat = keyof typeof quantizeTypes
-const defaultType: Record<QuantizeFormat, string> = { gguf: "q4_K_M", bnb: "nf4", gptq: "w4a16" }
+const defaultType: Record<QuantizeFormat, string> = { gguf: "q4_K_M", bnb: "nf4", gptq: "w4a16", awq: "w4a16" }
+/** The formats calibrated on the `calibration` input (llm-compressor). */
+const calibrated: ReadonlyArray<QuantizeFormat> = ["gptq", "awq"]
 const allTypes = [...new Set(Object.values(quantizeTypes).flat())]
 
 /** Mirrors QuantizeConfig in worker.py. */
 export const QuantizeParams = Schema.Struct({
-  format: withDefault(Schema.Literals(["gguf", "bnb", "gptq"]), "gguf").annotate(
-    describe("gguf (llama.cpp: converter + llama-quantize), bnb (bitsandbytes via transformers) or gptq (llm-compressor)")
+  format: withDefault(Schema.Literals(["gguf", "bnb", "gptq", "awq"]), "gguf").annotate(
+    describe("gguf (llama.cpp: converter + llama-quantize), bnb (bitsandbytes via transformers), gptq or awq (llm-compressor)")
   ),
   type: withDefault(Schema.NullOr(Schema.Literals(allTypes)), null).annotate(
     describe(
       "the quantization type; null: the format's default. gguf: " + quantizeTypes.gguf.join(", ") +
-        " (default q4_K_M); bnb: nf4, fp4, int8 (default nf4); gptq: w4a16, w8a16 (default w4a16)"
+        " (default q4_K_M); bnb: nf4, fp4, int8 (default nf4); gptq and awq: w4a16, w8a16 (symmetric int; default w4a16)"
     )
   ),
   doubleQuant: withDefault(Schema.Boolean, true).annotate(
     describe("bnb 4-bit: also quantize the quantization constants (QLoRA's double quantization)")
   ),
-  calibrationSamples: withDefault(PositiveInt, 128).annotate(describe("gptq: calibration rows used from the calibration input")),
-  calibrationSeqLength: withDefault(PositiveInt, 512).annotate(describe("gptq: tokens per calibration row (longer rows are cut)")),
+  calibrationSamples: withDefault(PositiveInt, 128).annotate(describe("gptq, awq: calibration rows used from the calibration input")),
+  calibrationSeqLength: withDefault(PositiveInt, 512).annotate(describe("gptq, awq: tokens per calibration row (longer rows are cut)")),
   groupSize: withDefault(Schema.Int.check(Schema.makeFilter((n: number) => n > 0 || n === -1 || "a positive integer, or -1")), 128)
-    .annotate(describe("gptq: weight columns sharing one scale (-1: one scale per output channel)")),
+    .annotate(describe("gptq, awq: weight columns sharing one scale (-1: one scale per output channel)")),
   perplexityCtx: withDefault(Schema.Int.check(Schema.isGreaterThanOrEqualTo(16)), 128).annotate(
     describe("perplexity on heldOut: context window in tokens (each window is scored on its second half)")
   ),
@@ -79,11 +82,11 @@ const quantizeCommand = (ctx: CommandContext<QuantizeParams>): CommandSpec => {
 export const quantize = defineStep({
   kind: "quantize",
   version: 1,
-  description: "quantize a causal LM: GGUF via llama.cpp (f16, q8_0, k-quants), bitsandbytes 4/8-bit, GPTQ via llm-compressor",
+  description: "quantize a causal LM: GGUF via llama.cpp (f16, q8_0, k-quants), bitsandbytes 4/8-bit, GPTQ or AWQ via llm-compressor",
   params: QuantizeParams,
   inputs: {
     model: Port.describe(Port.model(), "a full-precision Hugging Face causal LM (safetensors)"),
-    calibration: Port.describe(Port.optional(Port.dataset(Text)), "gptq: calibration text rows"),
+    calibration: Port.describe(Port.optional(Port.dataset(Text)), "gptq, awq: calibration text rows"),
     heldOut: Port.describe(
       Port.optional(Port.dataset(Text)),
       "text to measure perplexity on, for the source model and the quantized one (quantize.json, metrics)"
@@ -97,8 +100,8 @@ export const quantize = defineStep({
     if (!(quantizeTypes[p.format] as ReadonlyArray<string>).includes(type)) {
       return { param: "type", message: `"${type}" is not a ${p.format} type (one of ${quantizeTypes[p.format].join(", ")})` }
     }
-    if (p.format === "gptq" && counts.calibration === 0) {
-      return { param: "format", message: "format gptq needs the calibration input (a dataset of text rows)" }
+    if (calibrated.includes(p.format) && counts.calibration === 0) {
+      return { param: "format", message: `format ${p.format} needs the calibration input (a dataset of text rows)` }
     }
     return undefined
   },

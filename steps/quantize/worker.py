@@ -11,10 +11,16 @@ Run by the engine as `python steps/quantize/worker.py SPEC.json` (see engine/spe
   transformers reloads it as is. Output: a Hugging Face model directory.
 - format "gptq": llm-compressor's GPTQModifier (one-shot, with the `calibration` text rows), saved in
   the compressed-tensors format transformers loads. Output: a Hugging Face model directory.
+- format "awq": llm-compressor's AWQModifier (activation-aware scaling, searched on the `calibration`
+  rows) followed by its QuantizationModifier (round-to-nearest int weights, symmetric, grouped), saved
+  like gptq. Runs on CPU: llm-compressor pins its activation cache for host-to-GPU copies
+  unconditionally, which needs a CUDA driver; without CUDA that pinning (a transfer optimization, no
+  effect on the result) is skipped. Only symmetric types: transformers 5.23 cannot reload the packed
+  zero-points of llm-compressor's asymmetric (W4A16_ASYM) output.
 
 With a `heldOut` text input, the step measures perplexity of the full-precision model and of the
 quantized one on the same text (llama-perplexity for GGUF: the f16 GGUF vs the quantized GGUF;
-transformers for bnb and gptq: the source model vs the quantized one) and writes both, their ratio
+transformers for bnb, gptq and awq: the source model vs the quantized one) and writes both, their ratio
 and the sizes on disk to quantize.json beside the model and as metrics.
 
 Everything that can be refused is refused before any conversion: an architecture the format does not
@@ -43,8 +49,11 @@ WHO = "quantize"
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q6_K", "q5_K_M", "q5_K_S", "q5_0", "q4_K_M", "q4_K_S", "q4_0", "q3_K_M", "q2_K")
 BNB_TYPES = ("nf4", "fp4", "int8")
 GPTQ_TYPES = ("w4a16", "w8a16")
-TYPES = {"gguf": GGUF_TYPES, "bnb": BNB_TYPES, "gptq": GPTQ_TYPES}
-DEFAULT_TYPE = {"gguf": "q4_K_M", "bnb": "nf4", "gptq": "w4a16"}
+AWQ_TYPES = ("w4a16", "w8a16")
+TYPES = {"gguf": GGUF_TYPES, "bnb": BNB_TYPES, "gptq": GPTQ_TYPES, "awq": AWQ_TYPES}
+DEFAULT_TYPE = {"gguf": "q4_K_M", "bnb": "nf4", "gptq": "w4a16", "awq": "w4a16"}
+# the formats calibrated on the `calibration` input (llm-compressor)
+CALIBRATED = ("gptq", "awq")
 # the converter's own types; everything else is an f16 conversion followed by llama-quantize
 CONVERTER_TYPES = ("f32", "f16", "bf16")
 
@@ -56,21 +65,21 @@ FLOAT_DTYPES = ("F32", "F16", "BF16")
 
 @dataclass
 class QuantizeConfig:
-    # gguf (llama.cpp), bnb (bitsandbytes via transformers) or gptq (llm-compressor)
+    # gguf (llama.cpp), bnb (bitsandbytes via transformers), gptq or awq (llm-compressor)
     format: str = choice("gguf", tuple(TYPES))
-    # the quantization type; null: the format's default (gguf q4_K_M, bnb nf4, gptq w4a16)
+    # the quantization type; null: the format's default (gguf q4_K_M, bnb nf4, gptq and awq w4a16)
     type: str | None = None
     # bnb 4-bit: quantize the quantization constants too (QLoRA's double quantization)
     double_quant: bool = True
-    # gptq: calibration rows used (from the `calibration` input) and their length in tokens
+    # gptq, awq: calibration rows used (from the `calibration` input) and their length in tokens
     calibration_samples: int = 128
     calibration_seq_length: int = 512
-    # gptq: columns sharing one scale (-1: one scale per output channel)
+    # gptq, awq: columns sharing one scale (-1: one scale per output channel)
     group_size: int = 128
     # perplexity on `heldOut`: context window in tokens (each chunk is scored on its second half)
     perplexity_ctx: int = 128
     allow_pickle: bool = False
-    # part of the key; GPTQ's calibration order and nothing else depends on it
+    # part of the key; the calibration order (gptq, awq) and nothing else depends on it
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -138,6 +147,12 @@ def check_model(model_dir: str, cfg: QuantizeConfig, on_gpu: bool) -> tuple[str,
                  f"(supported: {', '.join(GGUF_ARCHITECTURES)})")
     elif not arch.endswith("ForCausalLM"):
         fail(f"{WHO}: input 'model': architecture {arch} is not a causal LM (*ForCausalLM); format {cfg.format} needs one")
+    if cfg.format in CALIBRATED and cfg.group_size > 0:
+        widths = {k: config.get(k) for k in ("hidden_size", "intermediate_size") if isinstance(config.get(k), int)}
+        odd_widths = {k: v for k, v in widths.items() if v % cfg.group_size}
+        if odd_widths:
+            fail(f"{WHO}: input 'model': format {cfg.format} with groupSize {cfg.group_size} needs layer widths divisible "
+                 "by it; " + ", ".join(f"{k} is {v}" for k, v in odd_widths.items()) + " (use a divisor, or -1)")
     if cfg.format == "bnb" and cfg.type != "int8" and not on_gpu:
         # bitsandbytes' CPU 4-bit path packs 64-value blocks of each input row: other widths quantize,
         # then fail in the first forward pass ("shape '[32, 0]' is invalid")
@@ -309,11 +324,11 @@ def quantize_transformers(worker: Worker, cfg: QuantizeConfig, model_dir: str, s
     else:
         from datasets import Dataset
         from llmcompressor import oneshot
-        from llmcompressor.modifiers.quantization import GPTQModifier
+        from llmcompressor.modifiers.quantization import GPTQModifier, QuantizationModifier
         import random
 
-        check(bool(calibration), f"{WHO}: format gptq needs the 'calibration' input (text rows)")
-        worker.phase("GPTQ calibration")
+        check(bool(calibration), f"{WHO}: format {cfg.format} needs the 'calibration' input (text rows)")
+        worker.phase(f"{cfg.format.upper()} calibration")
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if on_gpu else torch.float32)
         rows = list(calibration)
         random.Random(cfg.seed).shuffle(rows)
@@ -327,13 +342,24 @@ def quantize_transformers(worker: Worker, cfg: QuantizeConfig, model_dir: str, s
         weights = QuantizationArgs(num_bits=bits, type="int", symmetric=True,
                                    strategy="channel" if cfg.group_size == -1 else "group",
                                    group_size=None if cfg.group_size == -1 else cfg.group_size)
-        recipe = GPTQModifier(config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
-                              ignore=["lm_head"])
+        groups = {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
+        if cfg.format == "gptq":
+            recipe = GPTQModifier(config_groups=groups, ignore=["lm_head"])
+        else:
+            from llmcompressor.modifiers.transform.awq import AWQModifier
+
+            if not torch.cuda.is_available():
+                # AWQ's smoothing pins its cached activations for faster host-to-GPU copies, always;
+                # pin_memory needs a CUDA driver. On CPU there is no copy to speed up: skip the pinning.
+                from llmcompressor.pipelines.cache import IntermediatesCache
+
+                IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
+            recipe = [AWQModifier(duo_scaling=True), QuantizationModifier(config_groups=groups, ignore=["lm_head"])]
         oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=cfg.calibration_seq_length,
                 num_calibration_samples=len(rows))
 
     worker.phase("saving")
-    if cfg.format == "gptq":
+    if cfg.format in CALIBRATED:
         model.save_pretrained(worker.output, save_compressed=True)
     else:
         model.save_pretrained(worker.output)
@@ -367,9 +393,17 @@ def main() -> None:
     arch, source_dtype = check_model(model_dir, cfg, on_gpu)
     held_out = text_rows(worker, "heldOut")
     calibration = text_rows(worker, "calibration")
-    if cfg.format == "gptq":
-        check(bool(calibration), f"{WHO}: format gptq needs the 'calibration' input (a dataset of text rows)")
+    if cfg.format in CALIBRATED:
+        check(bool(calibration), f"{WHO}: format {cfg.format} needs the 'calibration' input (a dataset of text rows)")
     threads = max(1, int(worker.spec.get("devices", {}).get("cpus", 0) or 0) or len(os.sched_getaffinity(0)))
+    if cfg.format == "awq":
+        # AWQ scales each layer against the one before it: llm-compressor knows those pairs per
+        # architecture, and would guess Llama's names for any other
+        from llmcompressor.modifiers.transform.awq import AWQ_DYNAMIC_MAPPING_REGISTRY, AWQ_MAPPING_REGISTRY
+
+        known = sorted(set(AWQ_MAPPING_REGISTRY) | set(AWQ_DYNAMIC_MAPPING_REGISTRY))
+        check(arch in known, f"{WHO}: input 'model': architecture {arch} has no AWQ layer mapping in llm-compressor "
+                             f"(known: {', '.join(a for a in known if a.endswith('ForCausalLM'))})")
 
     started = time.monotonic()
     if cfg.format == "gguf":

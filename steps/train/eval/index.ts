@@ -52,6 +52,9 @@ export const EvalParams = Schema.Struct({
   ggufCtx: withDefault(NonNegativeInt, 0).annotate(
     describe("GGUF models (scored by llama.cpp): context window in tokens (0: the model's training context, at most 4096)")
   ),
+  logSamples: withDefault(Schema.Boolean, false).annotate(
+    describe("also write samples.jsonl: each item's per-choice log-likelihoods (or generation) and its scores")
+  ),
   allowPickle: withDefault(Schema.Boolean, false).annotate(describe("load pickle (.bin) weights; only for files you trust")),
   seed: seedParam()
 })

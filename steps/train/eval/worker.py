@@ -15,7 +15,8 @@ Run by the engine as `python steps/train/eval/worker.py SPEC.json` (see engine/s
   GGUF's own tokenizer and quantized kernels), so fp and quantized models are scored by the same
   harness with the same metrics (report.json's "weights" says which).
 - Output: report.json ({"results": the harness's results, "table": one row per task and metric}) and
-  report.md (the same table), so reports from several models can be compared.
+  report.md (the same table), so reports from several models can be compared; with `logSamples`, also
+  samples.jsonl (each item's per-choice log-likelihoods or generation, and its scores).
 """
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ class EvalConfig:
     batch_size: int = 8
     # GGUF models: llama.cpp's context window (0: the model's training context, at most 4096)
     gguf_ctx: int = 0
+    # also write samples.jsonl: every item's per-choice log-likelihoods (or generation) and its scores
+    log_samples: bool = False
     allow_pickle: bool = False
     # random seed (shuffling, dropout, initialisation, few-shot draws); part of the step key
     seed: int = 0
@@ -128,6 +131,23 @@ def table_rows(results: dict, shots: dict[str, int], headline: dict[str, str]) -
                 "num_fewshot": shots.get(task), "headline": headline.get(task) == metric,
             })
     return rows
+
+
+def sample_row(task: str, item: dict) -> dict:
+    """One line of samples.jsonl: an item's responses as the harness scored them. For a multiple-choice
+    item, `loglikelihoods[i]` is the log-likelihood of choice i and `greedy[i]` whether it is the greedy
+    continuation; for a generation, `generated` is the model's text."""
+    row: dict = {"task": task, "doc_id": item.get("doc_id"), "target": item.get("target")}
+    responses = [r[0] if isinstance(r, list) and len(r) == 1 else r for r in item.get("filtered_resps") or []]
+    if responses and all(isinstance(r, (list, tuple)) and len(r) == 2 for r in responses):
+        row["loglikelihoods"] = [float(r[0]) for r in responses]
+        row["greedy"] = [bool(r[1]) for r in responses]
+    else:
+        row["generated"] = [str(r) for r in responses]
+    for metric in ("acc", "acc_norm", "exact_match"):
+        if isinstance(item.get(metric), (int, float)):
+            row[metric] = float(item[metric])
+    return row
 
 
 def markdown(rows: list[dict]) -> str:
@@ -290,13 +310,14 @@ def main() -> None:
     # --- evaluate ---
     worker.phase("evaluating")
     results: dict = {"results": {}, "n-shot": {}, "versions": {}, "higher_is_better": {}, "n-samples": {}}
+    samples: list[dict] = []
     done = 0
     for k, tasks in sorted(groups.items()):
         worker.progress(done, len(shots), "tasks")
         try:
             out = lm_eval.simple_evaluate(
                 model=lm, tasks=tasks, num_fewshot=k, batch_size=cfg.batch_size,
-                device=device, limit=cfg.limit or None, task_manager=manager, log_samples=False,
+                device=device, limit=cfg.limit or None, task_manager=manager, log_samples=cfg.log_samples,
                 random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
                 fewshot_random_seed=cfg.seed,
             )
@@ -309,6 +330,8 @@ def main() -> None:
                  "built-in tasks need their data in the local Hugging Face datasets cache", code=1)
         for part in results:
             results[part].update(out.get(part, {}))
+        for task, items in sorted((out.get("samples") or {}).items()):
+            samples.extend(sample_row(task, item) for item in items)
         done += len(tasks)
     worker.progress(done, len(shots), "tasks")
     clock.lap(f"evaluation of {len(shots)} task(s)")
@@ -324,6 +347,10 @@ def main() -> None:
         json.dump(report, f, indent=2, sort_keys=True)
     with open(os.path.join(worker.output, "report.md"), "w", encoding="utf-8") as f:
         f.write(markdown(rows))
+    if cfg.log_samples:
+        with open(os.path.join(worker.output, "samples.jsonl"), "w", encoding="utf-8") as f:
+            for row in samples:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
     for r in rows:
         if r["headline"]:
             worker.metric(f"{r['task']}/{r['metric']}", r["value"])

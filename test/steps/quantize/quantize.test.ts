@@ -2,14 +2,15 @@
  * quantize: what a user of each format notices. GGUF files load and generate in llama.cpp (its own
  * server) with the tokenizer embedded; q8_0 keeps perplexity within 0.5% of f16 on held-out text
  * (llama-perplexity); bitsandbytes 4-bit output reloads with transformers as a 4-bit model; eval
- * scores a GGUF; and what cannot be quantized is refused before any work, naming the problem.
+ * scores a GGUF with llama.cpp as transformers scores its source; and what cannot be quantized is
+ * refused before any work, naming the problem.
  *
  * llama.cpp is built by `anneal setup --with llama-cpp`, which npm test runs before vitest.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { ensureLlamaCpp } from "../../../engine/components/llama-cpp.ts"
+import { ensureLlamaCpp, findLlamaLoglik } from "../../../engine/components/llama-cpp.ts"
 import { startLlamaServer } from "../../../engine/components/llama-server.ts"
 import { loadRecipe } from "../../../engine/load.ts"
 import { projectRoot } from "../../../engine/python.ts"
@@ -20,6 +21,8 @@ import { here, makeQuantizeModels, writeSafetensors } from "./helpers.ts"
 import type { QuantizeModels } from "./helpers.ts"
 
 let models: QuantizeModels
+/** the q8_0 GGUF the perplexity test makes; the eval test reuses it (or makes its own when run alone) */
+let q8Output: string | undefined
 
 beforeAll(async () => {
   models = await makeQuantizeModels()
@@ -58,6 +61,8 @@ describe("quantize refuses what it cannot do, before doing anything", () => {
       .rejects.toThrow(/step "quantize".*param type: "q4_K_M" is not a bnb type \(one of nf4, fp4, int8\)/)
     await expect(loadRecipe(write("gptq-no-data", `quantize({ model }, { format: "gptq" })`)))
       .rejects.toThrow(/param format: format gptq needs the calibration input/)
+    await expect(loadRecipe(write("awq-no-data", `quantize({ model }, { format: "awq" })`)))
+      .rejects.toThrow(/param format: format awq needs the calibration input/)
     await expect(loadRecipe(write("bad-type", `quantize({ model }, { type: "q4_K_X" as any })`)))
       .rejects.toThrow(/type/)
   })
@@ -72,6 +77,11 @@ describe("quantize refuses what it cannot do, before doing anything", () => {
       { format: "gptq" }, /is already quantized \(bitsandbytes\)/)
     await expectRefused(fakeModel("narrow", { ...llama, hidden_size: 32, intermediate_size: 64 }, "F32"), { format: "bnb" },
       /bitsandbytes 4-bit on CPU needs layer widths divisible by 64; hidden_size is 32 \(use int8, or a GPU\)/)
+    const r = await runWorker(quantize, {
+      inputs: { model: fakeModel("grouped", { ...llama, hidden_size: 96, intermediate_size: 256 }, "F32"), calibration: models.heldOut },
+      params: { format: "awq", groupSize: 64 }
+    })
+    expect(r.error).toBe("quantize: input 'model': format awq with groupSize 64 needs layer widths divisible by it; hidden_size is 96 (use a divisor, or -1)")
   }, 120_000)
 })
 
@@ -101,6 +111,7 @@ describe("GGUF through llama.cpp", () => {
     expect(Math.abs(report.perplexity.ratio - 1)).toBeLessThanOrEqual(0.005)
     expect(report.size_bytes.quantized / report.size_bytes.reference).toBeLessThan(0.6)
     expect(r.metrics.perplexity_ratio).toBeCloseTo(report.perplexity.ratio, 10)
+    q8Output = r.output
     // the q8_0 file loads and generates in llama.cpp's server, tokenizing as the source tokenizer does
     const server = await startLlamaServer({ model: path.join(r.output, "model.gguf"), ctxSize: 256, threads: 1 })
     try {
@@ -170,22 +181,95 @@ describe("bitsandbytes", () => {
   }, 600_000)
 })
 
-describe("eval scores quantized models", () => {
-  beforeAll(() => ensureLlamaCpp(), 3_600_000)
-
-  it("a GGUF output is evaluated by the same harness as its source model", async () => {
-    const q = await runWorker(quantize, { inputs: { model: models.llama }, params: { format: "gguf", type: "q8_0" } })
-    expect(q.error).toBeUndefined()
-    const mc = path.join(models.fixtures, "mc")
-    const fp = await runWorker(evaluate, { inputs: { model: models.llama, benchmarks: [mc] }, params: { limit: 8 } })
-    const gguf = await runWorker(evaluate, { inputs: { model: q.output, benchmarks: [mc] }, params: { limit: 8 } })
-    expect(gguf.error).toBeUndefined()
-    const read = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, "report.json"), "utf8"))
-    const [a, b] = [read(fp.output), read(gguf.output)]
-    expect(b.weights).toBe("gguf model.gguf (dequantized by transformers)")
-    expect(a.weights).toBe("full precision")
-    const acc = (rep: any) => rep.table.find((row: any) => row.metric === "acc").value as number
-    // q8_0 changes weights by < 0.5% of their range: 8 questions score the same
-    expect(acc(b)).toBe(acc(a))
+describe("AWQ through llm-compressor", () => {
+  it("w4a16 on CPU is saved as compressed-tensors, reloads with transformers and keeps perplexity near the source's", async () => {
+    const r = await runWorker(quantize, {
+      inputs: { model: models.llama, calibration: path.join(models.fixtures, "text"), heldOut: models.heldOut },
+      params: { format: "awq", calibrationSamples: 64, calibrationSeqLength: 128, perplexityCtx: 64 }
+    })
+    expect(r.error).toBeUndefined()
+    expect(r.exitCode).toBe(0)
+    const config = JSON.parse(fs.readFileSync(path.join(r.output, "config.json"), "utf8"))
+    expect(config.quantization_config.quant_method).toBe("compressed-tensors")
+    expect(config.quantization_config.config_groups.group_0.weights).toMatchObject({ num_bits: 4, group_size: 128, symmetric: true, type: "int" })
+    const report = readReport(r.output)
+    // the weights did change (a ratio of exactly 1 would mean nothing was quantized); measured 0.997 here
+    expect(report.perplexity.ratio).not.toBe(1)
+    expect(Math.abs(report.perplexity.ratio - 1)).toBeLessThan(0.1)
+    // embeddings and lm_head stay fp32: 4-bit layers bring the whole to ~23% here
+    expect(report.size_bytes.quantized / report.size_bytes.reference).toBeLessThan(0.35)
+    const reloaded = JSON.parse(await python([path.join(here, "reload.py"), r.output]))
+    expect(reloaded.generated).toMatch(/^ often (red|blue|green|yellow|black|white)\b/)
   }, 600_000)
+})
+
+describe("eval scores GGUF models with llama.cpp", () => {
+  let loglik: string
+  beforeAll(async () => {
+    const llama = await ensureLlamaCpp()
+    loglik = findLlamaLoglik(llama)!
+  }, 3_600_000)
+
+  const samples = (dir: string): Array<{ doc_id: number; loglikelihoods: Array<number>; acc: number }> =>
+    fs.readFileSync(path.join(dir, "samples.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+
+  it("an f16 GGUF scores as its safetensors source does (same answers, log-likelihoods within 0.02), and q8_0 scores too", async () => {
+    const f16 = await runWorker(quantize, { inputs: { model: models.llama }, params: { format: "gguf", type: "f16" } })
+    expect(f16.error).toBeUndefined()
+    q8Output ??= (await runWorker(quantize, { inputs: { model: models.llama }, params: { format: "gguf", type: "q8_0" } })).output
+    const mc = path.join(models.fixtures, "mc")
+    const evalOf = (model: string) => runWorker(evaluate, { inputs: { model, benchmarks: [mc] }, params: { logSamples: true } })
+    const [fp, a, b] = [await evalOf(models.llama), await evalOf(f16.output), await evalOf(q8Output!)]
+    for (const r of [fp, a, b]) expect(r.error).toBeUndefined()
+    const read = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, "report.json"), "utf8"))
+    expect(read(fp.output).weights).toBe("full precision")
+    expect(read(a.output).weights).toMatch(/^gguf model\.gguf \(llama\.cpp [0-9a-f]{8}\)$/)
+    const [ref, half, q8s] = [samples(fp.output), samples(a.output), samples(b.output)]
+    expect(ref.length).toBe(12)
+    expect(half.map((s) => s.doc_id)).toEqual(ref.map((s) => s.doc_id))
+    // f16 weights and llama.cpp's kernels against transformers in fp32: measured max 0.005 nats here
+    const diffs = (xs: typeof ref) => ref.flatMap((r, i) => r.loglikelihoods.map((v, j) => Math.abs(v - xs[i]!.loglikelihoods[j]!)))
+    expect(Math.max(...diffs(half))).toBeLessThan(0.02)
+    expect(half.map((s) => s.acc)).toEqual(ref.map((s) => s.acc))
+    // q8_0 moves weights by < 0.5% of their range: measured max 0.06 nats here
+    expect(Math.max(...diffs(q8s))).toBeLessThan(0.25)
+    const acc = (dir: string) => read(dir).table.find((row: any) => row.metric === "acc").value as number
+    expect(acc(a.output)).toBe(acc(fp.output))
+    expect(acc(b.output)).toBe(acc(fp.output))
+
+    // generation goes through llama.cpp too: the same greedy text as llama-server's, cut at the stop
+    // string; a rolling log-likelihood equals the one-continuation score of the same text
+    const prompt = "Lesson 231: the grass is"
+    const got = JSON.parse(await python([path.join(here, "llama_lm_check.py"), loglik, path.join(f16.output, "model.gguf"), prompt]))
+    const server = await startLlamaServer({ model: path.join(f16.output, "model.gguf"), ctxSize: 256, threads: 1 })
+    try {
+      const completion = await (await fetch(`${server.url}/completion`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt, n_predict: 16, temperature: 0, stop: ["."] })
+      })).json() as { content: string }
+      expect(got.generated).toBe(completion.content)
+      expect(got.generated).toMatch(/^ often (red|blue|green|yellow|black|white)$/)
+    } finally {
+      await server.stop()
+    }
+    expect(got.rolling).toBeLessThan(0)
+    expect(got.rolling).toBeCloseTo(got.whole, 4)
+    expect(got.bad).toMatch(/token id outside the vocabulary/)
+  }, 600_000)
+
+  it("a file that is not a GGUF, or a GGUF llama.cpp cannot load, fails naming the step's input and file", async () => {
+    const mc = path.join(models.fixtures, "mc")
+    const notGguf = tempDir("anneal-eval-bad-gguf-")
+    fs.writeFileSync(path.join(notGguf, "model.gguf"), "this is not a model\n")
+    const r1 = await runWorker(evaluate, { inputs: { model: notGguf, benchmarks: [mc] } })
+    expect(r1.exitCode).toBe(2)
+    expect(r1.error).toBe(`eval: input 'model': ${path.join(notGguf, "model.gguf")} is not a GGUF file (it does not start with the GGUF magic)`)
+    // a GGUF header (magic, version 3) and then nothing: llama.cpp refuses it
+    const truncated = tempDir("anneal-eval-bad-gguf-")
+    fs.writeFileSync(path.join(truncated, "model.gguf"), Buffer.from([0x47, 0x47, 0x55, 0x46, 3, 0, 0, 0, 1, 0]))
+    const r2 = await runWorker(evaluate, { inputs: { model: truncated, benchmarks: [mc] } })
+    expect(r2.exitCode).toBe(2)
+    expect(r2.error).toBe(`eval: input 'model': llama.cpp cannot load ${path.join(truncated, "model.gguf")}: gguf_init_from_reader: failed to read header`)
+    expect(fs.readdirSync(r2.output)).toEqual([])
+  }, 300_000)
 })
