@@ -147,7 +147,13 @@ export class JobMirror {
   /** the last thing that went wrong talking to the remote, for the step's error */
   problem: string | undefined
 
-  constructor(private readonly jobs: RemoteJobs, private readonly name: string, private readonly attemptDir: string) {}
+  constructor(private readonly jobs: RemoteJobs, private readonly name: string, private readonly attemptDir: string) {
+    // the batches are copied from the first again (a driver that restarted and re-attached starts over,
+    // as its followers do): what an earlier driver copied here goes, so no line is seen twice
+    const files = attemptFiles(attemptDir)
+    fs.rmSync(files.events, { force: true })
+    fs.rmSync(files.log, { force: true })
+  }
 
   /** One round: new batches appended here; the output and exit record once the job left them. True once exited. */
   async sync(): Promise<boolean> {
@@ -191,7 +197,7 @@ export class JobMirror {
       this.exited = true
       return true
     } catch (e) {
-      this.problem = `remote ${this.jobs.config === undefined ? "" : parseRemote(this.jobs.config).url}: ${e instanceof Error ? e.message : String(e)}`
+      this.problem = `the job's exchange through the remote: ${e instanceof Error ? e.message : String(e)}`
       return false
     }
   }

@@ -188,7 +188,13 @@ export const clusterConfigFields = {
 }
 
 /** The remote jobs exchange through without a shared filesystem: the section's own, else the config's top-level "remote". */
-export const withRemote = (section: { readonly remote?: RemoteConfig | undefined } | undefined, project: object): { remote?: RemoteConfig } => {
+export const withRemote = (
+  section: { readonly remote?: RemoteConfig | undefined; readonly sharedFilesystem?: boolean | undefined; readonly shardJobs?: boolean | undefined } | undefined,
+  project: object
+): { remote?: RemoteConfig } => {
+  if (section?.sharedFilesystem === false && section.shardJobs === true) {
+    throw new Error(`"shardJobs": true needs a shared filesystem (its shard tasks read and write the store); drop one of "shardJobs" and "sharedFilesystem": false`)
+  }
   const remote = section?.remote ?? (project as { readonly remote?: RemoteConfig | undefined }).remote
   return remote === undefined ? {} : { remote }
 }
@@ -505,6 +511,9 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         const node = nodeBinary(options.node)
         // a multi-node step runs its worker through one torchrun per node, not through exec-step
         const gang = remote.implementation.type === "command" ? yield* sync("planning the multi-node launch", () => gangOf(spec, (remote.implementation as { argv: ReadonlyArray<string> }).argv)) : undefined
+        if (gang !== undefined && options.sharedFilesystem === false) {
+          return yield* Effect.fail(new StepExecutionError(spec.step, `${backend.name}: ${spec.step} asks for ${gang.nodes} nodes; multi-node steps need a shared filesystem ("sharedFilesystem": false is set)`))
+        }
         if (gang !== undefined && backend.gangCommand === undefined) {
           return yield* Effect.fail(new StepExecutionError(spec.step, `${backend.name}: ${spec.step} asks for ${gang.nodes} nodes, which the ${backend.name} executor cannot launch`))
         }

@@ -14,7 +14,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, test } from "vitest"
 import type { EngineEvent } from "../../engine/events.ts"
 import { makeSlurmExecutor } from "../../engine/executors/slurm.ts"
-import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
+import { nodeBinary, withRemote } from "../../engine/executors/cluster-executor.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { runRecipe } from "../../engine/run.ts"
 import type { Executor } from "../../engine/spec.ts"
@@ -116,6 +116,12 @@ const runInto = async (store: string, recipe: string, executor: Executor | undef
 }
 
 describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slurm + SeaweedFS)", () => {
+  test("a configuration it cannot honour is refused with one line naming the setting", () => {
+    expect(() => makeSlurmExecutor({ sharedFilesystem: false })).toThrow(/"sharedFilesystem": false needs a remote store/)
+    expect(() => withRemote({ sharedFilesystem: false, shardJobs: true, remote: "s3://b/p" }, {})).toThrow(/"shardJobs": true needs a shared filesystem/)
+    expect(withRemote({ sharedFilesystem: false }, { remote: "s3://top/level" })).toEqual({ remote: "s3://top/level" })
+  })
+
   test("a two-step recipe builds the same artifacts as locally, exchanging inputs, logs and outputs through the remote", async () => {
     const project = path.join(root, "project")
     fs.mkdirSync(path.join(project, "node_modules"), { recursive: true })
