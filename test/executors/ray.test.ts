@@ -16,6 +16,7 @@ import * as path from "node:path"
 import { clusterTestTimeoutMs, jobWaitMs, killTracked, waitFor } from "./cluster-ports.ts"
 import { expectSameArtifacts } from "./recipe-parity.ts"
 import { executorContract } from "./contract.ts"
+import { distributedTrainingTests } from "./dist-training.ts"
 import { rayBinary, rayCluster, rayInstalled, rayStartDeadlineMs } from "./ray-cluster.ts"
 import type { RayCluster } from "./ray-cluster.ts"
 import { projectRoot } from "../../engine/python.ts"
@@ -174,6 +175,8 @@ describe.concurrent("ray", () => {
       expect(fs.readdirSync(path.join(store, "jobs", spec.key))).toEqual(["record.json"])
     })
   })
+
+  distributedTrainingTests("ray", { executor: () => makeRayExecutor(options()) })
 
   executorContract("ray", {
     executor: () => makeRayExecutor(options()),
