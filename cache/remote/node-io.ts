@@ -1,6 +1,6 @@
 /**
  * Step inputs and outputs through the remote, for a step that runs where the driver's store is not
- * mounted (a cluster node with its own disk). Three moves, each usable by any executor:
+ * mounted (a cluster node with its own disk). Four moves:
  *
  *   driver  `ensureUploaded`  before handing a step over: every artifact the step reads is in the remote
  *   node    `stageInputs`     pulls those artifacts into the node's own store (checked, committed) and
@@ -9,9 +9,9 @@
  *                             manifest); returns its hash. No index entry: the driver records the result
  *   driver  `collectOutput`   pulls that hash into the driver's store (skipped when it is already there)
  *
- * The local executor path (a step run against a second store standing in for the node) is tested in
- * test/cache/remote-node.test.ts; /tmp/anneal-notes/remote.md says how the Slurm and Ray executors plug
- * these in.
+ * The Slurm and Ray executors use the node's two through cache/remote/node-job.ts, and do the driver's
+ * through cache/remote/job-channel.ts (which downloads the output into the job's attempt directory, for
+ * the engine to commit as it commits any step's). test/cache/remote.test.ts runs all four with two stores.
  */
 import type { Store } from "../store.ts"
 import type { StepSpec } from "../../engine/spec.ts"
