@@ -13,7 +13,12 @@
  *
  *   npx tsx bench/remote-restore.ts [--mb 1024] [--keep]
  *
- * Last lines: `restore of 2 x N MB: X s (Y MB/s)`, `rebuild of 2 x N MB: X s`, `remote restore vs rebuild: Nx`.
+ * Then the restore's commit alone, in this process, best of 2 alternated: the store rehashing the
+ * downloaded tree (what a restore did before Store.commitVerified) against taking the sha256s the
+ * download computed (what it does now).
+ *
+ * Last lines: `restore commit with download digests vs rehash: Nx`, `restore of 2 x N MB: X s (Y MB/s)`,
+ * `rebuild of 2 x N MB: X s`, `remote restore vs rebuild: Nx`.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -22,6 +27,9 @@ import { parseArgs } from "node:util"
 import { execa } from "execa"
 import { projectRoot } from "../engine/python.ts"
 import { s3Server } from "../test/helpers/s3-server.ts"
+import { RemoteStore } from "../cache/remote/remote-store.ts"
+import { parseRemote } from "../cache/remote/url.ts"
+import { Store } from "../cache/store.ts"
 
 const { values } = parseArgs({ options: { mb: { type: "string", default: "1024" }, keep: { type: "boolean" } } })
 const mb = Number(values.mb)
@@ -102,9 +110,10 @@ try {
     })
     const seconds = (performance.now() - t0) / 1000
     if (r.exitCode !== 0) throw new Error(`run on ${store} failed: ${String(r.stderr).slice(-2000)}`)
-    const events = String(r.stdout).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { event: string; status?: string; ran?: number; cached?: number })
+    const events = String(r.stdout).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { event: string; status?: string; ran?: number; cached?: number; output?: string | null })
     const summary = events.find((e) => e.event === "run")!
-    return { seconds, ran: summary.ran ?? 0, cached: summary.cached ?? 0 }
+    const outputs = events.flatMap((e) => (e.event === "step" && typeof e.output === "string" ? [e.output] : []))
+    return { seconds, ran: summary.ran ?? 0, cached: summary.cached ?? 0, outputs }
   }
   console.log(`remote restore bench: 2 artifacts of ${mb} MB each (model: 1 file; dataset: 16 shards), SeaweedFS on loopback, load ${load()}`)
   const rebuild = await run("rebuild", false)
@@ -115,6 +124,35 @@ try {
   const restore = await run("B", true)
   if (restore.ran !== 0) throw new Error(`store B ran ${restore.ran} steps instead of restoring them`)
   console.log(`restore on store B from the remote:    ${restore.seconds.toFixed(2)} s (cached ${restore.cached}, ran 0), load ${load()}`)
+  // The restore's commit, side by side in this process: the store rehashing what was just downloaded
+  // (as before Store.commitVerified) vs taking the digests the download computed; alternated, best of 2
+  Object.assign(process.env, server.env)
+  const remoteStore = await RemoteStore.open(parseRemote(remote))
+  const best = { rehash: Infinity, verified: Infinity }
+  for (let round = 0; round < 2; round++) {
+    for (const mode of ["rehash", "verified"] as const) {
+      const dirOf = path.join(root, `${mode}-${round}`)
+      const store = Store.open(dirOf)
+      const t0 = performance.now()
+      for (const h of upload.outputs) {
+        if (mode === "verified") {
+          await remoteStore.pull(store, h)
+        } else {
+          const staging = store.newStaging(`bench-${h}`)
+          const { manifest } = await remoteStore.download(h, staging)
+          if ((await store.commit(staging, manifest.kind, {})).hash !== h) throw new Error(`rehash of ${h} differs`)
+        }
+      }
+      best[mode] = Math.min(best[mode], (performance.now() - t0) / 1000)
+      store.close()
+      fs.rmSync(dirOf, { recursive: true, force: true })
+    }
+  }
+  await remoteStore.release()
+  remoteStore.close()
+  console.log(`download + commit, store rehashes:      ${best.rehash.toFixed(2)} s (best of 2), load ${load()}`)
+  console.log(`download + commit with its digests:     ${best.verified.toFixed(2)} s (best of 2)`)
+  console.log(`restore commit with download digests vs rehash: ${(best.rehash / best.verified).toFixed(2)}x`)
   console.log(`restore of 2 x ${mb} MB: ${restore.seconds.toFixed(2)} s (${((2 * mb) / restore.seconds).toFixed(0)} MB/s)`)
   console.log(`rebuild of 2 x ${mb} MB: ${rebuild.seconds.toFixed(2)} s`)
   console.log(`remote restore vs rebuild: ${(rebuild.seconds / restore.seconds).toFixed(2)}x`)
