@@ -92,5 +92,9 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   }
   const { register } = await import("tsx/esm/api")
   register()
+  // tsx turns source maps on for every module, and Node then reads the map of each dependency that
+  // ships one (Effect's ~150 modules: tens of ms at every start). Stack traces and recipe call sites
+  // need only the maps of TypeScript compiled here, which live outside node_modules.
+  if (typeof nodeModule.setSourceMapsSupport === "function") nodeModule.setSourceMapsSupport(true, { nodeModules: false, generatedCode: false })
   await import(develop ? "../cli/main.ts" : "../dist/cli/main.js")
 }

@@ -57,6 +57,17 @@ const rmQuietly = (p: string) => {
 
 let counter = 0
 
+/** A new empty directory at `dir`: one mkdir when nothing is there, else whatever was there is replaced. */
+const makeFreshDir = (dir: string) => {
+  try {
+    fs.mkdirSync(dir)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST" && (e as NodeJS.ErrnoException).code !== "ENOENT") throw e
+    fs.rmSync(dir, { recursive: true, force: true })
+    fs.mkdirSync(dir, { recursive: true })
+  }
+}
+
 export class Store {
   readonly db: CacheDb
   readonly artifactsDir: string
@@ -75,6 +86,8 @@ export class Store {
   /** rehash content instead of trusting stats (run --verify) */
   private deep = false
   private heartbeatTimer: NodeJS.Timeout | undefined
+  /** the session log directories this Store has made */
+  private readonly logDirs = new Set<string>()
   /** artifact rows read ahead in one query (`withPrefetch`), each used by the next check of its hash only */
   private prefetched = new Map<string, ArtifactRecord>()
   /** the commits' fsyncs, shared by commits that flush close together (group commit) */
@@ -273,8 +286,9 @@ export class Store {
   /** A fresh staging directory, named with pid and host so a sweep never judges another host's pid. */
   newStaging(key: string): string {
     const dir = path.join(this.stagingDir, `${key.slice(0, 16)}-${process.pid}-${++counter}@${thisHost()}`)
-    fs.rmSync(dir, { recursive: true, force: true })
-    fs.mkdirSync(dir, { recursive: true })
+    // one mkdir: the name is this process's own (a leftover is only possible from an earlier process
+    // with the same pid, on the same host), and staging/ exists unless someone removed it
+    makeFreshDir(dir)
     return dir
   }
 
@@ -520,7 +534,11 @@ export class Store {
 
   logPath(session: number, step: string): string {
     const dir = path.join(this.logsDir, String(session))
-    fs.mkdirSync(dir, { recursive: true })
+    // made once per session, not once per step (a directory operation is a journal write each)
+    if (!this.logDirs.has(dir)) {
+      fs.mkdirSync(dir, { recursive: true })
+      this.logDirs.add(dir)
+    }
     return path.join(dir, step.replace(/[/:]/g, "_") + ".log")
   }
 

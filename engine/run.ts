@@ -454,7 +454,7 @@ const prepareSpec = (run: Run, step: PlannedStep, key: string, trace: Trace, gra
   const { store, recipeId, graph } = run.project
   at.staging = store.newStaging(key)
   const resumeDir = store.resumeDir(key)
-  fs.mkdirSync(resumeDir, { recursive: true })
+  makeDir(resumeDir)
   const logPath = (at.logPath = store.logPath(run.session, step.id))
   at.runId = store.db.startRun({ session: run.session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus })
   const inputs: Record<string, string | ReadonlyArray<string>> = {}
@@ -580,6 +580,16 @@ const removeResumeDir = (dir: string) => {
     fs.rmdirSync(dir)
   } catch {
     attempt(() => fs.rmSync(dir, { recursive: true, force: true }))
+  }
+}
+
+/** `mkdir -p` in one call when only the last level is missing (the usual case: resume/ exists). */
+const makeDir = (dir: string) => {
+  try {
+    fs.mkdirSync(dir)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST" && fs.statSync(dir).isDirectory()) return
+    fs.mkdirSync(dir, { recursive: true })
   }
 }
 
