@@ -143,15 +143,18 @@ export const requestCacheDir = (store: Store): string => path.join(store.root, "
 const collectRequests = (store: Store, days: number, dry: boolean): RequestsCollected | undefined => {
   const dir = requestCacheDir(store)
   if (!fs.existsSync(dir)) return undefined
-  const live = store.db.liveLocks().find((l) => {
+  const liveGenerate = () => store.db.liveLocks().find((l) => {
     const kind = store.db.lastRunOfKey(l.key)?.kind
     return kind === undefined || kind === "generate" // a lock with no run row yet: it may be one
   })
   const cutoff = Date.now() / 1000 - days * 86400
+  let live = liveGenerate()
   let deleted = 0
   let bytes = 0
   let kept = 0
   for (const shard of safeReaddir(dir)) {
+    // asked again per shard: a generate step that starts while gc walks stops the deleting there
+    if (live === undefined) live = liveGenerate()
     const sub = path.join(dir, shard)
     for (const name of safeReaddir(sub)) {
       const file = path.join(sub, name)

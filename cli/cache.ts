@@ -75,9 +75,11 @@ const gc = (store: Store, v: Record<string, unknown>): number => {
   for (const d of r.deleted) out(`${verb} ${d.hash.slice(0, 16)}  ${d.kind.padEnd(9)}  ${formatBytes(d.bytes).padStart(7)}  (${d.why})`)
   for (const c of r.checkpoints) out(`${verb} checkpoint ${c.key.slice(0, 16)}  ${formatBytes(c.bytes).padStart(7)}  (${c.state === "finished" ? "its key has finished" : `idle since ${when(c.writtenAt)}`})`)
   if (rq !== undefined) {
-    out(rq.skipped !== undefined
+    out(rq.skipped === undefined
+      ? `request cache: ${verb} ${rq.deleted} entries unused for --request-days (${formatBytes(rq.bytes)}), kept ${rq.kept}`
+      : rq.deleted === 0
       ? `request cache: kept all ${rq.kept} entries (${rq.skipped})`
-      : `request cache: ${verb} ${rq.deleted} entries unused for --request-days (${formatBytes(rq.bytes)}), kept ${rq.kept}`)
+      : `request cache: ${verb} ${rq.deleted} entries unused for --request-days (${formatBytes(rq.bytes)}), then kept the other ${rq.kept} (${rq.skipped})`)
   }
   out(`${verb} ${r.deleted.length} artifacts and ${r.checkpoints.length} checkpoints (${formatBytes(r.freedBytes)}), kept ${r.kept}${r.leased > 0 ? ` (${r.leased} only because a live run uses them)` : ""}`)
   return 0
