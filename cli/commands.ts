@@ -15,6 +15,7 @@ import { describePlacement, loadProjectConfig } from "../engine/executor-config.
 import type { ProjectConfig } from "../engine/executor-config.ts"
 import type { RemoteConfig } from "../cache/remote/url.ts"
 import { requestOf } from "../engine/scheduler.ts"
+import { describeDistribution, distributionPlan } from "../steps/train/torchrun.ts"
 import { graphFormats, renderPlan, renderPlanGraph } from "./render/plan.ts"
 import type { GraphFormat } from "./render/plan.ts"
 import { colorEnabled } from "./render/paint.ts"
@@ -151,16 +152,32 @@ const plan: Command = {
       const remote = await remoteFor(v, where.config)
       const { sources, warnings } = planned
       const entries = remote === undefined ? planned.entries : await (await import("../cache/remote/plan.ts")).withRemote(planned.entries, remote, project, steps, force)
+      /** a training step on more than one process: its per-node split, rendezvous and strategy */
+      const distributed = (id: string) => {
+        const step = project.graph.byId.get(id)!
+        const r = typeof step.def.resources === "function" ? step.def.resources(step.decoded) : step.def.resources
+        const split = r as { nodes?: unknown; processesPerNode?: unknown } | undefined
+        if (typeof split?.nodes !== "number" || typeof split.processesPerNode !== "number") return undefined
+        const strategy = (step.decoded as { strategy?: unknown } | undefined)?.strategy
+        return distributionPlan(where.name, { nodes: split.nodes, processesPerNode: split.processesPerNode, strategy })
+      }
       const placement = (id: string) => {
         const step = project.graph.byId.get(id)!
-        return describePlacement(where.name, where.config, id, step.def.kind, requestOf(step))
+        const request = requestOf(step)
+        const d = distributed(id)
+        // a multi-node step's job asks for each node's share (cluster-executor.ts resourcesOf)
+        const perNode = d !== undefined && d.nodes > 1
+          ? { gpus: Math.ceil(request.gpus / d.nodes), cpus: Math.ceil(request.cpus / d.nodes), memoryGb: (request.memoryGb ?? 0) / d.nodes, nodes: d.nodes }
+          : request
+        return describePlacement(where.name, where.config, id, step.def.kind, perNode)
       }
       if (format !== undefined) {
         process.stdout.write(renderPlanGraph(entries, format))
       } else if (v.json === true) {
         for (const [p, hash] of sources) process.stdout.write(JSON.stringify({ event: "source", path: p, hash }) + "\n")
         for (const e of entries) {
-          process.stdout.write(JSON.stringify({ event: "plan", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs, key: e.key ?? null, where: placement(e.step) }) + "\n")
+          const d = distributed(e.step)
+          process.stdout.write(JSON.stringify({ event: "plan", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs, key: e.key ?? null, where: placement(e.step), ...(d !== undefined ? { distributed: d } : {}) }) + "\n")
         }
       } else {
         for (const w of warnings) process.stderr.write(`warning: ${w}\n`)
@@ -169,6 +186,11 @@ const plan: Command = {
           process.stdout.write(`\nwhere steps would run (${where.name}):\n`)
           for (const e of entries) if (e.status !== "cached") process.stdout.write(`  ${e.step}: ${placement(e.step)}\n`)
         }
+        const gangs = entries.flatMap((e) => {
+          const d = e.status !== "cached" ? distributed(e.step) : undefined
+          return d !== undefined ? [`  ${e.step}: ${describeDistribution(d)}\n`] : []
+        })
+        if (gangs.length > 0) process.stdout.write(`\ndistributed training (${where.name}):\n${gangs.join("")}`)
       }
       return 0
     } finally {

@@ -84,3 +84,61 @@ export const torchrunArgv = (l: TorchrunLaunch): ReadonlyArray<string> => {
   const id = l.runId === undefined ? [] : ["--rdzv-id", l.runId]
   return [l.python, "-m", "torch.distributed.run", ...rendezvous, ...id, ...common, l.script, ...l.args]
 }
+
+/** How `anneal plan` shows a distributed training step: the per-node split, the rendezvous and the strategy. */
+export interface DistributionPlan {
+  readonly nodes: number
+  readonly processesPerNode: number
+  readonly worldSize: number
+  readonly strategy: string
+  /** where the processes meet (torchrun's rendezvous) under this executor */
+  readonly rendezvous: string
+  /** how each node's torchrun is started */
+  readonly launch: string
+}
+
+const rendezvousOf = (executor: string, nodes: number): { rendezvous: string; launch: string } => {
+  if (nodes === 1) {
+    return {
+      rendezvous: "c10d on 127.0.0.1, a port the kernel picks",
+      launch: executor === "local" ? "torchrun on this machine" : "torchrun inside the step's job"
+    }
+  }
+  switch (executor) {
+    case "slurm":
+      return {
+        rendezvous: "static on node 0 (its NodeAddr, port 20000 + job id % 20000)",
+        launch: `srun: one task per node (--nodes=${nodes} --ntasks-per-node=1), each running torchrun with its node rank`
+      }
+    case "ray":
+      return {
+        rendezvous: "static on bundle 0's node (its IP, a port free there)",
+        launch: `a placement group of ${nodes} bundles, one actor per bundle running torchrun with its node rank`
+      }
+    default:
+      return { rendezvous: "none: the local executor refuses more than one node", launch: "needs the slurm or ray executor" }
+  }
+}
+
+/**
+ * The plan of a training step that runs more than one process, or undefined for one process. `nodes`
+ * and `processesPerNode` as trainingResources gives them (steps/train/common.ts).
+ */
+export const distributionPlan = (
+  executor: string,
+  d: { readonly nodes: number; readonly processesPerNode: number; readonly strategy?: unknown }
+): DistributionPlan | undefined => {
+  if (d.nodes * d.processesPerNode <= 1) return undefined
+  return {
+    nodes: d.nodes,
+    processesPerNode: d.processesPerNode,
+    worldSize: d.nodes * d.processesPerNode,
+    strategy: typeof d.strategy === "string" ? d.strategy : "ddp",
+    ...rendezvousOf(executor, d.nodes)
+  }
+}
+
+/** One line for the plan's text: "2 nodes x 8 processes (world 16), strategy fsdp; srun: ...; rendezvous ...". */
+export const describeDistribution = (p: DistributionPlan): string =>
+  `${p.nodes} node${p.nodes === 1 ? "" : "s"} x ${p.processesPerNode} process${p.processesPerNode === 1 ? "" : "es"} ` +
+  `(world ${p.worldSize}), strategy ${p.strategy}; ${p.launch}; rendezvous ${p.rendezvous}`

@@ -15,14 +15,15 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { ResultPromise } from "execa"
+import { execa, type ResultPromise } from "execa"
 import { beforeAll, describe, expect, it } from "vitest"
 import { pretrain, sftLora, tokenize, torchrunArgv } from "../../../steps/train/index.ts"
 import { trainingResources } from "../../../steps/train/common.ts"
 import { torchrunFailure } from "../../../engine/executors/local.ts"
-import { pythonExecutable } from "../../../engine/python.ts"
+import { projectRoot, pythonExecutable } from "../../../engine/python.ts"
+import { nodeBinary } from "../../../engine/executors/cluster-executor.ts"
 import { makeWarmWorkers } from "../../../engine/warm-workers.ts"
-import { makeFixtures, modelTools, runWorker, tempDir } from "./helpers.ts"
+import { here, makeFixtures, modelTools, runWorker, tempDir } from "./helpers.ts"
 
 let fx: string
 beforeAll(async () => {
@@ -236,6 +237,29 @@ traceback : Signal 9 (SIGKILL) received by PID 4242
     expect(argv.slice(-1)).toEqual(["s.json"])
     expect(argv.join(" ")).not.toMatch(/torch\.distributed\.run|torchrun/)
   })
+
+  it("anneal plan shows a distributed step's per-node split, launch, rendezvous and strategy (text and --json)", async () => {
+    const dir = tempDir("anneal-plan-multinode-")
+    fs.writeFileSync(path.join(dir, "anneal.config.json"), JSON.stringify({ slurm: { partition: "gpu", gpuType: "h100" } }))
+    const recipe = path.join(dir, "recipe.ts")
+    fs.writeFileSync(recipe, `export { default } from ${JSON.stringify(path.join(here, "fixtures", "multinode-recipe.ts"))}\n`)
+    const plan = (...args: Array<string>) =>
+      execa(nodeBinary(), [path.join(projectRoot, "bin", "anneal.js"), "plan", recipe, ...args, "--store", path.join(dir, ".anneal")], {
+        cwd: dir, reject: false, stdin: "ignore", env: { ANNEAL_SFT_FIXTURES: fx }
+      })
+    const [text, json, ray] = await Promise.all([plan("--executor", "slurm"), plan("--executor", "slurm", "--json"), plan("--executor", "ray")])
+    expect(text.exitCode, text.stderr).toBe(0)
+    // the job asks for each node's share, as the submission does: 2 nodes, one task each, 4 GPUs per node
+    expect(text.stdout).toMatch(/^ {2}sft-2x4: slurm: sbatch --requeue --nodes=2 --ntasks-per-node=1 --cpus-per-task=4 --mem-per-cpu=\d+M --gpus-per-node=h100:4 --partition=gpu /m)
+    expect(text.stdout).toContain("\ndistributed training (slurm):\n")
+    expect(text.stdout).toMatch(/^ {2}sft-2x4: 2 nodes x 4 processes \(world 8\), strategy fsdp; srun: one task per node \(--nodes=2 --ntasks-per-node=1\), each running torchrun with its node rank; rendezvous static on node 0 /m)
+    expect(text.stdout).toMatch(/^ {2}sft-cpu2: 1 node x 2 processes \(world 2\), strategy ddp; torchrun inside the step's job; rendezvous c10d on 127\.0\.0\.1/m)
+    const rows = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, any>).filter((r) => r.event === "plan")
+    expect(rows.find((r) => r.step === "sft-2x4")?.distributed).toMatchObject({ nodes: 2, processesPerNode: 4, worldSize: 8, strategy: "fsdp" })
+    expect(rows.find((r) => r.step === "sft-2x4")?.where).toMatch(/--nodes=2 --ntasks-per-node=1/)
+    expect(ray.stdout).toMatch(/^ {2}sft-2x4: ray: 4 GPU, 4 CPU/m)
+    expect(ray.stdout).toMatch(/^ {2}sft-2x4: 2 nodes x 4 processes \(world 8\), strategy fsdp; a placement group of 2 bundles, one actor per bundle/m)
+  }, 120_000)
 
   it("deepspeed: the generated ZeRO config, a passthrough config, and a clear refusal without CUDA", async () => {
     const inputs = { data: path.join(fx, "text"), tokenizer: path.join(fx, "tokenizer") }
