@@ -87,6 +87,20 @@ def test_deepspeed_without_cuda_fails_with_one_line(capsys):
     assert "sft: strategy deepspeed needs CUDA GPUs" in capsys.readouterr().err
 
 
+def test_deepspeed_on_cuda_hands_the_trainer_its_config(monkeypatch):
+    # what a GPU machine gets (CUDA faked: this machine has none): the ZeRO config as the Trainer's
+    # `deepspeed` argument, the user's own config as it is, on one process too
+    import anneal_worker.distributed as distributed
+
+    monkeypatch.setattr(distributed, "on_gpu", lambda worker: True)
+    for world in ("1", "2"):
+        monkeypatch.setenv("WORLD_SIZE", world)
+        assert strategy_args("sft", cfg(strategy="deepspeed", deepspeed_stage=3), FakeWorker([0])) == \
+            {"deepspeed": deepspeed_config(cfg(strategy="deepspeed", deepspeed_stage=3))}
+    mine = {"zero_optimization": {"stage": 2}}
+    assert strategy_args("sft", cfg(strategy="deepspeed", deepspeed_config=mine), FakeWorker([0]))["deepspeed"] is mine
+
+
 def test_bad_strategy_combinations_fail_with_one_line(capsys):
     with pytest.raises(SystemExit):
         check_strategy("sft", cfg(strategy="fsdp"), lora=True, worker=FakeWorker([]))
