@@ -11,7 +11,8 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { generate } from "../../../steps/generate/index.ts"
 import { cli, tempProject } from "../../helpers/project.ts"
-import { makeFixtures, python, runWorker, tempDir, type WorkerRun } from "../train/helpers.ts"
+import { runWorker, tempDir, type WorkerRun } from "../train/helpers.ts"
+import { fixtureGguf } from "./gguf.ts"
 
 type Fault = "429" | "500" | "hang" | "forward"
 
@@ -135,9 +136,7 @@ describe.skipIf(llamaCpp === undefined)("llama.cpp's llama-server on a GGUF of t
   let server: { url: string; stop: () => Promise<void> } | undefined
   let proxy: Awaited<ReturnType<typeof startProxy>> | undefined
   beforeAll(async () => {
-    const fx = await makeFixtures()
-    const gguf = path.join(tempDir("anneal-generate-gguf-"), "tiny.gguf")
-    await python([path.join(import.meta.dirname, "to_gguf.py"), path.join(llamaCpp!.dir, "src"), path.join(fx, "base"), gguf])
+    const gguf = path.join(await fixtureGguf(llamaCpp!.dir), "model.gguf")
     const { startLlamaServer } = await import("../../../engine/components/llama-server.ts")
     server = await startLlamaServer({ model: gguf, ctxSize: 256, parallel: 1, alias: "tiny", threads: 1 })
     proxy = await startProxy(server.url)
