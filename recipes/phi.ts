@@ -12,6 +12,8 @@
  * seed-topic generator); at full scale it is a strong instruction model (phi-1.5's data came from
  * GPT-3.5), reached through `backend: "openai"` (any OpenAI-compatible server: vLLM, TGI, llama.cpp's
  * server, a hosted API with `apiKeyEnv`) or `backend: "vllm"` on local GPUs. See docs/generate.md.
+ * recipes/closed-loop.ts is the same chain with the teacher quantized to GGUF and served by llama.cpp's
+ * server, which its generate step starts itself (`backend: "llama-server"`).
  *
  * Scaling up to the paper (on GPUs, remove --allow-cpu): phi-1.5 is 1.3B params, 24 layers, hidden 2048,
  * MLP 8192, 32 heads x 64 dims, rotary on 32 of them (partialRotaryFactor 0.5), context 2048, a
