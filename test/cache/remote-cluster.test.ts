@@ -6,7 +6,8 @@
  * job that read an input from, or wrote its output into, the driver's store would fail. A two-step recipe
  * (the second reads the first's artifact) must build the same artifacts as a local run, with the inputs
  * downloaded into the node's scratch store, the worker's log lines reaching the driver through the remote,
- * and nothing of the job's exchange left in the remote afterwards.
+ * and nothing of the job's exchange left in the remote afterwards; a job killed -9 on its node keeps
+ * nothing, and a rerun runs only the step it was running.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -21,7 +22,7 @@ import type { Executor } from "../../engine/spec.ts"
 import { annealIndex } from "../helpers/project.ts"
 import { s3Server, weedInstalled } from "../helpers/s3-server.ts"
 import type { S3Server } from "../helpers/s3-server.ts"
-import { clusterTestTimeoutMs, killTracked } from "../executors/cluster-ports.ts"
+import { clusterTestTimeoutMs, jobWaitMs, killTracked, waitFor } from "../executors/cluster-ports.ts"
 import { slurmCluster, slurmInstalled, slurmStartDeadlineMs } from "../executors/slurm-cluster.ts"
 import type { SlurmCluster } from "../executors/slurm-cluster.ts"
 
@@ -45,11 +46,16 @@ const make = defineStep({
 
 const use = defineStep({
   kind: "nofs-use", version: 1,
-  params: Schema.Struct({}),
+  params: Schema.Struct({ waitFor: Schema.String }),
+  executionOnly: ["waitFor"],
   inputs: { parts: Port.files() }, output: Port.files(),
-  run: (ctx) => {
+  run: async (ctx) => {
     // where the step found its input and wrote its output: the test checks these are the node's
     ctx.log("paths " + JSON.stringify({ input: ctx.inputs.parts, output: ctx.output }))
+    while (ctx.params.waitFor !== "" && !fs.existsSync(ctx.params.waitFor)) {
+      if (ctx.signal.aborted) throw new Error("interrupted")
+      await new Promise((ok) => setTimeout(ok, 100))
+    }
     let n = 0
     let bytes = 0
     const walk = (d: string) => {
@@ -65,7 +71,7 @@ const use = defineStep({
 
 export default recipe("nofs", () => {
   const parts = make({ data: source.files("data.txt") }, { files: 12 }, { id: "make" })
-  use({ parts }, {}, { id: "use" })
+  use({ parts }, { waitFor: WAIT_FOR }, { id: "use" })
 })
 `
 
@@ -109,12 +115,33 @@ const stepLogs = (store: string): string => {
     .join("\n")
 }
 
-const runInto = async (store: string, recipe: string, executor: Executor | undefined) => {
-  const events: Array<EngineEvent> = []
+const runInto = async (store: string, recipe: string, executor: Executor | undefined, events: Array<EngineEvent> = []) => {
   const summary = await runRecipe({ recipe, store, executor, jobs: 2, reporter: { emit: (e) => events.push(e) }, fresh: true })
   return { summary, events, outputs: Object.fromEntries(summary.outputs) }
 }
 
+/** A project with the recipe; `use` waits for the file `waitFor` when one is named. */
+const makeProject = (name: string, waitFor = ""): string => {
+  const project = path.join(root, name)
+  fs.mkdirSync(path.join(project, "node_modules"), { recursive: true })
+  fs.writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "t", type: "module", private: true }))
+  fs.symlinkSync(projectRoot, path.join(project, "node_modules", "anneal"))
+  fs.writeFileSync(path.join(project, "data.txt"), "no shared filesystem\n")
+  fs.writeFileSync(path.join(project, "recipe.ts"), recipeText.replace("WAIT_FOR", JSON.stringify(waitFor)))
+  return path.join(project, "recipe.ts")
+}
+
+/** Live processes whose command line holds `mark` (this test's own scratch path: nothing else has it). */
+const processesWith = (mark: string): Array<number> =>
+  fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+    try {
+      return fs.readFileSync(`/proc/${d}/cmdline`, "utf8").includes(mark) ? [Number(d)] : []
+    } catch {
+      return []
+    }
+  })
+
+// the tests at once: most of a job's time is waiting for Slurm, and overlapping those waits keeps this file short
 describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slurm + SeaweedFS)", () => {
   test("a configuration it cannot honour is refused with one line naming the setting", () => {
     expect(() => makeSlurmExecutor({ sharedFilesystem: false })).toThrow(/"sharedFilesystem": false needs a remote store/)
@@ -122,15 +149,8 @@ describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slu
     expect(withRemote({ sharedFilesystem: false }, { remote: "s3://top/level" })).toEqual({ remote: "s3://top/level" })
   })
 
-  test("a two-step recipe builds the same artifacts as locally, exchanging inputs, logs and outputs through the remote", async () => {
-    const project = path.join(root, "project")
-    fs.mkdirSync(path.join(project, "node_modules"), { recursive: true })
-    fs.writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "t", type: "module", private: true }))
-    fs.symlinkSync(projectRoot, path.join(project, "node_modules", "anneal"))
-    fs.writeFileSync(path.join(project, "data.txt"), "no shared filesystem\n")
-    const recipe = path.join(project, "recipe.ts")
-    fs.writeFileSync(recipe, recipeText)
-
+  test.concurrent("a two-step recipe builds the same artifacts as locally, exchanging inputs, logs and outputs through the remote", async () => {
+    const recipe = makeProject("project")
     const bucket = `anneal-nofs-${process.pid}`
     await server.createBucket(bucket)
     const driverStore = path.join(root, "driver-store")
@@ -169,5 +189,45 @@ describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slu
     expect(await client.list("shared/jobs/")).toEqual([])
     // and the driver's artifacts hash to their names (restored from the remote, committed here)
     for (const h of Object.values(remote.outputs)) expect(fs.existsSync(path.join(driverStore, "artifacts", h))).toBe(true)
+  }, clusterTestTimeoutMs)
+
+  test.concurrent("a job killed -9 on its node mid-step: the step fails with nothing half-kept, and a rerun runs only that step", async () => {
+    const gate = path.join(root, "kill-gate")
+    const recipe = makeProject("project-kill", gate)
+    const bucket = `anneal-nofs-kill-${process.pid}`
+    await server.createBucket(bucket)
+    const driverStore = path.join(root, "driver-store-kill")
+    fs.mkdirSync(driverStore)
+    const scratch = path.join(root, "node-scratch-kill")
+    const executor = () => makeSlurmExecutor({
+      slurmConf: cluster.slurmConf,
+      pollSeconds: 0.5,
+      sharedFilesystem: false,
+      remote: `s3://${bucket}/shared`,
+      scratchDir: scratch,
+      node: nodeWithout(driverStore),
+      retry: { maxRetries: 0 }
+    })
+    const events: Array<EngineEvent> = []
+    const first = runInto(driverStore, recipe, executor(), events)
+    // `use` is running on the node (its log line came through the remote) and waits at the gate
+    await waitFor("the use step to run on the node", () => (events.some((e) => e.event === "log" && e.step === "use" && e.message.startsWith("paths ")) ? true : undefined), jobWaitMs)
+    const jobs = processesWith(scratch).filter((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("node-job"))
+    expect(jobs.length).toBeGreaterThan(0)
+    for (const pid of jobs) process.kill(pid, "SIGKILL")
+    const failed = await first
+    expect(failed.summary.exitCode).toBe(1)
+    const statusOf = (evs: ReadonlyArray<EngineEvent>) => Object.fromEntries(evs.flatMap((e) => (e.event === "step" ? [[e.step, e.status]] : [])))
+    expect(statusOf(failed.events)).toEqual({ make: "ran", use: "failed" })
+    // nothing of the killed attempt is kept: no job objects in the remote, only make's artifact here
+    expect(await server.client(bucket).list("shared/jobs/")).toEqual([])
+    expect(fs.readdirSync(path.join(driverStore, "artifacts")).filter((n) => /^[0-9a-f]{64}$/.test(n))).toEqual([failed.outputs.make])
+
+    fs.writeFileSync(gate, "go")
+    const again = await runInto(driverStore, recipe, executor())
+    expect(again.summary.exitCode, stepLogs(driverStore)).toBe(0)
+    expect(statusOf(again.events)).toEqual({ make: "cached", use: "ran" })
+    const local = await runInto(path.join(root, "local-store-kill"), recipe, undefined)
+    expect(again.outputs).toEqual(local.outputs)
   }, clusterTestTimeoutMs)
 })
