@@ -42,6 +42,14 @@ class Batcher {
   private seq = 0
   constructor(private readonly remote: RemoteStore, private readonly file: string, private readonly prefix: string) {}
 
+  /**
+   * Numbers continue after the batches already there: a job the cluster requeued runs this again under
+   * the same attempt, and the driver, which has read the first run's batches, reads on from there.
+   */
+  async start(): Promise<void> {
+    this.seq = (await this.remote.s3.list(this.prefix)).length
+  }
+
   async flush(): Promise<void> {
     let size: number
     try {
@@ -92,6 +100,7 @@ const main = async (): Promise<number> => {
   const job = moved(orders.job) as RunnerJob
   const events = new Batcher(remote, job.events, `${prefix}events/`)
   const log = new Batcher(remote, job.log, `${prefix}log/`)
+  await Promise.all([events.start(), log.start()])
   try {
     let spec = moved(orders.spec)
     spec = { ...spec, resumeDir: store.resumeDir(orders.key) }
