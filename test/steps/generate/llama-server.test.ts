@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { generate } from "../../../steps/generate/index.ts"
 import { runWorker, tempDir } from "../train/helpers.ts"
 import { fixtureGguf } from "./gguf.ts"
@@ -42,6 +42,10 @@ describe.skipIf(llamaCpp === undefined)("generate with backend llama-server", ()
     gguf = path.join(model, "model.gguf")
     fs.linkSync(path.join(await fixtureGguf(llamaCpp!.dir), "model.gguf"), gguf)
   }, 600_000)
+  afterAll(() => {
+    // a server this file's steps left behind (only if a test failed): stop it
+    for (const pid of gguf ? serversOf(gguf) : []) process.kill(pid, "SIGKILL")
+  })
 
   const params = (extra: Record<string, unknown> = {}) => ({
     backend: "llama-server", api: "completions", topics: ["the sky", "an apple", "grass", "snow"], perTopic: 1,
