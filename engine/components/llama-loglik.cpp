@@ -5,7 +5,9 @@
 // built from) and answers JSON-lines requests on stdin, one JSON line on stdout each:
 //
 //   {"op":"info"}              -> {"n_ctx", "n_ctx_train", "n_vocab", "bos", "eos", "add_bos", "bos_text"}
-//   {"op":"tokenize","text":S,"add_special":B}      -> {"tokens":[...]}   (the GGUF's own tokenizer)
+//   {"op":"tokenize","text":S,"add_special":B}      -> {"tokens":[...]}   (the GGUF's own tokenizer; special
+//                                                      tokens written in the text are parsed, as HF tokenizers do)
+//   {"op":"detokenize","tokens":[ids]}              -> {"text":S}
 //   {"op":"loglik","context":[ids],"continuation":[ids]}
 //                                                   -> {"logprob": sum of log p(continuation | context),
 //                                                       "greedy": every continuation token is the argmax,
@@ -185,14 +187,27 @@ struct Scorer {
         std::string text = req["text"].get<std::string>();
         bool add_special = req.value("add_special", true);
         std::vector<llama_token> out(text.size() + 8);
-        int n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out.data(), (int32_t) out.size(), add_special, false);
+        int n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out.data(), (int32_t) out.size(), add_special, true);
         if (n < 0) {
             out.resize((size_t) -n);
-            n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out.data(), (int32_t) out.size(), add_special, false);
+            n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out.data(), (int32_t) out.size(), add_special, true);
         }
         if (n < 0) throw std::runtime_error("tokenization failed");
         out.resize((size_t) n);
         return {{"tokens", out}};
+    }
+
+    json detokenize(const json & req) const {
+        std::vector<llama_token> tokens = ids(req, "tokens");
+        std::string text(tokens.size() * 8 + 16, '\0');
+        int n = llama_detokenize(vocab, tokens.data(), (int32_t) tokens.size(), text.data(), (int32_t) text.size(), false, true);
+        if (n < 0) {
+            text.resize((size_t) -n);
+            n = llama_detokenize(vocab, tokens.data(), (int32_t) tokens.size(), text.data(), (int32_t) text.size(), false, true);
+        }
+        if (n < 0) throw std::runtime_error("detokenization failed");
+        text.resize((size_t) n);
+        return {{"text", text}};
     }
 
     json info() const {
@@ -257,8 +272,9 @@ int main(int argc, char ** argv) {
             if (op == "loglik") reply = s.loglik(req);
             else if (op == "generate") reply = s.generate(req);
             else if (op == "tokenize") reply = s.tokenize(req);
+            else if (op == "detokenize") reply = s.detokenize(req);
             else if (op == "info") reply = s.info();
-            else reply = {{"error", "unknown op \"" + op + "\" (loglik, generate, tokenize, info)"}};
+            else reply = {{"error", "unknown op \"" + op + "\" (loglik, generate, tokenize, detokenize, info)"}};
         } catch (const std::exception & e) {
             reply = {{"error", e.what()}};
         }

@@ -99,9 +99,10 @@ class LlamaCppLM(TemplateLM):
             add = False  # the string carries its BOS already
         return list(self._ask({"op": "tokenize", "text": string, "add_special": add})["tokens"])
 
-    def tok_decode(self, tokens: list[int]) -> str:
-        # only used for the BOS text above; llama-loglik's generate returns text itself
-        return "" if not tokens else self.info.get("bos_text", "")
+    def tok_decode(self, tokens: list[int], **kwargs) -> str:
+        if list(tokens) == [self._prefix] and "bos_text" in self.info:
+            return str(self.info["bos_text"])
+        return str(self._ask({"op": "detokenize", "tokens": list(tokens)})["text"])
 
     def _score(self, context: list[int], continuation: list[int]) -> tuple[float, bool]:
         # keep the last n_ctx + 1 tokens (the last one is only predicted), as the harness's HF model does

@@ -1,5 +1,5 @@
 """What the eval step's llama.cpp model (steps/train/eval/llama_lm.py) answers for a GGUF, as JSON on
-stdout: a greedy generation stopped at a string, a rolling log-likelihood and the same text's
+stdout: a greedy generation stopped at a string, a text tokenized and decoded back, a rolling log-likelihood and the same text's
 log-likelihood scored as one continuation after the BOS token (the two must agree while the text fits
 the context window), and the error a bad request gets.
 
@@ -25,12 +25,13 @@ def main(tool: str, gguf: str, prompt: str) -> None:
         rolling = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)])[0]
         tokens = lm.tok_encode(text, add_special_tokens=False)
         whole = lm._loglikelihood_tokens([(None, [lm.prefix_token_id], tokens)])[0][0]
+        decoded = lm.tok_decode(tokens)
         try:
             lm._loglikelihood_tokens([(None, [lm.prefix_token_id], [10 ** 9])])
             bad = None
         except LlamaCppError as e:
             bad = str(e)
-        print(json.dumps({"generated": gen, "rolling": rolling, "whole": whole, "bad": bad}))
+        print(json.dumps({"generated": gen, "rolling": rolling, "whole": whole, "text": text, "decoded": decoded, "bad": bad}))
     finally:
         lm.close()
 

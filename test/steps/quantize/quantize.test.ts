@@ -254,6 +254,7 @@ describe("eval scores GGUF models with llama.cpp", () => {
     }
     expect(got.rolling).toBeLessThan(0)
     expect(got.rolling).toBeCloseTo(got.whole, 4)
+    expect(got.decoded).toBe(got.text)
     expect(got.bad).toMatch(/token id outside the vocabulary/)
   }, 600_000)
 
