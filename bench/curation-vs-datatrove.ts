@@ -23,6 +23,7 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as readline from "node:readline"
 import * as zlib from "node:zlib"
 import { parseArgs } from "node:util"
 import { execa } from "execa"
@@ -51,26 +52,33 @@ if (values.child !== undefined) {
   const workers = Number(values.child)
   const fanout = { workers, tasks: Math.max(8, workers) }
   const stages: Record<string, number> = {}
+  const stageRss: Record<string, number> = {}
   const t0 = performance.now()
   let t = t0
+  // the driver's peak RSS per stage (worker processes have their own, which /usr/bin/time reports)
+  let peak = 0
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 100)
   const lap = (name: string) => {
     const now = performance.now()
     stages[name] = (now - t) / 1000
+    stageRss[name] = Math.round(Math.max(peak, process.memoryUsage().rss) / 1e6)
+    peak = 0
     t = now
   }
-  const c = await runStep(clean, { data: values.corpus! }, { fields: ["text"], gopher: {}, ...fanout })
+  const c = await runStep(clean, { data: values.corpus! }, { fields: ["text"], gopher: {}, ...fanout }, { rows: false })
   lap("clean")
-  const d = await runStep(dedup, { data: dataFile(c.output) }, { method: "minhash", keep: "first", fields: ["text"], ...fanout })
+  const d = await runStep(dedup, { data: dataFile(c.output) }, { method: "minhash", keep: "first", fields: ["text"], ...fanout }, { rows: false })
   lap("minhash dedup")
-  const x = await runStep(decontaminate, { data: dataFile(d.output), benchmarks: [values.bench!] }, { fields: ["text"], ...fanout })
+  const x = await runStep(decontaminate, { data: dataFile(d.output), benchmarks: [values.bench!] }, { fields: ["text"], ...fanout }, { rows: false })
   lap("decontaminate")
-  const kept = fs
-    .readFileSync(dataFile(x.output), "utf8")
-    .split("\n")
-    .filter((l) => l.length > 0)
-    .map((l) => (JSON.parse(l) as { id: string }).id)
+  // the kept ids, streamed (reading the whole output at once would count in the peak RSS measured)
+  const kept: Array<string> = []
+  for await (const line of readline.createInterface({ input: fs.createReadStream(dataFile(x.output)) })) {
+    if (line.length > 0) kept.push((JSON.parse(line) as { id: string }).id)
+  }
   fs.writeFileSync(values.out!, kept.join("\n") + "\n")
-  console.log(JSON.stringify({ seconds: (performance.now() - t0) / 1000, stages, kept: kept.length }))
+  clearInterval(sampler)
+  console.log(JSON.stringify({ seconds: (performance.now() - t0) / 1000, stages, stageRss, kept: kept.length }))
   process.exit(0)
 }
 
@@ -218,16 +226,18 @@ console.log(`machine: ${os.availableParallelism()} cores, load ${os.loadavg()[0]
 interface Run {
   readonly seconds: number
   readonly stages: Record<string, number>
+  /** the driver's peak RSS per stage, MB (anneal only) */
+  readonly stageRss?: Record<string, number>
   readonly kept: Set<string>
   readonly rssMb: number
 }
 const timed = async (cmd: string, args: Array<string>, env: Record<string, string>, keptFile: string): Promise<Run> => {
   const rssFile = path.join(work, "rss-" + path.basename(keptFile))
   const res = await execa("/usr/bin/time", ["-f", "%M", "-o", rssFile, cmd, ...args], { env: { ...process.env, ...env } })
-  const out = JSON.parse(res.stdout.trim().split("\n").pop()!) as { seconds: number; stages: Record<string, number> }
+  const out = JSON.parse(res.stdout.trim().split("\n").pop()!) as { seconds: number; stages: Record<string, number>; stageRss?: Record<string, number> }
   const kept = new Set(fs.readFileSync(keptFile, "utf8").split("\n").filter((l) => l.length > 0))
   const rssMb = Number(fs.readFileSync(rssFile, "utf8").trim().split("\n").pop()) / 1024
-  return { seconds: out.seconds, stages: out.stages, kept, rssMb }
+  return { seconds: out.seconds, stages: out.stages, ...(out.stageRss === undefined ? {} : { stageRss: out.stageRss }), kept, rssMb }
 }
 const node = process.execPath
 const annealRun = (w: number) => {
@@ -247,7 +257,7 @@ for (const [name, x] of [["anneal, 1 process", a1], [`anneal, ${workers} workers
   row(name, x.seconds.toFixed(1), fmt(n / x.seconds), `${x.rssMb.toFixed(0)} MB`, fmt(x.kept.size))
 }
 for (const [name, x] of [["anneal 1", a1], [`anneal ${workers}`, aN], ["datatrove", dt]] as const) {
-  console.log(`  ${name} stages: ${Object.entries(x.stages).map(([k, s]) => `${k} ${s.toFixed(1)} s`).join(", ")}`)
+  console.log(`  ${name} stages: ${Object.entries(x.stages).map(([k, s]) => `${k} ${s.toFixed(1)} s${x.stageRss?.[k] === undefined ? "" : ` (driver peak RSS ${x.stageRss[k]} MB)`}`).join(", ")}`)
 }
 const same = a1.kept.size === aN.kept.size && [...a1.kept].every((i) => aN.kept.has(i))
 console.log(`anneal 1 process vs ${workers} workers: ${same ? "identical" : "DIFFERENT"} kept sets`)

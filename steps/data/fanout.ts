@@ -142,7 +142,9 @@ export const shardCommand = (...specFiles: ReadonlyArray<string>): { readonly no
   const loader = mainScript.endsWith(".ts")
     ? ["--import", pathToFileURL(path.join(path.dirname(require.resolve("tsx/package.json")), "dist", "loader.mjs")).href]
     : []
-  return { node, args: [...loader, mainScript, ...specFiles] }
+  // a small young generation: V8's default (tens of MB per semi-space) was most of a worker's RSS,
+  // and row-by-row work keeps little alive (decontaminate on 100 MB: peak 324 -> 235 MB, no slower)
+  return { node, args: ["--max-semi-space-size=8", ...loader, mainScript, ...specFiles] }
 }
 
 /** A child process that runs the task specs it is sent, one at a time (shard-main.ts --serve). */

@@ -18,6 +18,7 @@ import { datasetFiles, isParquetFile, RowReader, type InvalidRow, type Located, 
 import { columnsOf, inferredColumn, kindOfValue, mergeKinds, parquetExtraColumns, parquetShardInfo, type ExtraColumn, type ExtraKind } from "./parquet.ts"
 import { planPieces, readPiece, type Piece } from "./shards.ts"
 import { OutputLayout, resolveLayout, writeOutput } from "./shard-output.ts"
+import { LineBlocks } from "./writer.ts"
 
 const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
 
@@ -87,7 +88,7 @@ registerShardOp("map", async (task, progress, signal) => {
   const reader = new RowReader<Record<string, unknown>>(spec.piece.file, schemaOf(spec.format), { onInvalid: spec.onInvalid, allowEmpty: true })
   const log = new RemovalLog(spec.dir, spec.examples)
   const out = fs.openSync(path.join(spec.dir, "rows.jsonl"), "w")
-  let pending: Array<string> = []
+  const lines = new LineBlocks(out)
   let kept = 0
   const known = columnsOf[spec.outFormat ?? spec.format]
   const extraKinds: Record<string, ExtraKind> = {}
@@ -100,19 +101,15 @@ registerShardOp("map", async (task, progress, signal) => {
           const kind = kindOfValue(o.keep[k])
           if (kind !== undefined && extraKinds[k] !== kind) extraKinds[k] = mergeKinds(extraKinds[k], kind)
         }
-        pending.push(JSON.stringify(o.keep) + "\n")
+        lines.push(JSON.stringify(o.keep) + "\n")
         kept++
-        if (pending.length >= 4096) {
-          fs.writeSync(out, pending.join(""))
-          pending = []
-        }
       } else log.remove(o.remove.rule, locationOf(r), o.remove.text, o.remove.extra)
       if (r.index % 1000 === 0) {
         if (signal?.aborted === true) throw new Error("interrupted")
         if (r.index % 5000 === 0) progress(r.index)
       }
     }
-    fs.writeSync(out, pending.join(""))
+    lines.flush()
   } finally {
     fs.closeSync(out)
     log.close()

@@ -10,6 +10,7 @@ import * as path from "node:path"
 import * as Schema from "effect/Schema"
 import { ParquetShardWriter, type ExtraColumn } from "./parquet.ts"
 import type { ConcreteFormat } from "./row-formats.ts"
+import { LineBlocks } from "./writer.ts"
 
 const PositiveInt = Schema.Int.check(Schema.isGreaterThan(0))
 
@@ -117,15 +118,9 @@ export const writeOutput = async (
     } else {
       const fd = fs.openSync(file, "w")
       try {
-        let pending: Array<string> = []
-        for (let r = 0; r < count; r++) {
-          pending.push((await lines.next()).value as string, "\n")
-          if (pending.length >= 8192) {
-            fs.writeSync(fd, pending.join(""))
-            pending = []
-          }
-        }
-        fs.writeSync(fd, pending.join(""))
+        const out = new LineBlocks(fd)
+        for (let r = 0; r < count; r++) out.push(((await lines.next()).value as string) + "\n")
+        out.flush()
         fs.fsyncSync(fd)
       } finally {
         fs.closeSync(fd)

@@ -9,6 +9,30 @@ import type { RowFormat } from "../../engine/rows.ts"
 
 const flushAt = 1 << 20
 
+/**
+ * Lines written to an open file in blocks of about 1 MiB: memory holds one block whatever the row
+ * size (a count of lines would hold 4096 rows of a 100 KB document, 400 MB, and copies of it).
+ */
+export class LineBlocks {
+  private buffer: Array<string> = []
+  private buffered = 0
+
+  constructor(private readonly fd: number) {}
+
+  push(line: string): void {
+    this.buffer.push(line)
+    this.buffered += line.length
+    if (this.buffered >= flushAt || this.buffer.length >= 8192) this.flush()
+  }
+
+  flush(): void {
+    if (this.buffer.length === 0) return
+    fs.writeSync(this.fd, this.buffer.join(""))
+    this.buffer = []
+    this.buffered = 0
+  }
+}
+
 export class DatasetWriter {
   private readonly fd: number
   private buffer: Array<string> = []

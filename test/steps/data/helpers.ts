@@ -26,14 +26,14 @@ export interface StepRun {
 
 /** Runs a TS step's implementation the way the local executor does. */
 /** What a finished step left: its rows, its report.json, and what it reported while running. */
-const stepOutcome = (output: string, metrics: Record<string, number | string>, logs: Array<string>) => {
+const stepOutcome = (output: string, metrics: Record<string, number | string>, logs: Array<string>, readRows = true) => {
   const data = path.join(output, "data.jsonl")
   const reportFile = path.join(output, "report.json")
   return {
     output,
     metrics,
     logs,
-    rows: fs.existsSync(data) ? readJsonlFile(data) : [],
+    rows: readRows && fs.existsSync(data) ? readJsonlFile(data) : [],
     report: fs.existsSync(reportFile) ? JSON.parse(fs.readFileSync(reportFile, "utf8")) : undefined
   }
 }
@@ -42,7 +42,8 @@ export const runStep = async (
   step: { readonly definition: unknown },
   inputs: Record<string, string | ReadonlyArray<string>>,
   rawParams: unknown = {},
-  options: { readonly cpus?: number; readonly seed?: number } = {}
+  /** rows: false leaves `rows` empty (a benchmark on a big corpus must not hold it in memory) */
+  options: { readonly cpus?: number; readonly seed?: number; readonly rows?: boolean } = {}
 ): Promise<StepRun> => {
   const def = step.definition as StepDefinition
   const params = Schema.decodeUnknownSync(def.params as Schema.Codec<unknown, unknown>, { onExcessProperty: "error" })(
@@ -71,7 +72,7 @@ export const runStep = async (
     }
   }
   await Effect.runPromise(runImplementation(def, ctx as never))
-  return stepOutcome(output, metrics, logs)
+  return stepOutcome(output, metrics, logs, options.rows !== false)
 }
 
 /** The message of the error a promise rejects with (Effect wraps thrown errors; this digs them out). */
