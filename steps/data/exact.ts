@@ -118,36 +118,35 @@ const bucketFile = (b: number): string => `b${String(b).padStart(5, "0")}.jsonl`
 registerShardOp("exact-keys", async (task, progress, signal) => {
   const spec = task as KeysTaskSpec
   const reader = new RowReader<Record<string, unknown>>(spec.piece.file, schemaOf(spec.format), { onInvalid: spec.onInvalid, allowEmpty: true })
-  const fds = Array.from({ length: spec.buckets }, (_, b) => fs.openSync(path.join(spec.dir, bucketFile(b)), "w"))
-  const pending: Array<Array<string>> = fds.map(() => [])
+  // no file stays open (thousands of buckets would pass the open-files limit): each flush appends to
+  // the buckets it has lines for, flushing rarely enough that a bucket gets ~16 lines a write
+  const pending: Array<Array<string>> = Array.from({ length: spec.buckets }, () => [])
+  for (let b = 0; b < spec.buckets; b++) fs.writeFileSync(path.join(spec.dir, bucketFile(b)), "")
+  const flushAt = Math.max(4096, 16 * spec.buckets)
   let buffered = 0
   const flush = () => {
     pending.forEach((lines, b) => {
-      if (lines.length > 0) fs.writeSync(fds[b]!, lines.join(""))
+      if (lines.length > 0) fs.appendFileSync(path.join(spec.dir, bucketFile(b)), lines.join(""))
       lines.length = 0
     })
     buffered = 0
   }
   let emptyKeys = 0
-  try {
-    for await (const r of readPiece(spec.piece, reader)) {
-      const text = keyText(joinFields(r.row, spec.fields), spec.caseSensitive)
-      if (text.length === 0) emptyKeys++
-      else {
-        const d = createHash("sha1").update(text).digest()
-        const len = spec.keep === "longest" ? answerText(r.row, spec.format).length : 0
-        pending[d.readUInt32BE(0) % spec.buckets]!.push(JSON.stringify([d.toString("base64"), len, r.index, r.line]) + "\n")
-        if (++buffered >= 4096) flush()
-      }
-      if (r.index % 1000 === 0) {
-        if (signal?.aborted === true) throw new Error("interrupted")
-        if (r.index % 5000 === 0) progress(r.index)
-      }
+  for await (const r of readPiece(spec.piece, reader)) {
+    const text = keyText(joinFields(r.row, spec.fields), spec.caseSensitive)
+    if (text.length === 0) emptyKeys++
+    else {
+      const d = createHash("sha1").update(text).digest()
+      const len = spec.keep === "longest" ? answerText(r.row, spec.format).length : 0
+      pending[d.readUInt32BE(0) % spec.buckets]!.push(JSON.stringify([d.toString("base64"), len, r.index, r.line]) + "\n")
+      if (++buffered >= flushAt) flush()
     }
-    flush()
-  } finally {
-    for (const fd of fds) fs.closeSync(fd)
+    if (r.index % 1000 === 0) {
+      if (signal?.aborted === true) throw new Error("interrupted")
+      if (r.index % 5000 === 0) progress(r.index)
+    }
   }
+  flush()
   return { rows: reader.stats.rows, emptyKeys }
 })
 
