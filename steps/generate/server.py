@@ -2,7 +2,8 @@
 OpenAI-compatible server, asks it through the openai backend, and stops it.
 
 - The server listens on 127.0.0.1 only, on a port the kernel picked, with `--threads` = the CPU slots the
-  scheduler granted and `--parallel` = concurrency (each slot gets the model's whole training context).
+  scheduler granted and `--parallel` = concurrency (each slot gets the model's training context, capped
+  by the worker).
 - It is started only when a request is missing from the resume log and the request cache: a rerun whose
   answers are all cached never loads the model.
 - It is stopped when the step ends, also on failure (finally). On SIGTERM/SIGKILL of the step the engine

@@ -378,7 +378,9 @@ def main() -> None:
         def start_server() -> EndpointBackend:
             nonlocal endpoint
             worker.phase("starting llama-server")
-            n_ctx = context_length(gguf)
+            # each slot gets the model's training context, at most 8192 tokens (a 128k-context model's KV
+            # cache times the slots would not fit in memory; prompt + maxNewTokens must fit in a slot)
+            n_ctx = min(context_length(gguf) or 4096, 8192)
             threads = max(1, int(worker.spec.get("devices", {}).get("cpus", 0) or cfg.server_threads))
             srv = LlamaServer(os.environ["ANNEAL_LLAMA_SERVER"], gguf, alias, threads, cfg.concurrency, n_ctx, cfg.seed,
                               max(120.0, cfg.timeout_seconds), lambda m, level: worker.log(m, level))
