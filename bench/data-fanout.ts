@@ -43,10 +43,10 @@ const digest = (d: string): string => {
 }
 
 const steps = [
-  { name: "clean", run: (w: number) => runStep(clean, { data }, { minWords: 5, workers: w, tasks: 8 }) },
-  { name: "dedup exact", run: (w: number) => runStep(dedup, { data }, { method: "exact", workers: w, tasks: 8 }) },
-  { name: "dedup minhash", run: (w: number) => runStep(dedup, { data }, { method: "minhash", workers: w, tasks: 8 }) },
-  { name: "decontaminate 13-gram", run: (w: number) => runStep(decontaminate, { data, benchmarks: [bench] }, { workers: w, tasks: 8 }) }
+  { name: "clean", run: (w: number) => runStep(clean, { data }, { minWords: 5, workers: w, tasks: 8 }, { rows: false }) },
+  { name: "dedup exact", run: (w: number) => runStep(dedup, { data }, { method: "exact", workers: w, tasks: 8 }, { rows: false }) },
+  { name: "dedup minhash", run: (w: number) => runStep(dedup, { data }, { method: "minhash", workers: w, tasks: 8 }, { rows: false }) },
+  { name: "decontaminate 13-gram", run: (w: number) => runStep(decontaminate, { data, benchmarks: [bench] }, { workers: w, tasks: 8 }, { rows: false }) }
 ]
 console.log(`${docs.length} docs, ${mb.toFixed(0)} MiB of JSONL; ${os.availableParallelism()} cores, load ${os.loadavg()[0]!.toFixed(1)}`)
 const totals = new Map<number, number>()
