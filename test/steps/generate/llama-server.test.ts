@@ -8,6 +8,8 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { loadRecipe } from "../../../engine/load.ts"
+import { projectRoot } from "../../../engine/python.ts"
 import { generate } from "../../../steps/generate/index.ts"
 import { runWorker, tempDir } from "../train/helpers.ts"
 import { fixtureGguf } from "./gguf.ts"
@@ -99,4 +101,22 @@ describe.skipIf(llamaCpp === undefined)("generate with backend llama-server", ()
     expect(missing.exitCode).toBe(2)
     expect(missing.error).toMatch(/backend llama-server needs input 'model' to hold one GGUF file .* has no \.gguf file/)
   }, 120_000)
+})
+
+describe("backend llama-server in a recipe", () => {
+  it("without input 'model', or with a baseUrl as well, fails when the recipe loads", async () => {
+    const dir = tempDir("anneal-generate-served-recipe-")
+    const write = (name: string, call: string): string => {
+      const file = path.join(dir, `${name}.ts`)
+      fs.writeFileSync(file, [
+        `import { generateTextbook, recipe, source } from ${JSON.stringify(path.join(projectRoot, "index.ts"))}`,
+        `export default recipe("g", () => { const model = source.model(${JSON.stringify(dir)}); ${call} })`
+      ].join("\n"))
+      return file
+    }
+    await expect(loadRecipe(write("no-model", `generateTextbook({}, { backend: "llama-server", topics: ["a"] })`)))
+      .rejects.toThrow(/param backend: backend llama-server needs input 'model' \(the teacher\)/)
+    await expect(loadRecipe(write("both", `generateTextbook({ model }, { backend: "llama-server", baseUrl: "http://127.0.0.1:1/v1", topics: ["a"] })`)))
+      .rejects.toThrow(/param baseUrl: backend llama-server serves input 'model' itself: leave baseUrl empty/)
+  })
 })
