@@ -265,6 +265,13 @@ def embedding_noise_probe(worker: Worker):
             def measure(module, inputs, output):
                 if not module.training:
                     return None
+                from torch.distributed.tensor import DTensor
+
+                if isinstance(module.weight, DTensor):
+                    # sharded by FSDP: the module's own forward outside FSDP's hooks would mix the
+                    # weight's shard with plain tensors; the probe is a diagnostic, so it stands aside
+                    handle.remove()
+                    return None
                 with torch.no_grad():
                     noise = (output - module.forward(*inputs)).float()
                 if is_main_process():

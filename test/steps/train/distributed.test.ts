@@ -10,14 +10,15 @@
  * - Killing one rank mid-run fails the step (torchrun stops the other rank; no process is left), and
  *   the rerun resumes from the last checkpoint and still ends equal to the uninterrupted 1-process run.
  * - FSDP2 on CPU (gloo): the model is sharded (one checkpoint shard per rank), the result equals the
- *   1-process run within the same tolerance, and a rerun resumes from the sharded checkpoint.
+ *   1-process run within the same tolerance, and a rerun resumes from the sharded checkpoint (pretrain);
+ *   a full sft under FSDP equals its 1-process run too.
  * - DeepSpeed needs CUDA and the deepspeed package: only its config and launch are checked here.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { execa, type ResultPromise } from "execa"
 import { beforeAll, describe, expect, it } from "vitest"
-import { pretrain, sftLora, tokenize, torchrunArgv } from "../../../steps/train/index.ts"
+import { pretrain, sft, sftLora, tokenize, torchrunArgv } from "../../../steps/train/index.ts"
 import { trainingResources } from "../../../steps/train/common.ts"
 import { torchrunFailure } from "../../../engine/executors/local.ts"
 import { projectRoot, pythonExecutable } from "../../../engine/python.ts"
@@ -176,6 +177,23 @@ describe("sft-lora on 2 processes (torchrun, gloo)", () => {
     expect([one.exitCode, two.exitCode]).toEqual([0, 0])
     const d = await modelTools("maxdiff", one.output, two.output)
     console.log(`sft-lora, 2-process DDP vs 1 process: max |adapter weight difference| ${d.max_abs} (${d.tensor})`)
+    expect(d.max_abs).toBeLessThan(tolerance)
+  }, 600_000)
+})
+
+describe("full sft with FSDP on 2 processes (torchrun, gloo)", () => {
+  it("equals the 1-process run (the whole model sharded, gathered into one safetensors file at the end)", async () => {
+    const inputs = { model: path.join(fx, "base"), data: path.join(fx, "instructions") }
+    const common = { adapter: "full", maxSteps: 4, learningRate: 1e-3, seed: 3 }
+    const [one, two] = await Promise.all([
+      runWorker(sft, { inputs, params: { ...common, microBatchSize: 4 } }),
+      runWorker(sft, { inputs, params: { ...common, microBatchSize: 2, processes: 2, strategy: "fsdp" } })
+    ])
+    expect(one.error).toBeUndefined()
+    expect(two.error).toBeUndefined()
+    expect([one.exitCode, two.exitCode]).toEqual([0, 0])
+    const d = await modelTools("maxdiff", one.output, two.output)
+    console.log(`sft (full), 2-process FSDP vs 1 process: max |weight difference| ${d.max_abs} (${d.tensor})`)
     expect(d.max_abs).toBeLessThan(tolerance)
   }, 600_000)
 })
