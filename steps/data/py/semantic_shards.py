@@ -1,0 +1,112 @@
+"""The shard stages of dedup-semantic (steps/data/semantic.ts runs them as shard tasks):
+
+- `serve MODEL BATCH`: loads the model once, then for each task directory read on stdin embeds the texts
+  of that piece (TASK_DIR/texts.jsonl, one JSON string a line) into TASK_DIR/emb.f32 (float32 rows, 384
+  a row, little-endian); one such process serves every task a worker process runs. The result does not depend on
+  how the input was cut: torch runs on one intra-op thread and a batch only ever holds texts of one
+  token length (no padding), so each text's embedding is the same bits whatever else is in the piece.
+- `greedy STAGE_DIR OUT_DIR THRESHOLD KEEP IDS...`: the greedy similarity pass over every piece's
+  embeddings in input order (embed.greedy_dedup), writing OUT_DIR/<id>.jsonl, one decision a row of
+  that piece: null keeps it, {"duplicateOf": "file:line", "cosine": c} removes it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+
+DIM = 384
+
+
+class PieceEmbedder:
+    """all-MiniLM-L6-v2 (or `model`) on one intra-op thread; embeds one piece's texts by token length."""
+
+    def __init__(self, model: str, batch: int) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        from embed import model_dir
+
+        torch.set_num_threads(1)
+        self.device = "cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") and torch.cuda.is_available() else "cpu"
+        self.st = SentenceTransformer(model_dir(model or None), device=self.device)
+        self.batch = batch
+
+    def embed(self, task_dir: str) -> None:
+        with open(os.path.join(task_dir, "texts.jsonl"), encoding="utf-8") as f:
+            texts = [json.loads(line) for line in f if line.strip()]
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
+        limit = self.st.get_max_seq_length() or 512
+        ids_of = self.st.tokenizer(texts, truncation=True, max_length=limit)["input_ids"] if texts else []
+        by_len: dict[int, list[int]] = {}
+        for i, ids in enumerate(ids_of):
+            by_len.setdefault(len(ids), []).append(i)
+        for n in sorted(by_len):
+            rows = by_len[n]
+            for s in range(0, len(rows), self.batch):
+                part = rows[s : s + self.batch]
+                e = self.st.encode([texts[i] for i in part], batch_size=len(part), convert_to_numpy=True,
+                                   normalize_embeddings=True, show_progress_bar=False)
+                out[part] = np.asarray(e, dtype=np.float32)
+        tmp = os.path.join(task_dir, "emb.f32.tmp")
+        out.astype("<f4").tofile(tmp)
+        os.replace(tmp, os.path.join(task_dir, "emb.f32"))
+
+
+def serve(model: str, batch: int) -> None:
+    """Loads the model once, then embeds the task directory of each stdin line, answering one JSON line
+    each ({"device": ...} or {"error": ...}); ends at end of input (its Node process is gone)."""
+    emb = PieceEmbedder(model, batch)
+    for line in sys.stdin:
+        d = line.strip()
+        if not d:
+            continue
+        try:
+            emb.embed(d)
+            msg = {"device": emb.device}
+        except Exception as e:  # reported to the task, which fails (and is retried alone)
+            msg = {"error": f"{type(e).__name__}: {e}"}
+        sys.stdout.write(json.dumps(msg) + "\n")
+        sys.stdout.flush()
+
+
+def greedy(stage_dir: str, out_dir: str, threshold: float, keep: str, ids: list[str]) -> None:
+    from embed import greedy_dedup
+
+    embs, lengths, where, counts = [], [], [], []
+    for i in ids:
+        d = os.path.join(stage_dir, i)
+        e = np.fromfile(os.path.join(d, "emb.f32"), dtype="<f4").reshape(-1, DIM)
+        with open(os.path.join(d, "rows.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        embs.append(e)
+        lengths += meta["lengths"]
+        where += meta["at"]
+        counts.append(e.shape[0])
+    emb = np.concatenate(embs) if embs else np.zeros((0, DIM), dtype=np.float32)
+    n = emb.shape[0]
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable") if keep == "longest" else np.arange(n)
+    kept, dup_of, score = greedy_dedup(emb, order, threshold)
+    os.makedirs(out_dir, exist_ok=True)
+    start = 0
+    for i, c in zip(ids, counts):
+        with open(os.path.join(out_dir, f"{i}.jsonl"), "w", encoding="utf-8") as f:
+            for r in range(start, start + c):
+                d = None if kept[r] else {"duplicateOf": where[int(dup_of[r])], "cosine": round(float(score[r]), 4)}
+                f.write(json.dumps(d) + "\n")
+        start += c
+    print(json.dumps({"rows": n, "removed": int(n - kept.sum())}))
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    if a and a[0] == "serve":
+        serve(a[1], int(a[2]))
+    elif a and a[0] == "greedy":
+        greedy(a[1], a[2], float(a[3]), a[4], a[5:])
+    else:
+        sys.exit("usage: semantic_shards.py serve MODEL BATCH | greedy STAGE_DIR OUT_DIR THRESHOLD KEEP IDS...")
