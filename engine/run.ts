@@ -1,9 +1,12 @@
 /**
  * `anneal run`, programmatically. The parts, in the order a run meets them:
  *
- * - `runRecipe` opens the project (and the remote, when there is one) and closes what it opened;
- * - `runProject` sizes the machine's pool, resolves GPU shortfalls, and hands the steps to the
- *   scheduler (scheduler.ts), which calls `build` for each step once its needs succeeded;
+ * - `runRecipeEffect` (`runRecipe` is its Promise) opens the project (and the remote, when there is one)
+ *   and closes what it opened; what stops a run before its steps (a bad recipe or source, the store's
+ *   or database's CacheError, a usage error) is a tagged error in its error channel;
+ * - `runProject` sizes the machine's pool, resolves GPU shortfalls, settles the steps the plan found
+ *   cached (`settlePlannedCached`), and hands the rest to the scheduler (scheduler.ts), which calls
+ *   `build` for each step once its needs succeeded;
  * - `beginRun` takes the store for the run (heartbeat, crash recovery, staging sweep), plans every step
  *   (plan.ts) and announces the plan;
  * - `build` is one step's data walk: decide (decide.ts: inputs -> trace -> query -> rebuild), and either
