@@ -16,16 +16,17 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Schema from "effect/Schema"
 import type { AnyDataset } from "../../engine/artifact.ts"
-import { checkPythonEnv, pythonEnvVars, pythonWorker } from "../../engine/python.ts"
+import { checkPythonEnv, pythonEnvVars } from "../../engine/python.ts"
 import { defineStep, preservingRows, Port, type StepContext } from "../../engine/step.ts"
 import { BenchmarkFields } from "./benchmark.ts"
 import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withDefault } from "./common.ts"
 import { ReviewParams } from "./decontaminate.ts"
+import { DatasetError } from "./errors.ts"
 import "./dedup.ts" // registers the dedup-filter mapper stage 3 uses
 import { registerShardOp, runStage, stageDir, WorkerPool, type TaskSpec } from "./fanout.ts"
 import { answerText, detectFormat, joinFields, questionFields, schemaOf, type ConcreteFormat } from "./formats.ts"
-import { RowReader, type OnInvalid as OnInvalidMode } from "./jsonl.ts"
-import { fanoutExecutionOnly, FanoutParams, OutputParam, runMapStep, stageProgress, workersOf } from "./map-fanout.ts"
+import { datasetFiles, RowReader, type OnInvalid as OnInvalidMode } from "./jsonl.ts"
+import { fanoutExecutionOnly, FanoutParams, OutputParam, registerMapper, runMapStep, stageProgress, workersOf } from "./map-fanout.ts"
 import { pieceName, planPieces, readPiece, type Piece } from "./shards.ts"
 import { writeReport } from "./writer.ts"
 
@@ -84,7 +85,9 @@ const runPython = (args: ReadonlyArray<string>, signal: AbortSignal | undefined,
       signal?.removeEventListener("abort", kill)
       if (code === 0) return resolve(out)
       const last = err.trim().split("\n").pop() ?? ""
-      reject(new Error(`${what}: the Python embedder ${sig !== null ? `was killed by ${sig}` : `exited with code ${code}`}${last === "" ? "" : `: ${last}`}`))
+      // exit code 2: the worker's fail() on bad input (a benchmark file, a field): a retry cannot help
+      if (code === 2) return reject(new DatasetError({ message: last.replace(/^error: /, ""), file: "" }))
+      reject(new Error(`${what}: Python ${sig !== null ? `was killed by ${sig}` : `exited with code ${code}`}${last === "" ? "" : `: ${last}`}`))
     })
   })
 
@@ -212,6 +215,8 @@ interface EmbedTaskSpec extends TaskSpec {
   readonly onInvalid: OnInvalidMode
   readonly fields: ReadonlyArray<string>
   readonly keep: "longest" | "first"
+  /** also each row's question and answer (qa.jsonl), for decontamination's review */
+  readonly qa?: boolean
   readonly model: string
   readonly batchSize: number
 }
@@ -222,13 +227,16 @@ registerShardOp("semantic-embed", async (task, progress, signal) => {
   const texts: Array<string> = []
   const lengths: Array<number> = []
   const at: Array<string> = []
+  const qa: Array<string> = []
   for await (const r of readPiece(spec.piece, reader)) {
     texts.push(JSON.stringify(joinFields(r.row, spec.fields)))
+    if (spec.qa === true) qa.push(JSON.stringify([joinFields(r.row, questionFields[spec.format]), answerText(r.row, spec.format)]))
     lengths.push(spec.keep === "longest" ? codePoints(answerText(r.row, spec.format)) : 0)
     at.push(locationOf(r))
   }
   fs.writeFileSync(path.join(spec.dir, "texts.jsonl"), texts.length === 0 ? "" : texts.join("\n") + "\n")
   fs.writeFileSync(path.join(spec.dir, "rows.json"), JSON.stringify({ lengths, at }))
+  if (spec.qa === true) fs.writeFileSync(path.join(spec.dir, "qa.jsonl"), qa.length === 0 ? "" : qa.join("\n") + "\n")
   let device = "cpu"
   if (texts.length > 0) {
     try {
@@ -249,6 +257,15 @@ registerShardOp("semantic-greedy", async (task, _progress, signal) => {
 
 const taskId = (i: number): string => String(i).padStart(5, "0")
 
+/** Runs one stage's tasks (resumable: `<resumeDir>/<name>`), on the step's workers and pool. */
+const stageRunner = (ctx: StepContext<any, any>, workers: number, pool: WorkerPool) =>
+  async (name: string, plan: object, specs: ReadonlyArray<object & { op: string }>) => {
+    const dir = stageDir(ctx.resumeDir, name, plan)
+    const tasks = specs.map((s, i) => ({ ...s, id: taskId(i), dir: path.join(dir, taskId(i)) }))
+    const results = await runStage(tasks, { workers, pool, signal: ctx.signal, onProgress: stageProgress(ctx, name), log: (m, l) => ctx.log(m, l) })
+    return { dir, tasks, results }
+  }
+
 const dedupInputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
 
 const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof dedupInputs>): Promise<void> => {
@@ -260,12 +277,7 @@ const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof ded
   const workers = workersOf(ctx, p.workers, data)
   const pool = new WorkerPool()
   try {
-    const stage = async (name: string, plan: object, specs: ReadonlyArray<object & { op: string }>) => {
-      const dir = stageDir(ctx.resumeDir, name, plan)
-      const tasks = specs.map((s, i) => ({ ...s, id: taskId(i), dir: path.join(dir, taskId(i)) }))
-      const results = await runStage(tasks, { workers, pool, signal: ctx.signal, onProgress: stageProgress(ctx, name), log: (m, l) => ctx.log(m, l) })
-      return { dir, tasks, results }
-    }
+    const stage = stageRunner(ctx, workers, pool)
     const common = { format, onInvalid: p.onInvalid, fields, keep: p.keep, model: p.model ?? "", batchSize: p.batchSize }
     const embedded = await stage("semantic-embed", { pieces, ...common }, pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })))
     const greedySpec = { op: "semantic-greedy", embedDir: embedded.dir, ids: embedded.tasks.map((t) => t.id), threshold: p.threshold, keep: p.keep }
@@ -321,22 +333,110 @@ export const DecontaminateSemanticParams = Schema.Struct({
     description: "training fields embedded; default the question side"
   }),
   ...ReviewParams,
-  ...EmbeddingParams
+  ...EmbeddingParams,
+  output: OutputParam,
+  ...FanoutParams
 })
 
-const decontaminateScript = path.join(pyDir, "decontaminate_semantic.py")
+type DecontaminateSemanticParams = typeof DecontaminateSemanticParams.Type
+
+// ---- decontaminate-semantic as shard tasks --------------------------------------------------------
+// stage 1: semantic-embed per piece (also each row's question and answer, for the review); stage 2
+// (`semantic-decontaminate`, one task): the benchmark questions embedded, matched against every piece,
+// each flagged pair categorized (py/review.py), one decision a row; stage 3: `semantic-decision-filter`.
+
+registerShardOp("semantic-decontaminate", async (task, _progress, signal) => {
+  const spec = task as TaskSpec & { readonly embedDir: string; readonly config: Record<string, unknown> }
+  const config = path.join(spec.dir, "config.json")
+  fs.writeFileSync(config, JSON.stringify(spec.config))
+  const out = await runPython(["decontaminate", spec.embedDir, spec.dir, config], signal, "the benchmark-matching stage")
+  return JSON.parse(out.trim().split("\n").pop()!) as Record<string, unknown>
+})
+
+/** Keeps or removes each row as its piece's decision file says ({rule, ...extra} removes it). */
+registerMapper("semantic-decision-filter", async (spec) => {
+  const { decisions, fields } = spec.inputs as { decisions: string; fields: ReadonlyArray<string> }
+  const lines = fs.readFileSync(path.join(decisions, `${spec.id}.jsonl`), "utf8").split("\n")
+  return {
+    map: (r) => {
+      const d = JSON.parse(lines[r.index]!) as ({ rule: string } & Record<string, unknown>) | null
+      if (d === null) return { keep: r.row }
+      const { rule, ...extra } = d
+      return { remove: { rule, text: joinFields(r.row, fields), extra } }
+    }
+  }
+})
+
+const decontaminateInputs = {
+  data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)"),
+  benchmarks: Port.describe(Port.many(Port.anyDataset()), "benchmark datasets whose items must not leak into the training rows")
+}
+
+const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticParams, typeof decontaminateInputs>): Promise<void> => {
+  const p = ctx.params
+  const data = ctx.inputs.data
+  const benchmarks = [...ctx.inputs.benchmarks]
+  if (benchmarks.length === 0) throw new Error("decontaminate-semantic needs at least one benchmark dataset (input benchmarks is empty)")
+  const mappings = Array.isArray(p.benchmark) ? p.benchmark : benchmarks.map(() => p.benchmark)
+  if (mappings.length !== benchmarks.length) {
+    throw new Error(`param benchmark lists ${mappings.length} field mappings for ${benchmarks.length} benchmarks: give one per benchmark, or one for all`)
+  }
+  for (const b of benchmarks) datasetFiles(b) // a missing benchmark fails now, not after the embedding stage
+  const format = await detectFormat(data, { onInvalid: p.onInvalid })
+  const fields = p.fields ?? questionFields[format]
+  const pieces = await planPieces(data, p.tasks)
+  const workers = workersOf(ctx, p.workers, data)
+  const pool = new WorkerPool()
+  try {
+    const stage = stageRunner(ctx, workers, pool)
+    const common = { format, onInvalid: p.onInvalid, fields, keep: "first", qa: true, model: p.model ?? "", batchSize: p.batchSize }
+    const embedded = await stage("semantic-embed", { pieces, ...common }, pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })))
+    const config = {
+      ids: embedded.tasks.map((t) => t.id), benchmarks, mappings, threshold: p.threshold, remove: p.remove,
+      duplicateSimilarity: p.duplicateSimilarity, model: p.model ?? "", batchSize: p.batchSize
+    }
+    const matchSpec = { op: "semantic-decontaminate", embedDir: embedded.dir, config }
+    const matched = await stage("semantic-decontaminate", { ...matchSpec, pieces }, [matchSpec])
+    const matchDir = matched.tasks[0]!.dir
+    const m = await runMapStep(ctx, {
+      mapper: "semantic-decision-filter",
+      input: data,
+      format,
+      params: { ...p, workers },
+      output: p.output,
+      pieces,
+      pool,
+      inputs: { decisions: matchDir, fields: questionFields[format] }
+    })
+    const found = JSON.parse(fs.readFileSync(path.join(matchDir, "pairs.json"), "utf8")) as Record<string, unknown>
+    writeReport(ctx.output, {
+      step: "decontaminate-semantic", method: "semantic", threshold: p.threshold, format,
+      device: embedded.results.some((r) => r.device === "cuda") || found.device === "cuda" ? "cuda" : "cpu",
+      input: m.rowsIn, kept: m.kept, removed: m.removed,
+      benchmarks: found.benchmarks, flaggedPairs: found.flaggedPairs, byCategory: found.byCategory,
+      invalidSkipped: m.skipped, invalidExamples: m.invalidExamples, pairs: found.pairs
+    })
+    fs.copyFileSync(path.join(matchDir, "review.md"), path.join(ctx.output, "review.md"))
+    ctx.metric("rows_in", m.rowsIn)
+    ctx.metric("rows_out", m.kept)
+    ctx.metric("removed", m.removed)
+    ctx.metric("flagged_pairs", found.flaggedPairs as number)
+    for (const [c, n] of Object.entries(found.byCategory as Record<string, number>)) ctx.metric(`flagged.${c}`, n)
+  } finally {
+    pool.close()
+    closeEmbedders()
+  }
+}
+
 export const decontaminateSemantic = preservingRows(defineStep({
   kind: "decontaminate-semantic",
-  version: 2,
-  description: "removes training rows whose question embedding is within cosine 0.8 of a benchmark question",
+  version: 3,
+  description: "removes training rows whose question embedding is within cosine 0.8 of a benchmark question; shard tasks",
   params: DecontaminateSemanticParams,
-  inputs: {
-    data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)"),
-    benchmarks: Port.describe(Port.many(Port.anyDataset()), "benchmark datasets whose items must not leak into the training rows")
-  },
+  inputs: decontaminateInputs,
   output: Port.anyDataset() as Port<AnyDataset>,
-  resources: { cpus: 2, gpus: 0, memoryGb: 2 },
-  executionOnly: ["batchSize"],
-  sourceFiles: [decontaminateScript, ...shared],
-  command: pythonWorker(decontaminateScript)
+  resources: (p) => ({ cpus: p.workers ?? 2, gpus: 0, memoryGb: 2 }),
+  executionOnly: ["batchSize", ...fanoutExecutionOnly],
+  sourceFiles: [shardScript, ...shared],
+  run: runDecontaminateSemantic
 }))

@@ -8,6 +8,9 @@
 - `greedy STAGE_DIR OUT_DIR THRESHOLD KEEP IDS...`: the greedy similarity pass over every piece's
   embeddings in input order (embed.greedy_dedup), writing OUT_DIR/<id>.jsonl, one decision a row of
   that piece: null keeps it, {"duplicateOf": "file:line", "cosine": c} removes it.
+- `decontaminate STAGE_DIR OUT_DIR CONFIG.json`: the benchmark side of decontaminate-semantic: embeds
+  the benchmark questions, matches them against every piece's embeddings, categorizes each flagged pair
+  and writes one decision a row of each piece, pairs.json and review.md.
 """
 from __future__ import annotations
 
@@ -39,6 +42,12 @@ class PieceEmbedder:
     def embed(self, task_dir: str) -> None:
         with open(os.path.join(task_dir, "texts.jsonl"), encoding="utf-8") as f:
             texts = [json.loads(line) for line in f if line.strip()]
+        out = self.encode(texts)
+        tmp = os.path.join(task_dir, "emb.f32.tmp")
+        out.astype("<f4").tofile(tmp)
+        os.replace(tmp, os.path.join(task_dir, "emb.f32"))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         limit = self.st.get_max_seq_length() or 512
         ids_of = self.st.tokenizer(texts, truncation=True, max_length=limit)["input_ids"] if texts else []
@@ -52,9 +61,7 @@ class PieceEmbedder:
                 e = self.st.encode([texts[i] for i in part], batch_size=len(part), convert_to_numpy=True,
                                    normalize_embeddings=True, show_progress_bar=False)
                 out[part] = np.asarray(e, dtype=np.float32)
-        tmp = os.path.join(task_dir, "emb.f32.tmp")
-        out.astype("<f4").tofile(tmp)
-        os.replace(tmp, os.path.join(task_dir, "emb.f32"))
+        return out
 
 
 def serve(model: str, batch: int) -> None:
@@ -102,11 +109,78 @@ def greedy(stage_dir: str, out_dir: str, threshold: float, keep: str, ids: list[
     print(json.dumps({"rows": n, "removed": int(n - kept.sum())}))
 
 
+def decontaminate(stage_dir: str, out_dir: str, config_file: str) -> None:
+    """Embeds the benchmark questions, finds every (row, item) pair at cosine >= threshold over the
+    pieces' embeddings, categorizes each pair (review.py) and writes OUT_DIR/<id>.jsonl (null keeps a
+    row; {"rule": category, "benchmark", "item", "score"} removes it), pairs.json and review.md."""
+    from benchmark import read_benchmark
+    from data_io import preview
+    from embed import matches_above
+    from review import CATEGORIES, categorize, review_markdown
+
+    with open(config_file, encoding="utf-8") as f:
+        cfg = json.load(f)
+    paths, mappings = cfg["benchmarks"], cfg["mappings"]
+    items = [it for p, m in zip(paths, mappings) for it in read_benchmark(p, m)]
+    emb = PieceEmbedder(cfg["model"], cfg["batchSize"])
+    bench = emb.encode([it.question for it in items])
+    remove_set = set(cfg["remove"])
+    pairs: list[dict] = []
+    os.makedirs(out_dir, exist_ok=True)
+    for pid in cfg["ids"]:
+        d = os.path.join(stage_dir, pid)
+        train = np.fromfile(os.path.join(d, "emb.f32"), dtype="<f4").reshape(-1, DIM)
+        with open(os.path.join(d, "rows.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        hits: dict[int, list[tuple[int, float]]] = {}
+        for row, item, cos in matches_above(train, bench, cfg["threshold"]):
+            hits.setdefault(row, []).append((item, cos))
+        with open(os.path.join(d, "qa.jsonl"), encoding="utf-8") as f:
+            qa = [json.loads(line) for line in f if line.strip()]
+        with open(os.path.join(out_dir, f"{pid}.jsonl"), "w", encoding="utf-8") as out:
+            for r in range(train.shape[0]):
+                flagged = hits.get(r)
+                decision = None
+                if flagged:
+                    tq, ta = qa[r]
+                    best = None
+                    remove = False
+                    for item, cos in sorted(flagged):
+                        it = items[item]
+                        v = categorize(tq, ta, it.question, it.answer, cfg["duplicateSimilarity"])
+                        removed = v["category"] in remove_set
+                        pair = {"train": meta["at"][r], "trainQuestion": preview(tq, 300), "benchmark": it.benchmark,
+                                "item": it.at, "benchQuestion": preview(it.question, 300), "benchAnswer": it.answer,
+                                "score": round(cos, 4), **v, "removed": removed}
+                        pairs.append(pair)
+                        remove = remove or removed
+                        if best is None or pair["score"] > best["score"]:
+                            best = pair
+                    if remove and best is not None:
+                        decision = {"rule": best["category"], "benchmark": best["benchmark"], "item": best["item"],
+                                    "score": best["score"]}
+                out.write(json.dumps(decision, ensure_ascii=False) + "\n")
+    names = list(dict.fromkeys(it.benchmark for it in items))
+    with open(os.path.join(out_dir, "pairs.json"), "w", encoding="utf-8") as f:
+        json.dump({
+            "device": emb.device,
+            "benchmarks": [{"name": n, "items": sum(1 for it in items if it.benchmark == n)} for n in names],
+            "flaggedPairs": len(pairs),
+            "byCategory": {c: sum(1 for p in pairs if p["category"] == c) for c in CATEGORIES},
+            "pairs": pairs,
+        }, f, ensure_ascii=False)
+    with open(os.path.join(out_dir, "review.md"), "w", encoding="utf-8") as f:
+        f.write(review_markdown(f"Decontamination review (embedding cosine >= {cfg['threshold']})", pairs))
+    print(json.dumps({"flaggedPairs": len(pairs)}))
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
     if a and a[0] == "serve":
         serve(a[1], int(a[2]))
     elif a and a[0] == "greedy":
         greedy(a[1], a[2], float(a[3]), a[4], a[5:])
+    elif a and a[0] == "decontaminate":
+        decontaminate(a[1], a[2], a[3])
     else:
-        sys.exit("usage: semantic_shards.py serve MODEL BATCH | greedy STAGE_DIR OUT_DIR THRESHOLD KEEP IDS...")
+        sys.exit("usage: semantic_shards.py serve MODEL BATCH | decontaminate STAGE_DIR OUT_DIR CONFIG.json | greedy STAGE_DIR OUT_DIR THRESHOLD KEEP IDS...")

@@ -1,7 +1,9 @@
 /**
- * The Python workers, run as the engine runs them. Each worker run loads torch and the embedding model
- * (a few seconds on an idle machine), so this file keeps to three runs plus cheap checks.
+ * The semantic steps as shard tasks: the embedding stage runs one Python server per worker process
+ * (each loads torch and the model, a few seconds idle), so this file keeps to few runs and few workers.
+ * The expected decisions are those of the single-process workers these steps replaced.
  */
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { execa } from "execa"
@@ -9,7 +11,21 @@ import { describe, expect, it } from "vitest"
 import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
 import { reviewMarkdown } from "../../../steps/data/review.ts"
 import { decontaminateSemantic, dedupSemantic } from "../../../steps/data/semantic.ts"
-import { errorOf, readJsonlFile, runCommandStep, tempDir, writeJsonl } from "./helpers.ts"
+import { errorOf, readJsonlFile, runStep, tempDir, writeJsonl } from "./helpers.ts"
+
+/** A digest of every file below dir (names and bytes): equal digests, equal artifact hashes. */
+const treeDigest = (root: string): string => {
+  const h = createHash("sha256")
+  const walk = (rel: string): void => {
+    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
+      const r = path.join(rel, name)
+      if (fs.statSync(path.join(root, r)).isDirectory()) walk(r)
+      else h.update(`${r}\0`).update(fs.readFileSync(path.join(root, r))).update("\0")
+    }
+  }
+  walk("")
+  return h.digest("hex")
+}
 
 const pyDir = path.resolve(import.meta.dirname, "../../../steps/data/py")
 const python = (code: string) =>
@@ -27,16 +43,22 @@ const rows = [
 const data = writeJsonl(path.join(dir, "train.jsonl"), rows)
 
 describe("dedup-semantic", () => {
-  it("removes planted paraphrases, keeping the longer answer, and keeps distinct rows", async () => {
-    const r = await runCommandStep(dedupSemantic, { data })
-    expect(r.rows).toEqual([rows[2], rows[3], rows[4], rows[5]])
-    const removed = readJsonlFile(path.join(r.output, "removed.jsonl"))
-    expect(removed.map((x) => [x.at, x.duplicateOf])).toEqual([["train.jsonl:1", "train.jsonl:3"], ["train.jsonl:2", "train.jsonl:5"]])
-    expect(removed[0].cosine).toBeGreaterThanOrEqual(0.8)
-    expect(r.report).toMatchObject({ method: "semantic", input: 6, kept: 4, removed: 2, device: "cpu" })
-    expect(JSON.parse(fs.readFileSync(path.join(r.output, "dataset.json"), "utf8"))).toEqual({ format: "instruction", rows: 4 })
-    expect(r.metrics).toMatchObject({ rows_in: 6, rows_out: 4, removed: 2 })
-  }, 180_000)
+  it("removes planted paraphrases, keeping the longer answer; the same bytes for 1, 3 and 8 tasks", async () => {
+    const digests = new Set<string>()
+    for (const x of [{ tasks: 1, workers: 1 }, { tasks: 3, workers: 1 }, { tasks: 8, workers: 2 }]) {
+      const r = await runStep(dedupSemantic, { data }, x)
+      expect(r.rows).toEqual([rows[2], rows[3], rows[4], rows[5]])
+      const removed = readJsonlFile(path.join(r.output, "removed.jsonl"))
+      expect(removed.map((x) => [x.at, x.duplicateOf])).toEqual([["train.jsonl:1", "train.jsonl:3"], ["train.jsonl:2", "train.jsonl:5"]])
+      // the cosines the single-process worker wrote
+      expect(removed.map((x) => x.cosine)).toEqual([0.9718, 0.9416])
+      expect(r.report).toMatchObject({ method: "semantic", input: 6, kept: 4, removed: 2, device: "cpu" })
+      expect(JSON.parse(fs.readFileSync(path.join(r.output, "dataset.json"), "utf8"))).toEqual({ format: "instruction", rows: 4 })
+      expect(r.metrics).toMatchObject({ rows_in: 6, rows_out: 4, removed: 2 })
+      digests.add(treeDigest(r.output))
+    }
+    expect(digests.size).toBe(1)
+  }, 300_000)
 
   it("greedy blocked search: keep-first order, same result for any block size", async () => {
     const res = await python(`
@@ -71,8 +93,10 @@ describe("decontaminate-semantic", () => {
     { instruction: "What is the capital of France?", output: "Paris." }
   ])
 
-  it("removes rows near a benchmark question and categorizes every pair", async () => {
-    const r = await runCommandStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" } })
+  it("removes rows near a benchmark question and categorizes every pair; the same bytes for 1 and 3 tasks", async () => {
+    const one = await runStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" }, tasks: 1 })
+    const r = await runStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" }, tasks: 3 })
+    expect(treeDigest(r.output)).toBe(treeDigest(one.output))
     expect(r.rows).toEqual([{ instruction: "How many legs does a spider have?", output: "Eight." }])
     expect(r.report.pairs.map((p: any) => [p.train, p.item, p.category])).toEqual([
       ["leaky.jsonl:1", "bench.jsonl:1", "gray area"],
@@ -85,25 +109,26 @@ describe("decontaminate-semantic", () => {
     expect(fs.readFileSync(path.join(r.output, "review.md"), "utf8")).toBe(
       reviewMarkdown("Decontamination review (embedding cosine >= 0.8)", r.report.pairs)
     )
-  }, 180_000)
+  }, 300_000)
 
   it("fails clearly on a missing benchmark file and a benchmark row without the question field", async () => {
-    expect(await errorOf(runCommandStep(decontaminateSemantic, { data: train, benchmarks: [path.join(dir, "nope.jsonl")] }))).toContain(
+    expect(await errorOf(runStep(decontaminateSemantic, { data: train, benchmarks: [] }))).toContain("needs at least one benchmark dataset")
+    expect(await errorOf(runStep(decontaminateSemantic, { data: train, benchmarks: [path.join(dir, "nope.jsonl")] }))).toContain(
       "dataset not found"
     )
     const bad = writeJsonl(path.join(dir, "bad-bench.jsonl"), [{ prompt: "x" }])
-    expect(await errorOf(runCommandStep(decontaminateSemantic, { data: train, benchmarks: [bad] }))).toContain(
+    expect(await errorOf(runStep(decontaminateSemantic, { data: train, benchmarks: [bad] }))).toContain(
       "bad-bench.jsonl:1: field question: missing"
     )
-  }, 60_000)
+  }, 180_000)
 })
 
-describe("the workers' dataset reader", () => {
+describe("the semantic steps' dataset reading", () => {
   it("fails on a malformed line or a wrong type naming file:line and field, before loading any model", async () => {
     const bad = writeJsonl(path.join(dir, "bad.jsonl"), [rows[0], { instruction: 3, output: "x" }, "{nope"])
-    expect(await errorOf(runCommandStep(dedupSemantic, { data: bad }))).toContain(`${bad}:2: field instruction: Expected string`)
+    expect(await errorOf(runStep(dedupSemantic, { data: bad }))).toContain(`${bad}:2: field instruction: Expected string`)
     const empty = writeJsonl(path.join(dir, "empty.jsonl"), [])
-    expect(await errorOf(runCommandStep(dedupSemantic, { data: empty }))).toContain("dataset is empty")
+    expect(await errorOf(runStep(dedupSemantic, { data: empty }))).toContain("dataset is empty")
   }, 60_000)
 
   it("skips and counts invalid lines with onInvalid: skip", async () => {
@@ -114,36 +139,6 @@ r = RowReader(${JSON.stringify(bad)}, "instruction", "skip")
 print(len(list(r)), r.skipped, [(e["line"], e["field"]) for e in r.examples])
 `)
     expect(res.stdout.trim()).toBe("2 2 [(2, 'instruction'), (3, '')]")
-  }, 60_000)
-})
-
-describe("the workers' config dataclasses mirror the TS param schemas", () => {
-  it("same names and defaults", async () => {
-    const { Schema } = await import("effect")
-    const defaults = (step: { definition: { params: unknown } }) => {
-      const codec = step.definition.params as import("effect").Schema.Codec<unknown, unknown>
-      return Schema.encodeSync(codec)(Schema.decodeUnknownSync(codec)({})) as Record<string, unknown>
-    }
-    const res = await python(`
-import dataclasses, json, sys
-sys.argv = ["x"]
-import dedup_semantic, decontaminate_semantic
-def fields(cls):
-    out = {}
-    for f in dataclasses.fields(cls):
-        d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out[f.name] = d
-    return out
-print(json.dumps([fields(dedup_semantic.Config), fields(decontaminate_semantic.Config)]))
-`)
-    const [dedupPy, decontPy] = JSON.parse(res.stdout) as [Record<string, unknown>, Record<string, unknown>]
-    for (const [py, step] of [[dedupPy, dedupSemantic], [decontPy, decontaminateSemantic]] as const) {
-      const ts = defaults(step)
-      // optional TS params (no default) are None in Python
-      const optional = Object.keys(py).filter((k) => !(k in ts))
-      for (const k of optional) expect(py[k]).toBeNull()
-      for (const [k, v] of Object.entries(ts)) expect(py[k]).toEqual(v)
-    }
   }, 60_000)
 })
 
