@@ -176,7 +176,7 @@ describe.concurrent("ray", () => {
     })
   })
 
-  distributedTrainingTests("ray", { executor: () => makeRayExecutor(options()) })
+  distributedTrainingTests("ray", { executor: () => makeRayExecutor(options()), killRank: true })
 
   executorContract("ray", {
     executor: () => makeRayExecutor(options()),
