@@ -198,8 +198,12 @@ const embedderFor = (model: string, batchSize: number, gpus: ReadonlyArray<numbe
   return e
 }
 
-/** Ends this process's embedding servers (the step's own, when its tasks ran in process). */
+let stepsRunning = 0
+
+/** Ends this process's embedding servers (the step's own, when its tasks ran in process) once no
+ * other semantic step of this process still runs. */
 const closeEmbedders = (): void => {
+  if (--stepsRunning > 0) return
   for (const e of embedders.values()) e.close()
   embedders.clear()
 }
@@ -282,6 +286,7 @@ const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof ded
   const pieces = await planPieces(data, p.tasks)
   const workers = workersOf(ctx, p.workers, data)
   const pool = new WorkerPool()
+  stepsRunning++
   try {
     const stage = stageRunner(ctx, workers, pool)
     const common = { format, onInvalid: p.onInvalid, fields, keep: p.keep, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
@@ -393,6 +398,7 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
   const pieces = await planPieces(data, p.tasks)
   const workers = workersOf(ctx, p.workers, data)
   const pool = new WorkerPool()
+  stepsRunning++
   try {
     const stage = stageRunner(ctx, workers, pool)
     const common = { format, onInvalid: p.onInvalid, fields, keep: "first", qa: true, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
