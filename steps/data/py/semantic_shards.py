@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,6 +69,15 @@ class PieceEmbedder:
 def serve(model: str, batch: int) -> None:
     """Loads the model once, then embeds the task directory of each stdin line, answering one JSON line
     each ({"device": ...} or {"error": ...}); ends at end of input (its Node process is gone)."""
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the Node process was killed (-9): stop now, not after the current piece
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     emb = PieceEmbedder(model, batch)
     for line in sys.stdin:
         d = line.strip()
