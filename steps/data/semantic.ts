@@ -276,11 +276,29 @@ const stageRunner = (ctx: StepContext<any, any>, workers: number, pool: WorkerPo
     return { dir, tasks, results }
   }
 
-const dedupInputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
+/** What both semantic steps share: stage 1 (every piece embedded by its own task) and what later stages need. */
+interface Embedded {
+  readonly format: ConcreteFormat
+  readonly fields: ReadonlyArray<string>
+  readonly pieces: Awaited<ReturnType<typeof planPieces>>
+  readonly workers: number
+  readonly pool: WorkerPool
+  readonly stage: ReturnType<typeof stageRunner>
+  readonly embedded: Awaited<ReturnType<ReturnType<typeof stageRunner>>>
+}
 
-const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof dedupInputs>): Promise<void> => {
-  const p = ctx.params
-  const data = ctx.inputs.data
+/** Embeds every piece of `data` (stage 1), then runs the step's later stages in `rest`; the pool and
+ * this process's embedding servers close however it ends. */
+const withEmbeddedPieces = async (
+  ctx: StepContext<any, any>,
+  data: string,
+  p: {
+    readonly onInvalid: OnInvalidMode; readonly fields?: ReadonlyArray<string> | undefined; readonly tasks?: number | undefined
+    readonly workers?: number | undefined; readonly model?: string | undefined; readonly batchSize: number
+  },
+  embed: { readonly keep: "longest" | "first"; readonly qa?: true },
+  rest: (e: Embedded) => Promise<void>
+): Promise<void> => {
   const format = await detectFormat(data, { onInvalid: p.onInvalid })
   const fields = p.fields ?? questionFields[format]
   const pieces = await planPieces(data, p.tasks)
@@ -289,8 +307,21 @@ const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof ded
   stepsRunning++
   try {
     const stage = stageRunner(ctx, workers, pool)
-    const common = { format, onInvalid: p.onInvalid, fields, keep: p.keep, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
+    const common = { format, onInvalid: p.onInvalid, fields, ...embed, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
     const embedded = await stage("semantic-embed", { pieces, ...common }, pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })))
+    await rest({ format, fields, pieces, workers, pool, stage, embedded })
+  } finally {
+    pool.close()
+    closeEmbedders()
+  }
+}
+
+const dedupInputs = { data: Port.describe(Port.anyDataset(), "rows of any format (detected from the data)") }
+
+const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof dedupInputs>): Promise<void> => {
+  const p = ctx.params
+  const data = ctx.inputs.data
+  await withEmbeddedPieces(ctx, data, p, { keep: p.keep }, async ({ format, fields, pieces, workers, pool, stage, embedded }) => {
     const greedySpec = { op: "semantic-greedy", embedDir: embedded.dir, ids: embedded.tasks.map((t) => t.id), threshold: p.threshold, keep: p.keep }
     const greedy = await stage("semantic-greedy", { ...greedySpec, pieces }, [greedySpec])
     const m = await runMapStep(ctx, {
@@ -314,10 +345,7 @@ const runDedupSemantic = async (ctx: StepContext<DedupSemanticParams, typeof ded
     ctx.metric("rows_out", m.kept)
     ctx.metric("removed", m.removed)
     ctx.metric("invalid_skipped", m.skipped)
-  } finally {
-    pool.close()
-    closeEmbedders()
-  }
+  })
 }
 
 export const dedupSemantic = preservingRows(defineStep({
@@ -393,16 +421,7 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
     throw new Error(`param benchmark lists ${mappings.length} field mappings for ${benchmarks.length} benchmarks: give one per benchmark, or one for all`)
   }
   for (const b of benchmarks) datasetFiles(b) // a missing benchmark fails now, not after the embedding stage
-  const format = await detectFormat(data, { onInvalid: p.onInvalid })
-  const fields = p.fields ?? questionFields[format]
-  const pieces = await planPieces(data, p.tasks)
-  const workers = workersOf(ctx, p.workers, data)
-  const pool = new WorkerPool()
-  stepsRunning++
-  try {
-    const stage = stageRunner(ctx, workers, pool)
-    const common = { format, onInvalid: p.onInvalid, fields, keep: "first", qa: true, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
-    const embedded = await stage("semantic-embed", { pieces, ...common }, pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })))
+  await withEmbeddedPieces(ctx, data, p, { keep: "first", qa: true }, async ({ format, pieces, workers, pool, stage, embedded }) => {
     const config = {
       ids: embedded.tasks.map((t) => t.id), benchmarks, mappings, threshold: p.threshold, remove: p.remove,
       duplicateSimilarity: p.duplicateSimilarity, model: p.model ?? "", batchSize: p.batchSize
@@ -434,10 +453,7 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
     ctx.metric("removed", m.removed)
     ctx.metric("flagged_pairs", found.flaggedPairs as number)
     for (const [c, n] of Object.entries(found.byCategory as Record<string, number>)) ctx.metric(`flagged.${c}`, n)
-  } finally {
-    pool.close()
-    closeEmbedders()
-  }
+  })
 }
 
 export const decontaminateSemantic = preservingRows(defineStep({
