@@ -159,7 +159,8 @@ const plan: Command = {
         const split = r as { nodes?: unknown; processesPerNode?: unknown } | undefined
         if (typeof split?.nodes !== "number" || typeof split.processesPerNode !== "number") return undefined
         const strategy = (step.decoded as { strategy?: unknown } | undefined)?.strategy
-        return distributionPlan(where.name, { nodes: split.nodes, processesPerNode: split.processesPerNode, strategy })
+        const oneNode = where.name === "slurm" && where.config.slurm?.gangOnOneNode === true
+        return distributionPlan(where.name, { nodes: split.nodes, processesPerNode: split.processesPerNode, strategy }, oneNode)
       }
       const placement = (id: string) => {
         const step = project.graph.byId.get(id)!

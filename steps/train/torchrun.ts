@@ -97,7 +97,7 @@ export interface DistributionPlan {
   readonly launch: string
 }
 
-const rendezvousOf = (executor: string, nodes: number): { rendezvous: string; launch: string } => {
+const rendezvousOf = (executor: string, nodes: number, gangOnOneNode: boolean): { rendezvous: string; launch: string } => {
   if (nodes === 1) {
     return {
       rendezvous: "c10d on 127.0.0.1, a port the kernel picks",
@@ -108,7 +108,9 @@ const rendezvousOf = (executor: string, nodes: number): { rendezvous: string; la
     case "slurm":
       return {
         rendezvous: "static on node 0 (its NodeAddr, port 20000 + job id % 20000)",
-        launch: `srun: one task per node (--nodes=${nodes} --ntasks-per-node=1), each running torchrun with its node rank`
+        launch: gangOnOneNode
+          ? `srun: ${nodes} tasks on one node (--nodes=1 --ntasks=${nodes}, the executor's gangOnOneNode), each running torchrun with its node rank`
+          : `srun: one task per node (--nodes=${nodes} --ntasks-per-node=1), each running torchrun with its node rank`
       }
     case "ray":
       return {
@@ -126,7 +128,9 @@ const rendezvousOf = (executor: string, nodes: number): { rendezvous: string; la
  */
 export const distributionPlan = (
   executor: string,
-  d: { readonly nodes: number; readonly processesPerNode: number; readonly strategy?: unknown }
+  d: { readonly nodes: number; readonly processesPerNode: number; readonly strategy?: unknown },
+  /** the Slurm executor's `gangOnOneNode`: a gang's tasks all go to one node */
+  gangOnOneNode = false
 ): DistributionPlan | undefined => {
   if (d.nodes * d.processesPerNode <= 1) return undefined
   return {
@@ -134,7 +138,7 @@ export const distributionPlan = (
     processesPerNode: d.processesPerNode,
     worldSize: d.nodes * d.processesPerNode,
     strategy: typeof d.strategy === "string" ? d.strategy : "ddp",
-    ...rendezvousOf(executor, d.nodes)
+    ...rendezvousOf(executor, d.nodes, gangOnOneNode)
   }
 }
 

@@ -277,6 +277,12 @@ traceback : Signal 9 (SIGKILL) received by PID 4242
     expect(rows.find((r) => r.step === "sft-2x4")?.where).toMatch(/--nodes=2 --ntasks-per-node=1/)
     expect(ray.stdout).toMatch(/^ {2}sft-2x4: ray: 4 GPU, 4 CPU/m)
     expect(ray.stdout).toMatch(/^ {2}sft-2x4: 2 nodes x 4 processes \(world 8\), strategy fsdp; a placement group of 2 bundles, one actor per bundle/m)
+    // with gangOnOneNode the plan's launch line says what the submission does: every task on one node
+    fs.writeFileSync(path.join(dir, "anneal.config.json"), JSON.stringify({ slurm: { partition: "gpu", gpuType: "h100", gangOnOneNode: true } }))
+    const oneNode = await plan("--executor", "slurm")
+    expect(oneNode.exitCode, oneNode.stderr).toBe(0)
+    expect(oneNode.stdout).toMatch(/^ {2}sft-2x4: slurm: sbatch --requeue --nodes=1 --ntasks=2 /m)
+    expect(oneNode.stdout).toMatch(/^ {2}sft-2x4: 2 nodes x 4 processes \(world 8\), strategy fsdp; srun: 2 tasks on one node \(--nodes=1 --ntasks=2/m)
   }, 120_000)
 
   it("deepspeed: the generated ZeRO config, a passthrough config, and a clear refusal without CUDA", async () => {
