@@ -16,8 +16,9 @@ Why fork is safe here:
   check, which does not initialise the driver. If CUDA is initialised anyway, the server declines
   every request and the steps start cold.
 - It declines a request whose environment differs from its own in anything but the per-step variables
-  (CUDA_VISIBLE_DEVICES, ANNEAL_STEP, ANNEAL_SPEC): libraries read their environment when imported, so
-  the child would otherwise not be what a cold start gives. A declined client simply execs the cold
+  (CUDA_VISIBLE_DEVICES, ANNEAL_STEP, ANNEAL_SPEC, and the ANNEAL_LLAMA_* paths of llama.cpp's tools that
+  the eval, quantize and generate workers read when they run, never at import): libraries read their
+  environment when imported, so the child would otherwise not be what a cold start gives. A declined client simply execs the cold
   command.
 - Each child gets what a fresh interpreter would have: default signal handlers, stdin on /dev/null,
   the step's environment and working directory, torch and numpy generators seeded from the OS
@@ -38,6 +39,12 @@ import sys
 import time
 
 PER_STEP_ENV = ("CUDA_VISIBLE_DEVICES", "ANNEAL_STEP", "ANNEAL_SPEC")
+# anneal's own variables that a worker reads only while it runs (llama.cpp's tool paths and commit)
+PER_STEP_ENV_PREFIXES = ("ANNEAL_LLAMA_",)
+
+
+def per_step(name: str) -> bool:
+    return name in PER_STEP_ENV or name.startswith(PER_STEP_ENV_PREFIXES)
 PARENT_DEATH_SIGNAL = signal.SIGUSR1
 
 # What the workers import (steps/train/*/worker.py): (module, attributes to touch); touching transformers'
@@ -223,7 +230,7 @@ class Server:
         if argv[1].startswith("-") or not argv[1].endswith(".py"):
             return "only `python SCRIPT.py ARGS...` starts warm"
         env = request.get("env") or {}
-        differs = sorted(k for k in set(env) | set(self.env) if k not in PER_STEP_ENV and env.get(k) != self.env.get(k))
+        differs = sorted(k for k in set(env) | set(self.env) if not per_step(k) and env.get(k) != self.env.get(k))
         if differs:
             return f"environment differs from the warm process's ({', '.join(differs[:5])})"
         if "torch" in sys.modules and sys.modules["torch"].cuda.is_initialized():

@@ -8,6 +8,6 @@ import { here, python } from "./helpers.ts"
 
 it("NEFTune noise, dataset reading and prompt templates (pytest)", async () => {
   const out = await python(["-m", "pytest", "-q", "-p", "no:cacheprovider", path.join(here, "python")])
-  expect(out).toMatch(/\b19 passed/)
+  expect(out).toMatch(/\b20 passed/)
   expect(out).not.toMatch(/failed|error/)
 }, 300_000)
