@@ -120,6 +120,12 @@ export interface ClusterBackend {
    * srun; Ray: a placement group of one actor per node). Absent: the backend runs only one-node steps.
    */
   readonly gangCommand?: (gang: Gang, nodeLauncher: ReadonlyArray<string>, perNode: JobResources) => Array<string>
+  /**
+   * How long a job must look ended with a failure before the executor believes it, when the cluster
+   * may still rerun it (Slurm shows a requeued job as FAILED until its controller has made it pending
+   * again, which takes seconds on a busy controller). Default 3 s.
+   */
+  readonly failureSettleMs?: number
 }
 
 export interface ClusterOptions {
@@ -310,8 +316,12 @@ export const lastErrorLine = (lines: ReadonlyArray<string>): string | undefined 
 
 /** consecutive failed state queries after which the step fails (the cluster is unreachable) */
 const maxFailedQueries = 10
-/** how long a job must stay failed before the step fails (a requeued job looks failed for a moment) */
-const failureSettleMs = 3000
+/**
+ * How long a job must stay failed before the step fails: a requeued job looks failed for a moment, and
+ * that moment is longer on a busy controller, so the wait grows with how long the controller took to
+ * answer (at least the backend's failureSettleMs, and three of its answers' worth), and at least two looks must agree.
+ */
+const failureSettleMs = (backend: ClusterBackend, lastAnswerMs: number) => Math.max(backend.failureSettleMs ?? 3000, 3 * lastAnswerMs)
 
 const live = (phase: JobPhase) => phase === "queued" || phase === "running"
 
@@ -599,6 +609,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         let nextPoll = 0
         let failedQueries = 0
         let endedAt: number | undefined
+        let endedLooks = 0
         for (;;) {
           if (mirror !== undefined && Date.now() >= nextMirror) {
             // the job's batches, copied from the remote into the attempt dir, about once a second
@@ -610,7 +621,9 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
             // on the clock's grid, so that every job's follower asks at the same moment: one batched query
             nextPoll = (Math.floor(Date.now() / pollMs) + 1) * pollMs
             // a controller busy for a moment is no reason to give up on a job that may run for days
+            const asked = Date.now()
             const answer = yield* Effect.exit(call(`querying ${backend.label(rec.jobId)}`, () => queryStatus(rec.jobId)))
+            const answerMs = Date.now() - asked
             if (Exit.isFailure(answer)) {
               if (++failedQueries >= maxFailedQueries) return yield* answer
             } else {
@@ -620,10 +633,11 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
                 // A job being requeued (preemption, `scontrol requeue`) shows as ended for a moment
                 // before it is pending again: believe an ending only when a later look agrees.
                 endedAt ??= Date.now()
-                if (Date.now() - endedAt >= failureSettleMs) break
+                if (++endedLooks >= 2 && Date.now() - endedAt >= failureSettleMs(backend, answerMs)) break
                 nextPoll = Math.min(nextPoll, Date.now() + followMs)
               } else {
                 endedAt = undefined
+                endedLooks = 0
                 if (!live(status.phase)) break
               }
             }

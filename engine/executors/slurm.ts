@@ -374,7 +374,10 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
     "--kill-on-bad-exit=1", "--export=ALL", ...nodeLauncher
   ]
 
-  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, statusMany, cancel, findByName, jobOutput, gangCommand }
+  // a job submitted --requeue that is being requeued shows as FAILED until the controller makes it
+  // pending again: seconds on a busy controller (seen at 3+ s under load)
+  const failureSettleMs = options.requeue === false ? 3000 : 10_000
+  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, statusMany, cancel, findByName, jobOutput, gangCommand, failureSettleMs }
 }
 
 export const makeSlurmExecutor = (options: SlurmOptions = {}): Executor =>
