@@ -12,7 +12,9 @@
  *   with a message naming the rank, no process of the step is left, and the rerun (same key, same
  *   resume dir, as the engine's next run) resumes from that checkpoint and still ends equal.
  */
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import type { EngineEvent } from "../../engine/events.ts"
@@ -71,6 +73,51 @@ const trainingSpec = (
   return spec
 }
 
+/**
+ * A 1-process reference run, made once per test run and shared by the cluster test files (ray.test.ts
+ * and slurm.test.ts run the same references, often at the same time): the first file to take the lock
+ * (a directory, holding its pid) computes it, the others wait for it to appear; a holder that died
+ * leaves the lock to the next. Under the suite's temp dir, like the training fixtures.
+ */
+const sharedReference = async (label: string, compute: () => Promise<string>): Promise<string> => {
+  const base = path.join(os.tmpdir(), `anneal-dist-reference-${createHash("sha256").update(label).digest("hex").slice(0, 16)}`)
+  const lock = `${base}.lock`
+  for (;;) {
+    if (fs.existsSync(base)) return base
+    try {
+      fs.mkdirSync(lock)
+    } catch {
+      let holder = 0
+      try {
+        holder = Number(fs.readFileSync(path.join(lock, "pid"), "utf8"))
+      } catch {
+        // the holder has not written its pid yet
+      }
+      let alive = true
+      if (holder > 0) {
+        try {
+          process.kill(holder, 0)
+        } catch {
+          alive = false
+        }
+      }
+      if (!alive) fs.rmSync(lock, { recursive: true, force: true })
+      else await new Promise((r) => setTimeout(r, 500))
+      continue
+    }
+    try {
+      fs.writeFileSync(path.join(lock, "pid"), String(process.pid))
+      const output = await compute()
+      const staging = `${base}.${process.pid}.tmp`
+      fs.cpSync(output, staging, { recursive: true })
+      fs.renameSync(staging, base)
+      return base
+    } finally {
+      fs.rmSync(lock, { recursive: true, force: true })
+    }
+  }
+}
+
 /** Processes whose command line names a file of this store: the node launchers, torchrun and every rank of its steps. */
 const processesOf = (store: string): Array<{ pid: number; rank: number | undefined }> => {
   const found: Array<{ pid: number; rank: number | undefined }> = []
@@ -109,10 +156,11 @@ export const distributedTrainingTests = (name: string, o: DistributedTrainingOpt
     const pretrainParams = { seqLen: 32, hiddenSize: 32, intermediateSize: 64, maxSteps: 24, learningRate: 3e-3, seed: 5 }
     const loraParams = { maxSteps: 6, learningRate: 1e-2, loraDropout: 0, seed: 3 }
     const reference = (step: TrainingStep, inputs: Record<string, string>, params: Record<string, unknown>) =>
-      runWorker(step, { inputs, params: { ...params, microBatchSize: 4 } }).then((r) => {
-        if (r.exitCode !== 0) throw new Error(`the 1-process reference failed: ${r.error ?? r.stderr.slice(-2000)}`)
-        return r.output
-      })
+      sharedReference(JSON.stringify([(step.definition as StepDefinition).kind, inputs, params]), () =>
+        runWorker(step, { inputs, params: { ...params, microBatchSize: 4 } }).then((r) => {
+          if (r.exitCode !== 0) throw new Error(`the 1-process reference failed: ${r.error ?? r.stderr.slice(-2000)}`)
+          return r.output
+        }))
 
     it(`pretrain: equals the 1-process run${o.killRank === true ? "; a killed rank fails the step cleanly and the rerun resumes from the checkpoint" : ""}`, async () => {
       const dir = await fx()
