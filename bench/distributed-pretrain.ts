@@ -6,7 +6,10 @@
  * TrainingArguments), alternating. Tokens/s = optimizer steps x 64 x 8 x processes / the Trainer's
  * train_runtime on both sides; wall seconds (process start to exit) beside it.
  *
- *   npx tsx bench/distributed-pretrain.ts [--steps 60] [--repeats 1] [--processes 1,2,4]
+ *   npx tsx bench/distributed-pretrain.ts [--steps 60] [--repeats 1] [--processes 1,2,4] [--ray]
+ *
+ * With --ray, anneal's side runs through the Ray executor on a one-node Ray head started here on
+ * loopback (as the tests start it): the step's torchrun runs inside the Ray job.
  *
  * Last line: `distributed pretrain overhead vs direct torchrun: N%` (tokens/s summed over the process
  * counts, positive = anneal slower).
@@ -19,7 +22,10 @@ import { execa } from "execa"
 import { checkPythonEnv, projectRoot, pythonEnvVars } from "../engine/python.ts"
 
 const { values } = parseArgs({
-  options: { steps: { type: "string", default: "60" }, repeats: { type: "string", default: "1" }, processes: { type: "string", default: "1,2,4" } }
+  options: {
+    steps: { type: "string", default: "60" }, repeats: { type: "string", default: "1" }, processes: { type: "string", default: "1,2,4" },
+    ray: { type: "boolean", default: false }
+  }
 })
 const steps = Number(values.steps)
 const repeats = Number(values.repeats)
@@ -45,11 +51,16 @@ export default recipe("distributed-pretrain-${n}", () => {
 
 interface Sample { readonly tokensPerSecond: number; readonly wall: number }
 
+// --ray: anneal's runs go to a one-node Ray head on loopback, named in the recipes' anneal.config.json
+const rayCluster = values.ray === true ? await (await import("../test/executors/ray-cluster.ts")).startRay() : undefined
+if (rayCluster !== undefined) fs.writeFileSync(path.join(dir, "anneal.config.json"), JSON.stringify({ ray: { address: rayCluster.address, pollSeconds: 0.25 } }))
+const executorArgs = rayCluster !== undefined ? ["--executor", "ray"] : []
+
 const viaAnneal = async (n: number, i: number): Promise<Sample> => {
   const t0 = performance.now()
   const r = await execa("npx", [
     "anneal", "run", path.join(dir, `recipe-${n}.ts`), "--json", "--allow-cpu", "--jobs", String(Math.max(n, 1)),
-    "--store", path.join(dir, `store-${n}-${i}`)
+    "--store", path.join(dir, `store-${n}-${i}`), ...executorArgs
   ], { cwd: projectRoot, reject: false, env: { ANNEAL_WARM_WORKERS: "0" } })
   const wall = (performance.now() - t0) / 1000
   const metrics: Record<string, number> = {}
@@ -79,16 +90,21 @@ const median = (xs: ReadonlyArray<number>): number => {
 }
 
 const rows: Array<{ n: number; anneal: Array<Sample>; torchrun: Array<Sample> }> = counts.map((n) => ({ n, anneal: [], torchrun: [] }))
-for (let i = 0; i < repeats; i++) {
-  for (const row of rows) {
-    // alternate, so drift in machine load hits both sides alike
-    row.torchrun.push(await direct(row.n, i))
-    row.anneal.push(await viaAnneal(row.n, i))
-    console.log(`run ${i + 1}, ${row.n} process(es): torchrun ${row.torchrun.at(-1)!.tokensPerSecond.toFixed(0)} tok/s, anneal ${row.anneal.at(-1)!.tokensPerSecond.toFixed(0)} tok/s`)
+try {
+  for (let i = 0; i < repeats; i++) {
+    for (const row of rows) {
+      // alternate, so drift in machine load hits both sides alike
+      row.torchrun.push(await direct(row.n, i))
+      row.anneal.push(await viaAnneal(row.n, i))
+      console.log(`run ${i + 1}, ${row.n} process(es): torchrun ${row.torchrun.at(-1)!.tokensPerSecond.toFixed(0)} tok/s, anneal ${row.anneal.at(-1)!.tokensPerSecond.toFixed(0)} tok/s`)
+    }
   }
+} finally {
+  await rayCluster?.stop()
 }
 console.log("")
-console.log(`| tiny pretrain, ${steps} steps, CPU gloo (median of ${repeats}) | torchrun tok/s | anneal tok/s | torchrun wall s | anneal wall s |`)
+const side = rayCluster !== undefined ? "anneal on Ray" : "anneal"
+console.log(`| tiny pretrain, ${steps} steps, CPU gloo (median of ${repeats}) | torchrun tok/s | ${side} tok/s | torchrun wall s | ${side} wall s |`)
 console.log("|---|---:|---:|---:|---:|")
 let sumDirect = 0
 let sumAnneal = 0
@@ -100,5 +116,5 @@ for (const row of rows) {
   console.log(`| ${row.n} process(es) | ${d.toFixed(0)} | ${a.toFixed(0)} | ${median(row.torchrun.map((s) => s.wall)).toFixed(1)} | ${median(row.anneal.map((s) => s.wall)).toFixed(1)} |`)
 }
 console.log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")} (${os.cpus().length} cores)`)
-console.log(`distributed pretrain overhead vs direct torchrun: ${(((sumDirect - sumAnneal) / sumDirect) * 100).toFixed(1)}%`)
+console.log(`distributed pretrain overhead${rayCluster !== undefined ? " on Ray" : ""} vs direct torchrun: ${(((sumDirect - sumAnneal) / sumDirect) * 100).toFixed(1)}%`)
 fs.rmSync(dir, { recursive: true, force: true })
