@@ -155,6 +155,18 @@ export class JobMirror {
     fs.rmSync(files.log, { force: true })
   }
 
+  /** Appends the events and log batches that appeared since the last look, in order. */
+  private async copyBatches(remote: Awaited<ReturnType<RemoteJobs["remote"]>>, prefix: string, files: ReturnType<typeof attemptFiles>): Promise<void> {
+    for (const [stream, file] of [["events", files.events], ["log", files.log]] as const) {
+      for (;;) {
+        const body = await remote.s3.getBytes(`${prefix}${stream}/${chunkName(this.seq[stream])}`)
+        if (body === undefined) break
+        fs.appendFileSync(file, body)
+        this.seq[stream]++
+      }
+    }
+  }
+
   /** One round: new batches appended here; the output and exit record once the job left them. True once exited. */
   async sync(): Promise<boolean> {
     if (this.exited) return true
@@ -163,25 +175,11 @@ export class JobMirror {
       const prefix = jobPrefix(remote, this.name)
       const files = attemptFiles(this.attemptDir)
       fs.mkdirSync(this.attemptDir, { recursive: true })
-      for (const [stream, file] of [["events", files.events], ["log", files.log]] as const) {
-        for (;;) {
-          const body = await remote.s3.getBytes(`${prefix}${stream}/${chunkName(this.seq[stream])}`)
-          if (body === undefined) break
-          fs.appendFileSync(file, body)
-          this.seq[stream]++
-        }
-      }
+      await this.copyBatches(remote, prefix, files)
       const body = await remote.s3.getBytes(`${prefix}exit.json`)
       if (body === undefined) return false
       // the batches the node flushed before its exit record are all there now: one more look for them
-      for (const [stream, file] of [["events", files.events], ["log", files.log]] as const) {
-        for (;;) {
-          const more = await remote.s3.getBytes(`${prefix}${stream}/${chunkName(this.seq[stream])}`)
-          if (more === undefined) break
-          fs.appendFileSync(file, more)
-          this.seq[stream]++
-        }
-      }
+      await this.copyBatches(remote, prefix, files)
       const exit = JSON.parse(body.toString("utf8")) as RemoteExit
       if (exit.error !== undefined) fs.appendFileSync(files.log, `anneal node: ${exit.error}\n`)
       if (exit.code === 0 && exit.output !== undefined) {
