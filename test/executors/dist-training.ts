@@ -22,7 +22,7 @@ import type { StepDefinition } from "../../engine/step.ts"
 import type { Executor, StepSpec } from "../../engine/spec.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { pretrain, sftLora } from "../../steps/train/index.ts"
-import { makeFixtures, modelTools, runWorker, specParams } from "../steps/train/helpers.ts"
+import { buildOnce, makeFixtures, modelTools, runWorker, specParams } from "../steps/train/helpers.ts"
 import { jobWaitMs, waitFor } from "./cluster-ports.ts"
 import { logsOf, makeStoreDir, newKey, runSpec, startSpec } from "./specs.ts"
 
@@ -73,50 +73,11 @@ const trainingSpec = (
   return spec
 }
 
-/**
- * A 1-process reference run, made once per test run and shared by the cluster test files (ray.test.ts
- * and slurm.test.ts run the same references, often at the same time): the first file to take the lock
- * (a directory, holding its pid) computes it, the others wait for it to appear; a holder that died
- * leaves the lock to the next. Under the suite's temp dir, like the training fixtures.
- */
-const sharedReference = async (label: string, compute: () => Promise<string>): Promise<string> => {
-  const base = path.join(os.tmpdir(), `anneal-dist-reference-${createHash("sha256").update(label).digest("hex").slice(0, 16)}`)
-  const lock = `${base}.lock`
-  for (;;) {
-    if (fs.existsSync(base)) return base
-    try {
-      fs.mkdirSync(lock)
-    } catch {
-      let holder = 0
-      try {
-        holder = Number(fs.readFileSync(path.join(lock, "pid"), "utf8"))
-      } catch {
-        // the holder has not written its pid yet
-      }
-      let alive = true
-      if (holder > 0) {
-        try {
-          process.kill(holder, 0)
-        } catch {
-          alive = false
-        }
-      }
-      if (!alive) fs.rmSync(lock, { recursive: true, force: true })
-      else await new Promise((r) => setTimeout(r, 500))
-      continue
-    }
-    try {
-      fs.writeFileSync(path.join(lock, "pid"), String(process.pid))
-      const output = await compute()
-      const staging = `${base}.${process.pid}.tmp`
-      fs.cpSync(output, staging, { recursive: true })
-      fs.renameSync(staging, base)
-      return base
-    } finally {
-      fs.rmSync(lock, { recursive: true, force: true })
-    }
-  }
-}
+/** A 1-process reference run, made once per test run and shared by ray.test.ts and slurm.test.ts (which run the same references, often at the same time). */
+const sharedReference = (label: string, compute: () => Promise<string>): Promise<string> =>
+  buildOnce(path.join(os.tmpdir(), `anneal-dist-reference-${createHash("sha256").update(label).digest("hex").slice(0, 16)}`), async (staging) => {
+    fs.cpSync(await compute(), staging, { recursive: true })
+  })
 
 /** Processes whose command line names a file of this store: the node launchers, torchrun and every rank of its steps. */
 const processesOf = (store: string): Array<{ pid: number; rank: number | undefined }> => {

@@ -15,6 +15,54 @@ import type { StepDefinition } from "../../../engine/step.ts"
 export const here = path.join(projectRoot, "test", "steps", "train")
 export const tempDir = (prefix = "anneal-train-"): string => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
 
+/**
+ * A directory built once per test run (under the suite's temp dir) and shared by the test files that need
+ * it: the first file to take the lock (a directory holding its pid) builds a staging copy and renames it
+ * into place; the others wait for it to appear; a holder that died leaves the lock to the next.
+ */
+export const buildOnce = async (dir: string, build: (staging: string) => Promise<void>): Promise<string> => {
+  const lock = `${dir}.lock`
+  for (;;) {
+    if (fs.existsSync(dir)) return dir
+    try {
+      fs.mkdirSync(lock)
+    } catch {
+      let holder = 0
+      try {
+        holder = Number(fs.readFileSync(path.join(lock, "pid"), "utf8"))
+      } catch {
+        // the holder has not written its pid yet
+      }
+      let alive = true
+      if (holder > 0) {
+        try {
+          process.kill(holder, 0)
+        } catch {
+          alive = false
+        }
+      }
+      if (!alive) fs.rmSync(lock, { recursive: true, force: true })
+      else await new Promise((r) => setTimeout(r, 250))
+      continue
+    }
+    try {
+      fs.writeFileSync(path.join(lock, "pid"), String(process.pid))
+      if (fs.existsSync(dir)) return dir
+      const staging = tempDir(`${path.basename(dir)}-staging-`)
+      try {
+        await build(staging)
+        fs.renameSync(staging, dir)
+      } catch (e) {
+        fs.rmSync(staging, { recursive: true, force: true })
+        throw e
+      }
+      return dir
+    } finally {
+      fs.rmSync(lock, { recursive: true, force: true })
+    }
+  }
+}
+
 export interface WorkerRun {
   readonly exitCode: number | undefined
   readonly signal: string | undefined
