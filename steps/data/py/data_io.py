@@ -9,11 +9,37 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from anneal_worker.datasets import dataset_files, iter_lines, iter_parquet, parse_line
+from anneal_worker.datasets import dataset_files, declared_format, iter_lines, iter_parquet, parse_line
 from anneal_worker.protocol import fail
 from anneal_worker.row_formats import ANSWER_FIELD, FORMATS, QUESTION_FIELDS, check_row, infer_format
 
 __all__ = ["ANSWER_FIELD", "FORMATS", "QUESTION_FIELDS", "check_row", "infer_format"]
+
+
+def detect_format(path: str, on_invalid: str = "error") -> str:
+    """The declared format, else the first row's. With on_invalid "skip", lines that reading would skip
+    are skipped here too (detection is never stricter than reading)."""
+    declared = declared_format(path)
+    if declared in FORMATS:
+        return declared
+    for file in dataset_files(path):
+        if file.endswith(".parquet"):
+            for n, row in iter_parquet(file):
+                fmt = infer_format(row)
+                if fmt is not None:
+                    return fmt
+                if on_invalid != "skip":
+                    fail(f"{file}:{n}: cannot tell the row format from its columns")
+            continue
+        for n, text, problem in iter_lines(file):
+            row, problem = (None, problem) if problem else parse_line(text or "")
+            fmt = infer_format(row) if row is not None else None
+            if fmt is not None:
+                return fmt
+            if on_invalid != "skip":
+                fail(f"{file}:{n}: {problem or 'cannot tell the row format from its keys'}")
+    fail(f"{path}: dataset is empty: no rows")
+    raise AssertionError
 
 
 @dataclass
