@@ -4,10 +4,12 @@
  * and for each function i the signed minimum of a_i*lo + c_i*hi + b_i. Any difference would change
  * which rows dedup keeps.
  */
+import { createHash } from "node:crypto"
 import { describe, expect, it } from "vitest"
+import { clusterSignatures } from "../../../steps/data/minhash/lsh.ts"
 import { hashString32, LANE_SEED_HI, LANE_SEED_LO, shingleHashes } from "../../../steps/data/minhash/hash.ts"
 import { coefficients, Signer, simplifyWords } from "../../../steps/data/minhash/signature.ts"
-import { rng } from "./corpus.ts"
+import { plantedCorpus, rng } from "./corpus.ts"
 
 const reference = (text: string, ngram: number, k: number, seed: number): Int32Array | undefined => {
   const words = simplifyWords(text)
@@ -52,4 +54,40 @@ describe("minhash signatures", () => {
       }
     })
   }
+})
+
+// Pinned values, computed once (before the kernels were tuned): any change to the hashing, the
+// coefficients or the LSH would change which rows a cached dedup keeps, so it must show up here.
+describe("minhash signatures and clusters are pinned", () => {
+  it("for two fixed texts, in WebAssembly and plain JS", () => {
+    for (const wasm of [true, false]) {
+      const signer = new Signer({ ngram: 5, numHashes: 16, seed: 1 }, { wasm })
+      const out = new Int32Array(16)
+      signer.sign("The quick brown fox jumps over the lazy dog; the dog sleeps.", out, 0)
+      expect(Array.from(out)).toEqual([-1201926919, -1654405374, -1993194329, -1121182662, -1701981219, -1953021952, -1027232749, -1861387656, -1395418404, -2132531913, -1456917282, -1987544208, -1474308705, -1992116822, -2065467958, -1168293229])
+      signer.sign("Ünïcödé naïve ﬁne café — déjà vu, straße", out, 0)
+      expect(Array.from(out)).toEqual([-1191402197, -828616579, -1462128719, -1469694974, -2138286221, -19318706, -598123636, -2056444186, -169830134, -90421477, -1968305355, -1564499368, -553532816, -1262267722, -2040095946, -1140451003])
+    }
+  })
+
+  it("for a planted corpus: every signature (digest) and the clusters LSH finds", () => {
+    const { docs } = plantedCorpus(5, 1500)
+    const k = 112
+    const signer = new Signer({ ngram: 5, numHashes: k, seed: 1 })
+    const sigs = new Int32Array(docs.length * k)
+    const signed = new Uint8Array(docs.length)
+    for (let i = 0; i < docs.length; i++) signed[i] = signer.sign(docs[i]!, sigs, i * k) ? 1 : 0
+    expect(docs.length).toBe(2133)
+    expect(createHash("sha256").update(new Uint8Array(sigs.buffer)).digest("hex")).toBe("147d32c439524e1584d3ddb2146439add556117e2188967218068ef874bf9490")
+    const { clusters, compared, matched } = clusterSignatures(sigs, signed, docs.length, k, { bands: 14, rows: 8, threshold: 0.8, maxComparisons: 64 })
+    // each document's cluster named by its first member
+    const first = new Map<number, number>()
+    const canon = Int32Array.from(docs, (_, i) => {
+      const r = clusters.find(i)
+      if (!first.has(r)) first.set(r, i)
+      return first.get(r)!
+    })
+    expect({ compared, matched, removed: canon.filter((c, i) => c !== i).length }).toEqual({ compared: 498, matched: 353, removed: 353 })
+    expect(createHash("sha256").update(new Uint8Array(canon.buffer)).digest("hex")).toBe("99b09358d7745e73eabe76576d88ed6ab79f5ec36e5663016f8f542aa636e918")
+  })
 })
