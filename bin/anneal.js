@@ -73,7 +73,7 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   // (about 0.25 s of CPU more at every start).
   const effectModules = ["Effect", "Schema", "SchemaAST", "Cause", "Exit", "Data", "Deferred", "Context", "Layer"]
   const helpOnly = [undefined, "help", "--help", "-h", "--version", "-v"].includes(process.argv[2])
-  if (!helpOnly) await Promise.all([...effectModules.map((m) => import(`effect/${m}`)), ...(develop ? [import("execa")] : [])])
+  if (!helpOnly) await Promise.all(effectModules.map((m) => import(`effect/${m}`)))
   if (develop) {
     // In anneal's own repository, `import ... from "anneal"` (recipes, test projects) resolves to the
     // TypeScript sources through the package's "anneal-dev" export condition, the same module instances

@@ -4,11 +4,11 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { execa } from "execa"
 import { lockFile, pythonEnvDir, readyMarker, uvVersion } from "./python.ts"
 
 const run = async (argv: ReadonlyArray<string>, log: (line: string) => void): Promise<void> => {
   log(`$ ${argv.join(" ")}`)
+  const { execa } = await import("execa")
   const r = await execa(argv[0]!, argv.slice(1), { reject: false, all: true, env: { UV_NO_PROGRESS: "1" } })
   if (r.exitCode !== 0) {
     const tail = (r.all ?? "").split("\n").slice(-15).join("\n")
@@ -17,6 +17,7 @@ const run = async (argv: ReadonlyArray<string>, log: (line: string) => void): Pr
 }
 
 const findPython = async (): Promise<string> => {
+  const { execa } = await import("execa")
   for (const candidate of [process.env.ANNEAL_BASE_PYTHON, "python3.11", "python3.12", "python3"]) {
     if (candidate === undefined) continue
     const r = await execa(candidate, ["-c", "import sys; print(sys.executable, *sys.version_info[:2])"], { reject: false })

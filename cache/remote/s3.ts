@@ -11,8 +11,7 @@
  */
 import { createHash, createHmac } from "node:crypto"
 import * as fs from "node:fs"
-import * as http from "node:http"
-import * as https from "node:https"
+import type * as http from "node:http"
 import { pipeline } from "node:stream/promises"
 import type { Credentials } from "./credentials.ts"
 
@@ -70,7 +69,8 @@ export class S3Client {
     this.base = new URL(endpoint)
     // AWS's own endpoint takes the bucket in the host name; S3-compatible servers in the path
     this.virtualHost = options.endpoint === undefined && /^[a-z0-9][a-z0-9-]*[a-z0-9]$/.test(options.bucket)
-    const Agent = this.base.protocol === "https:" ? https.Agent : http.Agent
+    // node:http loads with the first client, not with this module (its ESM form loads undici: tens of ms)
+    const Agent = process.getBuiltinModule(this.base.protocol === "https:" ? "node:https" : "node:http").Agent
     this.agent = new Agent({ keepAlive: true, maxSockets: 16 })
   }
 
@@ -297,7 +297,7 @@ export class S3Client {
       const signature = createHmac("sha256", kSigning).update(toSign).digest("hex")
       headers.authorization = `AWS4-HMAC-SHA256 Credential=${creds.accessKeyId}/${scope}, SignedHeaders=${signed.join(";")}, Signature=${signature}`
     }
-    const lib = url.protocol === "https:" ? https : http
+    const lib = process.getBuiltinModule(url.protocol === "https:" ? "node:https" : "node:http")
     return new Promise((resolve, reject) => {
       const req = lib.request(
         {

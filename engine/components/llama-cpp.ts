@@ -25,7 +25,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { execa } from "execa"
 
 /** The llama-cpp-python sdist that carries llama.cpp; bump both together (and the quantize step's version). */
 export const llamaCppPythonVersion = "0.3.36"
@@ -106,6 +105,7 @@ export const requireLlamaCpp = (who: string): LlamaCpp => {
 
 const run = async (argv: ReadonlyArray<string>, log: (line: string) => void, cwd?: string): Promise<void> => {
   log(`$ ${argv.join(" ")}`)
+  const { execa } = await import("execa")
   const r = await execa(argv[0]!, argv.slice(1), { reject: false, all: true, cwd, env: { PIP_DISABLE_PIP_VERSION_CHECK: "1" } })
   if (r.exitCode !== 0) {
     const tail = (r.all ?? "").split("\n").slice(-20).join("\n")
@@ -167,10 +167,11 @@ export const ensureLlamaLoglik = async (llama: LlamaCpp, log: (line: string) => 
 }
 
 const which = async (cmd: string): Promise<boolean> =>
-  (await execa("sh", ["-c", 'command -v "$1"', "sh", cmd], { reject: false })).exitCode === 0
+  (await (await import("execa")).execa("sh", ["-c", 'command -v "$1"', "sh", cmd], { reject: false })).exitCode === 0
 
 /** A Python with pip: the uv bootstrap venv `anneal setup` made, else the system's. */
 const pipPython = async (): Promise<string> => {
+  const { execa } = await import("execa")
   const candidates = [path.join(cacheRoot(), "uv-0.13.9", "bin", "python"), "python3", "python"]
   for (const c of candidates) {
     if (c.includes(path.sep) && !fs.existsSync(c)) continue

@@ -15,7 +15,7 @@ import * as readline from "node:readline"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { execa } from "execa"
+import type { execa as Execa } from "execa"
 import type { EngineEvent } from "../events.ts"
 import type { ExecResult, Executor, StepSpec } from "../spec.ts"
 import { StepExecutionError } from "../spec.ts"
@@ -160,7 +160,26 @@ process.on("exit", () => {
   for (const group of liveGroups) signalGroup(group, "SIGKILL")
 })
 
+/**
+ * execa and its dependencies (~140 modules) load when the first command step starts: `plan`, `steps`
+ * and a run that starts no process never pay for them.
+ */
+const loadExeca = (step: string): Effect.Effect<typeof Execa, StepExecutionError> =>
+  Effect.tryPromise({
+    try: async () => (await import("execa")).execa,
+    catch: (e) => new StepExecutionError(step, `cannot load execa, which starts its process: ${(e as Error).message}`, undefined, e)
+  })
+
 const runCommand = (
+  spec: StepSpec,
+  impl: Extract<StepSpec["implementation"], { type: "command" }>,
+  emit: (e: EngineEvent) => void,
+  warm: WarmWorkers | undefined
+): Effect.Effect<ExecResult, StepExecutionError> =>
+  Effect.flatMap(loadExeca(spec.step), (execa) => runCommandWith(execa, spec, impl, emit, warm))
+
+const runCommandWith = (
+  execa: typeof Execa,
   spec: StepSpec,
   impl: Extract<StepSpec["implementation"], { type: "command" }>,
   emit: (e: EngineEvent) => void,

@@ -18,8 +18,6 @@
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
-import * as http from "node:http"
-import * as https from "node:https"
 import { fileURLToPath } from "node:url"
 import * as Schema from "effect/Schema"
 import type { Executor } from "../spec.ts"
@@ -185,7 +183,9 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
   if (base.protocol !== "http:" && base.protocol !== "https:") {
     throw new Error(`the Ray address ${shown} must start with http:// or https://`)
   }
-  const transport = base.protocol === "https:" ? https : http
+  // node:http loads here, when a Ray executor is made: importing it costs every command tens of ms
+  // (its ESM form loads undici), though only a run on Ray talks to the dashboard
+  const transport = process.getBuiltinModule(base.protocol === "https:" ? "node:https" : "node:http")
   // read once, at the first call: a missing variable or CA file fails the step that needed it
   let connection: { headers: Record<string, string>; ca?: Buffer } | undefined
   const connect = () => {

@@ -17,7 +17,6 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { execa } from "execa"
 import { fileURLToPath } from "node:url"
 import { pythonExecutable } from "../python.ts"
 import type { ClusterBackend } from "./cluster-executor.ts"
@@ -64,7 +63,7 @@ export const shardArrayScript = (options: SlurmOptions, groups: ReadonlyArray<Re
 
 export const slurmShardRunner = (options: SlurmShardOptions, command: ShardCommand, binds: ReadonlyArray<string>): ShardRunner => {
   const env = options.slurmConf !== undefined ? { SLURM_CONF: options.slurmConf } : {}
-  const slurm = (cmd: string, args: ReadonlyArray<string>) => execa(cmd, args, { env, reject: false, timeout: 60_000, stdin: "ignore" })
+  const slurm = async (cmd: string, args: ReadonlyArray<string>) => (await import("execa")).execa(cmd, args, { env, reject: false, timeout: 60_000, stdin: "ignore" })
   const pollMs = (options.pollSeconds ?? 1) * 1000
   return {
     run: async (specFiles, { signal }) => {

@@ -17,7 +17,6 @@
  */
 import * as fs from "node:fs"
 import * as Schema from "effect/Schema"
-import { execa } from "execa"
 import type { Executor } from "../spec.ts"
 import { attemptFiles, shellQuote } from "./cluster-job.ts"
 import { describePlaced, placedClusterExecutor } from "./placement.ts"
@@ -279,6 +278,7 @@ export const slurmStatus = (state: string, reason: string | undefined, exitCode:
 export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => {
   const env = options.slurmConf !== undefined ? { SLURM_CONF: options.slurmConf } : {}
   const slurm = async (command: string, args: ReadonlyArray<string>) => {
+    const { execa } = await import("execa")
     const r = await execa(command, args, { env, reject: false, timeout: 60_000, stdin: "ignore" })
     if (r.failed && r.exitCode === undefined) {
       throw new Error(`cannot run ${command}: ${r.shortMessage}${r.code === "ENOENT" ? " (is Slurm's client installed and on PATH?)" : ""}`)
