@@ -18,6 +18,12 @@ export const fmix32 = (h: number): number => {
 const C1 = 0xcc9e2d51
 const C2 = 0x1b873593
 
+/** MurmurHash3's block of one code unit (what the WebAssembly kernel looks up per byte). */
+export const murmurBlock = (unit: number): number => {
+  const k = Math.imul(unit, C1)
+  return Math.imul((k << 15) | (k >>> 17), C2)
+}
+
 /** One lane of a string hash; `seed` picks the lane. */
 export const hashString32 = (s: string, seed: number): number => {
   let h = seed | 0

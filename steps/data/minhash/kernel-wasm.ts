@@ -1,13 +1,27 @@
 /**
- * The MinHash minima loop as a WebAssembly SIMD kernel, assembled here from its instructions (no
- * toolchain: the bytes below are the whole module). For each group of four hash functions it keeps
- * four running minima in one i32x4 over all shingles:  v = a*lo + c*hi + b  (mod 2^32, signed min),
- * exactly the arithmetic of the scalar loop in signature.ts, four lanes per instruction.
+ * MinHash signing as a WebAssembly SIMD kernel, assembled here from its instructions (no toolchain: the
+ * bytes this file builds are the whole module, so the module is reproducible from this source alone).
+ * Each function computes exactly what the plain-JS definition in hash.ts / signature.ts computes, in
+ * int32 arithmetic that wraps as JS's Math.imul does. All pointers are byte offsets into the module's
+ * memory, which starts with two tables written by signature.ts:
+ *   0..128    separator table: 8 for whitespace/punctuation/symbol bytes, 0 for word bytes
+ *   128..640  MurmurHash3 block k of each (lower-cased) byte: rotl(ch * C1, 15) * C2, as int32
  *
- *   minima(lo, hi, count, coef, groups, out)   all pointers are byte offsets into the module's memory
- *     lo, hi:  count int32 shingle lanes (count >= 1)
- *     coef:    groups x 48 bytes: a[4], c[4], b[4] as int32
- *     out:     groups x 4 int32 minima
+ *   words(text, len, raw, rawB, lo, hi) -> n
+ *     the word hash lanes of an ASCII text (len bytes, then one separator byte): lo[i], hi[i] =
+ *     hashString32(word i, LANE_SEED_LO / LANE_SEED_HI). Branch-free per byte, and the text is cut at a
+ *     separator near its middle into two halves hashed in the same loop, so the two halves' dependency
+ *     chains overlap; each half leaves its words' (hash state ^ length) pairs at raw / rawB, then one
+ *     SIMD pass applies fmix32 to both, four words at a time.
+ *   shingles(lo, hi, count, width, out)
+ *     hash.ts's shingleHashes for count >= 1 shingles of `width` words, four shingles per instruction,
+ *     as (lo, hi) pairs at out; reads up to 3 words past the last and writes up to 3 pairs past the
+ *     last, then repeats the last pair once more (so that an even count can be passed to minima: the
+ *     minimum over a repeated shingle is the same).
+ *   minima(sh, count, coef, pairs, out)
+ *     for each group of four hash functions, the running minimum of v = a*lo + c*hi + b (signed) over
+ *     `count` (even, >= 2) shingle pairs, two groups and two shingles per loop pass;
+ *     coef: pairs x 96 bytes (a[4], c[4], b[4] of two groups); out: pairs x 8 int32.
  */
 
 // the little of the WebAssembly JS API used here (the project's lib settings carry no wasm typings)
@@ -20,17 +34,16 @@ declare const WebAssembly: {
   Instance: new (module: object) => { readonly exports: Record<string, unknown> }
 }
 
-// opcodes used (WebAssembly core + fixed-width SIMD)
-const LOCAL_GET = 0x20, LOCAL_SET = 0x21, LOCAL_TEE = 0x22
-const I32_CONST = 0x41, I32_ADD = 0x6a, I32_SHL = 0x74, I32_LT_U = 0x49, I32_LOAD = 0x28
-const LOOP = 0x03, BR_IF = 0x0d, END = 0x0b, VOID = 0x40
-const SIMD = 0xfd, V128 = 0x7b, I32 = 0x7f
-const V128_LOAD = [SIMD, 0x00], V128_STORE = [SIMD, 0x0b], I32X4_SPLAT = [SIMD, 0x11]
-const I32X4_ADD = [SIMD, 0xae, 0x01], I32X4_MUL = [SIMD, 0xb5, 0x01], I32X4_MIN_S = [SIMD, 0xb6, 0x01]
-const V128_CONST = [SIMD, 0x0c]
+/** where the tables lie in the kernel's memory (signature.ts fills them) */
+export const SEPARATORS_AT = 0
+export const BLOCKS_AT = 128
+export const TABLES_END = 640
 
-const uleb = (n: number): Array<number> => {
-  const out: Array<number> = []
+// ---- a small assembler ----------------------------------------------------------------------------
+type Code = Array<number>
+
+const uleb = (n: number): Code => {
+  const out: Code = []
   do {
     let b = n & 0x7f
     n >>>= 7
@@ -39,63 +52,8 @@ const uleb = (n: number): Array<number> => {
   } while (n !== 0)
   return out
 }
-const vec = (items: Array<number>): Array<number> => [...uleb(items.length), ...items]
-const section = (id: number, body: Array<number>): Array<number> => [id, ...uleb(body.length), ...body]
-const str = (s: string): Array<number> => vec([...Buffer.from(s, "utf8")])
-
-// params 0 lo, 1 hi, 2 count, 3 coef, 4 pairs, 5 out; locals 6 end, 7 g, 8 p, 9 q (i32);
-// 10 a0, 11 c0, 12 b0, 13 m0, 14 a1, 15 c1, 16 b1, 17 m1, 18 lo splat, 19 hi splat (v128)
-const get = (i: number) => [LOCAL_GET, i]
-const set = (i: number) => [LOCAL_SET, i]
-const mem = (align: number, offset: number) => [align, ...uleb(offset)]
-const MAX = [...V128_CONST, ...new Array(4).fill([0xff, 0xff, 0xff, 0x7f]).flat()]
-// m = min_s(m, a*L + c*H + b)
-const step = (a: number, c: number, b: number, m: number) => [
-  ...get(m),
-  ...get(a), ...get(18), ...I32X4_MUL,
-  ...get(c), ...get(19), ...I32X4_MUL,
-  ...I32X4_ADD, ...get(b), ...I32X4_ADD,
-  ...I32X4_MIN_S, ...set(m)
-]
-const code: Array<number> = [
-  ...uleb(2), ...uleb(4), I32, ...uleb(10), V128,
-  // end = lo + count*4
-  ...get(0), ...get(2), I32_CONST, 2, I32_SHL, I32_ADD, ...set(6),
-  I32_CONST, 0, ...set(7),
-  LOOP, VOID,
-  //   two groups of four functions: a, c, b at coef[0, 16, 32] and coef[48, 64, 80]
-  ...[10, 11, 12, 14, 15, 16].flatMap((local, i) => [...get(3), ...V128_LOAD, ...mem(4, i * 16), ...set(local)]),
-  ...MAX, ...set(13),
-  ...MAX, ...set(17),
-  ...get(0), ...set(8),
-  ...get(1), ...set(9),
-  LOOP, VOID,
-  ...get(8), I32_LOAD, ...mem(2, 0), ...I32X4_SPLAT, ...set(18),
-  ...get(9), I32_LOAD, ...mem(2, 0), ...I32X4_SPLAT, ...set(19),
-  ...step(10, 11, 12, 13),
-  ...step(14, 15, 16, 17),
-  ...get(9), I32_CONST, 4, I32_ADD, ...set(9),
-  ...get(8), I32_CONST, 4, I32_ADD, LOCAL_TEE, 8, ...get(6), I32_LT_U, BR_IF, 0,
-  END,
-  //   out[0..32) = m0, m1; coef += 96; out += 32
-  ...get(5), ...get(13), ...V128_STORE, ...mem(4, 0),
-  ...get(5), ...get(17), ...V128_STORE, ...mem(4, 16),
-  ...get(5), I32_CONST, 32, I32_ADD, ...set(5),
-  ...get(3), I32_CONST, 0xe0, 0x00, I32_ADD, ...set(3),
-  ...get(7), I32_CONST, 1, I32_ADD, LOCAL_TEE, 7, ...get(4), I32_LT_U, BR_IF, 0,
-  END,
-  END
-]
-
-// ---- words(text, len, lo, hi, tables) -> n -------------------------------------------------------
-// The word hash lanes of an ASCII text (len bytes at `text`, followed by one separator byte): tables
-// holds 128 bytes "is a separator" then 128 bytes "lower-cased byte". Each word's lanes are the
-// MurmurHash3 pass of hash.ts's hashString32 (seeds LANE_SEED_LO and LANE_SEED_HI, fmix32 of h ^ length).
-const I32_XOR = 0x73, I32_MUL = 0x6c, I32_SHR_U = 0x76, I32_ROTL = 0x77, I32_LOAD8_U = 0x2d, I32_STORE = 0x36
-const I32_SUB = 0x6b
-const IF = 0x04, ELSE = 0x05, CALL = 0x10
-const sleb = (v: number): Array<number> => {
-  const out: Array<number> = []
+const sleb = (v: number): Code => {
+  const out: Code = []
   v |= 0
   for (;;) {
     const b = v & 0x7f
@@ -104,101 +62,210 @@ const sleb = (v: number): Array<number> => {
     out.push(b | 0x80)
   }
 }
-const k32 = (v: number) => [I32_CONST, ...sleb(v)]
-// fmix32(h): local 0
-const fmixCode: Array<number> = [
-  0,
-  ...get(0), ...get(0), ...k32(16), I32_SHR_U, I32_XOR, ...set(0),
-  ...get(0), ...k32(0x85ebca6b), I32_MUL, ...set(0),
-  ...get(0), ...get(0), ...k32(13), I32_SHR_U, I32_XOR, ...set(0),
-  ...get(0), ...k32(0xc2b2ae35), I32_MUL, ...set(0),
-  ...get(0), ...get(0), ...k32(16), I32_SHR_U, I32_XOR,
-  END
-]
-// params 0 text, 1 len, 2 lo, 3 hi, 4 tables; locals 5 end, 6 w, 7 hl, 8 hh, 9 kk, 10 ch, 11 n
-const SEED_LO = 0x9747b28c, SEED_HI = 0x5bd1e995
-const lane = (h: number) => [
-  ...get(h), ...get(9), I32_XOR, ...k32(13), I32_ROTL, ...k32(5), I32_MUL, ...k32(0xe6546b64), I32_ADD, ...set(h)
-]
-const wordsCode: Array<number> = [
-  ...uleb(1), ...uleb(7), I32,
-  ...get(0), ...get(1), I32_ADD, ...k32(1), I32_ADD, ...set(5),
-  ...k32(SEED_LO), ...set(7),
-  ...k32(SEED_HI), ...set(8),
-  LOOP, VOID,
-  ...get(0), I32_LOAD8_U, ...mem(0, 0), ...set(10),
-  ...get(4), ...get(10), I32_ADD, I32_LOAD8_U, ...mem(0, 0),
-  IF, VOID,
-  //   a separator: end the word being read, if any
-  ...get(6),
-  IF, VOID,
-  ...get(2), ...get(11), ...k32(2), I32_SHL, I32_ADD, ...get(7), ...get(6), I32_XOR, CALL, 0, I32_STORE, ...mem(2, 0),
-  ...get(3), ...get(11), ...k32(2), I32_SHL, I32_ADD, ...get(8), ...get(6), I32_XOR, CALL, 0, I32_STORE, ...mem(2, 0),
-  ...get(11), ...k32(1), I32_ADD, ...set(11),
-  ...k32(0), ...set(6),
-  ...k32(SEED_LO), ...set(7),
-  ...k32(SEED_HI), ...set(8),
-  END,
-  ELSE,
-  //   a word byte: k = rotl(lower(ch) * C1, 15) * C2, then one round per lane
-  ...get(4), ...get(10), I32_ADD, I32_LOAD8_U, ...mem(0, 128),
-  ...k32(0xcc9e2d51), I32_MUL, ...k32(15), I32_ROTL, ...k32(0x1b873593), I32_MUL, ...set(9),
-  ...lane(7),
-  ...lane(8),
-  ...get(6), ...k32(1), I32_ADD, ...set(6),
-  END,
-  ...get(0), ...k32(1), I32_ADD, LOCAL_TEE, 0, ...get(5), I32_LT_U, BR_IF, 0,
-  END,
-  ...get(11),
-  END
+const vec = (items: Code): Code => [...uleb(items.length), ...items]
+const section = (id: number, body: Code): Code => [id, ...uleb(body.length), ...body]
+const str = (s: string): Code => vec([...Buffer.from(s, "utf8")])
+
+const I32 = 0x7f, V128 = 0x7b
+const get = (i: number): Code => [0x20, ...uleb(i)]
+const set = (i: number): Code => [0x21, ...uleb(i)]
+const tee = (i: number): Code => [0x22, ...uleb(i)]
+const k32 = (v: number): Code => [0x41, ...sleb(v)]
+const ADD = 0x6a, SUB = 0x6b, MUL = 0x6c, XOR = 0x73, SHL = 0x74, SHR_U = 0x76, ROTL = 0x77
+const LT_U = 0x49, GT_U = 0x4b, SELECT = 0x1b, END = 0x0b
+const load8 = (offset: number): Code => [0x2d, 0, ...uleb(offset)]
+const load32 = (offset: number): Code => [0x28, 2, ...uleb(offset)]
+const store32 = (offset: number): Code => [0x36, 2, ...uleb(offset)]
+const load64 = (offset: number): Code => [0x29, 3, ...uleb(offset)]
+const store64 = (offset: number): Code => [0x37, 3, ...uleb(offset)]
+// SIMD (0xfd prefix); unaligned accesses, so alignment hints are 0
+const simd = (op: number): Code => [0xfd, ...uleb(op)]
+const vload = (offset: number): Code => [...simd(0x00), 0, ...uleb(offset)]
+const vload32Splat = (offset: number): Code => [...simd(0x09), 2, ...uleb(offset)]
+const vstore = (offset: number): Code => [...simd(0x0b), 0, ...uleb(offset)]
+const vconst = (lane: number): Code => [...simd(0x0c), ...new Array<Array<number>>(4).fill([lane & 0xff, (lane >>> 8) & 0xff, (lane >>> 16) & 0xff, lane >>> 24]).flat()]
+/** i8x16.shuffle of two i32x4 by 32-bit lane numbers (0..3 the first operand, 4..7 the second) */
+const shuffle32 = (lanes: Array<number>): Code => [...simd(0x0d), ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3])]
+const SPLAT = simd(0x11), VXOR = simd(0x51), VSHR_U = simd(0xad), VADD = simd(0xae), VMUL = simd(0xb5), VMIN_S = simd(0xb6)
+
+/** if (cond) do { body } while (cond): the loop's test at its end, the first one outside */
+const whileLoop = (cond: Code, body: Code): Code => [...cond, 0x04, 0x40, 0x03, 0x40, ...body, ...cond, 0x0d, 0, END, END]
+const func = (locals: Array<[count: number, type: number]>, body: Code): Code => {
+  const f = [...uleb(locals.length), ...locals.flatMap(([n, t]) => [...uleb(n), t]), ...body, END]
+  return [...uleb(f.length), ...f]
+}
+
+/** fmix32 of the four lanes of local t, left on the stack */
+const vfmix = (t: number): Code => [
+  ...get(t), ...get(t), ...k32(16), ...VSHR_U, ...VXOR, ...set(t),
+  ...get(t), ...vconst(0x85ebca6b), ...VMUL, ...set(t),
+  ...get(t), ...get(t), ...k32(13), ...VSHR_U, ...VXOR, ...set(t),
+  ...get(t), ...vconst(0xc2b2ae35), ...VMUL, ...set(t),
+  ...get(t), ...get(t), ...k32(16), ...VSHR_U, ...VXOR
 ]
 
-// ---- shingles(lo, hi, count, width, sLo, sHi) --------------------------------------------------------
-// hash.ts's shingleHashes for count >= 1 shingles of `width` words (i32 arithmetic wraps as JS's does)
-// params 0 lo, 1 hi, 2 count, 3 width, 4 sLo, 5 sHi; locals 6 k, 7 a, 8 b, 9 at
-const I32_NE = 0x47
-const shinglesCode: Array<number> = [
-  ...uleb(1), ...uleb(4), I32,
-  LOOP, VOID,
-  ...k32(0x2545f491), ...get(3), I32_XOR, ...set(7),
-  ...k32(0x6c8e9cf5), ...get(3), I32_XOR, ...set(8),
-  ...k32(0), ...set(6),
-  LOOP, VOID,
-  ...get(6), ...k32(2), I32_SHL, ...set(9),
-  ...get(7), ...get(0), ...get(9), I32_ADD, I32_LOAD, ...mem(2, 0), I32_XOR, ...k32(0x01000193), I32_MUL, ...get(6), I32_ADD, ...set(7),
-  ...get(8), ...get(1), ...get(9), I32_ADD, I32_LOAD, ...mem(2, 0), I32_XOR, ...k32(0x5bd1e995), I32_MUL, ...get(6), I32_ADD, ...set(8),
-  ...get(8), ...get(8), ...k32(15), I32_SHR_U, I32_XOR, ...set(8),
-  ...get(6), ...k32(1), I32_ADD, LOCAL_TEE, 6, ...get(3), I32_LT_U, BR_IF, 0,
-  END,
-  ...get(4), ...get(7), CALL, 0, I32_STORE, ...mem(2, 0),
-  ...get(5), ...get(8), ...get(7), I32_XOR, CALL, 0, I32_STORE, ...mem(2, 0),
-  ...[0, 1, 4, 5].flatMap((ptr) => [...get(ptr), ...k32(4), I32_ADD, ...set(ptr)]),
-  ...get(2), ...k32(1), I32_SUB, LOCAL_TEE, 2, ...k32(0), I32_NE, BR_IF, 0,
-  END,
-  END
+// ---- 0: fmixPairs(raw, n, lo, hi) -----------------------------------------------------------------
+// lo[i] = fmix32(raw[2i]), hi[i] = fmix32(raw[2i + 1]) for i < n, four at a time (up to 3 past n)
+// params 0 raw, 1 n, 2 lo, 3 hi; locals 4 end (i32); 5 v0, 6 v1, 7 t (v128)
+const fmixPairs = func([[1, I32], [3, V128]], [
+  ...get(0), ...get(1), ...k32(3), SHL, ADD, ...set(4),
+  ...whileLoop([...get(0), ...get(4), LT_U], [
+    ...get(0), ...vload(0), ...set(5),
+    ...get(0), ...vload(16), ...set(6),
+    ...get(2), ...get(5), ...get(6), ...shuffle32([0, 2, 4, 6]), ...set(7), ...vfmix(7), ...vstore(0),
+    ...get(3), ...get(5), ...get(6), ...shuffle32([1, 3, 5, 7]), ...set(7), ...vfmix(7), ...vstore(0),
+    ...get(0), ...k32(32), ADD, ...set(0),
+    ...get(2), ...k32(16), ADD, ...set(2),
+    ...get(3), ...k32(16), ADD, ...set(3)
+  ])
+])
+
+// ---- 1: minima(sh, count, coef, pairs, out) -------------------------------------------------------
+// params 0 sh, 1 count, 2 coef, 3 pairs, 4 out; locals 5 end, 6 g, 7 p (i32);
+// 8 a0, 9 c0, 10 b0, 11 m0, 12 a1, 13 c1, 14 b1, 15 m1, 16 lo splat, 17 hi splat (v128)
+const MAX = vconst(0x7fffffff)
+// m = min_s(m, a*L + c*H + b)
+const minStep = (a: number, c: number, b: number, m: number): Code => [
+  ...get(m),
+  ...get(a), ...get(16), ...VMUL,
+  ...get(c), ...get(17), ...VMUL,
+  ...VADD, ...get(b), ...VADD,
+  ...VMIN_S, ...set(m)
 ]
+const minima = func([[3, I32], [10, V128]], [
+  ...get(0), ...get(1), ...k32(3), SHL, ADD, ...set(5),
+  ...k32(0), ...set(6),
+  0x03, 0x40,
+  ...[8, 9, 10, 12, 13, 14].flatMap((local, i) => [...get(2), ...vload(i * 16), ...set(local)]),
+  ...MAX, ...set(11),
+  ...MAX, ...set(15),
+  ...get(0), ...set(7),
+  0x03, 0x40,
+  //   two shingles per pass (count is even)
+  ...[0, 8].flatMap((at) => [
+    ...get(7), ...vload32Splat(at), ...set(16),
+    ...get(7), ...vload32Splat(at + 4), ...set(17),
+    ...minStep(8, 9, 10, 11),
+    ...minStep(12, 13, 14, 15)
+  ]),
+  ...get(7), ...k32(16), ADD, ...tee(7), ...get(5), LT_U, 0x0d, 0,
+  END,
+  ...get(4), ...get(11), ...vstore(0),
+  ...get(4), ...get(15), ...vstore(16),
+  ...get(4), ...k32(32), ADD, ...set(4),
+  ...get(2), ...k32(96), ADD, ...set(2),
+  ...get(6), ...k32(1), ADD, ...tee(6), ...get(3), LT_U, 0x0d, 0,
+  END
+])
+
+// ---- 2: words(text, len, raw, rawB, lo, hi) -> n ---------------------------------------------------
+// params 0 text, 1 len, 2 raw, 3 rawB, 4 lo, 5 hi; locals (i32) 6 ch, 7 sep, 8 k, 9 stop, 10 nA,
+// half A: 11 p, 12 hl, 13 hh, 14 w, 15 o, 16 end; half B: 17 p, 18 hl, 19 hh, 20 w, 21 o, 22 end
+const SEED_LO = 0x9747b28c, SEED_HI = 0x5bd1e995, MURMUR_N = 0xe6546b64
+const halfA = { p: 11, hl: 12, hh: 13, w: 14, o: 15, end: 16 }
+const halfB = { p: 17, hl: 18, hh: 19, w: 20, o: 21, end: 22 }
+type Half = typeof halfA
+// one byte of a half: a word byte extends the word's two MurmurHash3 states; a separator byte records
+// the word just ended (its states ^ its length) if it is not empty and resets the states
+const byteStep = (h: Half): Code => [
+  ...get(h.p), ...load8(0), ...set(6),
+  ...get(6), ...load8(SEPARATORS_AT), ...set(7),
+  ...get(6), ...k32(2), SHL, ...load32(BLOCKS_AT), ...set(8),
+  ...get(h.o), ...get(h.hl), ...get(h.w), XOR, ...store32(0),
+  ...get(h.o), ...get(h.hh), ...get(h.w), XOR, ...store32(4),
+  // o += 8 when this separator ends a word
+  ...get(h.o), ...get(7), ...k32(0), ...get(h.w), SELECT, ADD, ...set(h.o),
+  ...[[h.hl, SEED_LO], [h.hh, SEED_HI]].flatMap(([lane, seed]) => [
+    ...k32(seed!),
+    ...get(lane!), ...get(8), XOR, ...k32(13), ROTL, ...k32(5), MUL, ...k32(MURMUR_N), ADD,
+    ...get(7), SELECT, ...set(lane!)
+  ]),
+  ...k32(0), ...get(h.w), ...k32(1), ADD, ...get(7), SELECT, ...set(h.w),
+  ...get(h.p), ...k32(1), ADD, ...set(h.p)
+]
+const startHalf = (h: Half, out: number): Code => [
+  ...k32(SEED_LO), ...set(h.hl), ...k32(SEED_HI), ...set(h.hh), ...k32(0), ...set(h.w), ...get(out), ...set(h.o)
+]
+const words = func([[17, I32]], [
+  // the middle cut: the first separator at or after len / 2 (the byte at len is one)
+  ...get(0), ...get(1), ...k32(1), SHR_U, ADD, ...set(17),
+  0x02, 0x40, 0x03, 0x40,
+  ...get(17), ...load8(0), ...load8(SEPARATORS_AT), 0x0d, 1,
+  ...get(17), ...k32(1), ADD, ...set(17),
+  0x0c, 0,
+  END, END,
+  // A: text .. cut (inclusive), B: after the cut .. len (inclusive)
+  ...get(0), ...set(11),
+  ...get(17), ...k32(1), ADD, ...tee(16), ...set(17),
+  ...get(0), ...get(1), ADD, ...k32(1), ADD, ...set(22),
+  ...startHalf(halfA, 2),
+  ...startHalf(halfB, 3),
+  // both halves together for as many bytes as the shorter has
+  ...get(11), ...get(22), ...get(17), SUB, ...get(16), ...get(11), SUB,
+  ...get(16), ...get(11), SUB, ...get(22), ...get(17), SUB, GT_U, SELECT, ADD, ...set(9),
+  ...whileLoop([...get(11), ...get(9), LT_U], [...byteStep(halfA), ...byteStep(halfB)]),
+  ...whileLoop([...get(11), ...get(16), LT_U], byteStep(halfA)),
+  ...whileLoop([...get(17), ...get(22), LT_U], byteStep(halfB)),
+  // fmix32 of A's words into lo/hi[0, nA), then of B's after them
+  ...get(15), ...get(2), SUB, ...k32(3), SHR_U, ...set(10),
+  ...get(2), ...get(10), ...get(4), ...get(5), 0x10, 0,
+  ...get(3), ...get(21), ...get(3), SUB, ...k32(3), SHR_U, ...tee(9),
+  ...get(4), ...get(10), ...k32(2), SHL, ADD,
+  ...get(5), ...get(10), ...k32(2), SHL, ADD, 0x10, 0,
+  ...get(10), ...get(9), ADD
+])
+
+// ---- 3: shingles(lo, hi, count, width, out) --------------------------------------------------------
+// params 0 lo, 1 hi, 2 count, 3 width, 4 out; locals (i32) 5 i, 6 end, 7 j, 8 k;
+// (v128) 9 a, 10 b, 11 a0, 12 b0, 13 fa, 14 fb
+const shingles = func([[4, I32], [6, V128]], [
+  ...k32(0x2545f491), ...get(3), XOR, ...SPLAT, ...set(11),
+  ...k32(0x6c8e9cf5), ...get(3), XOR, ...SPLAT, ...set(12),
+  ...get(2), ...k32(2), SHL, ...set(6),
+  ...k32(0), ...set(5),
+  0x03, 0x40,
+  ...get(11), ...set(9),
+  ...get(12), ...set(10),
+  ...get(5), ...set(7),
+  ...k32(0), ...set(8),
+  0x03, 0x40,
+  //   a = (a ^ lo[s+k]) * 0x01000193 + k;  b = (b ^ hi[s+k]) * 0x5bd1e995 + k;  b ^= b >>> 15
+  ...get(9), ...get(0), ...get(7), ADD, ...vload(0), ...VXOR, ...vconst(0x01000193), ...VMUL, ...get(8), ...SPLAT, ...VADD, ...set(9),
+  ...get(10), ...get(1), ...get(7), ADD, ...vload(0), ...VXOR, ...vconst(0x5bd1e995), ...VMUL, ...get(8), ...SPLAT, ...VADD, ...set(10),
+  ...get(10), ...get(10), ...k32(15), ...VSHR_U, ...VXOR, ...set(10),
+  ...get(7), ...k32(4), ADD, ...set(7),
+  ...get(8), ...k32(1), ADD, ...tee(8), ...get(3), LT_U, 0x0d, 0,
+  END,
+  ...get(9), ...set(13), ...vfmix(13), ...set(13),
+  ...get(10), ...get(9), ...VXOR, ...set(14), ...vfmix(14), ...set(14),
+  // four (lo, hi) pairs at out + 2i
+  ...get(4), ...get(5), ...k32(1), SHL, ADD, ...get(13), ...get(14), ...shuffle32([0, 4, 1, 5]), ...vstore(0),
+  ...get(4), ...get(5), ...k32(1), SHL, ADD, ...get(13), ...get(14), ...shuffle32([2, 6, 3, 7]), ...vstore(16),
+  ...get(5), ...k32(16), ADD, ...tee(5), ...get(6), LT_U, 0x0d, 0,
+  END,
+  // out[count] = out[count - 1]: at = out + 8*(count - 1)
+  ...get(4), ...get(2), ...k32(3), SHL, ADD, ...k32(8), SUB, ...set(6),
+  ...get(6), ...get(6), ...load64(0), ...store64(8)
+])
 
 const bytes = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   ...section(1, [
     3,
-    0x60, ...vec(new Array(6).fill(I32)), 0, // 0: minima, 6 x i32 -> ()
-    0x60, ...vec([I32]), ...vec([I32]), // 1: fmix32, i32 -> i32
-    0x60, ...vec(new Array(5).fill(I32)), ...vec([I32]) // 2: words, 5 x i32 -> i32
+    0x60, ...vec(new Array(4).fill(I32)), 0, // 0: fmixPairs
+    0x60, ...vec(new Array(5).fill(I32)), 0, // 1: minima, shingles
+    0x60, ...vec(new Array(6).fill(I32)), ...vec([I32]) // 2: words
   ]),
-  ...section(3, [4, 1, 0, 2, 0]), // functions: 0 fmix32, 1 minima, 2 words, 3 shingles
+  ...section(3, [4, 0, 1, 2, 1]), // functions: 0 fmixPairs, 1 minima, 2 words, 3 shingles
   ...section(5, [1, 0x00, 1]), // one memory, 1 page to start
   ...section(7, [4, ...str("minima"), 0x00, 1, ...str("words"), 0x00, 2, ...str("shingles"), 0x00, 3, ...str("memory"), 0x02, 0]),
-  ...section(10, [
-    4,
-    ...[fmixCode, code, wordsCode, shinglesCode].flatMap((f) => [...uleb(f.length), ...f])
-  ])
+  ...section(10, [4, ...fmixPairs, ...minima, ...words, ...shingles])
 ])
 
-export interface MinimaKernel {
-  readonly minima: (lo: number, hi: number, count: number, coef: number, pairs: number, out: number) => void
-  readonly words: (text: number, len: number, lo: number, hi: number, tables: number) => number
-  readonly shingles: (lo: number, hi: number, count: number, width: number, sLo: number, sHi: number) => void
+export interface SigningKernel {
+  readonly minima: (sh: number, count: number, coef: number, pairs: number, out: number) => void
+  readonly words: (text: number, len: number, raw: number, rawB: number, lo: number, hi: number) => number
+  readonly shingles: (lo: number, hi: number, count: number, width: number, out: number) => void
   readonly memory: WasmMemory
 }
 
@@ -208,7 +275,7 @@ let compiled: object | undefined
  * A kernel instance with its own memory (the module is compiled once per thread), or undefined where
  * WebAssembly SIMD is not available (signature.ts then signs in plain JS).
  */
-export const minimaKernel = (): MinimaKernel | undefined => {
+export const signingKernel = (): SigningKernel | undefined => {
   if (typeof WebAssembly === "undefined") return undefined
   let instance: { readonly exports: Record<string, unknown> }
   try {
@@ -217,6 +284,5 @@ export const minimaKernel = (): MinimaKernel | undefined => {
   } catch {
     return undefined // an engine without SIMD rejects the module
   }
-  const e = instance.exports as unknown as { minima: MinimaKernel["minima"]; words: MinimaKernel["words"]; shingles: MinimaKernel["shingles"]; memory: WasmMemory }
-  return { minima: e.minima, words: e.words, shingles: e.shingles, memory: e.memory }
+  return instance.exports as unknown as SigningKernel
 }

@@ -8,8 +8,8 @@
  * per shingle and function. The coefficients depend only on the seed, so signatures are the same
  * whichever thread computes them.
  */
-import { minimaKernel, type MinimaKernel } from "./minima-wasm.ts"
-import { hashString32, LANE_SEED_HI, LANE_SEED_LO, shingleHashes, splitmix32 } from "./hash.ts"
+import { hashString32, LANE_SEED_HI, LANE_SEED_LO, murmurBlock, shingleHashes, splitmix32 } from "./hash.ts"
+import { BLOCKS_AT, SEPARATORS_AT, signingKernel, TABLES_END, type SigningKernel } from "./kernel-wasm.ts"
 
 export interface MinHashConfig {
   readonly ngram: number
@@ -49,13 +49,15 @@ const encoder = new TextEncoder()
 
 /**
  * Reusable scratch buffers, grown as needed, so signing allocates nothing per document. With the
- * WebAssembly kernel (minima-wasm.ts) all of them live in its memory, laid out as
- *   coefficients | minima | tables (256 bytes) | sLo | sHi | lo | hi | text bytes (2 x size)
- * where sLo, sHi, lo and hi hold `size` int32 each. An all-ASCII text is copied in as bytes and its
- * words hashed there (`words`): for ASCII, NFKC changes nothing, lower-casing is A-Z -> a-z, and words
- * are the runs between whitespace and punctuation/symbols, exactly what simplifyWords yields; any other
- * text takes simplifyWords. Shingle hashes and minima are computed there too; without the kernel
- * everything is done in JS.
+ * WebAssembly kernel (kernel-wasm.ts) all of them live in its memory, laid out as
+ *   tables (640 bytes) | coefficients | minima | raw | sh | lo | hi | text
+ * for texts of up to `size` words: raw and sh hold size + 8 int32 pairs, lo and hi size + 8 int32 (the
+ * kernel's four-wide passes read and write a few past the end), text 2 x size + 16 bytes. An all-ASCII
+ * text is copied in as bytes and its words hashed there (`words`): for ASCII, NFKC changes nothing,
+ * lower-casing is A-Z -> a-z, and words are the runs between whitespace and punctuation/symbols, exactly
+ * what simplifyWords yields; any other text takes simplifyWords. Shingle hashes (into sh, also the
+ * words pass's second half's scratch) and minima are computed there too; without the kernel everything
+ * is done in JS.
  */
 export class Signer {
   private lo = new Int32Array(1024)
@@ -63,11 +65,14 @@ export class Signer {
   private sLo = new Int32Array(1024)
   private sHi = new Int32Array(1024)
   private text = new Uint8Array(0)
+  private rawAt = 0
+  private shAt = 0
+  private minimaView = new Int32Array(0)
   private readonly coef: Coefficients
-  private readonly kernel: MinimaKernel | undefined
+  private readonly kernel: SigningKernel | undefined
   private readonly groups: number
+  private readonly coefAt: number
   private readonly minimaAt: number
-  private readonly tablesAt: number
   private readonly scratchAt: number
   readonly config: MinHashConfig
 
@@ -76,27 +81,29 @@ export class Signer {
   constructor(config: MinHashConfig, options: { readonly wasm?: boolean } = {}) {
     this.config = config
     this.coef = coefficients(config.numHashes, config.seed)
-    this.kernel = options.wasm === false ? undefined : minimaKernel()
+    this.kernel = options.wasm === false ? undefined : signingKernel()
     this.groups = 2 * Math.ceil(config.numHashes / 8) // the kernel takes groups of four in pairs
-    this.minimaAt = this.groups * 48
-    this.tablesAt = this.minimaAt + this.groups * 16
-    this.scratchAt = this.tablesAt + 256
+    this.coefAt = TABLES_END
+    this.minimaAt = this.coefAt + this.groups * 48
+    this.scratchAt = this.minimaAt + this.groups * 16
     if (this.kernel !== undefined) {
       this.views(this.lo.length)
       const memory = this.kernel.memory.buffer
+      const separators = new Uint8Array(memory, SEPARATORS_AT, 128)
+      const blocks = new Int32Array(memory, BLOCKS_AT, 128)
+      for (let ch = 0; ch < 128; ch++) {
+        const c = String.fromCharCode(ch)
+        separators[ch] = /\s/.test(c) || /[\p{P}\p{S}]/u.test(c) ? 8 : 0
+        blocks[ch] = murmurBlock(ch >= 65 && ch <= 90 ? ch + 32 : ch)
+      }
       // groups of four functions as a[4] c[4] b[4]; the padding functions' minima are never read
-      const co = new Int32Array(memory, 0, this.groups * 12)
+      const co = new Int32Array(memory, this.coefAt, this.groups * 12)
       const { a, b, c } = this.coef
       for (let i = 0; i < this.groups * 4; i++) {
         const g = (i >> 2) * 12 + (i & 3)
         co[g] = i < a.length ? a[i]! : 1
         co[g + 4] = i < a.length ? c[i]! : 1
         co[g + 8] = i < a.length ? b[i]! : 0
-      }
-      const tables = new Uint8Array(memory, this.tablesAt, 256)
-      for (let ch = 0; ch < 128; ch++) {
-        tables[ch] = /\s/.test(String.fromCharCode(ch)) || /[\p{P}\p{S}]/u.test(String.fromCharCode(ch)) ? 1 : 0
-        tables[128 + ch] = ch >= 65 && ch <= 90 ? ch + 32 : ch
       }
     }
   }
@@ -120,9 +127,10 @@ export class Signer {
     } else {
       const width = Math.min(this.config.ngram, n)
       const count = n - width + 1
-      kernel.shingles(this.lo.byteOffset, this.hi.byteOffset, count, width, this.sLo.byteOffset, this.sHi.byteOffset)
-      kernel.minima(this.sLo.byteOffset, this.sHi.byteOffset, count, 0, this.groups / 2, this.minimaAt)
-      out.set(new Int32Array(kernel.memory.buffer, this.minimaAt, k), offset)
+      kernel.shingles(this.lo.byteOffset, this.hi.byteOffset, count, width, this.shAt)
+      // an odd count runs with its last shingle twice (shingles wrote it), which leaves every minimum as is
+      kernel.minima(this.shAt, (count + 1) & ~1, this.coefAt, this.groups / 2, this.minimaAt)
+      out.set(this.minimaView, offset)
     }
     return true
   }
@@ -151,21 +159,22 @@ export class Signer {
     // a non-ASCII code unit takes more than one byte
     if (read !== len || written !== len) return -1
     this.text[len] = 32
-    return this.kernel!.words(this.text.byteOffset, len, this.lo.byteOffset, this.hi.byteOffset, this.tablesAt)
+    return this.kernel!.words(this.text.byteOffset, len, this.rawAt, this.shAt, this.lo.byteOffset, this.hi.byteOffset)
   }
 
-  /** (kernel) the scratch arrays as views of the kernel's memory, `size` words each */
+  /** (kernel) the scratch arrays as views of the kernel's memory, for texts of up to `size` words */
   private views(size: number): void {
     const memory = this.kernel!.memory
-    const bytes = this.scratchAt + 18 * size
+    const pairs = 8 * (size + 8)
+    const bytes = this.scratchAt + 2 * pairs + pairs + 2 * size + 16
     if (bytes > memory.buffer.byteLength) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536))
     const buffer = memory.buffer
-    const at = this.scratchAt
-    this.sLo = new Int32Array(buffer, at, size)
-    this.sHi = new Int32Array(buffer, at + 4 * size, size)
-    this.lo = new Int32Array(buffer, at + 8 * size, size)
-    this.hi = new Int32Array(buffer, at + 12 * size, size)
-    this.text = new Uint8Array(buffer, at + 16 * size, 2 * size)
+    this.rawAt = this.scratchAt
+    this.shAt = this.rawAt + pairs
+    this.lo = new Int32Array(buffer, this.shAt + pairs, size)
+    this.hi = new Int32Array(buffer, this.shAt + pairs + pairs / 2, size)
+    this.text = new Uint8Array(buffer, this.shAt + 2 * pairs, 2 * size + 16)
+    this.minimaView = new Int32Array(buffer, this.minimaAt, this.config.numHashes)
   }
 
   private grow(n: number): void {

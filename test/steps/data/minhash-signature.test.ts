@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "vitest"
+import { signingKernel } from "../../../steps/data/minhash/kernel-wasm.ts"
 import { clusterSignatures } from "../../../steps/data/minhash/lsh.ts"
 import { hashString32, LANE_SEED_HI, LANE_SEED_LO, shingleHashes } from "../../../steps/data/minhash/hash.ts"
 import { coefficients, Signer, simplifyWords } from "../../../steps/data/minhash/signature.ts"
@@ -30,6 +31,10 @@ const reference = (text: string, ngram: number, k: number, seed: number): Int32A
 }
 
 describe("minhash signatures", () => {
+  it("are computed by the WebAssembly kernel on this Node (an invalid module would fall back to plain JS silently)", () => {
+    expect(signingKernel()).toBeDefined()
+  })
+
   const r = rng(3)
   // ASCII with every kind of code unit (controls, punctuation, symbols, upper case, all whitespace),
   // and texts with non-ASCII letters, compatibility forms (NFKC), Unicode spaces and punctuation
