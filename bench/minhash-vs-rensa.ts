@@ -48,12 +48,13 @@ console.log(`corpus: ${fmt(n)} docs, ${(fs.statSync(corpusFile).size / 1e6).toFi
 // ---- anneal: sign + LSH, keep the first document of each cluster -------------------------------------
 const annealOnce = () => {
   const c0 = process.cpuUsage()
-  const signer = new Signer({ ngram: NGRAM, numHashes: K, seed: SEED })
+  const signer = new Signer({ ngram: NGRAM, numHashes: K, seed: SEED }, { banding: { bands: BANDS, rows: ROWS } })
   const sigs = new Int32Array(n * K)
+  const keys = new Uint32Array(n * BANDS)
   const signed = new Uint8Array(n)
-  for (let i = 0; i < n; i++) signed[i] = signer.sign(texts[i]!, sigs, i * K) ? 1 : 0
+  for (let i = 0; i < n; i++) signed[i] = signer.sign(texts[i]!, sigs, i * K, keys, i * BANDS) ? 1 : 0
   const c1 = process.cpuUsage(c0)
-  const { clusters } = clusterSignatures(sigs, signed, n, K, { bands: BANDS, rows: ROWS, threshold: THRESHOLD, maxComparisons: 64 })
+  const { clusters } = clusterSignatures(sigs, signed, n, K, { bands: BANDS, rows: ROWS, threshold: THRESHOLD, maxComparisons: 64 }, undefined, keys)
   const c2 = process.cpuUsage(c0)
   const first = new Int32Array(n).fill(-1)
   const removed = new Set<number>()

@@ -69,6 +69,13 @@ export const shingleHashes = (
   return count
 }
 
+/** The LSH bucket key of band `band`: a hash of its `rows` signature values from `base` on. */
+export const bandKey = (sigs: Int32Array, base: number, rows: number, band: number): number => {
+  let h = 0x811c9dc5 ^ band
+  for (let r = 0; r < rows; r++) h = fmix32(Math.imul(h ^ sigs[base + r]!, 0x01000193) + r)
+  return h >>> 0
+}
+
 /** splitmix32: a small seeded generator for the permutation coefficients. */
 export const splitmix32 = (seed: number): (() => number) => {
   let s = seed >>> 0

@@ -7,12 +7,11 @@
  *   0..128    separator table: 8 for whitespace/punctuation/symbol bytes, 0 for word bytes
  *   128..640  MurmurHash3 block k of each (lower-cased) byte: rotl(ch * C1, 15) * C2, as int32
  *
- *   words(text, len, raw, rawB, lo, hi) -> n
- *     the word hash lanes of an ASCII text (len bytes, then one separator byte): lo[i], hi[i] =
- *     hashString32(word i, LANE_SEED_LO / LANE_SEED_HI). Branch-free per byte, and the text is cut at a
- *     separator near its middle into two halves hashed in the same loop, so the two halves' dependency
- *     chains overlap; each half leaves its words' (hash state ^ length) pairs at raw / rawB, then one
- *     SIMD pass applies fmix32 to both, four words at a time.
+ *   words(text, len, raw, lo, hi) -> n
+ *     the word hash lanes of an ASCII text (len bytes, then at least four separator bytes): lo[i],
+ *     hi[i] = hashString32(word i, LANE_SEED_LO / LANE_SEED_HI). Branch-free, four bytes per loop pass:
+ *     the words' (hash state ^ length) pairs go to raw, then one SIMD pass applies fmix32 to them four
+ *     words at a time.
  *   shingles(lo, hi, count, width, out)
  *     hash.ts's shingleHashes for count >= 1 shingles of `width` words, four shingles per instruction,
  *     as (lo, hi) pairs at out; reads up to 3 words past the last and writes up to 3 pairs past the
@@ -22,6 +21,8 @@
  *     for each group of four hash functions, the running minimum of v = a*lo + c*hi + b (signed) over
  *     `count` (even, >= 2) shingle pairs, two groups and two shingles per loop pass;
  *     coef: pairs x 96 bytes (a[4], c[4], b[4] of two groups); out: pairs x 8 int32.
+ *   bandKeys(sig, bands, rows, out)
+ *     lsh.ts's bandKey of each band of the signature at sig, four bands per instruction.
  */
 
 // the little of the WebAssembly JS API used here (the project's lib settings carry no wasm typings)
@@ -83,7 +84,10 @@ const simd = (op: number): Code => [0xfd, ...uleb(op)]
 const vload = (offset: number): Code => [...simd(0x00), 0, ...uleb(offset)]
 const vload32Splat = (offset: number): Code => [...simd(0x09), 2, ...uleb(offset)]
 const vstore = (offset: number): Code => [...simd(0x0b), 0, ...uleb(offset)]
-const vconst = (lane: number): Code => [...simd(0x0c), ...new Array<Array<number>>(4).fill([lane & 0xff, (lane >>> 8) & 0xff, (lane >>> 16) & 0xff, lane >>> 24]).flat()]
+const vload32Zero = (offset: number): Code => [...simd(0x5c), 2, ...uleb(offset)]
+const vload32Lane = (lane: number): Code => [...simd(0x56), 2, 0, lane]
+const vconst = (lane: number): Code => vconst4([lane, lane, lane, lane])
+const vconst4 = (lanes: Array<number>): Code => [...simd(0x0c), ...lanes.flatMap((l) => [l & 0xff, (l >>> 8) & 0xff, (l >>> 16) & 0xff, l >>> 24])]
 /** i8x16.shuffle of two i32x4 by 32-bit lane numbers (0..3 the first operand, 4..7 the second) */
 const shuffle32 = (lanes: Array<number>): Code => [...simd(0x0d), ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3])]
 const SPLAT = simd(0x11), VXOR = simd(0x51), VSHR_U = simd(0xad), VADD = simd(0xae), VMUL = simd(0xb5), VMIN_S = simd(0xb6)
@@ -158,61 +162,36 @@ const minima = func([[3, I32], [10, V128]], [
   END
 ])
 
-// ---- 2: words(text, len, raw, rawB, lo, hi) -> n ---------------------------------------------------
-// params 0 text, 1 len, 2 raw, 3 rawB, 4 lo, 5 hi; locals (i32) 6 ch, 7 sep, 8 k, 9 stop, 10 nA,
-// half A: 11 p, 12 hl, 13 hh, 14 w, 15 o, 16 end; half B: 17 p, 18 hl, 19 hh, 20 w, 21 o, 22 end
+// ---- 2: words(text, len, raw, lo, hi) -> n ------------------------------------------------------------
+// params 0 text, 1 len, 2 raw, 3 lo, 4 hi; locals (i32) 5 ch, 6 sep, 7 k, 8 end, 9 hl, 10 hh, 11 w, 12 o
 const SEED_LO = 0x9747b28c, SEED_HI = 0x5bd1e995, MURMUR_N = 0xe6546b64
-const halfA = { p: 11, hl: 12, hh: 13, w: 14, o: 15, end: 16 }
-const halfB = { p: 17, hl: 18, hh: 19, w: 20, o: 21, end: 22 }
-type Half = typeof halfA
-// one byte of a half: a word byte extends the word's two MurmurHash3 states; a separator byte records
-// the word just ended (its states ^ its length) if it is not empty and resets the states
-const byteStep = (h: Half): Code => [
-  ...get(h.p), ...load8(0), ...set(6),
-  ...get(6), ...load8(SEPARATORS_AT), ...set(7),
-  ...get(6), ...k32(2), SHL, ...load32(BLOCKS_AT), ...set(8),
-  ...get(h.o), ...get(h.hl), ...get(h.w), XOR, ...store32(0),
-  ...get(h.o), ...get(h.hh), ...get(h.w), XOR, ...store32(4),
-  // o += 8 when this separator ends a word
-  ...get(h.o), ...get(7), ...k32(0), ...get(h.w), SELECT, ADD, ...set(h.o),
-  ...[[h.hl, SEED_LO], [h.hh, SEED_HI]].flatMap(([lane, seed]) => [
+// byte `at` of the four a loop pass reads: a word byte extends the word's two MurmurHash3 states; a
+// separator byte records the word just ended (its states ^ its length) if it is not empty, and resets
+// the states. Branch-free: the pair is stored at o whatever the byte, and o moves past it only then.
+const byteStep = (at: number): Code => [
+  ...get(0), ...load8(at), ...set(5),
+  ...get(5), ...load8(SEPARATORS_AT), ...set(6),
+  ...get(5), ...k32(2), SHL, ...load32(BLOCKS_AT), ...set(7),
+  ...get(12), ...get(9), ...get(11), XOR, ...store32(0),
+  ...get(12), ...get(10), ...get(11), XOR, ...store32(4),
+  ...get(12), ...get(6), ...k32(0), ...get(11), SELECT, ADD, ...set(12),
+  ...[[9, SEED_LO], [10, SEED_HI]].flatMap(([lane, seed]) => [
     ...k32(seed!),
-    ...get(lane!), ...get(8), XOR, ...k32(13), ROTL, ...k32(5), MUL, ...k32(MURMUR_N), ADD,
-    ...get(7), SELECT, ...set(lane!)
+    ...get(lane!), ...get(7), XOR, ...k32(13), ROTL, ...k32(5), MUL, ...k32(MURMUR_N), ADD,
+    ...get(6), SELECT, ...set(lane!)
   ]),
-  ...k32(0), ...get(h.w), ...k32(1), ADD, ...get(7), SELECT, ...set(h.w),
-  ...get(h.p), ...k32(1), ADD, ...set(h.p)
+  ...k32(0), ...get(11), ...k32(1), ADD, ...get(6), SELECT, ...set(11)
 ]
-const startHalf = (h: Half, out: number): Code => [
-  ...k32(SEED_LO), ...set(h.hl), ...k32(SEED_HI), ...set(h.hh), ...k32(0), ...set(h.w), ...get(out), ...set(h.o)
-]
-const words = func([[17, I32]], [
-  // the middle cut: the first separator at or after len / 2 (the byte at len is one)
-  ...get(0), ...get(1), ...k32(1), SHR_U, ADD, ...set(17),
-  0x02, 0x40, 0x03, 0x40,
-  ...get(17), ...load8(0), ...load8(SEPARATORS_AT), 0x0d, 1,
-  ...get(17), ...k32(1), ADD, ...set(17),
-  0x0c, 0,
-  END, END,
-  // A: text .. cut (inclusive), B: after the cut .. len (inclusive)
-  ...get(0), ...set(11),
-  ...get(17), ...k32(1), ADD, ...tee(16), ...set(17),
-  ...get(0), ...get(1), ADD, ...k32(1), ADD, ...set(22),
-  ...startHalf(halfA, 2),
-  ...startHalf(halfB, 3),
-  // both halves together for as many bytes as the shorter has
-  ...get(11), ...get(22), ...get(17), SUB, ...get(16), ...get(11), SUB,
-  ...get(16), ...get(11), SUB, ...get(22), ...get(17), SUB, GT_U, SELECT, ADD, ...set(9),
-  ...whileLoop([...get(11), ...get(9), LT_U], [...byteStep(halfA), ...byteStep(halfB)]),
-  ...whileLoop([...get(11), ...get(16), LT_U], byteStep(halfA)),
-  ...whileLoop([...get(17), ...get(22), LT_U], byteStep(halfB)),
-  // fmix32 of A's words into lo/hi[0, nA), then of B's after them
-  ...get(15), ...get(2), SUB, ...k32(3), SHR_U, ...set(10),
-  ...get(2), ...get(10), ...get(4), ...get(5), 0x10, 0,
-  ...get(3), ...get(21), ...get(3), SUB, ...k32(3), SHR_U, ...tee(9),
-  ...get(4), ...get(10), ...k32(2), SHL, ADD,
-  ...get(5), ...get(10), ...k32(2), SHL, ADD, 0x10, 0,
-  ...get(10), ...get(9), ADD
+const words = func([[8, I32]], [
+  ...get(0), ...get(1), ADD, ...k32(1), ADD, ...set(8),
+  ...k32(SEED_LO), ...set(9), ...k32(SEED_HI), ...set(10), ...k32(0), ...set(11), ...get(2), ...set(12),
+  // four bytes per pass: the text is followed by (at least) four separator bytes
+  0x03, 0x40,
+  ...[0, 1, 2, 3].flatMap(byteStep),
+  ...get(0), ...k32(4), ADD, ...tee(0), ...get(8), LT_U, 0x0d, 0,
+  END,
+  ...get(2), ...get(12), ...get(2), SUB, ...k32(3), SHR_U, ...tee(5), ...get(3), ...get(4), 0x10, 0,
+  ...get(5)
 ])
 
 // ---- 3: shingles(lo, hi, count, width, out) --------------------------------------------------------
@@ -248,24 +227,51 @@ const shingles = func([[4, I32], [6, V128]], [
   ...get(6), ...get(6), ...load64(0), ...store64(8)
 ])
 
+// ---- 4: bandKeys(sig, bands, rows, out) -----------------------------------------------------------
+// lsh.ts's bandKey of bands 0..bands-1 (rows consecutive values each) of the signature at sig, four
+// bands per instruction (lanes gathered from four bands' rows), into out (up to 3 keys past the last)
+// params 0 sig, 1 bands, 2 rows, 3 out; locals (i32) 4 q, 5 p, 6 r, 7 stride; (v128) 8 h, 9 x
+const bandKeys = func([[4, I32], [2, V128]], [
+  ...get(2), ...k32(2), SHL, ...set(7),
+  ...k32(0), ...set(4),
+  0x03, 0x40,
+  ...k32(0x811c9dc5), ...get(4), XOR, ...SPLAT, ...vconst4([0, 1, 2, 3]), ...VXOR, ...set(8),
+  ...get(0), ...get(4), ...get(7), MUL, ADD, ...set(5),
+  ...k32(0), ...set(6),
+  0x03, 0x40,
+  ...get(5), ...vload32Zero(0),
+  ...set(9),
+  ...[1, 2, 3].flatMap((lane) => [...get(5), ...get(7), ...k32(lane), MUL, ADD, ...get(9), ...vload32Lane(lane), ...set(9)]),
+  //   h = fmix32((h ^ x) * 0x01000193 + r)
+  ...get(8), ...get(9), ...VXOR, ...vconst(0x01000193), ...VMUL, ...get(6), ...SPLAT, ...VADD, ...set(8),
+  ...vfmix(8), ...set(8),
+  ...get(5), ...k32(4), ADD, ...set(5),
+  ...get(6), ...k32(1), ADD, ...tee(6), ...get(2), LT_U, 0x0d, 0,
+  END,
+  ...get(3), ...get(4), ...k32(2), SHL, ADD, ...get(8), ...vstore(0),
+  ...get(4), ...k32(4), ADD, ...tee(4), ...get(1), LT_U, 0x0d, 0,
+  END
+])
+
 const bytes = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   ...section(1, [
     3,
-    0x60, ...vec(new Array(4).fill(I32)), 0, // 0: fmixPairs
+    0x60, ...vec(new Array(4).fill(I32)), 0, // 0: fmixPairs, bandKeys
     0x60, ...vec(new Array(5).fill(I32)), 0, // 1: minima, shingles
-    0x60, ...vec(new Array(6).fill(I32)), ...vec([I32]) // 2: words
+    0x60, ...vec(new Array(5).fill(I32)), ...vec([I32]) // 2: words
   ]),
-  ...section(3, [4, 0, 1, 2, 1]), // functions: 0 fmixPairs, 1 minima, 2 words, 3 shingles
+  ...section(3, [5, 0, 1, 2, 1, 0]), // functions: 0 fmixPairs, 1 minima, 2 words, 3 shingles, 4 bandKeys
   ...section(5, [1, 0x00, 1]), // one memory, 1 page to start
-  ...section(7, [4, ...str("minima"), 0x00, 1, ...str("words"), 0x00, 2, ...str("shingles"), 0x00, 3, ...str("memory"), 0x02, 0]),
-  ...section(10, [4, ...fmixPairs, ...minima, ...words, ...shingles])
+  ...section(7, [5, ...str("minima"), 0x00, 1, ...str("words"), 0x00, 2, ...str("shingles"), 0x00, 3, ...str("bandKeys"), 0x00, 4, ...str("memory"), 0x02, 0]),
+  ...section(10, [5, ...fmixPairs, ...minima, ...words, ...shingles, ...bandKeys])
 ])
 
 export interface SigningKernel {
   readonly minima: (sh: number, count: number, coef: number, pairs: number, out: number) => void
-  readonly words: (text: number, len: number, raw: number, rawB: number, lo: number, hi: number) => number
+  readonly words: (text: number, len: number, raw: number, lo: number, hi: number) => number
   readonly shingles: (lo: number, hi: number, count: number, width: number, out: number) => void
+  readonly bandKeys: (sig: number, bands: number, rows: number, out: number) => void
   readonly memory: WasmMemory
 }
 

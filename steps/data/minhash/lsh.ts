@@ -5,7 +5,7 @@
  * (share of equal signature values) is >= threshold. Buckets are found by sorting (key, doc) pairs
  * (a radix sort, 16 bytes per document for the current band) instead of a hash map's ~60 per entry.
  */
-import { fmix32 } from "./hash.ts"
+import { bandKey } from "./hash.ts"
 import { estimateJaccard } from "./signature.ts"
 import { UnionFind } from "./union-find.ts"
 
@@ -27,11 +27,7 @@ export interface LshResult {
   readonly matched: number
 }
 
-export const bandKey = (sigs: Int32Array, base: number, rows: number, band: number): number => {
-  let h = 0x811c9dc5 ^ band
-  for (let r = 0; r < rows; r++) h = fmix32(Math.imul(h ^ sigs[base + r]!, 0x01000193) + r)
-  return h >>> 0
-}
+export { bandKey }
 
 /**
  * Sorts (key, document) pairs by key, stably (documents filled in ascending order stay ascending
@@ -81,8 +77,9 @@ export class KeySorter {
 
 /**
  * Clusters `n` documents whose signatures (k = bands*rows values each) are in `sigs`. `signed[i]` is
- * 0 for documents without words, which never match. Deterministic: buckets are scanned in key order
- * and members in document order.
+ * 0 for documents without words, which never match. `docKeys`, if given, holds each document's band keys
+ * (bands per document, as Signer writes them); otherwise they are computed here. Deterministic:
+ * buckets are scanned in key order and members in document order.
  */
 export const clusterSignatures = (
   sigs: Int32Array,
@@ -90,7 +87,8 @@ export const clusterSignatures = (
   n: number,
   k: number,
   config: LshConfig,
-  onBand?: (band: number) => void
+  onBand?: (band: number) => void,
+  docKeys?: Uint32Array
 ): LshResult => {
   const { bands, rows, threshold } = config
   if (bands * rows > k) throw new Error(`bands x rows (${bands} x ${rows}) exceeds the ${k} hashes per signature`)
@@ -102,7 +100,7 @@ export const clusterSignatures = (
     let m = 0
     for (let i = 0; i < n; i++) {
       if (signed[i] === 0) continue
-      sorter.keys[m] = bandKey(sigs, i * k + band * rows, rows, band)
+      sorter.keys[m] = docKeys === undefined ? bandKey(sigs, i * k + band * rows, rows, band) : docKeys[i * bands + band]!
       sorter.docs[m] = i
       m++
     }

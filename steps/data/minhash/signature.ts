@@ -8,8 +8,14 @@
  * per shingle and function. The coefficients depend only on the seed, so signatures are the same
  * whichever thread computes them.
  */
-import { hashString32, LANE_SEED_HI, LANE_SEED_LO, murmurBlock, shingleHashes, splitmix32 } from "./hash.ts"
+import { bandKey, hashString32, LANE_SEED_HI, LANE_SEED_LO, murmurBlock, shingleHashes, splitmix32 } from "./hash.ts"
 import { BLOCKS_AT, SEPARATORS_AT, signingKernel, TABLES_END, type SigningKernel } from "./kernel-wasm.ts"
+
+/** LSH banding: `bands` bands of `rows` consecutive signature values */
+export interface Banding {
+  readonly bands: number
+  readonly rows: number
+}
 
 export interface MinHashConfig {
   readonly ngram: number
@@ -50,14 +56,13 @@ const encoder = new TextEncoder()
 /**
  * Reusable scratch buffers, grown as needed, so signing allocates nothing per document. With the
  * WebAssembly kernel (kernel-wasm.ts) all of them live in its memory, laid out as
- *   tables (640 bytes) | coefficients | minima | raw | sh | lo | hi | text
+ *   tables (640 bytes) | coefficients | minima | band keys | raw | sh | lo | hi | text
  * for texts of up to `size` words: raw and sh hold size + 8 int32 pairs, lo and hi size + 8 int32 (the
- * kernel's four-wide passes read and write a few past the end), text 2 x size + 16 bytes. An all-ASCII
- * text is copied in as bytes and its words hashed there (`words`): for ASCII, NFKC changes nothing,
+ * kernel's four-wide passes read and write a few past the end), text 2 x size + 16 bytes (the text and
+ * four separator bytes after it). An all-ASCII text is copied in as bytes and its words hashed there (`words`): for ASCII, NFKC changes nothing,
  * lower-casing is A-Z -> a-z, and words are the runs between whitespace and punctuation/symbols, exactly
- * what simplifyWords yields; any other text takes simplifyWords. Shingle hashes (into sh, also the
- * words pass's second half's scratch) and minima are computed there too; without the kernel everything
- * is done in JS.
+ * what simplifyWords yields; any other text takes simplifyWords. Shingle hashes (into sh), minima and
+ * band keys are computed there too; without the kernel everything is done in JS.
  */
 export class Signer {
   private lo = new Int32Array(1024)
@@ -68,24 +73,35 @@ export class Signer {
   private rawAt = 0
   private shAt = 0
   private minimaView = new Int32Array(0)
+  private keysView = new Uint32Array(0)
   private readonly coef: Coefficients
   private readonly kernel: SigningKernel | undefined
   private readonly groups: number
   private readonly coefAt: number
   private readonly minimaAt: number
+  private readonly keysAt: number
+  private readonly banding: Banding | undefined
   private readonly scratchAt: number
   readonly config: MinHashConfig
 
   // no parameter properties: worker threads load this file with Node's type stripping
-  /** `wasm: false` signs in plain JS (what an engine without WebAssembly SIMD gets; same signatures) */
-  constructor(config: MinHashConfig, options: { readonly wasm?: boolean } = {}) {
+  /**
+   * `wasm: false` signs in plain JS (what an engine without WebAssembly SIMD gets; same signatures);
+   * `banding`: sign() can also write each signature's LSH band keys (lsh.ts's bandKey).
+   */
+  constructor(config: MinHashConfig, options: { readonly wasm?: boolean; readonly banding?: Banding } = {}) {
     this.config = config
+    this.banding = options.banding
+    if (this.banding !== undefined && this.banding.bands * this.banding.rows > config.numHashes) {
+      throw new Error(`bands x rows (${this.banding.bands} x ${this.banding.rows}) exceeds the ${config.numHashes} hashes per signature`)
+    }
     this.coef = coefficients(config.numHashes, config.seed)
     this.kernel = options.wasm === false ? undefined : signingKernel()
     this.groups = 2 * Math.ceil(config.numHashes / 8) // the kernel takes groups of four in pairs
     this.coefAt = TABLES_END
     this.minimaAt = this.coefAt + this.groups * 48
-    this.scratchAt = this.minimaAt + this.groups * 16
+    this.keysAt = this.minimaAt + this.groups * 16
+    this.scratchAt = this.keysAt + 16 * Math.ceil((this.banding?.bands ?? 0) / 4)
     if (this.kernel !== undefined) {
       this.views(this.lo.length)
       const memory = this.kernel.memory.buffer
@@ -109,10 +125,11 @@ export class Signer {
   }
 
   /**
-   * Writes the signature of `text` into `out` at `offset` (numHashes values). Returns false for a
-   * text with no words: it gets no signature and is never a duplicate.
+   * Writes the signature of `text` into `out` at `offset` (numHashes values), and with `banding` its
+   * band keys into `keys` at `keysOffset` if given. Returns false for a text with no words: it gets no
+   * signature (nor keys) and is never a duplicate.
    */
-  sign(text: string, out: Int32Array, offset: number): boolean {
+  sign(text: string, out: Int32Array, offset: number, keys?: Uint32Array, keysOffset = 0): boolean {
     const kernel = this.kernel
     let n = kernel === undefined ? -1 : this.hashAsciiWords(text)
     if (n < 0) n = this.hashWords(text)
@@ -124,6 +141,10 @@ export class Signer {
     if (kernel === undefined) {
       const count = shingleHashes(this.lo, this.hi, n, this.config.ngram, this.sLo, this.sHi)
       minima(this.coef, this.sLo, this.sHi, count, out, offset)
+      if (keys !== undefined && this.banding !== undefined) {
+        const { bands, rows } = this.banding
+        for (let b = 0; b < bands; b++) keys[keysOffset + b] = bandKey(out, offset + b * rows, rows, b)
+      }
     } else {
       const width = Math.min(this.config.ngram, n)
       const count = n - width + 1
@@ -131,6 +152,10 @@ export class Signer {
       // an odd count runs with its last shingle twice (shingles wrote it), which leaves every minimum as is
       kernel.minima(this.shAt, (count + 1) & ~1, this.coefAt, this.groups / 2, this.minimaAt)
       out.set(this.minimaView, offset)
+      if (keys !== undefined && this.banding !== undefined) {
+        kernel.bandKeys(this.minimaAt, this.banding.bands, this.banding.rows, this.keysAt)
+        keys.set(this.keysView, keysOffset)
+      }
     }
     return true
   }
@@ -158,15 +183,15 @@ export class Signer {
     const { read, written } = encoder.encodeInto(text, this.text)
     // a non-ASCII code unit takes more than one byte
     if (read !== len || written !== len) return -1
-    this.text[len] = 32
-    return this.kernel!.words(this.text.byteOffset, len, this.rawAt, this.shAt, this.lo.byteOffset, this.hi.byteOffset)
+    this.text.fill(32, len, len + 4)
+    return this.kernel!.words(this.text.byteOffset, len, this.rawAt, this.lo.byteOffset, this.hi.byteOffset)
   }
 
   /** (kernel) the scratch arrays as views of the kernel's memory, for texts of up to `size` words */
   private views(size: number): void {
     const memory = this.kernel!.memory
     const pairs = 8 * (size + 8)
-    const bytes = this.scratchAt + 2 * pairs + pairs + 2 * size + 16
+    const bytes = this.scratchAt + 3 * pairs + 2 * size + 16
     if (bytes > memory.buffer.byteLength) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536))
     const buffer = memory.buffer
     this.rawAt = this.scratchAt
@@ -175,6 +200,7 @@ export class Signer {
     this.hi = new Int32Array(buffer, this.shAt + pairs + pairs / 2, size)
     this.text = new Uint8Array(buffer, this.shAt + 2 * pairs, 2 * size + 16)
     this.minimaView = new Int32Array(buffer, this.minimaAt, this.config.numHashes)
+    if (this.banding !== undefined) this.keysView = new Uint32Array(buffer, this.keysAt, this.banding.bands)
   }
 
   private grow(n: number): void {

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "vitest"
 import { signingKernel } from "../../../steps/data/minhash/kernel-wasm.ts"
-import { clusterSignatures } from "../../../steps/data/minhash/lsh.ts"
+import { bandKey, clusterSignatures } from "../../../steps/data/minhash/lsh.ts"
 import { hashString32, LANE_SEED_HI, LANE_SEED_LO, shingleHashes } from "../../../steps/data/minhash/hash.ts"
 import { coefficients, Signer, simplifyWords } from "../../../steps/data/minhash/signature.ts"
 import { plantedCorpus, rng } from "./corpus.ts"
@@ -59,6 +59,22 @@ describe("minhash signatures", () => {
       }
     })
   }
+
+  for (const [ngram, k, bands, rows] of [[5, 112, 14, 8], [3, 10, 3, 3], [2, 7, 7, 1], [1, 1, 1, 1], [4, 256, 20, 12]] as const) {
+    it(`band keys (${bands} x ${rows} of ${k} hashes) written while signing equal bandKey of the signature`, () => {
+      for (const wasm of [true, false]) {
+        const signer = new Signer({ ngram, numHashes: k, seed: 5 }, { wasm, banding: { bands, rows } })
+        const out = new Int32Array(k + 3)
+        const keys = new Uint32Array(bands + 2)
+        for (const text of texts) {
+          keys.fill(0)
+          if (!signer.sign(text, out, 3, keys, 2)) continue
+          const want = Array.from({ length: bands }, (_, b) => bandKey(out, 3 + b * rows, rows, b))
+          expect(Array.from(keys.subarray(2)), `${wasm ? "WebAssembly" : "plain JS"}: ${JSON.stringify(text.slice(0, 80))}`).toEqual(want)
+        }
+      }
+    })
+  }
 })
 
 // Pinned values, computed once (before the kernels were tuned): any change to the hashing, the
@@ -84,15 +100,26 @@ describe("minhash signatures and clusters are pinned", () => {
     for (let i = 0; i < docs.length; i++) signed[i] = signer.sign(docs[i]!, sigs, i * k) ? 1 : 0
     expect(docs.length).toBe(2133)
     expect(createHash("sha256").update(new Uint8Array(sigs.buffer)).digest("hex")).toBe("147d32c439524e1584d3ddb2146439add556117e2188967218068ef874bf9490")
-    const { clusters, compared, matched } = clusterSignatures(sigs, signed, docs.length, k, { bands: 14, rows: 8, threshold: 0.8, maxComparisons: 64 })
+    const lsh = { bands: 14, rows: 8, threshold: 0.8, maxComparisons: 64 }
+    const { clusters, compared, matched } = clusterSignatures(sigs, signed, docs.length, k, lsh)
     // each document's cluster named by its first member
-    const first = new Map<number, number>()
-    const canon = Int32Array.from(docs, (_, i) => {
-      const r = clusters.find(i)
-      if (!first.has(r)) first.set(r, i)
-      return first.get(r)!
-    })
+    const named = (uf: { find: (i: number) => number }): Int32Array => {
+      const first = new Map<number, number>()
+      return Int32Array.from(docs, (_, i) => {
+        const r = uf.find(i)
+        if (!first.has(r)) first.set(r, i)
+        return first.get(r)!
+      })
+    }
+    const canon = named(clusters)
     expect({ compared, matched, removed: canon.filter((c, i) => c !== i).length }).toEqual({ compared: 498, matched: 353, removed: 353 })
     expect(createHash("sha256").update(new Uint8Array(canon.buffer)).digest("hex")).toBe("99b09358d7745e73eabe76576d88ed6ab79f5ec36e5663016f8f542aa636e918")
+    // the same clusters from band keys the signer wrote
+    const keyed = new Signer({ ngram: 5, numHashes: k, seed: 1 }, { banding: { bands: 14, rows: 8 } })
+    const keys = new Uint32Array(docs.length * 14)
+    for (let i = 0; i < docs.length; i++) keyed.sign(docs[i]!, sigs, i * k, keys, i * 14)
+    const again = clusterSignatures(sigs, signed, docs.length, k, lsh, undefined, keys)
+    expect({ compared: again.compared, matched: again.matched }).toEqual({ compared, matched })
+    expect(named(again.clusters)).toEqual(canon)
   })
 })
