@@ -1,6 +1,6 @@
 /**
  * Fidelity and size of each quantization of one model: perplexity on held-out text of the
- * full-precision model vs each quantized one (GGUF types through llama-perplexity against the f16
+ * full-precision model vs each quantized one (GGUF types by llama-perplexity's measure against the f16
  * GGUF; bitsandbytes through transformers against the source model, same text, same windows), and
  * the size on disk. Default model: the quantize tests' trained 2-layer Llama (hidden 256) and its
  * held-out lessons; --model DIR --held-out DATASET for another (DIR: a Hugging Face causal LM).

@@ -130,6 +130,15 @@ export const findLlamaLoglik = (llama: LlamaCpp | undefined = findLlamaCpp()): s
   }
 }
 
+/** bin/llama-loglik built from the current source, or a LlamaCppMissing naming the command that builds it. */
+export const requireLlamaLoglik = (who: string, llama: LlamaCpp = requireLlamaCpp(who)): string => {
+  const found = findLlamaLoglik(llama)
+  if (found === undefined) {
+    throw new LlamaCppMissing(`${who} needs llama-loglik built from ${path.basename(llamaLoglikSource)} against llama.cpp on this machine: run \`npx anneal setup --with llama-cpp\` (seconds, once llama.cpp is built)`)
+  }
+  return found
+}
+
 /**
  * Compiles llama-loglik.cpp against the static libraries of an existing llama.cpp build (seconds), unless
  * the binary there is already built from this source. Never rebuilds llama.cpp itself.

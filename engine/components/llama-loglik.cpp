@@ -14,6 +14,9 @@
 //                                                       "logprobs": [per continuation token]}
 //   {"op":"generate","tokens":[ids],"max_tokens":N,"until":[S...]}
 //                                                   -> {"text": greedy continuation, cut at the first stop string}
+//   {"op":"perplexity","text":S,"ctx":N}            -> {"ppl", "ppl_error", "chunks", "count", "tokens"}
+//                                                      llama-perplexity's measure with windows of N tokens
+//                                                      (at most --ctx; run with --batch N for its exact figure)
 //
 // A bad request gets {"error": "..."} and the tool goes on; a GGUF that does not load ends it with one
 // line on stderr and exit 1. Consecutive requests that share a token prefix (the choices of one
@@ -150,6 +153,53 @@ struct Scorer {
         return {{"logprob", total}, {"greedy", greedy}, {"logprobs", per}};
     }
 
+    // llama-perplexity's measure (tools/perplexity, without --ppl-stride): the text as one token stream
+    // (BOS first when the vocabulary adds one, special tokens in the text not parsed), cut into chunks of
+    // n_ctx tokens, each decoded on its own with its first token replaced by BOS and scored on its second
+    // half. Answered here rather than read from llama-perplexity's log: that tool's logger is a thread
+    // whose queue is not drained at exit, and its last lines (the final estimate) are sometimes lost.
+    json perplexity(const json & req) {
+        if (!req.contains("text") || !req["text"].is_string()) throw std::runtime_error("\"text\" must be a string");
+        const std::string text = req["text"].get<std::string>();
+        std::vector<llama_token> tokens(text.size() + 8);
+        int n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), tokens.data(), (int32_t) tokens.size(), true, false);
+        if (n < 0) {
+            tokens.resize((size_t) -n);
+            n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), tokens.data(), (int32_t) tokens.size(), true, false);
+        }
+        if (n < 0) throw std::runtime_error("tokenization failed");
+        tokens.resize((size_t) n);
+        // the window as asked, not llama_n_ctx: llama.cpp rounds a context up (to 256 tokens)
+        const int window = req.value("ctx", n_ctx);
+        if (window < 4 || window > n_ctx)
+            throw std::runtime_error("\"ctx\" must be between 4 and the loaded context size " + std::to_string(n_ctx));
+        if (n < 2 * window)
+            throw std::runtime_error("the text is " + std::to_string(n) + " tokens; perplexity with a context of " +
+                                     std::to_string(window) + " needs at least " + std::to_string(2 * window));
+        const bool add_bos = llama_vocab_get_add_bos(vocab);
+        const int n_chunk = n / window, first = window / 2;
+        double nll = 0, nll2 = 0;
+        long count = 0;
+        for (int c = 0; c < n_chunk; c++) {
+            std::vector<llama_token> chunk(tokens.begin() + (size_t) c * window, tokens.begin() + (size_t) (c + 1) * window);
+            if (add_bos) chunk[0] = llama_vocab_bos(vocab);
+            llama_memory_clear(llama_get_memory(ctx), true);  // each chunk alone, as llama-perplexity decodes it
+            cached.clear();
+            auto logits = decode(chunk, (size_t) first);
+            for (int j = 0; j + 1 < window - first; j++) {
+                double lp = log_softmax_at(logits[(size_t) j], chunk[(size_t) (first + j + 1)], nullptr);
+                nll -= lp;
+                nll2 += lp * lp;
+                count++;
+            }
+        }
+        nll /= (double) count;
+        nll2 = nll2 / (double) count - nll * nll;
+        const double ppl = std::exp(nll);
+        const double err = nll2 > 0 && count > 1 ? std::sqrt(nll2 / (double) (count - 1)) * ppl : 0.0;
+        return {{"ppl", ppl}, {"ppl_error", err}, {"chunks", n_chunk}, {"count", count}, {"tokens", n}};
+    }
+
     std::string piece(llama_token t, bool special = false) const {
         char buf[256];
         int n = llama_token_to_piece(vocab, t, buf, sizeof buf, 0, special);
@@ -274,7 +324,8 @@ int main(int argc, char ** argv) {
             else if (op == "tokenize") reply = s.tokenize(req);
             else if (op == "detokenize") reply = s.detokenize(req);
             else if (op == "info") reply = s.info();
-            else reply = {{"error", "unknown op \"" + op + "\" (loglik, generate, tokenize, detokenize, info)"}};
+            else if (op == "perplexity") reply = s.perplexity(req);
+            else reply = {{"error", "unknown op \"" + op + "\" (loglik, generate, tokenize, detokenize, perplexity, info)"}};
         } catch (const std::exception & e) {
             reply = {{"error", e.what()}};
         }

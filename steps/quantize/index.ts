@@ -21,7 +21,7 @@ import { Text } from "../../engine/rows.ts"
 import { defineStep, Port } from "../../engine/step.ts"
 import type { CommandContext, CommandSpec } from "../../engine/step.ts"
 import { checkPythonEnv, pythonEnvVars } from "../../engine/python.ts"
-import { requireLlamaCpp } from "../../engine/components/llama-cpp.ts"
+import { llamaLoglikSource, requireLlamaCpp, requireLlamaLoglik } from "../../engine/components/llama-cpp.ts"
 import { describe, PositiveInt, seedParam, withDefault, workerSourceFiles } from "../train/common.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -74,7 +74,7 @@ const quantizeCommand = (ctx: CommandContext<QuantizeParams>): CommandSpec => {
     const llama = requireLlamaCpp(`step "${ctx.step}" (quantize to GGUF)`)
     env.ANNEAL_LLAMA_CPP_SRC = path.dirname(llama.convertScript)
     env.ANNEAL_LLAMA_CPP_QUANTIZE = llama.bin["llama-quantize"]
-    env.ANNEAL_LLAMA_CPP_PERPLEXITY = llama.bin["llama-perplexity"]
+    env.ANNEAL_LLAMA_LOGLIK = requireLlamaLoglik(`step "${ctx.step}" (quantize to GGUF)`, llama)
   }
   return { argv: [checkPythonEnv(), script, ctx.specPath], env }
 }
@@ -94,7 +94,7 @@ export const quantize = defineStep({
   },
   output: Port.model(),
   resources: (p: QuantizeParams) => (p.format === "gguf" ? { cpus: 1 } : { gpus: 1, cpuFallback: true }),
-  sourceFiles: [...workerSourceFiles(script), path.join(here, "convert.py")],
+  sourceFiles: [...workerSourceFiles(script), path.join(here, "convert.py"), llamaLoglikSource],
   checkParams: (p, counts) => {
     const type = typeOf(p)
     if (!(quantizeTypes[p.format] as ReadonlyArray<string>).includes(type)) {

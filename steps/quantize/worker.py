@@ -19,7 +19,8 @@ Run by the engine as `python steps/quantize/worker.py SPEC.json` (see engine/spe
   zero-points of llm-compressor's asymmetric (W4A16_ASYM) output.
 
 With a `heldOut` text input, the step measures perplexity of the full-precision model and of the
-quantized one on the same text (llama-perplexity for GGUF: the f16 GGUF vs the quantized GGUF;
+quantized one on the same text (llama-perplexity's measure, computed by llama-loglik, for GGUF: the
+f16 GGUF vs the quantized GGUF;
 transformers for bnb, gptq and awq: the source model vs the quantized one) and writes both, their ratio
 and the sizes on disk to quantize.json beside the model and as metrics.
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import struct
 import subprocess
@@ -187,8 +187,7 @@ def weights_size(model_dir: str) -> int:
 def run_tool(worker: Worker, argv: list[str], what: str, env: dict | None = None) -> str:
     """Runs a llama.cpp program (an argument array), returns its output; a failure ends the step."""
     worker.log(f"{WHO}: {what}: {' '.join(argv)}", level="debug")
-    # into a file, not a pipe: llama.cpp's tools log from a thread, and through a pipe the last lines
-    # (llama-perplexity's "Final estimate") could be missing from what was read
+    # into a file, not a pipe: llama.cpp's tools log from a thread; a file keeps what they wrote
     import tempfile
 
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
@@ -206,28 +205,32 @@ def run_tool(worker: Worker, argv: list[str], what: str, env: dict | None = None
 
 
 def llama_cpp() -> dict[str, str]:
-    paths = {k: os.environ.get(f"ANNEAL_LLAMA_CPP_{k.upper()}", "") for k in ("src", "quantize", "perplexity")}
+    paths = {k: os.environ.get(f"ANNEAL_LLAMA_CPP_{k.upper()}", "") for k in ("src", "quantize")}
+    paths["loglik"] = os.environ.get("ANNEAL_LLAMA_LOGLIK", "")
     missing = [k for k, v in paths.items() if not v or not os.path.exists(v)]
     if missing:
         fail(f"{WHO}: llama.cpp is not built on this machine: run `npx anneal setup --with llama-cpp`", code=2)
     return paths
 
 
-PPL_FINAL = re.compile(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)")
-
-
-def gguf_perplexity(worker: Worker, tools: dict[str, str], gguf: str, text_file: str, ctx: int, threads: int) -> float:
-    # Seen here, rarely: a run that exits 0 with its log cut short before the last chunk and the final
-    # estimate (the same command then prints them). The result is deterministic: run it again.
-    for attempt in range(3):
-        out = run_tool(worker, [tools["perplexity"], "-m", gguf, "-f", text_file, "-c", str(ctx), "-b", str(ctx),
-                                "-t", str(threads), "--no-warmup"], f"llama-perplexity on {os.path.basename(gguf)}")
-        m = PPL_FINAL.search(out)
-        if m:
-            return float(m.group(1))
-        worker.log(f"{WHO}: llama-perplexity printed no final estimate (attempt {attempt + 1} of 3)", level="warn")
-    fail(f"{WHO}: llama-perplexity printed no final estimate:\n" + "\n".join(out.splitlines()[-8:]), code=1)
-    raise AssertionError
+def gguf_perplexity(worker: Worker, tools: dict[str, str], gguf: str, text: str, ctx: int, threads: int) -> float:
+    """llama-perplexity's measure, answered by anneal's llama-loglik (the same llama.cpp libraries) as a
+    JSON line: llama-perplexity itself logs through a thread that is not drained at exit, so its final
+    estimate is sometimes missing from its output (seen in CI, three runs in a row)."""
+    argv = [tools["loglik"], gguf, "--ctx", str(ctx), "--batch", str(ctx), "--threads", str(threads)]
+    worker.log(f"{WHO}: perplexity: {' '.join(argv)}", level="debug")
+    r = subprocess.run(argv, input=json.dumps({"op": "perplexity", "text": text, "ctx": ctx}) + "\n", capture_output=True,
+                       text=True, encoding="utf-8", errors="replace")
+    name = os.path.basename(gguf)
+    if r.returncode != 0:
+        fail(f"{WHO}: llama-loglik could not load {name} (exit {r.returncode}): {r.stderr.strip()[-500:]}", code=1)
+    try:
+        reply = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        fail(f"{WHO}: llama-loglik gave no answer for the perplexity of {name}: {r.stdout[-300:]!r}", code=1)
+    if "error" in reply:
+        fail(f"{WHO}: input 'heldOut': perplexity of {name}: {reply['error']} (lower perplexityCtx or give more text)", code=2)
+    return float(reply["ppl"])
 
 
 def quantize_gguf(worker: Worker, cfg: QuantizeConfig, model_dir: str, held_out: list[str], threads: int) -> dict:
@@ -253,13 +256,11 @@ def quantize_gguf(worker: Worker, cfg: QuantizeConfig, model_dir: str, held_out:
     report: dict = {"reference": f"gguf {base_type}", "size_bytes": {"reference": dir_size(base), "quantized": dir_size(target)}}
     if held_out:
         worker.phase("perplexity")
-        text_file = os.path.join(work, "held-out.txt")
-        with open(text_file, "w", encoding="utf-8") as f:
-            f.write("\n\n".join(held_out))
-        ref = gguf_perplexity(worker, tools, base, text_file, cfg.perplexity_ctx, threads)
-        quant = ref if cfg.type in CONVERTER_TYPES else gguf_perplexity(worker, tools, target, text_file, cfg.perplexity_ctx, threads)
+        text = "\n\n".join(held_out)
+        ref = gguf_perplexity(worker, tools, base, text, cfg.perplexity_ctx, threads)
+        quant = ref if cfg.type in CONVERTER_TYPES else gguf_perplexity(worker, tools, target, text, cfg.perplexity_ctx, threads)
         report["perplexity"] = {"reference": ref, "quantized": quant, "ratio": quant / ref, "ctx": cfg.perplexity_ctx,
-                                "tool": "llama-perplexity"}
+                                "tool": "llama.cpp (llama-perplexity's measure)"}
     return report
 
 

@@ -1,7 +1,7 @@
 /**
  * quantize: what a user of each format notices. GGUF files load and generate in llama.cpp (its own
  * server) with the tokenizer embedded; q8_0 keeps perplexity within 0.5% of f16 on held-out text
- * (llama-perplexity); bitsandbytes 4-bit output reloads with transformers as a 4-bit model; eval
+ * (llama-perplexity's measure, by llama-loglik); bitsandbytes 4-bit output reloads with transformers as a 4-bit model; eval
  * scores a GGUF with llama.cpp as transformers scores its source; and what cannot be quantized is
  * refused before any work, naming the problem.
  *
@@ -105,7 +105,7 @@ describe("GGUF through llama.cpp", () => {
     expect(r.exitCode).toBe(0)
     expect(fs.readdirSync(r.output).sort()).toEqual(["model.gguf", "quantize.json"])
     const report = readReport(r.output)
-    expect(report.perplexity.tool).toBe("llama-perplexity")
+    expect(report.perplexity.tool).toBe("llama.cpp (llama-perplexity's measure)")
     // a trained model: far from the 320 of a uniform guess over the vocabulary
     expect(report.perplexity.reference).toBeLessThan(20)
     expect(Math.abs(report.perplexity.ratio - 1)).toBeLessThanOrEqual(0.005)
