@@ -18,7 +18,6 @@ import { registerShardOp, type TaskSpec } from "../fanout.ts"
 import { answerText, joinFields, schemaOf, type ConcreteFormat } from "../formats.ts"
 import { RowReader, type OnInvalid } from "../jsonl.ts"
 import { readPiece, type Piece } from "../shards.ts"
-import { bandKey } from "./lsh.ts"
 import { Signer } from "./signature.ts"
 import { UnionFind } from "./union-find.ts"
 
@@ -41,7 +40,7 @@ const appendAll = (fd: number, a: Int32Array | Uint32Array, n: number): void => 
 registerShardOp("minhash-sign", async (task, progress, signal) => {
   const spec = task as SignTaskSpec
   const k = spec.bands * spec.rows
-  const signer = new Signer({ ngram: spec.ngram, numHashes: k, seed: spec.seed })
+  const signer = new Signer({ ngram: spec.ngram, numHashes: k, seed: spec.seed }, { banding: { bands: spec.bands, rows: spec.rows } })
   const reader = new RowReader<Record<string, unknown>>(spec.piece.file, schemaOf(spec.format), { onInvalid: spec.onInvalid, allowEmpty: true })
   const batch = 1024
   const sigs = new Int32Array(batch * k)
@@ -57,8 +56,8 @@ registerShardOp("minhash-sign", async (task, progress, signal) => {
   }
   try {
     for await (const r of readPiece(spec.piece, reader)) {
-      const signed = signer.sign(joinFields(r.row, spec.fields), sigs, m * k)
-      for (let b = 0; b < spec.bands; b++) keys[m * spec.bands + b] = signed ? bandKey(sigs, m * k + b * spec.rows, spec.rows, b) : 0
+      const signed = signer.sign(joinFields(r.row, spec.fields), sigs, m * k, keys, m * spec.bands)
+      if (!signed) keys.fill(0, m * spec.bands, (m + 1) * spec.bands)
       meta[m * 3] = signed ? 1 : 0
       meta[m * 3 + 1] = spec.keep === "longest" ? answerText(r.row, spec.format).length : 0
       meta[m * 3 + 2] = r.line
