@@ -72,28 +72,58 @@ class RequestCache:
         return os.path.join(self.root, key[:2], key + ".json")
 
     def get(self, key: str) -> Response | None:
+        entry = self._read(key)
+        try:
+            return None if entry is None else Response.from_json(entry)
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, key: str, response: Response) -> None:
+        self._write(key, response.to_json())
+
+    def file_sha256(self, path: str) -> str:
+        """A file's sha256, remembered here by its stat signature (device, inode, size, mtime, ctime): a
+        store artifact is read-only, and any write, copy or replace moves its ctime, which user space cannot
+        set back, so a multi-GB GGUF is hashed once per machine instead of on every run. Kept like a
+        request entry (a hit refreshes it; `cache gc` collects it when unused)."""
+        st = os.stat(path)
+        signature = f"file-sha256\0{os.path.realpath(path)}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+        key = hashlib.sha256(signature.encode("utf-8")).hexdigest()
+        entry = self._read(key)
+        digest = entry.get("sha256") if isinstance(entry, dict) else None
+        if isinstance(digest, str) and len(digest) == 64:
+            return digest
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest = h.hexdigest()
+        self._write(key, {"sha256": digest, "path": os.path.realpath(path)})
+        return digest
+
+    def _read(self, key: str) -> Any:
         if not self.root:
             return None
         path = self._path(key)
         try:
             with open(path, encoding="utf-8") as f:
-                response = Response.from_json(json.load(f))
-        except (OSError, ValueError, KeyError, TypeError):
+                entry = json.load(f)
+        except (OSError, ValueError):
             return None
         try:
             os.utime(path)  # last use: `anneal cache gc` keeps entries used within --request-days
         except OSError:
             pass  # a read-only shared cache: the entry is still good
-        return response
+        return entry
 
-    def put(self, key: str, response: Response) -> None:
+    def _write(self, key: str, entry: Any) -> None:
         if not self.root:
             return
         path = self._path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(response.to_json(), f, ensure_ascii=False)
+            json.dump(entry, f, ensure_ascii=False)
         os.replace(tmp, path)
 
 

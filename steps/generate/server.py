@@ -12,11 +12,11 @@ OpenAI-compatible server, asks it through the openai backend, and stops it.
 - Readiness: GET /health answers 503 while loading and 200 once serving; the server exiting first is a
   clear error carrying the end of its log.
 - Identity (the request cache key): the GGUF file's sha256 and the llama.cpp commit, never the port or
-  the alias, so the same GGUF answers from the cache wherever it came from.
+  the alias, so the same GGUF answers from the cache wherever it came from. The sha256 is computed once
+  per file and machine (RequestCache.file_sha256 remembers it by the file's stat signature).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import socket
@@ -47,14 +47,6 @@ def find_gguf(who: str, model_dir: str | None) -> str:
         if f.read(4) != b"GGUF":
             raise GenerateError(f"{who}: {path} is not a GGUF file (it does not start with the GGUF magic)")
     return path
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def context_length(path: str) -> int:

@@ -35,7 +35,7 @@ from anneal_worker.training import check, check_choices, check_non_negative, che
 
 import prompts  # noqa: E402
 from backends import EndpointBackend, GenerateError, TransformersBackend, VllmBackend
-from server import LlamaServer, context_length, find_gguf, server_identity, sha256_file
+from server import LlamaServer, context_length, find_gguf, server_identity
 from request_store import Request, RequestCache, ResumeLog, Response
 
 WHO = "generate"
@@ -363,6 +363,10 @@ def main() -> None:
     items, fmt, per_item = build_items(cfg, worker)
 
     # --- setup: identity of the backend, request cache, resume log ---
+    cache_dir = None
+    if cfg.request_cache:
+        cache_dir = cfg.request_cache_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(worker.resume_dir))), "requests")
+    cache = RequestCache(cache_dir)
     endpoint: EndpointBackend | None = None
     served: list[LlamaServer] = []  # the llama-server this step started, if any (stopped in the finally below)
     if cfg.backend == "openai":
@@ -370,7 +374,7 @@ def main() -> None:
                                    cfg.timeout_seconds, cfg.retry_base_seconds, lambda m, level: worker.log(m, level))
         identity, make_backend = endpoint.identity, (lambda: endpoint)
     elif cfg.backend == "llama-server":
-        gguf_sha = sha256_file(gguf)
+        gguf_sha = cache.file_sha256(gguf)
         alias = f"gguf-{gguf_sha[:12]}"
         identity = server_identity(gguf_sha, cfg.api)
         worker.log(f"teacher: {gguf} (sha256 {gguf_sha}), served by llama-server as model {alias}")
@@ -397,10 +401,6 @@ def main() -> None:
         identity = {"type": cfg.backend, "model": mhash, "device": device}
         make_backend = ((lambda: TransformersBackend(worker, model_dir, cfg.allow_pickle, mhash)) if cfg.backend == "transformers"
                         else (lambda: VllmBackend(worker, model_dir, mhash)))
-    cache_dir = None
-    if cfg.request_cache:
-        cache_dir = cfg.request_cache_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(worker.resume_dir))), "requests")
-    cache = RequestCache(cache_dir)
     resume = ResumeLog(worker.resume_dir)
     answerer = Answerer(worker, identity, make_backend, cache, resume, len(items) * per_item)
     modes = Modes(cfg, answerer)

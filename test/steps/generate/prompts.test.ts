@@ -1,6 +1,7 @@
 /**
  * generate's prompt helpers (steps/generate/prompts.py), run in the project's Python without torch: how
- * textbook seeds are drawn, how templates are checked, how a judge's reply becomes a score.
+ * textbook seeds are drawn, how templates are checked, how a judge's reply becomes a score, how a
+ * GGUF's digest is remembered.
  */
 import * as path from "node:path"
 import { expect, it } from "vitest"
@@ -81,4 +82,33 @@ print(json.dumps([rows for rows, _ in modes.preferences([{"prompt": "p1"}, {"pro
   expect(r[0]).toEqual([{ prompt: "p1", chosen: "a longer answer", rejected: "short" }])
   expect(r[1]).toEqual([]) // every answer scored 4: no preference
   expect(r[2]).toEqual([]) // one answer scored: nothing to rank it against
+})
+
+it("a GGUF's sha256 is remembered per file: the same file is read once, a replaced one is hashed again", async () => {
+  const r = await run(`
+import hashlib, os, tempfile
+import request_store
+d = tempfile.mkdtemp()
+f = os.path.join(d, "model.gguf")
+with open(f, "wb") as out:
+    out.write(b"GGUF" + b"x" * 5000)
+cache = request_store.RequestCache(os.path.join(d, "requests"))
+reads = []
+real_open = open
+def counting_open(path, *a, **k):
+    if path == f:
+        reads.append(path)
+    return real_open(path, *a, **k)
+request_store.open = counting_open
+first = cache.file_sha256(f)
+second = cache.file_sha256(f)
+with real_open(f + ".new", "wb") as out:
+    out.write(b"GGUF" + b"y" * 5000)  # same size, new content, put in place as a copy or download would
+os.replace(f + ".new", f)
+third = cache.file_sha256(f)
+expected = hashlib.sha256(real_open(f, "rb").read()).hexdigest()
+print(json.dumps({"first": first == hashlib.sha256(b"GGUF" + b"x" * 5000).hexdigest(), "reads": len(reads),
+                  "third": third == expected and third != first}))
+`)
+  expect(r).toEqual({ first: true, reads: 2, third: true })
 })
