@@ -7,15 +7,14 @@ import * as http from "node:http"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { makeRayBackend, makeRayExecutor, rayStatus } from "../../engine/executors/ray.ts"
 import { rayShardRunner } from "../../engine/executors/shard-jobs.ts"
-import { clean } from "../../steps/data/clean.ts"
-import { setShardExecutor, shardCommand } from "../../steps/data/fanout.ts"
-import { runStep } from "../steps/data/helpers.ts"
+import { shardCommand } from "../../steps/data/fanout.ts"
 import type { RayOptions } from "../../engine/executors/ray.ts"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { clusterTestTimeoutMs, jobWaitMs, killTracked, waitFor } from "./cluster-ports.ts"
 import { expectSameArtifacts } from "./recipe-parity.ts"
 import { executorContract } from "./contract.ts"
+import { clusterShardParity, expectShardParity } from "./shard-parity.ts"
 import { distributedTrainingTests } from "./dist-training.ts"
 import { rayBinary, rayCluster, rayInstalled, rayStartDeadlineMs } from "./ray-cluster.ts"
 import type { RayCluster } from "./ray-cluster.ts"
@@ -115,32 +114,18 @@ describe.concurrent("ray", () => {
       expect(fs.readFileSync(spec.logPath.replace(/\.log$/, ".rank1.log"), "utf8")).toContain("rank 1 of 2 joined on node 1")
     })
 
-    it("a data step's shard tasks run as Ray tasks of one Ray job, and the artifact is the same bytes as a fan-out on this machine", async () => {
-      const dir = makeStoreDir()
-      const rows = Array.from({ length: 300 }, (_, i) => ({ instruction: `question ${i} ${"word ".repeat(i % 9)}`, input: "", output: `answer ${i % 50}` }))
-      const data = path.join(dir, "in.jsonl")
-      fs.writeFileSync(data, rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
-      // The shard executor is the process's (as in the CLI), and the recipe test above runs its own data
-      // steps in this process at the same time: hand Ray only this step's tasks (their specs name this
-      // input); any other step's tasks find no executor and run here, as without one.
-      const onRayRunner = rayShardRunner(makeRayBackend(options()), shardCommand, options())
-      const ours = (files: ReadonlyArray<string>) => files.every((f) => fs.readFileSync(f, "utf8").includes(JSON.stringify(data).slice(1, -1)))
-      const previous = setShardExecutor({ run: (files, o) => (ours(files) ? onRayRunner.run(files, o) : Promise.resolve()) })
-      let onRay: Awaited<ReturnType<typeof runStep>>
-      try {
-        onRay = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
-      } finally {
-        setShardExecutor(previous)
-      }
-      const here = await runStep(clean, { data }, { minWords: 8, tasks: 3 })
-      const files = (d: string) => fs.readdirSync(d, { recursive: true }).map(String).sort().map((f) => [f, fs.statSync(path.join(d, f)).isFile() ? fs.readFileSync(path.join(d, f), "utf8") : ""])
-      expect(files(onRay.output)).toEqual(files(here.output))
+    it("data steps' shard tasks as Ray tasks, one Ray job a stage: clean and both semantic steps (a Python embedder in each task) write the same bytes as on this machine", async () => {
+      // 3 tasks in 2 Ray tasks: one runs two shard tasks, its embedder loading the model once
+      const cases = await clusterShardParity(rayShardRunner(makeRayBackend(options()), shardCommand, { ...options(), maxTasks: 2 }), 3)
+      expectShardParity(cases, expect)
+      // one Ray job a stage (7), each of which ran every group to the end (none left for the driver to run again)
       const jobs = (await getJson("/api/jobs/")) as Array<{ status: string; submission_id: string; metadata?: Record<string, string> }>
       const shards = jobs.filter((j) => j.metadata?.anneal_step === "shards")
-      expect(shards.map((j) => j.status)).toEqual(["SUCCEEDED"])
-      // every group ran to the end on Ray (none left for the driver to run again)
-      const log = (await getJson(`/api/jobs/${shards[0]!.submission_id}/logs`)) as { logs: string }
-      expect(log.logs).toContain("anneal shards: 3 of 3 groups done")
+      expect(shards.map((j) => j.status)).toEqual(cases.flatMap((c) => c.stages.map(() => "SUCCEEDED")))
+      for (const j of shards) {
+        const log = (await getJson(`/api/jobs/${j.submission_id}/logs`)) as { logs: string }
+        expect(log.logs).toMatch(/anneal shards: (\d+) of \1 groups done/)
+      }
     })
 
     it("reports a job stopped from outside; the next run submits again and resumes from the checkpoint", async () => {

@@ -12,11 +12,14 @@ import { describePlacement } from "../../engine/executor-config.ts"
 import { makeSlurmExecutor, parseScontrol, slurmStatus } from "../../engine/executors/slurm.ts"
 import type { SlurmOptions } from "../../engine/executors/slurm.ts"
 import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
+import { slurmShardRunner } from "../../engine/executors/shard-jobs.ts"
+import { shardCommand } from "../../steps/data/fanout.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { clusterTestTimeoutMs, jobWaitMs, killTracked, track, waitFor } from "./cluster-ports.ts"
 import { expectSameArtifacts, sftRecipe, trainRecipe } from "./recipe-parity.ts"
 import { makeFixtures } from "../steps/train/helpers.ts"
 import { executorContract } from "./contract.ts"
+import { clusterShardParity, expectShardParity } from "./shard-parity.ts"
 import { distributedTrainingTests } from "./dist-training.ts"
 import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
 import { slurmCluster, slurmInstalled, slurmStartDeadlineMs } from "./slurm-cluster.ts"
@@ -64,6 +67,11 @@ describe.concurrent("slurm", () => {
     it("a real LoRA sft step (tiny Llama, CPU) builds the same adapter on Slurm as locally", async () => {
       process.env.ANNEAL_SFT_FIXTURES = await makeFixtures()
       await expectSameArtifacts(() => makeSlurmExecutor(options()), (a, b, what) => expect(a, what).toEqual(b), [sftRecipe])
+    })
+
+    it("data steps' shard tasks as job arrays: clean and both semantic steps (a Python embedder in each element) write the same bytes as on this machine", async () => {
+      // 3 tasks in 2 array elements: one element runs two tasks, its embedder loading the model once
+      expectShardParity(await clusterShardParity(slurmShardRunner({ ...options(), maxArraySize: 2 }, shardCommand, [projectRoot])), expect)
     })
 
     it("anneal run --executor slurm, killed mid-step and run again, attaches to the running job instead of submitting it twice", async () => {
