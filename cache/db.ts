@@ -60,8 +60,20 @@ export interface ArtifactRecord {
   readonly dirs: string | null
 }
 
+/** The columns of an artifact's row that a presence check reads. */
+export type ArtifactCheckRecord = Pick<ArtifactRecord, "hash" | "manifest" | "dirs">
+
 export interface LeaseRecord {
   readonly hash: string
+  readonly owner: string
+  readonly pid: number
+  readonly host: string
+  readonly acquired_at: number
+}
+
+/** Who holds a row of lease_sets (its hashes are not read back). */
+interface LeaseSetHolder {
+  readonly id: number
   readonly owner: string
   readonly pid: number
   readonly host: string
@@ -174,7 +186,8 @@ export class CacheDb {
       touchArtifact: db.prepare("UPDATE artifacts SET used_at = ? WHERE hash = ?"),
       artifact: db.prepare("SELECT * FROM artifacts WHERE hash = ?"),
       artifacts: db.prepare("SELECT * FROM artifacts ORDER BY used_at DESC"),
-      artifactsIn: db.prepare("SELECT * FROM artifacts WHERE hash IN (SELECT value FROM json_each(?))"),
+      artifactChecksIn: db.prepare("SELECT hash, manifest, dirs FROM artifacts WHERE hash IN (SELECT value FROM json_each(?))"),
+      artifactBytes: db.prepare("SELECT COALESCE(SUM(bytes), 0) AS bytes FROM artifacts"),
       deleteArtifact: db.prepare("DELETE FROM artifacts WHERE hash = ?"),
       deleteResultsFor: db.prepare("DELETE FROM results WHERE output = ?"),
       fileStat: db.prepare("SELECT hash FROM file_stats WHERE path = ? AND size = ? AND mtime_ns = ? AND ino = ?"),
@@ -202,7 +215,12 @@ export class CacheDb {
       allProcesses: db.prepare("SELECT pid, host, heartbeat_at FROM processes"),
       deleteProcess: db.prepare("DELETE FROM processes WHERE pid = ? AND host = ?"),
       lease: db.prepare("INSERT OR IGNORE INTO leases (hash, owner, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)"),
-      leaseMany: db.prepare("INSERT OR IGNORE INTO leases (hash, owner, pid, host, acquired_at) SELECT value, ?, ?, ?, ? FROM json_each(?)"),
+      leaseSet: db.prepare("INSERT INTO lease_sets (owner, pid, host, acquired_at, hashes) VALUES (?, ?, ?, ?, ?)"),
+      // hashes are hex, so the quoted hash is found in a set's JSON text only as that element
+      leaseSetsOf: db.prepare("SELECT id, owner, pid, host, acquired_at FROM lease_sets WHERE instr(hashes, ?) > 0"),
+      allLeaseSets: db.prepare("SELECT id, owner, pid, host, acquired_at FROM lease_sets"),
+      deleteLeaseSet: db.prepare("DELETE FROM lease_sets WHERE id = ?"),
+      releaseOwnerSets: db.prepare("DELETE FROM lease_sets WHERE owner = ?"),
       unrecorded: db.prepare("SELECT value AS hash FROM json_each(?) WHERE value NOT IN (SELECT hash FROM artifacts)"),
       leasesOf: db.prepare("SELECT * FROM leases WHERE hash = ?"),
       allLeases: db.prepare("SELECT * FROM leases"),
@@ -282,6 +300,9 @@ export class CacheDb {
         for (const l of this.stmts.allLeases.all() as Array<LeaseRecord>) {
           if (!this.alive(l.pid, l.host, l.acquired_at)) this.stmts.deleteLease.run(l.hash, l.owner)
         }
+        for (const l of this.stmts.allLeaseSets.all() as Array<LeaseSetHolder>) {
+          if (!this.alive(l.pid, l.host, l.acquired_at)) this.stmts.deleteLeaseSet.run(l.id)
+        }
         for (const p of this.stmts.allProcesses.all() as Array<{ pid: number; host: string; heartbeat_at: number }>) {
           if (!holderAlive(p.pid, p.host, p.heartbeat_at)) this.stmts.deleteProcess.run(p.pid, p.host)
         }
@@ -313,19 +334,23 @@ export class CacheDb {
   }
 
   /**
-   * Leases many artifacts in one statement (planning thousands of cached steps) and returns those the
-   * database no longer records (gc removed them since they were checked). Call inside a transaction.
+   * Leases many artifacts (planning thousands of cached steps) in one row of lease_sets, and returns
+   * those the database no longer records (gc removed them since they were checked). Call inside a
+   * transaction.
    */
   leaseMany(hashes: ReadonlyArray<string>, owner: string): Array<string> {
     return this.guard("lease artifacts", () => {
       const list = JSON.stringify(hashes)
-      this.stmts.leaseMany.run(owner, process.pid, thisHost(), now(), list)
+      this.stmts.leaseSet.run(owner, process.pid, thisHost(), now(), list)
       return (this.stmts.unrecorded.all(list) as Array<{ hash: string }>).map((r) => r.hash)
     })
   }
 
   releaseLeases(owner: string) {
-    this.guard("release leases", () => this.stmts.releaseOwner.run(owner))
+    this.guard("release leases", () => {
+      this.stmts.releaseOwner.run(owner)
+      this.stmts.releaseOwnerSets.run(owner)
+    })
   }
 
   /** Whether a live run holds a lease on the artifact; leases of dead holders are broken on the way. */
@@ -335,6 +360,10 @@ export class CacheDb {
       for (const l of this.stmts.leasesOf.all(hash) as Array<LeaseRecord>) {
         if (this.alive(l.pid, l.host, l.acquired_at)) live = true
         else this.stmts.deleteLease.run(l.hash, l.owner)
+      }
+      for (const l of this.stmts.leaseSetsOf.all(JSON.stringify(hash)) as Array<LeaseSetHolder>) {
+        if (this.alive(l.pid, l.host, l.acquired_at)) live = true
+        else this.stmts.deleteLeaseSet.run(l.id)
       }
       return live
     })
@@ -402,13 +431,21 @@ export class CacheDb {
     return this.guard("look up artifact", () => this.stmts.artifact.get(hash) as ArtifactRecord | undefined)
   }
 
-  /** The rows of many artifacts in one query (a null rerun checks thousands); unrecorded hashes have none. */
-  artifactsIn(hashes: ReadonlyArray<string>): Map<string, ArtifactRecord> {
+  /**
+   * What a presence check reads (manifest and directory signatures) of many artifacts in one query: a
+   * null rerun checks thousands. Unrecorded hashes have no entry.
+   */
+  artifactChecksIn(hashes: ReadonlyArray<string>): Map<string, ArtifactCheckRecord> {
     return this.guard("look up artifacts", () => {
-      const m = new Map<string, ArtifactRecord>()
-      for (const r of this.stmts.artifactsIn.all(JSON.stringify(hashes)) as Array<ArtifactRecord>) m.set(r.hash, r)
+      const m = new Map<string, ArtifactCheckRecord>()
+      for (const r of this.stmts.artifactChecksIn.all(JSON.stringify(hashes)) as Array<ArtifactCheckRecord>) m.set(r.hash, r)
       return m
     })
+  }
+
+  /** Bytes held by all recorded artifacts. */
+  artifactBytes(): number {
+    return this.guard("sum artifacts", () => Number((this.stmts.artifactBytes.get() as { bytes: number }).bytes))
   }
 
   artifacts(): Array<ArtifactRecord> {

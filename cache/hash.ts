@@ -3,12 +3,13 @@
  * files: sha256 of the sorted lines "<relative path>\0<size>\0<file sha256>", so the id depends on
  * content and names only (never on mtimes or the order files were written).
  */
-import { createHash } from "node:crypto"
+import { createHash, hash as oneShotHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 
-export const sha256 = (data: string | Uint8Array): string => createHash("sha256").update(data).digest("hex")
+/** One-shot (`crypto.hash`): no Hash object per call, half the cost for the short texts keys are made of. */
+export const sha256 = (data: string | Uint8Array): string => oneShotHash("sha256", data, "hex")
 
 /** JSON with object keys sorted, so equal values always give equal text (and equal keys). */
 export const canonicalJson = (value: unknown): string => {

@@ -25,6 +25,11 @@
  *               root) as it was once in place; while they are unchanged no file can have been added or
  *               removed, so `has()` stats instead of listing. Null (older rows): the next check lists the
  *               directories once and records them.
+ *
+ * Migration 4 (a null rerun of 10,000 steps, issue 12):
+ * - lease_sets: many leases of one live run in one row, `hashes` a JSON array of artifact hashes (a
+ *               plan leases every cached output at once: 10,000 `leases` rows, written and deleted
+ *               again, were a tenth of a null rerun). `leases` keeps the single ones (a commit's output).
  */
 export const migrations: ReadonlyArray<string> = [
   `
@@ -126,5 +131,16 @@ export const migrations: ReadonlyArray<string> = [
   `,
   `
   ALTER TABLE artifacts ADD COLUMN dirs TEXT;
+  `,
+  `
+  CREATE TABLE lease_sets (
+    id INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    hashes TEXT NOT NULL
+  );
+  CREATE INDEX lease_sets_by_owner ON lease_sets(owner);
   `
 ]

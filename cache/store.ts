@@ -25,7 +25,7 @@ import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { CacheDb } from "./db.ts"
-import type { ArtifactRecord } from "./db.ts"
+import type { ArtifactCheckRecord } from "./db.ts"
 import { databasePath } from "./db-location.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
 import { checkManifest, dirSignaturesOf, dirsJson, parseDirs, parseManifest } from "./manifest.ts"
@@ -89,7 +89,7 @@ export class Store {
   /** the session log directories this Store has made */
   private readonly logDirs = new Set<string>()
   /** artifact rows read ahead in one query (`withPrefetch`), each used by the next check of its hash only */
-  private prefetched = new Map<string, ArtifactRecord>()
+  private prefetched = new Map<string, ArtifactCheckRecord>()
   /** the commits' fsyncs, shared by commits that flush close together (group commit) */
   readonly flusher: GroupFlusher
 
@@ -238,11 +238,11 @@ export class Store {
    */
   withPrefetch<A>(hashes: Iterable<string>, f: () => A): A {
     const wanted = [...new Set(hashes)]
-    if (wanted.length > 0) for (const [h, r] of this.db.artifactsIn(wanted)) this.prefetched.set(h, r)
+    if (wanted.length > 0) this.prefetched = this.db.artifactChecksIn(wanted)
     try {
       return f()
     } finally {
-      this.prefetched.clear()
+      this.prefetched = new Map()
     }
   }
 
@@ -619,7 +619,7 @@ export class Store {
 
   /** Bytes held by artifacts, from the database (cheap; `cache verify` is the expensive check). */
   bytes(): number {
-    return this.db.artifacts().reduce((s, a) => s + a.bytes, 0)
+    return this.db.artifactBytes()
   }
 }
 

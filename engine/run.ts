@@ -39,7 +39,7 @@ import { fingerprint, hashSourcesEffect, openProjectEffect, planSteps, selectSte
 import type { PlanEntry, Project } from "./plan.ts"
 import { constructiveTraces } from "./rebuilder.ts"
 import type { Rebuilder } from "./rebuilder.ts"
-import type { Grant } from "./resources.ts"
+import type { Grant, ResourcePool } from "./resources.ts"
 import { machinePool, requestOf, schedule, stepRequests } from "./scheduler.ts"
 import type { Hold, Outcome } from "./scheduler.ts"
 import type { Executor, StepSpec } from "./spec.ts"
@@ -111,8 +111,12 @@ export { requestOf }
  * database that cannot be used, a usage error) is a tagged error in its error channel (BadInput); what
  * goes wrong in a step settles that step. The project, executor and remote are closed however it ends.
  */
-export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, BadInput> => {
+export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, BadInput> => Effect.suspend(() => {
   const started = performance.now()
+  // the machine's pool (nvidia-smi, when no GPU list is given: tens of ms, more with GPUs) is asked
+  // while the recipe loads; its failure is the run's only once the run gets that far
+  const pool = machinePool(options)
+  pool.catch(() => {})
   return Effect.acquireUseRelease(
     Effect.gen(function* () {
       // loaded only when used: the S3 client is no cost to a run without a remote
@@ -126,10 +130,10 @@ export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, 
     }),
     ({ remote, project, executor }) =>
       remote === undefined
-        ? runProject(project, { ...options, executor }, started)
+        ? runProject(project, { ...options, executor }, pool, started)
         : Effect.gen(function* () {
           const reporter = yield* badInputOf(() => remote.restore(project, options))
-          const summary = yield* runProject(project, { ...options, executor, reporter }, started)
+          const summary = yield* runProject(project, { ...options, executor, reporter }, pool, started)
           return yield* badInputOf(() => remote.finish(summary))
         }),
     ({ remote, project, executor }) =>
@@ -143,18 +147,18 @@ export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, 
         }
       })
   )
-}
+})
 
 /** `runRecipeEffect` for callers outside Effect: it rejects with the same tagged error. */
 export const runRecipe = (options: RunOptions): Promise<RunSummary> => Effect.runPromise(runRecipeEffect(options))
 
-const runProject = (project: Project, options: RunOptions, started: number): Effect.Effect<RunSummary, BadInput> =>
+const runProject = (project: Project, options: RunOptions, machine: Promise<ResourcePool>, started: number): Effect.Effect<RunSummary, BadInput> =>
   Effect.gen(function* () {
     const { graph } = project
     const steps = selectSteps(graph, options.targets ?? [])
     for (const f of options.force ?? []) if (!graph.byId.has(f)) return yield* Effect.fail(unknownStep(graph, f))
     // resources, and GPU shortfalls decided before anything runs
-    const pool = yield* badInputOf(() => machinePool(options))
+    const pool = yield* badInputOf(() => machine)
     const { requests, onCpu } = yield* badInputOf(() => stepRequests(steps, pool.capacity.gpus, options.allowCpu === true))
     // sources are hashed off the event loop (a multi-GB source does not freeze the live view)
     const sources = yield* hashSourcesEffect(project.store, steps)
