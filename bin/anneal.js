@@ -10,6 +10,34 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
+/**
+ * A resolve hook that answers an import it has answered before. tsx's hook (and Node's behind it) runs
+ * for every import statement, before Node's own cache: `plan` makes ~500 calls for the ~150 modules it
+ * loads, each a few file lookups. A relative path resolves to the same module from every importer, and a
+ * package name to the same module from every file of one directory, under the same conditions; an
+ * import with attributes (JSON), a query or a fragment, or from something other than a file, is passed on
+ * untouched, as is every failure (never remembered, so the error stays the one Node gives).
+ */
+const rememberResolutions = () => {
+  const known = new Map()
+  return (specifier, context, next) => {
+    const parent = context.parentURL
+    const plain = parent?.startsWith("file:") === true && !/[?#]/.test(parent) && !/[?#]/.test(specifier) &&
+      Object.keys(context.importAttributes ?? {}).length === 0
+    const relative = specifier.startsWith("./") || specifier.startsWith("../")
+    const bare = !relative && !specifier.startsWith("/") && !specifier.includes(":")
+    if (!plain || (!relative && !bare)) return next(specifier, context)
+    const conditions = (context.conditions ?? []).join(",")
+    const key = relative ? `${conditions} ${new URL(specifier, parent).href}` : `${conditions} ${new URL(".", parent).href} ${specifier}`
+    let found = known.get(key)
+    if (found === undefined) {
+      found = next(specifier, context)
+      known.set(key, found)
+    }
+    return { ...found, shortCircuit: true }
+  }
+}
+
 const self = fileURLToPath(import.meta.url)
 const packageRoot = path.resolve(path.dirname(self), "..")
 const [major, minor] = process.versions.node.split(".").map(Number)
@@ -92,6 +120,7 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   }
   const { register } = await import("tsx/esm/api")
   register()
+  if (typeof nodeModule.registerHooks === "function") nodeModule.registerHooks({ resolve: rememberResolutions() })
   // tsx turns source maps on for every module, and Node then reads the map of each dependency that
   // ships one (Effect's ~150 modules: tens of ms at every start). Stack traces and recipe call sites
   // need only the maps of TypeScript compiled here, which live outside node_modules.

@@ -80,11 +80,16 @@ export const f16ToF32 = (h: number): number => {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15)
 }
 
-const f16Table = (() => {
-  const t = new Float32Array(65536)
-  for (let i = 0; i < 65536; i++) t[i] = f16ToF32(i)
-  return t
-})()
+// every half-precision value as float32, made at the first F16 decode rather than when the module loads
+// (65,536 calls of cold code: a few ms at every start of the CLI, which registers this step kind)
+let f16Values: Float32Array | undefined
+const f16Table = (): Float32Array => {
+  if (f16Values === undefined) {
+    f16Values = new Float32Array(65536)
+    for (let i = 0; i < 65536; i++) f16Values[i] = f16ToF32(i)
+  }
+  return f16Values
+}
 
 /**
  * Decodes `count` elements of `dtype` from `src` (raw little-endian bytes) into `out` (float32).
@@ -101,7 +106,8 @@ export const decodeToF32 = (dtype: FloatDtype, src: Uint8Array, out: Float32Arra
     for (let i = 0; i < count; i++) bits[i] = halves[i]! << 16
     return
   }
-  for (let i = 0; i < count; i++) out[i] = f16Table[halves[i]!]!
+  const table = f16Table()
+  for (let i = 0; i < count; i++) out[i] = table[halves[i]!]!
 }
 
 /** Encodes `count` float32 values into `dtype` bytes at `dst` (2- or 4-byte aligned as needed). */

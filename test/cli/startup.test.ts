@@ -1,0 +1,101 @@
+/**
+ * Start-up: what the command loads before it does anything. `anneal --help` loads neither the engine nor
+ * Effect; `anneal plan` loads none of what only a run that starts processes or talks to a cluster needs
+ * (execa and its ~140 modules, node:http); and when such a module cannot load, the step that needed it
+ * fails with a message naming it, while the rest of the command works. (Times are in bench/startup.ts.)
+ */
+import * as fs from "node:fs"
+import { describe, expect, it } from "vitest"
+import { annealIndex, cli, statuses, tempProject } from "../helpers/project.ts"
+
+/**
+ * A module hook loaded before the launcher (NODE_OPTIONS --import): writes every URL loaded to
+ * $MODULES_OUT when the process exits; with $REFUSE set, resolving that package name fails as a
+ * missing package would.
+ */
+const hook = `
+import * as fs from "node:fs"
+import { registerHooks } from "node:module"
+const loaded = []
+registerHooks({
+  resolve: (specifier, context, next) => {
+    if (process.env.REFUSE !== undefined && specifier === process.env.REFUSE) throw new Error("Cannot find package '" + specifier + "' (refused by the test)")
+    return next(specifier, context)
+  },
+  load: (url, context, next) => {
+    loaded.push(url)
+    return next(url, context)
+  }
+})
+process.on("exit", () => fs.writeFileSync(process.env.MODULES_OUT, loaded.join("\\n")))
+`
+
+const recipe = `
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { defineStep, Port, recipe, source, Text, Schema } from ${JSON.stringify(annealIndex)}
+
+const upper = defineStep({
+  kind: "upper", version: 1, params: Schema.Struct({}),
+  inputs: { data: Port.dataset(Text) }, output: Port.dataset(Text),
+  run: async (ctx) => {
+    const text = fs.readFileSync(ctx.inputs.data, "utf8").trim().toUpperCase()
+    fs.writeFileSync(path.join(ctx.output, "data.jsonl"), JSON.stringify({ text }) + "\\n")
+  }
+})
+
+const tooled = defineStep({
+  kind: "tooled", version: 1, params: Schema.Struct({}),
+  inputs: { data: Port.dataset(Text) }, output: Port.dataset(Text),
+  command: () => ({ argv: [process.execPath, "-e", "0"] })
+})
+
+export default recipe("startup", () => {
+  const data = source.dataset("data.txt", Text)
+  upper({ data })
+  tooled({ data })
+})
+`
+
+const project = () => {
+  const p = tempProject("anneal-startup-")
+  p.write("data.txt", "alpha\n")
+  p.write("recipe.ts", recipe)
+  p.write("hook.mjs", hook)
+  const modules = p.file("modules.txt")
+  const env = (extra: Record<string, string> = {}) => ({ NODE_OPTIONS: `--import ${p.file("hook.mjs")}`, MODULES_OUT: modules, ...extra })
+  const loaded = () => fs.readFileSync(modules, "utf8").split("\n").filter((u) => u !== "")
+  return { p, env, loaded }
+}
+
+const fromPackage = (urls: ReadonlyArray<string>, name: string) => urls.filter((u) => u.includes(`/node_modules/${name}/`))
+
+describe("start-up", () => {
+  it("--help loads neither the engine nor Effect, and plan loads neither execa nor node:http", async () => {
+    const { p, env, loaded } = project()
+    const help = await cli(["--help"], { cwd: p.dir, env: env() })
+    expect(help.exitCode, help.stderr).toBe(0)
+    expect(help.stdout).toMatch(/plan <recipe>/)
+    const helpModules = loaded()
+    expect(helpModules.some((u) => u.endsWith("/cli/main.ts") || u.endsWith("/cli/main.js")), "the hook saw the CLI load").toBe(true)
+    expect(fromPackage(helpModules, "effect")).toEqual([])
+    expect(helpModules.filter((u) => /\/(engine|cache|steps)\//.test(u) && !u.includes("/node_modules/"))).toEqual([])
+
+    const plan = await cli(["plan", p.file("recipe.ts"), "--store", p.store], { cwd: p.dir, env: env() })
+    expect(plan.exitCode, plan.stderr).toBe(0)
+    expect(plan.stdout).toMatch(/upper/)
+    expect(plan.stdout).toMatch(/tooled/)
+    const planModules = loaded()
+    expect(fromPackage(planModules, "effect").length, "the hook saw Effect load").toBeGreaterThan(0)
+    expect(fromPackage(planModules, "execa")).toEqual([])
+    expect(planModules.filter((u) => u === "node:http" || u === "node:https")).toEqual([])
+  })
+
+  it("a run whose command step cannot load execa fails that step naming it; the TypeScript step runs", async () => {
+    const { p, env } = project()
+    const r = await cli(["run", p.file("recipe.ts"), "--store", p.store, "--json", "--keep-going"], { cwd: p.dir, env: env({ REFUSE: "execa" }) })
+    expect(r.exitCode).toBe(1)
+    expect(statuses(r.events)).toEqual({ upper: "ran", tooled: "failed" })
+    expect(r.stdout + r.stderr).toMatch(/cannot load execa, which starts its process: Cannot find package 'execa'/)
+  })
+})
