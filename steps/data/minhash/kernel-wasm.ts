@@ -229,27 +229,35 @@ const shingles = func([[4, I32], [6, V128]], [
 
 // ---- 4: bandKeys(sig, bands, rows, out) -----------------------------------------------------------
 // lsh.ts's bandKey of bands 0..bands-1 (rows consecutive values each) of the signature at sig, four
-// bands per instruction (lanes gathered from four bands' rows), into out (up to 3 keys past the last)
-// params 0 sig, 1 bands, 2 rows, 3 out; locals (i32) 4 q, 5 p, 6 r, 7 stride; (v128) 8 h, 9 x
-const bandKeys = func([[4, I32], [2, V128]], [
-  ...get(2), ...k32(2), SHL, ...set(7),
+// bands per instruction (lanes gathered from four bands' rows), into out (up to 3 keys past the last).
+// Row by row over all groups of four bands, so that the groups' hash chains overlap.
+// params 0 sig, 1 bands, 2 rows, 3 out; locals (i32) 4 q, 5 p, 6 r, 7 stride, 8 o, 9 end, 10 2 x stride,
+// 11 3 x stride; (v128) 12 h, 13 x
+const bandKeys = func([[8, I32], [2, V128]], [
+  ...get(2), ...k32(2), SHL, ...tee(7), ...k32(1), SHL, ...tee(10), ...get(7), ADD, ...set(11),
+  ...get(3), ...get(1), ...k32(3), ADD, ...k32(2), SHR_U, ...k32(4), SHL, ADD, ...set(9),
+  //   h = 0x811c9dc5 ^ band
   ...k32(0), ...set(4),
+  ...get(3), ...set(8),
   0x03, 0x40,
-  ...k32(0x811c9dc5), ...get(4), XOR, ...SPLAT, ...vconst4([0, 1, 2, 3]), ...VXOR, ...set(8),
-  ...get(0), ...get(4), ...get(7), MUL, ADD, ...set(5),
+  ...get(8), ...k32(0x811c9dc5), ...get(4), XOR, ...SPLAT, ...vconst4([0, 1, 2, 3]), ...VXOR, ...vstore(0),
+  ...get(4), ...k32(4), ADD, ...set(4),
+  ...get(8), ...k32(16), ADD, ...tee(8), ...get(9), LT_U, 0x0d, 0,
+  END,
   ...k32(0), ...set(6),
   0x03, 0x40,
-  ...get(5), ...vload32Zero(0),
-  ...set(9),
-  ...[1, 2, 3].flatMap((lane) => [...get(5), ...get(7), ...k32(lane), MUL, ADD, ...get(9), ...vload32Lane(lane), ...set(9)]),
-  //   h = fmix32((h ^ x) * 0x01000193 + r)
-  ...get(8), ...get(9), ...VXOR, ...vconst(0x01000193), ...VMUL, ...get(6), ...SPLAT, ...VADD, ...set(8),
-  ...vfmix(8), ...set(8),
-  ...get(5), ...k32(4), ADD, ...set(5),
-  ...get(6), ...k32(1), ADD, ...tee(6), ...get(2), LT_U, 0x0d, 0,
+  ...get(3), ...set(8),
+  ...get(0), ...get(6), ...k32(2), SHL, ADD, ...set(5),
+  0x03, 0x40,
+  //   x = row r of the group's four bands; h = fmix32((h ^ x) * 0x01000193 + r)
+  ...get(5), ...vload32Zero(0), ...set(13),
+  ...[[1, 7], [2, 10], [3, 11]].flatMap(([lane, by]) => [...get(5), ...get(by!), ADD, ...get(13), ...vload32Lane(lane!), ...set(13)]),
+  ...get(8), ...vload(0), ...get(13), ...VXOR, ...vconst(0x01000193), ...VMUL, ...get(6), ...SPLAT, ...VADD, ...set(12),
+  ...get(8), ...vfmix(12), ...vstore(0),
+  ...get(5), ...get(7), ...k32(2), SHL, ADD, ...set(5),
+  ...get(8), ...k32(16), ADD, ...tee(8), ...get(9), LT_U, 0x0d, 0,
   END,
-  ...get(3), ...get(4), ...k32(2), SHL, ADD, ...get(8), ...vstore(0),
-  ...get(4), ...k32(4), ADD, ...tee(4), ...get(1), LT_U, 0x0d, 0,
+  ...get(6), ...k32(1), ADD, ...tee(6), ...get(2), LT_U, 0x0d, 0,
   END
 ])
 
