@@ -50,20 +50,25 @@ interface JsonSchemaObject {
 
 const jsonSchemaOf = (f: ConcreteFormat): JsonSchemaObject => Schema.toJsonSchemaDocument(rowSchemas[f]).schema as JsonSchemaObject
 
-/** The fields whose presence identifies a format: its schema's required fields. */
-export const identifyingFields: Record<ConcreteFormat, ReadonlyArray<string>> = Object.fromEntries(
-  precedence.map((f) => [f, jsonSchemaOf(f).required ?? []])
-) as Record<ConcreteFormat, ReadonlyArray<string>>
+let identifying: Record<ConcreteFormat, ReadonlyArray<string>> | undefined
+/**
+ * The fields whose presence identifies a format: its schema's required fields. Worked out at the first
+ * use, not when the module loads (every start of the CLI loads it; the JSON Schemas take a few ms).
+ */
+export const identifyingFields = (): Record<ConcreteFormat, ReadonlyArray<string>> =>
+  (identifying ??= Object.fromEntries(precedence.map((f) => [f, jsonSchemaOf(f).required ?? []])) as Record<ConcreteFormat, ReadonlyArray<string>>)
 
 /** The format a row's keys imply (see the module doc), or undefined when none fits. */
-export const inferFormat = (row: Record<string, unknown>): ConcreteFormat | undefined =>
-  precedence.find((f) => identifyingFields[f].every((k) => k in row))
+export const inferFormat = (row: Record<string, unknown>): ConcreteFormat | undefined => {
+  const fields = identifyingFields()
+  return precedence.find((f) => fields[f].every((k) => k in row))
+}
 
 /** Everything both languages need, as the JSON document shipped beside the Python code. */
 export const rowFormatSpec = () => ({
   generatedBy: "steps/data/row-formats.ts from engine/rows.ts; regenerate with npx tsx scripts/gen-row-formats.ts",
   precedence,
-  formats: Object.fromEntries(precedence.map((f) => [f, { identify: identifyingFields[f], ...fieldRoles[f], schema: jsonSchemaOf(f) }]))
+  formats: Object.fromEntries(precedence.map((f) => [f, { identify: identifyingFields()[f], ...fieldRoles[f], schema: jsonSchemaOf(f) }]))
 })
 
 export const rowFormatSpecText = (): string => JSON.stringify(rowFormatSpec(), null, 2) + "\n"
