@@ -101,7 +101,7 @@ const runPython = (args: ReadonlyArray<string>, signal: AbortSignal | undefined,
  */
 class EmbedServer {
   private readonly child: ChildProcess
-  private pending: { resolve: (m: { device?: string; error?: string }) => void } | undefined
+  private pending: { resolve: (m: EmbedAnswer) => void } | undefined
   private queue: Promise<unknown> = Promise.resolve()
   private err = ""
   private exited: string | undefined
@@ -117,11 +117,14 @@ class EmbedServer {
       const lines = (this.rest + c).split("\n")
       this.rest = lines.pop()!
       for (const l of lines) {
+        let m: EmbedAnswer
         try {
-          this.settle(JSON.parse(l) as { device?: string; error?: string })
+          m = JSON.parse(l) as EmbedAnswer
         } catch {
-          // not an answer (a library printing): ignored
+          continue // not an answer (a library printing): ignored
         }
+        // protocol.fail's log line (a bad benchmark row) comes before the answer: not one
+        if (m !== null && typeof m === "object" && ("device" in m || "error" in m)) this.settle(m)
       }
     })
     this.child.stderr!.setEncoding("utf8").on("data", (c: string) => (this.err = (this.err + c).slice(-4000)))
@@ -147,26 +150,28 @@ class EmbedServer {
     for (const h of handles) (yes ? h?.unref : h?.ref)?.call(h)
   }
 
-  private settle(m: { device?: string; error?: string }): void {
+  private settle(m: EmbedAnswer): void {
     const p = this.pending
     this.pending = undefined
     p?.resolve(m)
   }
 
-  /** Embeds the texts of a task directory; resolves with the device used. */
-  embed(dir: string, signal: AbortSignal | undefined): Promise<string> {
-    const run = async (): Promise<string> => {
+  /** Embeds the texts of a task directory (a path), or a request's (a JSON object: the benchmark
+   * questions); resolves with the answer ({device, ...}). A bad benchmark row throws a DatasetError. */
+  embed(request: string, signal: AbortSignal | undefined): Promise<EmbedAnswer> {
+    const run = async (): Promise<EmbedAnswer> => {
       const kill = () => this.kill()
       signal?.addEventListener("abort", kill)
       this.idle(false)
       try {
-        const m = await new Promise<{ device?: string; error?: string }>((resolve) => {
+        const m = await new Promise<EmbedAnswer>((resolve) => {
           if (!this.alive) return resolve({ error: this.exited! })
           this.pending = { resolve }
-          this.child.stdin!.write(dir + "\n")
+          this.child.stdin!.write(request + "\n")
         })
+        if (m.error !== undefined && m.data === true) throw new DatasetError({ message: m.error, file: "" })
         if (m.error !== undefined) throw new Error(m.error)
-        return m.device ?? "cpu"
+        return m
       } finally {
         signal?.removeEventListener("abort", kill)
         this.idle(true)
@@ -184,6 +189,15 @@ class EmbedServer {
   close(): void {
     if (this.alive) this.child.stdin!.end()
   }
+}
+
+/** An embedding server's answer to one request. */
+interface EmbedAnswer {
+  readonly device?: string
+  readonly error?: string
+  /** the error is the input's (a bad benchmark row): a retry cannot help */
+  readonly data?: boolean
+  readonly items?: number
 }
 
 const embedders = new Map<string, EmbedServer>()
@@ -250,13 +264,27 @@ registerShardOp("semantic-embed", async (task, progress, signal) => {
   let device = "cpu"
   if (texts.length > 0) {
     try {
-      device = await embedderFor(spec.model, spec.batchSize, spec.gpus ?? []).embed(spec.dir, signal)
+      device = (await embedderFor(spec.model, spec.batchSize, spec.gpus ?? []).embed(spec.dir, signal)).device ?? "cpu"
     } catch (e) {
       throw new Error(`shard task ${spec.id} (${pieceName(spec.piece)}): ${e instanceof Error ? e.message : String(e)}`)
     }
   } else fs.writeFileSync(path.join(spec.dir, "emb.f32"), "")
   progress(texts.length)
   return { rows: texts.length, device, skipped: reader.stats.skipped }
+})
+
+/** decontaminate-semantic's benchmark questions, embedded in the embedding stage by the same server as
+ * the pieces (TASK_DIR/bench.f32), so the matching stage loads no model. */
+registerShardOp("semantic-embed-benchmarks", async (task, _progress, signal) => {
+  const spec = task as EmbedTaskSpec & { readonly benchmarks: ReadonlyArray<string>; readonly mappings: ReadonlyArray<unknown> }
+  const request = JSON.stringify({ dir: spec.dir, benchmarks: spec.benchmarks, mappings: spec.mappings })
+  try {
+    const m = await embedderFor(spec.model, spec.batchSize, spec.gpus ?? []).embed(request, signal)
+    return { rows: 0, items: m.items ?? 0, device: m.device ?? "cpu" }
+  } catch (e) {
+    if (e instanceof DatasetError) throw e
+    throw new Error(`shard task ${spec.id} (the benchmark questions): ${e instanceof Error ? e.message : String(e)}`)
+  }
 })
 
 registerShardOp("semantic-greedy", async (task, _progress, signal) => {
@@ -276,7 +304,8 @@ const stageRunner = (ctx: StepContext<any, any>, workers: number, pool: WorkerPo
     return { dir, tasks, results }
   }
 
-/** What both semantic steps share: stage 1 (every piece embedded by its own task) and what later stages need. */
+/** What both semantic steps share: stage 1 (every piece embedded by its own task, then the extra task
+ * if any) and what later stages need; `embedded.tasks` and `.results` hold the pieces' tasks only. */
 interface Embedded {
   readonly format: ConcreteFormat
   readonly fields: ReadonlyArray<string>
@@ -285,6 +314,8 @@ interface Embedded {
   readonly pool: WorkerPool
   readonly stage: ReturnType<typeof stageRunner>
   readonly embedded: Awaited<ReturnType<ReturnType<typeof stageRunner>>>
+  /** the extra task of stage 1 (its directory and result), when one was given */
+  readonly extra?: { readonly dir: string; readonly result: Record<string, unknown> }
 }
 
 /** Embeds every piece of `data` (stage 1), then runs the step's later stages in `rest`; the pool and
@@ -297,7 +328,9 @@ const withEmbeddedPieces = async (
     readonly workers?: number | undefined; readonly model?: string | undefined; readonly batchSize: number
   },
   embed: { readonly keep: "longest" | "first"; readonly qa?: true },
-  rest: (e: Embedded) => Promise<void>
+  rest: (e: Embedded) => Promise<void>,
+  /** one more task of stage 1, after the pieces', served by the same embedders (its op and fields) */
+  extraTask?: Record<string, unknown> & { readonly op: string }
 ): Promise<void> => {
   const format = await detectFormat(data, { onInvalid: p.onInvalid })
   const fields = p.fields ?? questionFields[format]
@@ -308,8 +341,13 @@ const withEmbeddedPieces = async (
   try {
     const stage = stageRunner(ctx, workers, pool)
     const common = { format, onInvalid: p.onInvalid, fields, ...embed, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
-    const embedded = await stage("semantic-embed", { pieces, ...common }, pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })))
-    await rest({ format, fields, pieces, workers, pool, stage, embedded })
+    const extra = extraTask === undefined ? [] : [{ model: common.model, batchSize: common.batchSize, gpus: common.gpus, ...extraTask }]
+    const plan = extraTask === undefined ? { pieces, ...common } : { pieces, ...common, extra: extraTask }
+    const all = await stage("semantic-embed", plan, [...pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })), ...extra])
+    const n = pieces.length
+    const embedded = { dir: all.dir, tasks: all.tasks.slice(0, n), results: all.results.slice(0, n) }
+    const last = extraTask === undefined ? undefined : { dir: all.tasks[n]!.dir, result: all.results[n]! }
+    await rest({ format, fields, pieces, workers, pool, stage, embedded, ...(last === undefined ? {} : { extra: last }) })
   } finally {
     pool.close()
     closeEmbedders()
@@ -380,9 +418,10 @@ export const DecontaminateSemanticParams = Schema.Struct({
 type DecontaminateSemanticParams = typeof DecontaminateSemanticParams.Type
 
 // ---- decontaminate-semantic as shard tasks --------------------------------------------------------
-// stage 1: semantic-embed per piece (also each row's question and answer, for the review); stage 2
-// (`semantic-decontaminate`, one task): the benchmark questions embedded, matched against every piece,
-// each flagged pair categorized (py/review.py), one decision a row; stage 3: `semantic-decision-filter`.
+// stage 1: semantic-embed per piece (also each row's question and answer, for the review), and one more
+// task, `semantic-embed-benchmarks`, the benchmark questions (same embedders: no model load of its own);
+// stage 2 (`semantic-decontaminate`, one task, no model): the benchmark questions matched against every
+// piece, each flagged pair categorized (py/review.py), one decision a row; stage 3: `semantic-decision-filter`.
 
 registerShardOp("semantic-decontaminate", async (task, _progress, signal) => {
   const spec = task as TaskSpec & { readonly embedDir: string; readonly config: Record<string, unknown> }
@@ -421,10 +460,10 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
     throw new Error(`param benchmark lists ${mappings.length} field mappings for ${benchmarks.length} benchmarks: give one per benchmark, or one for all`)
   }
   for (const b of benchmarks) datasetFiles(b) // a missing benchmark fails now, not after the embedding stage
-  await withEmbeddedPieces(ctx, data, p, { keep: "first", qa: true }, async ({ format, pieces, workers, pool, stage, embedded }) => {
+  await withEmbeddedPieces(ctx, data, p, { keep: "first", qa: true }, async ({ format, pieces, workers, pool, stage, embedded, extra }) => {
     const config = {
-      ids: embedded.tasks.map((t) => t.id), benchmarks, mappings, threshold: p.threshold, remove: p.remove,
-      duplicateSimilarity: p.duplicateSimilarity, model: p.model ?? "", batchSize: p.batchSize
+      ids: embedded.tasks.map((t) => t.id), benchmarks, mappings, benchDir: extra!.dir, threshold: p.threshold, remove: p.remove,
+      duplicateSimilarity: p.duplicateSimilarity
     }
     const matchSpec = { op: "semantic-decontaminate", embedDir: embedded.dir, config }
     const matched = await stage("semantic-decontaminate", { ...matchSpec, pieces }, [matchSpec])
@@ -442,7 +481,7 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
     const found = JSON.parse(fs.readFileSync(path.join(matchDir, "pairs.json"), "utf8")) as Record<string, unknown>
     writeReport(ctx.output, {
       step: "decontaminate-semantic", method: "semantic", threshold: p.threshold, format,
-      device: embedded.results.some((r) => r.device === "cuda") || found.device === "cuda" ? "cuda" : "cpu",
+      device: embedded.results.some((r) => r.device === "cuda") || extra!.result.device === "cuda" ? "cuda" : "cpu",
       input: m.rowsIn, kept: m.kept, removed: m.removed,
       benchmarks: found.benchmarks, flaggedPairs: found.flaggedPairs, byCategory: found.byCategory,
       invalidSkipped: m.skipped, invalidExamples: m.invalidExamples, pairs: found.pairs
@@ -453,7 +492,7 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
     ctx.metric("removed", m.removed)
     ctx.metric("flagged_pairs", found.flaggedPairs as number)
     for (const [c, n] of Object.entries(found.byCategory as Record<string, number>)) ctx.metric(`flagged.${c}`, n)
-  })
+  }, { op: "semantic-embed-benchmarks", benchmarks, mappings })
 }
 
 export const decontaminateSemantic = preservingRows(defineStep({

@@ -8,12 +8,18 @@
 - `greedy STAGE_DIR OUT_DIR THRESHOLD KEEP IDS...`: the greedy similarity pass over every piece's
   embeddings in input order (embed.greedy_dedup), writing OUT_DIR/<id>.jsonl, one decision a row of
   that piece: null keeps it, {"duplicateOf": "file:line", "cosine": c} removes it.
-- `decontaminate STAGE_DIR OUT_DIR CONFIG.json`: the benchmark side of decontaminate-semantic: embeds
-  the benchmark questions, matches them against every piece's embeddings, categorizes each flagged pair
-  and writes one decision a row of each piece, pairs.json and review.md.
+  A line may also be a JSON request {"dir": TASK_DIR, "benchmarks": [...], "mappings": [...]}: the
+  benchmark questions of decontaminate-semantic, embedded into TASK_DIR/bench.f32 by the same process
+  (so the benchmark-matching stage needs no model); bad benchmark rows answer {"error", "data": true}.
+- `decontaminate STAGE_DIR OUT_DIR CONFIG.json`: the benchmark side of decontaminate-semantic: matches
+  the benchmark questions' embeddings (the embedding stage's bench.f32) against every piece's
+  embeddings, categorizes each flagged pair and writes one decision a row of each piece, pairs.json and
+  review.md. It loads no model.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -44,10 +50,12 @@ class PieceEmbedder:
     def embed(self, task_dir: str) -> None:
         with open(os.path.join(task_dir, "texts.jsonl"), encoding="utf-8") as f:
             texts = [json.loads(line) for line in f if line.strip()]
-        out = self.encode(texts)
-        tmp = os.path.join(task_dir, "emb.f32.tmp")
-        out.astype("<f4").tofile(tmp)
-        os.replace(tmp, os.path.join(task_dir, "emb.f32"))
+        write_f32(self.encode(texts), os.path.join(task_dir, "emb.f32"))
+
+    def embed_benchmarks(self, task_dir: str, paths: list[str], mappings: list[dict]) -> int:
+        items = read_items(paths, mappings)
+        write_f32(self.encode([it.question for it in items]), os.path.join(task_dir, "bench.f32"))
+        return len(items)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
@@ -64,6 +72,19 @@ class PieceEmbedder:
                                    normalize_embeddings=True, show_progress_bar=False)
                 out[part] = np.asarray(e, dtype=np.float32)
         return out
+
+
+def write_f32(a: np.ndarray, path: str) -> None:
+    tmp = path + ".tmp"
+    a.astype("<f4").tofile(tmp)
+    os.replace(tmp, path)
+
+
+def read_items(paths: list[str], mappings: list[dict]) -> list:
+    """Every benchmark's items, in input order (benchmark.read_benchmark)."""
+    from benchmark import read_benchmark
+
+    return [it for p, m in zip(paths, mappings) for it in read_benchmark(p, m)]
 
 
 def serve(model: str, batch: int) -> None:
@@ -83,9 +104,19 @@ def serve(model: str, batch: int) -> None:
         d = line.strip()
         if not d:
             continue
+        said = io.StringIO()
         try:
-            emb.embed(d)
-            msg = {"device": emb.device}
+            if d.startswith("{"):
+                req = json.loads(d)
+                with contextlib.redirect_stderr(said):
+                    n = emb.embed_benchmarks(req["dir"], req["benchmarks"], req["mappings"])
+                msg = {"device": emb.device, "items": n}
+            else:
+                emb.embed(d)
+                msg = {"device": emb.device}
+        except SystemExit:  # protocol.fail on a bad benchmark row: a retry cannot help
+            last = (said.getvalue().strip().split("\n") or [""])[-1]
+            msg = {"error": last.removeprefix("error: "), "data": True}
         except Exception as e:  # reported to the task, which fails (and is retried alone)
             msg = {"error": f"{type(e).__name__}: {e}"}
         sys.stdout.write(json.dumps(msg) + "\n")
@@ -121,20 +152,20 @@ def greedy(stage_dir: str, out_dir: str, threshold: float, keep: str, ids: list[
 
 
 def decontaminate(stage_dir: str, out_dir: str, config_file: str) -> None:
-    """Embeds the benchmark questions, finds every (row, item) pair at cosine >= threshold over the
-    pieces' embeddings, categorizes each pair (review.py) and writes OUT_DIR/<id>.jsonl (null keeps a
-    row; {"rule": category, "benchmark", "item", "score"} removes it), pairs.json and review.md."""
-    from benchmark import read_benchmark
+    """Finds every (row, item) pair at cosine >= threshold between the pieces' embeddings and the
+    benchmark questions' (embedded by the embedding stage: cfg["benchDir"]/bench.f32), categorizes each
+    pair (review.py) and writes OUT_DIR/<id>.jsonl (null keeps a row; {"rule": category, "benchmark",
+    "item", "score"} removes it), pairs.json and review.md."""
     from data_io import preview
     from embed import matches_above
     from review import CATEGORIES, categorize, review_markdown
 
     with open(config_file, encoding="utf-8") as f:
         cfg = json.load(f)
-    paths, mappings = cfg["benchmarks"], cfg["mappings"]
-    items = [it for p, m in zip(paths, mappings) for it in read_benchmark(p, m)]
-    emb = PieceEmbedder(cfg["model"], cfg["batchSize"])
-    bench = emb.encode([it.question for it in items])
+    items = read_items(cfg["benchmarks"], cfg["mappings"])
+    bench = np.fromfile(os.path.join(cfg["benchDir"], "bench.f32"), dtype="<f4").reshape(-1, DIM)
+    if bench.shape[0] != len(items):
+        raise SystemExit(f"the benchmarks changed since they were embedded ({bench.shape[0]} embeddings, {len(items)} items)")
     remove_set = set(cfg["remove"])
     pairs: list[dict] = []
     os.makedirs(out_dir, exist_ok=True)
@@ -174,7 +205,6 @@ def decontaminate(stage_dir: str, out_dir: str, config_file: str) -> None:
     names = list(dict.fromkeys(it.benchmark for it in items))
     with open(os.path.join(out_dir, "pairs.json"), "w", encoding="utf-8") as f:
         json.dump({
-            "device": emb.device,
             "benchmarks": [{"name": n, "items": sum(1 for it in items if it.benchmark == n)} for n in names],
             "flaggedPairs": len(pairs),
             "byCategory": {c: sum(1 for p in pairs if p["category"] == c) for c in CATEGORIES},

@@ -7,10 +7,12 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { execa } from "execa"
-import { describe, expect, it } from "vitest"
+import { afterAll, describe, expect, it } from "vitest"
+import { nodeBinary } from "../../../engine/executors/cluster-executor.ts"
 import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
 import { reviewMarkdown } from "../../../steps/data/review.ts"
 import { decontaminateSemantic, dedupSemantic } from "../../../steps/data/semantic.ts"
+import { rng } from "./corpus.ts"
 import { errorOf, readJsonlFile, runStep, tempDir, writeJsonl } from "./helpers.ts"
 
 /** A digest of every file below dir (names and bytes): equal digests, equal artifact hashes. */
@@ -154,4 +156,113 @@ print(json.dumps([categorize(c["trainQuestion"], c["trainAnswer"], c["benchQuest
     const cases = JSON.parse(fs.readFileSync(fixture, "utf8")) as Array<{ category: string }>
     expect(JSON.parse(res.stdout)).toEqual(cases.map((c) => c.category))
   }, 60_000)
+})
+
+describe("the semantic stages killed mid fan-out", () => {
+  const children: Array<ReturnType<typeof execa>> = []
+  afterAll(() => {
+    for (const c of children) c.kill("SIGKILL")
+  })
+
+  /** Short questions from a small vocabulary, one in 9 repeating an earlier one (something to remove). */
+  const questions = (n: number): Array<Record<string, string>> => {
+    const r = rng(13)
+    const pick = (xs: ReadonlyArray<string>) => xs[Math.floor(r() * xs.length)]!
+    const verbs = ["explain", "compare", "describe", "summarize", "list the uses of", "give an example of", "why do people study", "how does one measure"]
+    const things = ["rivers", "volcanoes", "prime numbers", "sorting algorithms", "bread baking", "jazz harmony", "tides", "glaciers", "compilers", "bees", "chess openings", "solar panels", "bridges", "vaccines", "poetry meter", "coral reefs"]
+    const out: Array<Record<string, string>> = []
+    for (let i = 0; i < n; i++) {
+      if (i % 9 === 4) out.push({ ...out[Math.floor(r() * out.length)]!, output: `answer ${i}` })
+      else out.push({ instruction: `${pick(verbs)} ${pick(things)} to a ${pick(["child", "student", "farmer", "pilot", "chemist"])} in ${3 + Math.floor(r() * 9)} sentences`, output: `answer ${i}` })
+    }
+    return out
+  }
+
+  /** The children of a process, from /proc (cheap enough to read every few milliseconds). */
+  const childrenOf = (pid: number): Array<number> => {
+    try {
+      return fs.readdirSync(`/proc/${pid}/task`).flatMap((t) => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").split(" ").map(Number).filter((n) => n > 0)
+        } catch {
+          return []
+        }
+      })
+    } catch {
+      return []
+    }
+  }
+  /** Running (a zombie, exited but not yet reaped by whoever adopted it, counts as gone). */
+  const alive = (pid: number): boolean => {
+    try {
+      return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, "utf8"))
+    } catch {
+      return false
+    }
+  }
+  const until = async (what: string, check: () => boolean, ms = 240_000): Promise<void> => {
+    const deadline = Date.now() + ms
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  }
+
+  it("a worker, then the driver, killed with -9 while pieces embed: the worker's piece is retried alone, no process is left, the rerun embeds only unfinished pieces and equals a clean run", async () => {
+    const big = writeJsonl(path.join(tempDir(), "questions.jsonl"), questions(400))
+    const params = { tasks: 8, workers: 2 }
+    const work = tempDir()
+    const resume = path.join(work, "resume")
+    fs.mkdirSync(resume)
+    const embedDir = path.join(resume, "semantic-embed")
+    const markers = () => (fs.existsSync(embedDir) ? fs.readdirSync(embedDir).filter((f) => f.endsWith(".done.json")) : [])
+    const child = execa(nodeBinary(), ["--import", "tsx", path.join(import.meta.dirname, "run-step-main.ts"), "dedup-semantic", JSON.stringify({ data: big }), JSON.stringify(params), path.join(work, "out"), resume, "2"], { reject: false, buffer: false, stdin: "ignore" })
+    children.push(child)
+    let exited = false
+    void child.finally(() => (exited = true))
+    let stderr = ""
+    child.stderr!.on("data", (c: Buffer) => (stderr += c.toString("utf8")))
+    // a shard worker whose Python embedder has started (it is loading the model or embedding a piece): kill the worker
+    let victim = 0
+    let embedder = 0
+    await until("a shard worker with its embedder", () => {
+      if (exited) return true
+      for (const w of childrenOf(child.pid!)) {
+        const [e] = childrenOf(w)
+        if (e !== undefined) [victim, embedder] = [w, e]
+      }
+      return victim > 0
+    })
+    expect(exited, stderr).toBe(false)
+    process.kill(victim, "SIGKILL")
+    await until("the retry", () => exited || /shard task \d+ failed \(the shard worker was killed by SIGKILL\); retrying it alone/.test(stderr))
+    // then, at the first embedded piece, the driver with its workers and their embedders (as a lost machine)
+    await until("an embedded piece", () => exited || markers().length > 0)
+    const killed = [child.pid!, ...childrenOf(child.pid!).flatMap((w) => [w, ...childrenOf(w)])]
+    for (const p of killed) process.kill(p, "SIGKILL")
+    await child
+    // the killed worker's embedder stopped by itself (it watches its parent), and nothing else is left
+    await until("the processes to exit", () => ![embedder, ...killed].some(alive), 30_000)
+    const before = new Map(markers().map((m) => [m, fs.statSync(path.join(embedDir, m)).mtimeMs]))
+    expect(before.size, stderr).toBeGreaterThan(0)
+    expect(before.size).toBeLessThan(8)
+    expect(fs.existsSync(path.join(resume, "semantic-greedy"))).toBe(false)
+
+    // rerun with the same resume dir (in this process, beside a clean run: one embedder serves both)
+    const { Effect, Schema } = await import("effect")
+    const { runImplementation } = await import("../../../engine/step.ts")
+    const out = tempDir()
+    const def = (dedupSemantic as unknown as { definition: any }).definition
+    const [, fresh] = await Promise.all([
+      Effect.runPromise(runImplementation(def, {
+        step: "dedup-semantic", key: "k", params: Schema.decodeUnknownSync(def.params)({ ...params, workers: 1 }), inputs: { data: big }, output: out, resumeDir: resume,
+        gpus: [], cpus: 1, seed: 0, signal: new AbortController().signal, progress: () => {}, metric: () => {}, log: () => {}
+      } as never)),
+      runStep(dedupSemantic, { data: big }, { tasks: 1 })
+    ])
+    for (const [m, mtime] of before) expect(fs.statSync(path.join(embedDir, m)).mtimeMs, m).toBe(mtime)
+    expect(markers()).toHaveLength(8)
+    expect(fresh.metrics.removed).toBeGreaterThan(0)
+    expect(treeDigest(out)).toBe(treeDigest(fresh.output))
+  }, 300_000)
 })
