@@ -9,7 +9,7 @@
  * whichever thread computes them.
  */
 import { bandKey, hashString32, LANE_SEED_HI, LANE_SEED_LO, murmurBlock, shingleHashes, splitmix32 } from "./hash.ts"
-import { BLOCKS_AT, SEPARATORS_AT, signingKernel, TABLES_END, type SigningKernel } from "./kernel-wasm.ts"
+import { BLOCKS_AT, SEPARATOR_BLOCK, SEPARATORS_AT, signingKernel, TABLES_END, type SigningKernel } from "./kernel-wasm.ts"
 
 /** LSH banding: `bands` bands of `rows` consecutive signature values */
 export interface Banding {
@@ -56,12 +56,14 @@ const encoder = new TextEncoder()
 /**
  * Reusable scratch buffers, grown as needed, so signing allocates nothing per document. With the
  * WebAssembly kernel (kernel-wasm.ts) all of them live in its memory, laid out as
- *   tables (640 bytes) | coefficients | minima | band keys | raw | sh | lo | hi | text
- * for texts of up to `size` words: raw and sh hold size + 8 int32 pairs, lo and hi size + 8 int32 (the
- * kernel's four-wide passes read and write a few past the end), text 2 x size + 16 bytes (the text and
- * four separator bytes after it). An all-ASCII text is copied in as bytes and its words hashed there (`words`): for ASCII, NFKC changes nothing,
- * lower-casing is A-Z -> a-z, and words are the runs between whitespace and punctuation/symbols, exactly
- * what simplifyWords yields; any other text takes simplifyWords. Shingle hashes (into sh), minima and
+ *   tables (688 bytes) | coefficients | minima | band keys | raw | sh | lo | hi | text
+ * for texts of up to `size` words: raw and sh hold size + 16 int32 pairs, lo and hi size + 16 int32
+ * (the kernel's four-wide passes read and write a little past the end, and its word pass spreads its
+ * four stretches' words over raw), text 4 x size + 32 bytes (the text, a separator byte, and the
+ * len + 1 bytes after it the word pass may read). An all-ASCII text is copied in as bytes and its words
+ * hashed there (`words`): for ASCII, NFKC changes nothing, lower-casing is A-Z -> a-z, and words are
+ * the runs between whitespace and punctuation/symbols, exactly what simplifyWords yields; any other
+ * text takes simplifyWords. Shingle hashes (into sh), minima and
  * band keys are computed there too; without the kernel everything is done in JS.
  */
 export class Signer {
@@ -109,8 +111,8 @@ export class Signer {
       const blocks = new Int32Array(memory, BLOCKS_AT, 128)
       for (let ch = 0; ch < 128; ch++) {
         const c = String.fromCharCode(ch)
-        separators[ch] = /\s/.test(c) || /[\p{P}\p{S}]/u.test(c) ? 8 : 0
-        blocks[ch] = murmurBlock(ch >= 65 && ch <= 90 ? ch + 32 : ch)
+        separators[ch] = /\s/.test(c) || /[\p{P}\p{S}]/u.test(c) ? 1 : 0
+        blocks[ch] = separators[ch] !== 0 ? SEPARATOR_BLOCK : murmurBlock(ch >= 65 && ch <= 90 ? ch + 32 : ch)
       }
       // groups of four functions as a[4] c[4] b[4]; the padding functions' minima are never read
       const co = new Int32Array(memory, this.coefAt, this.groups * 12)
@@ -183,22 +185,22 @@ export class Signer {
     const { read, written } = encoder.encodeInto(text, this.text)
     // a non-ASCII code unit takes more than one byte
     if (read !== len || written !== len) return -1
-    this.text.fill(32, len, len + 4)
+    this.text[len] = 32
     return this.kernel!.words(this.text.byteOffset, len, this.rawAt, this.lo.byteOffset, this.hi.byteOffset)
   }
 
   /** (kernel) the scratch arrays as views of the kernel's memory, for texts of up to `size` words */
   private views(size: number): void {
     const memory = this.kernel!.memory
-    const pairs = 8 * (size + 8)
-    const bytes = this.scratchAt + 3 * pairs + 2 * size + 16
+    const pairs = 8 * (size + 16)
+    const bytes = this.scratchAt + 3 * pairs + 4 * size + 32
     if (bytes > memory.buffer.byteLength) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / 65536))
     const buffer = memory.buffer
     this.rawAt = this.scratchAt
     this.shAt = this.rawAt + pairs
     this.lo = new Int32Array(buffer, this.shAt + pairs, size)
     this.hi = new Int32Array(buffer, this.shAt + pairs + pairs / 2, size)
-    this.text = new Uint8Array(buffer, this.shAt + 2 * pairs, 2 * size + 16)
+    this.text = new Uint8Array(buffer, this.shAt + 2 * pairs, 4 * size + 32)
     this.minimaView = new Int32Array(buffer, this.minimaAt, this.config.numHashes)
     if (this.banding !== undefined) this.keysView = new Uint32Array(buffer, this.keysAt, this.banding.bands)
   }

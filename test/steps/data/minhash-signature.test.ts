@@ -46,6 +46,11 @@ describe("minhash signatures", () => {
     return ws.join(r() < 0.5 ? " " : "")
   })
   texts.push("", "   ", "...!!!", "one", "a b c", "x".repeat(5000), "word ".repeat(3000))
+  // short texts of every length, separators anywhere (the word pass cuts texts into four stretches at
+  // separators near their quarters)
+  for (let len = 1; len <= 48; len++) {
+    for (const alphabet of ["ab ", "aB.,", "x  "]) texts.push(Array.from({ length: len }, () => alphabet[Math.floor(r() * alphabet.length)]).join(""))
+  }
 
   for (const [ngram, k, wasm] of [[5, 112, true], [3, 10, true], [1, 1, true], [13, 256, true], [5, 112, false], [3, 10, false]] as const) {
     it(`equal the definition (ngram ${ngram}, ${k} hashes, ${wasm ? "WebAssembly" : "plain JS"}) on ASCII and Unicode texts`, () => {
