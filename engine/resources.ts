@@ -103,21 +103,41 @@ export class ResourcePool {
 
   /**
    * Grants waiters in arrival order. The first one that does not fit becomes the reserved head: every
-   * later waiter is granted only from what is free beyond the head's request.
+   * later waiter is granted only from what is free beyond the head's request. Once that leaves no CPU,
+   * only a waiter asking for none could still start: without one the scan stops there (a wide DAG keeps
+   * thousands waiting, and every release scanned them all).
    */
   private dispatch() {
     let head: Request | undefined
+    let available = this.free
     for (let i = 0; i < this.waiters.length;) {
+      if (head !== undefined && available.cpus <= 0 && this.cpuless === 0) return
       const w = this.waiters[i]!
-      const available = head === undefined ? this.free : beyond(this.free, head)
       if (!fits(w.request, available)) {
-        head ??= w.request
+        if (head === undefined) {
+          head = w.request
+          available = beyond(this.free, head)
+        }
         i++
         continue
       }
-      this.waiters.splice(i, 1)
+      this.dequeue(i)
       Deferred.doneUnsafe(w.deferred, Effect.succeed(this.take(w.request)))
+      available = head === undefined ? this.free : beyond(this.free, head)
     }
+  }
+
+  /** waiters whose request has no CPU in it */
+  private cpuless = 0
+
+  private enqueue(w: Waiter) {
+    this.waiters.push(w)
+    if (w.request.cpus <= 0) this.cpuless++
+  }
+
+  private dequeue(i: number) {
+    const [w] = this.waiters.splice(i, 1)
+    if (w !== undefined && w.request.cpus <= 0) this.cpuless--
   }
 
   /** Holds the resources while `use` runs; released on success, failure and interruption alike. */
@@ -130,7 +150,7 @@ export class ResourcePool {
       return Effect.gen(function* () {
         const deferred = yield* Deferred.make<Grant>()
         const waiter = { request: r, deferred }
-        pool.waiters.push(waiter)
+        pool.enqueue(waiter)
         // a newcomer may fit in the surplus beyond the head's reservation
         pool.dispatch()
         // the acquisition of acquireUseRelease is uninterruptible; waiting must not be (an interrupted run
@@ -140,7 +160,7 @@ export class ResourcePool {
             Effect.sync(() => {
               const i = pool.waiters.indexOf(waiter)
               if (i >= 0) {
-                pool.waiters.splice(i, 1)
+                pool.dequeue(i)
                 // the head leaving lifts its reservation
                 if (i === 0) pool.dispatch()
               } else if (Deferred.isDoneUnsafe(deferred)) {
