@@ -5,9 +5,9 @@
  *
  *   npx tsx bench/minhash-vs-rensa.ts [--docs 100000] [--repeats 3]
  *
- * anneal: Signer.sign (from the raw text: simplification, word hashing, shingles, minima on the
- * WebAssembly SIMD kernel) for every document, then clusterSignatures (banding, bucket sort, candidate
- * verification, union-find). rensa (bench/rensa_minhash.py, RAYON_NUM_THREADS=1): the texts are
+ * anneal: Signer.sign (from the raw text: simplification, word hashing, shingles, minima and band keys
+ * on the WebAssembly SIMD kernel) for every document, then clusterSignatures (bucket sort of each band's
+ * keys, candidate verification, union-find). rensa (bench/rensa_minhash.py, RAYON_NUM_THREADS=1): the texts are
  * simplified and cut into shingle strings in Python before its clock starts (so rensa is not charged
  * for tokenization, anneal is), then either per document (RMinHash.update, RMinHashLSH query/verify/
  * insert) or batched (digest_matrix_from_token_byte_sets + insert_matrix_and_query_duplicate_flags);
@@ -89,7 +89,7 @@ const row = (...cells: Array<string>) => console.log(cells.map((c, i) => (i === 
 console.log(`\nMinHash hashing + LSH, 1 core (5-grams, ${K} hashes = ${BANDS} x ${ROWS}, threshold ${THRESHOLD}), fastest of ${repeats}`)
 row("", "CPU s", "docs/CPU-s", "removed")
 row("anneal (sign from raw text + LSH)", anneal.cpuSeconds.toFixed(2), fmt(n / anneal.cpuSeconds), fmt(anneal.removed.size))
-row("  of which signing", anneal.signSeconds.toFixed(2), fmt(n / anneal.signSeconds), "")
+row("  of which signing (and band keys)", anneal.signSeconds.toFixed(2), fmt(n / anneal.signSeconds), "")
 row("rensa per document (update + query/insert)", rensa.per_document.cpu_seconds.toFixed(2), fmt(n / rensa.per_document.cpu_seconds), fmt(rensa.per_document.removed.length))
 row("rensa batched (digest matrix + flags)", rensa.batched.cpu_seconds.toFixed(2), fmt(n / rensa.batched.cpu_seconds), fmt(rensa.batched.removed.length))
 const agree = (other: Array<number>) => {
@@ -99,5 +99,6 @@ const agree = (other: Array<number>) => {
 }
 console.log(`agreement with rensa per document (keep first, verified): ${agree(rensa.per_document.removed)}`)
 console.log(`rensa batched flags candidates without verification (and may flag a cluster's first member), so its removed set is larger by design`)
+console.log(`load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(" ")} (1, 5, 15 min)`)
 const best = Math.min(rensa.per_document.cpu_seconds, rensa.batched.cpu_seconds)
 console.log(`minhash core vs rensa: ${(best / anneal.cpuSeconds).toFixed(2)}x`)
