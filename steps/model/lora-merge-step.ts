@@ -8,7 +8,9 @@
  */
 import * as Schema from "effect/Schema"
 import { defineStep, Port } from "../../engine/step.ts"
-import { foldLora } from "./lora.ts"
+
+/** The folding (safetensors reading and writing) loads when the step runs, not with the step kinds. */
+const foldLora = async (...args: Parameters<typeof import("./lora.ts").foldLora>) => (await import("./lora.ts")).foldLora(...args)
 
 export const LoraMergeParams = Schema.Struct({})
 

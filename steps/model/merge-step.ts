@@ -17,11 +17,11 @@ import type { StepContext } from "../../engine/step.ts"
 import { methodNames } from "./methods.ts"
 import { mergekitToPlan, parseMergekitConfig } from "./mergekit-config.ts"
 import { SettingsSchema } from "./params.ts"
-import { checkSlice, executePlan, missingParameter, normalizeSlices, PlanError } from "./plan.ts"
-import type { MissingParameter } from "./plan.ts"
+import { checkSlice, missingParameter, normalizeSlices, PlanError } from "./plan-checks.ts"
+import type { MissingParameter } from "./plan-checks.ts"
 import type { ParamProblem } from "../../engine/step.ts"
 import { MergekitConfigError } from "./mergekit-config.ts"
-import type { MergePlan, OutputSlice } from "./plan.ts"
+import type { MergePlan, OutputSlice } from "./plan-checks.ts"
 import { parseDtypeName } from "./safetensors/dtype.ts"
 import { DtypeName, MergekitYaml, ModelIndex, SliceSchema, withDefault } from "./schema.ts"
 import { seedParam } from "../../engine/params.ts"
@@ -151,6 +151,9 @@ export const checkMergeParams = (p: MergeParams, counts: { readonly models: numb
     throw e
   }
 }
+
+/** The merge itself (tensor math, safetensors reading and writing) loads when a merge runs, not with the step kinds. */
+const executePlan = async (...args: Parameters<typeof import("./plan.ts").executePlan>) => (await import("./plan.ts")).executePlan(...args)
 
 /** Runs a plan for a step, reporting progress in bytes of input tensors. */
 export const runPlan = async (ctx: StepContext<unknown, any>, plan: MergePlan, dirs: ReadonlyArray<string>, labels: ReadonlyArray<string>): Promise<void> => {

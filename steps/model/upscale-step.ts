@@ -12,13 +12,15 @@ import * as Schema from "effect/Schema"
 import { defineStep, Port } from "../../engine/step.ts"
 import { configLayerCount } from "./layers.ts"
 import { MergekitConfigError, mergekitToPlan, parseMergekitConfig } from "./mergekit-config.ts"
-import { readConfig } from "./model-dir.ts"
 import { SettingsSchema } from "./params.ts"
-import { checkSlice, PlanError } from "./plan.ts"
-import type { MergePlan, SliceSource } from "./plan.ts"
+import { checkSlice, PlanError } from "./plan-checks.ts"
+import type { MergePlan, SliceSource } from "./plan-checks.ts"
 import { parseDtypeName } from "./safetensors/dtype.ts"
 import { inputLabels, runPlan } from "./merge-step.ts"
 import { DtypeName, MergekitYaml, SliceSourceSchema, withDefault } from "./schema.ts"
+
+/** The model directory's config.json is read when the step runs; its module loads only then. */
+const readConfig = async (dir: string) => (await import("./model-dir.ts")).readConfig(dir)
 
 export const UpscaleParams = Schema.Struct({
   drop: Schema.optional(Schema.Int.check(Schema.isGreaterThan(0))).annotate({
