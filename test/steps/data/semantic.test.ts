@@ -30,8 +30,8 @@ const treeDigest = (root: string): string => {
 }
 
 const pyDir = path.resolve(import.meta.dirname, "../../../steps/data/py")
-const python = (code: string) =>
-  execa(pythonExecutable(), ["-c", code], { env: { ...process.env, ...pythonEnvVars(), PYTHONPATH: `${pythonEnvVars().PYTHONPATH}:${pyDir}` } })
+const python = (code: string, args: ReadonlyArray<string> = []) =>
+  execa(pythonExecutable(), ["-c", code, ...args], { env: { ...process.env, ...pythonEnvVars(), PYTHONPATH: `${pythonEnvVars().PYTHONPATH}:${pyDir}` } })
 
 const dir = tempDir()
 const rows = [
@@ -80,6 +80,30 @@ assert rev[0][40:].all() and not rev[0][:10].any()
 print("ok")
 `)
     expect(res.stdout.trim()).toBe("ok")
+  }, 60_000)
+
+  it("the similarity stage's bounded memory: rows read from the pieces' files and kept rows in a file give the same decisions", async () => {
+    const stage = tempDir()
+    const res = await python(`
+import os, sys, numpy as np
+from embed import greedy_dedup
+from semantic_shards import DIM, PieceRows
+rng = np.random.default_rng(1)
+e = rng.normal(size=(300, DIM)).astype(np.float32)
+e[200:] = e[rng.integers(0, 200, 100)] + 0.2 * rng.normal(size=(100, DIM)).astype(np.float32)
+e /= np.linalg.norm(e, axis=1, keepdims=True)
+ids = ["00000", "00001", "00002"]
+for i, (lo, hi) in zip(ids, [(0, 120), (120, 120), (120, 300)]):  # the middle piece is empty
+    os.makedirs(os.path.join(sys.argv[1], i))
+    e[lo:hi].tofile(os.path.join(sys.argv[1], i, "emb.f32"))
+order = rng.permutation(300)
+a = greedy_dedup(e, order, 0.8, block=32, kept_chunk=50)
+kept = np.memmap(os.path.join(sys.argv[1], "kept.f32"), dtype="<f4", mode="w+", shape=(300, DIM))
+b = greedy_dedup(PieceRows(sys.argv[1], ids), order, 0.8, block=32, kept_chunk=50, kept_emb=kept)
+assert all((x == y).all() for x, y in zip(a, b))
+print(int((~a[0]).sum()))
+`, [stage])
+    expect(Number(res.stdout.trim())).toBeGreaterThan(50) // the planted near-duplicates are found
   }, 60_000)
 })
 
