@@ -78,11 +78,10 @@ const get = (i: number): Code => [0x20, ...uleb(i)]
 const set = (i: number): Code => [0x21, ...uleb(i)]
 const tee = (i: number): Code => [0x22, ...uleb(i)]
 const k32 = (v: number): Code => [0x41, ...sleb(v)]
-const ADD = 0x6a, SUB = 0x6b, MUL = 0x6c, XOR = 0x73, SHL = 0x74, SHR_U = 0x76, ROTL = 0x77
+const ADD = 0x6a, SUB = 0x6b, MUL = 0x6c, XOR = 0x73, SHL = 0x74, SHR_U = 0x76
 const LT_U = 0x49, GT_U = 0x4b, SELECT = 0x1b, END = 0x0b
 const load8 = (offset: number): Code => [0x2d, 0, ...uleb(offset)]
 const load32 = (offset: number): Code => [0x28, 2, ...uleb(offset)]
-const store32 = (offset: number): Code => [0x36, 2, ...uleb(offset)]
 const load64 = (offset: number): Code => [0x29, 3, ...uleb(offset)]
 const store64 = (offset: number): Code => [0x37, 3, ...uleb(offset)]
 // SIMD (0xfd prefix); unaligned accesses, so alignment hints are 0
@@ -94,7 +93,6 @@ const vload32Zero = (offset: number): Code => [...simd(0x5c), 2, ...uleb(offset)
 const vload32Lane = (lane: number, offset = 0): Code => [...simd(0x56), 2, ...uleb(offset), lane]
 const extract32 = (lane: number): Code => [...simd(0x1b), lane]
 const replace32 = (lane: number): Code => [...simd(0x1c), lane]
-const extract64 = (lane: number): Code => [...simd(0x1d), lane]
 const VEQ = simd(0x37), VAND = simd(0x4e), VANDNOT = simd(0x4f), VOR = simd(0x50), VBITSELECT = simd(0x52)
 const VSHL = simd(0xab), VSUB = simd(0xb1), VLT_S = simd(0x39)
 const vconst = (lane: number): Code => vconst4([lane, lane, lane, lane])
@@ -122,10 +120,10 @@ const vfmix = (t: number, c1: number, c2: number): Code => [
   ...get(t), ...get(t), ...k32(16), ...VSHR_U, ...VXOR
 ]
 
-// ---- 0: fmixPairs(raw, n, lo, hi) -----------------------------------------------------------------
-// lo[i] = fmix32(raw[2i]), hi[i] = fmix32(raw[2i + 1]) for i < n, four at a time (up to 3 past n)
 const fmixConstants = (c1: number, c2: number): Code => [...vconst(0x85ebca6b), ...set(c1), ...vconst(0xc2b2ae35), ...set(c2)]
 
+// ---- 0: fmixPairs(raw, n, lo, hi) -----------------------------------------------------------------
+// lo[i] = fmix32(raw[2i]), hi[i] = fmix32(raw[2i + 1]) for i < n, four at a time (up to 3 past n)
 // params 0 raw, 1 n, 2 lo, 3 hi; locals 4 end (i32); 5 v0, 6 v1, 7 t, 8 9 fmix constants (v128)
 const fmixPairs = func([[1, I32], [5, V128]], [
   ...fmixConstants(8, 9),
@@ -144,7 +142,7 @@ const fmixPairs = func([[1, I32], [5, V128]], [
 // ---- 1: minima(sh, count, coef, pairs, out) -------------------------------------------------------
 // params 0 sh, 1 count, 2 coef, 3 pairs, 4 out; locals 5 end, 6 g, 7 p (i32);
 // 8 a0, 9 c0, 10 b0, 11 m0, 12 a1, 13 c1, 14 b1, 15 m1, 16 lo splat, 17 hi splat, 18 0x7fffffff (v128)
-// m = min_s(m, a*L + c*H + b)
+// m = min_s(m, a*lo + c*hi + b)
 const minStep = (a: number, c: number, b: number, m: number): Code => [
   ...get(m),
   ...get(a), ...get(16), ...VMUL,
@@ -179,22 +177,21 @@ const minima = func([[3, I32], [11, V128]], [
   END
 ])
 
-// ---- 2: words(text, len, raw, lo, hi) -> n ---------------------------------------------------------------
-const SEED_LO = 0x9747b28c, SEED_HI = 0x5bd1e995, MURMUR_N = 0xe6546b64
-// The word hash lanes of an ASCII text, on four stretches of the text at once, one per SIMD lane: the text is cut at separators near
-// its quarters, and each lane steps through its stretch a byte per step with its word's two MurmurHash3
-// states (lo and hi lanes in two vectors) and its word length; past its stretch's end a lane reads as
-// separators (the bytes there are read, but masked). Every step each lane's (states ^ length) pair is
-// stored at its own output pointer, which moves on only where a separator ends a word; the pairs and
-// the moves go through a small buffer in memory (moving a SIMD lane to a scalar register directly is
-// what limits this loop), and the four outputs are far enough apart that the store of one lane never
-// lands on another's words. Then fmix32 of each lane's words, in text order, into lo/hi. Reads up to
-// len + 1 bytes past the text's end.
+// ---- 2: words(text, len, raw, lo, hi) -> n -------------------------------------------------------
+// The word hash lanes of an ASCII text, on four stretches of it at once, one per SIMD lane: the text is
+// cut at separators near its quarters, and each lane steps through its stretch a byte per step with its
+// word's two MurmurHash3 states (lo and hi lanes in two vectors) and its word length; past its
+// stretch's end a lane reads as separators (the bytes there are read, but masked). Every step each
+// lane's (states ^ length) pair is stored at its own output pointer (through a small buffer in memory),
+// which moves on only where a separator ends a word; the four outputs are far enough apart that the
+// store of one lane never lands on another's words. No branch depends on the text. Then fmix32 of each
+// lane's words, in text order, into lo/hi. Reads up to len + 1 bytes past the text's end.
 // params 0 text, 1 len, 2 raw, 3 lo, 4 hi; locals (i32) 5 at, 6 prev, 7 steps, 8 n, 9 c, 10-13 p[j]
 // (byte pointers), 14-17 o[j] (output pointers), 18-21 b[j] (output starts);
 // (v128) 22 R (bytes left in each stretch), 23 W (word lengths), 24 L, 25 H (states), 26 K (blocks),
 // 27 S (separator masks), 28 X, 29 Y, and constants (a v128.const in a loop is rebuilt every pass)
 // 30 SEPARATOR_BLOCK, 31 1, 32 0, 33 8, 34 MURMUR_N, 35 SEED_LO, 36 SEED_HI
+const SEED_LO = 0x9747b28c, SEED_HI = 0x5bd1e995, MURMUR_N = 0xe6546b64
 const P0 = 10, O0 = 14, B0 = 18, R = 22, W = 23, K = 26, S = 27, X = 28, Y = 29
 const C_SEP = 30, C_ONE = 31, C_ZERO = 32, C_EIGHT = 33, C_N = 34, C_SEED_LO = 35, C_SEED_HI = 36
 // a stretch ends at the first separator at or after `from` (a byte address), never past the text's end
