@@ -17,6 +17,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Schema from "effect/Schema"
@@ -109,11 +110,12 @@ class EmbedServer {
   private exited: string | undefined
   private rest = ""
 
-  constructor(model: string, batchSize: number, gpus: ReadonlyArray<number>) {
+  /** gpus: the step's devices (none: CPU), or undefined: the devices the cluster gave this process */
+  constructor(model: string, batchSize: number, gpus: ReadonlyArray<number> | undefined) {
     this.child = spawn(checkPythonEnv(), [shardScript, "serve", model, String(batchSize)], {
       stdio: ["pipe", "pipe", "pipe"],
       // the GPUs the scheduler gave the step, else none: CPU
-      env: { ...process.env, ...pythonEnvVars(), CUDA_VISIBLE_DEVICES: gpus.join(",") }
+      env: { ...process.env, ...pythonEnvVars(), ...(gpus === undefined ? {} : { CUDA_VISIBLE_DEVICES: gpus.join(",") }) }
     })
     this.child.stdout!.setEncoding("utf8").on("data", (c: string) => {
       const lines = (this.rest + c).split("\n")
@@ -204,8 +206,8 @@ interface EmbedAnswer {
 
 const embedders = new Map<string, EmbedServer>()
 
-const embedderFor = (model: string, batchSize: number, gpus: ReadonlyArray<number>): EmbedServer => {
-  const key = `${model}\0${batchSize}\0${gpus.join(",")}`
+const embedderFor = (model: string, batchSize: number, gpus: ReadonlyArray<number> | undefined): EmbedServer => {
+  const key = `${model}\0${batchSize}\0${gpus?.join(",") ?? "cluster"}`
   let e = embedders.get(key)
   if (e === undefined || !e.alive) {
     e = new EmbedServer(model, batchSize, gpus)
@@ -245,6 +247,22 @@ interface EmbedTaskSpec extends TaskSpec {
   readonly batchSize: number
   /** the GPUs the scheduler gave the step (none: CPU) */
   readonly gpus?: ReadonlyArray<number>
+  /** `host:pid` of the step's process: the GPU numbers are that machine's, for its process tree only */
+  readonly driver?: string
+}
+
+const here = `${os.hostname()}:${process.pid}`
+
+/**
+ * The devices a task embeds on: the step's GPUs when it runs in the step's process or one of its local
+ * workers; on a cluster node (a job-array element, a Ray task, which ask for no GPU), whatever the
+ * cluster gave the process (CUDA_VISIBLE_DEVICES as set there; unset or empty: CPU), never the
+ * driver's device numbers, which name another machine's or another job's GPUs.
+ */
+const devicesOf = (spec: { readonly gpus?: ReadonlyArray<number>; readonly driver?: string }): ReadonlyArray<number> | undefined => {
+  const parent = process.env.ANNEAL_SHARD_PARENT
+  const local = spec.driver === undefined || spec.driver === here || (parent !== undefined && spec.driver === `${os.hostname()}:${parent}`)
+  return local ? spec.gpus ?? [] : undefined
 }
 
 registerShardOp("semantic-embed", async (task, progress, signal) => {
@@ -266,7 +284,7 @@ registerShardOp("semantic-embed", async (task, progress, signal) => {
   let device = "cpu"
   if (texts.length > 0) {
     try {
-      device = (await embedderFor(spec.model, spec.batchSize, spec.gpus ?? []).embed(spec.dir, signal)).device ?? "cpu"
+      device = (await embedderFor(spec.model, spec.batchSize, devicesOf(spec)).embed(spec.dir, signal)).device ?? "cpu"
     } catch (e) {
       throw new Error(`shard task ${spec.id} (${pieceName(spec.piece)}): ${e instanceof Error ? e.message : String(e)}`)
     }
@@ -281,7 +299,7 @@ registerShardOp("semantic-embed-benchmarks", async (task, _progress, signal) => 
   const spec = task as EmbedTaskSpec & { readonly benchmarks: ReadonlyArray<string>; readonly mappings: ReadonlyArray<unknown> }
   const request = JSON.stringify({ dir: spec.dir, benchmarks: spec.benchmarks, mappings: spec.mappings })
   try {
-    const m = await embedderFor(spec.model, spec.batchSize, spec.gpus ?? []).embed(request, signal)
+    const m = await embedderFor(spec.model, spec.batchSize, devicesOf(spec)).embed(request, signal)
     return { rows: 0, items: m.items ?? 0, device: m.device ?? "cpu" }
   } catch (e) {
     if (e instanceof DatasetError) throw e
@@ -345,7 +363,8 @@ const withEmbeddedPieces = async (
     const common = { format, onInvalid: p.onInvalid, fields, ...embed, model: p.model ?? "", batchSize: p.batchSize, gpus: ctx.gpus }
     const extra = extraTask === undefined ? [] : [{ model: common.model, batchSize: common.batchSize, gpus: common.gpus, ...extraTask }]
     const plan = extraTask === undefined ? { pieces, ...common } : { pieces, ...common, extra: extraTask }
-    const all = await stage("semantic-embed", plan, [...pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })), ...extra])
+    // the driver is named in the tasks, not in the plan (a rerun's plan must equal the killed run's)
+    const all = await stage("semantic-embed", plan, [...pieces.map((piece) => ({ op: "semantic-embed", piece, ...common })), ...extra].map((t) => ({ ...t, driver: here })))
     const n = pieces.length
     const embedded = { dir: all.dir, tasks: all.tasks.slice(0, n), results: all.results.slice(0, n) }
     const last = extraTask === undefined ? undefined : { dir: all.tasks[n]!.dir, result: all.results[n]! }
