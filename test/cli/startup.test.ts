@@ -16,8 +16,10 @@ import { annealIndex, cli, statuses, tempProject } from "../helpers/project.ts"
 const hook = `
 import * as fs from "node:fs"
 import { registerHooks } from "node:module"
+import { isMainThread } from "node:worker_threads"
 const loaded = []
-registerHooks({
+// the CLI's own thread only: a worker thread (source hashing) gets --import too, and must not write the list
+if (isMainThread) registerHooks({
   resolve: (specifier, context, next) => {
     if (process.env.REFUSE !== undefined && specifier === process.env.REFUSE) throw new Error("Cannot find package '" + specifier + "' (refused by the test)")
     return next(specifier, context)
@@ -27,7 +29,7 @@ registerHooks({
     return next(url, context)
   }
 })
-process.on("exit", () => fs.writeFileSync(process.env.MODULES_OUT, loaded.join("\\n")))
+if (isMainThread) process.on("exit", () => fs.writeFileSync(process.env.MODULES_OUT, loaded.join("\\n")))
 `
 
 const recipe = `
