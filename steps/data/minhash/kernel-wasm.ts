@@ -8,6 +8,7 @@
  *   128..640  MurmurHash3 block k of each (lower-cased) byte: rotl(ch * C1, 15) * C2, as int32
  *             (SEPARATOR_BLOCK for separators)
  *   640..688  words' buffer
+ *   1024..    separator table of UTF-16 code units (65,536 bytes, nonzero for separators)
  *
  *   words(text, len, raw, lo, hi) -> n
  *     the word hash lanes of an ASCII text (len bytes, then a separator byte, then len + 1 bytes it
@@ -25,6 +26,8 @@
  *     coef: pairs x 96 bytes (a[4], c[4], b[4] of two groups); out: pairs x 8 int32.
  *   bandKeys(sig, bands, rows, out)
  *     lsh.ts's bandKey of each band of the signature at sig, four bands per instruction.
+ *   words16(text, len, raw, lo, hi) -> n
+ *     words() for other texts, once normalized and lower-cased, on their UTF-16 code units.
  */
 
 // the little of the WebAssembly JS API used here (the project's lib settings carry no wasm typings)
@@ -42,7 +45,8 @@ export const SEPARATORS_AT = 0
 export const BLOCKS_AT = 128
 const PAIRS_AT = 640 // words' buffer: four (lo, hi) pairs, then four moves
 const MOVES_AT = 672
-export const TABLES_END = 688
+export const UNIT_SEPARATORS_AT = 1024
+export const TABLES_END = UNIT_SEPARATORS_AT + 65536
 /** the block table's entry for a separator byte (no byte's MurmurHash3 block has this value) */
 export const SEPARATOR_BLOCK = -1
 
@@ -78,9 +82,11 @@ const get = (i: number): Code => [0x20, ...uleb(i)]
 const set = (i: number): Code => [0x21, ...uleb(i)]
 const tee = (i: number): Code => [0x22, ...uleb(i)]
 const k32 = (v: number): Code => [0x41, ...sleb(v)]
-const ADD = 0x6a, SUB = 0x6b, MUL = 0x6c, XOR = 0x73, SHL = 0x74, SHR_U = 0x76
+const ADD = 0x6a, SUB = 0x6b, MUL = 0x6c, AND = 0x71, XOR = 0x73, SHL = 0x74, SHR_U = 0x76, ROTL = 0x77
 const LT_U = 0x49, GT_U = 0x4b, SELECT = 0x1b, END = 0x0b
 const load8 = (offset: number): Code => [0x2d, 0, ...uleb(offset)]
+const load16 = (offset: number): Code => [0x2f, 1, ...uleb(offset)]
+const store32 = (offset: number): Code => [0x36, 2, ...uleb(offset)]
 const load32 = (offset: number): Code => [0x28, 2, ...uleb(offset)]
 const load64 = (offset: number): Code => [0x29, 3, ...uleb(offset)]
 const store64 = (offset: number): Code => [0x37, 3, ...uleb(offset)]
@@ -269,6 +275,35 @@ const words = func([[17, I32], [15, V128]], [
   ...get(8)
 ])
 
+// ---- 5: words16(text, len, raw, lo, hi) -> n -----------------------------------------------------
+// The word hash lanes of a text given as len UTF-16 code units (then one separator unit) with no
+// surrogates, already NFKC-normalized and lower-cased: words are the runs between the code units the
+// table at UNIT_SEPARATORS_AT marks (whitespace, punctuation, symbols), hashed as hashString32 hashes
+// them, block by block of MurmurHash3. One code unit per pass, branch-free: each pass stores the
+// (states ^ length) pair at o, which moves on only where a separator ends a word; then fmix32.
+// params 0 text, 1 len, 2 raw, 3 lo, 4 hi; locals (i32) 5 unit, 6 sep, 7 k, 8 end, 9 hl, 10 hh, 11 w, 12 o
+const words16 = func([[8, I32]], [
+  ...get(0), ...get(1), ...k32(1), ADD, ...k32(1), SHL, ADD, ...set(8),
+  ...k32(SEED_LO), ...set(9), ...k32(SEED_HI), ...set(10), ...k32(0), ...set(11), ...get(2), ...set(12),
+  0x03, 0x40,
+  ...get(0), ...load16(0), ...tee(5), ...load8(UNIT_SEPARATORS_AT), ...set(6),
+  ...get(5), ...k32(0xcc9e2d51), MUL, ...k32(15), ROTL, ...k32(0x1b873593), MUL, ...set(7),
+  ...get(12), ...get(9), ...get(11), XOR, ...store32(0),
+  ...get(12), ...get(10), ...get(11), XOR, ...store32(4),
+  // o += 8 where this separator ends a word
+  ...get(12), ...k32(8), ...k32(0), ...get(11), SELECT, ...k32(0), ...get(6), SELECT, ADD, ...set(12),
+  ...[[9, SEED_LO], [10, SEED_HI]].flatMap(([lane, seed]) => [
+    ...k32(seed!),
+    ...get(lane!), ...get(7), XOR, ...k32(13), ROTL, ...k32(5), MUL, ...k32(MURMUR_N), ADD,
+    ...get(6), SELECT, ...set(lane!)
+  ]),
+  ...k32(0), ...get(11), ...k32(1), ADD, ...get(6), SELECT, ...set(11),
+  ...get(0), ...k32(2), ADD, ...tee(0), ...get(8), LT_U, 0x0d, 0,
+  END,
+  ...get(2), ...get(12), ...get(2), SUB, ...k32(3), SHR_U, ...tee(5), ...get(3), ...get(4), 0x10, 0,
+  ...get(5)
+])
+
 // ---- 3: shingles(lo, hi, count, width, out) --------------------------------------------------------
 // params 0 lo, 1 hi, 2 count, 3 width, 4 out; locals (i32) 5 i, 6 end, 7 j, 8 k;
 // (v128) 9 a, 10 b, 11 a0, 12 b0, 13 fa, 14 fb, 15 16 the multipliers, 17 18 fmix constants
@@ -346,10 +381,10 @@ const bytes = new Uint8Array([
     0x60, ...vec(new Array(5).fill(I32)), 0, // 1: minima, shingles
     0x60, ...vec(new Array(5).fill(I32)), ...vec([I32]) // 2: words
   ]),
-  ...section(3, [5, 0, 1, 2, 1, 0]), // functions: 0 fmixPairs, 1 minima, 2 words, 3 shingles, 4 bandKeys
+  ...section(3, [6, 0, 1, 2, 1, 0, 2]), // functions: 0 fmixPairs, 1 minima, 2 words, 3 shingles, 4 bandKeys, 5 words16
   ...section(5, [1, 0x00, 1]), // one memory, 1 page to start
-  ...section(7, [5, ...str("minima"), 0x00, 1, ...str("words"), 0x00, 2, ...str("shingles"), 0x00, 3, ...str("bandKeys"), 0x00, 4, ...str("memory"), 0x02, 0]),
-  ...section(10, [5, ...fmixPairs, ...minima, ...words, ...shingles, ...bandKeys])
+  ...section(7, [6, ...str("minima"), 0x00, 1, ...str("words"), 0x00, 2, ...str("shingles"), 0x00, 3, ...str("bandKeys"), 0x00, 4, ...str("words16"), 0x00, 5, ...str("memory"), 0x02, 0]),
+  ...section(10, [6, ...fmixPairs, ...minima, ...words, ...shingles, ...bandKeys, ...words16])
 ])
 
 export interface SigningKernel {
@@ -357,6 +392,7 @@ export interface SigningKernel {
   readonly words: (text: number, len: number, raw: number, lo: number, hi: number) => number
   readonly shingles: (lo: number, hi: number, count: number, width: number, out: number) => void
   readonly bandKeys: (sig: number, bands: number, rows: number, out: number) => void
+  readonly words16: (text: number, len: number, raw: number, lo: number, hi: number) => number
   readonly memory: WasmMemory
 }
 

@@ -9,7 +9,7 @@
  * whichever thread computes them.
  */
 import { bandKey, hashString32, LANE_SEED_HI, LANE_SEED_LO, murmurBlock, shingleHashes, splitmix32 } from "./hash.ts"
-import { BLOCKS_AT, SEPARATOR_BLOCK, SEPARATORS_AT, signingKernel, TABLES_END, type SigningKernel } from "./kernel-wasm.ts"
+import { BLOCKS_AT, SEPARATOR_BLOCK, SEPARATORS_AT, signingKernel, TABLES_END, UNIT_SEPARATORS_AT, type SigningKernel } from "./kernel-wasm.ts"
 
 /** LSH banding: `bands` bands of `rows` consecutive signature values */
 export interface Banding {
@@ -52,11 +52,23 @@ export const simplifyWords = (text: string): Array<string> => {
 }
 
 const encoder = new TextEncoder()
+const surrogateRe = /[\uD800-\uDFFF]/
+
+let unitTable: Uint8Array | undefined
+/** 1 for each UTF-16 code unit outside the surrogates that simplifyWords turns into a word break */
+const unitSeparators = (): Uint8Array => {
+  if (unitTable !== undefined) return unitTable
+  const table = new Uint8Array(65536)
+  const sep = /[\s\p{P}\p{S}]/u
+  for (let c = 0; c < 65536; c++) if ((c < 0xd800 || c > 0xdfff) && sep.test(String.fromCharCode(c))) table[c] = 1
+  unitTable = table
+  return table
+}
 
 /**
  * Reusable scratch buffers, grown as needed, so signing allocates nothing per document. With the
  * WebAssembly kernel (kernel-wasm.ts) all of them live in its memory, laid out as
- *   tables (688 bytes) | coefficients | minima | band keys | raw | sh | lo | hi | text
+ *   tables (66,560 bytes) | coefficients | minima | band keys | raw | sh | lo | hi | text
  * for texts of up to `size` words: raw and sh hold size + 16 int32 pairs, lo and hi size + 16 int32
  * (the kernel's four-wide passes read and write a little past the end, and its word pass spreads its
  * four stretches' words over raw), text 4 x size + 32 bytes (the text, a separator byte, and the
@@ -72,6 +84,7 @@ export class Signer {
   private sLo = new Int32Array(1024)
   private sHi = new Int32Array(1024)
   private text = new Uint8Array(0)
+  private textBuffer = Buffer.alloc(0)
   private rawAt = 0
   private shAt = 0
   private minimaView = new Int32Array(0)
@@ -107,6 +120,7 @@ export class Signer {
     if (this.kernel !== undefined) {
       this.views(this.lo.length)
       const memory = this.kernel.memory.buffer
+      new Uint8Array(memory, UNIT_SEPARATORS_AT, 65536).set(unitSeparators())
       const separators = new Uint8Array(memory, SEPARATORS_AT, 128)
       const blocks = new Int32Array(memory, BLOCKS_AT, 128)
       for (let ch = 0; ch < 128; ch++) {
@@ -134,6 +148,7 @@ export class Signer {
   sign(text: string, out: Int32Array, offset: number, keys?: Uint32Array, keysOffset = 0): boolean {
     const kernel = this.kernel
     let n = kernel === undefined ? -1 : this.hashAsciiWords(text)
+    if (n < 0 && kernel !== undefined) n = this.hashUnitWords(text)
     if (n < 0) n = this.hashWords(text)
     const k = this.config.numHashes
     if (n === 0) {
@@ -189,6 +204,23 @@ export class Signer {
     return this.kernel!.words(this.text.byteOffset, len, this.rawAt, this.lo.byteOffset, this.hi.byteOffset)
   }
 
+  /**
+   * The kernel's word lanes of any other text without surrogates: normalized and lower-cased here as
+   * simplifyWords does, then its UTF-16 code units go to the kernel, which breaks words where
+   * simplifyWords would (whitespace, punctuation, symbols) and hashes them as hashString32 does.
+   * -1 for a text with surrogates (astral characters are classified by code point: left to
+   * simplifyWords).
+   */
+  private hashUnitWords(text: string): number {
+    const t = text.normalize("NFKC").toLowerCase()
+    if (surrogateRe.test(t)) return -1
+    const len = t.length
+    if ((len >> 1) + 1 > this.lo.length) this.grow((len >> 1) + 1)
+    this.textBuffer.write(t, 0, "utf16le")
+    this.textBuffer.writeUInt16LE(32, 2 * len)
+    return this.kernel!.words16(this.text.byteOffset, len, this.rawAt, this.lo.byteOffset, this.hi.byteOffset)
+  }
+
   /** (kernel) the scratch arrays as views of the kernel's memory, for texts of up to `size` words */
   private views(size: number): void {
     const memory = this.kernel!.memory
@@ -201,6 +233,7 @@ export class Signer {
     this.lo = new Int32Array(buffer, this.shAt + pairs, size)
     this.hi = new Int32Array(buffer, this.shAt + pairs + pairs / 2, size)
     this.text = new Uint8Array(buffer, this.shAt + 2 * pairs, 4 * size + 32)
+    this.textBuffer = Buffer.from(buffer, this.text.byteOffset, this.text.byteLength)
     this.minimaView = new Int32Array(buffer, this.minimaAt, this.config.numHashes)
     if (this.banding !== undefined) this.keysView = new Uint32Array(buffer, this.keysAt, this.banding.bands)
   }

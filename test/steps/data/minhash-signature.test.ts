@@ -65,6 +65,23 @@ describe("minhash signatures", () => {
     })
   }
 
+  it("equal the definition on texts with every UTF-16 code unit outside the surrogates (the code-unit path)", () => {
+    // each unit between two ASCII letters: a separator splits them, anything else joins them (NFKC and
+    // lower-casing of the whole text included: expansions, İ's two units, combining marks)
+    const units = Array.from({ length: 65536 }, (_, c) => c).filter((c) => c < 0xd800 || c > 0xdfff)
+    const uniTexts: Array<string> = []
+    // few units per text and single-word shingles, so that one unit split or joined changes the minima
+    for (let i = 0; i < units.length; i += 6) uniTexts.push(units.slice(i, i + 6).map((c) => `a${String.fromCharCode(c)}b`).join(i % 12 === 0 ? " " : ""))
+    uniTexts.push("\ufdfa \u3000x\u2000y\u1680z\ufeffw\u202fv\u205fu İSTANBUL ǅemal ﬃ ½ ㍿ ¡¿«»„€£©®°±×÷ e\u0301 日本語テキスト한국어", "é".repeat(4000))
+    const signer = new Signer({ ngram: 1, numHashes: 16, seed: 4 })
+    const out = new Int32Array(16)
+    for (const text of uniTexts) {
+      const want = reference(text, 1, 16, 4)
+      expect(signer.sign(text, out, 0)).toBe(want !== undefined)
+      if (want !== undefined) expect(Array.from(out), JSON.stringify(text.slice(0, 40))).toEqual(Array.from(want))
+    }
+  })
+
   for (const [ngram, k, bands, rows] of [[5, 112, 14, 8], [3, 10, 3, 3], [2, 7, 7, 1], [1, 1, 1, 1], [4, 256, 20, 12]] as const) {
     it(`band keys (${bands} x ${rows} of ${k} hashes) written while signing equal bandKey of the signature`, () => {
       for (const wasm of [true, false]) {
