@@ -93,12 +93,11 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   if (typeof nodeModule.enableCompileCache === "function" && process.env.NODE_DISABLE_COMPILE_CACHE === undefined) nodeModule.enableCompileCache()
   const sources = path.join(packageRoot, "cli", "main.ts")
   const develop = fs.existsSync(sources)
-  // Heavy dependencies load through Node's own loader first: once in the module map, tsx's hooks only
-  // resolve them, which cuts start-up from ~2 s to ~0.4 s (measured on the 2-core dev machines). In an
-  // installed package execa, ink and chokidar are bundled into dist/vendor/ (scripts/build.js), loaded
-  // with the compiled CLI below.
-  // Effect is preloaded by the submodules the engine imports: its root module loads all ~150 of them
-  // (about 0.25 s of CPU more at every start).
+  // Effect, which every command but --help needs, loads through Node's own loader first: once in the
+  // module map, tsx's hooks only resolve it (tsx's load hook costs about twice the module itself). It is
+  // preloaded by the submodules the engine imports: its root module loads all ~400 of them. execa (~140
+  // modules, bundled into dist/vendor/ in an installed package) is not preloaded: it loads when a
+  // command first starts a process, and `plan`, `steps` or a fully cached run never do.
   const effectModules = ["Effect", "Schema", "SchemaAST", "Cause", "Exit", "Data", "Deferred", "Context", "Layer"]
   const helpOnly = [undefined, "help", "--help", "-h", "--version", "-v"].includes(process.argv[2])
   if (!helpOnly) await Promise.all(effectModules.map((m) => import(`effect/${m}`)))
