@@ -95,7 +95,7 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   const develop = fs.existsSync(sources)
   // Effect, which every command but --help needs, loads through Node's own loader first: once in the
   // module map, tsx's hooks only resolve it (tsx's load hook costs about twice the module itself). It is
-  // preloaded by the submodules the engine imports: its root module loads all ~400 of them. execa (~140
+  // preloaded by the submodules the engine imports (142 modules): its root module loads 247. execa (~140
   // modules, bundled into dist/vendor/ in an installed package) is not preloaded: it loads when a
   // command first starts a process, and `plan`, `steps` or a fully cached run never do.
   const effectModules = ["Effect", "Schema", "SchemaAST", "Cause", "Exit", "Data", "Deferred", "Context", "Layer"]
