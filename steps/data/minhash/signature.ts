@@ -85,6 +85,7 @@ export class Signer {
   private sHi = new Int32Array(1024)
   private text = new Uint8Array(0)
   private textBuffer = Buffer.alloc(0)
+  private unitTableLoaded = false
   private rawAt = 0
   private shAt = 0
   private minimaView = new Int32Array(0)
@@ -120,7 +121,6 @@ export class Signer {
     if (this.kernel !== undefined) {
       this.views(this.lo.length)
       const memory = this.kernel.memory.buffer
-      new Uint8Array(memory, UNIT_SEPARATORS_AT, 65536).set(unitSeparators())
       const separators = new Uint8Array(memory, SEPARATORS_AT, 128)
       const blocks = new Int32Array(memory, BLOCKS_AT, 128)
       for (let ch = 0; ch < 128; ch++) {
@@ -214,6 +214,10 @@ export class Signer {
   private hashUnitWords(text: string): number {
     const t = text.normalize("NFKC").toLowerCase()
     if (surrogateRe.test(t)) return -1
+    if (!this.unitTableLoaded) {
+      new Uint8Array(this.kernel!.memory.buffer, UNIT_SEPARATORS_AT, 65536).set(unitSeparators())
+      this.unitTableLoaded = true
+    }
     const len = t.length
     if ((len >> 1) + 1 > this.lo.length) this.grow((len >> 1) + 1)
     this.textBuffer.write(t, 0, "utf16le")
