@@ -107,32 +107,38 @@ const localDigests = async (tasks: number): Promise<Record<string, string>> => {
  */
 export const clusterShardParity = async (runner: ShardRunner, tasks = 3): Promise<Array<ShardParityCase>> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-shard-parity-"))
-  const { data, benchmark } = writeInputs(dir)
-  const needle = JSON.stringify(data).slice(1, -1)
   // the local reference meanwhile (or another test file's, when it already made it): the cluster run is mostly waiting
   const local = localDigests(tasks)
   local.catch(() => {})
-  const ours = new Set<string>() // resume directories of this helper's steps
-  let stages: Array<StageRecord> = []
+  // each step its own copy of the inputs (same base names, so the same bytes as the reference): a stage's
+  // specs name the step's input, which tells whose the stage is; later stages' lie in the same resume dir
+  const runs = cases("", "").map((c, i) => {
+    const d = path.join(dir, String(i))
+    fs.mkdirSync(d)
+    const { data, benchmark } = writeInputs(d)
+    const inputs: Record<string, string | ReadonlyArray<string>> = c.kind === "decontaminate-semantic" ? { data, benchmarks: [benchmark] } : { data }
+    return { ...c, inputs, needle: JSON.stringify(data).slice(1, -1), stages: [] as Array<StageRecord> }
+  })
+  const ours = new Map<string, (typeof runs)[number]>() // resume directory -> its step
   const previous = setShardExecutor({
     run: async (files, o) => {
       const resume = path.dirname(path.dirname(files[0]!))
-      if (!ours.has(resume) && !files.some((f) => fs.readFileSync(f, "utf8").includes(needle))) return previous?.run(files, o) // not ours
-      ours.add(resume)
+      const run = ours.get(resume) ?? runs.find((r) => files.some((f) => fs.readFileSync(f, "utf8").includes(r.needle)))
+      if (run === undefined) return previous?.run(files, o) // not ours: runs here
+      ours.set(resume, run)
       const t0 = Date.now()
       await runner.run(files, o)
       const unfinished = files.filter((f) => finishedResult({ dir: f.replace(/\.spec\.json$/, "") }) === undefined).map((f) => path.basename(f))
-      stages.push({ stage: path.basename(path.dirname(files[0]!)), tasks: files.length, unfinished, ms: Date.now() - t0 })
+      run.stages.push({ stage: path.basename(path.dirname(files[0]!)), tasks: files.length, unfinished, ms: Date.now() - t0 })
     }
   })
-  const out: Array<ShardParityCase> = []
+  let out: Array<ShardParityCase>
   try {
-    // one step at a time through the cluster: each waits for its own stages' jobs
-    for (const c of cases(data, benchmark)) {
-      stages = []
+    // the three steps at once: each mostly waits for its stages' jobs
+    out = await Promise.all(runs.map(async (c) => {
       const onCluster = await runStep(c.step, c.inputs, { ...c.params, tasks })
-      out.push({ kind: c.kind, tasks, cluster: treeDigest(onCluster.output), local: "", removed: Number(onCluster.metrics.removed), stages })
-    }
+      return { kind: c.kind, tasks, cluster: treeDigest(onCluster.output), local: "", removed: Number(onCluster.metrics.removed), stages: c.stages }
+    }))
   } finally {
     setShardExecutor(previous)
   }

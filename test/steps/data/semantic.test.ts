@@ -233,7 +233,7 @@ describe("the semantic stages killed mid fan-out", () => {
   }
 
   it("a worker, then the driver, killed with -9 while pieces embed: the worker's piece is retried alone, no process is left, the rerun embeds only unfinished pieces and equals a clean run", async () => {
-    const big = writeJsonl(path.join(tempDir(), "questions.jsonl"), questions(400))
+    const big = writeJsonl(path.join(tempDir(), "questions.jsonl"), questions(640))
     const params = { tasks: 8, workers: 2 }
     const work = tempDir()
     const resume = path.join(work, "resume")
