@@ -32,7 +32,7 @@ export interface WatchOptions {
   readonly stdout?: NodeJS.WriteStream | undefined
   readonly stderr?: NodeJS.WritableStream | undefined
   /** the reporter of one cycle (human mode); `quit` stops watching (the live view's q / Ctrl-C) */
-  readonly makeReporter?: ((quit: () => void) => Reporter) | undefined
+  readonly makeReporter?: ((quit: () => void) => Reporter | Promise<Reporter>) | undefined
   readonly debounceMs?: number | undefined
   /** aborting it stops watching (the current cycle is interrupted first) */
   readonly signal?: AbortSignal | undefined
@@ -192,7 +192,7 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
     }
     first = false
 
-    const cycleReporter = options.json ? undefined : (options.makeReporter ?? defaultReporter(stdout))(stop)
+    const cycleReporter = options.json ? undefined : await (options.makeReporter ?? defaultReporter(stdout))(stop)
     reporter = cycleReporter
     running.clear()
     drainFor = undefined
@@ -226,7 +226,7 @@ export const watchRecipe = async (options: WatchOptions): Promise<number> => {
   return 0
 }
 
-const defaultReporter = (stdout: NodeJS.WriteStream) => (quit: () => void): Reporter =>
+const defaultReporter = (stdout: NodeJS.WriteStream) => (quit: () => void): Promise<Reporter> =>
   makeTerminalReporter({ onInterrupt: quit, stdout })
 
 /** Flags of `anneal watch` passed on to each `anneal run`. */

@@ -1,8 +1,9 @@
 /**
  * Start-up: what the command loads before it does anything. `anneal --help` loads neither the engine nor
  * Effect; `anneal plan` loads none of what only a run that starts processes or talks to a cluster needs
- * (execa and its ~140 modules, node:http); and when such a module cannot load, the step that needed it
- * fails with a message naming it, while the rest of the command works. (Times are in bench/startup.ts.)
+ * (execa and its ~140 modules, node:http); a run that prints plain lines loads no Ink or React; and when
+ * such a module cannot load, the step that needed it fails with a message naming it, while the rest of
+ * the command works. (Times are in bench/startup.ts.)
  */
 import * as fs from "node:fs"
 import { describe, expect, it } from "vitest"
@@ -18,8 +19,10 @@ import * as fs from "node:fs"
 import { registerHooks } from "node:module"
 import { isMainThread } from "node:worker_threads"
 const loaded = []
-// the CLI's own thread only: a worker thread (source hashing) gets --import too, and must not write the list
-if (isMainThread) registerHooks({
+// the CLI's own thread only: a worker thread (source hashing) and the processes a step starts get
+// --import too, and must not write the list
+const cli = isMainThread && /anneal\\.js$/.test(process.argv[1] ?? "")
+if (cli) registerHooks({
   resolve: (specifier, context, next) => {
     if (process.env.REFUSE !== undefined && specifier === process.env.REFUSE) throw new Error("Cannot find package '" + specifier + "' (refused by the test)")
     return next(specifier, context)
@@ -29,7 +32,7 @@ if (isMainThread) registerHooks({
     return next(url, context)
   }
 })
-if (isMainThread) process.on("exit", () => fs.writeFileSync(process.env.MODULES_OUT, loaded.join("\\n")))
+if (cli) process.on("exit", () => fs.writeFileSync(process.env.MODULES_OUT, loaded.join("\\n")))
 `
 
 const recipe = `
@@ -49,7 +52,7 @@ const upper = defineStep({
 const tooled = defineStep({
   kind: "tooled", version: 1, params: Schema.Struct({}),
   inputs: { data: Port.dataset(Text) }, output: Port.dataset(Text),
-  command: () => ({ argv: [process.execPath, "-e", "0"] })
+  command: () => ({ argv: [process.execPath, "tool.mjs"] })
 })
 
 export default recipe("startup", () => {
@@ -59,10 +62,19 @@ export default recipe("startup", () => {
 })
 `
 
+/** the command step's program: one row into its output */
+const tool = `
+import * as fs from "node:fs"
+import * as path from "node:path"
+const spec = JSON.parse(fs.readFileSync(process.env.ANNEAL_SPEC, "utf8"))
+fs.writeFileSync(path.join(spec.output, "data.jsonl"), JSON.stringify({ text: "from the tool" }) + "\\n")
+`
+
 const project = () => {
   const p = tempProject("anneal-startup-")
   p.write("data.txt", "alpha\n")
   p.write("recipe.ts", recipe)
+  p.write("tool.mjs", tool)
   p.write("hook.mjs", hook)
   const modules = p.file("modules.txt")
   const env = (extra: Record<string, string> = {}) => ({ NODE_OPTIONS: `--import ${p.file("hook.mjs")}`, MODULES_OUT: modules, ...extra })
@@ -73,7 +85,7 @@ const project = () => {
 const fromPackage = (urls: ReadonlyArray<string>, name: string) => urls.filter((u) => u.includes(`/node_modules/${name}/`))
 
 describe("start-up", () => {
-  it("--help loads neither the engine nor Effect, and plan loads neither execa nor node:http", async () => {
+  it("--help loads neither the engine nor Effect, plan neither execa nor node:http, a plain run no Ink", async () => {
     const { p, env, loaded } = project()
     const help = await cli(["--help"], { cwd: p.dir, env: env() })
     expect(help.exitCode, help.stderr).toBe(0)
@@ -91,6 +103,14 @@ describe("start-up", () => {
     expect(fromPackage(planModules, "effect").length, "the hook saw Effect load").toBeGreaterThan(0)
     expect(fromPackage(planModules, "execa")).toEqual([])
     expect(planModules.filter((u) => u === "node:http" || u === "node:https")).toEqual([])
+
+    // a run into a pipe prints plain lines: the live view's Ink and React (~500 modules) stay unloaded
+    const run = await cli(["run", p.file("recipe.ts"), "--store", p.store], { cwd: p.dir, env: env() })
+    expect(run.exitCode, run.stderr).toBe(0)
+    expect(run.stdout).toMatch(/ran 2/)
+    const runModules = loaded()
+    expect(fromPackage(runModules, "execa").length, "the command step started through execa").toBeGreaterThan(0)
+    expect([...fromPackage(runModules, "ink"), ...fromPackage(runModules, "react")]).toEqual([])
   })
 
   it("a run whose command step cannot load execa fails that step naming it; the TypeScript step runs", async () => {

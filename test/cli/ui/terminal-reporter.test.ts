@@ -23,7 +23,7 @@ describe("choosing the output", () => {
     let text = ""
     out.on("data", (d: Buffer) => (text += d.toString("utf8")))
     const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-term-"))
-    const r = makeTerminalReporter({ onInterrupt: () => {}, stdout: out as unknown as NodeJS.WriteStream, env: {} })
+    const r = await makeTerminalReporter({ onInterrupt: () => {}, stdout: out as unknown as NodeJS.WriteStream, env: {} })
     expect(r.live).toBe(false)
     for (const e of [...planned, cleanCached, sftStarted, sftProgress(500)]) r.emit(e)
     r.emit({ event: "step", step: "sft", kind: "sft", status: "ran", key: "k", output: "h", seconds: 9 })
