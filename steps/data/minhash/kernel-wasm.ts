@@ -11,7 +11,7 @@
  *   1024..    separator table of UTF-16 code units (65,536 bytes, nonzero for separators)
  *
  *   words(text, len, raw, lo, hi) -> n
- *     the word hash lanes of an ASCII text (len bytes, then a separator byte, then len + 1 bytes it
+ *     the word hash lanes of an ASCII text (len bytes, then a separator byte, then len + 3 bytes it
  *     may read): lo[i], hi[i] = hashString32(word i, LANE_SEED_LO / LANE_SEED_HI). Four stretches of
  *     the text at once, branch-free; the words' (hash state ^ length) pairs go to raw, then one SIMD
  *     pass applies fmix32 to them four words at a time.
@@ -83,7 +83,7 @@ const set = (i: number): Code => [0x21, ...uleb(i)]
 const tee = (i: number): Code => [0x22, ...uleb(i)]
 const k32 = (v: number): Code => [0x41, ...sleb(v)]
 const ADD = 0x6a, SUB = 0x6b, MUL = 0x6c, AND = 0x71, XOR = 0x73, SHL = 0x74, SHR_U = 0x76, ROTL = 0x77
-const LT_U = 0x49, GT_U = 0x4b, SELECT = 0x1b, END = 0x0b
+const LT_U = 0x49, GT_S = 0x4a, GT_U = 0x4b, SELECT = 0x1b, END = 0x0b
 const load8 = (offset: number): Code => [0x2d, 0, ...uleb(offset)]
 const load16 = (offset: number): Code => [0x2f, 1, ...uleb(offset)]
 const store32 = (offset: number): Code => [0x36, 2, ...uleb(offset)]
@@ -191,7 +191,7 @@ const minima = func([[3, I32], [11, V128]], [
 // lane's (states ^ length) pair is stored at its own output pointer (through a small buffer in memory),
 // which moves on only where a separator ends a word; the four outputs are far enough apart that the
 // store of one lane never lands on another's words. No branch depends on the text. Then fmix32 of each
-// lane's words, in text order, into lo/hi. Reads up to len + 1 bytes past the text's end.
+// lane's words, in text order, into lo/hi. Reads up to len + 3 bytes past the separator after the text.
 // params 0 text, 1 len, 2 raw, 3 lo, 4 hi; locals (i32) 5 at, 6 prev, 7 steps, 8 n, 9 c, 10-13 p[j]
 // (byte pointers), 14-17 o[j] (output pointers), 18-21 b[j] (output starts);
 // (v128) 22 R (bytes left in each stretch), 23 W (word lengths), 24 L, 25 H (states), 26 K (blocks),
@@ -218,6 +218,27 @@ const round4 = (v: number, seed: number): Code => [
   ...get(X), ...k32(2), ...VSHL, ...get(X), ...VADD, ...get(C_N), ...VADD,
   ...get(S), ...VBITSELECT, ...set(v)
 ]
+// one step: in each lane the byte `at` after p
+const step = (at: number): Code => [
+  //   K = the blocks of the four bytes at p; S = which are separators (or past their stretch)
+  ...[0, 1, 2, 3].flatMap((j) => [...get(P0 + j), ...load8(at), ...k32(2), SHL, ...get(K), ...vload32Lane(j, BLOCKS_AT), ...set(K)]),
+  ...get(K), ...get(C_SEP), ...VEQ, ...get(R), ...get(C_ONE), ...VLT_S, ...VOR, ...set(S),
+  ...get(R), ...get(C_ONE), ...VSUB, ...set(R),
+  //   each lane's (states ^ length) pair, and 8 where a separator ends a word, through the buffer
+  ...get(24), ...get(W), ...VXOR, ...set(X),
+  ...get(25), ...get(W), ...VXOR, ...set(Y),
+  ...k32(0), ...get(X), ...get(Y), ...shuffle32([0, 4, 1, 5]), ...vstore(PAIRS_AT),
+  ...k32(0), ...get(X), ...get(Y), ...shuffle32([2, 6, 3, 7]), ...vstore(PAIRS_AT + 16),
+  ...k32(0), ...get(S), ...get(W), ...get(C_ZERO), ...VEQ, ...VANDNOT, ...get(C_EIGHT), ...VAND, ...vstore(MOVES_AT),
+  ...[0, 1, 2, 3].flatMap((j) => [
+    ...get(O0 + j), ...k32(0), ...load64(PAIRS_AT + 8 * j), ...store64(0),
+    ...get(O0 + j), ...k32(0), ...load32(MOVES_AT + 4 * j), ADD, ...set(O0 + j)
+  ]),
+  //   the length grows, or restarts at separators; the states take the byte, or restart
+  ...get(W), ...get(C_ONE), ...VADD, ...get(S), ...VANDNOT, ...set(W),
+  ...round4(24, C_SEED_LO),
+  ...round4(25, C_SEED_HI)
+]
 const words = func([[17, I32], [15, V128]], [
   ...[[C_SEP, SEPARATOR_BLOCK], [C_ONE, 1], [C_ZERO, 0], [C_EIGHT, 8], [C_N, MURMUR_N], [C_SEED_LO, SEED_LO], [C_SEED_HI, SEED_HI]].flatMap(([local, v]) => [...vconst(v!), ...set(local!)]),
   // stretch j = p[j] .. its last byte (a separator); stretch j + 1 starts after it (at most at the end)
@@ -241,27 +262,11 @@ const words = func([[17, I32], [15, V128]], [
   ...get(C_ZERO), ...set(W),
   ...get(C_SEED_LO), ...set(24),
   ...get(C_SEED_HI), ...set(25),
+  //   four steps per pass (steps past the longest stretch read as separators in every lane)
   0x03, 0x40,
-  //   K = the blocks of the four bytes at p; S = which are separators (or past their stretch)
-  ...[0, 1, 2, 3].flatMap((j) => [...get(P0 + j), ...load8(0), ...k32(2), SHL, ...get(K), ...vload32Lane(j, BLOCKS_AT), ...set(K)]),
-  ...[0, 1, 2, 3].flatMap((j) => [...get(P0 + j), ...k32(1), ADD, ...set(P0 + j)]),
-  ...get(K), ...get(C_SEP), ...VEQ, ...get(R), ...get(C_ONE), ...VLT_S, ...VOR, ...set(S),
-  ...get(R), ...get(C_ONE), ...VSUB, ...set(R),
-  //   each lane's (states ^ length) pair, and 8 where a separator ends a word, through the buffer
-  ...get(24), ...get(W), ...VXOR, ...set(X),
-  ...get(25), ...get(W), ...VXOR, ...set(Y),
-  ...k32(0), ...get(X), ...get(Y), ...shuffle32([0, 4, 1, 5]), ...vstore(PAIRS_AT),
-  ...k32(0), ...get(X), ...get(Y), ...shuffle32([2, 6, 3, 7]), ...vstore(PAIRS_AT + 16),
-  ...k32(0), ...get(S), ...get(W), ...get(C_ZERO), ...VEQ, ...VANDNOT, ...get(C_EIGHT), ...VAND, ...vstore(MOVES_AT),
-  ...[0, 1, 2, 3].flatMap((j) => [
-    ...get(O0 + j), ...k32(0), ...load64(PAIRS_AT + 8 * j), ...store64(0),
-    ...get(O0 + j), ...k32(0), ...load32(MOVES_AT + 4 * j), ADD, ...set(O0 + j)
-  ]),
-  //   the length grows, or restarts at separators; the states take the byte, or restart
-  ...get(W), ...get(C_ONE), ...VADD, ...get(S), ...VANDNOT, ...set(W),
-  ...round4(24, C_SEED_LO),
-  ...round4(25, C_SEED_HI),
-  ...get(7), ...k32(1), SUB, ...tee(7), 0x0d, 0,
+  ...[0, 1, 2, 3].flatMap(step),
+  ...[0, 1, 2, 3].flatMap((j) => [...get(P0 + j), ...k32(4), ADD, ...set(P0 + j)]),
+  ...get(7), ...k32(4), SUB, ...tee(7), ...k32(0), GT_S, 0x0d, 0,
   END,
   //   fmix32 of each lane's words, in order
   ...k32(0), ...set(8),

@@ -72,7 +72,7 @@ const unitSeparators = (): Uint8Array => {
  * for texts of up to `size` words: raw and sh hold size + 16 int32 pairs, lo and hi size + 16 int32
  * (the kernel's four-wide passes read and write a little past the end, and its word pass spreads its
  * four stretches' words over raw), text 4 x size + 32 bytes (the text, a separator byte, and the
- * len + 1 bytes after it the word pass may read). An all-ASCII text is copied in as bytes and its words
+ * len + 3 bytes after it the word pass may read). An all-ASCII text is copied in as bytes and its words
  * hashed there (`words`): for ASCII, NFKC changes nothing, lower-casing is A-Z -> a-z, and words are
  * the runs between whitespace and punctuation/symbols, exactly what simplifyWords yields; any other
  * text takes simplifyWords. Shingle hashes (into sh), minima and
