@@ -190,7 +190,7 @@ const minima = func([[3, I32], [11, V128]], [
 // stretch's end a lane reads as separators (the bytes there are read, but masked). Every step each
 // lane's (states ^ length) pair is stored at its own output pointer (through a small buffer in memory),
 // which moves on only where a separator ends a word; the four outputs are far enough apart that the
-// store of one lane never lands on another's words. No branch depends on the text. Then fmix32 of each
+// store of one lane never lands on another's words. The loop has no branch on the bytes. Then fmix32 of each
 // lane's words, in text order, into lo/hi. Reads up to len + 3 bytes past the separator after the text.
 // params 0 text, 1 len, 2 raw, 3 lo, 4 hi; locals (i32) 5 at, 6 prev, 7 steps, 8 n, 9 c, 10-13 p[j]
 // (byte pointers), 14-17 o[j] (output pointers), 18-21 b[j] (output starts);
