@@ -1,7 +1,9 @@
 /**
- * Start-up of the `anneal` command: wall time of `anneal --help` and of `anneal plan` on the small
- * recipes (curation: TypeScript steps only; demo: the whole pipeline), each the median of N fresh
- * processes, with the CPU seconds (user + system, from GNU time when there is one) and the load average.
+ * Start-up of the `anneal` command: wall time of `anneal --help`, of `anneal plan` on the small recipes
+ * (curation: TypeScript steps only; demo: the whole pipeline) and of a fully cached `anneal run` of the
+ * curation recipe printing plain lines into a pipe, each the median of N fresh processes, with the CPU
+ * seconds (user + system, from GNU time when there is one) and the load average. Plans and runs use a
+ * store in a temporary directory, where a first run has built the curation recipe.
  *
  * The command runs as a user types it, `node bin/anneal.js ...`, under two Nodes: the Node 24 that
  * anneal brings (what `npm run` and `npx` put first on PATH) and, when the `node` on PATH is older than
@@ -11,8 +13,8 @@
  *
  *   npx tsx bench/startup.ts [--runs 10] [--modules]
  *
- * Last lines: `anneal --help: X s`, `plan of recipes/curation.ts: Y s`, `plan of recipes/demo.ts: Z s`
- * (medians under the Node 24 that anneal brings).
+ * Last lines: `anneal --help: X s`, `plan of recipes/curation.ts: Y s`, `plan of recipes/demo.ts: Z s`,
+ * `cached run of recipes/curation.ts: W s` (medians under the Node 24 that anneal brings).
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -49,10 +51,12 @@ const median = (xs: ReadonlyArray<number>): number => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
+const store = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "anneal-bench-startup-")), "store")
 const commands: ReadonlyArray<{ readonly label: string; readonly args: ReadonlyArray<string> }> = [
   { label: "anneal --help", args: ["--help"] },
-  { label: "plan of recipes/curation.ts", args: ["plan", "recipes/curation.ts"] },
-  { label: "plan of recipes/demo.ts", args: ["plan", "recipes/demo.ts"] }
+  { label: "plan of recipes/curation.ts", args: ["plan", "recipes/curation.ts", "--store", store] },
+  { label: "plan of recipes/demo.ts", args: ["plan", "recipes/demo.ts", "--store", store] },
+  { label: "cached run of recipes/curation.ts", args: ["run", "recipes/curation.ts", "--store", store] }
 ]
 
 // the first `node` on PATH outside node_modules (npx and npm run put anneal's own Node 24 first)
@@ -68,7 +72,9 @@ const nodes: ReadonlyArray<{ readonly name: string; readonly exec: string }> = [
 ]
 
 console.log(`${runs} runs each, ${os.cpus().length} CPUs, load ${load()} at the start`)
-// one warm-up of each command, so that the compile caches (tsx's, V8's) hold the current sources
+// the curation recipe built once into the bench's store, then one warm-up of each command, so that the
+// compile caches (tsx's, V8's) hold the current sources
+once(node24, ["run", "recipes/curation.ts", "--store", store])
 for (const c of commands) once(node24, c.args)
 
 const medians = new Map<string, number>()
@@ -83,7 +89,7 @@ for (const n of nodes) {
     }
     if (n.exec === node24) medians.set(c.label, median(walls))
     console.log(
-      `${n.name.padEnd(44)} ${c.label.padEnd(30)} median ${median(walls).toFixed(3)} s wall (min ${Math.min(...walls).toFixed(3)}, max ${Math.max(...walls).toFixed(3)}), ` +
+      `${n.name.padEnd(44)} ${c.label.padEnd(34)} median ${median(walls).toFixed(3)} s wall (min ${Math.min(...walls).toFixed(3)}, max ${Math.max(...walls).toFixed(3)}), ` +
         `${median(cpus).toFixed(2)} s CPU, load ${load()}`
     )
   }
@@ -118,4 +124,5 @@ process.on("exit", () => {
   fs.rmSync(path.dirname(hook), { recursive: true, force: true })
 }
 
+fs.rmSync(path.dirname(store), { recursive: true, force: true })
 for (const c of commands) console.log(`${c.label}: ${medians.get(c.label)!.toFixed(2)} s`)
