@@ -47,8 +47,9 @@ const data = writeJsonl(path.join(dir, "train.jsonl"), rows)
 describe("dedup-semantic", () => {
   it("removes planted paraphrases, keeping the longer answer; the same bytes for 1, 3 and 8 tasks", async () => {
     const digests = new Set<string>()
-    for (const x of [{ tasks: 1, workers: 1 }, { tasks: 3, workers: 1 }, { tasks: 8, workers: 2 }]) {
-      const r = await runStep(dedupSemantic, { data }, x)
+    // at once: the runs in this process share one embedding server (one model load), as concurrent steps do
+    const runs = await Promise.all([{ tasks: 1, workers: 1 }, { tasks: 3, workers: 1 }, { tasks: 8, workers: 2 }].map((x) => runStep(dedupSemantic, { data }, x)))
+    for (const r of runs) {
       expect(r.rows).toEqual([rows[2], rows[3], rows[4], rows[5]])
       const removed = readJsonlFile(path.join(r.output, "removed.jsonl"))
       expect(removed.map((x) => [x.at, x.duplicateOf])).toEqual([["train.jsonl:1", "train.jsonl:3"], ["train.jsonl:2", "train.jsonl:5"]])
@@ -120,8 +121,9 @@ describe("decontaminate-semantic", () => {
   ])
 
   it("removes rows near a benchmark question and categorizes every pair; the same bytes for 1 and 3 tasks", async () => {
-    const one = await runStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" }, tasks: 1 })
-    const r = await runStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" }, tasks: 3 })
+    // at once: both share this process's embedding server (one model load)
+    const run = (tasks: number) => runStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" }, tasks })
+    const [one, r] = await Promise.all([run(1), run(3)])
     expect(treeDigest(r.output)).toBe(treeDigest(one.output))
     expect(r.rows).toEqual([{ instruction: "How many legs does a spider have?", output: "Eight." }])
     expect(r.report.pairs.map((p: any) => [p.train, p.item, p.category])).toEqual([
