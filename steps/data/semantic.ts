@@ -114,7 +114,7 @@ class EmbedServer {
   constructor(model: string, batchSize: number, gpus: ReadonlyArray<number> | undefined) {
     this.child = spawn(checkPythonEnv(), [shardScript, "serve", model, String(batchSize)], {
       stdio: ["pipe", "pipe", "pipe"],
-      // the GPUs the scheduler gave the step, else none: CPU
+      // the step's GPUs (none: CPU), or on a cluster node the devices the cluster set (devicesOf)
       env: { ...process.env, ...pythonEnvVars(), ...(gpus === undefined ? {} : { CUDA_VISIBLE_DEVICES: gpus.join(",") }) }
     })
     this.child.stdout!.setEncoding("utf8").on("data", (c: string) => {
