@@ -187,11 +187,13 @@ export const detectGpus = async (flag: ReadonlyArray<number> | undefined): Promi
     return visible.split(",").map((s) => s.trim()).filter((s) => /^\d+$/.test(s)).map(Number)
   }
   try {
-    // loaded only here: `anneal plan` and a run with CUDA_VISIBLE_DEVICES set never start a process
-    const { execa } = await import("execa")
-    const r = await execa("nvidia-smi", ["--query-gpu=index", "--format=csv,noheader"], { reject: false, timeout: 10_000 })
-    if (r.exitCode !== 0) return []
-    return r.stdout.split("\n").map((s) => s.trim()).filter((s) => /^\d+$/.test(s)).map(Number)
+    // Node's own execFile, not execa: a fully cached run would load execa's ~145 modules for this alone
+    const { execFile } = await import("node:child_process")
+    const out = await new Promise<string | undefined>((ok) =>
+      execFile("nvidia-smi", ["--query-gpu=index", "--format=csv,noheader"], { timeout: 10_000 }, (e, stdout) => ok(e === null ? stdout : undefined))
+    )
+    if (out === undefined) return []
+    return out.split("\n").map((s) => s.trim()).filter((s) => /^\d+$/.test(s)).map(Number)
   } catch {
     return []
   }
