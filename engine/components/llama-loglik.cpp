@@ -153,6 +153,18 @@ struct Scorer {
         return {{"logprob", total}, {"greedy", greedy}, {"logprobs", per}};
     }
 
+    std::vector<llama_token> tokens_of(const std::string & text, bool add_special, bool parse_special) const {
+        std::vector<llama_token> out(text.size() + 8);
+        int n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out.data(), (int32_t) out.size(), add_special, parse_special);
+        if (n < 0) {
+            out.resize((size_t) -n);
+            n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out.data(), (int32_t) out.size(), add_special, parse_special);
+        }
+        if (n < 0) throw std::runtime_error("tokenization failed");
+        out.resize((size_t) n);
+        return out;
+    }
+
     // llama-perplexity's measure (tools/perplexity, without --ppl-stride): the text as one token stream
     // (BOS first when the vocabulary adds one, special tokens in the text not parsed), cut into chunks of
     // n_ctx tokens, each decoded on its own with its first token replaced by BOS and scored on its second
@@ -160,15 +172,8 @@ struct Scorer {
     // whose queue is not drained at exit, and its last lines (the final estimate) are sometimes lost.
     json perplexity(const json & req) {
         if (!req.contains("text") || !req["text"].is_string()) throw std::runtime_error("\"text\" must be a string");
-        const std::string text = req["text"].get<std::string>();
-        std::vector<llama_token> tokens(text.size() + 8);
-        int n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), tokens.data(), (int32_t) tokens.size(), true, false);
-        if (n < 0) {
-            tokens.resize((size_t) -n);
-            n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), tokens.data(), (int32_t) tokens.size(), true, false);
-        }
-        if (n < 0) throw std::runtime_error("tokenization failed");
-        tokens.resize((size_t) n);
+        const std::vector<llama_token> tokens = tokens_of(req["text"].get<std::string>(), true, false);
+        const int n = (int) tokens.size();
         // the window as asked, not llama_n_ctx: llama.cpp rounds a context up (to 256 tokens)
         const int window = req.value("ctx", n_ctx);
         if (window < 4 || window > n_ctx)
@@ -234,17 +239,7 @@ struct Scorer {
 
     json tokenize(const json & req) {
         if (!req.contains("text") || !req["text"].is_string()) throw std::runtime_error("\"text\" must be a string");
-        std::string text = req["text"].get<std::string>();
-        bool add_special = req.value("add_special", true);
-        std::vector<llama_token> out(text.size() + 8);
-        int n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out.data(), (int32_t) out.size(), add_special, true);
-        if (n < 0) {
-            out.resize((size_t) -n);
-            n = llama_tokenize(vocab, text.c_str(), (int32_t) text.size(), out.data(), (int32_t) out.size(), add_special, true);
-        }
-        if (n < 0) throw std::runtime_error("tokenization failed");
-        out.resize((size_t) n);
-        return {{"tokens", out}};
+        return {{"tokens", tokens_of(req["text"].get<std::string>(), req.value("add_special", true), true)}};
     }
 
     json detokenize(const json & req) const {
