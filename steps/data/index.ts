@@ -3,7 +3,8 @@
  *
  * Step kinds: `format`, `clean`, `dedup` (exact, minhash), `decontaminate` (n-gram) run in TS as shard
  * tasks (fanout.ts: in the step's process or in worker processes; setShardExecutor hands them to a
- * cluster); `dedup-semantic` and `decontaminate-semantic` are Python workers (sentence embeddings).
+ * cluster); `dedup-semantic` and `decontaminate-semantic` fan out too, their embedding stage served by
+ * Python processes (sentence embeddings).
  */
 export { clean, CleanParams } from "./clean.ts"
 export { format, FormatParams } from "./format.ts"

@@ -10,7 +10,6 @@
  * recognised by its input file (unique to this helper), which its first stage's specs name; the later
  * stages' specs lie in the same resume directory (`<resumeDir>/<stage>/<id>.spec.json`).
  */
-import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -19,22 +18,8 @@ import type { ShardRunner } from "../../engine/executors/shard-jobs.ts"
 import { clean } from "../../steps/data/clean.ts"
 import { finishedResult, setShardExecutor } from "../../steps/data/fanout.ts"
 import { decontaminateSemantic, dedupSemantic } from "../../steps/data/semantic.ts"
-import { runStep } from "../steps/data/helpers.ts"
+import { runStep, treeDigest } from "../steps/data/helpers.ts"
 import { buildOnce } from "../steps/train/helpers.ts"
-
-/** A digest of every file below dir (names and bytes): equal digests, equal artifact hashes. */
-export const treeDigest = (root: string): string => {
-  const h = createHash("sha256")
-  const walk = (rel: string): void => {
-    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
-      const r = path.join(rel, name)
-      if (fs.statSync(path.join(root, r)).isDirectory()) walk(r)
-      else h.update(`${r}\0`).update(fs.readFileSync(path.join(root, r))).update("\0")
-    }
-  }
-  walk("")
-  return h.digest("hex")
-}
 
 /** Six instruction rows with two planted paraphrases (test/steps/data/semantic.test.ts' rows), and a
  * benchmark that two of them leak: the smallest data on which both semantic steps remove something. */

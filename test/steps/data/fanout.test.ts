@@ -4,7 +4,6 @@
  * single-process implementation; a kill -9 mid fan-out loses only unfinished shards; bad shards fail
  * with one line naming the shard.
  */
-import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { execa } from "execa"
@@ -18,21 +17,7 @@ import { format } from "../../../steps/data/format.ts"
 import { readRows } from "../../../steps/data/jsonl.ts"
 import { buildMinHashIndex } from "../../../steps/data/minhash/dedup-minhash.ts"
 import { bruteForcePairs, plantedCorpus, rng } from "./corpus.ts"
-import { errorOf, readJsonlFile, runStep, tempDir, writeJsonl } from "./helpers.ts"
-
-/** A digest of every file below dir (names and bytes): equal digests, equal artifact hashes. */
-const treeDigest = (dir: string): string => {
-  const h = createHash("sha256")
-  const walk = (rel: string): void => {
-    for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
-      const r = path.join(rel, name)
-      if (fs.statSync(path.join(dir, r)).isDirectory()) walk(r)
-      else h.update(`${r}\0`).update(fs.readFileSync(path.join(dir, r))).update("\0")
-    }
-  }
-  walk("")
-  return h.digest("hex")
-}
+import { errorOf, readJsonlFile, runStep, tempDir, treeDigest, writeJsonl } from "./helpers.ts"
 
 /** Instruction rows, some dirty, short or duplicated, one in 97 leaking a benchmark question. */
 const instructionRows = (n: number, seed = 7): Array<Record<string, string>> => {

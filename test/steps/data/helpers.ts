@@ -1,4 +1,5 @@
 /** Running a data step by hand: params decoded as the engine does, temp dirs for inputs and output. */
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -6,6 +7,20 @@ import { Effect, Schema } from "effect"
 import { runImplementation, type StepDefinition } from "../../../engine/step.ts"
 
 export const tempDir = (prefix = "anneal-data-"): string => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+
+/** A digest of every file below dir (names and bytes): equal digests, equal artifact hashes. */
+export const treeDigest = (dir: string): string => {
+  const h = createHash("sha256")
+  const walk = (rel: string): void => {
+    for (const name of fs.readdirSync(path.join(dir, rel)).sort()) {
+      const r = path.join(rel, name)
+      if (fs.statSync(path.join(dir, r)).isDirectory()) walk(r)
+      else h.update(`${r}\0`).update(fs.readFileSync(path.join(dir, r))).update("\0")
+    }
+  }
+  walk("")
+  return h.digest("hex")
+}
 
 export const writeJsonl = (file: string, rows: ReadonlyArray<unknown>): string => {
   fs.mkdirSync(path.dirname(file), { recursive: true })

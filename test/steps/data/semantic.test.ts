@@ -3,7 +3,6 @@
  * (each loads torch and the model, a few seconds idle), so this file keeps to few runs and few workers.
  * The expected decisions are those of the single-process workers these steps replaced.
  */
-import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { execa } from "execa"
@@ -13,21 +12,7 @@ import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
 import { reviewMarkdown } from "../../../steps/data/review.ts"
 import { decontaminateSemantic, dedupSemantic } from "../../../steps/data/semantic.ts"
 import { rng } from "./corpus.ts"
-import { errorOf, readJsonlFile, runStep, tempDir, writeJsonl } from "./helpers.ts"
-
-/** A digest of every file below dir (names and bytes): equal digests, equal artifact hashes. */
-const treeDigest = (root: string): string => {
-  const h = createHash("sha256")
-  const walk = (rel: string): void => {
-    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
-      const r = path.join(rel, name)
-      if (fs.statSync(path.join(root, r)).isDirectory()) walk(r)
-      else h.update(`${r}\0`).update(fs.readFileSync(path.join(root, r))).update("\0")
-    }
-  }
-  walk("")
-  return h.digest("hex")
-}
+import { errorOf, readJsonlFile, runStep, tempDir, treeDigest, writeJsonl } from "./helpers.ts"
 
 const pyDir = path.resolve(import.meta.dirname, "../../../steps/data/py")
 const python = (code: string, args: ReadonlyArray<string> = []) =>
