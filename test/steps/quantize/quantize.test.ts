@@ -136,7 +136,7 @@ describe("GGUF through llama.cpp", () => {
     }
   }, 600_000)
 
-  it("q4_K_M of a Llama and q8_0 of a Phi convert, quantize and run", async () => {
+  it("q4_K_M of a Llama and q8_0 of a Phi convert, quantize and run; too little held-out text is refused", async () => {
     const llama = await runWorker(quantize, {
       inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "q4_K_M", perplexityCtx: 64 }
     })
@@ -146,6 +146,12 @@ describe("GGUF through llama.cpp", () => {
     expect(report.perplexity.ratio).toBeGreaterThan(1)
     expect(report.perplexity.ratio).toBeLessThan(1.15)
     expect(report.size_bytes.quantized / report.size_bytes.reference).toBeLessThan(0.45)
+    // held-out text shorter than two windows: one line naming the input and what to change
+    const short = await runWorker(quantize, {
+      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "f16", perplexityCtx: 4096 }
+    })
+    expect(short.exitCode).toBe(2)
+    expect(short.error).toMatch(/^quantize: input 'heldOut': perplexity of model-f16\.gguf: the text is \d+ tokens; perplexity with a context of 4096 needs at least 8192 \(lower perplexityCtx or give more text\)$/)
     const phi = await runWorker(quantize, { inputs: { model: models.phi }, params: { format: "gguf", type: "q8_0" } })
     expect(phi.error).toBeUndefined()
     expect(readReport(phi.output).architecture).toBe("PhiForCausalLM")
