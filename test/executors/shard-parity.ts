@@ -18,19 +18,12 @@ import type { ShardRunner } from "../../engine/executors/shard-jobs.ts"
 import { clean } from "../../steps/data/clean.ts"
 import { finishedResult, setShardExecutor } from "../../steps/data/fanout.ts"
 import { decontaminateSemantic, dedupSemantic } from "../../steps/data/semantic.ts"
-import { runStep, treeDigest } from "../steps/data/helpers.ts"
+import { paraphraseRows, runStep, treeDigest } from "../steps/data/helpers.ts"
 import { buildOnce } from "../steps/train/helpers.ts"
 
-/** Six instruction rows with two planted paraphrases (test/steps/data/semantic.test.ts' rows), and a
- * benchmark that two of them leak: the smallest data on which both semantic steps remove something. */
-const rows = [
-  { instruction: "How do I reverse a list in Python?", output: "Use reversed()." },
-  { instruction: "What is the capital of France?", output: "Paris." },
-  { instruction: "What is the way to reverse a Python list?", output: "Call my_list.reverse() to reverse it in place, or use slicing: my_list[::-1]." },
-  { instruction: "How many legs does a spider have?", output: "Eight." },
-  { instruction: "Which city is the capital of France?", output: "The capital of France is Paris." },
-  { instruction: "How do I sort a list in Python?", output: "Use sorted()." }
-]
+/** Six instruction rows with two planted paraphrases, and a benchmark that two of them leak: the
+ * smallest data on which both semantic steps remove something. */
+const rows = paraphraseRows
 const bench = [
   { question: "Which city is the capital of France?", answer: "Paris" },
   { question: "How many legs does a spider have?", answer: "8" }

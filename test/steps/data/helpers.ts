@@ -22,6 +22,16 @@ export const treeDigest = (dir: string): string => {
   return h.digest("hex")
 }
 
+/** Six instruction rows, two of them paraphrases of others: the smallest data the semantic steps remove from. */
+export const paraphraseRows = [
+  { instruction: "How do I reverse a list in Python?", output: "Use reversed()." },
+  { instruction: "What is the capital of France?", output: "Paris." },
+  { instruction: "What is the way to reverse a Python list?", output: "Call my_list.reverse() to reverse it in place, or use slicing: my_list[::-1]." },
+  { instruction: "How many legs does a spider have?", output: "Eight." },
+  { instruction: "Which city is the capital of France?", output: "The capital of France is Paris." },
+  { instruction: "How do I sort a list in Python?", output: "Use sorted()." }
+]
+
 export const writeJsonl = (file: string, rows: ReadonlyArray<unknown>): string => {
   fs.mkdirSync(path.dirname(file), { recursive: true })
   fs.writeFileSync(file, rows.map((r) => (typeof r === "string" ? r : JSON.stringify(r))).join("\n") + "\n")

@@ -12,21 +12,14 @@ import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
 import { reviewMarkdown } from "../../../steps/data/review.ts"
 import { decontaminateSemantic, dedupSemantic } from "../../../steps/data/semantic.ts"
 import { rng } from "./corpus.ts"
-import { errorOf, readJsonlFile, runStep, tempDir, treeDigest, writeJsonl } from "./helpers.ts"
+import { errorOf, paraphraseRows, readJsonlFile, runStep, tempDir, treeDigest, writeJsonl } from "./helpers.ts"
 
 const pyDir = path.resolve(import.meta.dirname, "../../../steps/data/py")
 const python = (code: string, args: ReadonlyArray<string> = []) =>
   execa(pythonExecutable(), ["-c", code, ...args], { env: { ...process.env, ...pythonEnvVars(), PYTHONPATH: `${pythonEnvVars().PYTHONPATH}:${pyDir}` } })
 
 const dir = tempDir()
-const rows = [
-  { instruction: "How do I reverse a list in Python?", output: "Use reversed()." },
-  { instruction: "What is the capital of France?", output: "Paris." },
-  { instruction: "What is the way to reverse a Python list?", output: "Call my_list.reverse() to reverse it in place, or use slicing: my_list[::-1]." },
-  { instruction: "How many legs does a spider have?", output: "Eight." },
-  { instruction: "Which city is the capital of France?", output: "The capital of France is Paris." },
-  { instruction: "How do I sort a list in Python?", output: "Use sorted()." }
-]
+const rows = paraphraseRows
 const data = writeJsonl(path.join(dir, "train.jsonl"), rows)
 
 describe("dedup-semantic", () => {
