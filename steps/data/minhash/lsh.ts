@@ -27,8 +27,6 @@ export interface LshResult {
   readonly matched: number
 }
 
-export { bandKey }
-
 /**
  * Sorts (key, document) pairs by key, stably (documents filled in ascending order stay ascending
  * within a key: the order of sorting key<<32 | document as one 64-bit value), by two counting passes

@@ -53,14 +53,15 @@ export const simplifyWords = (text: string): Array<string> => {
 
 const encoder = new TextEncoder()
 const surrogateRe = /[\uD800-\uDFFF]/
+/** A character simplifyWords turns into a word break: whitespace, punctuation, symbols. */
+const breakRe = /[\s\p{P}\p{S}]/u
 
 let unitTable: Uint8Array | undefined
 /** 1 for each UTF-16 code unit outside the surrogates that simplifyWords turns into a word break */
 const unitSeparators = (): Uint8Array => {
   if (unitTable !== undefined) return unitTable
   const table = new Uint8Array(65536)
-  const sep = /[\s\p{P}\p{S}]/u
-  for (let c = 0; c < 65536; c++) if ((c < 0xd800 || c > 0xdfff) && sep.test(String.fromCharCode(c))) table[c] = 1
+  for (let c = 0; c < 65536; c++) if ((c < 0xd800 || c > 0xdfff) && breakRe.test(String.fromCharCode(c))) table[c] = 1
   unitTable = table
   return table
 }
@@ -124,8 +125,7 @@ export class Signer {
       const separators = new Uint8Array(memory, SEPARATORS_AT, 128)
       const blocks = new Int32Array(memory, BLOCKS_AT, 128)
       for (let ch = 0; ch < 128; ch++) {
-        const c = String.fromCharCode(ch)
-        separators[ch] = /\s/.test(c) || /[\p{P}\p{S}]/u.test(c) ? 1 : 0
+        separators[ch] = breakRe.test(String.fromCharCode(ch)) ? 1 : 0
         blocks[ch] = separators[ch] !== 0 ? SEPARATOR_BLOCK : murmurBlock(ch >= 65 && ch <= 90 ? ch + 32 : ch)
       }
       // groups of four functions as a[4] c[4] b[4]; the padding functions' minima are never read
