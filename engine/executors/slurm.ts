@@ -376,8 +376,8 @@ export const makeSlurmBackend = (options: SlurmOptions = {}): ClusterBackend => 
 
   // a job submitted --requeue that is being requeued shows as FAILED until the controller makes it
   // pending again: seconds on a busy controller (seen at 3+ s under load)
-  const failureSettleMs = options.requeue === false ? 3000 : 10_000
-  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, statusMany, cancel, findByName, jobOutput, gangCommand, failureSettleMs }
+  const settle = options.requeue === false ? {} : { failureSettleMs: 10_000 }
+  return { name: "slurm", label: (id) => `slurm job ${id}`, submit, status, statusMany, cancel, findByName, jobOutput, gangCommand, ...settle }
 }
 
 export const makeSlurmExecutor = (options: SlurmOptions = {}): Executor =>
