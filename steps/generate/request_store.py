@@ -93,11 +93,8 @@ class RequestCache:
         digest = entry.get("sha256") if isinstance(entry, dict) else None
         if isinstance(digest, str) and len(digest) == 64:
             return digest
-        h = hashlib.sha256()
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digest = h.hexdigest()
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
         self._write(key, {"sha256": digest, "path": os.path.realpath(path)})
         return digest
 

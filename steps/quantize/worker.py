@@ -187,7 +187,7 @@ def weights_size(model_dir: str) -> int:
 def run_tool(worker: Worker, argv: list[str], what: str, env: dict | None = None) -> str:
     """Runs a llama.cpp program (an argument array), returns its output; a failure ends the step."""
     worker.log(f"{WHO}: {what}: {' '.join(argv)}", level="debug")
-    # into a file, not a pipe: llama.cpp's tools log from a thread; a file keeps what they wrote
+    # its output goes to a temporary file, read back for the tail a failure shows (nothing is parsed)
     import tempfile
 
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
