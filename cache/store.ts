@@ -516,7 +516,8 @@ export class Store {
    */
   sweepStaging() {
     for (const name of safeReaddir(this.stagingDir)) {
-      const m = /^[0-9a-f]*-(\d+)-\d+(?:@(.+))?$/.exec(name)
+      // the key part may be any name without "@" (a remote restore's is `remote-<hash>`)
+      const m = /^[^@]*-(\d+)-\d+(?:@(.+))?$/.exec(name)
       const p = path.join(this.stagingDir, name)
       if (m === null) {
         rmQuietly(p)

@@ -37,6 +37,16 @@ export interface NodeJobArgs {
   readonly job: string
   /** the node-local directory for the scratch store and the job's files; default $TMPDIR/anneal-node */
   readonly scratch?: string | undefined
+  /** the scratch store's size cap and age limit (cache/remote/scratch-gc.ts); defaults there */
+  readonly scratchMaxGb?: number | undefined
+  readonly scratchMaxAgeDays?: number | undefined
+}
+
+/** The executor's scratch settings (its section of anneal.config.json), as the node job gets them. */
+export interface ScratchSettings {
+  readonly scratchDir?: string | undefined
+  readonly scratchMaxGb?: number | undefined
+  readonly scratchMaxAgeDays?: number | undefined
 }
 
 export interface JobOrders {
@@ -109,7 +119,7 @@ export class RemoteJobs {
    * Uploads what the job reads (skipping what the remote has) and then its orders; returns the job's
    * command for the cluster. `storeRoot` is the driver's store (the one the spec's inputs live in).
    */
-  async prepare(node: string, spec: StepSpec, attempt: number, attemptDir: string, job: unknown, remoteSpec: StepSpec, scratch: string | undefined): Promise<Array<string>> {
+  async prepare(node: string, spec: StepSpec, attempt: number, attemptDir: string, job: unknown, remoteSpec: StepSpec, scratch: ScratchSettings): Promise<Array<string>> {
     const remote = await this.remote()
     const storeRoot = path.dirname(path.dirname(spec.resumeDir))
     const artifacts = inputArtifactsOf(spec, storeRoot)
@@ -121,7 +131,13 @@ export class RemoteJobs {
     const name = `${spec.key}/attempt-${attempt}`
     const orders: JobOrders = { version: 1, key: spec.key, step: spec.step, kind: spec.kind, attemptDir, job, spec: remoteSpec, artifacts }
     await remote.s3.putBytes(`${jobPrefix(remote, name)}orders.json`, JSON.stringify(orders))
-    return nodeJobCommand(node, { remote: this.config, job: name, ...(scratch !== undefined ? { scratch } : {}) })
+    return nodeJobCommand(node, {
+      remote: this.config,
+      job: name,
+      ...(scratch.scratchDir !== undefined ? { scratch: scratch.scratchDir } : {}),
+      ...(scratch.scratchMaxGb !== undefined ? { scratchMaxGb: scratch.scratchMaxGb } : {}),
+      ...(scratch.scratchMaxAgeDays !== undefined ? { scratchMaxAgeDays: scratch.scratchMaxAgeDays } : {})
+    })
   }
 
   /** Follows one attempt: copies its batches into the attempt dir, and its output and exit once it ended. */

@@ -12,7 +12,14 @@
  *    sends its stdout (protocol lines) and stderr to the remote in batches, every second;
  * 4. once the step exited 0, commits its output into the scratch store and uploads it (blobs, then
  *    manifest: never visible in part); last, the exit record with the output's hash. A step that failed,
- *    or an output that could not be uploaded, leaves an exit record without one.
+ *    or an output that could not be uploaded, leaves an exit record without one;
+ * 5. collects the scratch store (cache/remote/scratch-gc.ts): what other live jobs on the node use
+ *    stays, the most recently used rest within `scratchMaxGb` and `scratchMaxAgeDays`.
+ *
+ * Several jobs may share a node's scratch store at once. Each is a live run of it (Store.beginRun): it
+ * leases every input before it checks it and its output as it commits it, so another job's collection
+ * leaves them alone; it holds its key's lock there, so its checkpoints stay; it touches each input it
+ * reuses, so the collection keeps what consecutive steps on the node share.
  *
  * SIGTERM and SIGINT (scancel, ray job stop) and SIGUSR1 (the time limit is near) go to the runner.
  * It exits as the runner did, after removing the job's scratch directory.
@@ -23,6 +30,7 @@ import * as path from "node:path"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { Store } from "../store.ts"
+import { thisHost } from "../liveness.ts"
 import type { StepSpec } from "../../engine/spec.ts"
 import type { RunnerJob } from "../../engine/executors/cluster-job.ts"
 import { stageInputs, publishOutput } from "./node-io.ts"
@@ -30,6 +38,7 @@ import { RemoteStore } from "./remote-store.ts"
 import { chunkName, jobPrefix } from "./job-channel.ts"
 import type { JobOrders, NodeJobArgs, RemoteExit } from "./job-channel.ts"
 import { parseRemote } from "./url.ts"
+import { collectScratch, describeScratch, scratchPolicy } from "./scratch-gc.ts"
 
 const ext = path.extname(fileURLToPath(import.meta.url))
 const runnerScript = fileURLToPath(new URL(`../../engine/executors/cluster-runner${ext}`, import.meta.url))
@@ -91,8 +100,14 @@ const main = async (): Promise<number> => {
   }
   const orders = JSON.parse(ordersBody.toString("utf8")) as JobOrders
   const scratch = args.scratch ?? path.join(os.tmpdir(), "anneal-node")
-  const store = Store.open(path.join(scratch, "store"))
-  const jobDir = path.join(scratch, "jobs", `${orders.key.slice(0, 16)}-${path.basename(args.job)}-${process.pid}`)
+  const storeRoot = path.join(scratch, "store")
+  const store = Store.open(storeRoot)
+  // a live run of the scratch store: leases what it reads, so other jobs' collections leave it alone
+  store.beginRun()
+  store.db.tryLock(orders.key, orders.step, "node-job")
+  const jobsDir = path.join(scratch, "jobs")
+  // pid and host in the name: the collection removes the directories of dead jobs on this host only
+  const jobDir = path.join(jobsDir, `${orders.key.slice(0, 16)}-${path.basename(args.job)}-${process.pid}@${thisHost()}`)
   fs.rmSync(jobDir, { recursive: true, force: true })
   fs.mkdirSync(jobDir, { recursive: true })
   // the job's files: every path under the driver's attempt dir is the job's own, and lives here instead
@@ -106,6 +121,8 @@ const main = async (): Promise<number> => {
     spec = { ...spec, resumeDir: store.resumeDir(orders.key) }
     try {
       spec = await stageInputs(remote, store, spec, { artifactPath: (h) => Object.entries(orders.artifacts).find(([, x]) => x === h)?.[0] ?? "\0" })
+      // the collection keeps the most recently used: a reused input counts as used now
+      for (const h of new Set(Object.values(orders.artifacts))) store.db.touchArtifact(h)
     } catch (e) {
       const error = `could not download the inputs of ${orders.step}: ${e instanceof Error ? e.message : String(e)}`
       say(error)
@@ -151,6 +168,8 @@ const main = async (): Promise<number> => {
       try {
         const hash = await publishOutput(remote, store, job.output, orders.kind, { step: orders.step, key: orders.key, builtOn: os.hostname() })
         exit = { ...exit, output: hash }
+        // finished: its checkpoints are of no further use (the driver removes its own likewise)
+        fs.rmSync(store.resumeDir(orders.key), { recursive: true, force: true })
       } catch (e) {
         const error = `could not upload the output of ${orders.step}: ${e instanceof Error ? e.message : String(e)}`
         say(error)
@@ -163,9 +182,30 @@ const main = async (): Promise<number> => {
     return exit.code ?? 1
   } finally {
     fs.rmSync(jobDir, { recursive: true, force: true })
+    store.db.unlock(orders.key)
     store.close()
     await remote.release().catch(() => {})
     remote.close()
+    collect(storeRoot, jobsDir, args)
+  }
+}
+
+/**
+ * The scratch store's collection as the job ends, with this job's leases released (its inputs and
+ * output are the most recently used: kept first within the cap). A failure is a line in the job's log,
+ * never the job's exit status: the step's outcome is already in the remote.
+ */
+const collect = (storeRoot: string, jobsDir: string, args: NodeJobArgs) => {
+  try {
+    const store = Store.open(storeRoot)
+    try {
+      const policy = scratchPolicy(storeRoot, { maxGb: args.scratchMaxGb, maxAgeDays: args.scratchMaxAgeDays })
+      say(describeScratch(collectScratch(store, policy, { jobsDir }), policy))
+    } finally {
+      store.close()
+    }
+  } catch (e) {
+    say(`could not collect the scratch store ${storeRoot}: ${e instanceof Error ? e.message : String(e)}`)
   }
 }
 

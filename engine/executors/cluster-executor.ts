@@ -161,6 +161,10 @@ export interface ClusterOptions {
   readonly remote?: RemoteConfig | undefined
   /** with sharedFilesystem false: the node-local directory for the job's scratch store; default $TMPDIR/anneal-node on the node */
   readonly scratchDir?: string | undefined
+  /** the scratch store's size cap in GiB, kept as each job ends; default min(50, half its filesystem) (cache/remote/scratch-gc.ts) */
+  readonly scratchMaxGb?: number | undefined
+  /** scratch artifacts unused (checkpoints unwritten) this many days are removed as each job ends; default 7 */
+  readonly scratchMaxAgeDays?: number | undefined
 }
 
 const opt = Schema.optional
@@ -187,6 +191,9 @@ export const clusterConfigFields = {
     Schema.Struct({ url: Schema.String, endpoint: opt(Schema.String), region: opt(Schema.String), profile: opt(Schema.String) })
   ])),
   scratchDir: opt(Schema.String),
+  /** the node scratch store's cap and age limit (cache/remote/scratch-gc.ts) */
+  scratchMaxGb: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
+  scratchMaxAgeDays: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
   /** how much anneal keeps submitted at once (the cluster queues the rest of its users' work) */
   maxCpus: opt(Schema.Int),
   maxGpus: opt(Schema.Int),
@@ -557,7 +564,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         const command = channel === undefined
           ? [node, runnerScript, files.job]
           : yield* call(`sending the job's inputs and orders through the remote`, async () =>
-            (await channel).prepare(node, spec, attempt, rec.attemptDir, job, remote, options.scratchDir))
+            (await channel).prepare(node, spec, attempt, rec.attemptDir, job, remote, options))
         const jobId = yield* call("submitting the job", () =>
           backend.submit({
             jobId: rec.jobId,

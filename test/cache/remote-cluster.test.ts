@@ -205,6 +205,8 @@ describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slu
       sharedFilesystem: false,
       remote: `s3://${bucket}/shared`,
       scratchDir: scratch,
+      // nothing kept once no job uses it: each job's collection empties the scratch store
+      scratchMaxGb: 0,
       node: nodeWithout(driverStore),
       retry: { maxRetries: 0 }
     })
@@ -229,5 +231,13 @@ describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slu
     expect(statusOf(again.events)).toEqual({ make: "cached", use: "ran" })
     const local = await runInto(path.join(root, "local-store-kill"), recipe, undefined)
     expect(again.outputs).toEqual(local.outputs)
+    // the rerun's job collects the scratch store as it ends (after its exit record, so the driver may be
+    // done first): with a cap of 0 no artifact is left, nor the killed job's directory and downloads
+    const left = () => ["store/artifacts", "store/staging", "jobs"].flatMap((d) => {
+      const dir = path.join(scratch, d)
+      return fs.existsSync(dir) ? fs.readdirSync(dir).map((n) => `${d}/${n}`) : []
+    })
+    await waitFor("the scratch store's collection", () => (left().length === 0 ? true : undefined), 30_000).catch(() => {})
+    expect(left()).toEqual([])
   }, clusterTestTimeoutMs)
 })
