@@ -21,16 +21,18 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { UsageError } from "./errors.ts"
+import { messageOf, UsageError } from "./errors.ts"
 import "./executors/builtin.ts"
 import { executorBackend, executorBackends } from "./executors/registry.ts"
 import type { ProjectConfig, SchedulingCapacity, StepResources } from "./executors/registry.ts"
 import type { Executor } from "./spec.ts"
+import { StepExecutionError } from "./spec.ts"
 
 export type { ProjectConfig, SchedulingCapacity, StepResources }
-export type { RayConfig } from "./executors/ray.ts"
-export type { SlurmConfig } from "./executors/slurm.ts"
+export type { RayConfig } from "./executors/ray-config.ts"
+export type { SlurmConfig } from "./executors/slurm-config.ts"
 
 export const configFileName = "anneal.config.json"
 /** A registered executor's name (engine/executors/registry.ts); "local", "slurm" and "ray" are built in. */
@@ -105,14 +107,40 @@ const backendOf = (name: ExecutorName) => {
 }
 const sectionOf = (name: ExecutorName, config: ProjectConfig): unknown => (config as Record<string, unknown>)[name]
 
+/**
+ * An executor whose code is imported at its first step (a registration's `load`): `anneal plan`, and a
+ * run that fails before any step runs, never load it. A failed import fails each step it was to run,
+ * naming the executor; `close` closes it only if it was loaded.
+ */
+const deferredExecutor = (name: ExecutorName, load: () => Promise<Executor>): Executor => {
+  let loaded: Promise<Executor> | undefined
+  return {
+    name,
+    run: (spec, emit) =>
+      Effect.tryPromise({
+        try: () => (loaded ??= load()),
+        catch: (e) => new StepExecutionError(spec.step, `${name} executor: cannot load it: ${messageOf(e)}`, undefined, e)
+      }).pipe(Effect.flatMap((executor) => executor.run(spec, emit))),
+    close: async () => {
+      const executor = await loaded?.catch(() => undefined)
+      await executor?.close?.()
+    }
+  }
+}
+
 /** The executor a run uses; a setting it cannot use (a Ray address that is not a URL) is a UsageError. */
 export const makeExecutor = (name: ExecutorName, config: ProjectConfig, overrides: ExecutorOverrides = {}): Executor => {
   const backend = backendOf(name)
+  const section = sectionOf(name, config)
+  const context = { project: config, stateDir: overrides.stateDir }
   try {
-    return backend.make(sectionOf(name, config), { project: config, stateDir: overrides.stateDir })
+    if (backend.make !== undefined) return backend.make(section, context)
+    backend.check?.(section, context)
   } catch (e) {
     throw new UsageError({ message: `${name} executor: ${(e as Error).message}` })
   }
+  const load = backend.load
+  return deferredExecutor(name, async () => (await load())(section, context))
 }
 
 /** Where a step would run, for `anneal plan`: "local: ...", "slurm: sbatch --requeue --cpus-per-task=4 ...", "ray: ...". */

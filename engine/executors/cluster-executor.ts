@@ -21,7 +21,6 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Schema from "effect/Schema"
 import { messageOf } from "../errors.ts"
 import type { EngineEvent } from "../events.ts"
 import { projectRoot } from "../python.ts"
@@ -30,18 +29,15 @@ import { StepExecutionError } from "../spec.ts"
 import { attemptFiles, endJob, FileFollower, keyDir, newRecord, readExit, readRecord, removeJob, writeAtomic, writeRecord } from "./cluster-job.ts"
 import type { Gang, JobRecord, RunnerJob } from "./cluster-job.ts"
 import { protocolEvent } from "./codec.ts"
-import { PlacementConfig } from "./placement.ts"
-import type { PlacementRules } from "./placement.ts"
+import { jobResources, remoteProblem } from "./cluster-config.ts"
+import type { JobResources } from "./cluster-config.ts"
+import type { PlacementRules } from "./placement-rules.ts"
 import type { RemoteConfig } from "../../cache/remote/url.ts"
 import type { JobMirror, RemoteJobs } from "../../cache/remote/job-channel.ts"
 
-export interface JobResources {
-  readonly gpus: number
-  readonly cpus: number
-  readonly memoryGb?: number | undefined
-  /** nodes for a multi-node step (GPUs and CPUs are then per node); absent or 1 for one */
-  readonly nodes?: number | undefined
-}
+// what the backends' registrations share (cluster-config.ts), here too for the executor's users
+export { clusterCapacity, clusterConfigFields, jobResources, withRemote } from "./cluster-config.ts"
+export type { JobResources } from "./cluster-config.ts"
 
 /**
  * Why a job ended without its artifact, as a retry policy sees it: the cluster lost its node, it was
@@ -167,62 +163,6 @@ export interface ClusterOptions {
   readonly scratchMaxAgeDays?: number | undefined
 }
 
-const opt = Schema.optional
-
-/** The settings every cluster backend's section of anneal.config.json shares (ClusterOptions, and the caps). */
-export const clusterConfigFields = {
-  /** "exec-step" (default) or "command" (command steps run their argv directly) */
-  launcher: opt(Schema.Literals(["exec-step", "command"])),
-  node: opt(Schema.String),
-  pollSeconds: opt(Schema.Number),
-  followSeconds: opt(Schema.Number),
-  fileWaitSeconds: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
-  placement: opt(PlacementConfig),
-  retry: opt(Schema.Struct({
-    maxRetries: opt(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
-    on: opt(Schema.Array(Schema.Literals(["node-failure", "preemption", "timeout", "oom", "step-error"]))),
-    memoryFactor: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(1))),
-    timeFactor: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(1)))
-  })),
-  stateDir: opt(Schema.String),
-  sharedFilesystem: opt(Schema.Boolean),
-  remote: opt(Schema.Union([
-    Schema.String,
-    Schema.Struct({ url: Schema.String, endpoint: opt(Schema.String), region: opt(Schema.String), profile: opt(Schema.String) })
-  ])),
-  scratchDir: opt(Schema.String),
-  /** the node scratch store's cap and age limit (cache/remote/scratch-gc.ts) */
-  scratchMaxGb: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
-  scratchMaxAgeDays: opt(Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))),
-  /** how much anneal keeps submitted at once (the cluster queues the rest of its users' work) */
-  maxCpus: opt(Schema.Int),
-  maxGpus: opt(Schema.Int),
-  maxMemoryGb: opt(Schema.Number)
-}
-
-/** The remote jobs exchange through without a shared filesystem: the section's own, else the config's top-level "remote". */
-export const withRemote = (
-  section: { readonly remote?: RemoteConfig | undefined; readonly sharedFilesystem?: boolean | undefined; readonly shardJobs?: boolean | undefined } | undefined,
-  project: object
-): { remote?: RemoteConfig } => {
-  if (section?.sharedFilesystem === false && section.shardJobs === true) {
-    throw new Error(`"shardJobs": true needs a shared filesystem (its shard tasks read and write the store); drop one of "shardJobs" and "sharedFilesystem": false`)
-  }
-  const remote = section?.remote ?? (project as { readonly remote?: RemoteConfig | undefined }).remote
-  return remote === undefined ? {} : { remote }
-}
-
-/**
- * The pool the scheduler uses with a cluster executor: the driver needs no GPUs of its own, and the caps
- * only bound how much anneal has submitted at once. GPU ids here are slots, not devices: cluster
- * executors use only how many a step got; the cluster assigns the devices.
- */
-export const clusterCapacity = (c: { readonly maxCpus?: number | undefined; readonly maxGpus?: number | undefined; readonly maxMemoryGb?: number | undefined } | undefined) => ({
-  cpus: c?.maxCpus ?? 256,
-  gpus: Array.from({ length: c?.maxGpus ?? 64 }, (_, i) => i),
-  memoryGb: c?.maxMemoryGb ?? 4096
-})
-
 // Beside this module: cluster-runner.ts in the sources, cluster-runner.js once built (dist/).
 const runnerScript = fileURLToPath(new URL(`./cluster-runner${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url))
 const nodeScript = fileURLToPath(new URL(`./cluster-node${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url))
@@ -240,17 +180,6 @@ export const nodeBinary = (configured?: string): string => {
 }
 
 export const defaultStateDir = (spec: StepSpec): string => path.join(path.dirname(path.dirname(spec.resumeDir)), "jobs")
-
-/**
- * What a job asks the cluster for, from a step's request: at least one CPU, and no memory figure when
- * the step names none (0 or absent), so the executor's configured default applies. `anneal plan` and
- * the submission both go through here, so the plan shows what will really be asked for.
- */
-export const jobResources = (r: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }): JobResources => ({
-  gpus: r.gpus,
-  cpus: Math.max(1, r.cpus),
-  memoryGb: r.memoryGb !== undefined && r.memoryGb > 0 ? r.memoryGb : undefined
-})
 
 export const resourcesOf = (spec: StepSpec): JobResources => {
   const nodes = gangNodes(spec)
@@ -418,9 +347,8 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
   const queryStatus = batchedStatus(backend, Math.min(1000, Math.max(10, pollMs / 5)))
   const followMs = (options.followSeconds ?? 0.25) * 1000
   const launcher = options.launcher ?? "exec-step"
-  if (options.sharedFilesystem === false && options.remote === undefined) {
-    throw new Error(`${backend.name}: "sharedFilesystem": false needs a remote store for the jobs ("remote": "s3://bucket/prefix" in anneal.config.json)`)
-  }
+  const problem = remoteProblem(backend.name, options)
+  if (problem !== undefined) throw new Error(problem)
   // with no shared filesystem, jobs exchange everything through the remote (cache/remote/job-channel.ts);
   // that code loads only then
   let remoteJobs: Promise<RemoteJobs> | undefined
@@ -473,6 +401,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
     const sync = <A>(what: string, f: () => A) =>
       Effect.try({ try: f, catch: (e) => new StepExecutionError(spec.step, `${backend.name}: ${what}: ${messageOf(e)}`, undefined, e) })
 
+    // cannot reject: a failure to read the job's output becomes the text shown in its place
     const readJobOutput = (jobId: string, attemptDir: string) =>
       Effect.promise(async () => {
         if (backend.jobOutput === undefined) return undefined
@@ -491,8 +420,9 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         const name = rec.name
         const found = yield* call(`looking for job ${name}`, () => backend.findByName!(name))
         if (found !== undefined) {
-          rec = { ...rec, jobId: found }
-          writeRecord(stateDir, rec)
+          const withId = { ...rec, jobId: found }
+          yield* sync("recording the job", () => writeRecord(stateDir, withId))
+          rec = withId
         }
       }
       if (rec.jobId === undefined) return { rec: undefined, previous: rec }
@@ -534,7 +464,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         if (gang !== undefined && backend.gangCommand === undefined) {
           return yield* Effect.fail(new StepExecutionError(spec.step, `${backend.name}: ${spec.step} asks for ${gang.nodes} nodes, which the ${backend.name} executor cannot launch`))
         }
-        const job: RunnerJob = {
+        const job: RunnerJob = yield* sync("building the job's command", (): RunnerJob => ({
           argv: gang !== undefined
             ? backend.gangCommand!(gang, [node, nodeScript, files.job], resourcesOf(spec))
             : launcher === "exec-step" || remote.implementation.type === "ts"
@@ -551,7 +481,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           exit: files.exit,
           gpus: spec.devices.gpus.length,
           ...(gang !== undefined ? { gang } : {})
-        }
+        }))
         yield* sync("writing the job files", () => {
           fs.mkdirSync(rec.attemptDir, { recursive: true })
           writeAtomic(files.spec, JSON.stringify(remote, null, 2) + "\n")
@@ -592,7 +522,9 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
       Effect.gen(function* () {
         const files = attemptFiles(rec.attemptDir)
         const channel = jobsChannel()
-        const mirror = channel === undefined ? undefined : (yield* Effect.promise(() => channel)).follow(spec.key, rec.attempt, rec.attemptDir)
+        const mirror = channel === undefined
+          ? undefined
+          : yield* call("following the job through the remote", async () => (await channel).follow(spec.key, rec.attempt, rec.attemptDir))
         if (mirror !== undefined) mirrors.set(rec.attemptDir, mirror)
         let nextMirror = 0
         const events = new FileFollower(files.events)
@@ -621,9 +553,10 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           if (mirror !== undefined && Date.now() >= nextMirror) {
             // the job's batches, copied from the remote into the attempt dir, about once a second
             nextMirror = Date.now() + Math.max(1000, followMs)
-            yield* Effect.promise(() => mirror.sync())
+            // a remote that does not answer is noted in mirror.problem and tried again; what rejects is a bug to report
+            yield* call("copying the job's output from the remote", () => mirror.sync())
           }
-          drain(false)
+          yield* sync("reading the job's output", () => drain(false))
           if (Date.now() >= nextPoll) {
             // on the clock's grid, so that every job's follower asks at the same moment: one batched query
             nextPoll = (Math.floor(Date.now() / pollMs) + 1) * pollMs
@@ -653,8 +586,10 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
           yield* Effect.sleep(Math.max(1, Math.min(followMs, nextPoll - Date.now())))
         }
         // through the remote: its last batches, its output and then its exit record, copied here first
-        if (mirror !== undefined) yield* Effect.promise(() => mirror.waitForExit(status!.phase === "failed" ? 0 : fileWaitMs))
-        drain(true)
+        if (mirror !== undefined) {
+          yield* call("copying the job's output from the remote", () => mirror.waitForExit(status!.phase === "failed" ? 0 : fileWaitMs))
+        }
+        yield* sync("reading the job's output", () => drain(true))
         return status!
       })
 
@@ -691,6 +626,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         mirrors.delete(rec.attemptDir)
         // the job's exchange with the driver is over: its objects go (its output stays, content-addressed)
         if (mirror !== undefined) {
+          // cannot reject (the catch): objects left behind cost storage, not the step
           yield* Effect.promise(() => mirror.remove().catch(() => {}))
           if (mirror.problem !== undefined) writeLog(mirror.problem)
         }
@@ -702,12 +638,12 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         keepRankLogs(rec.attemptDir)
         if (ok) {
           if (!(yield* waitForFile(files.output, fileWaitMs))) {
-            endJob(stateDir, rec, "no output")
+            yield* sync("recording the job's end", () => endJob(stateDir, rec, "no output"))
             current = undefined
             return yield* Effect.fail(new StepExecutionError(spec.step, `${label} finished but left no output at ${files.output}`))
           }
           yield* sync("moving the job's output into staging", () => handOver(files.output, spec.output))
-          removeJob(stateDir, spec.key)
+          yield* sync("removing the finished job's files", () => removeJob(stateDir, spec.key))
           current = undefined
           return { result: { metrics } satisfies ExecResult }
         }
@@ -726,7 +662,7 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         const why = status.phase === "gone"
           ? `is no longer known to ${backend.name} and left no exit status (lost with its node?)`
           : `${status.state}${status.reason !== undefined ? `: ${status.reason}` : ""}`
-        endJob(stateDir, rec, status.state)
+        yield* sync("recording the job's end", () => endJob(stateDir, rec, status.state))
         current = undefined
         const failure: FailureKind | undefined = status.phase === "gone"
           ? (exit !== undefined && exit.code !== 0 ? "step-error" : "node-failure")
@@ -737,7 +673,11 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
         }
       })
 
-    /** Interrupted: cancel the job and wait until the cluster has stopped it. */
+    /**
+     * Interrupted: cancel the job and wait until the cluster has stopped it. It runs as the interrupt's
+     * finalizer, which has no error channel, so it cannot reject: each thing that can fail is caught and
+     * written to the step's log, and the interruption goes on.
+     */
     const cancel = Effect.promise(async () => {
       const rec = current
       if (rec === undefined) return
@@ -765,7 +705,11 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
       try {
         endJob(stateDir, rec, "interrupted")
       } catch {
-        removeJob(stateDir, spec.key)
+        try {
+          removeJob(stateDir, spec.key)
+        } catch (e) {
+          writeLog(`[anneal] could not remove the job's record under ${stateDir}: ${messageOf(e)}`)
+        }
       }
     })
 
@@ -805,5 +749,8 @@ export const makeClusterExecutor = (backend: ClusterBackend, options: ClusterOpt
     )
   }
 
-  return { name: backend.name, run }
+  // the run is over: the remote's local stores close, and the driver's lease on the remote goes
+  const close = async () => (await remoteJobs?.catch(() => undefined))?.close()
+
+  return { name: backend.name, run, close }
 }

@@ -169,8 +169,8 @@ export const readExit = (attemptDir: string): ExitStatus | undefined => {
   }
 }
 
-/** Quotes one word for a POSIX shell: Slurm batch scripts and Ray entrypoints are shell command lines. */
-export const shellQuote = (word: string): string => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`)
+// defined with the registrations' light helpers (`anneal plan` quotes sbatch arguments with it)
+export { shellQuote } from "./cluster-config.ts"
 
 /**
  * Follows a file another machine appends to (over NFS, or the same disk): each `read()` returns the

@@ -268,7 +268,9 @@ const runCommandWith = (
         finish(Effect.fail(new StepExecutionError(spec.step, `could not start ${impl.argv[0]}: ${why}`, undefined, e)))
       }
     )
-    // the canceler: SIGTERM to the group now, SIGKILL after the grace period, and wait for the exit
+    // the canceler: SIGTERM to the group now, SIGKILL after the grace period, and wait for the exit.
+    // It cannot reject (signalGroup and log.close catch, the child's rejection is caught), as a
+    // canceler, which has no error channel, must not
     return Effect.promise(async () => {
       if (group !== undefined) signalGroup(group, "SIGTERM")
       const force = setTimeout(() => group !== undefined && signalGroup(group, "SIGKILL"), killGraceSeconds * 1000)

@@ -19,74 +19,23 @@
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
-import * as Schema from "effect/Schema"
 import type { Executor } from "../spec.ts"
 import { shellQuote } from "./cluster-job.ts"
-import { describePlaced, placedClusterExecutor } from "./placement.ts"
+import { placedClusterExecutor } from "./placement.ts"
 import { rayShardRunner } from "./shard-jobs.ts"
-import { registerExecutor } from "./registry.ts"
-import { clusterCapacity, clusterConfigFields, jobResources, makeClusterExecutor, withRemote } from "./cluster-executor.ts"
-import type { ClusterBackend, ClusterOptions, JobResources, JobStatus, SubmitRequest } from "./cluster-executor.ts"
+import type { MakeContext } from "./registry.ts"
+import { makeClusterExecutor, withRemote } from "./cluster-executor.ts"
+import type { ClusterBackend, JobResources, JobStatus, SubmitRequest } from "./cluster-executor.ts"
 import type { Gang } from "./cluster-job.ts"
+import { rayAddress, rayPlacement, rayResourceFields } from "./ray-config.ts"
+import type { RayConfig, RayOptions, RayPlacement } from "./ray-config.ts"
 
-export interface RayPlacement {
-  /** a Ray runtime_env for the job (env_vars, working_dir, ...) */
-  readonly runtimeEnv?: Readonly<Record<string, unknown>> | undefined
-  /** custom Ray resources the job needs, e.g. {"a100": 1} */
-  readonly resources?: Readonly<Record<string, number>> | undefined
-  /** memory when the step names none, in GiB */
-  readonly memoryGb?: number | undefined
-  /** a container image the job runs in (runtime_env.image_uri; the image must hold Node 24 and the project's Python) */
-  readonly imageUri?: string | undefined
-  /** shell lines the entrypoint runs before the step (activating an environment); a failing one stops the job */
-  readonly setup?: ReadonlyArray<string> | undefined
-}
-
-export interface RayOptions extends ClusterOptions, RayPlacement {
-  /** the Jobs API address (the dashboard), e.g. http://127.0.0.1:8265; default RAY_API_SERVER_ADDRESS or RAY_ADDRESS */
-  readonly address?: string | undefined
-  /** HTTP headers for every Jobs API call (an auth proxy's token); a value may name variables as ${NAME} */
-  readonly headers?: Readonly<Record<string, string>> | undefined
-  /** a PEM file of the certificate authority that signed an https address's certificate */
-  readonly caFile?: string | undefined
-  /** per-step settings, by step id or step kind (the id wins) */
-  readonly steps?: Readonly<Record<string, RayPlacement>> | undefined
-  /**
-   * how a multi-node step's bundles (one per node) are placed: "SPREAD" (default: on different nodes
-   * where it can), "STRICT_SPREAD" (always; fails on a cluster with fewer nodes), "PACK"
-   */
-  readonly gangStrategy?: "SPREAD" | "STRICT_SPREAD" | "PACK" | undefined
-}
+// the registration's half (ray-config.ts: settings, resources, the address, plan's line), here too for this module's users
+export { describeRayPlacement, rayAddress, RayConfig, rayPlacement, rayResourceFields, redactAddress } from "./ray-config.ts"
+export type { RayOptions, RayPlacement } from "./ray-config.ts"
 
 // beside this module, in the sources and once built
 const gangScript = fileURLToPath(new URL("./ray-gang.py", import.meta.url))
-
-export const rayPlacement = (options: RayOptions, step: string, kind: string): RayPlacement => ({
-  runtimeEnv: options.runtimeEnv,
-  resources: options.resources,
-  memoryGb: options.memoryGb,
-  imageUri: options.imageUri,
-  setup: options.setup,
-  ...options.steps?.[kind],
-  ...options.steps?.[step]
-})
-
-/** The Jobs API's resource fields for a request. */
-export const rayResourceFields = (
-  placement: RayPlacement,
-  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined; readonly nodes?: number | undefined },
-  memoryScale = 1
-): Record<string, unknown> => {
-  const memoryGb = resources.memoryGb ?? placement.memoryGb
-  // a multi-node step's entrypoint only waits for its placement group, which holds the resources (ray-gang.py)
-  if ((resources.nodes ?? 1) > 1) return { entrypoint_num_cpus: 0, entrypoint_num_gpus: 0 }
-  return {
-    entrypoint_num_cpus: resources.cpus,
-    entrypoint_num_gpus: resources.gpus,
-    ...(memoryGb !== undefined && memoryGb > 0 ? { entrypoint_memory: Math.ceil(memoryGb * memoryScale * 1024 ** 3) } : {}),
-    ...(placement.resources !== undefined ? { entrypoint_resources: placement.resources } : {})
-  }
-}
 
 /** The job's runtime_env: the configured one, with the container image as image_uri when one is set. */
 export const rayRuntimeEnv = (placement: RayPlacement): Record<string, unknown> | undefined =>
@@ -133,9 +82,6 @@ export const rayStatus = (info: RayJobInfo): JobStatus => {
   }
 }
 
-/** An address fit for a message: user and password in it replaced by ***. */
-export const redactAddress = (address: string): string => address.replace(/^(\w+:\/\/)[^/@]*@/, "$1***@")
-
 /**
  * The headers every Jobs API call carries: RAY_JOB_HEADERS (a JSON object, as `ray job` reads it), then
  * the config's `headers` on top, with `${NAME}` in a value replaced by that environment variable.
@@ -171,18 +117,7 @@ export const rayHeaders = (configured: Readonly<Record<string, string>> | undefi
 }
 
 export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
-  const address = (options.address ?? process.env.RAY_API_SERVER_ADDRESS ?? process.env.RAY_ADDRESS ?? "http://127.0.0.1:8265")
-    .replace(/\/+$/, "")
-  const shown = redactAddress(address)
-  let base: URL
-  try {
-    base = new URL(address + "/")
-  } catch {
-    throw new Error(`the Ray address ${shown} is not a URL (e.g. http://head-node:8265)`)
-  }
-  if (base.protocol !== "http:" && base.protocol !== "https:") {
-    throw new Error(`the Ray address ${shown} must start with http:// or https://`)
-  }
+  const { base, shown } = rayAddress(options)
   // node:http loads here, when a Ray executor is made: importing it costs every command tens of ms
   // (its ESM form loads undici), though only a run on Ray talks to the dashboard
   const transport = process.getBuiltinModule(base.protocol === "https:" ? "node:https" : "node:http")
@@ -314,60 +249,11 @@ export const makeRayBackend = (options: RayOptions = {}): ClusterBackend => {
 
 export const makeRayExecutor = (options: RayOptions = {}): Executor => makeClusterExecutor(makeRayBackend(options), options)
 
-/** Where `anneal plan` says a step would run. */
-export const describeRayPlacement = (
-  options: RayOptions,
-  step: string,
-  kind: string,
-  resources: { readonly gpus: number; readonly cpus: number; readonly memoryGb?: number | undefined }
-): string => {
-  const r = jobResources(resources)
-  const fields = rayResourceFields(rayPlacement(options, step, kind), r)
-  const mem = fields.entrypoint_memory !== undefined ? `, ${Math.round(Number(fields.entrypoint_memory) / 1024 ** 3)} GiB` : ""
-  const custom = fields.entrypoint_resources !== undefined ? `, ${JSON.stringify(fields.entrypoint_resources)}` : ""
-  return `ray: ${r.gpus} GPU, ${r.cpus} CPU${mem}${custom}`
-}
-
-const opt = Schema.optional
-const rayPlacementFields = {
-  runtimeEnv: opt(Schema.Record(Schema.String, Schema.Unknown)),
-  resources: opt(Schema.Record(Schema.String, Schema.Number)),
-  memoryGb: opt(Schema.Number),
-  imageUri: opt(Schema.String),
-  setup: opt(Schema.Array(Schema.String))
-}
-/** The "ray" section of anneal.config.json. */
-export const RayConfig = Schema.Struct({
-  ...rayPlacementFields,
-  ...clusterConfigFields,
-  address: opt(Schema.String),
-  /** headers for every Jobs API call; a value may name environment variables as ${NAME} (keep secrets out of the file) */
-  headers: opt(Schema.Record(Schema.String, Schema.String)),
-  /** the CA that signed an https address's certificate */
-  caFile: opt(Schema.String),
-  gangStrategy: opt(Schema.Literals(["SPREAD", "STRICT_SPREAD", "PACK"])),
-  shardJobs: opt(Schema.Boolean),
-  steps: opt(Schema.Record(Schema.String, Schema.Struct(rayPlacementFields)))
-})
-export type RayConfig = typeof RayConfig.Type
-
-declare module "./registry.ts" {
-  interface ExecutorConfigs {
-    ray: RayConfig
-  }
-}
-
-registerExecutor<RayConfig>({
-  name: "ray",
-  config: RayConfig,
-  make: (config, { stateDir, project }) =>
-    placedClusterExecutor(
-      makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}), ...withRemote(config, project) }),
-      config?.placement,
-      project,
-      config?.shardJobs === true ? (command) => rayShardRunner(makeRayBackend(config), command, config) : undefined
-    ),
-  describe: (config, step, kind, resources) =>
-    describePlaced(config?.placement, step, kind, resources, () => describeRayPlacement(config ?? {}, step, kind, resources)),
-  capacity: clusterCapacity
-})
+/** The executor of a run with `--executor ray`: ray-config.ts's registration loads this module for it. */
+export const rayExecutor = (config: RayConfig | undefined, { stateDir, project }: MakeContext): Executor =>
+  placedClusterExecutor(
+    makeRayExecutor({ ...config, ...(stateDir !== undefined ? { stateDir } : {}), ...withRemote(config, project) }),
+    config?.placement,
+    project,
+    config?.shardJobs === true ? (command) => rayShardRunner(makeRayBackend(config), command, config) : undefined
+  )

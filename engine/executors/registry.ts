@@ -1,9 +1,16 @@
 /**
  * Executor backends register themselves here: a name (what `--executor` and the config's "executor"
- * say), the schema of their section in anneal.config.json (the key is the name), a constructor, how
- * `anneal plan` describes where a step would go, and the capacity the scheduler should use in place of
- * this machine's. engine/executor-config.ts reads only this table, so a new backend is one module that
- * calls `registerExecutor` (listed in ./builtin.ts, or imported by a recipe) and touches no engine file.
+ * say), the schema of their section in anneal.config.json (the key is the name), the executor's
+ * constructor, how `anneal plan` describes where a step would go, and the capacity the scheduler should
+ * use in place of this machine's. engine/executor-config.ts reads only this table, so a new backend is
+ * one module that calls `registerExecutor` (listed in ./builtin.ts, or imported by a recipe) and
+ * touches no engine file.
+ *
+ * Every registration loads with every command (config validation and `anneal plan` need it), so it
+ * stays light: a backend whose executor needs much code (the cluster executors: their job machinery,
+ * placement, shard arrays) registers `load`, which imports that code only when a run chooses the
+ * backend, at its first step; `check` refuses unusable settings before that, while the run is set up.
+ * A backend with little code registers `make` directly (local).
  *
  * A backend's config type reaches `ProjectConfig` through declaration merging:
  *
@@ -46,13 +53,14 @@ export interface MakeContext {
   readonly stateDir?: string | undefined
 }
 
-export interface ExecutorBackend<C> {
+/** Builds the executor from the backend's config section; a setting it cannot use throws. */
+export type MakeExecutor<C> = (config: C | undefined, context: MakeContext) => Executor
+
+interface BackendInfo<C> {
   readonly name: string
   /** the schema of the config file's section named after the backend; none for a backend without settings */
   readonly config?: Schema.Codec<C, unknown> | undefined
-  /** the executor; a setting it cannot use throws (the caller makes it a UsageError naming the backend) */
-  readonly make: (config: C | undefined, context: MakeContext) => Executor
-  /** for `anneal plan`: "local: ...", "slurm: sbatch ...", "ray: ..." */
+  /** for `anneal plan`: "local: ...", "slurm: sbatch ...", "ray: ..." (from the registration alone: plan loads no executor) */
   readonly describe: (config: C | undefined, step: string, kind: string, resources: StepResources) => string
   /**
    * The pool the scheduler uses instead of this machine's (cluster executors: the driver needs no GPUs
@@ -60,6 +68,25 @@ export interface ExecutorBackend<C> {
    */
   readonly capacity?: ((config: C | undefined) => SchedulingCapacity) | undefined
 }
+
+export type ExecutorBackend<C> = BackendInfo<C> & (
+  | {
+    /** the executor; a setting it cannot use throws (the caller makes it a UsageError naming the backend) */
+    readonly make: MakeExecutor<C>
+    readonly load?: undefined
+    readonly check?: undefined
+  }
+  | {
+    readonly make?: undefined
+    /**
+     * The constructor, imported when a run uses the backend (at its first step, so a run that fails
+     * before any step and `anneal plan` never load it); a failed import fails that step, naming the backend.
+     */
+    readonly load: () => Promise<MakeExecutor<C>>
+    /** settings the executor could not use, refused when the run is set up (throws; a UsageError naming the backend) */
+    readonly check?: ((config: C | undefined, context: MakeContext) => void) | undefined
+  }
+)
 
 const backends = new Map<string, ExecutorBackend<never>>()
 

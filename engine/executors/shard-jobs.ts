@@ -21,8 +21,8 @@ import { fileURLToPath } from "node:url"
 import { pythonExecutable } from "../python.ts"
 import type { ClusterBackend } from "./cluster-executor.ts"
 import { shellQuote, writeAtomic } from "./cluster-job.ts"
-import { containerPrefix, sbatchResourceArgs, slurmPlacement } from "./slurm.ts"
-import type { SlurmOptions } from "./slurm.ts"
+import { containerPrefix, sbatchResourceArgs, slurmPlacement } from "./slurm-config.ts"
+import type { SlurmOptions } from "./slurm-config.ts"
 
 /** What fanout.ts asks of an executor (steps/data/fanout.ts ShardExecutor). */
 export interface ShardRunner {

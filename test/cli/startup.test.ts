@@ -1,9 +1,10 @@
 /**
  * Start-up: what the command loads before it does anything. `anneal --help` loads neither the engine nor
  * Effect; `anneal plan` loads none of what only a run that starts processes or talks to a cluster needs
- * (execa and its ~140 modules, node:http); a run that prints plain lines loads no Ink or React; and when
- * such a module cannot load, the step that needed it fails with a message naming it, while the rest of
- * the command works. (Times are in bench/startup.ts.)
+ * (execa and its ~140 modules, node:http, the cluster executors); a run that prints plain lines loads no
+ * Ink or React, and a local run no cluster executor; and when such a module cannot load, the step that
+ * needed it fails with a message naming it, while the rest of the command works. (Times are in
+ * bench/startup.ts.)
  */
 import * as fs from "node:fs"
 import { describe, expect, it } from "vitest"
@@ -84,6 +85,10 @@ const project = () => {
 
 const fromPackage = (urls: ReadonlyArray<string>, name: string) => urls.filter((u) => u.includes(`/node_modules/${name}/`))
 
+/** The cluster executors' code (not their registrations, slurm-config.ts and ray-config.ts): only a run on a cluster needs it. */
+const clusterCode = /\/engine\/executors\/(slurm|ray|cluster-executor|cluster-job|placement|shard-jobs)\.[jt]s$/
+const clusterModules = (urls: ReadonlyArray<string>) => urls.filter((u) => clusterCode.test(u)).map((u) => u.replace(/^.*\/engine\//, "engine/"))
+
 describe("start-up", () => {
   it("--help loads neither the engine nor Effect, plan neither execa nor node:http, a plain run no Ink", async () => {
     const { p, env, loaded } = project()
@@ -103,6 +108,8 @@ describe("start-up", () => {
     expect(fromPackage(planModules, "effect").length, "the hook saw Effect load").toBeGreaterThan(0)
     expect(fromPackage(planModules, "execa")).toEqual([])
     expect(planModules.filter((u) => u === "node:http" || u === "node:https")).toEqual([])
+    expect(planModules.some((u) => u.endsWith("/engine/executors/slurm-config.ts")), "the hook saw the registrations load").toBe(true)
+    expect(clusterModules(planModules)).toEqual([])
 
     // a run into a pipe prints plain lines: the live view's Ink and React (~500 modules) stay unloaded
     const run = await cli(["run", p.file("recipe.ts"), "--store", p.store], { cwd: p.dir, env: env() })
@@ -111,6 +118,27 @@ describe("start-up", () => {
     const runModules = loaded()
     expect(fromPackage(runModules, "execa").length, "the command step started through execa").toBeGreaterThan(0)
     expect([...fromPackage(runModules, "ink"), ...fromPackage(runModules, "react")]).toEqual([])
+    expect(clusterModules(runModules)).toEqual([])
+  })
+
+  it("plan on a cluster describes from the registration alone; a run there loads the executor at its first step", async () => {
+    const { p, env, loaded } = project()
+    p.write("anneal.config.json", JSON.stringify({ slurm: { partition: "gpu" }, ray: { address: "http://127.0.0.1:1" } }))
+    const plan = await cli(["plan", p.file("recipe.ts"), "--store", p.store, "--executor", "slurm"], { cwd: p.dir, env: env() })
+    expect(plan.exitCode, plan.stderr).toBe(0)
+    expect(plan.stdout).toMatch(/^ {2}tooled: slurm: sbatch --requeue --cpus-per-task=1 .*--partition=gpu /m)
+    expect(clusterModules(loaded())).toEqual([])
+
+    // nothing listens on port 1: the command step's job cannot be submitted, and fails in one line
+    // naming the executor, the step and the address; the TS step runs on the driver (placement "auto")
+    const r = await cli(["run", p.file("recipe.ts"), "--store", p.store, "--executor", "ray", "--json", "--keep-going"], { cwd: p.dir, env: env() })
+    expect(r.exitCode).toBe(1)
+    expect(statuses(r.events)).toEqual({ upper: "ran", tooled: "failed" })
+    const failed = r.events.find((e) => e.event === "step" && e.step === "tooled" && e.status === "failed") as { error?: string } | undefined
+    expect(failed?.error).toMatch(/^ray: submitting the job: cannot reach the Ray Jobs API at http:\/\/127\.0\.0\.1:1: /)
+    expect(failed?.error?.split("\n")).toHaveLength(1)
+    expect(clusterModules(loaded())).toEqual(expect.arrayContaining(["engine/executors/ray.ts", "engine/executors/cluster-executor.ts"]))
+    expect(clusterModules(loaded())).not.toContain("engine/executors/slurm.ts")
   })
 
   it("a run whose command step cannot load execa fails that step naming it; the TypeScript step runs", async () => {
