@@ -15,7 +15,11 @@ export const expirySeconds = (): number => {
   return Number.isFinite(v) && v > 0 ? v : 600
 }
 
-export const thisHost = (): string => os.hostname()
+// asked once: a step's prepare, lock and commit named the host six times, a uname(2) each
+const host = os.hostname()
+
+/** This machine's name, as locks, leases and staging directories record it. */
+export const thisHost = (): string => host
 
 /** Whether a pid on this host is running (EPERM: it is, but belongs to someone else). */
 export const pidAlive = (pid: number): boolean => {

@@ -140,8 +140,12 @@ export class ResourcePool {
     if (w !== undefined && w.request.cpus <= 0) this.cpuless--
   }
 
-  /** Holds the resources while `use` runs; released on success, failure and interruption alike. */
-  withResources<A, E, R>(request: Request, use: (grant: Grant) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+  /**
+   * Holds the resources while `use` runs; released on success, failure and interruption alike, or
+   * earlier when `use` calls `release` (a step whose process has ended gives its slots to the next one
+   * while its output is committed). Released once either way.
+   */
+  withResources<A, E, R>(request: Request, use: (grant: Grant, release: () => void) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
     const pool = this
     const acquire = Effect.suspend(() => {
       const r = pool.fit(request)
@@ -172,7 +176,15 @@ export class ResourcePool {
         )
       })
     })
-    return Effect.acquireUseRelease(acquire, use, (g) => Effect.sync(() => pool.give(g)))
+    return Effect.suspend(() => {
+      let given = false
+      const giveBack = (g: Grant) => {
+        if (given) return
+        given = true
+        pool.give(g)
+      }
+      return Effect.acquireUseRelease(acquire, (g) => use(g, () => giveBack(g)), (g) => Effect.sync(() => giveBack(g)))
+    })
   }
 }
 

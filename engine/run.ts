@@ -16,7 +16,7 @@
  * - `endRun` records how the run ended and emits the final run event.
  */
 import * as fs from "node:fs"
-import * as os from "node:os"
+import { thisHost } from "../cache/liveness.ts"
 import * as path from "node:path"
 import { execFileSync } from "node:child_process"
 import * as Cause from "effect/Cause"
@@ -303,7 +303,7 @@ const build = (run: Run, step: PlannedStep, hold: Hold): Effect.Effect<Outcome> 
         return r !== undefined && s.has(r.output) ? r : undefined
       })
       if (again !== undefined) return yield* store.attempt(() => settleCached(run, step, key, trace, again.output, again.seconds, true))
-      return yield* hold((grant) => run.stopNew ? Effect.succeed(skip(run, step, "the run stopped after a failure")) : execute(run, step, key, trace, grant))
+      return yield* hold((grant, release) => run.stopNew ? Effect.succeed(skip(run, step, "the run stopped after a failure")) : execute(run, step, key, trace, grant, release))
     }))
   }).pipe(
     // a failure outside execute (the database's CacheError, the rebuilder, a lock) still settles the step
@@ -405,8 +405,11 @@ interface Attempt {
 }
 
 /** Runs one step into staging and commits it. Whatever goes wrong, the step settles once: ran, failed
- * (with the message; the cause goes to its log) or interrupted (only when the cause is interrupts alone). */
-const execute = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: Grant): Effect.Effect<Outcome> => {
+ * (with the message; the cause goes to its log) or interrupted (only when the cause is interrupts alone).
+ * The step's resources go back to the pool (`release`) once its process is done and its output is not
+ * empty: the commit (hashing on the store's workers, fsyncs, the database) needs none of its slots or
+ * GPUs, and the next step starts meanwhile. */
+const execute = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: Grant, release: () => void): Effect.Effect<Outcome> => {
   const { store } = run.project
   const t0 = performance.now()
   const seconds = () => (performance.now() - t0) / 1000
@@ -436,7 +439,7 @@ const execute = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: 
       // cut short by an interrupt once started
       Effect.flatMap((result) => Effect.uninterruptible(Effect.gen(function* () {
         at.phase = "commit"
-        const hash = yield* commitStep(run, step, key, trace, grant, spec, result.metrics, seconds)
+        const hash = yield* commitStep(run, step, key, trace, grant, spec, result.metrics, seconds, release)
         at.staging = undefined // renamed into the store (or dropped as a duplicate)
         at.settled = true
         removeResumeDir(spec.resumeDir)
@@ -515,10 +518,13 @@ const commitStep = (
   grant: Grant,
   spec: StepSpec,
   metrics: Record<string, number | string>,
-  seconds: () => number
+  seconds: () => number,
+  release: () => void
 ): Effect.Effect<string, EmptyOutput | StoreFailure> => Effect.gen(function* () {
   const { store, recipeId, graph } = run.project
+  // an empty output fails the step before its slots go back: without --keep-going no new step starts
   if (step.def.output.kind === "dataset" && isEmptyDir(spec.output)) return yield* Effect.fail(new EmptyOutput(step.id))
+  release()
   // asked once per run: `??=` would ask again after every null (a recipe outside git), a `git` process
   // per step that cost an executed no-op step 40 ms
   if (run.revision === undefined) run.revision = gitRevision(path.dirname(graph.recipe))
@@ -530,7 +536,7 @@ const commitStep = (
     params: step.params,
     inputs: trace.inputs,
     seed: spec.seed,
-    devices: { gpus: grant.gpus, cpus: grant.cpus, host: os.hostname() },
+    devices: { gpus: grant.gpus, cpus: grant.cpus, host: thisHost() },
     versions: { anneal: annealVersion, node: process.versions.node },
     git: run.revision,
     created: new Date().toISOString()

@@ -18,8 +18,11 @@ import type { Grant, Request } from "./resources.ts"
 /** How a step ended, as the steps that need it see it. */
 export type Outcome = { readonly ok: true; readonly hash: string } | { readonly ok: false }
 
-/** Holds the step's resources while `use` runs: all of them at once, or it waits holding nothing. */
-export type Hold = <A, E>(use: (grant: Grant) => Effect.Effect<A, E>) => Effect.Effect<A, E>
+/**
+ * Holds the step's resources while `use` runs: all of them at once, or it waits holding nothing. `use`
+ * may give them back before it ends (`release`): once the step's process is done, its commit needs none.
+ */
+export type Hold = <A, E>(use: (grant: Grant, release: () => void) => Effect.Effect<A, E>) => Effect.Effect<A, E>
 
 export interface Schedule<S> {
   readonly steps: ReadonlyArray<S>

@@ -53,6 +53,37 @@ describe("resource pool", () => {
     expect(log).toEqual(["a start", "a end", "b start", "b end"])
   })
 
+  it("slots given back early (a step whose process ended, committing) serve the next request once, and only once", async () => {
+    const log: Array<string> = []
+    await Effect.runPromise(Effect.gen(function* () {
+      const pool = new ResourcePool({ cpus: 2, gpus: [], memoryGb: 16 })
+      const committed = yield* Deferred.make<void>()
+      const a = yield* Effect.forkChild(pool.withResources(cpus(2), (_grant, release) =>
+        Effect.sync(() => {
+          log.push("a ran")
+          release()
+          release() // a second call gives nothing back
+        }).pipe(Effect.andThen(Deferred.await(committed)), Effect.andThen(Effect.sync(() => log.push("a committed"))))))
+      const b = yield* holder(pool, "b", cpus(2), log)
+      yield* settle
+      // b runs on a's slots while a still commits
+      expect(log).toEqual(["a ran", "b start"])
+      yield* Deferred.succeed(committed, undefined)
+      yield* Fiber.join(a)
+      // a's end gave nothing back a second time: b still holds both slots, a third 1-slot request waits
+      const c = yield* holder(pool, "c", cpus(1), log)
+      yield* settle
+      expect(log).toEqual(["a ran", "b start", "a committed"])
+      expect(pool.waiting).toBe(1)
+      yield* b.release
+      yield* settle
+      expect(log).toEqual(["a ran", "b start", "a committed", "b end", "c start"])
+      yield* c.release
+      yield* Fiber.join(b.fiber)
+      yield* Fiber.join(c.fiber)
+    }))
+  })
+
   it("a 3-slot request is not starved by a stream of 1-slot requests", async () => {
     const log: Array<string> = []
     await Effect.runPromise(Effect.gen(function* () {
