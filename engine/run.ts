@@ -546,6 +546,8 @@ const commitStep = (
     store.db.finishRun(spec.runId, { status: "ran", seconds: secs, output: c.hash, metrics, error: null })
     store.db.putResult(key, c.hash, spec.runId, secs)
     record(run, step, key, trace, c.hash, secs, spec.runId)
+    // the key's build lock goes with the result that ends it (withLock's own unlock then finds no row)
+    store.db.unlock(key)
   })
   return committed.hash
 })
