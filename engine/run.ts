@@ -474,7 +474,9 @@ const prepareSpec = (run: Run, step: PlannedStep, key: string, trace: Trace, gra
   const { store, recipeId, graph } = run.project
   at.staging = store.newStaging(key)
   const resumeDir = store.resumeDir(key)
-  makeDir(resumeDir)
+  // a worker process is handed the directory; a TS step makes it when it first asks (local.ts): most
+  // never do, and a mkdir and rmdir were a tenth of an executed no-op step
+  if (step.def.implementation.run === undefined) makeDir(resumeDir)
   const logPath = (at.logPath = store.logPath(run.session, step.id))
   at.runId = store.db.startRun({ session: run.session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus })
   const inputs: Record<string, string | ReadonlyArray<string>> = {}
@@ -603,7 +605,8 @@ const endRun = (run: Run, exit: Exit.Exit<void>, started: number): RunSummary =>
 const removeResumeDir = (dir: string) => {
   try {
     fs.rmdirSync(dir)
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return
     attempt(() => fs.rmSync(dir, { recursive: true, force: true }))
   }
 }

@@ -79,13 +79,21 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
       log.close()
       return Effect.fail(new StepExecutionError(spec.step, `params do not decode: ${(e as Error).message}`))
     }
+    let resumeMade = false
     const ctx: StepContext<unknown, Record<string, never>> = {
       step: spec.step,
       key: spec.key,
       params: decoded,
       inputs: spec.inputs as never,
       output: spec.output,
-      resumeDir: spec.resumeDir,
+      // made on first use (the engine makes it only for worker processes)
+      get resumeDir() {
+        if (!resumeMade) {
+          fs.mkdirSync(spec.resumeDir, { recursive: true })
+          resumeMade = true
+        }
+        return spec.resumeDir
+      },
       gpus: spec.devices.gpus,
       cpus: spec.devices.cpus,
       seed: spec.seed,
