@@ -305,11 +305,28 @@ export class Store {
 
   /** A fresh staging directory, named with pid and host so a sweep never judges another host's pid. */
   newStaging(key: string): string {
-    const dir = path.join(this.stagingDir, `${key.slice(0, 16)}-${process.pid}-${++counter}@${thisHost()}`)
+    const dir = this.stagingName(key)
     // one mkdir: the name is this process's own (a leftover is only possible from an earlier process
     // with the same pid, on the same host), and staging/ exists unless someone removed it
     makeFreshDir(dir)
     return dir
+  }
+
+  /** `newStaging` with its mkdir on libuv's threads (an executed step's prepare: see writeSidecarAsync). */
+  async newStagingAsync(key: string): Promise<string> {
+    const dir = this.stagingName(key)
+    try {
+      await fs.promises.mkdir(dir)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if (code !== "EEXIST" && code !== "ENOENT") throw e
+      makeFreshDir(dir)
+    }
+    return dir
+  }
+
+  private stagingName(key: string): string {
+    return path.join(this.stagingDir, `${key.slice(0, 16)}-${process.pid}-${++counter}@${thisHost()}`)
   }
 
   discard(staging: string) {
@@ -431,16 +448,18 @@ export class Store {
    * what the caller records about it (`alsoRecord`: the run, the key's result, the step), so the
    * database never holds one without the other.
    */
-  private record(
+  private async record(
     tree: { readonly hash: string; readonly entries: ReadonlyArray<FileEntry>; readonly bytes: number },
     kind: string,
     describe: Record<string, unknown>,
     { created, manifest }: { readonly created: boolean; readonly manifest: ReadonlyArray<ManifestEntry> },
     dirs: ReadonlyArray<DirSignature> | undefined,
     alsoRecord?: (committed: Committed) => void
-  ): Committed {
+  ): Promise<Committed> {
     const committed: Committed = { hash: tree.hash, path: this.artifactPath(tree.hash), bytes: tree.bytes, files: tree.entries.length, created }
-    this.writeSidecar(tree.hash, { hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, ...describe }, created)
+    // off the event loop: a file made in artifacts/ waits behind the journal while other commits'
+    // fsyncs run, and a synchronous write there held up every other step (a third of an executed no-op step)
+    await this.writeSidecarAsync(tree.hash, { hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, ...describe }, created)
     this.db.transaction(() => {
       this.db.putArtifact({
         hash: tree.hash, kind, bytes: tree.bytes, files: tree.entries.length, manifest: JSON.stringify(manifest),
@@ -476,6 +495,16 @@ export class Store {
     fs.rmSync(sidecar, { recursive: true, force: true })
     fs.writeFileSync(tmp, JSON.stringify(content, null, 2) + "\n")
     fs.renameSync(tmp, sidecar)
+  }
+
+  /** `writeSidecar` with its file operations on libuv's threads. */
+  async writeSidecarAsync(hash: string, content: Record<string, unknown>, fresh = false) {
+    if (!fresh && this.sidecarProblem(hash) === undefined) return
+    const sidecar = this.artifactPath(hash) + ".json"
+    const tmp = `${sidecar}.${process.pid}.${++counter}.tmp`
+    if (!fresh) await fs.promises.rm(sidecar, { recursive: true, force: true })
+    await fs.promises.writeFile(tmp, JSON.stringify(content, null, 2) + "\n")
+    await fs.promises.rename(tmp, sidecar)
   }
 
   /** What is wrong with an artifact's sidecar, if anything. */

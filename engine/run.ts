@@ -430,8 +430,8 @@ const execute = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: 
     run.emit({ event: "step", step: step.id, kind: step.def.kind, status: "failed", key, output: null, seconds: seconds(), error: message })
     return { ok: false }
   }
-  return Effect.suspend(() => {
-    const spec = prepareSpec(run, step, key, trace, grant, at)
+  // preparing is short and not cut by an interrupt: whatever it made is in `at` for the clean-up
+  return Effect.uninterruptible(Effect.tryPromise({ try: () => prepareSpec(run, step, key, trace, grant, at), catch: (e) => e })).pipe(Effect.flatMap((spec) => {
     run.emit({ event: "started", step: step.id, kind: step.def.kind, key, gpus: grant.gpus, log: spec.logPath })
     at.phase = "run"
     return run.executor.run(spec, run.emit).pipe(
@@ -449,7 +449,7 @@ const execute = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: 
         return { ok: true, hash } satisfies Outcome
       })))
     )
-  }).pipe(
+  })).pipe(
     // interrupts alone carry no error value, hence the cast
     Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.sync(() => fail(cause)))),
     Effect.onInterrupt(() =>
@@ -469,10 +469,14 @@ const failed = (run: Run) => {
   if (run.options.keepGoing !== true) run.stopNew = true
 }
 
-/** Staging, resume directory, log and run row for one execution, and the spec the executor gets. */
-const prepareSpec = (run: Run, step: PlannedStep, key: string, trace: Trace, grant: Grant, at: Attempt): StepSpec => {
+/**
+ * Staging, resume directory, log and run row for one execution, and the spec the executor gets. The
+ * staging directory and the log file are made on libuv's threads: a directory operation can wait behind
+ * other commits' fsyncs, and here it would hold up every other step.
+ */
+const prepareSpec = async (run: Run, step: PlannedStep, key: string, trace: Trace, grant: Grant, at: Attempt): Promise<StepSpec> => {
   const { store, recipeId, graph } = run.project
-  at.staging = store.newStaging(key)
+  at.staging = await store.newStagingAsync(key)
   const resumeDir = store.resumeDir(key)
   // a worker process is handed the directory; a TS step makes it when it first asks (local.ts): most
   // never do, and a mkdir and rmdir were a tenth of an executed no-op step
@@ -504,7 +508,7 @@ const prepareSpec = (run: Run, step: PlannedStep, key: string, trace: Trace, gra
     ...(step.node.options.executor !== undefined ? { placement: step.node.options.executor } : {})
   }
   const spec = buildSpec(step, base, logPath, grant, path.dirname(graph.recipe))
-  fs.closeSync(fs.openSync(logPath, "a")) // a log name the filesystem refuses fails here, while preparing
+  await (await fs.promises.open(logPath, "a")).close() // a log name the filesystem refuses fails here, while preparing
   return spec
 }
 

@@ -31,13 +31,13 @@ export { protocolEvent }
 /** Seconds a child gets to exit after SIGTERM before SIGKILL. */
 export const killGraceSeconds = 10
 
+/** A TS step's log, opened at its first line (the engine made the file while preparing; most steps write none). */
 class LogFile {
-  private readonly fd: number
+  private fd: number | undefined
   readonly tail: Array<string> = []
-  constructor(readonly file: string) {
-    this.fd = fs.openSync(file, "a")
-  }
+  constructor(readonly file: string) {}
   write(line: string) {
+    this.fd ??= fs.openSync(this.file, "a")
     fs.writeSync(this.fd, line.endsWith("\n") ? line : line + "\n")
     const t = line.trim()
     if (t !== "") {
@@ -46,11 +46,13 @@ class LogFile {
     }
   }
   close() {
+    if (this.fd === undefined) return
     try {
       fs.closeSync(this.fd)
     } catch {
       // already closed
     }
+    this.fd = undefined
   }
 }
 
@@ -60,12 +62,7 @@ const runTs = (spec: StepSpec, emit: (e: EngineEvent) => void): Effect.Effect<Ex
     if (def === undefined) {
       return Effect.fail(new StepExecutionError(spec.step, `unknown step kind "${spec.kind}" (is the module that defines it imported by the recipe?)`))
     }
-    let log: LogFile
-    try {
-      log = new LogFile(spec.logPath)
-    } catch (e) {
-      return Effect.fail(new StepExecutionError(spec.step, `cannot open the step's log ${spec.logPath}: ${(e as Error).message}`, undefined, e))
-    }
+    const log = new LogFile(spec.logPath)
     const metrics: Record<string, number | string> = {}
     const controller = new AbortController()
     // once interrupted, a step that ignores its signal must not report anything more
@@ -202,15 +199,14 @@ const runCommandWith = (
         `param nodes is ${nodes}: a multi-node step runs on the Slurm or Ray executor (--executor slurm|ray), not on this machine`
       )))
     }
-    let log: LogFile
+    const log = new LogFile(spec.logPath)
     try {
-      log = new LogFile(spec.logPath)
+      log.write(`$ ${impl.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`)
     } catch (e) {
       return resume(Effect.fail(new StepExecutionError(spec.step, `cannot open the step's log ${spec.logPath}: ${(e as Error).message}`, undefined, e)))
     }
     const metrics: Record<string, number | string> = {}
     let lastError: string | undefined
-    log.write(`$ ${impl.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}`)
     // through the supervisor (supervise.mjs), as the leader of its own process group: signals reach the
     // step and everything it started, and the group dies with anneal even when anneal is killed with -9
     // a Python worker may start from the warm process (engine/warm-workers.ts): same group, pipes and exit
