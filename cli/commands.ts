@@ -83,8 +83,8 @@ const run: Command = {
   run: async (v, positionals, argv) => {
     const recipe = needRecipe(positionals, "run")
     // the outputs' stats are read on a worker from here on, while the rest of the engine and the recipe load
-    const at = storeOf(recipe, typeof v.store === "string" ? v.store : undefined)
-    const readAhead = preloadPresence(at.root, at.recipeId)
+    const where0 = storeOf(recipe, typeof v.store === "string" ? v.store : undefined)
+    const readAhead = preloadPresence(where0.root, where0.recipeId)
     const controller = new AbortController()
     // the first Ctrl-C (a signal, or a keypress in the live view) interrupts cleanly; a second one
     // stops waiting for children to exit
@@ -147,18 +147,12 @@ const plan: Command = {
   run: async (v, positionals) => {
     const recipe = needRecipe(positionals, "plan")
     const format = graphFormatOf(v.format)
-    const storeFlag = typeof v.store === "string" ? v.store : undefined
-    // as in run: the outputs' stats are read on a worker while the recipe loads
-    const at = storeOf(recipe, storeFlag)
-    const readAhead = preloadPresence(at.root, at.recipeId)
-    const project = await openProject(recipe, { store: storeFlag })
+    const project = await openProject(recipe, { store: typeof v.store === "string" ? v.store : undefined })
     try {
       const steps = selectSteps(project.graph, positionals.slice(1))
       const force = (v.force as Array<string> | undefined) ?? []
       for (const f of force) if (!project.graph.byId.has(f)) throw unknownStep(project.graph, f)
-      const hashed = await hashSourcesOffThread(project.store, steps)
-      project.store.useReadAhead(await readAhead.result)
-      const planned = planSteps(project, steps, { force, sources: hashed })
+      const planned = planSteps(project, steps, { force, sources: await hashSourcesOffThread(project.store, steps) })
       const where = executorChoice(typeof v.executor === "string" ? v.executor : undefined, recipe, undefined)
       const remote = await remoteFor(v, where.config)
       const { sources, warnings } = planned
