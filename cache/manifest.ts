@@ -41,32 +41,15 @@ export type Check =
   }
   | { readonly ok: false; readonly problem: string }
 
-/** What a check compares of a path: its live stat, or one read ahead (cache/preload.ts). */
-export type PathStat = Pick<fs.Stats, "ino" | "size" | "mtimeMs" | "ctimeMs" | "isFile" | "isDirectory">
-
-/**
- * Where a check gets its stats. `fastOnly`: answer only "every signature matches" (ok) or "look again"
- * (not ok, problem "changed"), never list a directory or rehash a file: what checking against stats
- * read ahead may conclude alone.
- */
-export interface CheckSource {
-  readonly stat: (p: string) => PathStat
-  readonly fastOnly: boolean
-}
-
-const live: CheckSource = { stat: (p) => fs.statSync(p), fastOnly: false }
-
-const sameDir = (dir: string, [rel, ino, mtime, ctime]: DirSignature, root: PathStat, source: CheckSource): boolean => {
-  let st: PathStat
+const sameDir = (dir: string, [rel, ino, mtime, ctime]: DirSignature, root: fs.Stats): boolean => {
+  let st: fs.Stats
   try {
-    st = rel === "" ? root : source.stat(path.join(dir, rel))
+    st = rel === "" ? root : fs.statSync(path.join(dir, rel))
   } catch {
     return false
   }
   return st.isDirectory() && st.ino === ino && st.mtimeMs === mtime && st.ctimeMs === ctime
 }
-
-const lookAgain = { ok: false, problem: "changed" } as const
 
 /**
  * Checks `dir` against its manifest. `deep` rehashes every file (run --verify); otherwise only files
@@ -77,18 +60,16 @@ export const checkManifest = (
   dir: string,
   manifest: ReadonlyArray<ManifestEntry>,
   deep: boolean,
-  dirs?: ReadonlyArray<DirSignature>,
-  source: CheckSource = live
+  dirs?: ReadonlyArray<DirSignature>
 ): Check => {
-  let st: PathStat
+  let st: fs.Stats
   try {
-    st = source.stat(dir)
+    st = fs.statSync(dir)
   } catch {
-    return source.fastOnly ? lookAgain : { ok: false, problem: "missing from the store" }
+    return { ok: false, problem: "missing from the store" }
   }
-  if (!st.isDirectory()) return source.fastOnly ? lookAgain : { ok: false, problem: "replaced by a plain file" }
-  const listed = !deep && dirs !== undefined && dirs[0]?.[0] === "" && dirs.every((d) => sameDir(dir, d, st, source))
-  if (!listed && source.fastOnly) return lookAgain
+  if (!st.isDirectory()) return { ok: false, problem: "replaced by a plain file" }
+  const listed = !deep && dirs !== undefined && dirs[0]?.[0] === "" && dirs.every((d) => sameDir(dir, d, st))
   let walked: Array<DirSignature> | undefined
   if (!listed) {
     let onDisk: Array<string>
@@ -110,21 +91,20 @@ export const checkManifest = (
   let refreshed: Array<ManifestEntry> | undefined
   for (let i = 0; i < manifest.length; i++) {
     const [rel, size, sha, ino, mtime, ctime] = manifest[i]!
-    let fst: PathStat
+    let fst: fs.Stats
     try {
-      fst = source.stat(path.join(dir, rel))
+      fst = fs.statSync(path.join(dir, rel))
     } catch {
-      return source.fastOnly ? lookAgain : { ok: false, problem: `file ${rel} missing` }
+      return { ok: false, problem: `file ${rel} missing` }
     }
-    const moved = fst.ino !== ino || fst.mtimeMs !== mtime || fst.ctimeMs !== ctime
-    if (source.fastOnly && (moved || deep || !fst.isFile() || fst.size !== size)) return lookAgain
     if (!fst.isFile()) return { ok: false, problem: `file ${rel} is no longer a regular file` }
     if (fst.size !== size) return { ok: false, problem: `file ${rel} is ${fst.size} bytes, expected ${size}` }
+    const moved = fst.ino !== ino || fst.mtimeMs !== mtime || fst.ctimeMs !== ctime
     if (!moved && !deep) continue
     if (hashFile(path.join(dir, rel)) !== sha) return { ok: false, problem: `file ${rel} content changed` }
     if (moved) {
       refreshed ??= [...manifest]
-      refreshed[i] = [rel, size, sha, fst.ino, fst.mtimeMs, fst.ctimeMs]
+      refreshed[i] = [rel, size, sha, ...signature(fst)]
     }
   }
   return { ok: true, ...(refreshed === undefined ? {} : { refreshed }), ...(walked === undefined ? {} : { dirs: walked }) }

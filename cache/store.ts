@@ -27,7 +27,6 @@ import * as path from "node:path"
 import { CacheDb } from "./db.ts"
 import type { ArtifactCheckRecord } from "./db.ts"
 import { databasePath } from "./db-location.ts"
-import type { Prestats } from "./preload.ts"
 import { HEARTBEAT_S, thisHost } from "./liveness.ts"
 import { checkManifest, dirSignaturesOf, dirsJson, parseDirs, parseManifest } from "./manifest.ts"
 import type { Check, DirSignature, ManifestEntry } from "./manifest.ts"
@@ -91,8 +90,6 @@ export class Store {
   private readonly logDirs = new Set<string>()
   /** artifact rows read ahead in one query (`withPrefetch`), each used by the next check of its hash only */
   private prefetched = new Map<string, ArtifactCheckRecord>()
-  /** stats read ahead on a worker (cache/preload.ts), for the checks of the next `withPrefetch` only */
-  private prestats: Prestats | undefined
   /** the commits' fsyncs, shared by commits that flush close together (group commit) */
   readonly flusher: GroupFlusher
 
@@ -246,16 +243,7 @@ export class Store {
       return f()
     } finally {
       this.prefetched = new Map()
-      this.prestats = undefined
     }
-  }
-
-  /**
-   * Stats of the recorded outputs read ahead while the recipe loaded (cache/preload.ts): the checks of
-   * the next `withPrefetch` pass on them when every signature matches, and look again live otherwise.
-   */
-  useReadAhead(prestats: Prestats | undefined) {
-    this.prestats = prestats
   }
 
   /** Checks an artifact against its recorded manifest; `deep` rehashes every file. */
@@ -275,14 +263,6 @@ export class Store {
       return actual === hash ? { ok: true } : { ok: false, problem: `content hashes to ${actual.slice(0, 12)}` }
     }
     const dirs = parseDirs(rec.dirs)
-    const pre = this.prestats
-    if (pre !== undefined && !deep && dirs !== undefined) {
-      const fast = checkManifest(dir, manifest, false, dirs, {
-        stat: (p) => pre.stat(p) ?? notReadAhead(p),
-        fastOnly: true
-      })
-      if (fast.ok) return fast
-    }
     const c = checkManifest(dir, manifest, deep, dirs)
     if (c.ok) this.refresh(hash, c, dirs)
     return c
@@ -705,9 +685,4 @@ export const safeReaddir = (dir: string): Array<string> => {
   } catch {
     return []
   }
-}
-
-/** A path the read-ahead has no stat of (or saw missing): the check looks again on the live filesystem. */
-const notReadAhead = (p: string): never => {
-  throw new Error(`${p}: not read ahead`)
 }

@@ -8,8 +8,7 @@ import type { ParseArgsConfig } from "node:util"
 // Built-in step kinds register through the package's entry, as they do for a recipe that imports "anneal".
 import "../index.ts"
 import { UsageError } from "../engine/errors.ts"
-import { hashSourcesOffThread, openProject, planSteps, projectRootOf, selectSteps, storeOf, unknownStep } from "../engine/plan.ts"
-import { preloadPresence } from "../cache/preload.ts"
+import { hashSourcesOffThread, openProject, planSteps, projectRootOf, selectSteps, unknownStep } from "../engine/plan.ts"
 import { Store } from "../cache/store.ts"
 import { executorChoice } from "./executor-choice.ts"
 import { describePlacement, loadProjectConfig } from "../engine/executor-config.ts"
@@ -82,9 +81,6 @@ const run: Command = {
   },
   run: async (v, positionals, argv) => {
     const recipe = needRecipe(positionals, "run")
-    // the outputs' stats are read on a worker from here on, while the rest of the engine and the recipe load
-    const where0 = storeOf(recipe, typeof v.store === "string" ? v.store : undefined)
-    const readAhead = preloadPresence(where0.root, where0.recipeId)
     const controller = new AbortController()
     // the first Ctrl-C (a signal, or a keypress in the live view) interrupts cleanly; a second one
     // stops waiting for children to exit
@@ -116,8 +112,7 @@ const run: Command = {
         signal: controller.signal,
         executor: where.executor,
         remote: await remoteFor(v, where.config),
-        argv,
-        readAhead
+        argv
       })
       return summary.exitCode
     } finally {

@@ -35,13 +35,6 @@ export const projectRootOf = (file: string): string => {
   }
 }
 
-/** Where a recipe's store is (`--store`, else `<project root>/.anneal`) and how the cache names the recipe. */
-export const storeOf = (recipe: string, store: string | undefined): { readonly root: string; readonly recipeId: string } => {
-  const file = path.resolve(recipe)
-  const projectRoot = projectRootOf(file)
-  return { root: store !== undefined ? path.resolve(store) : path.join(projectRoot, ".anneal"), recipeId: path.relative(projectRoot, file) }
-}
-
 export interface Project {
   readonly graph: Graph
   readonly store: Store
@@ -56,9 +49,9 @@ export interface Project {
 export const openProjectEffect = (recipe: string, options: { store?: string | undefined; fresh?: boolean }): Effect.Effect<Project, BadInput> =>
   Effect.gen(function* () {
     const graph = yield* badInputOf(() => loadRecipe(recipe, { fresh: options.fresh ?? false }))
-    const { root, recipeId } = storeOf(graph.recipe, options.store)
-    const store = yield* Store.make(root)
-    return { graph, store, recipeId }
+    const root = projectRootOf(graph.recipe)
+    const store = yield* Store.make(options.store !== undefined ? path.resolve(options.store) : path.join(root, ".anneal"))
+    return { graph, store, recipeId: path.relative(root, graph.recipe) }
   })
 
 export const openProject = (recipe: string, options: { store?: string | undefined; fresh?: boolean }): Promise<Project> =>

@@ -35,9 +35,7 @@ import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
 import { stepSeed } from "./keys.ts"
 import type { Trace } from "./keys.ts"
-import { fingerprint, hashSourcesEffect, openProjectEffect, planSteps, selectSteps, storeOf, unknownStep } from "./plan.ts"
-import { preloadPresence } from "../cache/preload.ts"
-import type { Preload } from "../cache/preload.ts"
+import { fingerprint, hashSourcesEffect, openProjectEffect, planSteps, selectSteps, unknownStep } from "./plan.ts"
 import type { PlanEntry, Project } from "./plan.ts"
 import { constructiveTraces } from "./rebuilder.ts"
 import type { Rebuilder } from "./rebuilder.ts"
@@ -77,8 +75,6 @@ export interface RunOptions {
   readonly fresh?: boolean | undefined
   /** a remote store (s3://bucket/prefix): restore what it holds, upload what runs (cache/remote/sync.ts) */
   readonly remote?: RemoteConfig | undefined
-  /** the outputs' stats, read ahead since the caller started it (the CLI does, first thing); else started here */
-  readonly readAhead?: Preload | undefined
 }
 
 /** The final run event's counts (unrounded), plus what a caller needs to act on the result. */
@@ -121,11 +117,6 @@ export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, 
   // while the recipe loads; its failure is the run's only once the run gets that far
   const pool = machinePool(options)
   pool.catch(() => {})
-  // the outputs' stats are read on a worker thread while the recipe loads (cache/preload.ts)
-  const readAhead = options.readAhead ?? (() => {
-    const { root, recipeId } = storeOf(options.recipe, options.store)
-    return preloadPresence(root, recipeId)
-  })()
   return Effect.acquireUseRelease(
     Effect.gen(function* () {
       // loaded only when used: the S3 client is no cost to a run without a remote
@@ -139,10 +130,10 @@ export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, 
     }),
     ({ remote, project, executor }) =>
       remote === undefined
-        ? runProject(project, { ...options, executor, readAhead }, pool, started)
+        ? runProject(project, { ...options, executor }, pool, started)
         : Effect.gen(function* () {
           const reporter = yield* badInputOf(() => remote.restore(project, options))
-          const summary = yield* runProject(project, { ...options, executor, reporter, readAhead }, pool, started)
+          const summary = yield* runProject(project, { ...options, executor, reporter }, pool, started)
           return yield* badInputOf(() => remote.finish(summary))
         }),
     ({ remote, project, executor }) =>
@@ -171,7 +162,6 @@ const runProject = (project: Project, options: RunOptions, machine: Promise<Reso
     const { requests, onCpu } = yield* badInputOf(() => stepRequests(steps, pool.capacity.gpus, options.allowCpu === true))
     // sources are hashed off the event loop (a multi-GB source does not freeze the live view)
     const sources = yield* hashSourcesEffect(project.store, steps)
-    if (options.readAhead !== undefined) project.store.useReadAhead(yield* Effect.promise(() => options.readAhead!.result))
     const run = yield* beginRun(project, options, steps, { gpus: pool.capacity.gpus, onCpu, sources })
     // steps the plan found cached (whose needs are all cached too) settle here, in order: a fiber each
     // through the scheduler was a third of a 10,000-step null rerun
