@@ -242,6 +242,43 @@ export class CacheDb {
     return this.guard("transaction", () => this.db.transaction(f).immediate())
   }
 
+  /** calls waiting for the next shared transaction (`batched`) */
+  private batch: Array<{ readonly f: () => unknown; readonly done: (r: { ok: true; value: unknown } | { ok: false; error: unknown }) => void }> = []
+
+  /**
+   * `f` in a transaction shared with the other `batched` calls made in the same turn of the event loop
+   * (group commit, as the store's flushes): steps whose commits end together record in one write of the
+   * pages they share (the runs, results and steps tables' last pages, their indexes) instead of one each.
+   * Each `f` runs under its own savepoint: one that throws is rolled back alone and rejects alone; a
+   * transaction that cannot commit rejects them all. Resolves once the transaction has committed.
+   */
+  batched<A>(f: () => A): Promise<A> {
+    return new Promise<A>((resolve, reject) => {
+      this.batch.push({ f, done: (r) => (r.ok ? resolve(r.value as A) : reject(r.error)) })
+      if (this.batch.length === 1) setImmediate(() => this.commitBatch())
+    })
+  }
+
+  private commitBatch() {
+    const calls = this.batch
+    this.batch = []
+    let outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>
+    try {
+      outcomes = this.transaction(() =>
+        calls.map((c) => {
+          try {
+            return { ok: true as const, value: this.db.transaction(c.f)() }
+          } catch (error) {
+            return { ok: false as const, error }
+          }
+        }))
+    } catch (error) {
+      for (const c of calls) c.done({ ok: false, error })
+      return
+    }
+    calls.forEach((c, i) => c.done(outcomes[i]!))
+  }
+
   integrityCheck(): string {
     return this.guard("integrity check", () => String(this.db.pragma("integrity_check", { simple: true })))
   }

@@ -472,7 +472,8 @@ const prepareSpec = async (run: Run, step: PlannedStep, key: string, trace: Trac
   // never do, and a mkdir and rmdir were a tenth of an executed no-op step
   if (step.def.implementation.run === undefined) makeDir(resumeDir)
   const logPath = (at.logPath = store.logPath(run.session, step.id))
-  at.runId = store.db.startRun({ session: run.session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus })
+  // with the other steps that start in this turn (CacheDb.batched)
+  at.runId = await store.db.batched(() => store.db.startRun({ session: run.session, recipe: recipeId, step: step.id, kind: step.def.kind, key, logPath, trace: JSON.stringify(trace), gpus: grant.gpus }))
   const inputs: Record<string, string | ReadonlyArray<string>> = {}
   const pathOf = (n: GraphNode) => (n._tag === "source" ? n.path : store.artifactPath(run.outputs.get(n.id)!))
   for (const [port, node] of Object.entries(step.inputs)) {
