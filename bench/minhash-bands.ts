@@ -19,10 +19,10 @@ import { parseArgs } from "node:util"
 import { executeTask } from "../steps/data/fanout.ts"
 import { detectFormat } from "../steps/data/formats.ts"
 import { bandPairs, BAND_BUFFER_BYTES, SignatureFiles, verifyBand } from "../steps/data/minhash/staged.ts"
-import { UnionFind } from "../steps/data/minhash/union-find.ts"
 import { planPieces } from "../steps/data/shards.ts"
 import { plantedCorpus } from "../test/steps/data/corpus.ts"
 import { tempDir } from "../test/steps/data/helpers.ts"
+import { pairwise } from "../test/steps/data/pairwise-bands.ts"
 
 const { values } = parseArgs({ options: { docs: { type: "string", default: "85000" }, rounds: { type: "string", default: "4" }, cold: { type: "boolean", default: false } } })
 const BANDS = 14
@@ -50,28 +50,6 @@ const evict = () => {
   if (r.status !== 0) throw new Error(`could not drop the sign files from the page cache: ${String(r.stderr)}`)
 }
 
-/** The loop verifyBand replaced: the same buckets, order and skips, two signature reads per comparison. */
-const pairwise = (sv: Uint32Array, m: number, n: number, sigs: SignatureFiles): Array<number> => {
-  const joined = new UnionFind(n)
-  const edges: Array<number> = []
-  for (let start = 0; start < m;) {
-    let end = start + 1
-    while (end < m && sv[2 * end + 1] === sv[2 * start + 1]) end++
-    for (let j = start + 1; j < end; j++) {
-      let budget = MAX_COMPARISONS
-      for (let t = start; t < j && budget > 0; t++) {
-        if (joined.find(sv[2 * t]!) === joined.find(sv[2 * j]!)) continue
-        budget--
-        if (sigs.jaccard(sv[2 * t]!, sv[2 * j]!) >= THRESHOLD) {
-          joined.union(sv[2 * t]!, sv[2 * j]!)
-          edges.push(sv[2 * t]!, sv[2 * j]!)
-        }
-      }
-    }
-    start = end
-  }
-  return edges
-}
 
 type Variant = "pairwise" | "verifyBand"
 const run = (variant: Variant) => {
@@ -85,7 +63,7 @@ const run = (variant: Variant) => {
     const { sv, m, n } = bandPairs({ signDirs, counts, band, bands: BANDS })
     const sigs = new SignatureFiles(signDirs, counts, K)
     edges.push(variant === "pairwise"
-      ? pairwise(sv, m, n, sigs)
+      ? pairwise(sv, m, n, sigs, THRESHOLD, MAX_COMPARISONS).edges
       : verifyBand(sv, m, n, sigs, { threshold: THRESHOLD, maxComparisons: MAX_COMPARISONS, bufferBytes: BAND_BUFFER_BYTES }).edges)
     sigs.close()
     wall += performance.now() - t0

@@ -196,16 +196,24 @@ const collectCheckpoints = (store: Store, days: number, dry: boolean): Array<Che
       gone.push(c)
       continue
     }
-    // under the database's write lock, so a run cannot take the key's build lock in between
-    const moved = store.db.transaction(() => {
-      if (store.db.lockHolder(c.key) !== undefined) return undefined
-      const to = path.join(store.trashDir, `resume-${c.key}-${process.pid}`)
-      fs.renameSync(store.resumeDir(c.key), to)
-      return to
-    })
-    if (moved === undefined) continue
-    fs.rmSync(moved, { recursive: true, force: true })
-    gone.push(c)
+    if (removeCheckpoint(store, c.key)) gone.push(c)
   }
   return gone
+}
+
+/**
+ * Removes a key's checkpoint (its resume directory) unless a live run holds the key's build lock. The
+ * check and the move to the trash happen under the database's write lock, so no run can take the key's
+ * lock in between. Whether it was removed.
+ */
+export const removeCheckpoint = (store: Store, key: string): boolean => {
+  const moved = store.db.transaction(() => {
+    if (store.db.lockHolder(key) !== undefined) return undefined
+    const to = path.join(store.trashDir, `resume-${key}-${process.pid}`)
+    fs.renameSync(store.resumeDir(key), to)
+    return to
+  })
+  if (moved === undefined) return false
+  fs.rmSync(moved, { recursive: true, force: true })
+  return true
 }

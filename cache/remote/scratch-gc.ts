@@ -23,7 +23,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { networkFilesystem } from "../db-location.ts"
-import { listCheckpoints } from "../gc.ts"
+import { listCheckpoints, removeCheckpoint } from "../gc.ts"
 import { pidAlive, thisHost } from "../liveness.ts"
 import { safeReaddir } from "../store.ts"
 import type { Store } from "../store.ts"
@@ -128,15 +128,8 @@ export const collectScratch = (store: Store, policy: ScratchPolicy, options: { r
   let checkpointBytes = 0
   for (const c of listCheckpoints(store)) {
     if (c.state === "building" || c.writtenAt > cutoff) continue
-    // under the database's write lock, so a job cannot take the key's lock in between
-    const moved = store.db.transaction(() => {
-      if (store.db.lockHolder(c.key) !== undefined) return undefined
-      const to = path.join(store.trashDir, `resume-${c.key}-${process.pid}`)
-      fs.renameSync(store.resumeDir(c.key), to)
-      return to
-    })
-    if (moved === undefined) continue
-    fs.rmSync(moved, { recursive: true, force: true })
+    // skipped while a job on the node holds the key's lock
+    if (!removeCheckpoint(store, c.key)) continue
     checkpoints.push(c.key)
     checkpointBytes += c.bytes
   }

@@ -12,10 +12,10 @@ import { describe, expect, it } from "vitest"
 import { executeTask } from "../../../steps/data/fanout.ts"
 import { detectFormat } from "../../../steps/data/formats.ts"
 import { SignatureFiles, verifyBand } from "../../../steps/data/minhash/staged.ts"
-import { UnionFind } from "../../../steps/data/minhash/union-find.ts"
 import { planPieces } from "../../../steps/data/shards.ts"
 import { plantedCorpus, rng } from "./corpus.ts"
 import { tempDir, writeJsonl } from "./helpers.ts"
+import { pairwise } from "./pairwise-bands.ts"
 
 const BANDS = 14
 const ROWS = 8
@@ -48,30 +48,6 @@ const bandPairs = (signDirs: ReadonlyArray<string>, counts: ReadonlyArray<number
   return { sv, m: list.length, n }
 }
 
-/** The loop verifyBand replaced: the same buckets and order, two signature reads per comparison. */
-const pairwise = (sv: Uint32Array, m: number, n: number, sigs: SignatureFiles) => {
-  const joined = new UnionFind(n)
-  const edges: Array<number> = []
-  let compared = 0
-  for (let start = 0; start < m;) {
-    let end = start + 1
-    while (end < m && sv[2 * end + 1] === sv[2 * start + 1]) end++
-    for (let j = start + 1; j < end; j++) {
-      let budget = MAX_COMPARISONS
-      for (let t = start; t < j && budget > 0; t++) {
-        if (joined.find(sv[2 * t]!) === joined.find(sv[2 * j]!)) continue
-        budget--
-        compared++
-        if (sigs.jaccard(sv[2 * t]!, sv[2 * j]!) >= THRESHOLD) {
-          joined.union(sv[2 * t]!, sv[2 * j]!)
-          edges.push(sv[2 * t]!, sv[2 * j]!)
-        }
-      }
-    }
-    start = end
-  }
-  return { edges, compared }
-}
 
 /** Rows in buckets of two or more: the candidates whose signatures a band needs. */
 const candidates = (sv: Uint32Array, m: number): Array<number> => {
@@ -134,7 +110,7 @@ describe("MinHash band verification", async () => {
     for (let band = 0; band < BANDS; band++) {
       const { sv, m, n } = bandPairs(signDirs, counts, band)
       const reference = new SignatureFiles(signDirs, counts, K)
-      const want = pairwise(sv, m, n, reference)
+      const want = pairwise(sv, m, n, reference, THRESHOLD, MAX_COMPARISONS)
       reference.close()
       const needed = candidates(sv, m)
       expect(needed.length).toBeGreaterThan(65)
