@@ -1,9 +1,11 @@
 /**
  * Curation of real text, anneal vs datatrove: clean (Gopher quality rules, datatrove's defaults) +
  * MinHash dedup (word 5-grams, 14 bands x 8 rows, keep the first) + 13-gram decontamination against a
- * benchmark whose items are half spans of corpus documents (leaks) and half shuffled words.
+ * benchmark whose items are half spans of corpus documents (leaks, taken from fortunes: see below) and
+ * half shuffled words.
  *
  *   npx tsx bench/curation-vs-datatrove.ts [--size-mb 5000] [--workers <cores>] [--parts 8]
+ *                                          [--runs 1,N,ray,datatrove]
  *
  * The corpus is made from Debian's text packages on this machine: the fortune databases
  * (apt-get install -y fortunes), man pages (troff markup stripped) and /usr/share/doc. A document is a
@@ -12,13 +14,20 @@
  * --parts JSONL files (datatrove's tasks) and, concatenated in the same order, as one file (anneal's
  * input), so "first" means the same document on both sides.
  *
- * Three runs, each in its own process tree under /usr/bin/time (peak RSS of the largest process,
- * i.e. per worker): anneal in 1 process (workers 1), anneal shard-parallel (workers = --workers,
- * local worker processes), datatrove (LocalPipelineExecutor, same workers; bench/datatrove_curation.py).
- * Reported: wall seconds, docs/s, peak RSS per worker, and agreement of the final keep/drop decisions
- * (by document id) with datatrove's. Wall-clock figures depend on the machine's load (printed).
+ * Four runs (--runs picks some, in the order given), each in its own process tree under /usr/bin/time
+ * (peak RSS of the largest process, i.e. per worker): anneal in 1 process (`1`: workers 1), anneal
+ * shard-parallel (`N`: workers = --workers, local worker processes), anneal on a one-node Ray cluster
+ * (`ray`: the same pipeline with every stage's shard tasks handed to Ray as Ray tasks through the Ray
+ * executor's shard runner, `shardJobs`; the head is started here with --workers logical CPUs, each task
+ * takes one, and is stopped at the end, also on failure), datatrove (`datatrove`: LocalPipelineExecutor,
+ * same workers; bench/datatrove_curation.py). On Ray the shard processes are the cluster's, not the
+ * driver's children: their peak RSS is sampled from /proc (VmHWM, every second) and reported with the
+ * driver's. Each run's figures print as it ends. Reported: wall seconds, docs/s, peak RSS per worker,
+ * whether every anneal run kept the same set, and agreement of the final keep/drop decisions (by
+ * document id) with datatrove's. Wall-clock figures depend on the machine's load (printed per run).
  * Last line: `curation throughput vs datatrove: Nx` (anneal shard-parallel docs/s / datatrove docs/s).
- */
+ * Intermediate outputs are deleted as soon as the next step has read them (a 5 GB corpus would
+ * otherwise leave tens of GB per run under the temp dir). */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -31,6 +40,10 @@ import { pythonEnvVars, pythonExecutable } from "../engine/python.ts"
 import { clean } from "../steps/data/clean.ts"
 import { decontaminate } from "../steps/data/decontaminate.ts"
 import { dedup } from "../steps/data/dedup.ts"
+import { makeRayBackend } from "../engine/executors/ray.ts"
+import { rayShardRunner } from "../engine/executors/shard-jobs.ts"
+import { setShardExecutor, shardCommand } from "../steps/data/fanout.ts"
+import { rayCluster } from "../test/executors/ray-cluster.ts"
 import { rng } from "../test/steps/data/corpus.ts"
 import { runStep, tempDir } from "../test/steps/data/helpers.ts"
 
@@ -39,7 +52,9 @@ const { values } = parseArgs({
     "size-mb": { type: "string", default: "5000" },
     workers: { type: "string", default: String(os.availableParallelism()) },
     parts: { type: "string", default: "8" },
+    runs: { type: "string", default: "1,N,ray,datatrove" },
     child: { type: "string" },
+    ray: { type: "string" },
     corpus: { type: "string" },
     bench: { type: "string" },
     out: { type: "string" }
@@ -53,7 +68,7 @@ if (values.child !== undefined) {
   const fanout = { workers, tasks: Math.max(8, workers) }
   const stages: Record<string, number> = {}
   const stageRss: Record<string, number> = {}
-  const t0 = performance.now()
+  let t0 = performance.now()
   let t = t0
   // the driver's peak RSS per stage (worker processes have their own, which /usr/bin/time reports)
   let peak = 0
@@ -65,12 +80,27 @@ if (values.child !== undefined) {
     peak = 0
     t = now
   }
+  // on Ray: every stage's shard tasks go to the cluster as Ray tasks (one Ray job a stage), as under
+  // `--executor ray` with `shardJobs: true`; the driver plans, waits and merges, as it does locally
+  if (values.ray !== undefined) setShardExecutor(rayShardRunner(makeRayBackend({ address: values.ray, pollSeconds: 0.5 }), shardCommand, { pollSeconds: 0.5 }))
+  // a step's output and resume directories, once the next step has read them (this child's TMPDIR holds
+  // only its own); off the clock, as datatrove's side keeps its intermediate files
+  const drop = (...dirs: Array<string>) => {
+    const t1 = performance.now()
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
+    for (const e of fs.readdirSync(os.tmpdir())) if (e.startsWith("anneal-resume-")) fs.rmSync(path.join(os.tmpdir(), e), { recursive: true, force: true })
+    t0 += performance.now() - t1
+    t += performance.now() - t1
+  }
   const c = await runStep(clean, { data: values.corpus! }, { fields: ["text"], gopher: {}, ...fanout }, { rows: false })
   lap("clean")
+  drop()
   const d = await runStep(dedup, { data: dataFile(c.output) }, { method: "minhash", keep: "first", fields: ["text"], ...fanout }, { rows: false })
   lap("minhash dedup")
+  drop(c.output)
   const x = await runStep(decontaminate, { data: dataFile(d.output), benchmarks: [values.bench!] }, { fields: ["text"], ...fanout }, { rows: false })
   lap("decontaminate")
+  drop(d.output)
   // the kept ids, streamed (reading the whole output at once would count in the peak RSS measured)
   const kept: Array<string> = []
   for await (const line of readline.createInterface({ input: fs.createReadStream(dataFile(x.output)) })) {
@@ -78,7 +108,8 @@ if (values.child !== undefined) {
   }
   fs.writeFileSync(values.out!, kept.join("\n") + "\n")
   clearInterval(sampler)
-  console.log(JSON.stringify({ seconds: (performance.now() - t0) / 1000, stages, stageRss, kept: kept.length }))
+  const metrics = { clean: c.metrics, dedup: d.metrics, decontaminate: x.metrics }
+  console.log(JSON.stringify({ seconds: (performance.now() - t0) / 1000, stages, stageRss, kept: kept.length, metrics }))
   process.exit(0)
 }
 
@@ -133,6 +164,8 @@ for (const f of files("/usr/share/games/fortunes")) {
   const t = readText(f)
   if (t !== undefined) addParagraphs(t, /\n%\n/)
 }
+// the fortunes are sources [0, fortuneSources): the benchmark's leaks are taken from them (below)
+const fortuneSources = sources.length
 for (const f of files("/usr/share/man")) {
   if (!f.endsWith(".gz")) continue
   const t = readText(f)
@@ -145,8 +178,10 @@ for (const f of files("/usr/share/doc")) {
 const sourceBytes = sources.reduce((a, ps) => a + ps.reduce((b, p) => b + p.length, 0), 0)
 if (sources.length === 0) throw new Error("no text found under /usr/share/games/fortunes, /usr/share/man or /usr/share/doc")
 
+let lastSource = 0 // the source of the last run() (no draw of r(): the corpus is the same as before)
 const run = (): string => {
-  const ps = sources[Math.floor(r() * sources.length)]!
+  lastSource = Math.floor(r() * sources.length)
+  const ps = sources[lastSource]!
   const start = Math.floor(r() * ps.length)
   return ps.slice(start, start + 2 + Math.floor(r() * 8)).join("\n\n")
 }
@@ -162,6 +197,9 @@ let written = 0
 let n = 0
 let planted = 0
 const plantPool: Array<string> = [] // the documents duplicates are planted from (at most 20,000)
+// runs of fortunes that open a document, 40 words or more (at most 5,000; replaced in turn, without r())
+const leakPool: Array<string> = []
+let leakSeen = 0
 // streamed out in batches: part p holds the documents written while the total was in
 // [p, p + 1) x size / parts (consecutive ranges, so the parts in order are the single file's order)
 const whole = fs.openSync(corpusFile, "w")
@@ -193,7 +231,9 @@ while (written < sizeBytes) {
     text = plantPool[Math.floor(r() * plantPool.length)]!
     planted++
   } else {
-    text = run() + "\n\n" + run()
+    const first = run()
+    if (lastSource < fortuneSources && first.split(/\s+/).length >= 40) leakPool[leakSeen++ % 5000] = first
+    text = first + "\n\n" + run()
     if (plantPool.length < 20000) plantPool.push(text)
     else plantPool[Math.floor(r() * plantPool.length)] = text
   }
@@ -206,12 +246,19 @@ while (written < sizeBytes) {
 flush()
 fs.closeSync(partFd)
 fs.closeSync(whole)
-// benchmark: 500 items, half a 30-word span of a corpus document (a leak), half shuffled words
+// benchmark: 500 items, half a 30-word span of a corpus document (a leak), half shuffled words. The
+// leaks are spans of fortunes (the run a document opens with): spans of licence boilerplate, which the
+// man pages and /usr/share/doc repeat in thousands of files, made most of the corpus "contaminated"
+// (at 50 MB 5,081 of 6,937 rows, 62,689 flagged pairs, which the step keeps in memory for its review)
 const benchFile = path.join(work, "bench.jsonl")
+if (leakPool.length === 0) {
+  fs.rmSync(work, { recursive: true, force: true })
+  throw new Error("no document opens with 40 words of fortunes (apt-get install -y fortunes, or a larger --size-mb)")
+}
 {
   const items: Array<string> = []
   for (let i = 0; i < 500; i++) {
-    const ws = plantPool[Math.floor(r() * plantPool.length)]!.split(/\s+/)
+    const ws = leakPool[Math.floor(r() * leakPool.length)]!.split(/\s+/)
     const at = Math.floor(r() * Math.max(1, ws.length - 30))
     const span = ws.slice(at, at + 30)
     if (i % 2 === 1) span.sort(() => r() - 0.5)
@@ -224,47 +271,134 @@ console.log(`machine: ${os.availableParallelism()} cores, load ${os.loadavg()[0]
 
 // ---- runs --------------------------------------------------------------------------------------------
 interface Run {
+  readonly name: string
   readonly seconds: number
   readonly stages: Record<string, number>
   /** the driver's peak RSS per stage, MB (anneal only) */
   readonly stageRss?: Record<string, number>
   readonly kept: Set<string>
+  /** peak RSS of the largest worker process, MB (on Ray: the larger of the driver and the shard processes) */
   readonly rssMb: number
+  readonly note?: string
+  /** each anneal step's metrics (rows removed, flagged pairs, ...) */
+  readonly metrics?: Record<string, Record<string, number | string>>
 }
-const timed = async (cmd: string, args: Array<string>, env: Record<string, string>, keptFile: string): Promise<Run> => {
+const runs = values.runs.split(",").map((x) => x.trim())
+for (const x of runs) if (!["1", "N", "ray", "datatrove"].includes(x)) throw new Error(`--runs: unknown run "${x}" (runs are 1, N, ray, datatrove)`)
+const row = (...cells: Array<string>) => console.log(cells.map((c, i) => (i === 0 ? c.padEnd(34) : c.padStart(18))).join(""))
+const show = (x: Run, loadBefore: number) => {
+  const stages = Object.entries(x.stages).map(([k, s]) => `${k} ${s.toFixed(1)} s${x.stageRss?.[k] === undefined ? "" : ` (driver peak RSS ${x.stageRss[k]} MB)`}`).join(", ")
+  console.log(`${x.name}: ${x.seconds.toFixed(1)} s, ${fmt(n / x.seconds)} docs/s, peak RSS/worker ${x.rssMb.toFixed(0)} MB, kept ${fmt(x.kept.size)}; load ${loadBefore.toFixed(1)} before, ${os.loadavg()[0]!.toFixed(1)} after`)
+  console.log(`  stages: ${stages}${x.note === undefined ? "" : `\n  ${x.note}`}`)
+  if (x.metrics !== undefined) console.log(`  removed: ${Object.entries(x.metrics).map(([k, m]) => `${k} ${fmt(Number(m.removed ?? 0))}`).join(", ")}; flagged pairs ${fmt(Number(x.metrics.decontaminate?.flagged_pairs ?? 0))}`)
+}
+const timed = async (name: string, cmd: string, args: Array<string>, env: Record<string, string>, keptFile: string): Promise<Run> => {
   const rssFile = path.join(work, "rss-" + path.basename(keptFile))
   const res = await execa("/usr/bin/time", ["-f", "%M", "-o", rssFile, cmd, ...args], { env: { ...process.env, ...env } })
-  const out = JSON.parse(res.stdout.trim().split("\n").pop()!) as { seconds: number; stages: Record<string, number>; stageRss?: Record<string, number> }
+  const out = JSON.parse(res.stdout.trim().split("\n").pop()!) as { seconds: number; stages: Record<string, number>; stageRss?: Record<string, number>; metrics?: Run["metrics"] }
   const kept = new Set(fs.readFileSync(keptFile, "utf8").split("\n").filter((l) => l.length > 0))
   const rssMb = Number(fs.readFileSync(rssFile, "utf8").trim().split("\n").pop()) / 1024
-  return { seconds: out.seconds, stages: out.stages, ...(out.stageRss === undefined ? {} : { stageRss: out.stageRss }), kept, rssMb }
+  return { name, seconds: out.seconds, stages: out.stages, ...(out.stageRss === undefined ? {} : { stageRss: out.stageRss }), ...(out.metrics === undefined ? {} : { metrics: out.metrics }), kept, rssMb }
 }
 const node = process.execPath
-const annealRun = (w: number) => {
-  const keptFile = path.join(work, `anneal-${w}.kept`)
-  return timed(node, [...process.execArgv, import.meta.filename, "--child", String(w), "--corpus", corpusFile, "--bench", benchFile, "--out", keptFile], {}, keptFile)
+/** anneal's pipeline in a child process; its temp files (step outputs, resume directories) in a directory of its own, removed after */
+const annealRun = async (name: string, w: number, ray?: string) => {
+  const keptFile = path.join(work, `anneal-${ray === undefined ? w : "ray"}.kept`)
+  const tmp = path.join(work, `tmp-${ray === undefined ? w : "ray"}`)
+  fs.mkdirSync(tmp)
+  try {
+    return await timed(name, node, [...process.execArgv, import.meta.filename, "--child", String(w), "--corpus", corpusFile, "--bench", benchFile, "--out", keptFile, ...(ray === undefined ? [] : ["--ray", ray])], { TMPDIR: tmp }, keptFile)
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true })
+  }
 }
-const a1 = await annealRun(1)
-const aN = await annealRun(workers)
-const dtWork = path.join(work, "datatrove")
-fs.mkdirSync(dtWork)
-const dt = await timed(pythonExecutable(), [path.join(import.meta.dirname, "datatrove_curation.py"), partsDir, benchFile, dtWork, String(workers)], pythonEnvVars(), path.join(dtWork, "kept.txt"))
+/** The Ray run: a head with `workers` CPUs started for it (untimed) and stopped after it, whatever happens. */
+const rayRun = async (): Promise<Run> => {
+  const cluster = rayCluster({ cpus: workers })
+  try {
+    const t0 = performance.now()
+    const { address } = await cluster.start()
+    console.log(`ray: one-node head at ${address}, ${workers} CPUs, started in ${((performance.now() - t0) / 1000).toFixed(0)} s (not timed)`)
+    // the shard processes are Ray's children, not the driver's: their peak RSS (VmHWM) sampled from /proc
+    const peaks = { shard: 0, ray: 0 }
+    const sample = () => {
+      for (const pid of cluster.processes()) {
+        try {
+          const hwm = Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024
+          const shard = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("shard-main")
+          if (shard) peaks.shard = Math.max(peaks.shard, hwm)
+          else peaks.ray = Math.max(peaks.ray, hwm)
+        } catch {
+          // exited meanwhile
+        }
+      }
+    }
+    const sampler = setInterval(sample, 1000)
+    let r: Run
+    try {
+      r = await annealRun(`anneal, Ray, ${workers} CPUs`, workers, address)
+    } finally {
+      clearInterval(sampler)
+    }
+    return {
+      ...r,
+      rssMb: Math.max(r.rssMb, peaks.shard),
+      note: `peak RSS: driver ${r.rssMb.toFixed(0)} MB, shard processes ${peaks.shard.toFixed(0)} MB; Ray's own largest process (raylet, GCS, a Python task worker) ${peaks.ray.toFixed(0)} MB, not counted`
+    }
+  } finally {
+    await cluster.stop()
+  }
+}
+const datatroveRun = async (): Promise<Run> => {
+  const dtWork = path.join(work, "datatrove")
+  fs.mkdirSync(dtWork)
+  try {
+    return await timed(`datatrove, ${workers} workers`, pythonExecutable(), [path.join(import.meta.dirname, "datatrove_curation.py"), partsDir, benchFile, dtWork, String(workers)], pythonEnvVars(), path.join(dtWork, "kept.txt"))
+  } finally {
+    // its kept ids are read; its intermediate files are GBs
+    fs.rmSync(dtWork, { recursive: true, force: true })
+  }
+}
+const done = new Map<string, Run>()
+// the corpus and whatever a run left are GBs: removed on failure or interruption too
+const removeWork = () => fs.rmSync(work, { recursive: true, force: true })
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    removeWork()
+    process.exit(130)
+  })
+}
+try {
+  for (const x of runs) {
+    const load = os.loadavg()[0]!
+    const r = x === "1" ? await annealRun("anneal, 1 process", 1)
+      : x === "N" ? await annealRun(`anneal, ${workers} workers`, workers)
+      : x === "ray" ? await rayRun()
+      : await datatroveRun()
+    done.set(x, r)
+    show(r, load)
+  }
+} catch (e) {
+  removeWork()
+  throw e
+}
 
-const row = (...cells: Array<string>) => console.log(cells.map((c, i) => (i === 0 ? c.padEnd(34) : c.padStart(18))).join(""))
-console.log(`\nclean (Gopher) + MinHash dedup (5-grams, 14 x 8, keep first) + 13-gram decontamination, ${fmt(n)} docs`)
+console.log(`\nclean (Gopher) + MinHash dedup (5-grams, 14 x 8, keep first) + 13-gram decontamination, ${fmt(n)} docs, ${(written / 1e6).toFixed(0)} MB`)
 row("", "wall s", "docs/s", "peak RSS/worker", "kept")
-for (const [name, x] of [["anneal, 1 process", a1], [`anneal, ${workers} workers`, aN], [`datatrove, ${workers} workers`, dt]] as const) {
-  row(name, x.seconds.toFixed(1), fmt(n / x.seconds), `${x.rssMb.toFixed(0)} MB`, fmt(x.kept.size))
+for (const x of done.values()) row(x.name, x.seconds.toFixed(1), fmt(n / x.seconds), `${x.rssMb.toFixed(0)} MB`, fmt(x.kept.size))
+const sameSet = (a: Set<string>, b: Set<string>) => a.size === b.size && [...a].every((i) => b.has(i))
+const anneals = ["1", "N", "ray"].filter((k) => done.has(k))
+for (const k of anneals.slice(1)) console.log(`${done.get(anneals[0]!)!.name} vs ${done.get(k)!.name}: ${sameSet(done.get(anneals[0]!)!.kept, done.get(k)!.kept) ? "identical" : "DIFFERENT"} kept sets`)
+const dt = done.get("datatrove")
+const ours = done.get("N") ?? done.get("ray") ?? done.get("1")
+if (dt !== undefined && ours !== undefined) {
+  const both = [...ours.kept].filter((i) => dt.kept.has(i)).length
+  const onlyA = ours.kept.size - both
+  const onlyD = dt.kept.size - both
+  console.log(`agreement with datatrove (${ours.name}): ${fmt(both)} kept by both, ${fmt(onlyA)} kept only by anneal, ${fmt(onlyD)} only by datatrove; same keep/drop decision on ${(((n - onlyA - onlyD) / n) * 100).toFixed(2)}% of docs`)
+  console.log(`(datatrove runs with whitespace word splitting, as anneal, since its English tokenizer needs spaCy, absent here; it reads Parquet made from the same parts before its clock starts, since its JSONL reader needs orjson, also absent; its MinHash drops every bucket collision while anneal verifies candidates at estimated Jaccard >= 0.8)`)
 }
-for (const [name, x] of [["anneal 1", a1], [`anneal ${workers}`, aN], ["datatrove", dt]] as const) {
-  console.log(`  ${name} stages: ${Object.entries(x.stages).map(([k, s]) => `${k} ${s.toFixed(1)} s${x.stageRss?.[k] === undefined ? "" : ` (driver peak RSS ${x.stageRss[k]} MB)`}`).join(", ")}`)
-}
-const same = a1.kept.size === aN.kept.size && [...a1.kept].every((i) => aN.kept.has(i))
-console.log(`anneal 1 process vs ${workers} workers: ${same ? "identical" : "DIFFERENT"} kept sets`)
-const both = [...aN.kept].filter((i) => dt.kept.has(i)).length
-const onlyA = aN.kept.size - both
-const onlyD = dt.kept.size - both
-console.log(`agreement with datatrove: ${fmt(both)} kept by both, ${fmt(onlyA)} kept only by anneal, ${fmt(onlyD)} only by datatrove; same keep/drop decision on ${(((n - onlyA - onlyD) / n) * 100).toFixed(2)}% of docs`)
-console.log(`(datatrove runs with whitespace word splitting, as anneal, since its English tokenizer needs spaCy, absent here; it reads Parquet made from the same parts before its clock starts, since its JSONL reader needs orjson, also absent; its MinHash drops every bucket collision while anneal verifies candidates at estimated Jaccard >= 0.8)`)
-fs.rmSync(work, { recursive: true, force: true })
-console.log(`curation throughput vs datatrove: ${(dt.seconds / aN.seconds).toFixed(2)}x`)
+removeWork()
+const aN = done.get("N")
+if (dt !== undefined && aN !== undefined) console.log(`curation throughput vs datatrove: ${(dt.seconds / aN.seconds).toFixed(2)}x`)
+else console.log("curation throughput vs datatrove: not measured (needs the runs N and datatrove)")

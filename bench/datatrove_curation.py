@@ -82,10 +82,19 @@ def main() -> None:
     ).run()
     # the JSONL parts as Parquet, untimed: datatrove's JsonlReader needs orjson, absent here
     os.makedirs(d("input"), exist_ok=True)
+    # in batches: a 5 GB corpus's part as Python dicts would be this process's peak RSS, which is reported
+    schema = pa.schema([("id", pa.string()), ("text", pa.string())])
     for name in names:
-        with open(os.path.join(parts, name), encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        pq.write_table(pa.Table.from_pylist(rows), os.path.join(d("input"), name.replace(".jsonl", ".parquet")))
+        with open(os.path.join(parts, name), encoding="utf-8") as f, pq.ParquetWriter(os.path.join(d("input"), name.replace(".jsonl", ".parquet")), schema) as w:
+            batch: list[dict] = []
+            for line in f:
+                if line.strip():
+                    batch.append(json.loads(line))
+                if len(batch) >= 20000:
+                    w.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    batch = []
+            if batch:
+                w.write_table(pa.Table.from_pylist(batch, schema=schema))
     seconds: dict[str, float] = {}
     t_all = time.perf_counter()
 

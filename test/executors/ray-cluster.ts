@@ -1,6 +1,6 @@
 /**
  * A one-node Ray cluster on loopback for the tests and the benchmark: `ray start --head` from the
- * project's Python environment with its own temp dir and free ports, 8 logical CPUs and 2 logical GPUs.
+ * project's Python environment with its own temp dir and free ports, 8 logical CPUs (or `cpus`) and 2 logical GPUs.
  * RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps Ray from swapping 127.0.0.1 for the machine's outside
  * address, so every port it opens is on loopback.
  *
@@ -114,7 +114,8 @@ const jobsApi = (address: string, method: "GET" | "POST", route: string, body?: 
     req.end(payload)
   })
 
-export const rayCluster = (): RayClusterHandle => {
+/** `cpus`: the head's logical CPUs (8 by default; the curation bench gives it its worker count) */
+export const rayCluster = (options: { readonly cpus?: number } = {}): RayClusterHandle => {
   const mark = `ANNEAL_TEST_CLUSTER=ray-${process.pid}-${randomBytes(4).toString("hex")}`
   const groups: Array<number> = []
   const tempDirs: Array<string> = []
@@ -166,7 +167,7 @@ export const rayCluster = (): RayClusterHandle => {
       `--dashboard-agent-listen-port=${agent}`,
       `--min-worker-port=${minWorker}`,
       `--max-worker-port=${minWorker! + 200}`,
-      "--num-cpus=8",
+      `--num-cpus=${options.cpus ?? 8}`,
       "--num-gpus=2",
       `--temp-dir=${tempDir}`,
       "--disable-usage-stats"
