@@ -186,7 +186,9 @@ export class CacheDb {
       touchArtifact: db.prepare("UPDATE artifacts SET used_at = ? WHERE hash = ?"),
       artifact: db.prepare("SELECT * FROM artifacts WHERE hash = ?"),
       artifacts: db.prepare("SELECT * FROM artifacts ORDER BY used_at DESC"),
-      artifactChecksIn: db.prepare("SELECT hash, manifest, dirs FROM artifacts WHERE hash IN (SELECT value FROM json_each(?))"),
+      stepRecordsWithOutputs: db.prepare(`SELECT s.recipe, s.step, s.kind, s.key, s.trace, s.output, s.run_id, s.built_session,
+          s.changed_session, s.seconds, s.fingerprint, a.hash AS a_hash, a.manifest AS a_manifest, a.dirs AS a_dirs
+        FROM steps s LEFT JOIN artifacts a ON a.hash = s.output WHERE s.recipe = ?`),
       artifactBytes: db.prepare("SELECT COALESCE(SUM(bytes), 0) AS bytes FROM artifacts"),
       deleteArtifact: db.prepare("DELETE FROM artifacts WHERE hash = ?"),
       deleteResultsFor: db.prepare("DELETE FROM results WHERE output = ?"),
@@ -469,14 +471,23 @@ export class CacheDb {
   }
 
   /**
-   * What a presence check reads (manifest and directory signatures) of many artifacts in one query: a
-   * null rerun checks thousands. Unrecorded hashes have no entry.
+   * The recipe's step records and, from the same query, what a presence check reads of their outputs
+   * (manifest and directory signatures; none for an output no longer recorded): a null rerun checks
+   * every step's output, and one lookup each was a fifth of its time.
    */
-  artifactChecksIn(hashes: ReadonlyArray<string>): Map<string, ArtifactCheckRecord> {
-    return this.guard("look up artifacts", () => {
-      const m = new Map<string, ArtifactCheckRecord>()
-      for (const r of this.stmts.artifactChecksIn.all(JSON.stringify(hashes)) as Array<ArtifactCheckRecord>) m.set(r.hash, r)
-      return m
+  stepRecordsWithOutputs(recipe: string): { readonly records: Map<string, StepRecord>; readonly outputs: Map<string, ArtifactCheckRecord> } {
+    return this.guard("load steps", () => {
+      const records = new Map<string, StepRecord>()
+      const outputs = new Map<string, ArtifactCheckRecord>()
+      type Row = StepRecord & { readonly a_hash: string | null; readonly a_manifest: string | null; readonly a_dirs: string | null }
+      for (const r of this.stmts.stepRecordsWithOutputs.all(recipe) as Array<Row>) {
+        records.set(r.step, {
+          recipe: r.recipe, step: r.step, kind: r.kind, key: r.key, trace: r.trace, output: r.output, run_id: r.run_id,
+          built_session: r.built_session, changed_session: r.changed_session, seconds: r.seconds, fingerprint: r.fingerprint
+        })
+        if (r.a_hash !== null) outputs.set(r.a_hash, { hash: r.a_hash, manifest: r.a_manifest, dirs: r.a_dirs })
+      }
+      return { records, outputs }
     })
   }
 

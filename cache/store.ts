@@ -232,13 +232,12 @@ export class Store {
   }
 
   /**
-   * Runs `f` with the rows of the artifacts it is about to check read in one query (planning a null
-   * rerun checks every step's output: one lookup each was a fifth of its time). Each row serves the
-   * first check of its hash inside `f` only; any other check reads the database.
+   * Runs `f` with the rows of the artifacts it is about to check already read (planning reads them
+   * with the step records: CacheDb.stepRecordsWithOutputs). Each row serves the first check of its hash
+   * inside `f` only; any other check reads the database.
    */
-  withPrefetch<A>(hashes: Iterable<string>, f: () => A): A {
-    const wanted = [...new Set(hashes)]
-    if (wanted.length > 0) this.prefetched = this.db.artifactChecksIn(wanted)
+  withPrefetch<A>(rows: ReadonlyMap<string, ArtifactCheckRecord>, f: () => A): A {
+    this.prefetched = new Map(rows)
     try {
       return f()
     } finally {

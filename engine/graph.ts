@@ -335,25 +335,29 @@ export const validateGraph = (recipeFile: string, recipeName: string, nodes: Rea
 
 /** Kahn's algorithm, stable in declaration order; a cycle is named step by step. */
 export const topoSort = (steps: ReadonlyMap<string, PlannedStep>): ReadonlyArray<PlannedStep> => {
-  const indegree = new Map<string, number>()
-  const dependents = new Map<string, Array<string>>()
-  for (const s of steps.values()) {
-    indegree.set(s.id, s.needs.length)
-    for (const d of s.needs) {
-      const list = dependents.get(d) ?? []
-      list.push(s.id)
-      dependents.set(d, list)
+  // on indices, not ids: a generated recipe of 10,000 steps spent more in the maps than in the sort
+  const list = [...steps.values()]
+  const index = new Map<string, number>()
+  for (let i = 0; i < list.length; i++) index.set(list[i]!.id, i)
+  const indegree = new Int32Array(list.length)
+  const dependents: Array<Array<number> | undefined> = new Array(list.length)
+  for (let i = 0; i < list.length; i++) {
+    const needs = list[i]!.needs
+    indegree[i] = needs.length
+    for (const d of needs) {
+      const j = index.get(d)!
+      ;(dependents[j] ??= []).push(i)
     }
   }
+  const ready: Array<number> = []
+  for (let i = 0; i < list.length; i++) if (indegree[i] === 0) ready.push(i)
   const order: Array<PlannedStep> = []
-  const ready = [...steps.values()].filter((s) => s.needs.length === 0).map((s) => s.id)
-  for (let i = 0; i < ready.length; i++) {
-    const id = ready[i]!
-    order.push(steps.get(id)!)
-    for (const d of dependents.get(id) ?? []) {
-      const k = indegree.get(d)! - 1
-      indegree.set(d, k)
-      if (k === 0) ready.push(d)
+  for (let k = 0; k < ready.length; k++) {
+    const i = ready[k]!
+    order.push(list[i]!)
+    for (const d of dependents[i] ?? []) {
+      indegree[d] = indegree[d]! - 1
+      if (indegree[d] === 0) ready.push(d)
     }
   }
   if (order.length < steps.size) {

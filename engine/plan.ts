@@ -186,9 +186,11 @@ export const planSteps = (project: Project, steps: ReadonlyArray<PlannedStep>, o
 const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: PlanOptions): Plan => {
   const { store, recipeId } = project
   const sources = options.sources ?? hashSources(store, steps)
+  // the recorded outputs' rows come with the records, in one query
+  const { records, outputs: recorded } = store.db.stepRecordsWithOutputs(recipeId)
   const ctx = {
     store,
-    records: store.db.stepRecords(recipeId),
+    records,
     force: new Set(options.force ?? []),
     rebuild: options.rebuilder ?? constructiveTraces,
     present: presence(store),
@@ -197,8 +199,7 @@ const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: 
   const outputs = new Map<string, string>()
   const stale = new Set<string>()
   const warnings: Array<string> = []
-  // the recorded outputs' rows are read in one query, not one per step
-  const entries = store.withPrefetch([...ctx.records.values()].map((r) => r.output), () => steps.map((step): PlanEntry => {
+  const entries = store.withPrefetch(recorded, () => steps.map((step): PlanEntry => {
     const record = ctx.records.get(step.id)
     const w = versionWarning(step, record)
     if (w !== undefined) warnings.push(w)
