@@ -25,6 +25,13 @@
  * driver's. Each run's figures print as it ends. Reported: wall seconds, docs/s, peak RSS per worker,
  * whether every anneal run kept the same set, and agreement of the final keep/drop decisions (by
  * document id) with datatrove's. Wall-clock figures depend on the machine's load (printed per run).
+ * Then, per stage (clean, MinHash dedup, decontamination), of the docs that entered it on both sides,
+ * how many both removed, only anneal, only datatrove (anneal's child writes the ids after clean and after
+ * dedup; datatrove_curation.py writes its clean reasons, MinHash clusters and removals after its clock),
+ * and why: the Gopher rule each side blames for a clean disagreement, and for each doc only datatrove's
+ * MinHash removed the exact Jaccard of word 5-gram shingle sets with its datatrove cluster-mates (is it
+ * an unverified bucket collision, a different choice of which copy to keep, or a pair anneal missed? the
+ * missed pairs are put through anneal's dedup alone at threshold 0 for their MinHash estimate).
  * Last line: `curation throughput vs datatrove: Nx` (anneal shard-parallel docs/s / datatrove docs/s).
  * Intermediate outputs are deleted as soon as the next step has read them (a 5 GB corpus would
  * otherwise leave tens of GB per run under the temp dir). */
@@ -37,7 +44,10 @@ import * as zlib from "node:zlib"
 import { parseArgs } from "node:util"
 import { execa } from "execa"
 import { pythonEnvVars, pythonExecutable } from "../engine/python.ts"
+import * as Schema from "effect/Schema"
 import { clean } from "../steps/data/clean.ts"
+import { simplifyWords } from "../steps/data/minhash/signature.ts"
+import { GopherParams, gopherFailure } from "../steps/data/quality.ts"
 import { decontaminate } from "../steps/data/decontaminate.ts"
 import { dedup } from "../steps/data/dedup.ts"
 import { makeRayBackend } from "../engine/executors/ray.ts"
@@ -92,12 +102,25 @@ if (values.child !== undefined) {
     t0 += performance.now() - t1
     t += performance.now() - t1
   }
+  // the ids a step let through, streamed to `file` (for the per-stage comparison), off the clock
+  const ids = async (output: string, file: string) => {
+    const t1 = performance.now()
+    const out = fs.createWriteStream(file)
+    for await (const line of readline.createInterface({ input: fs.createReadStream(dataFile(output)) })) {
+      if (line.length > 0) out.write((JSON.parse(line) as { id: string }).id + "\n")
+    }
+    await new Promise((resolve) => out.end(resolve))
+    t0 += performance.now() - t1
+    t += performance.now() - t1
+  }
   const c = await runStep(clean, { data: values.corpus! }, { fields: ["text"], gopher: {}, ...fanout }, { rows: false })
   lap("clean")
   drop()
+  await ids(c.output, values.out! + ".clean")
   const d = await runStep(dedup, { data: dataFile(c.output) }, { method: "minhash", keep: "first", fields: ["text"], ...fanout }, { rows: false })
   lap("minhash dedup")
   drop(c.output)
+  await ids(d.output, values.out! + ".dedup")
   const x = await runStep(decontaminate, { data: dataFile(d.output), benchmarks: [values.bench!] }, { fields: ["text"], ...fanout }, { rows: false })
   lap("decontaminate")
   drop(d.output)
@@ -282,6 +305,10 @@ interface Run {
   readonly note?: string
   /** each anneal step's metrics (rows removed, flagged pairs, ...) */
   readonly metrics?: Record<string, Record<string, number | string>>
+  /** the ids clean and dedup let through (the per-stage comparison) */
+  readonly after?: { readonly clean: Set<string>; readonly dedup: Set<string> }
+  /** datatrove: each clean removal's GopherQualityFilter reason; each clustered doc's minhash cluster and whether it was removed */
+  readonly dt?: { readonly cleanReasons: Map<string, string>; readonly clusters: Map<string, { readonly cluster: number; readonly removed: boolean }> }
 }
 const runs = values.runs.split(",").map((x) => x.trim())
 for (const x of runs) if (!["1", "N", "ray", "datatrove"].includes(x)) throw new Error(`--runs: unknown run "${x}" (runs are 1, N, ray, datatrove)`)
@@ -298,7 +325,10 @@ const timed = async (name: string, cmd: string, args: Array<string>, env: Record
   const out = JSON.parse(res.stdout.trim().split("\n").pop()!) as { seconds: number; stages: Record<string, number>; stageRss?: Record<string, number>; metrics?: Run["metrics"] }
   const kept = new Set(fs.readFileSync(keptFile, "utf8").split("\n").filter((l) => l.length > 0))
   const rssMb = Number(fs.readFileSync(rssFile, "utf8").trim().split("\n").pop()) / 1024
-  return { name, seconds: out.seconds, stages: out.stages, ...(out.stageRss === undefined ? {} : { stageRss: out.stageRss }), ...(out.metrics === undefined ? {} : { metrics: out.metrics }), kept, rssMb }
+  const idSet = (f: string) => new Set(fs.readFileSync(f, "utf8").split("\n").filter((l) => l.length > 0))
+  // anneal's child writes the ids after clean and after dedup beside its kept ids (datatrove's are read in datatroveRun)
+  const after = fs.existsSync(keptFile + ".clean") ? { after: { clean: idSet(keptFile + ".clean"), dedup: idSet(keptFile + ".dedup") } } : {}
+  return { name, seconds: out.seconds, stages: out.stages, ...(out.stageRss === undefined ? {} : { stageRss: out.stageRss }), ...(out.metrics === undefined ? {} : { metrics: out.metrics }), kept, rssMb, ...after }
 }
 const node = process.execPath
 /** anneal's pipeline in a child process; its temp files (step outputs, resume directories) in a directory of its own, removed after */
@@ -353,11 +383,170 @@ const datatroveRun = async (): Promise<Run> => {
   const dtWork = path.join(work, "datatrove")
   fs.mkdirSync(dtWork)
   try {
-    return await timed(`datatrove, ${workers} workers`, pythonExecutable(), [path.join(import.meta.dirname, "datatrove_curation.py"), partsDir, benchFile, dtWork, String(workers)], pythonEnvVars(), path.join(dtWork, "kept.txt"))
+    const r = await timed(`datatrove, ${workers} workers`, pythonExecutable(), [path.join(import.meta.dirname, "datatrove_curation.py"), partsDir, benchFile, dtWork, String(workers)], pythonEnvVars(), path.join(dtWork, "kept.txt"))
+    // what each stage removed (datatrove_curation.py's write_stages, after its clock)
+    const tsv = (f: string) => fs.readFileSync(path.join(dtWork, f), "utf8").split("\n").filter((l) => l.length > 0).map((l) => l.split("\t"))
+    const cleanReasons = new Map(tsv("clean-removed.tsv").map(([id, reason]) => [id!, reason!] as const))
+    const clusters = new Map(tsv("dedup.tsv").map(([id, c, removed]) => [id!, { cluster: Number(c), removed: removed === "1" }] as const))
+    const clean = new Set<string>()
+    for (let i = 0; i < n; i++) if (!cleanReasons.has(`d${i}`)) clean.add(`d${i}`)
+    const dedup = new Set(fs.readFileSync(path.join(dtWork, "after-dedup.txt"), "utf8").split("\n").filter((l) => l.length > 0))
+    return { ...r, after: { clean, dedup }, dt: { cleanReasons, clusters } }
   } finally {
     // its kept ids are read; its intermediate files are GBs
     fs.rmSync(dtWork, { recursive: true, force: true })
   }
+}
+/**
+ * Where the two sides' decisions part, stage by stage: of the docs that entered a stage on both sides,
+ * which each removed there. Then the reasons: for clean, the Gopher rule each side blames (anneal's
+ * gopherFailure at the defaults, datatrove's GopherQualityFilter reason); for MinHash, the exact
+ * Jaccard of word 5-gram shingle sets (anneal's simplifyWords; and with numbers replaced by 0, as
+ * datatrove's simplify_text does) between each doc only datatrove removed and the other members of its
+ * datatrove cluster: the kept one, and the most similar one (of up to 300 nearest in corpus order).
+ */
+const perStage = async (a: Run, d: Run) => {
+  const all = new Set(Array.from({ length: n }, (_, i) => `d${i}`))
+  const stagesIo = [
+    ["clean", all, all, a.after!.clean, d.after!.clean],
+    ["minhash dedup", a.after!.clean, d.after!.clean, a.after!.dedup, d.after!.dedup],
+    ["decontaminate", a.after!.dedup, d.after!.dedup, a.kept, d.kept]
+  ] as const
+  console.log(`\nper stage (${a.name} vs datatrove), of the docs that entered the stage on both sides:`)
+  const cell = (...cs: Array<string>) => console.log(cs.map((c, i) => (i === 0 ? c.padEnd(16) : c.padStart(15))).join(""))
+  cell("stage", "entered both", "removed both", "only anneal", "only datatrove", "entered one")
+  const split: Record<string, { onlyA: Array<string>; onlyD: Array<string> }> = {}
+  for (const [name, inA, inD, outA, outD] of stagesIo) {
+    let entered = 0, both = 0
+    const onlyA: Array<string> = [], onlyD: Array<string> = []
+    for (const id of inA) {
+      if (!inD.has(id)) continue
+      entered++
+      const ra = !outA.has(id), rd = !outD.has(id)
+      if (ra && rd) both++
+      else if (ra) onlyA.push(id)
+      else if (rd) onlyD.push(id)
+    }
+    split[name] = { onlyA, onlyD }
+    cell(name, fmt(entered), fmt(both), fmt(onlyA.length), fmt(onlyD.length), fmt(inA.size + inD.size - 2 * entered))
+  }
+  const clusters = d.dt!.clusters
+  const members = new Map<number, Array<string>>()
+  for (const [id, c] of clusters) members.set(c.cluster, [...(members.get(c.cluster) ?? []), id])
+  const num = (id: string) => Number(id.slice(1))
+  for (const ms of members.values()) ms.sort((x, y) => num(x) - num(y))
+  // the docs to compare (only-datatrove dedup removals, at most 2,000, and their cluster-mates) and the clean disagreements
+  const cleanSplit = split["clean"]!
+  const sample = split["minhash dedup"]!.onlyD.slice(0, 2000)
+  const near = (id: string): Array<string> => {
+    const ms = members.get(clusters.get(id)!.cluster)!
+    const at = ms.indexOf(id)
+    return [...ms.slice(Math.max(0, at - 150), at), ...ms.slice(at + 1, at + 151)]
+  }
+  const need = new Set<string>([...cleanSplit.onlyA, ...cleanSplit.onlyD.slice(0, 50), ...sample])
+  for (const id of sample) for (const m of [...near(id), ...members.get(clusters.get(id)!.cluster)!.filter((x) => !clusters.get(x)!.removed)]) need.add(m)
+  const texts = new Map<string, string>()
+  for await (const line of readline.createInterface({ input: fs.createReadStream(corpusFile) })) {
+    const at = line.indexOf('"', 7) // {"id":"d123", ...
+    if (line.length > 0 && need.has(line.slice(7, at))) {
+      const row = JSON.parse(line) as { id: string; text: string }
+      texts.set(row.id, row.text)
+    }
+  }
+  // clean: the rule each side blames, grouped
+  const gopherDefaults = Schema.decodeUnknownSync(GopherParams)({})
+  const groups = new Map<string, Array<string>>()
+  for (const id of cleanSplit.onlyA) {
+    const k = `anneal ${gopherFailure(texts.get(id)!, gopherDefaults)} / datatrove keeps`
+    groups.set(k, [...(groups.get(k) ?? []), id])
+  }
+  for (const id of cleanSplit.onlyD) {
+    const k = `datatrove ${d.dt!.cleanReasons.get(id)} / anneal keeps`
+    groups.set(k, [...(groups.get(k) ?? []), id])
+  }
+  console.log(`clean disagreements by rule: ${groups.size === 0 ? "none" : [...groups].sort((x, y) => y[1].length - x[1].length).map(([k, ids]) => `${k}: ${fmt(ids.length)} (e.g. ${ids.slice(0, 3).join(", ")})`).join("; ")}`)
+  // MinHash: exact Jaccard of the docs only datatrove removed with their cluster-mates
+  const shingleCache = new Map<string, Set<string>>()
+  const shingles = (id: string, numbers: boolean): Set<string> => {
+    const key = (numbers ? "0" : "") + id
+    let set = shingleCache.get(key)
+    if (set === undefined) {
+      let t = texts.get(id)!
+      if (numbers) t = t.replace(/\p{Nd}+([.,،٫⎖⎗⎘]\p{Nd}+)?/gu, "0")
+      const ws = simplifyWords(t)
+      set = new Set<string>()
+      for (let i = 0; i + 5 <= ws.length; i++) set.add(ws.slice(i, i + 5).join(" "))
+      if (ws.length < 5) set.add(ws.join(" "))
+      shingleCache.set(key, set)
+    }
+    return set
+  }
+  const jaccard = (x: string, y: string, numbers = false) => {
+    const sx = shingles(x, numbers), sy = shingles(y, numbers)
+    let inter = 0
+    for (const g of sx) if (sy.has(g)) inter++
+    return inter / (sx.size + sy.size - inter)
+  }
+  const bucket = (js: Array<number>) => {
+    const c = (lo: number, hi: number) => js.filter((j) => j >= lo && j < hi).length
+    const sorted = [...js].sort((x, y) => x - y)
+    return `>= 0.9: ${fmt(c(0.9, 2))}, 0.8-0.9: ${fmt(c(0.8, 0.9))}, 0.5-0.8: ${fmt(c(0.5, 0.8))}, < 0.5: ${fmt(c(0, 0.5))}; median ${(sorted[Math.floor(sorted.length / 2)] ?? 0).toFixed(2)}`
+  }
+  const withKept: Array<number> = [], best: Array<number> = [], bestNumbers: Array<number> = []
+  const misses: Array<string> = []
+  let keptLater = 0
+  let otherKept = 0 // docs anneal kept while removing a >= 0.8 cluster-mate of theirs: the same duplicate, the other copy kept
+  for (const id of sample) {
+    const ms = members.get(clusters.get(id)!.cluster)!
+    const kept = ms.find((x) => !clusters.get(x)!.removed)
+    if (kept !== undefined) {
+      withKept.push(jaccard(id, kept))
+      if (num(kept) > num(id)) keptLater++
+    }
+    let b = 0, bn = 0
+    let miss = "", removedMate = false
+    for (const m of near(id)) {
+      const j = jaccard(id, m)
+      b = Math.max(b, j)
+      bn = Math.max(bn, jaccard(id, m, true))
+      if (j < 0.8 || !a.after!.clean.has(m)) continue
+      // a mate at true Jaccard >= 0.8 that entered anneal's dedup: anneal removed it (kept this copy), or kept both (a miss)
+      if (!a.after!.dedup.has(m)) removedMate = true
+      else if (miss === "" || j > Number(miss.split(" ")[1])) miss = `${id}~${m} ${j.toFixed(2)}`
+    }
+    best.push(b)
+    bestNumbers.push(bn)
+    if (removedMate) otherKept++
+    else if (miss !== "") misses.push(miss)
+  }
+  const nD = split["minhash dedup"]!.onlyD.length
+  console.log(`minhash: ${fmt(nD)} docs only datatrove removed${sample.length < nD ? ` (the first ${fmt(sample.length)} compared)` : ""}; exact 5-gram Jaccard with the doc datatrove kept of their cluster: ${bucket(withKept)} (${fmt(keptLater)} of those kept docs come later in the corpus: datatrove keeps its union-find root, not the first)`)
+  console.log(`  with their most similar cluster-mate: ${bucket(best)}; with numbers as 0 (datatrove's simplification): ${bucket(bestNumbers)}`)
+  misses.sort((x, y) => Number(y.split(" ")[1]) - Number(x.split(" ")[1])) // the most similar first
+  console.log(`  of those at >= 0.8: ${fmt(otherKept)} where anneal removed the (or a) >= 0.8 mate instead (same duplicate, other copy kept); ${fmt(misses.length)} where anneal kept both, i.e. missed a pair at true Jaccard >= 0.8 (highest ${Math.max(0, ...misses.map((m) => Number(m.split(" ")[1]))).toFixed(2)})${misses.length === 0 ? "" : ` (${misses.slice(0, 12).join(", ")}${misses.length > 12 ? ", ..." : ""})`}`)
+  // each missed pair alone through anneal's dedup with threshold 0 (a doc's signature does not depend on
+  // the others): it reports the pair's estimated Jaccard if they share a band. An estimate >= 0.8 would
+  // mean the full run lost a pair it should merge (a bug); under 0.8, or no shared band, is MinHash's
+  // estimate near its threshold (112 hashes: standard error ~0.04 at 0.8)
+  const pairs = [...new Set(misses.map((m) => m.split(" ")[0]!.split("~").sort((p, q) => num(p) - num(q)).join("~")))]
+  if (pairs.length > 0) {
+    const probes: Array<string> = []
+    for (const pair of pairs.slice(0, 12)) {
+      const [x, y] = pair.split("~") as [string, string]
+      const f = path.join(tempDir("anneal-bench-pair-"), "pair.jsonl")
+      fs.writeFileSync(f, [x, y].map((id) => JSON.stringify({ id, text: texts.get(id) })).join("\n") + "\n")
+      const r = await runStep(dedup, { data: f }, { method: "minhash", keep: "first", fields: ["text"], minhash: { threshold: 0 } })
+      const removed = fs.existsSync(path.join(r.output, "removed.jsonl")) ? fs.readFileSync(path.join(r.output, "removed.jsonl"), "utf8").trim() : ""
+      const est = /"jaccard":\s*([\d.]+)/.exec(removed)?.[1]
+      probes.push(`${x}~${y} ${est === undefined ? "no band shared" : `estimate ${est}${Number(est) >= 0.8 ? " (>= 0.8: LOST IN THE FULL RUN)" : ""}`}`)
+      fs.rmSync(path.dirname(f), { recursive: true, force: true })
+      fs.rmSync(r.output, { recursive: true, force: true })
+    }
+    console.log(`  anneal's MinHash on those pairs alone (threshold 0)${pairs.length > 12 ? `, the first 12 of ${fmt(pairs.length)}` : ""}: ${probes.join("; ")}`)
+  }
+  const onlyA = split["minhash dedup"]!.onlyA
+  const asRoot = onlyA.filter((id) => clusters.get(id)?.removed === false).length
+  console.log(`  ${fmt(onlyA.length)} docs only anneal removed: ${fmt(asRoot)} of them are the doc datatrove kept of its cluster (a different choice of which to keep), ${fmt(onlyA.filter((id) => !clusters.has(id)).length)} in no datatrove cluster`)
 }
 const done = new Map<string, Run>()
 // the corpus and whatever a run left are GBs: removed on failure or interruption too
@@ -397,6 +586,7 @@ if (dt !== undefined && ours !== undefined) {
   const onlyD = dt.kept.size - both
   console.log(`agreement with datatrove (${ours.name}): ${fmt(both)} kept by both, ${fmt(onlyA)} kept only by anneal, ${fmt(onlyD)} only by datatrove; same keep/drop decision on ${(((n - onlyA - onlyD) / n) * 100).toFixed(2)}% of docs`)
   console.log(`(datatrove runs with whitespace word splitting, as anneal, since its English tokenizer needs spaCy, absent here; it reads Parquet made from the same parts before its clock starts, since its JSONL reader needs orjson, also absent; its MinHash drops every bucket collision while anneal verifies candidates at estimated Jaccard >= 0.8)`)
+  if (ours.after !== undefined && dt.after !== undefined && dt.dt !== undefined) await perStage(ours, dt)
 }
 removeWork()
 const aN = done.get("N")

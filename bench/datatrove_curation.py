@@ -11,7 +11,9 @@ lighteval only to read lighteval task tables, so the index is built from the ben
 the indexer's own compute_hashes, written where and how its run() writes it; and the JSONL parts are
 converted to Parquet before the clock starts (datatrove's JsonlReader needs orjson, also absent), so
 datatrove reads and writes Parquet with pyarrow. Prints one JSON line: seconds per stage and
-in all, the kept ids (in WORK_DIR/kept.txt) and the peak RSS of the largest worker process.
+in all, the kept ids (in WORK_DIR/kept.txt) and the peak RSS of the largest worker process. After the
+clock, what each stage removed goes to WORK_DIR (write_stages), for the bench's per-stage comparison;
+the only change to the timed pipeline for it is MinhashDedupCluster's save_cluster_id.
 """
 from __future__ import annotations
 
@@ -70,6 +72,39 @@ dt_xxhash.xxhash64 = lambda data: xxhash.xxh64_intdigest(data.encode("utf-8") if
 NGramsDecontIndexer._requires_dependencies = []  # lighteval is only needed for its task tables
 
 
+def write_stages(d, input_names: list[str]) -> None:
+    """After the clock: what each stage removed, for the bench's per-stage comparison with anneal.
+    WORK_DIR/clean-removed.tsv: id, the GopherQualityFilter reason (recomputed on the docs the clean
+    stage did not write); dedup.tsv: id, minhash cluster id, 1 if MinhashDedupFilter removed it, for
+    every document in a cluster; after-dedup.txt: the ids the dedup filter let through. The .remove and
+    .clusters files index documents by position in task `rank`'s input, i.e. the rank-th clean file."""
+    kept_clean: set[str] = set()
+    clean_files = sorted(os.listdir(d("clean")))
+    gopher = GopherQualityFilter()
+    after_dedup: list[str] = []
+    with open(d("dedup.tsv"), "w", encoding="utf-8") as out:
+        for rank, name in enumerate(clean_files):
+            ids = pq.read_table(os.path.join(d("clean"), name), columns=["id"]).column("id").to_pylist()
+            kept_clean.update(ids)
+            removed: set[int] = set()
+            if os.path.exists(d(f"remove/{rank:06d}.remove")):
+                removed = set(np.fromfile(d(f"remove/{rank:06d}.remove"), dtype="<u4").tolist())
+            if os.path.exists(d(f"remove/{rank:06d}.clusters")):
+                for idx, cluster in np.fromfile(d(f"remove/{rank:06d}.clusters"), dtype="<u4").reshape(-1, 2).tolist():
+                    out.write(f"{ids[idx]}\t{cluster}\t{int(idx in removed)}\n")
+            after_dedup.extend(i for k, i in enumerate(ids) if k not in removed)
+    with open(d("after-dedup.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(after_dedup) + "\n")
+    with open(d("clean-removed.tsv"), "w", encoding="utf-8") as out:
+        for name in input_names:
+            # in batches, as the conversion: /usr/bin/time's peak RSS covers this process too
+            for b in pq.ParquetFile(os.path.join(d("input"), name)).iter_batches(batch_size=20000, columns=["id", "text"]):
+                for i, text in zip(b.column("id").to_pylist(), b.column("text").to_pylist()):
+                    if i not in kept_clean:
+                        res = gopher.filter(Document(text=text, id=i))
+                        out.write(f"{i}\t{res[1] if isinstance(res, tuple) else 'passes now'}\n")
+
+
 def main() -> None:
     parts, bench, work, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     names = sorted(f for f in os.listdir(parts) if f.endswith(".jsonl"))
@@ -115,7 +150,8 @@ def main() -> None:
         ("clean", [ParquetReader(d("input"), id_key="id"), GopherQualityFilter(), ParquetWriter(d("clean"), output_filename="${rank}.parquet")], tasks),
         ("minhash signatures", [ParquetReader(d("clean"), id_key="id"), MinhashDedupSignature(d("sigs"), config=mh)], tasks),
         ("minhash buckets", [MinhashDedupBuckets(d("sigs"), d("buckets"), config=mh)], mh.num_buckets),
-        ("minhash cluster", [MinhashDedupCluster(d("buckets"), d("remove"), config=mh)], 1),
+        # cluster ids (a small file per task, for the per-stage comparison after the clock) are the one addition
+        ("minhash cluster", [MinhashDedupCluster(d("buckets"), d("remove"), config=mh, save_cluster_id=True)], 1),
         (
             "filter + decontaminate",
             [
@@ -139,6 +175,7 @@ def main() -> None:
     with open(d("kept.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(kept) + "\n")
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    write_stages(d, input_names=sorted(os.listdir(d("input"))))  # after the clock and the RSS reading
     print(json.dumps({"seconds": total, "stages": seconds, "kept": len(kept), "peak_rss_mb": rss / 1024}))
 
 

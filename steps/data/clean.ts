@@ -138,7 +138,7 @@ const firstFailure = (
 
 export const clean = preservingRows(defineStep({
   kind: "clean",
-  version: 2,
+  version: 3, // 3: Gopher rules counted as datatrove counts them (stop words, symbols, lines)
   description: "NFKC/whitespace/control-character cleanup; drops empty, too short/long, pattern and Gopher-rule rows",
   params: CleanParams,
   inputs,

@@ -15,7 +15,7 @@ export const GopherParams = Schema.Struct({
   maxWords: withDefault(NullableNumber, 100_000),
   minMeanWordLength: withDefault(NullableNumber, 3),
   maxMeanWordLength: withDefault(NullableNumber, 10),
-  maxSymbolWordRatio: withDefault(NullableNumber, 0.1).annotate({ description: "(\"#\" + \"...\" + \"…\") per word" }),
+  maxSymbolWordRatio: withDefault(NullableNumber, 0.1).annotate({ description: "\"#\" per word, and (\"...\" + \"…\") per word, each" }),
   maxBulletLineRatio: withDefault(NullableNumber, 0.9).annotate({
     description: "share of lines starting with a bullet"
   }),
@@ -26,14 +26,15 @@ export const GopherParams = Schema.Struct({
     description: "share of words holding at least one alphabetic character"
   }),
   minStopWords: withDefault(NullableNumber, 2).annotate({
-    description: "Gopher's stop words: the, be, to, of, and, that, have, with"
+    description: "distinct Gopher stop words, as written (lower case): the, be, to, of, and, that, have, with"
   })
 })
 export type GopherParams = typeof GopherParams.Type
 
 const punctOnly = /^[\p{P}\p{S}]+$/u
 const hasAlpha = /\p{L}/u
-const bulletStart = /^\s*[•‣⁃◦▪▫●○■□\-*–]/u
+const bulletStart = /^\s*[•-]/u // datatrove's two bullets
+const lineBreak = /\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]/
 const ellipsisEnd = /(\.\.\.|…)\s*$/
 const stopWords = new Set(["the", "be", "to", "of", "and", "that", "have", "with"])
 
@@ -47,11 +48,16 @@ export const gopherFailure = (text: string, p: GopherParams): string | undefined
   const mean = n === 0 ? 0 : real.reduce((a, w) => a + w.length, 0) / n
   if (p.minMeanWordLength !== null && mean < p.minMeanWordLength) return "gopher.minMeanWordLength"
   if (p.maxMeanWordLength !== null && mean > p.maxMeanWordLength) return "gopher.maxMeanWordLength"
+  // as datatrove: hashes and ellipses each against the threshold (not their sum), per word of all words
   if (p.maxSymbolWordRatio !== null) {
-    const symbols = count(text, "#") + count(text, "...") + count(text, "…")
-    if (symbols / Math.max(n, 1) > p.maxSymbolWordRatio) return "gopher.maxSymbolWordRatio"
+    const perWord = (k: number) => k / Math.max(all.length, 1)
+    if (perWord(count(text, "#")) > p.maxSymbolWordRatio || perWord(count(text, "...") + count(text, "…")) > p.maxSymbolWordRatio) {
+      return "gopher.maxSymbolWordRatio"
+    }
   }
-  const lines = text.split("\n").filter((l) => l.trim().length > 0)
+  // as datatrove (Python's str.splitlines): blank lines count in the line ratios' denominators
+  const lines = text.split(lineBreak)
+  if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop()
   if (p.maxBulletLineRatio !== null && lines.length > 0) {
     if (lines.filter((l) => bulletStart.test(l)).length / lines.length > p.maxBulletLineRatio) return "gopher.maxBulletLineRatio"
   }
@@ -63,10 +69,9 @@ export const gopherFailure = (text: string, p: GopherParams): string | undefined
   if (p.minAlphaWordRatio !== null && all.length > 0) {
     if (all.filter((w) => hasAlpha.test(w)).length / all.length < p.minAlphaWordRatio) return "gopher.minAlphaWordRatio"
   }
+  // as datatrove: how many distinct stop words occur, case-sensitively ("The" is not "the")
   if (p.minStopWords !== null) {
-    let s = 0
-    for (const w of real) if (stopWords.has(w.toLowerCase())) s++
-    if (s < p.minStopWords) return "gopher.minStopWords"
+    if (new Set(all.filter((w) => stopWords.has(w))).size < p.minStopWords) return "gopher.minStopWords"
   }
   return undefined
 }

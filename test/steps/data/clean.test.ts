@@ -91,4 +91,18 @@ describe("gopher rules", () => {
     )
     expect(gopherFailure("cat dog bird fish ".repeat(20), g)).toBe("gopher.minStopWords")
   })
+
+  // each input decided as datatrove's GopherQualityFilter decides it (checked with datatrove, whitespace words)
+  it("counts as datatrove does", () => {
+    const g = gopherDefaults
+    // distinct stop words, case-sensitively: one "the" repeated, or "The"/"And", are one and none
+    expect(gopherFailure("the quick brown animal jumped across some wooden fences ".repeat(6), g)).toBe("gopher.minStopWords")
+    expect(gopherFailure("The quick brown animal jumped across some wooden fences. And ".repeat(6), g)).toBe("gopher.minStopWords")
+    expect(gopherFailure("the quick brown animal jumped across some wooden fences and ".repeat(6), g)).toBeUndefined()
+    // hashes and ellipses each under 10% of the words, together over: kept
+    expect(gopherFailure("#a #b #c #d #e #f ... ... ... ... ... ... " + prose.repeat(4), g)).toBeUndefined()
+    // blank lines count among the lines: 2 of 4 lines end with an ellipsis (50%), 2 of 2 without the blank ones
+    expect(gopherFailure(`${prose}...\n\n${prose}…\n\n`, { ...g, minWords: null, maxSymbolWordRatio: null })).toBe("gopher.maxEllipsisLineRatio")
+    expect(gopherFailure(`${prose}...\n\n\n\n${prose}\n\n${prose}\n\n\n\n`, { ...g, minWords: null, maxSymbolWordRatio: null })).toBeUndefined()
+  })
 })
