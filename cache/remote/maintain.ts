@@ -151,7 +151,9 @@ export const collectRemoteGarbage = async (
   for (const o of index) {
     if (nameOf(o.key, idxPrefix, ".json") === undefined) continue
     const output = await indexOutput(o)
-    const old = options.maxAgeDays !== undefined && now - o.lastModified > options.maxAgeDays * 86400_000
+    // 0 means every key: S3's times are whole seconds (rounded either way by some servers), so an entry
+    // written this second could otherwise look newer than "now"
+    const old = options.maxAgeDays !== undefined && (options.maxAgeDays === 0 || now - o.lastModified > options.maxAgeDays * 86400_000)
     if (old && (output === undefined || !usedHere.has(output))) dropKeys.push(o)
     else if (output !== undefined) indexed.add(output)
   }
