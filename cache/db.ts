@@ -91,6 +91,24 @@ export interface LockHolder {
 
 const now = () => Date.now() / 1000
 
+/**
+ * Turns on WAL (kept in the file, so once per database). The switch takes an exclusive lock, and SQLite
+ * answers "database is locked" at once instead of waiting when other processes opened the new file at
+ * the same moment (two runs started together on a fresh store): retried here for the busy timeout.
+ */
+const walMode = (db: Database) => {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    try {
+      db.pragma("journal_mode = WAL")
+      return
+    } catch (e) {
+      if (!/locked|busy/i.test(e instanceof Error ? e.message : String(e)) || Date.now() > deadline) throw e
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5 + Math.random() * 20)
+    }
+  }
+}
+
 export class CacheDb {
   private readonly db: Database
   private readonly stmts: ReturnType<CacheDb["prepare"]>
@@ -98,7 +116,7 @@ export class CacheDb {
   constructor(readonly file: string) {
     this.db = this.guard("open", () => {
       const db = new Database(file, { timeout: 10_000 })
-      db.pragma("journal_mode = WAL")
+      walMode(db)
       db.pragma("synchronous = NORMAL")
       db.pragma("foreign_keys = ON")
       return db
@@ -141,16 +159,23 @@ export class CacheDb {
 
   private migrate() {
     this.db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined
-    const version = row === undefined ? 0 : Number(row.value)
-    if (version > migrations.length) {
-      throw new CacheError({
-        message: `cache database ${this.file} has schema version ${version}, newer than this anneal understands (${migrations.length}): upgrade anneal`,
-        path: this.file
-      })
+    const schemaVersion = (): number => {
+      const row = this.db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined
+      const version = row === undefined ? 0 : Number(row.value)
+      if (version > migrations.length) {
+        throw new CacheError({
+          message: `cache database ${this.file} has schema version ${version}, newer than this anneal understands (${migrations.length}): upgrade anneal`,
+          path: this.file
+        })
+      }
+      return version
     }
-    if (version === migrations.length) return
+    if (schemaVersion() === migrations.length) return
     this.db.transaction(() => {
+      // read again under the write lock: two runs opening a new store at once both found it unmigrated,
+      // and the second, once the first had migrated, ran the migrations again ("table already exists")
+      const version = schemaVersion()
+      if (version === migrations.length) return
       for (let v = version; v < migrations.length; v++) this.db.exec(migrations[v]!)
       this.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)").run(String(migrations.length))
     }).immediate()
