@@ -16,13 +16,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
-import { executeTask } from "../steps/data/fanout.ts"
-import { detectFormat } from "../steps/data/formats.ts"
 import { bandPairs, BAND_BUFFER_BYTES, SignatureFiles, verifyBand } from "../steps/data/minhash/staged.ts"
-import { planPieces } from "../steps/data/shards.ts"
 import { plantedCorpus } from "../test/steps/data/corpus.ts"
 import { tempDir } from "../test/steps/data/helpers.ts"
-import { pairwise } from "../test/steps/data/pairwise-bands.ts"
+import { pairwise, signCorpus } from "../test/steps/data/pairwise-bands.ts"
 
 const { values } = parseArgs({ options: { docs: { type: "string", default: "85000" }, rounds: { type: "string", default: "4" }, cold: { type: "boolean", default: false } } })
 const BANDS = 14
@@ -35,15 +32,7 @@ const dir = tempDir("anneal-bench-bands-")
 const { docs } = plantedCorpus(5, Math.round(Number(values.docs) / 1.43))
 const file = path.join(dir, "corpus.jsonl")
 fs.writeFileSync(file, docs.map((text) => JSON.stringify({ text })).join("\n") + "\n")
-const format = await detectFormat(file)
-const pieces = await planPieces(file, 8)
-const signDirs: Array<string> = []
-const counts: Array<number> = []
-for (const [i, piece] of pieces.entries()) {
-  const spec = { op: "minhash-sign", id: String(i), dir: path.join(dir, "sign", String(i)), piece, format, onInvalid: "error", fields: ["text"], keep: "longest", ngram: 5, bands: BANDS, rows: ROWS, seed: 1 }
-  counts.push((await executeTask(spec)).rows as number)
-  signDirs.push(spec.dir)
-}
+const { signDirs, counts } = await signCorpus(file, dir, 8, BANDS, ROWS)
 const sigFiles = signDirs.map((d) => path.join(d, "sigs.bin"))
 const evict = () => {
   const r = spawnSync("python3", ["-c", "import os,sys\nfor f in sys.argv[1:]:\n fd=os.open(f,os.O_RDONLY); os.fdatasync(fd); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)", ...sigFiles])
@@ -73,7 +62,7 @@ const run = (variant: Variant) => {
   return { wall: wall / 1000, cpu: (cpu.user + cpu.system) / 1e6, reads, edges: JSON.stringify(edges) }
 }
 
-console.log(`${docs.length} docs, ${(fs.statSync(file).size / 2 ** 20).toFixed(0)} MiB, ${pieces.length} pieces, ${values.cold ? "cold" : "cached"} sign files; ${os.availableParallelism()} cores, load ${os.loadavg()[0]!.toFixed(1)}`)
+console.log(`${docs.length} docs, ${(fs.statSync(file).size / 2 ** 20).toFixed(0)} MiB, ${signDirs.length} pieces, ${values.cold ? "cold" : "cached"} sign files; ${os.availableParallelism()} cores, load ${os.loadavg()[0]!.toFixed(1)}`)
 const walls: Record<Variant, Array<number>> = { pairwise: [], verifyBand: [] }
 const cpus: Record<Variant, Array<number>> = { pairwise: [], verifyBand: [] }
 let reference: string | undefined

@@ -10,12 +10,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { executeTask } from "../../../steps/data/fanout.ts"
-import { detectFormat } from "../../../steps/data/formats.ts"
 import { SignatureFiles, verifyBand } from "../../../steps/data/minhash/staged.ts"
-import { planPieces } from "../../../steps/data/shards.ts"
 import { plantedCorpus, rng } from "./corpus.ts"
 import { tempDir, writeJsonl } from "./helpers.ts"
-import { pairwise } from "./pairwise-bands.ts"
+import { pairwise, signCorpus } from "./pairwise-bands.ts"
 
 const BANDS = 14
 const ROWS = 8
@@ -93,19 +91,10 @@ describe("MinHash band verification", async () => {
   }
   const dir = tempDir()
   const file = writeJsonl(path.join(dir, "corpus.jsonl"), docs.map((text) => ({ text })))
-  const format = await detectFormat(file)
-  const pieces = await planPieces(file, 4)
-  const signDirs: Array<string> = []
-  const counts: Array<number> = []
-  for (const [i, piece] of pieces.entries()) {
-    const spec = { op: "minhash-sign", id: String(i), dir: path.join(dir, "sign", String(i)), piece, format, onInvalid: "error", fields: ["text"], keep: "longest", ngram: 5, bands: BANDS, rows: ROWS, seed: 1 }
-    const res = await executeTask(spec)
-    signDirs.push(spec.dir)
-    counts.push(res.rows as number)
-  }
+  const { signDirs, counts } = await signCorpus(file, dir, 4, BANDS, ROWS)
 
   it("finds the pairwise loop's pairs, reading each candidate's signature once, for buffers down to 4 signatures", () => {
-    expect(pieces.length).toBeGreaterThan(1)
+    expect(signDirs.length).toBeGreaterThan(1)
     let rereads = 0
     for (let band = 0; band < BANDS; band++) {
       const { sv, m, n } = bandPairs(signDirs, counts, band)

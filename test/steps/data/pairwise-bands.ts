@@ -1,10 +1,34 @@
 /**
- * The MinHash band verification as it was before `verifyBand` (steps/data/minhash/staged.ts): the same
- * buckets (rows sorted by band key), order and skips, with two signature reads per comparison. The
- * reference the band tests and bench/minhash-bands.ts compare against.
+ * What the band tests and bench/minhash-bands.ts share: a corpus signed by the real sign stage, and the
+ * MinHash band verification as it was before `verifyBand` (steps/data/minhash/staged.ts): the same
+ * buckets (rows sorted by band key), order and skips, with two signature reads per comparison, the
+ * reference they compare against.
  */
+import * as path from "node:path"
+import { executeTask } from "../../../steps/data/fanout.ts"
+import { detectFormat } from "../../../steps/data/formats.ts"
 import type { SignatureFiles } from "../../../steps/data/minhash/staged.ts"
 import { UnionFind } from "../../../steps/data/minhash/union-find.ts"
+import { planPieces } from "../../../steps/data/shards.ts"
+
+/** Signs a JSONL corpus in about `pieces` pieces (5-grams, keep longest, seed 1) under `dir`/sign: each piece's sign directory and rows. */
+export const signCorpus = async (
+  file: string,
+  dir: string,
+  pieces: number,
+  bands: number,
+  rows: number
+): Promise<{ readonly signDirs: Array<string>; readonly counts: Array<number> }> => {
+  const format = await detectFormat(file)
+  const signDirs: Array<string> = []
+  const counts: Array<number> = []
+  for (const [i, piece] of (await planPieces(file, pieces)).entries()) {
+    const spec = { op: "minhash-sign", id: String(i), dir: path.join(dir, "sign", String(i)), piece, format, onInvalid: "error", fields: ["text"], keep: "longest", ngram: 5, bands, rows, seed: 1 }
+    counts.push((await executeTask(spec)).rows as number)
+    signDirs.push(spec.dir)
+  }
+  return { signDirs, counts }
+}
 
 /** The loop verifyBand replaced: the same buckets and order, two signature reads per comparison. */
 export const pairwise = (
