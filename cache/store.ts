@@ -464,27 +464,31 @@ export class Store {
     return c.ok ? c.refreshed : undefined
   }
 
-  /**
-   * Writes artifacts/<hash>.json unless a valid one is there (a damaged one is replaced). `fresh`: the
-   * artifact was just renamed into place, so no valid sidecar can be there (remove() deletes both).
-   */
-  writeSidecar(hash: string, content: Record<string, unknown>, fresh = false) {
-    if (!fresh && this.sidecarProblem(hash) === undefined) return
-    const sidecar = this.artifactPath(hash) + ".json"
-    const tmp = `${sidecar}.${process.pid}.tmp`
+  /** Writes artifacts/<hash>.json unless a valid one is there (a damaged one is replaced): `cache verify --repair`. */
+  writeSidecar(hash: string, content: Record<string, unknown>) {
+    if (this.sidecarProblem(hash) === undefined) return
+    const { sidecar, tmp, text } = this.sidecarFile(hash, content)
     fs.rmSync(sidecar, { recursive: true, force: true })
-    fs.writeFileSync(tmp, JSON.stringify(content, null, 2) + "\n")
+    fs.writeFileSync(tmp, text)
     fs.renameSync(tmp, sidecar)
   }
 
-  /** `writeSidecar` with its file operations on libuv's threads. */
+  /**
+   * `writeSidecar` with its file operations on libuv's threads, for a commit. `fresh`: the artifact was
+   * just renamed into place, so no valid sidecar can be there (remove() deletes both).
+   */
   async writeSidecarAsync(hash: string, content: Record<string, unknown>, fresh = false) {
     if (!fresh && this.sidecarProblem(hash) === undefined) return
-    const sidecar = this.artifactPath(hash) + ".json"
-    const tmp = `${sidecar}.${process.pid}.${++counter}.tmp`
+    const { sidecar, tmp, text } = this.sidecarFile(hash, content)
     if (!fresh) await fs.promises.rm(sidecar, { recursive: true, force: true })
-    await fs.promises.writeFile(tmp, JSON.stringify(content, null, 2) + "\n")
+    await fs.promises.writeFile(tmp, text)
     await fs.promises.rename(tmp, sidecar)
+  }
+
+  /** A sidecar's path, the temporary name it is written under first (unique in this process) and its text. */
+  private sidecarFile(hash: string, content: Record<string, unknown>) {
+    const sidecar = this.artifactPath(hash) + ".json"
+    return { sidecar, tmp: `${sidecar}.${process.pid}.${++counter}.tmp`, text: JSON.stringify(content, null, 2) + "\n" }
   }
 
   /** What is wrong with an artifact's sidecar, if anything. */
