@@ -1,10 +1,11 @@
 /**
  * `decontaminate`: removes training rows that share an n-gram (default 13, on simplified tokens) with
  * an item of one or more benchmarks, as GPT-3 and lm-evaluation-harness do. Every flagged (row, item)
- * pair goes into report.json with its score (the share of the item's n-grams found in the row) and a
- * review category (review.ts), and review.md lists them by category for a person to read; by default
- * every flagged row is removed, as Platypus did. The
- * embedding-based method is the separate kind `decontaminate-semantic` (a Python worker).
+ * pair goes into flagged.jsonl with its score (the share of the item's n-grams found in the row) and a
+ * review category (review.ts); report.json counts them per category and keeps the first `examples`,
+ * and review.md lists the first of each category for a person to read. The pairs are streamed to
+ * files, never held (flagged-pairs.ts): a leak can flag most rows. By default every flagged row is
+ * removed, as Platypus did. The embedding-based method is the separate kind `decontaminate-semantic`.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -16,7 +17,8 @@ import { locationOf, NonNegativeInt, OnInvalid, PositiveInt, UnitInterval, withD
 import { allText, answerText, detectFormat, joinFields, questionText } from "./formats.ts"
 import { FanoutParams, fanoutExecutionOnly, OutputParam, registerMapper, runMapStep } from "./map-fanout.ts"
 import { NgramIndex } from "./ngram-index.ts"
-import { categories, categorize, reviewMarkdown, type Category, type ReviewPair } from "./review.ts"
+import { flaggedFile, mergeTaskPairs, PairLog, taskPairsFile, writeFlagged, type TaskPairs } from "./flagged-pairs.ts"
+import { categories, categorize, reviewMarkdown, reviewPairsPerCategory, type Category, type ReviewPair } from "./review.ts"
 import { preview } from "./text.ts"
 import { writeReport } from "./writer.ts"
 
@@ -47,7 +49,7 @@ export const DecontaminateParams = Schema.Struct({
   }),
   ...ReviewParams,
   onInvalid: OnInvalid,
-  examples: withDefault(NonNegativeInt, 5).annotate({ description: "flagged pairs kept as examples in report.json" }),
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "flagged pairs kept as examples in report.json (flagged.jsonl has them all)" }),
   output: OutputParam,
   ...FanoutParams
 })
@@ -75,12 +77,6 @@ export const loadBenchmarks = async (
   return items
 }
 
-export const summarize = (pairs: ReadonlyArray<FlaggedPair>): Record<Category, number> => {
-  const out = { duplicate: 0, "gray area": 0, "similar but different": 0 } as Record<Category, number>
-  for (const p of pairs) out[p.category]++
-  return out
-}
-
 const indexOf = (items: ReadonlyArray<BenchmarkItem>, p: DecontaminateParams): NgramIndex => {
   const index = new NgramIndex(p.n, p.minTokens)
   items.forEach((it, i) => index.add(i, p.includeAnswer && it.answer !== undefined ? `${it.question}\n${it.answer}` : it.question))
@@ -94,7 +90,8 @@ registerMapper("decontaminate", async (spec) => {
   const items = await loadBenchmarks(spec.inputs.benchmarks as ReadonlyArray<string>, p.benchmark)
   const index = indexOf(items, p)
   const removeSet = new Set<Category>(p.remove)
-  const pairs: Array<FlaggedPair> = []
+  // every pair goes to the task's pairs.jsonl as it is found; the task returns counts and spec.examples pairs
+  const pairs = new PairLog(spec.dir, spec.examples)
   return {
     map: (r) => {
       const row = r.row
@@ -117,7 +114,7 @@ registerMapper("decontaminate", async (spec) => {
           ...v,
           removed
         }
-        pairs.push(pair)
+        pairs.add(pair)
         remove ||= removed
         if (best === undefined || pair.score > best.score) best = pair
       }
@@ -126,7 +123,8 @@ registerMapper("decontaminate", async (spec) => {
       }
       return { keep: row }
     },
-    finish: () => ({ pairs })
+    finish: () => ({ ...pairs.finish() }),
+    close: () => pairs.close()
   }
 })
 
@@ -143,8 +141,9 @@ export const runDecontaminate = async (ctx: StepContext<DecontaminateParams, typ
     output: p.output,
     inputs: { benchmarks: ctx.inputs.benchmarks }
   })
-  const pairs = m.extras.flatMap((e) => e.pairs as Array<FlaggedPair>)
-  const byCategory = summarize(pairs)
+  const found = mergeTaskPairs(m.extras as unknown as ReadonlyArray<TaskPairs>, p.examples)
+  const listing = writeFlagged(m.taskDirs.map((d) => path.join(d, taskPairsFile)), ctx.output, found, reviewPairsPerCategory)
+  const byCategory = found.byCategory
   writeReport(ctx.output, {
     step: "decontaminate",
     method: "ngram",
@@ -155,24 +154,25 @@ export const runDecontaminate = async (ctx: StepContext<DecontaminateParams, typ
     removed: m.removed,
     benchmarks: [...new Set(items.map((i) => i.benchmark))].map((name) => ({ name, items: items.filter((i) => i.benchmark === name).length })),
     benchmarkItemsTooShort: index.skipped,
-    flaggedPairs: pairs.length,
+    flaggedPairs: found.flaggedPairs,
     byCategory,
     invalidSkipped: m.skipped,
     invalidExamples: m.invalidExamples,
-    pairs
+    examples: found.examples,
+    pairsFile: flaggedFile
   })
-  fs.writeFileSync(path.join(ctx.output, "review.md"), reviewMarkdown(`Decontamination review (${p.n}-gram overlap)`, pairs))
+  fs.writeFileSync(path.join(ctx.output, "review.md"), reviewMarkdown(`Decontamination review (${p.n}-gram overlap)`, listing))
   ctx.metric("rows_in", m.rowsIn)
   ctx.metric("rows_out", m.kept)
   ctx.metric("removed", m.removed)
-  ctx.metric("flagged_pairs", pairs.length)
+  ctx.metric("flagged_pairs", found.flaggedPairs)
   for (const c of categories) ctx.metric(`flagged.${c}`, byCategory[c])
 }
 
 export const decontaminate = preservingRows(defineStep({
   kind: "decontaminate",
-  version: 2,
-  description: "removes training rows sharing an n-gram with a benchmark item; report lists every flagged pair with a category",
+  version: 3,
+  description: "removes training rows sharing an n-gram with a benchmark item; flagged.jsonl lists every flagged pair with a category",
   params: DecontaminateParams,
   inputs,
   output: Port.anyDataset() as Port<AnyDataset>,

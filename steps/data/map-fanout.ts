@@ -43,8 +43,11 @@ export type RowOutcome =
 
 export interface RowMapper {
   readonly map: (r: Located<Record<string, unknown>>) => RowOutcome
-  /** figures of the task beyond the common counts (merged by the step) */
+  /** figures of the task beyond the common counts (merged by the step); called once every row is mapped */
   readonly finish?: () => Record<string, unknown>
+  /** releases what the mapper holds open (a side file in the task's directory), whether or not the task
+   * finished: a worker process runs many tasks */
+  readonly close?: () => void
 }
 
 /** Builds a mapper from the task's spec (params, format, ...): runs once per task, in the task's process. */
@@ -92,6 +95,7 @@ registerShardOp("map", async (task, progress, signal) => {
   let kept = 0
   const known = columnsOf[spec.outFormat ?? spec.format]
   const extraKinds: Record<string, ExtraKind> = {}
+  let extra: Record<string, unknown> = {}
   try {
     for await (const r of readPiece(spec.piece, reader)) {
       const o = mapper.map(r)
@@ -110,9 +114,11 @@ registerShardOp("map", async (task, progress, signal) => {
       }
     }
     lines.flush()
+    extra = mapper.finish?.() ?? {}
   } finally {
     fs.closeSync(out)
     log.close()
+    mapper.close?.()
   }
   const result: MapTaskResult = {
     rowsIn: reader.stats.rows,
@@ -121,7 +127,7 @@ registerShardOp("map", async (task, progress, signal) => {
     examples: log.examples,
     skipped: reader.stats.skipped,
     invalidExamples: reader.stats.examples,
-    extra: mapper.finish?.() ?? {},
+    extra,
     extraKinds
   }
   return result as unknown as Record<string, unknown>
@@ -139,6 +145,8 @@ export interface MapMerged {
   readonly extras: ReadonlyArray<Record<string, unknown>>
   /** the kept rows' fields beyond the output format's, in first-seen order, kinds merged over the tasks */
   readonly extraKinds: Record<string, ExtraKind>
+  /** each task's directory, in input order: a mapper's side files (decontamination's pairs.jsonl) are there */
+  readonly taskDirs: ReadonlyArray<string>
 }
 
 export interface FanoutStepParams {
@@ -247,10 +255,10 @@ export const runMapStep = async (
     ctx.log(`${written.extraFields} rows had fields beyond the ${outFormat} columns that the Parquet shards do not keep (write JSONL to keep them)`, "warn")
   }
   concatFiles(path.join(ctx.output, "removed.jsonl"), tasks.map((t) => path.join(t.dir, "removed.jsonl")))
-  return merged
+  return { ...merged, taskDirs: tasks.map((t) => t.dir) }
 }
 
-export const mergeResults = (results: ReadonlyArray<MapTaskResult>, maxExamples: number): MapMerged => {
+export const mergeResults = (results: ReadonlyArray<MapTaskResult>, maxExamples: number): Omit<MapMerged, "taskDirs"> => {
   const counts: Record<string, number> = {}
   const examples: Record<string, Array<RemovalExample>> = {}
   const invalidExamples: Array<InvalidRow> = []

@@ -1,7 +1,8 @@
 /**
- * Sorting a flagged (training row, benchmark item) pair into Platypus' three review categories. The
- * same heuristics are implemented in Python (py/review.py) for the semantic method; a shared fixture
- * (test/steps/data/fixtures/review-cases.json) keeps the two in agreement.
+ * Sorting a flagged (training row, benchmark item) pair into Platypus' three review categories, and
+ * review.md, the pairs listed by category for a person. The same heuristics are implemented in Python
+ * (py/review.py) for the semantic method; a shared fixture (test/steps/data/fixtures/review-cases.json)
+ * keeps the two in agreement.
  *
  * - question similarity: 1 - word edit distance / longer length, on simplified tokens (lower case,
  *   no punctuation); a reordering of the same words counts as 1.
@@ -114,16 +115,38 @@ export interface ReviewPair {
 
 const cell = (s: string): string => s.replace(/\|/g, "\\|").replace(/\s+/g, " ")
 
+/** Pairs review.md lists per category: enough to judge a category by, and the file stays readable
+ * (and bounded) when a leak flags millions of rows; flagged.jsonl has them all. */
+export const reviewPairsPerCategory = 200
+
+/** What review.md shows: the counts of every flagged pair, and the first pairs of each category. */
+export interface ReviewListing {
+  readonly flaggedPairs: number
+  readonly byCategory: Record<Category, number>
+  /** the first pairs of each category in input order (at most reviewPairsPerCategory) */
+  readonly shown: Record<Category, ReadonlyArray<ReviewPair>>
+}
+
+/** The listing of pairs held in memory (a test's, a small run's). */
+export const listingOf = (pairs: ReadonlyArray<ReviewPair>, perCategory = reviewPairsPerCategory): ReviewListing => {
+  const byCategory = { duplicate: 0, "gray area": 0, "similar but different": 0 } as Record<Category, number>
+  const shown = { duplicate: [], "gray area": [], "similar but different": [] } as Record<Category, Array<ReviewPair>>
+  for (const p of pairs) if (byCategory[p.category]++ < perCategory) shown[p.category].push(p)
+  return { flaggedPairs: pairs.length, byCategory, shown }
+}
+
 /**
- * review.md: the flagged pairs grouped by category, for a person to read (report.json has the same
- * pairs for programs). The Python workers write the same layout (py/review.py).
+ * review.md: the flagged pairs grouped by category, for a person to read: the first pairs of each
+ * category, then how many more flagged.jsonl holds (report.json has the counts and a few examples).
+ * Both decontamination kinds write it here from their flagged.jsonl.
  */
-export const reviewMarkdown = (title: string, pairs: ReadonlyArray<ReviewPair>): string => {
-  const out = [`# ${title}`, "", `${pairs.length} flagged pair(s).`, ""]
+export const reviewMarkdown = (title: string, listing: ReviewListing): string => {
+  const out = [`# ${title}`, "", `${listing.flaggedPairs} flagged pair(s).`, ""]
   for (const c of categories) {
-    const list = pairs.filter((p) => p.category === c)
-    out.push(`## ${c} (${list.length})`, "")
-    if (list.length === 0) continue
+    const list = listing.shown[c]
+    const count = listing.byCategory[c]
+    out.push(`## ${c} (${count})`, "")
+    if (count === 0) continue
     out.push("| training row | benchmark item | score | question sim. | answer agrees | removed | training question | benchmark question |")
     out.push("|---|---|---|---|---|---|---|---|")
     for (const p of list) {
@@ -133,6 +156,7 @@ export const reviewMarkdown = (title: string, pairs: ReadonlyArray<ReviewPair>):
       )
     }
     out.push("")
+    if (count > list.length) out.push(`... and ${count - list.length} more: see flagged.jsonl`, "")
   }
   return out.join("\n")
 }

@@ -30,9 +30,11 @@ import { ReviewParams } from "./decontaminate.ts"
 import { DatasetError } from "./errors.ts"
 import "./dedup.ts" // registers the dedup-filter mapper stage 3 uses
 import { registerShardOp, runStage, stageDir, WorkerPool, type TaskSpec } from "./fanout.ts"
+import { flaggedFile, taskPairsFile, writeFlagged, type TaskPairs } from "./flagged-pairs.ts"
 import { answerText, detectFormat, joinFields, questionFields, schemaOf, type ConcreteFormat } from "./formats.ts"
 import { datasetFiles, RowReader, type OnInvalid as OnInvalidMode } from "./jsonl.ts"
 import { fanoutExecutionOnly, FanoutParams, OutputParam, registerMapper, runMapStep, stageProgress, workersOf } from "./map-fanout.ts"
+import { categories, reviewMarkdown, reviewPairsPerCategory } from "./review.ts"
 import { pieceName, planPieces, readPiece, type Piece } from "./shards.ts"
 import { writeReport } from "./writer.ts"
 
@@ -432,6 +434,7 @@ export const DecontaminateSemanticParams = Schema.Struct({
   }),
   ...ReviewParams,
   ...EmbeddingParams,
+  examples: withDefault(NonNegativeInt, 5).annotate({ description: "flagged pairs kept as examples in report.json (flagged.jsonl has them all)" }),
   output: OutputParam,
   ...FanoutParams
 })
@@ -442,7 +445,8 @@ type DecontaminateSemanticParams = typeof DecontaminateSemanticParams.Type
 // stage 1: semantic-embed per piece (also each row's question and answer, for the review), and one more
 // task, `semantic-embed-benchmarks`, the benchmark questions (same embedders: no model load of its own);
 // stage 2 (`semantic-decontaminate`, one task, no model): the benchmark questions matched against every
-// piece, each flagged pair categorized (py/review.py), one decision a row; stage 3: `semantic-decision-filter`.
+// piece, each flagged pair categorized (py/review.py) and streamed to its pairs.jsonl, one decision a
+// row; stage 3: `semantic-decision-filter`; then flagged.jsonl, report.json and review.md (flagged-pairs.ts).
 
 registerShardOp("semantic-decontaminate", async (task, _progress, signal) => {
   const spec = task as TaskSpec & { readonly embedDir: string; readonly config: Record<string, unknown> }
@@ -484,7 +488,7 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
   await withEmbeddedPieces(ctx, data, p, { keep: "first", qa: true }, async ({ format, pieces, workers, pool, stage, embedded, extra }) => {
     const config = {
       ids: embedded.tasks.map((t) => t.id), benchmarks, mappings, benchDir: extra!.dir, threshold: p.threshold, remove: p.remove,
-      duplicateSimilarity: p.duplicateSimilarity
+      duplicateSimilarity: p.duplicateSimilarity, examples: p.examples
     }
     const matchSpec = { op: "semantic-decontaminate", embedDir: embedded.dir, config }
     const matched = await stage("semantic-decontaminate", { ...matchSpec, pieces }, [matchSpec])
@@ -499,26 +503,28 @@ const runDecontaminateSemantic = async (ctx: StepContext<DecontaminateSemanticPa
       pool,
       inputs: { decisions: matchDir, fields: questionFields[format] }
     })
-    const found = JSON.parse(fs.readFileSync(path.join(matchDir, "pairs.json"), "utf8")) as Record<string, unknown>
+    // the matching stage's result holds the counts and first pairs; its pairs.jsonl every pair (streamed)
+    const found = matched.results[0]! as unknown as TaskPairs & { readonly benchmarks: unknown }
+    const listing = writeFlagged([path.join(matchDir, taskPairsFile)], ctx.output, found, reviewPairsPerCategory)
     writeReport(ctx.output, {
       step: "decontaminate-semantic", method: "semantic", threshold: p.threshold, format,
       device: embedded.results.some((r) => r.device === "cuda") || extra!.result.device === "cuda" ? "cuda" : "cpu",
       input: m.rowsIn, kept: m.kept, removed: m.removed,
-      benchmarks: found.benchmarks, flaggedPairs: found.flaggedPairs, byCategory: found.byCategory,
-      invalidSkipped: m.skipped, invalidExamples: m.invalidExamples, pairs: found.pairs
+      benchmarks: found.benchmarks, flaggedPairs: found.flaggedPairs, byCategory: listing.byCategory,
+      invalidSkipped: m.skipped, invalidExamples: m.invalidExamples, examples: found.examples, pairsFile: flaggedFile
     })
-    fs.copyFileSync(path.join(matchDir, "review.md"), path.join(ctx.output, "review.md"))
+    fs.writeFileSync(path.join(ctx.output, "review.md"), reviewMarkdown(`Decontamination review (embedding cosine >= ${p.threshold})`, listing))
     ctx.metric("rows_in", m.rowsIn)
     ctx.metric("rows_out", m.kept)
     ctx.metric("removed", m.removed)
-    ctx.metric("flagged_pairs", found.flaggedPairs as number)
-    for (const [c, n] of Object.entries(found.byCategory as Record<string, number>)) ctx.metric(`flagged.${c}`, n)
+    ctx.metric("flagged_pairs", found.flaggedPairs)
+    for (const c of categories) ctx.metric(`flagged.${c}`, listing.byCategory[c])
   }, { op: "semantic-embed-benchmarks", benchmarks, mappings })
 }
 
 export const decontaminateSemantic = preservingRows(defineStep({
   kind: "decontaminate-semantic",
-  version: 3,
+  version: 4,
   description: "removes training rows whose question embedding is within cosine 0.8 of a benchmark question; shard tasks",
   params: DecontaminateSemanticParams,
   inputs: decontaminateInputs,

@@ -82,24 +82,3 @@ def categorize(train_question: str, train_answer: str, bench_question: str, benc
         cat = "gray area"
     return {"category": cat, "questionSimilarity": qs, "answerAgrees": agrees}
 
-
-def _cell(s: str) -> str:
-    return " ".join(s.replace("|", "\\|").split())
-
-
-def review_markdown(title: str, pairs: list[dict]) -> str:
-    """review.md: flagged pairs grouped by category (the layout of review.ts reviewMarkdown)."""
-    out = [f"# {title}", "", f"{len(pairs)} flagged pair(s).", ""]
-    for c in CATEGORIES:
-        rows = [p for p in pairs if p["category"] == c]
-        out += [f"## {c} ({len(rows)})", ""]
-        if not rows:
-            continue
-        out.append("| training row | benchmark item | score | question sim. | answer agrees | removed | training question | benchmark question |")
-        out.append("|---|---|---|---|---|---|---|---|")
-        for p in rows:
-            agrees = "?" if p["answerAgrees"] is None else ("yes" if p["answerAgrees"] else "no")
-            out.append(f"| {p['train']} | {p['benchmark']} {p['item']} | {p['score']} | {p['questionSimilarity']} | {agrees} | "
-                       f"{'yes' if p['removed'] else 'no'} | {_cell(p['trainQuestion'])} | {_cell(p['benchQuestion'])} |")
-        out.append("")
-    return "\n".join(out)

@@ -15,8 +15,8 @@
   (so the benchmark-matching stage needs no model); bad benchmark rows answer {"error", "data": true}.
 - `decontaminate STAGE_DIR OUT_DIR CONFIG.json`: the benchmark side of decontaminate-semantic: matches
   the benchmark questions' embeddings (the embedding stage's bench.f32) against every piece's
-  embeddings, categorizes each flagged pair and writes one decision a row of each piece, pairs.json and
-  review.md. It loads no model.
+  embeddings, categorizes each flagged pair and writes one decision a row of each piece and the pairs,
+  streamed to pairs.jsonl (never a list of them all: a leak can flag most rows). It loads no model.
 """
 from __future__ import annotations
 
@@ -191,14 +191,23 @@ def greedy(stage_dir: str, out_dir: str, threshold: float, keep: str, ids: list[
     print(json.dumps({"rows": n, "removed": int(n - kept.sum())}))
 
 
+def _pair_line(pair: dict) -> str:
+    """A pair as one JSON line, written as the n-gram step's (JSON.stringify) are: compact, UTF-8, and
+    a whole float without ".0" (1.0 -> 1)."""
+    return json.dumps({k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in pair.items()},
+                      ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
 def decontaminate(stage_dir: str, out_dir: str, config_file: str) -> None:
     """Finds every (row, item) pair at cosine >= threshold between the pieces' embeddings and the
     benchmark questions' (embedded by the embedding stage: cfg["benchDir"]/bench.f32), categorizes each
     pair (review.py) and writes OUT_DIR/<id>.jsonl (null keeps a row; {"rule": category, "benchmark",
-    "item", "score"} removes it), pairs.json and review.md."""
+    "item", "score"} removes it) and OUT_DIR/pairs.jsonl, one pair a line in input order, as it finds
+    them; it prints the counts per category and the first cfg["examples"] pairs (semantic.ts makes
+    flagged.jsonl, report.json and review.md of them)."""
     from data_io import preview
     from embed import matches_above
-    from review import CATEGORIES, categorize, review_markdown
+    from review import CATEGORIES, categorize
 
     with open(config_file, encoding="utf-8") as f:
         cfg = json.load(f)
@@ -207,52 +216,57 @@ def decontaminate(stage_dir: str, out_dir: str, config_file: str) -> None:
     if bench.shape[0] != len(items):
         raise SystemExit(f"the benchmarks changed since they were embedded ({bench.shape[0]} embeddings, {len(items)} items)")
     remove_set = set(cfg["remove"])
-    pairs: list[dict] = []
+    max_examples = cfg["examples"]
+    examples: list[dict] = []
+    by_category = {c: 0 for c in CATEGORIES}
+    total = 0
     os.makedirs(out_dir, exist_ok=True)
-    for pid in cfg["ids"]:
-        d = os.path.join(stage_dir, pid)
-        train = np.fromfile(os.path.join(d, "emb.f32"), dtype="<f4").reshape(-1, DIM)
-        with open(os.path.join(d, "rows.json"), encoding="utf-8") as f:
-            meta = json.load(f)
-        hits: dict[int, list[tuple[int, float]]] = {}
-        for row, item, cos in matches_above(train, bench, cfg["threshold"]):
-            hits.setdefault(row, []).append((item, cos))
-        with open(os.path.join(d, "qa.jsonl"), encoding="utf-8") as f:
-            qa = [json.loads(line) for line in f if line.strip()]
-        with open(os.path.join(out_dir, f"{pid}.jsonl"), "w", encoding="utf-8") as out:
-            for r in range(train.shape[0]):
-                flagged = hits.get(r)
-                decision = None
-                if flagged:
-                    tq, ta = qa[r]
-                    best = None
-                    remove = False
-                    for item, cos in sorted(flagged):
-                        it = items[item]
-                        v = categorize(tq, ta, it.question, it.answer, cfg["duplicateSimilarity"])
-                        removed = v["category"] in remove_set
-                        pair = {"train": meta["at"][r], "trainQuestion": preview(tq, 300), "benchmark": it.benchmark,
-                                "item": it.at, "benchQuestion": preview(it.question, 300), "benchAnswer": it.answer,
-                                "score": round(cos, 4), **v, "removed": removed}
-                        pairs.append(pair)
-                        remove = remove or removed
-                        if best is None or pair["score"] > best["score"]:
-                            best = pair
-                    if remove and best is not None:
-                        decision = {"rule": best["category"], "benchmark": best["benchmark"], "item": best["item"],
-                                    "score": best["score"]}
-                out.write(json.dumps(decision, ensure_ascii=False) + "\n")
+    with open(os.path.join(out_dir, "pairs.jsonl"), "w", encoding="utf-8") as pairs_out:
+        for pid in cfg["ids"]:
+            d = os.path.join(stage_dir, pid)
+            train = np.fromfile(os.path.join(d, "emb.f32"), dtype="<f4").reshape(-1, DIM)
+            with open(os.path.join(d, "rows.json"), encoding="utf-8") as f:
+                meta = json.load(f)
+            hits: dict[int, list[tuple[int, float]]] = {}
+            for row, item, cos in matches_above(train, bench, cfg["threshold"]):
+                hits.setdefault(row, []).append((item, cos))
+            with open(os.path.join(d, "qa.jsonl"), encoding="utf-8") as f:
+                qa = [json.loads(line) for line in f if line.strip()]
+            with open(os.path.join(out_dir, f"{pid}.jsonl"), "w", encoding="utf-8") as out:
+                for r in range(train.shape[0]):
+                    flagged = hits.get(r)
+                    decision = None
+                    if flagged:
+                        tq, ta = qa[r]
+                        best = None
+                        remove = False
+                        for item, cos in sorted(flagged):
+                            it = items[item]
+                            v = categorize(tq, ta, it.question, it.answer, cfg["duplicateSimilarity"])
+                            removed = v["category"] in remove_set
+                            pair = {"train": meta["at"][r], "trainQuestion": preview(tq, 300), "benchmark": it.benchmark,
+                                    "item": it.at, "benchQuestion": preview(it.question, 300), "benchAnswer": it.answer,
+                                    "score": round(cos, 4), **v, "removed": removed}
+                            pairs_out.write(_pair_line(pair))
+                            total += 1
+                            by_category[pair["category"]] += 1
+                            if len(examples) < max_examples:
+                                examples.append(pair)
+                            remove = remove or removed
+                            if best is None or pair["score"] > best["score"]:
+                                best = pair
+                        if remove and best is not None:
+                            decision = {"rule": best["category"], "benchmark": best["benchmark"], "item": best["item"],
+                                        "score": best["score"]}
+                    out.write(json.dumps(decision, ensure_ascii=False) + "\n")
     names = list(dict.fromkeys(it.benchmark for it in items))
-    with open(os.path.join(out_dir, "pairs.json"), "w", encoding="utf-8") as f:
-        json.dump({
-            "benchmarks": [{"name": n, "items": sum(1 for it in items if it.benchmark == n)} for n in names],
-            "flaggedPairs": len(pairs),
-            "byCategory": {c: sum(1 for p in pairs if p["category"] == c) for c in CATEGORIES},
-            "pairs": pairs,
-        }, f, ensure_ascii=False)
-    with open(os.path.join(out_dir, "review.md"), "w", encoding="utf-8") as f:
-        f.write(review_markdown(f"Decontamination review (embedding cosine >= {cfg['threshold']})", pairs))
-    print(json.dumps({"flaggedPairs": len(pairs)}))
+    # the stage's result (its completion marker): counts and examples only, however many pairs
+    print(json.dumps({
+        "benchmarks": [{"name": n, "items": sum(1 for it in items if it.benchmark == n)} for n in names],
+        "flaggedPairs": total,
+        "byCategory": by_category,
+        "examples": examples,
+    }, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import { execa } from "execa"
 import { afterAll, describe, expect, it } from "vitest"
 import { nodeBinary } from "../../../engine/executors/cluster-executor.ts"
 import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
-import { reviewMarkdown } from "../../../steps/data/review.ts"
+import { listingOf, reviewMarkdown } from "../../../steps/data/review.ts"
 import { decontaminateSemantic, dedupSemantic } from "../../../steps/data/semantic.ts"
 import { rng } from "./corpus.ts"
 import { errorOf, paraphraseRows, readJsonlFile, runStep, tempDir, treeDigest, writeJsonl } from "./helpers.ts"
@@ -104,18 +104,57 @@ describe("decontaminate-semantic", () => {
     const [one, r] = await Promise.all([run(1), run(3)])
     expect(treeDigest(r.output)).toBe(treeDigest(one.output))
     expect(r.rows).toEqual([{ instruction: "How many legs does a spider have?", output: "Eight." }])
-    expect(r.report.pairs.map((p: any) => [p.train, p.item, p.category])).toEqual([
+    const lines = fs.readFileSync(path.join(r.output, "flagged.jsonl"), "utf8").split("\n").filter((l) => l !== "")
+    const flagged = lines.map((l) => JSON.parse(l))
+    expect(flagged.map((p: any) => [p.train, p.item, p.category])).toEqual([
       ["leaky.jsonl:1", "bench.jsonl:1", "gray area"],
       ["leaky.jsonl:3", "bench.jsonl:1", "similar but different"],
       ["leaky.jsonl:4", "bench.jsonl:2", "gray area"]
     ])
-    expect(r.report.pairs.every((p: any) => p.score >= 0.8)).toBe(true)
-    expect(r.report.byCategory).toEqual({ duplicate: 0, "gray area": 2, "similar but different": 1 })
-    // review.md is laid out exactly as the TS steps write it
+    // written by Python as the n-gram step's lines are (compact, whole numbers without ".0")
+    expect(lines).toEqual(flagged.map((p) => JSON.stringify(p)))
+    expect(flagged.every((p: any) => p.score >= 0.8)).toBe(true)
+    expect(r.report).toMatchObject({ flaggedPairs: 3, byCategory: { duplicate: 0, "gray area": 2, "similar but different": 1 }, pairsFile: "flagged.jsonl", examples: flagged })
+    expect(r.report.pairs).toBeUndefined()
+    expect(r.metrics).toMatchObject({ flagged_pairs: 3, "flagged.gray area": 2 })
+    // review.md is laid out as the n-gram step writes it
     expect(fs.readFileSync(path.join(r.output, "review.md"), "utf8")).toBe(
-      reviewMarkdown("Decontamination review (embedding cosine >= 0.8)", r.report.pairs)
+      reviewMarkdown("Decontamination review (embedding cosine >= 0.8)", listingOf(flagged))
     )
   }, 300_000)
+
+  it("the matching stage streams its pairs: with every row flagged it prints counts and `examples` pairs, and pairs.jsonl has one line a pair", async () => {
+    // embeddings made up (no model): every row of two pieces at cosine 1 with both benchmark questions
+    const stage = tempDir()
+    const out = path.join(stage, "match")
+    const res = await python(`
+import json, os, sys
+import numpy as np
+from semantic_shards import DIM, decontaminate
+stage, out, bench = sys.argv[1], sys.argv[2], sys.argv[3]
+v = np.zeros(DIM, dtype="<f4"); v[0] = 1
+ids = ["00000", "00001"]
+for pid, n in zip(ids, [7000, 3000]):
+    d = os.path.join(stage, pid); os.makedirs(d)
+    np.tile(v, (n, 1)).tofile(os.path.join(d, "emb.f32"))
+    json.dump({"at": [f"t.jsonl:{i + 1}" for i in range(n)]}, open(os.path.join(d, "rows.json"), "w"))
+    open(os.path.join(d, "qa.jsonl"), "w").write("".join(json.dumps([f"question {i}", "x"]) + "\\n" for i in range(n)))
+b = os.path.join(stage, "bench"); os.makedirs(b)
+np.tile(v, (2, 1)).tofile(os.path.join(b, "bench.f32"))
+cfg = os.path.join(stage, "config.json")
+json.dump({"ids": ids, "benchmarks": [bench], "mappings": [{"answer": "answer"}], "benchDir": b, "threshold": 0.8,
+           "remove": ["duplicate"], "duplicateSimilarity": 0.9, "examples": 4}, open(cfg, "w"))
+decontaminate(stage, out, cfg)  # prints its result line
+`, [stage, out, bench])
+    const result = JSON.parse(res.stdout.trim().split("\n").pop()!)
+    expect(result.flaggedPairs).toBe(20_000)
+    expect(result.examples).toHaveLength(4)
+    expect(Object.values(result.byCategory as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(20_000)
+    const pairs = fs.readFileSync(path.join(out, "pairs.jsonl"), "utf8").split("\n").filter((l) => l !== "")
+    expect(pairs).toHaveLength(20_000)
+    expect(pairs.slice(0, 4).map((l) => JSON.parse(l))).toEqual(result.examples)
+    expect(JSON.parse(pairs.at(-1)!)).toMatchObject({ train: "t.jsonl:3000", item: "bench.jsonl:2", score: 1 })
+  }, 120_000)
 
   it("fails clearly on a missing benchmark file and a benchmark row without the question field", async () => {
     expect(await errorOf(runStep(decontaminateSemantic, { data: train, benchmarks: [] }))).toContain("needs at least one benchmark dataset")
