@@ -38,8 +38,8 @@ import type { Trace } from "./keys.ts"
 import { fingerprint, hashSourcesEffect, openProjectEffect, planSteps, selectSteps, unknownStep } from "./plan.ts"
 import type { PlanEntry, Project } from "./plan.ts"
 import { constructiveTraces } from "./rebuilder.ts"
-import type { Rebuilder } from "./rebuilder.ts"
-import type { Grant, ResourcePool } from "./resources.ts"
+import type { Decision, Rebuilder } from "./rebuilder.ts"
+import type { Grant, Request, ResourcePool } from "./resources.ts"
 import { machinePool, requestOf, schedule, stepRequests } from "./scheduler.ts"
 import type { Hold, Outcome } from "./scheduler.ts"
 import type { Executor, StepSpec } from "./spec.ts"
@@ -113,10 +113,10 @@ export { requestOf }
  */
 export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, BadInput> => Effect.suspend(() => {
   const started = performance.now()
-  // the machine's pool (nvidia-smi, when no GPU list is given: tens of ms, more with GPUs) is asked
-  // while the recipe loads; its failure is the run's only once the run gets that far
-  const pool = machinePool(options)
-  pool.catch(() => {})
+  // the machine's pool is sized only when a step is left to build: nvidia-smi (when no GPU list is
+  // given) takes tens of ms, on a machine with GPUs up to seconds, and a fully cached run needs no GPU
+  let pool: Promise<ResourcePool> | undefined
+  const machine = () => (pool ??= machinePool(options))
   return Effect.acquireUseRelease(
     Effect.gen(function* () {
       // loaded only when used: the S3 client is no cost to a run without a remote
@@ -130,10 +130,10 @@ export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, 
     }),
     ({ remote, project, executor }) =>
       remote === undefined
-        ? runProject(project, { ...options, executor }, pool, started)
+        ? runProject(project, { ...options, executor }, machine, started)
         : Effect.gen(function* () {
           const reporter = yield* badInputOf(() => remote.restore(project, options))
-          const summary = yield* runProject(project, { ...options, executor, reporter }, pool, started)
+          const summary = yield* runProject(project, { ...options, executor, reporter }, machine, started)
           return yield* badInputOf(() => remote.finish(summary))
         }),
     ({ remote, project, executor }) =>
@@ -152,27 +152,37 @@ export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, 
 /** `runRecipeEffect` for callers outside Effect: it rejects with the same tagged error. */
 export const runRecipe = (options: RunOptions): Promise<RunSummary> => Effect.runPromise(runRecipeEffect(options))
 
-const runProject = (project: Project, options: RunOptions, machine: Promise<ResourcePool>, started: number): Effect.Effect<RunSummary, BadInput> =>
+const runProject = (project: Project, options: RunOptions, machine: () => Promise<ResourcePool>, started: number): Effect.Effect<RunSummary, BadInput> =>
   Effect.gen(function* () {
     const { graph } = project
     const steps = selectSteps(graph, options.targets ?? [])
     for (const f of options.force ?? []) if (!graph.byId.has(f)) return yield* Effect.fail(unknownStep(graph, f))
-    // resources, and GPU shortfalls decided before anything runs
-    const pool = yield* badInputOf(() => machine)
-    const { requests, onCpu } = yield* badInputOf(() => stepRequests(steps, pool.capacity.gpus, options.allowCpu === true))
     // sources are hashed off the event loop (a multi-GB source does not freeze the live view)
     const sources = yield* hashSourcesEffect(project.store, steps)
-    const run = yield* beginRun(project, options, steps, { gpus: pool.capacity.gpus, onCpu, sources })
+    const plan = yield* planRun(project, options, steps, sources)
+    // resources, and GPU shortfalls, decided before anything runs, for the steps left to build: a step
+    // the plan found cached needs no GPU (a CPU machine restoring a GPU recipe's results from a remote)
+    const toBuild = options.signal?.aborted === true ? steps : steps.filter((s) => !plannedCached(plan.byStep.get(s.id)))
+    const pool = toBuild.length === 0 ? undefined : yield* badInputOf(machine)
+    const { requests, onCpu } = pool === undefined
+      ? { requests: new Map<string, Request>(), onCpu: [] }
+      : yield* badInputOf(() => stepRequests(toBuild, pool.capacity.gpus, options.allowCpu === true))
+    const run = yield* beginRun(project, options, plan, { gpus: pool?.capacity.gpus ?? [], onCpu })
     // steps the plan found cached (whose needs are all cached too) settle here, in order: a fiber each
     // through the scheduler was a third of a 10,000-step null rerun
     const settled = settlePlannedCached(run, steps)
+    const left = settled.size === 0 ? steps : steps.filter((s) => !settled.has(s.id))
+    if (left.length === 0) return endRun(run, Exit.void, started)
+    // (interrupted while planning: the steps planned as cached were not settled, and go to the scheduler,
+    // which settles each as interrupted)
+    const granting = pool ?? (yield* badInputOf(machine))
     const exit = yield* Effect.promise(() =>
       Effect.runPromiseExit(
         schedule({
-          steps: settled.size === 0 ? steps : steps.filter((s) => !settled.has(s.id)),
+          steps: left,
           settled,
-          pool,
-          request: (step) => requests.get(step.id)!,
+          pool: granting,
+          request: (step) => requests.get(step.id) ?? requestOf(step),
           build: (step, hold) => build(run, step, hold),
           blocked: (step, need) => skip(run, step, `${need} did not succeed`),
           // a step still waiting for its inputs or resources when the run is interrupted says so: it was skipped
@@ -209,11 +219,34 @@ interface Run {
 }
 
 /** Takes the store for the run (heartbeat, crash recovery, staging sweep), plans the steps, announces the plan. */
-const beginRun = (
+type RunPlan = ReturnType<typeof planSteps> & { readonly byStep: ReadonlyMap<string, PlanEntry> }
+
+/** Takes the store for the run (heartbeat, crash recovery, staging sweep) and plans the steps. */
+const planRun = (
   project: Project,
   options: RunOptions,
   steps: ReadonlyArray<PlannedStep>,
-  machine: { readonly gpus: ReadonlyArray<number>; readonly onCpu: ReadonlyArray<string>; readonly sources: ReadonlyMap<string, string> }
+  sources: ReadonlyMap<string, string>
+): Effect.Effect<RunPlan, StoreFailure> => project.store.attempt((store) => {
+  // from here the run heartbeats and leases what it asks about; Store.close() releases it all
+  store.beginRun({ verify: options.verify === true })
+  store.db.recoverCrashed()
+  store.sweepStaging()
+  const plan = planSteps(project, steps, { force: options.force ?? [], rebuilder: options.rebuilder, sources })
+  return { ...plan, byStep: new Map(plan.entries.map((e) => [e.step, e])) }
+})
+
+/** A step the plan found cached, from cached inputs: it settles without the scheduler (settlePlannedCached). */
+type CachedEntry = PlanEntry & { readonly key: string; readonly trace: Trace; readonly decision: Extract<Decision, { action: "cached" }> }
+const plannedCached = (e: PlanEntry | undefined): e is CachedEntry =>
+  e?.decision?.action === "cached" && e.key !== undefined && e.trace !== undefined
+
+/** Starts the run's session and announces the plan. */
+const beginRun = (
+  project: Project,
+  options: RunOptions,
+  plan: RunPlan,
+  machine: { readonly gpus: ReadonlyArray<number>; readonly onCpu: ReadonlyArray<string> }
 ): Effect.Effect<Run, StoreFailure> => project.store.attempt((store) => {
   const { recipeId } = project
   const settled = new Set<string>()
@@ -222,16 +255,11 @@ const beginRun = (
     options.reporter.emit(e)
   }
   const force = new Set(options.force ?? [])
-  // from here the run heartbeats and leases what it asks about; Store.close() releases it all
-  store.beginRun({ verify: options.verify === true })
-  store.db.recoverCrashed()
-  store.sweepStaging()
-  const plan = planSteps(project, steps, { force: [...force], rebuilder: options.rebuilder, sources: machine.sources })
   const session = store.db.startSession(recipeId, options.argv ?? [])
   for (const w of plan.warnings) emit({ event: "log", step: null, level: "warn", message: w })
   // said once, not per step: a recipe that allows CPU (the demo) runs without --allow-cpu
   const { gpus } = machine
-  const toRunOnCpu = machine.onCpu.filter((id) => plan.entries.some((e) => e.step === id && e.status !== "cached"))
+  const toRunOnCpu = machine.onCpu.filter((id) => plan.byStep.get(id)?.status !== "cached")
   if (toRunOnCpu.length > 0) {
     emit({
       event: "log", step: null, level: "info",
@@ -256,7 +284,7 @@ const beginRun = (
       present: presence(store),
       sources: plan.sources
     },
-    planned: new Map(plan.entries.map((e) => [e.step, e])),
+    planned: plan.byStep,
     outputs: new Map(),
     counts: { ran: 0, cached: 0, failed: 0, interrupted: 0, skipped: 0, saved: 0 },
     stopNew: false,
@@ -273,10 +301,10 @@ const build = (run: Run, step: PlannedStep, hold: Hold): Effect.Effect<Outcome> 
   return Effect.gen(function* () {
     const { store } = run.project
     const planned = run.planned.get(step.id)
-    if (planned?.decision?.action === "cached" && planned.key !== undefined && planned.trace !== undefined) {
+    if (plannedCached(planned)) {
       // decided while planning, from the same (cached) inputs: nothing to recompute
       const d = planned.decision
-      return yield* store.attempt(() => settleCached(run, step, planned.key!, planned.trace!, d.output, d.seconds, d.restored))
+      return yield* store.attempt(() => settleCached(run, step, planned.key, planned.trace, d.output, d.seconds, d.restored))
     }
     const d = yield* store.attempt(() => decide(run.decide, step, run.outputs))
     // the scheduler builds a step only once every need has an output
@@ -308,14 +336,14 @@ const settlePlannedCached = (run: Run, steps: ReadonlyArray<PlannedStep>): Map<s
   if (run.options.signal?.aborted === true) return settled
   for (const step of steps) {
     const planned = run.planned.get(step.id)
-    const d = planned?.decision
-    if (d?.action !== "cached" || planned!.key === undefined || planned!.trace === undefined) continue
+    if (!plannedCached(planned)) continue
+    const d = planned.decision
     // a cached step's needs were cached in the plan (else it would be waiting), so they settled above
     try {
-      settled.set(step.id, settleCached(run, step, planned!.key, planned!.trace, d.output, d.seconds, d.restored))
+      settled.set(step.id, settleCached(run, step, planned.key, planned.trace, d.output, d.seconds, d.restored))
     } catch (e) {
       // recording it failed (the database): the step fails, as it would in build
-      settled.set(step.id, failOutside(run, step, planned!.key, Cause.die(e)))
+      settled.set(step.id, failOutside(run, step, planned.key, Cause.die(e)))
     }
   }
   return settled

@@ -251,6 +251,11 @@ describe("bad input", () => {
     expect(storeSnapshot(p.store)).toBe(before)
     const ok = await cli(["run", p.file("gpu.ts"), "--store", p.store, "--gpus", "none", "--allow-cpu", "--json"])
     expect(ok.exitCode, ok.stderr).toBe(0)
+    // once built, the step is cached: a machine without a GPU (a CI runner restoring a GPU recipe's
+    // results) runs the recipe without --allow-cpu, since nothing is left to run
+    const cached = await cli(["run", p.file("gpu.ts"), "--store", p.store, "--gpus", "none", "--json"])
+    expect(cached.exitCode, cached.stderr).toBe(0)
+    expect(JSON.parse(cached.stdout.trim().split("\n").at(-1)!)).toMatchObject({ event: "run", ran: 0, cached: 1, failed: 0 })
   })
 
   it("a corrupt cache database", async () => {
