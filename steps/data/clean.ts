@@ -138,7 +138,9 @@ const firstFailure = (
 
 export const clean = preservingRows(defineStep({
   kind: "clean",
-  version: 3, // 3: Gopher rules counted as datatrove counts them (stop words, symbols, lines)
+  // 3: Gopher rules counted as datatrove counts them (stop words, symbols, lines); 4: symbol words are
+  // datatrove's (`→`, `©`, emoji are words), words split on Python's whitespace
+  version: 4,
   description: "NFKC/whitespace/control-character cleanup; drops empty, too short/long, pattern and Gopher-rule rows",
   params: CleanParams,
   inputs,

@@ -30,11 +30,16 @@ export const cleanText = (s: string, o: CleanTextOptions): string => {
   return t
 }
 
-/** Words as whitespace-separated tokens (what Gopher's rules count). */
-export const words = (s: string): Array<string> => {
-  const t = s.trim()
-  return t.length === 0 ? [] : t.split(/\s+/)
-}
+/**
+ * Python's whitespace (str.isspace, what str.split() splits on), as a character class's contents:
+ * JavaScript's \s differs by U+FEFF (not whitespace in Python) and U+001C-U+001F, U+0085 (whitespace
+ * in Python). cleanText removes all of those, so it matters only with controlChars off.
+ */
+export const whitespaceChars = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+const wordRe = new RegExp(`[^${whitespaceChars}]+`, "gu")
+
+/** Words as whitespace-separated tokens, as Python's str.split() makes them (what Gopher's rules count). */
+export const words = (s: string): Array<string> => s.match(wordRe) ?? []
 
 const punctRe = /[\p{P}\p{S}]+/gu
 

@@ -1,7 +1,9 @@
 import * as path from "node:path"
+import { execa } from "execa"
 import { describe, expect, it } from "vitest"
+import { pythonEnvVars, pythonExecutable } from "../../../engine/python.ts"
 import { clean } from "../../../steps/data/clean.ts"
-import { gopherFailure, GopherParams } from "../../../steps/data/quality.ts"
+import { gopherFailure, GopherParams, isSymbolChar } from "../../../steps/data/quality.ts"
 import { Schema } from "effect"
 import { errorOf, readJsonlFile, runStep, tempDir, writeJsonl } from "./helpers.ts"
 
@@ -104,5 +106,86 @@ describe("gopher rules", () => {
     // blank lines count among the lines: 2 of 4 lines end with an ellipsis (50%), 2 of 2 without the blank ones
     expect(gopherFailure(`${prose}...\n\n${prose}…\n\n`, { ...g, minWords: null, maxSymbolWordRatio: null })).toBe("gopher.maxEllipsisLineRatio")
     expect(gopherFailure(`${prose}...\n\n\n\n${prose}\n\n${prose}\n\n\n\n`, { ...g, minWords: null, maxSymbolWordRatio: null })).toBeUndefined()
+  })
+})
+
+// Symbol words (left out of the word count and the mean length): datatrove's PUNCTUATION_SET, not
+// Unicode's punctuation and symbols. Each token t goes into two documents: 48 words and `t t` (50
+// words if t counts as one, too few if not), and 50 three-letter words and t ten times (a mean word
+// length under 3 if t counts, 3 if not).
+const words48 = Array.from({ length: 48 }, (_, i) => prose.split(" ")[i % 23]!.replace(".", "")).join(" ")
+const short50 = Array.from({ length: 50 }, (_, i) => ["the", "and", "cat", "dog", "sun", "red", "box"][i % 7]).join(" ")
+const probeTexts = (t: string) => [`${words48} ${t} ${t}`, `${short50} ${Array(10).fill(t).join(" ")}`]
+// datatrove 0.10.1's GopherQualityFilter's answers on those two documents (whitespace words; null: kept).
+// The last test checks them against datatrove itself; test/steps/data/fixtures/gopher_datatrove.py
+// prints them again for a list of texts (the Python env's datatrove).
+const short = "gopher_short_doc"
+const belowAvg = "gopher_below_avg_threshold"
+const datatroveAnswers: ReadonlyArray<readonly [string, string | null, string | null]> = [
+  // words there (Unicode punctuation or symbols outside its set), so here
+  ...[..."→•©€®°§¶·‘‹›¿¡✓😀▶─※†±×£′〜『〔・♥★१", "→»"].map((t) => [t, null, belowAvg] as const),
+  ["(c)", null, null],
+  // symbols there, so here: ASCII punctuation and symbols, sentence terminals, datatrove's hand-picked delta
+  ...[..."$%@|~—–«»“”„’´∶━►、。〈〉《》「」【】（），：；～％！？．‽⁉؟।॥։።۔၊။។៕៖៙៚\u{11F43}", "—»", "!?", "->"].map((t) => [t, short, null] as const),
+  ["…", short, "gopher_too_many_ellipsis"],
+  ["...", short, "gopher_too_many_ellipsis"]
+]
+// where anneal's set differs from datatrove's (quality.ts says why): datatrove's answers, then anneal's
+const documentedDifferences: ReadonlyArray<readonly [string, string | null, string | null, string | null, string | null]> = [
+  ["１", short, null, null, belowAvg],
+  ...[..."\u2024\uFE12\u2CF9\u1B7F\u{113D4}"].map((t) => [t, null, belowAvg, short, null] as const)
+]
+// words split on Python's whitespace (U+001F is, U+FEFF is not): 46 words and `cat?dog cat?dog`
+const whitespaceAnswers: ReadonlyArray<readonly [string, string | null]> = [
+  [`${words48.split(" ").slice(2).join(" ")} cat\u001Fdog cat\u001Fdog`, null],
+  [`${words48} cat\uFEFFdog`, short]
+]
+const ruleOf: Record<string, string> = {
+  gopher_short_doc: "gopher.minWords",
+  gopher_below_avg_threshold: "gopher.minMeanWordLength",
+  gopher_too_many_ellipsis: "gopher.maxSymbolWordRatio"
+}
+const rule = (reason: string | null): string | null => (reason === null ? null : ruleOf[reason]!)
+
+describe("gopher symbol words", () => {
+  it("decides as datatrove 0.10.1 does on punctuation, symbols and emoji", async () => {
+    const cases: Array<{ readonly text: string; readonly expected: string | null; readonly what: string }> = []
+    for (const [t, a, b] of datatroveAnswers) probeTexts(t).forEach((text, i) => cases.push({ text, expected: rule([a, b][i]!), what: `${t} ${i}` }))
+    for (const [t, , , a, b] of documentedDifferences) probeTexts(t).forEach((text, i) => cases.push({ text, expected: rule([a, b][i]!), what: `${t} ${i}` }))
+    whitespaceAnswers.forEach(([text, reason], i) => cases.push({ text, expected: rule(reason), what: `whitespace ${i}` }))
+    const f = writeJsonl(path.join(tempDir(), "in.jsonl"), cases.map((c) => ({ text: c.text })))
+    // the text as datatrove sees it: no repair (NFKC would make `１` `1`, and `…` `...`)
+    const r = await runStep(clean, { data: f }, { nfkc: false, controlChars: false, whitespace: false, gopher: {} })
+    const removed = new Map(readJsonlFile(path.join(r.output, "removed.jsonl")).map((x) => [x.at as string, x.rule as string]))
+    const got = cases.map((c, i) => ({ what: c.what, rule: removed.get(`in.jsonl:${i + 1}`) ?? null }))
+    expect(got).toEqual(cases.map((c) => ({ what: c.what, rule: c.expected })))
+    expect(r.rows).toHaveLength(cases.filter((c) => c.expected === null).length)
+  })
+
+  it("keeps the tokens' decisions through the default repairs when NFKC leaves them alone", async () => {
+    const stable = datatroveAnswers.filter(([t]) => t.normalize("NFKC") === t)
+    expect(stable.length).toBeGreaterThan(40)
+    const f = writeJsonl(path.join(tempDir(), "in.jsonl"), stable.flatMap(([t]) => probeTexts(t).map((text) => ({ text }))))
+    const r = await runStep(clean, { data: f }, { gopher: {} })
+    const removed = new Map(readJsonlFile(path.join(r.output, "removed.jsonl")).map((x) => [x.at as string, x.rule as string]))
+    expect(stable.flatMap(([t], k) => [0, 1].map((i) => [t, removed.get(`in.jsonl:${2 * k + i + 1}`) ?? null]))).toEqual(
+      stable.flatMap(([t, a, b]) => [[t, rule(a)], [t, rule(b)]])
+    )
+  })
+
+  it("agrees with datatrove itself: its answers above, its PUNCTUATION_SET but for the documented code points", async () => {
+    const script = path.join(import.meta.dirname, "fixtures", "gopher_datatrove.py")
+    const env = { ...process.env, ...pythonEnvVars() }
+    const texts = [...datatroveAnswers, ...documentedDifferences].flatMap(([t]) => probeTexts(t)).concat(whitespaceAnswers.map(([t]) => t))
+    const answers = JSON.parse((await execa(pythonExecutable(), [script], { input: JSON.stringify(texts), env })).stdout) as Array<string | null>
+    expect(answers).toEqual([...datatroveAnswers, ...documentedDifferences].flatMap(([, a, b]) => [a, b]).concat(whitespaceAnswers.map(([, r]) => r)))
+    const set = new Set(JSON.parse((await execa(pythonExecutable(), [script, "--punctuation-set"], { env })).stdout) as Array<number>)
+    const differ: Array<string> = []
+    for (let c = 0; c < 0x110000; c++) {
+      if (c >= 0xd800 && c < 0xe000) continue // surrogates: no text holds them alone
+      if (isSymbolChar(String.fromCodePoint(c)) !== set.has(c)) differ.push(c.toString(16).toUpperCase())
+    }
+    // tab and newline (\p{Cc} here, whitespace there: never inside a word); the rest as quality.ts says
+    expect(differ).toEqual(["9", "A", "1B4E", "1B4F", "1B7F", "2024", "2CF9", "2CFA", "2CFB", "FE12", "FE15", "FE16", "FF11", "113D4", "113D5", "16D6E", "16D6F"])
   })
 })
