@@ -22,7 +22,7 @@ import { runStage, stageDir, WorkerPool } from "./fanout.ts"
 import { detectFormat, joinFields, questionFields, textFieldNames, type ConcreteFormat } from "./formats.ts"
 import { datasetFiles } from "./jsonl.ts"
 import { FanoutParams, fanoutExecutionOnly, OutputParam, registerMapper, runMapStep, stageProgress, workersOf } from "./map-fanout.ts"
-import { clusterPieces, SignatureFiles } from "./minhash/staged.ts"
+import { clusterPieces, duplicateShares, SignatureFiles } from "./minhash/staged.ts"
 import { planPieces, type Piece } from "./shards.ts"
 import { writeReport } from "./writer.ts"
 
@@ -144,26 +144,27 @@ const dedupStages = async (
     const bands = await stage("minhash-bands", "minhash-band", bandSpec, Array.from({ length: mh.bands }, (_, band) => ({ ...bandSpec, band })))
     const c = clusterPieces(signDirs, counts, bands.tasks.map((t) => t.dir))
     const k = mh.bands * mh.rows
+    // each removed row's estimate with its kept row: every signature involved read once
     const sigs = new SignatureFiles(signDirs, counts, k)
-    const starts = [0]
-    for (const n of counts) starts.push(starts[starts.length - 1]! + n)
+    let equal: Array<Int32Array>
     try {
-      writeDecisions(decisions, signed.tasks, function* (piece) {
-        const d = c.duplicateOf[piece]!
-        for (let i = 0; i < d.length; i++) {
-          const kept = d[i]!
-          if (kept === -1) yield null
-          else {
-            yield {
-              duplicateOf: `${path.basename(pieces[c.pieceOf(kept)]!.file)}:${c.lineOf(kept)}`,
-              jaccard: Math.round(sigs.jaccard(starts[piece]! + i, kept) * 1000) / 1000
-            }
-          }
-        }
-      })
+      equal = duplicateShares(sigs, c.duplicateOf)
     } finally {
       sigs.close()
     }
+    writeDecisions(decisions, signed.tasks, function* (piece) {
+      const d = c.duplicateOf[piece]!
+      for (let i = 0; i < d.length; i++) {
+        const kept = d[i]!
+        if (kept === -1) yield null
+        else {
+          yield {
+            duplicateOf: `${path.basename(pieces[c.pieceOf(kept)]!.file)}:${c.lineOf(kept)}`,
+            jaccard: Math.round((equal[piece]![i]! / k) * 1000) / 1000
+          }
+        }
+      }
+    })
     const sum = (f: string) => bands.results.reduce((a, r) => a + (r[f] as number), 0)
     details = {
       numHashes: k,

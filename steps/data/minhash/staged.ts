@@ -10,7 +10,9 @@
  *    (the sorted pairs and the union-find), plus the buffer (BAND_BUFFER_BYTES, 4 * k + 14 bytes per
  *    candidate row it holds), whatever the corpus.
  * 3. cluster (the driver): union-find over the matching pairs of every band, in band order, and the kept
- *    row per cluster (longest answer, ties to the first row); memory: 12 bytes per document.
+ *    row per cluster (longest answer, ties to the first row); memory: 12 bytes per document. Then the
+ *    estimated Jaccard of each removed row with its kept row, for removed.jsonl (`duplicateShares`):
+ *    each of those signatures is read once, through a bounded buffer.
  * 4. filter (one task per piece, map-fanout.ts): keep or remove each row by the decision of stage 3.
  * A band task skips a pair already joined by its band's earlier pairs, as the single-process
  * clustering (lsh.ts) does across all bands; both find the same clusters (the connected components of
@@ -450,4 +452,97 @@ export const clusterPieces = (signDirs: ReadonlyArray<string>, counts: ReadonlyA
     duplicateOf.push(d)
   }
   return { duplicateOf, lineOf: (i) => lines[i]!, pieceOf: (i) => piece[i]!, unsigned, clustersWithDuplicates: roots.size }
+}
+
+/**
+ * Stage 3's estimates for the report: for each removed row (`duplicateOf` not -1), the number of equal
+ * signature positions with the row it duplicates (the estimated Jaccard is that / k, what
+ * `SignatureFiles.jaccard` gives; -1 for a kept row). Each signature needed, a removed row's and each
+ * cluster's kept row's, is read once: the (kept, removed) pairs are taken in order of kept row, in
+ * windows whose kept rows fill at most half the buffer and whose removed rows the other half; both are
+ * read in file order (SignatureFiles.readSorted). A cluster whose removed rows span windows keeps its
+ * kept row's signature in the buffer from one window to the next. Memory: 8 bytes per removed row (the
+ * sorted pairs), 4 per row (the answer), and the buffer.
+ */
+export const duplicateShares = (sigs: SignatureFiles, duplicateOf: ReadonlyArray<Int32Array>, bufferBytes = BAND_BUFFER_BYTES): Array<Int32Array> => {
+  const k = sigs.k
+  const starts = [0]
+  for (const d of duplicateOf) starts.push(starts[starts.length - 1]! + d.length)
+  const out = duplicateOf.map((d) => new Int32Array(d.length).fill(-1))
+  let r = 0
+  for (const d of duplicateOf) for (let i = 0; i < d.length; i++) if (d[i]! !== -1) r++
+  // (removed, kept) as uint32 pairs of one uint64 each: sorted by kept row, then removed row
+  const pairs = new BigUint64Array(r)
+  const view = new Uint32Array(pairs.buffer)
+  r = 0
+  duplicateOf.forEach((d, p) => {
+    for (let i = 0; i < d.length; i++) {
+      if (d[i]! === -1) continue
+      view[2 * r] = starts[p]! + i
+      view[2 * r + 1] = d[i]!
+      r++
+    }
+  })
+  pairs.sort()
+  let clusters = 0
+  for (let t = 0; t < r; t++) if (t === 0 || view[2 * t + 1] !== view[2 * t - 1]) clusters++
+  // kept rows in slots [0, half), removed rows in [half, half + rows); no more than they need
+  const slots = Math.max(2, Math.floor(bufferBytes / (4 * k)))
+  const half = Math.max(1, Math.min(slots >> 1, clusters))
+  const rows = Math.max(1, Math.min(slots - (slots >> 1), r))
+  const buf = new Int32Array((half + rows) * k)
+  const keptDocs = new Uint32Array(half)
+  const removedDocs = new Uint32Array(rows)
+  const keptSlot = new Int32Array(rows) // per pair of the window: its kept row's slot
+  let carried = -1 // a kept row whose signature is at slot 0 from the window before
+  let s = 0
+  while (s < r) {
+    // the window: pairs [s, e), at most `rows` of them and `half` distinct kept rows
+    let kept = 0
+    let e = s
+    while (e < r && e - s < rows) {
+      const c = view[2 * e + 1]!
+      if (kept === 0 || keptDocs[kept - 1]! !== c) {
+        if (kept === half) break
+        keptDocs[kept++] = c
+      }
+      keptSlot[e - s] = kept - 1
+      removedDocs[e - s] = view[2 * e]!
+      e++
+    }
+    const fresh = keptDocs[0] === carried ? 1 : 0
+    sigs.readSorted(keptDocs.subarray(fresh), kept - fresh, buf, fresh)
+    // removed rows in file order (each is one pair's); a pair finds its slot by search
+    const sorted = removedDocs.slice(0, e - s).sort()
+    sigs.readSorted(sorted, e - s, buf, half)
+    for (let t = s; t < e; t++) {
+      const a = keptSlot[t - s]! * k
+      const b = (half + searchSorted(sorted, e - s, view[2 * t]!)) * k
+      let eq = 0
+      for (let x = 0; x < k; x++) if (buf[a + x] === buf[b + x]) eq++
+      const g = view[2 * t]!
+      const p = pieceAt(starts, g)
+      out[p]![g - starts[p]!] = eq
+    }
+    // the last kept row's cluster goes on in the next window: keep its signature, at slot 0
+    carried = -1
+    if (e < r && view[2 * e + 1]! === keptDocs[kept - 1]!) {
+      buf.copyWithin(0, (kept - 1) * k, kept * k)
+      carried = keptDocs[kept - 1]!
+    }
+    s = e
+  }
+  return out
+}
+
+/** The piece holding global row `g` (starts: each piece's first global row, then the total). */
+const pieceAt = (starts: ReadonlyArray<number>, g: number): number => {
+  let lo = 0
+  let hi = starts.length - 2
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1
+    if (starts[mid]! <= g) lo = mid
+    else hi = mid - 1
+  }
+  return lo
 }

@@ -4,13 +4,15 @@
  * pairwise loop it replaced (two signature reads per comparison), in the same order. Checked on planted
  * near-duplicates plus two large clusters (a bucket of 40 exact copies and one of 25 near copies in
  * every band), for buffers from one that holds every candidate down to one of 4 signatures, where
- * windows hold a few buckets and the large buckets stream through the buffer's halves.
+ * windows hold a few buckets and the large buckets stream through the buffer's halves. And stage 3's
+ * estimates of each removed row against its kept row (duplicateShares), read once each, are those of
+ * the two reads per removed row dedup.ts made before.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { executeTask } from "../../../steps/data/fanout.ts"
-import { SignatureFiles, verifyBand } from "../../../steps/data/minhash/staged.ts"
+import { clusterPieces, duplicateShares, SignatureFiles, verifyBand } from "../../../steps/data/minhash/staged.ts"
 import { plantedCorpus, rng } from "./corpus.ts"
 import { tempDir, writeJsonl } from "./helpers.ts"
 import { pairwise, signCorpus } from "./pairwise-bands.ts"
@@ -139,5 +141,37 @@ describe("MinHash band verification", async () => {
     expect(small.edges.equals(whole.edges)).toBe(true)
     expect(small.res).toMatchObject({ compared: whole.res.compared, matched: whole.res.matched })
     expect(whole.res.signaturesReread).toBe(0)
+  })
+
+  it("estimates each removed row against its kept row as two reads per row did, reading each signature once", async () => {
+    const bandDirs: Array<string> = []
+    for (let band = 0; band < BANDS; band++) {
+      const spec = { op: "minhash-band", id: `all-${band}`, dir: path.join(dir, "band", `all-${band}`), signDirs, counts, band, bands: BANDS, rows: ROWS, threshold: THRESHOLD, maxComparisons: MAX_COMPARISONS }
+      await executeTask(spec)
+      bandDirs.push(spec.dir)
+    }
+    const c = clusterPieces(signDirs, counts, bandDirs)
+    // the estimates as dedup.ts took them before: two reads per removed row
+    const reference = new SignatureFiles(signDirs, counts, K)
+    const starts = [0]
+    for (const n of counts) starts.push(starts[starts.length - 1]! + n)
+    const want = c.duplicateOf.map((d, p) => Array.from(d, (kept, i) => (kept === -1 ? -1 : reference.jaccard(starts[p]! + i, kept))))
+    reference.close()
+    const removed: Array<number> = []
+    const keptRows = new Set<number>()
+    c.duplicateOf.forEach((d, p) => d.forEach((kept, i) => kept !== -1 && (removed.push(starts[p]! + i), keptRows.add(kept))))
+    // the 40 copies and the 25 near copies are clusters: larger than the small buffers' halves
+    expect(removed.length).toBeGreaterThan(80)
+    const needed = [...removed, ...keptRows].sort((a, b) => a - b)
+    for (const signatures of [1_000_000, 16, 5, 2]) {
+      const sigs = new CountingFiles(signDirs, counts, K)
+      const got = duplicateShares(sigs, c.duplicateOf, signatures * 4 * K)
+      sigs.close()
+      expect(got.map((d) => Array.from(d, (eq) => (eq === -1 ? -1 : eq / K))), `${signatures} signatures`).toEqual(want)
+      // every removed row's signature and every cluster's kept row's, once each
+      expect([...sigs.asked].sort((a, b) => a - b)).toEqual(needed)
+      expect(sigs.reads).toBeLessThanOrEqual(needed.length)
+      if (signatures === 1_000_000) expect(sigs.reads).toBeLessThan(removed.length) // near rows share a read
+    }
   })
 })
