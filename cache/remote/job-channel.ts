@@ -128,6 +128,10 @@ export class RemoteJobs {
       const store = this.storeAt(storeRoot)
       for (const h of hashes) await remote.push(store, h)
     }
+    // The attempt before this one has no further use: the executor submits only once it is not live.
+    // Its objects are left when no driver saw it end (the driver was killed -9, or died between writing
+    // the orders and submitting): removed here, or they would stay in the remote for good.
+    if (attempt > 1) await this.removeAttempt(remote, `${spec.key}/attempt-${attempt - 1}`)
     const name = `${spec.key}/attempt-${attempt}`
     const orders: JobOrders = { version: 1, key: spec.key, step: spec.step, kind: spec.kind, attemptDir, job, spec: remoteSpec, artifacts }
     await remote.s3.putBytes(`${jobPrefix(remote, name)}orders.json`, JSON.stringify(orders))
@@ -138,6 +142,11 @@ export class RemoteJobs {
       ...(scratch.scratchMaxGb !== undefined ? { scratchMaxGb: scratch.scratchMaxGb } : {}),
       ...(scratch.scratchMaxAgeDays !== undefined ? { scratchMaxAgeDays: scratch.scratchMaxAgeDays } : {})
     })
+  }
+
+  /** Deletes an attempt's objects (its output stays: it is content-addressed). */
+  async removeAttempt(remote: RemoteStore, name: string): Promise<void> {
+    for (const o of await remote.s3.list(jobPrefix(remote, name))) await remote.s3.delete(o.key)
   }
 
   /** Follows one attempt: copies its batches into the attempt dir, and its output and exit once it ended. */
@@ -228,8 +237,6 @@ export class JobMirror {
 
   /** Deletes the attempt's objects from the remote (its output artifact stays: it is content-addressed). */
   async remove(): Promise<void> {
-    const remote = await this.jobs.remote()
-    const objects = await remote.s3.list(jobPrefix(remote, this.name))
-    for (const o of objects) await remote.s3.delete(o.key)
+    await this.jobs.removeAttempt(await this.jobs.remote(), this.name)
   }
 }
