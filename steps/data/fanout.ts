@@ -239,6 +239,8 @@ export class WorkerPool {
 
   kill(): void {
     for (const w of this.all) w.kill()
+    // a killed worker stays `alive` until its exit is reaped: none of them may be taken again
+    this.idle.length = 0
   }
 
   close(): void {
@@ -317,6 +319,10 @@ export const runStage = async (tasks: ReadonlyArray<TaskSpec>, o: StageOptions):
           break
         } catch (e) {
           if (o.signal.aborted) throw new Error("interrupted")
+          // another task has stopped the stage and killed the workers, this one's among them: the stage
+          // fails with that task's error (a retry here took a worker killed but not yet reaped, and its
+          // "killed by SIGKILL" then replaced the error that names the bad shard)
+          if (stopped !== undefined) throw stopped
           const f = e instanceof TaskFailure ? e : new TaskFailure(String(e), false)
           failed++
           report()
