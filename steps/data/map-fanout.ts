@@ -166,11 +166,12 @@ export const stageProgress = (ctx: Pick<StepContext<unknown, never>, "progress">
     last = now
     const secs = Math.max((now - started) / 1000, 1e-3)
     const rate = Math.round(p.rows / secs)
+    // no `rate`: it counts the event's unit (shards), and a rows/s figure there showed as shards/s and
+    // made the live view's ETA the shards left divided by rows/s; the rows' rate is in the phase text
     ctx.progress({
       current: p.done,
       total: p.total,
       unit: "shards",
-      rate: p.rows > 0 ? rate : undefined,
       phase: `${stage}: ${p.rows} rows, ${rate} rows/s${p.failed > 0 ? `, ${p.failed} failed attempt${p.failed === 1 ? "" : "s"}` : ""}`
     })
   }
