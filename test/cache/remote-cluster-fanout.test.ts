@@ -1,10 +1,10 @@
 /**
  * A data step's fan-out on a cluster without a shared filesystem ("sharedFilesystem": false), killed -9
- * mid-stage, on the real one-node Ray (test/executors/ray-cluster.ts) with the real SeaweedFS
- * (test/helpers/s3-server.ts). In this mode the whole data step is one cluster job
+ * mid-stage, on the real one-node Ray (test/executors/ray-cluster.ts) and the real one-node Slurm
+ * (test/executors/slurm-cluster.ts), with the real SeaweedFS (test/helpers/s3-server.ts). In this mode the whole data step is one cluster job
  * (cache/remote/node-job.ts); its shard tasks run in worker processes on the node, and their completion
  * markers live in the node's scratch store (`<scratch>/store/resume/<key>/map/`), never on the driver.
- * The driver is `anneal run --executor ray --json`, a process of its own, so it can be killed -9; the
+ * The driver is `anneal run --executor <cluster> --json`, a process of its own, so it can be killed -9; the
  * jobs run in a mount namespace in which the driver's store is an empty tmpfs (as in remote-cluster.test.ts).
  *
  * The test waits until some shards are done on the node (their markers exist), then freezes the step's
@@ -28,14 +28,16 @@ import { execa } from "execa"
 import type { ResultPromise } from "execa"
 import { afterAll, beforeAll, describe, expect, test } from "vitest"
 import { nodeBinary } from "../../engine/executors/cluster-executor.ts"
+import type { ClusterBackend } from "../../engine/executors/cluster-executor.ts"
 import { makeRayBackend } from "../../engine/executors/ray.ts"
+import { makeSlurmBackend } from "../../engine/executors/slurm.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { annealIndex } from "../helpers/project.ts"
 import { s3Server, weedInstalled } from "../helpers/s3-server.ts"
 import type { S3Server } from "../helpers/s3-server.ts"
 import { clusterTestTimeoutMs, isRunning, jobWaitMs, killTracked, waitFor } from "../executors/cluster-ports.ts"
 import { rayBinary, rayCluster, rayInstalled, rayStartDeadlineMs } from "../executors/ray-cluster.ts"
-import type { RayCluster } from "../executors/ray-cluster.ts"
+import { slurmCluster, slurmInstalled, slurmStartDeadlineMs } from "../executors/slurm-cluster.ts"
 
 const tasks = 64
 
@@ -62,24 +64,53 @@ const rows = (n: number): string => {
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-nofs-fanout-"))
 const s3 = s3Server()
-const ray = rayCluster()
+let serverStarted: Promise<S3Server> | undefined
 let server: S3Server
-let rayHead: RayCluster
 /** every driver this file started, stopped in afterAll whatever happened */
 const drivers: Array<ResultPromise> = []
+
+/** A cluster the tests run on: its handle, its section of anneal.config.json, and its backend (for the job's state). */
+interface ClusterUnderTest {
+  readonly name: "ray" | "slurm"
+  readonly installed: () => string | undefined
+  readonly handle: { readonly start: (deadlineMs?: number) => Promise<unknown>; readonly stop: () => Promise<void> }
+  readonly startMs: number
+  readonly section: () => Record<string, unknown>
+  readonly backend: () => ClusterBackend
+}
+
+const ray = rayCluster()
+const slurm = slurmCluster()
+let rayAddress = ""
+let slurmConf = ""
+const clusters: ReadonlyArray<ClusterUnderTest> = [
+  {
+    name: "ray",
+    installed: () => (rayInstalled() ? undefined : `Ray is not installed at ${rayBinary()}: run npx anneal setup`),
+    handle: { start: async (ms) => (rayAddress = (await ray.start(ms)).address), stop: ray.stop },
+    startMs: rayStartDeadlineMs,
+    // Ray's jobs get the head daemons' environment, which lacks the S3 server's credentials
+    section: () => ({ address: rayAddress, runtimeEnv: { env_vars: server.env } }),
+    backend: () => makeRayBackend({ address: rayAddress })
+  },
+  {
+    name: "slurm",
+    installed: () => (slurmInstalled() ? undefined : "Slurm is not installed: run scripts/install-test-deps.sh as root"),
+    handle: { start: async (ms) => (slurmConf = (await slurm.start(ms)).slurmConf), stop: slurm.stop },
+    startMs: slurmStartDeadlineMs,
+    // sbatch exports the driver's environment, with the S3 server's credentials, to the job
+    section: () => ({ slurmConf }),
+    backend: () => makeSlurmBackend({ slurmConf })
+  }
+]
 
 afterAll(async () => {
   for (const d of drivers) if (d.pid !== undefined && isRunning(d.pid)) d.kill("SIGKILL")
   await Promise.allSettled(drivers)
   killTracked()
-  await Promise.allSettled([ray.stop(), s3.stop()])
+  await Promise.allSettled([ray.stop(), slurm.stop(), s3.stop()])
   fs.rmSync(root, { recursive: true, force: true })
 }, 120_000)
-
-beforeAll(async () => {
-  if (!rayInstalled()) throw new Error(`Ray is not installed at ${rayBinary()}: run npx anneal setup`)
-  ;[server, rayHead] = await Promise.all([s3.start(), ray.start()])
-}, rayStartDeadlineMs + 60_000)
 
 interface Proc {
   readonly pid: number
@@ -155,20 +186,20 @@ interface Project {
   readonly bucket: string
 }
 
-const makeProject = async (name: string, data: string): Promise<Project> => {
-  const dir = path.join(root, name)
+const makeProject = async (cluster: ClusterUnderTest, name: string, data: string): Promise<Project> => {
+  const dir = path.join(root, `${cluster.name}-${name}`)
   fs.mkdirSync(path.join(dir, "node_modules"), { recursive: true })
   fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "t", type: "module", private: true }))
   fs.symlinkSync(projectRoot, path.join(dir, "node_modules", "anneal"))
   fs.writeFileSync(path.join(dir, "recipe.ts"), recipeText(data))
   const store = path.join(dir, "store")
   fs.mkdirSync(store)
-  const scratch = path.join(root, `${name}-scratch`)
-  const bucket = `anneal-fanout-${name}-${process.pid}`
+  const scratch = path.join(root, `${cluster.name}-${name}-scratch`)
+  const bucket = `anneal-fanout-${cluster.name}-${name}-${process.pid}`
   await server.createBucket(bucket)
   fs.writeFileSync(path.join(dir, "anneal.config.json"), JSON.stringify({
-    ray: {
-      address: rayHead.address,
+    [cluster.name]: {
+      ...cluster.section(),
       pollSeconds: 0.5,
       sharedFilesystem: false,
       remote: `s3://${bucket}/shared`,
@@ -176,16 +207,14 @@ const makeProject = async (name: string, data: string): Promise<Project> => {
       node: nodeWithout(store),
       // the data step is a job (a TS step asking for one CPU would run on the driver by default)
       placement: { cluster: ["clean"] },
-      retry: { maxRetries: 0 },
-      // Ray's jobs get the head daemons' environment, which lacks the S3 server's credentials
-      runtimeEnv: { env_vars: server.env }
+      retry: { maxRetries: 0 }
     }
   }, null, 2))
   return { dir, recipe: path.join(dir, "recipe.ts"), store, scratch, bucket }
 }
 
 /** `anneal run` as its own process; its JSON events are collected as they come. */
-const startDriver = (p: Project, executor: "ray" | "local", store = p.store) => {
+const startDriver = (p: Project, executor: "ray" | "slurm" | "local", store = p.store) => {
   const events: Array<Event> = []
   const child = execa(nodeBinary(), [path.join(projectRoot, "bin", "anneal.js"), "run", p.recipe, "--executor", executor, "--json", "--store", store, "--jobs", "2"], {
     cwd: p.dir,
@@ -210,6 +239,12 @@ const startDriver = (p: Project, executor: "ray" | "local", store = p.store) => 
   return { child, events }
 }
 
+/** The ids of the jobs a driver reported submitting. */
+const submittedIds = (cluster: ClusterUnderTest, events: ReadonlyArray<Event>): Array<string> =>
+  logsOf(events).flatMap((m) => {
+    const x = new RegExp(`^submitted ${cluster.name} job (\\S+)`).exec(m)
+    return x === null ? [] : [x[1]!]
+  })
 const logsOf = (events: ReadonlyArray<Event>) => events.flatMap((e) => (e.event === "log" && e.step === "clean" ? [e.message!] : []))
 const stepOf = (events: ReadonlyArray<Event>) => events.find((e) => e.event === "step" && e.step === "clean" && e.status !== "running")
 
@@ -248,8 +283,8 @@ const jobProcesses = (scratch: string): Array<number> => {
  * Runs the recipe on Ray until some of the map stage's shards are done on the node, and freezes the
  * step's shard workers there: the cut (which markers exist) cannot move until they are continued.
  */
-const runUntilSomeShardsDone = async (p: Project) => {
-  const first = startDriver(p, "ray")
+const runUntilSomeShardsDone = async (cluster: ClusterUnderTest, p: Project) => {
+  const first = startDriver(p, cluster.name)
   let exited = false
   void first.child.finally(() => (exited = true))
   const frozen = await waitFor("some shards of clean done on the node", () => {
@@ -261,8 +296,7 @@ const runUntilSomeShardsDone = async (p: Project) => {
     return { dir, workers }
   }, jobWaitMs, 10, () => exited)
   const markers = new Map(markersIn(frozen.dir).map((m) => [m, fs.statSync(path.join(frozen.dir, m)).mtimeMs]))
-  const submitted = logsOf(first.events).filter((m) => /^submitted ray job /.test(m))
-  return { ...first, ...frozen, markers, jobId: submitted[0]?.slice("submitted ray job ".length) }
+  return { ...first, ...frozen, markers, jobId: submittedIds(cluster, first.events)[0] }
 }
 
 /**
@@ -307,90 +341,98 @@ const expectCleanEnd = async (p: Project, again: { events: Array<Event> }) => {
   expect(processes().filter((x) => x.cmd.includes(p.scratch)).map((x) => x.cmd.replace(/\0/g, " "))).toEqual([])
 }
 
-const rayJobs = async (scratch: string) => {
-  const res = await fetch(new URL("api/jobs/", rayHead.address + "/"))
-  const all = (await res.json()) as Array<{ submission_id: string; status: string; entrypoint: string }>
-  return all.filter((j) => j.entrypoint.includes(scratch))
+/** The phases the cluster gives these jobs now. */
+const phasesOf = async (cluster: ClusterUnderTest, ids: ReadonlyArray<string>) => {
+  const backend = cluster.backend()
+  return Promise.all(ids.map(async (id) => (await backend.status(id)).phase))
 }
 
-describe.skipIf(!weedInstalled())("a data step's fan-out killed -9 on a cluster without a shared filesystem (Ray + SeaweedFS)", () => {
-  test("the driver and one shard worker killed -9 mid-stage: the worker's shard is retried alone, the rerun reattaches to the job, and the output equals a clean run's", async () => {
-    const data = path.join(root, "rows-a.jsonl")
-    fs.writeFileSync(data, rows(60_000))
-    const p = await makeProject("worker", data)
-    const first = await runUntilSomeShardsDone(p)
-    expect(first.jobId, logsOf(first.events).join("\n")).toBeDefined()
-    const k = first.markers.size
-    expect(k).toBeGreaterThan(0)
-    expect(k, "the stage finished before the test could freeze it").toBeLessThan(tasks)
-    // a worker mid-task: its task's temporary directory is named with its pid (fanout.ts executeTask)
-    const busy = fs.readdirSync(first.dir).filter((f) => f.endsWith(".tmp"))
-    const victim = first.workers.find((w) => busy.some((f) => f.includes(`.${w}.`))) ?? first.workers[0]!
-    const driverTree = treeOf([first.child.pid!], processes())
-    signal([victim], "SIGKILL")
-    signal([first.child.pid!], "SIGKILL")
-    signal(first.workers.filter((w) => w !== victim), "SIGCONT")
-    const killed = await first.child
-    expect(killed.signal).toBe("SIGKILL")
-    // no process of the killed driver survives it
-    await waitFor("the killed driver's processes to end", () => ([...driverTree].every((pid) => !isRunning(pid)) ? true : undefined), 30_000).catch(() => {})
-    expect([...driverTree].filter(isRunning)).toEqual([])
+for (const cluster of clusters) {
+  describe.skipIf(!weedInstalled())(`${cluster.name}: a data step's fan-out killed -9 on a cluster without a shared filesystem`, () => {
+    beforeAll(async () => {
+      const missing = cluster.installed()
+      if (missing !== undefined) throw new Error(missing)
+      serverStarted ??= s3.start()
+      ;[server] = await Promise.all([serverStarted, cluster.handle.start()])
+    }, cluster.startMs + 60_000)
 
-    const stopWatching = watchMarkers(first.dir, first.markers)
-    const again = startDriver(p, "ray")
-    const end = await again.child
-    expect(await stopWatching(), "markers of shards finished before the kill were rewritten").toEqual([])
-    expect(end.exitCode, `${String(end.stderr)}\n${logsOf(again.events).join("\n")}`).toBe(0)
-    const logs = logsOf(again.events)
-    // the rerun found the job it had submitted still running and followed it: one submission in all
-    expect(logs.filter((m) => m.startsWith("submitted ray job"))).toEqual([])
-    expect(logs.some((m) => m.startsWith(`reattached to ray job ${first.jobId} `))).toBe(true)
-    // the killed worker's shard (one not finished before the kill) was retried alone, on the node
-    const retried = logs.flatMap((m) => {
-      const x = /shard task (\d+) failed \(the shard worker was killed by SIGKILL\); retrying it alone/.exec(m)
-      return x === null ? [] : [x[1]!]
-    })
-    expect(retried.length, logs.join("\n")).toBe(1)
-    expect(first.markers.has(`${retried[0]}.done.json`)).toBe(false)
-    await expectCleanEnd(p, again)
-    // no job of this step is left live on the cluster; there was one, and it succeeded
-    expect((await rayJobs(p.scratch)).map((j) => [j.submission_id, j.status])).toEqual([[first.jobId, "SUCCEEDED"]])
-  }, clusterTestTimeoutMs)
+    test("the driver and one shard worker killed -9 mid-stage: the worker's shard is retried alone, the rerun reattaches to the job, and the output equals a clean run's", async () => {
+      const data = path.join(root, `rows-${cluster.name}-a.jsonl`)
+      fs.writeFileSync(data, rows(60_000))
+      const p = await makeProject(cluster, "worker", data)
+      const first = await runUntilSomeShardsDone(cluster, p)
+      expect(first.jobId, logsOf(first.events).join("\n")).toBeDefined()
+      const k = first.markers.size
+      expect(k).toBeGreaterThan(0)
+      expect(k, "the stage finished before the test could freeze it").toBeLessThan(tasks)
+      // a worker mid-task: its task's temporary directory is named with its pid (fanout.ts executeTask)
+      const busy = fs.readdirSync(first.dir).filter((f) => f.endsWith(".tmp"))
+      const victim = first.workers.find((w) => busy.some((f) => f.includes(`.${w}.`))) ?? first.workers[0]!
+      const driverTree = treeOf([first.child.pid!], processes())
+      signal([victim], "SIGKILL")
+      signal([first.child.pid!], "SIGKILL")
+      signal(first.workers.filter((w) => w !== victim), "SIGCONT")
+      const killed = await first.child
+      expect(killed.signal).toBe("SIGKILL")
+      // no process of the killed driver survives it
+      await waitFor("the killed driver's processes to end", () => ([...driverTree].every((pid) => !isRunning(pid)) ? true : undefined), 30_000).catch(() => {})
+      expect([...driverTree].filter(isRunning)).toEqual([])
 
-  test("the driver and the whole job killed -9 mid-stage (the node's processes lost): the rerun's new attempt redoes only the unfinished shards, and the output equals a clean run's", async () => {
-    const data = path.join(root, "rows-b.jsonl")
-    fs.writeFileSync(data, rows(60_000))
-    const p = await makeProject("job", data)
-    const first = await runUntilSomeShardsDone(p)
-    expect(first.jobId, logsOf(first.events).join("\n")).toBeDefined()
-    const k = first.markers.size
-    expect(k).toBeGreaterThan(0)
-    expect(k, "the stage finished before the test could freeze it").toBeLessThan(tasks)
-    const driverTree = treeOf([first.child.pid!], processes())
-    const job = jobProcesses(p.scratch)
-    signal([first.child.pid!, ...job], "SIGKILL")
-    const killed = await first.child
-    expect(killed.signal).toBe("SIGKILL")
-    await waitFor("the killed run's processes to end", () => ([...driverTree, ...job].every((pid) => !isRunning(pid)) ? true : undefined), 30_000).catch(() => {})
-    expect([...driverTree, ...job].filter(isRunning)).toEqual([])
-    // Ray has seen its entrypoint die (a driver restarted sooner reattaches, and learns it then)
-    const backend = makeRayBackend({ address: rayHead.address })
-    await waitFor("Ray to see the job end", async () => ((await backend.status(first.jobId!)).phase === "failed" ? true : undefined), 60_000)
+      const stopWatching = watchMarkers(first.dir, first.markers)
+      const again = startDriver(p, cluster.name)
+      const end = await again.child
+      expect(await stopWatching(), "markers of shards finished before the kill were rewritten").toEqual([])
+      expect(end.exitCode, `${String(end.stderr)}\n${logsOf(again.events).join("\n")}`).toBe(0)
+      const logs = logsOf(again.events)
+      // the rerun found the job it had submitted still running and followed it: one submission in all
+      expect(submittedIds(cluster, again.events)).toEqual([])
+      expect(logs.some((m) => m.startsWith(`reattached to ${cluster.name} job ${first.jobId} `)), logs.join("\n")).toBe(true)
+      // the killed worker's shard (one not finished before the kill) was retried alone, on the node
+      const retried = logs.flatMap((m) => {
+        const x = /shard task (\d+) failed \(the shard worker was killed by SIGKILL\); retrying it alone/.exec(m)
+        return x === null ? [] : [x[1]!]
+      })
+      expect(retried.length, logs.join("\n")).toBe(1)
+      expect(first.markers.has(`${retried[0]}.done.json`)).toBe(false)
+      await expectCleanEnd(p, again)
+      // the one job ended well and is not live on the cluster (Slurm may have forgotten it already)
+      expect((await phasesOf(cluster, [first.jobId!]))[0]).toMatch(/^(succeeded|gone)$/)
+    }, clusterTestTimeoutMs)
 
-    const stopWatching = watchMarkers(first.dir, first.markers)
-    const again = startDriver(p, "ray")
-    const end = await again.child
-    expect(await stopWatching(), "markers of shards finished before the kill were rewritten").toEqual([])
-    expect(end.exitCode, `${String(end.stderr)}\n${logsOf(again.events).join("\n")}`).toBe(0)
-    const logs = logsOf(again.events)
-    expect(logs.filter((m) => m.startsWith("submitted ray job")).length, logs.join("\n")).toBe(1)
-    // the new attempt started from the k shards finished on the node before the kill, no more (no
-    // process of the lost job wrote one since), no fewer (none was redone)
-    const firstCount = again.events.find((e) => e.event === "progress" && e.step === "clean" && e.unit === "shards")
-    expect(firstCount?.current).toBe(k)
-    await expectCleanEnd(p, again)
-    const jobs = await rayJobs(p.scratch)
-    expect(jobs.filter((j) => j.status === "RUNNING" || j.status === "PENDING")).toEqual([])
-    expect(jobs.length).toBe(2)
-  }, clusterTestTimeoutMs)
-})
+    test("the driver and the whole job killed -9 mid-stage (the node's processes lost): the rerun's new attempt redoes only the unfinished shards, and the output equals a clean run's", async () => {
+      const data = path.join(root, `rows-${cluster.name}-b.jsonl`)
+      fs.writeFileSync(data, rows(60_000))
+      const p = await makeProject(cluster, "job", data)
+      const first = await runUntilSomeShardsDone(cluster, p)
+      expect(first.jobId, logsOf(first.events).join("\n")).toBeDefined()
+      const k = first.markers.size
+      expect(k).toBeGreaterThan(0)
+      expect(k, "the stage finished before the test could freeze it").toBeLessThan(tasks)
+      const driverTree = treeOf([first.child.pid!], processes())
+      const job = jobProcesses(p.scratch)
+      signal([first.child.pid!, ...job], "SIGKILL")
+      const killed = await first.child
+      expect(killed.signal).toBe("SIGKILL")
+      await waitFor("the killed run's processes to end", () => ([...driverTree, ...job].every((pid) => !isRunning(pid)) ? true : undefined), 30_000).catch(() => {})
+      expect([...driverTree, ...job].filter(isRunning)).toEqual([])
+      // the cluster has seen the job end (a driver restarted sooner reattaches, and learns it then)
+      await waitFor("the cluster to see the job end", async () => ((await phasesOf(cluster, [first.jobId!]))[0] === "failed" ? true : undefined), 60_000)
+
+      const stopWatching = watchMarkers(first.dir, first.markers)
+      const again = startDriver(p, cluster.name)
+      const end = await again.child
+      expect(await stopWatching(), "markers of shards finished before the kill were rewritten").toEqual([])
+      expect(end.exitCode, `${String(end.stderr)}\n${logsOf(again.events).join("\n")}`).toBe(0)
+      const resubmitted = submittedIds(cluster, again.events)
+      expect(resubmitted.length, logsOf(again.events).join("\n")).toBe(1)
+      // the new attempt started from the k shards finished on the node before the kill, no more (no
+      // process of the lost job wrote one since), no fewer (none was redone)
+      const firstCount = again.events.find((e) => e.event === "progress" && e.step === "clean" && e.unit === "shards")
+      expect(firstCount?.current).toBe(k)
+      await expectCleanEnd(p, again)
+      // neither attempt is live on the cluster
+      const phases = await phasesOf(cluster, [first.jobId!, resubmitted[0]!])
+      expect(phases.filter((x) => x === "running" || x === "queued")).toEqual([])
+    }, clusterTestTimeoutMs)
+  })
+}
