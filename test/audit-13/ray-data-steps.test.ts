@@ -25,9 +25,9 @@ beforeAll(async () => {
 }, rayStartDeadlineMs + 60_000)
 
 describe("data steps as Ray tasks (issue 13)", () => {
-  it("format, decontaminate (n-gram), dedup exact and dedup minhash: 3 shard tasks as Ray tasks write the bytes of one process here", async () => {
+  it("format, decontaminate (n-gram), dedup exact and dedup minhash: 3 and 8 shard tasks as Ray tasks write the bytes of one process here", async () => {
     // two Ray tasks a stage (one Ray job a stage): the 14 MinHash band tasks run 7 to a Ray task
-    const cuts = [3]
+    const cuts = [3, 8]
     const runner = rayShardRunner(makeRayBackend({ address: cluster!.address, pollSeconds: 0.5 }), shardCommand, { pollSeconds: 0.5, maxTasks: 2 })
     expectClusterParity(await clusterDataSteps(runner, cuts), cuts, expect)
   }, clusterTestTimeoutMs)
