@@ -133,7 +133,8 @@ const main = async (): Promise<number> => {
     const jobFile = path.join(jobDir, "job.json")
     fs.writeFileSync(jobFile, JSON.stringify(job, null, 2) + "\n")
 
-    const child = spawn(process.execPath, [runnerScript, jobFile], { stdio: ["ignore", "inherit", "inherit"] })
+    // the runner stops the step if this process is killed -9 (cluster-runner.ts): no orphan races the next attempt
+    const child = spawn(process.execPath, [runnerScript, jobFile], { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, ANNEAL_RUNNER_PARENT: String(process.pid) } })
     let stoppedBy: NodeJS.Signals | undefined
     for (const signal of ["SIGTERM", "SIGINT", "SIGUSR1"] as const) {
       process.on(signal, () => {

@@ -49,6 +49,9 @@ fs.rmSync(job!.output, { recursive: true, force: true })
 fs.mkdirSync(job!.output, { recursive: true })
 
 const env: Record<string, string | undefined> = { ...process.env, ...job!.env }
+// set by cache/remote/node-job.ts (nodes without a shared filesystem), watched below; the step has no use for it
+const watchedParent = env.ANNEAL_RUNNER_PARENT
+delete env.ANNEAL_RUNNER_PARENT
 if (job!.gang !== undefined && process.env.SLURM_JOB_ID !== undefined) {
   // a multi-node step on Slurm: this batch shell runs on the allocation's first node, which hosts the
   // rendezvous; srun starts cluster-node.ts once per node with this address
@@ -87,6 +90,19 @@ process.on("SIGUSR1", () => {
   if (checkpointRequest !== undefined) fs.writeFileSync(checkpointRequest, new Date().toISOString() + "\n")
 })
 process.on("SIGINT", () => stop("SIGINT"))
+// Under node-job.ts the runner's parent is the job's own process. Killed -9 there (the OOM killer, a
+// kill on the node), it can stop nothing, and the cluster may not either: Ray reports the job failed
+// but leaves the rest of the entrypoint's processes running. The step would then run on beside the
+// next attempt, writing into the same resume directory in the node's scratch store (a data step's shard
+// markers). So the runner stops the step as it would on SIGTERM once its parent is gone (reparented).
+if (watchedParent !== undefined) {
+  const watch = setInterval(() => {
+    if (String(process.ppid) === watchedParent) return
+    clearInterval(watch)
+    stop("SIGTERM")
+  }, 1000)
+  watch.unref()
+}
 
 let finished = false
 const finish = (code: number | null, signal: NodeJS.Signals | null) => {

@@ -15,7 +15,10 @@
  *   submission), and its output equals a clean local run's;
  * - the driver and the whole job (every process of it on the node, as when the node is lost) are killed
  *   -9: the rerun submits a new attempt, which starts from exactly the k finished shards on the node's
- *   scratch store (its first progress report counts them) and redoes only the rest.
+ *   scratch store (its first progress report counts them) and redoes only the rest;
+ * - the driver and only the job's own process (node-job.ts) are killed -9: the rest of the job (runner,
+ *   step, shard workers) must end too before the rerun (on Ray it ran on after the job was reported
+ *   failed, until cluster-runner.ts watched its parent), and the rerun goes as in the case above.
  *
  * In both, the markers of the shards finished before the kill are never rewritten, no process of the
  * killed run survives, nothing of the jobs' exchange is left in the remote, and no job is left live on
@@ -399,40 +402,49 @@ for (const cluster of clusters) {
       expect((await phasesOf(cluster, [first.jobId!]))[0]).toMatch(/^(succeeded|gone)$/)
     }, clusterTestTimeoutMs)
 
-    test("the driver and the whole job killed -9 mid-stage (the node's processes lost): the rerun's new attempt redoes only the unfinished shards, and the output equals a clean run's", async () => {
-      const data = path.join(root, `rows-${cluster.name}-b.jsonl`)
-      fs.writeFileSync(data, rows(60_000))
-      const p = await makeProject(cluster, "job", data)
-      const first = await runUntilSomeShardsDone(cluster, p)
-      expect(first.jobId, logsOf(first.events).join("\n")).toBeDefined()
-      const k = first.markers.size
-      expect(k).toBeGreaterThan(0)
-      expect(k, "the stage finished before the test could freeze it").toBeLessThan(tasks)
-      const driverTree = treeOf([first.child.pid!], processes())
-      const job = jobProcesses(p.scratch)
-      signal([first.child.pid!, ...job], "SIGKILL")
-      const killed = await first.child
-      expect(killed.signal).toBe("SIGKILL")
-      await waitFor("the killed run's processes to end", () => ([...driverTree, ...job].every((pid) => !isRunning(pid)) ? true : undefined), 30_000).catch(() => {})
-      expect([...driverTree, ...job].filter(isRunning)).toEqual([])
-      // the cluster has seen the job end (a driver restarted sooner reattaches, and learns it then)
-      await waitFor("the cluster to see the job end", async () => ((await phasesOf(cluster, [first.jobId!]))[0] === "failed" ? true : undefined), 60_000)
+    // the node's processes all lost at once; or only the job's own process (node-job), whose runner,
+    // step and shard workers the cluster must then end itself before they race the new attempt
+    for (const lost of ["all", "top"] as const) {
+      test(`the driver and ${lost === "all" ? "the whole job" : "the job's top process alone"} killed -9 mid-stage: the rerun's new attempt redoes only the unfinished shards, and the output equals a clean run's`, async () => {
+        const data = path.join(root, `rows-${cluster.name}-${lost}.jsonl`)
+        fs.writeFileSync(data, rows(60_000))
+        const p = await makeProject(cluster, `job-${lost}`, data)
+        const first = await runUntilSomeShardsDone(cluster, p)
+        expect(first.jobId, logsOf(first.events).join("\n")).toBeDefined()
+        const k = first.markers.size
+        expect(k).toBeGreaterThan(0)
+        expect(k, "the stage finished before the test could freeze it").toBeLessThan(tasks)
+        const driverTree = treeOf([first.child.pid!], processes())
+        const job = jobProcesses(p.scratch)
+        // node-job's own Node process (on Ray, the shell of the job's entrypoint is its parent)
+        const top = processes().filter((x) => x.cmd.split("\0")[0] === nodeBinary() && x.cmd.includes(p.scratch) && x.cmd.includes("node-job")).map((x) => x.pid)
+        expect(top.length).toBe(1)
+        signal([first.child.pid!, ...(lost === "all" ? job : top)], "SIGKILL")
+        const killed = await first.child
+        expect(killed.signal).toBe("SIGKILL")
+        // the cluster has seen the job end (a driver restarted sooner reattaches, and learns it then)
+        await waitFor("the cluster to see the job end", async () => ((await phasesOf(cluster, [first.jobId!]))[0] === "failed" ? true : undefined), 60_000)
+        // and no process of the killed run is left: the driver's, and every one of the job's (with only its
+        // top process killed, the cluster ends the rest; the shard workers, still frozen, wrote nothing since)
+        await waitFor("the killed run's processes to end", () => ([...driverTree, ...job].every((pid) => !isRunning(pid)) ? true : undefined), 60_000).catch(() => {})
+        expect([...driverTree, ...job].filter(isRunning).map((pid) => processes().find((x) => x.pid === pid)?.cmd.replace(/\0/g, " "))).toEqual([])
 
-      const stopWatching = watchMarkers(first.dir, first.markers)
-      const again = startDriver(p, cluster.name)
-      const end = await again.child
-      expect(await stopWatching(), "markers of shards finished before the kill were rewritten").toEqual([])
-      expect(end.exitCode, `${String(end.stderr)}\n${logsOf(again.events).join("\n")}`).toBe(0)
-      const resubmitted = submittedIds(cluster, again.events)
-      expect(resubmitted.length, logsOf(again.events).join("\n")).toBe(1)
-      // the new attempt started from the k shards finished on the node before the kill, no more (no
-      // process of the lost job wrote one since), no fewer (none was redone)
-      const firstCount = again.events.find((e) => e.event === "progress" && e.step === "clean" && e.unit === "shards")
-      expect(firstCount?.current).toBe(k)
-      await expectCleanEnd(p, again)
-      // neither attempt is live on the cluster
-      const phases = await phasesOf(cluster, [first.jobId!, resubmitted[0]!])
-      expect(phases.filter((x) => x === "running" || x === "queued")).toEqual([])
-    }, clusterTestTimeoutMs)
+        const stopWatching = watchMarkers(first.dir, first.markers)
+        const again = startDriver(p, cluster.name)
+        const end = await again.child
+        expect(await stopWatching(), "markers of shards finished before the kill were rewritten").toEqual([])
+        expect(end.exitCode, `${String(end.stderr)}\n${logsOf(again.events).join("\n")}`).toBe(0)
+        const resubmitted = submittedIds(cluster, again.events)
+        expect(resubmitted.length, logsOf(again.events).join("\n")).toBe(1)
+        // the new attempt started from the k shards finished on the node before the kill, no more (no
+        // process of the lost job wrote one since), no fewer (none was redone)
+        const firstCount = again.events.find((e) => e.event === "progress" && e.step === "clean" && e.unit === "shards")
+        expect(firstCount?.current).toBe(k)
+        await expectCleanEnd(p, again)
+        // neither attempt is live on the cluster
+        const phases = await phasesOf(cluster, [first.jobId!, resubmitted[0]!])
+        expect(phases.filter((x) => x === "running" || x === "queued")).toEqual([])
+      }, clusterTestTimeoutMs)
+    }
   })
 }
