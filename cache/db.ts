@@ -119,6 +119,10 @@ export class CacheDb {
       walMode(db)
       db.pragma("synchronous = NORMAL")
       db.pragma("foreign_keys = ON")
+      // SQLite's page cache defaults to 2 MB, less than a 10,000-step recipe's rows and their outputs'
+      // manifests (~19 MB): a null rerun's one joined read then fetched 18,500 pages with a read(2) each,
+      // most of them several times. It grows only as pages are read.
+      db.pragma("cache_size = -65536")
       return db
     })
     this.guard("migrate", () => this.migrate())

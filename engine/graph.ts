@@ -270,18 +270,41 @@ export const validateGraph = (recipeFile: string, recipeName: string, nodes: Rea
     return h.node as GraphNode
   }
 
+  // a generated recipe has thousands of steps of a few kinds: each kind's ports are listed once
+  const portsOf = new Map<StepDefinition, ReadonlyArray<readonly [string, AnyPort]>>()
   for (const n of steps) {
     // params: decoded now, so a bad value fails before anything runs
+    const codec = codecOf(n.def.params)
     let decoded: unknown
     try {
-      decoded = codecOf(n.def.params).decode(n.rawParams)
+      decoded = codec.decode(n.rawParams)
     } catch (e) {
       throw RecipeError.fromSchema(n.id, n.def.kind, at(n), e)
     }
-    const params = codecOf(n.def.params).encode(decoded) as Record<string, unknown>
+    const params = codec.encode(decoded) as Record<string, unknown>
 
+    let ports = portsOf.get(n.def)
+    if (ports === undefined) portsOf.set(n.def, (ports = Object.entries(n.def.inputs)))
     const inputs: Record<string, GraphNode | ReadonlyArray<GraphNode>> = {}
-    for (const [portName, port] of Object.entries(n.def.inputs)) {
+    // what it needs, in port order, each once; and its sources
+    const needs: Array<string> = []
+    let needSet: Set<string> | undefined // once there are many (a step gathering thousands of outputs)
+    const need = (id: string) => {
+      if (needSet === undefined ? needs.includes(id) : needSet.has(id)) return
+      needs.push(id)
+      if (needSet !== undefined) needSet.add(id)
+      else if (needs.length > 16) needSet = new Set(needs)
+    }
+    const stepSources: Array<SourceNode> = []
+    const needed = (x: GraphNode) => {
+      if (x._tag === "step") {
+        if (seen.get(x.id) !== x) {
+          throw new RecipeError({ message: `step "${n.id}"${at(n)}: an input comes from a step that is not part of this recipe`, step: n.id })
+        }
+        need(x.id)
+      } else stepSources.push(x)
+    }
+    for (const [portName, port] of ports) {
       const h = n.handles[portName]
       if (h === undefined) {
         if (port.optional) continue
@@ -291,7 +314,9 @@ export const validateGraph = (recipeFile: string, recipeName: string, nodes: Rea
         if (!Array.isArray(h)) {
           throw new RecipeError({ message: `step "${n.id}"${at(n)}: input "${portName}" wants a list of ${port.kind}s`, step: n.id, param: portName })
         }
-        inputs[portName] = h.map((x) => nodeOf(n, portName, x, port))
+        const list = new Array<GraphNode>(h.length)
+        for (let i = 0; i < h.length; i++) list[i] = nodeOf(n, portName, h[i], port)
+        inputs[portName] = list
       } else {
         inputs[portName] = nodeOf(n, portName, h, port)
       }
@@ -307,27 +332,22 @@ export const validateGraph = (recipeFile: string, recipeName: string, nodes: Rea
     }
     const problem = n.def.checkParams?.(
       decoded,
-      Object.fromEntries(Object.keys(n.def.inputs).map((p) => [p, Array.isArray(inputs[p]) ? (inputs[p] as ReadonlyArray<GraphNode>).length : inputs[p] === undefined ? 0 : 1]))
+      Object.fromEntries(ports.map(([p]) => [p, Array.isArray(inputs[p]) ? (inputs[p] as ReadonlyArray<GraphNode>).length : inputs[p] === undefined ? 0 : 1]))
     )
     if (problem !== undefined) {
       throw new RecipeError({ message: `step "${n.id}"${at(n)} (${n.def.kind}): param ${problem.param}: ${problem.message}`, step: n.id, param: problem.param })
     }
-    const flat = Object.values(inputs).flatMap((x) => (Array.isArray(x) ? x : [x as GraphNode]))
-    const needs = new Set<string>()
-    const stepSources: Array<SourceNode> = []
-    for (const x of flat) {
-      if (x._tag === "step") {
-        if (seen.get(x.id) !== x) {
-          throw new RecipeError({ message: `step "${n.id}"${at(n)}: an input comes from a step that is not part of this recipe`, step: n.id })
-        }
-        needs.add(x.id)
-      } else stepSources.push(x)
+    for (const [portName] of ports) {
+      const x = inputs[portName]
+      if (x === undefined) continue
+      if (Array.isArray(x)) for (const y of x as ReadonlyArray<GraphNode>) needed(y)
+      else needed(x as GraphNode)
     }
     for (const a of n.options.after ?? []) {
       if (!seen.has(a)) throw new RecipeError({ message: `step "${n.id}"${at(n)}: after names unknown step "${a}"`, step: n.id, param: "after" })
-      needs.add(a)
+      need(a)
     }
-    planned.set(n.id, { id: n.id, node: n, def: n.def, params, decoded, inputs, needs: [...needs], sources: stepSources })
+    planned.set(n.id, { id: n.id, node: n, def: n.def, params, decoded, inputs, needs, sources: stepSources })
   }
 
   return { recipe: recipeFile, recipeName, steps: topoSort(planned), sources: [...sourceIds.values()], byId: planned }

@@ -7,7 +7,7 @@
  * The trace is stored with every run, so staleness can be explained as a diff against the last
  * successful build of the same step id.
  */
-import { canonicalJson, sha256 } from "../cache/hash.ts"
+import { canonicalJson } from "../cache/hash.ts"
 import type { Trace } from "../cache/trace.ts"
 import type { PlannedStep } from "./graph.ts"
 import type { StepDefinition } from "./step.ts"
@@ -40,7 +40,6 @@ export const makeTrace = (step: PlannedStep, inputHashes: Record<string, string 
   inputs: inputHashes
 })
 
-export const traceKey = (trace: Trace): string => sha256(canonicalJson(trace))
 
 const short = (h: string) => h.slice(0, 10) + ".."
 

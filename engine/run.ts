@@ -33,6 +33,7 @@ import type { BadInput } from "./errors.ts"
 import type { EngineEvent, Reporter, RunEvent } from "./events.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
+import { canonicalJson } from "../cache/hash.ts"
 import { stepSeed } from "./keys.ts"
 import type { Trace } from "./keys.ts"
 import { fingerprint, hashSourcesEffect, openProjectEffect, planSteps, selectSteps, unknownStep } from "./plan.ts"
@@ -363,7 +364,8 @@ const record = (run: Run, step: PlannedStep, key: string, trace: Trace, output: 
     step: step.id,
     kind: step.def.kind,
     key,
-    trace: JSON.stringify(trace),
+    // canonical, so that the next plan knows the key from the text alone (decide.ts `query`)
+    trace: canonicalJson(trace),
     output,
     run_id: runId,
     built_session: run.session,
