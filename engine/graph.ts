@@ -62,10 +62,19 @@ export interface Graph {
 
 export class GraphBuilder {
   readonly nodes: Array<GraphNode> = []
-  constructor(readonly recipeFile: string) {}
+  /**
+   * `callSites`: capture each call's stack, for the `file:line` an error message names. Capturing is a
+   * sixth of building a 10,000-step recipe, and only a recipe that fails validation needs it, so the
+   * loader builds without, and builds again with them when validation fails (load.ts).
+   */
+  constructor(readonly recipeFile: string, readonly callSites = false) {}
+
+  private located<N extends GraphNode>(node: Omit<N, "callSite">): N {
+    return this.callSites ? lazyCallSite<N>(node, this.recipeFile) : ({ ...node, callSite: undefined } as N)
+  }
 
   addStep(def: StepDefinition, handles: Record<string, unknown>, rawParams: unknown, options: CallOptions): StepNode {
-    const node = lazyCallSite<StepNode>({
+    const node = this.located<StepNode>({
       _tag: "step",
       id: options.id ?? def.kind,
       explicitId: options.id !== undefined,
@@ -73,19 +82,19 @@ export class GraphBuilder {
       rawParams,
       handles: handles as StepNode["handles"],
       options
-    }, this.recipeFile)
+    })
     this.nodes.push(node)
     return node
   }
 
   addSource(kind: ArtifactKind, file: string, id: string | undefined): SourceNode {
     const abs = path.resolve(path.dirname(this.recipeFile), file)
-    const node = lazyCallSite<SourceNode>({
+    const node = this.located<SourceNode>({
       _tag: "source",
       id: id ?? "source:" + path.relative(path.dirname(this.recipeFile), abs),
       kind,
       path: abs
-    }, this.recipeFile)
+    })
     this.nodes.push(node)
     return node
   }
@@ -141,7 +150,7 @@ const callSiteGetter = {
 const lazyCallSite = <N extends GraphNode>(node: Omit<N, "callSite">, recipeFile: string): N => {
   const holder: { stack?: string } = {}
   const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = 12
+  Error.stackTraceLimit = 13 // the builder's own two frames, then the recipe's
   Error.captureStackTrace(holder, lazyCallSite)
   Error.stackTraceLimit = limit
   const located = Object.assign(Object.create(callSiteGetter) as object, node) as N & { [callStack]: CallStack }

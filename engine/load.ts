@@ -71,15 +71,31 @@ export const loadRecipe = async (recipePath: string, options: { fresh?: boolean 
       file
     })
   }
-  const builder = new GraphBuilder(file)
+  const nodesOf = (callSites: boolean) => {
+    const builder = new GraphBuilder(file, callSites)
+    try {
+      withBuilder(builder, build)
+    } catch (e) {
+      if (e instanceof RecipeError) throw e
+      throw new RecipeError({ message: `recipe ${locate(e, file)} threw while building: ${firstLine(e)}`, file, cause: e })
+    }
+    if (builder.nodes.every((n) => n._tag === "source")) {
+      throw new RecipeError({ message: `recipe ${path.relative(process.cwd(), file)} defines no steps`, file })
+    }
+    return builder.nodes
+  }
+  const nodes = nodesOf(false)
   try {
-    withBuilder(builder, build)
+    return validateGraph(file, name, nodes)
   } catch (e) {
-    if (e instanceof RecipeError) throw e
-    throw new RecipeError({ message: `recipe ${locate(e, file)} threw while building: ${firstLine(e)}`, file, cause: e })
+    if (!(e instanceof RecipeError)) throw e
+    // the message names the step's line: build once more, each call's stack captured this time (a recipe
+    // that builds differently the second time keeps its first error, without a line)
+    try {
+      validateGraph(file, name, nodesOf(true))
+    } catch (located) {
+      if (located instanceof RecipeError) throw located
+    }
+    throw e
   }
-  if (builder.nodes.every((n) => n._tag === "source")) {
-    throw new RecipeError({ message: `recipe ${path.relative(process.cwd(), file)} defines no steps`, file })
-  }
-  return validateGraph(file, name, builder.nodes)
 }
