@@ -15,6 +15,7 @@ import { clusterTestTimeoutMs, jobWaitMs, killTracked, waitFor } from "./cluster
 import { expectSameArtifacts } from "./recipe-parity.ts"
 import { executorContract } from "./contract.ts"
 import { clusterShardParity, expectShardParity } from "./shard-parity.ts"
+import { clusterDataSteps, expectClusterParity } from "./cluster-data-steps.ts"
 import { distributedTrainingTests } from "./dist-training.ts"
 import { rayBinary, rayCluster, rayInstalled, rayStartDeadlineMs } from "./ray-cluster.ts"
 import type { RayCluster } from "./ray-cluster.ts"
@@ -186,3 +187,14 @@ describe("ray job states", () => {
   })
 })
 
+
+// after the concurrent tests above: the shard executor it sets is the process's one (cluster-data-steps.ts)
+describe("data steps as Ray tasks (issue 13)", () => {
+  it("format, decontaminate (n-gram), dedup exact and dedup minhash: 8 shard tasks as Ray tasks write the bytes of one process here", async () => {
+    // two Ray tasks a stage (one Ray job a stage): the 14 MinHash band tasks run 7 to a Ray task; 1, 3
+    // and 8 tasks agree locally (fanout.test.ts)
+    const cuts = [8]
+    const runner = rayShardRunner(makeRayBackend(options()), shardCommand, { pollSeconds: 0.5, maxTasks: 2 })
+    expectClusterParity(await clusterDataSteps(runner, cuts), cuts, expect)
+  })
+})

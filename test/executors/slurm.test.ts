@@ -20,6 +20,7 @@ import { expectSameArtifacts, sftRecipe, trainRecipe } from "./recipe-parity.ts"
 import { makeFixtures } from "../steps/train/helpers.ts"
 import { executorContract } from "./contract.ts"
 import { clusterShardParity, expectShardParity } from "./shard-parity.ts"
+import { clusterDataSteps, expectClusterParity } from "./cluster-data-steps.ts"
 import { distributedTrainingTests } from "./dist-training.ts"
 import { logsOf, makeStoreDir, outputFile, progressOf, respec, runSpec, startSpec, workerSpec } from "./specs.ts"
 import { slurmCluster, slurmInstalled, slurmStartDeadlineMs } from "./slurm-cluster.ts"
@@ -242,3 +243,14 @@ describe("slurm job states", () => {
   })
 })
 
+
+// after the concurrent tests above: the shard executor it sets is the process's one (cluster-data-steps.ts)
+describe("data steps as Slurm job arrays (issue 13)", () => {
+  it("format, decontaminate (n-gram), dedup exact and dedup minhash: 8 shard tasks as array elements write the bytes of one process here", async () => {
+    // at most 2 array elements a stage: the 14 MinHash band tasks run 7 to an element; 1, 3 and 8 tasks
+    // agree locally (fanout.test.ts)
+    const cuts = [8]
+    const runner = slurmShardRunner({ slurmConf: cluster!.slurmConf, pollSeconds: 0.5, maxArraySize: 2 }, shardCommand, [projectRoot])
+    expectClusterParity(await clusterDataSteps(runner, cuts), cuts, expect)
+  })
+})

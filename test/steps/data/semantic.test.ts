@@ -98,11 +98,14 @@ describe("decontaminate-semantic", () => {
     { instruction: "What is the capital of France?", output: "Paris." }
   ])
 
-  it("removes rows near a benchmark question and categorizes every pair; the same bytes for 1 and 3 tasks", async () => {
-    // at once: both share this process's embedding server (one model load)
-    const run = (tasks: number) => runStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" }, tasks })
-    const [one, r] = await Promise.all([run(1), run(3)])
+  it("removes rows near a benchmark question and categorizes every pair; the same bytes for 1, 3 and 8 tasks", async () => {
+    // at once: they share this process's embedding server (one model load); 8 tasks on 2 worker
+    // processes, more tasks than rows (empty pieces too)
+    const run = (tasks: number, workers = 1) =>
+      runStep(decontaminateSemantic, { data: train, benchmarks: [bench] }, { benchmark: { answer: "answer" }, tasks, workers })
+    const [one, r, eight] = await Promise.all([run(1), run(3), run(8, 2)])
     expect(treeDigest(r.output)).toBe(treeDigest(one.output))
+    expect(treeDigest(eight.output)).toBe(treeDigest(one.output))
     expect(r.rows).toEqual([{ instruction: "How many legs does a spider have?", output: "Eight." }])
     const lines = fs.readFileSync(path.join(r.output, "flagged.jsonl"), "utf8").split("\n").filter((l) => l !== "")
     const flagged = lines.map((l) => JSON.parse(l))

@@ -7,8 +7,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { ParquetShardWriter } from "../../steps/data/parquet.ts"
-import { cli, ranSteps, statuses, stepEvents, tempProject } from "../helpers/project.ts"
+import { ParquetShardWriter } from "../../../steps/data/parquet.ts"
+import { cli, ranSteps, statuses, stepEvents, tempProject } from "../../helpers/project.ts"
 
 const writeShard = async (file: string, rows: ReadonlyArray<{ text: string }>) => {
   fs.mkdirSync(path.dirname(file), { recursive: true })

@@ -9,14 +9,14 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { clean } from "../../steps/data/clean.ts"
-import { decontaminate } from "../../steps/data/decontaminate.ts"
-import { dedup } from "../../steps/data/dedup.ts"
-import { format } from "../../steps/data/format.ts"
-import { ParquetShardWriter } from "../../steps/data/parquet.ts"
-import { decontaminateSemantic, dedupSemantic } from "../../steps/data/semantic.ts"
-import { cli, stepEvents, storeSnapshot, tempProject } from "../helpers/project.ts"
-import { errorOf, runStep, tempDir, writeJsonl } from "../steps/data/helpers.ts"
+import { clean } from "../../../steps/data/clean.ts"
+import { decontaminate } from "../../../steps/data/decontaminate.ts"
+import { dedup } from "../../../steps/data/dedup.ts"
+import { format } from "../../../steps/data/format.ts"
+import { ParquetShardWriter } from "../../../steps/data/parquet.ts"
+import { decontaminateSemantic, dedupSemantic } from "../../../steps/data/semantic.ts"
+import { cli, stepEvents, storeSnapshot, tempProject } from "../../helpers/project.ts"
+import { errorOf, runStep, tempDir, writeJsonl } from "./helpers.ts"
 
 const writeShard = async (file: string, format: "instruction" | "text", rows: ReadonlyArray<Record<string, string>>) => {
   fs.mkdirSync(path.dirname(file), { recursive: true })
