@@ -12,10 +12,14 @@
  *   number of null reruns, so each tool's start-up is spread over the same number of steps. DVC is
  *   taken from `--dvc PATH`, else from PATH, else installed from PyPI into a venv under the temp
  *   directory (kept for the next run); when none of that works the side-by-side is skipped, saying so.
+ * - the null rerun again from the installed package, as a user runs it: this checkout packed (`npm pack`) and
+ *   installed into a fresh project, its launcher run with the Node 24 the package brings (and with the
+ *   bench's own Node when that is older: the launcher then re-runs itself under Node 24).
  *
- *   npm run bench:engine [-- --steps 10000] [-- --dvc-stages 300] [-- --repeats 3] [-- --files 100000] [-- --dvc PATH] [-- --no-dvc]
+ *   npm run bench:engine [-- --steps 10000] [-- --dvc-stages 300] [-- --repeats 3] [-- --files 100000] [-- --dvc PATH] [-- --no-dvc] [-- --no-installed]
  *
- * Last lines: `executed no-op step: X ms`, `commit of 100000 files: X s`, `null rerun of 10000 steps: X s`.
+ * Last lines: `executed no-op step: X ms`, `commit of 100000 files: X s`, `null rerun of 10000 steps: X s`
+ * (the installed package's, when it was measured; the checkout's figure on the line before).
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -33,6 +37,7 @@ const { values } = parseArgs({
     files: { type: "string", default: "100000" },
     dvc: { type: "string" },
     "no-dvc": { type: "boolean" },
+    "no-installed": { type: "boolean" },
     keep: { type: "boolean" }
   }
 })
@@ -53,16 +58,16 @@ const timed = async (file: string, args: ReadonlyArray<string>, options: { cwd?:
 }
 const load = () => os.loadavg()[0]!.toFixed(1)
 
-/** A project with the bench recipe at `n` steps (deterministic shape). */
-const makeProject = (n: number): string => {
-  const dir = path.join(root, `p${n}`)
+/** A project with the bench recipe at `n` steps (deterministic shape), importing anneal from `from`. */
+const makeProject = (n: number, from = path.join(projectRoot, "index.ts"), name = `p${n}`): string => {
+  const dir = path.join(root, name)
   fs.mkdirSync(dir)
   fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "bench", type: "module", private: true }))
   fs.writeFileSync(path.join(dir, "seed.txt"), "seed\n")
   fs.writeFileSync(path.join(dir, "recipe.ts"), `
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { defineStep, Port, recipe, source, Schema } from ${JSON.stringify(path.join(projectRoot, "index.ts"))}
+import { defineStep, Port, recipe, source, Schema } from ${JSON.stringify(from)}
 const noop = defineStep({
   kind: "noop", version: 1, params: Schema.Struct({ i: Schema.Int }),
   inputs: { parts: Port.many(Port.files()) }, output: Port.files(),
@@ -85,19 +90,23 @@ export default recipe("null-bench", () => {
   return dir
 }
 
-/** One `anneal run` in a fresh process: wall seconds, its CPU seconds, and the engine's own figure. */
-const anneal = async (dir: string, label: string) => {
+/**
+ * One `anneal run` in a fresh process: wall seconds, its CPU seconds, and the engine's own figure. By
+ * default this checkout's launcher under the Node running the bench (from the TypeScript sources); `cli`
+ * names another launcher and the Node to run it with (the installed package).
+ */
+const anneal = async (dir: string, label: string, cli: { node: string; bin: string } = { node: process.execPath, bin: path.join(projectRoot, "bin", "anneal.js") }) => {
   const t = performance.now()
-  const { r, cpu } = await timed(process.execPath, [path.join(projectRoot, "bin", "anneal.js"), "run", path.join(dir, "recipe.ts"), "--json"])
+  const { r, cpu } = await timed(cli.node, [cli.bin, "run", path.join(dir, "recipe.ts"), "--json"])
   const seconds = (performance.now() - t) / 1000
   if (r.exitCode !== 0) throw new Error(`${label} failed: ${String(r.stderr).slice(0, 500)}`)
   const last = JSON.parse(String(r.stdout).trim().split("\n").at(-1) ?? "{}") as { ran?: number; cached?: number; seconds?: number }
   return { seconds, cpu, engineSeconds: last.seconds ?? NaN, ran: last.ran, cached: last.cached }
 }
 
-const bestOf = async (dir: string, n: number) => {
+const bestOf = async (dir: string, n: number, cli?: Parameters<typeof anneal>[2]) => {
   const runs = []
-  for (let i = 0; i < n; i++) runs.push(await anneal(dir, "null rerun"))
+  for (let i = 0; i < n; i++) runs.push(await anneal(dir, "null rerun", cli))
   return runs.reduce((a, b) => (a.seconds < b.seconds ? a : b))
 }
 
@@ -108,6 +117,36 @@ console.log(`first run:   ${steps} steps ran=${first.ran} in ${first.seconds.toF
 const best = await bestOf(big, repeats)
 console.log(`null rerun:  cached=${best.cached} ran=${best.ran}; best of ${repeats}: ${best.seconds.toFixed(3)} s wall, ${best.engineSeconds.toFixed(3)} s inside the engine, ${best.cpu.toFixed(2)} s CPU, load ${load()}`)
 const executedMs = ((first.seconds - best.seconds) / steps) * 1000
+
+// 1b. the same recipe as a user runs it: this checkout packed (`npm pack`, which builds dist/), installed
+// into a fresh project, its launcher run by the Node 24 the package brings; and, when the bench's own
+// Node is older than 22.15, by that Node too (the launcher re-runs itself under Node 24)
+const installed = await (async () => {
+  if (values["no-installed"] === true) return undefined
+  const packed = await execa("npm", ["pack", "--pack-destination", root, "--silent"], { cwd: projectRoot, reject: false })
+  const tarball = String(packed.stdout).trim().split("\n").at(-1) ?? ""
+  if (packed.exitCode !== 0 || !fs.existsSync(path.join(root, tarball))) {
+    console.log(`npm pack failed: skipping the installed package (${String(packed.stderr).slice(0, 300)})`)
+    return undefined
+  }
+  const dir = makeProject(steps, "anneal", "installed")
+  const install = await execa("npm", ["install", "--no-audit", "--no-fund", path.join(root, tarball)], { cwd: dir, reject: false })
+  if (install.exitCode !== 0) {
+    console.log(`npm install of the packed tarball failed: skipping the installed package (${String(install.stderr).slice(0, 300)})`)
+    return undefined
+  }
+  const bin = path.join(dir, "node_modules", "anneal", "bin", "anneal.js")
+  const node24 = path.join(dir, "node_modules", "node", "bin", "node")
+  await anneal(dir, "first run (installed)", { node: node24, bin })
+  const direct = await bestOf(dir, repeats, { node: node24, bin })
+  console.log(`null rerun, installed package (Node ${String((await execa(node24, ["--version"])).stdout).trim()}): best of ${repeats}: ${direct.seconds.toFixed(3)} s wall, ${direct.engineSeconds.toFixed(3)} s inside the engine, ${direct.cpu.toFixed(2)} s CPU, load ${load()}`)
+  const [major, minor] = process.versions.node.split(".").map(Number) as [number, number]
+  if (major < 22 || (major === 22 && minor < 15) || major === 23) {
+    const relaunched = await bestOf(dir, repeats, { node: process.execPath, bin })
+    console.log(`null rerun, installed package started by Node ${process.version} (re-runs itself under Node 24): best of ${repeats}: ${relaunched.seconds.toFixed(3)} s wall`)
+  }
+  return direct
+})()
 
 // 2. one commit of many small files, through the store
 const commitSeconds = await (async () => {
@@ -178,4 +217,6 @@ if (dvcBin !== undefined) {
 if (values.keep !== true) fs.rmSync(root, { recursive: true, force: true })
 console.log(`executed no-op step: ${executedMs.toFixed(2)} ms`)
 console.log(`commit of ${nFiles} files: ${commitSeconds.toFixed(2)} s`)
-console.log(`null rerun of ${steps} steps: ${best.seconds.toFixed(2)} s`)
+if (installed !== undefined) console.log(`null rerun of ${steps} steps from this checkout's sources (tsx): ${best.seconds.toFixed(2)} s`)
+// the figure a user sees: the installed package when it was measured
+console.log(`null rerun of ${steps} steps: ${(installed ?? best).seconds.toFixed(2)} s${installed === undefined ? " (from this checkout's sources)" : " (installed package)"}`)
