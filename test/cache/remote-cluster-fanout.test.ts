@@ -36,6 +36,7 @@ import { makeRayBackend } from "../../engine/executors/ray.ts"
 import { makeSlurmBackend } from "../../engine/executors/slurm.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { annealIndex } from "../helpers/project.ts"
+import { nodeWithout } from "../helpers/node-without.ts"
 import { s3Server, weedInstalled } from "../helpers/s3-server.ts"
 import type { S3Server } from "../helpers/s3-server.ts"
 import { clusterTestTimeoutMs, isRunning, jobWaitMs, killTracked, waitFor } from "../executors/cluster-ports.ts"
@@ -159,17 +160,6 @@ const signal = (pids: Iterable<number>, sig: NodeJS.Signals) => {
   }
 }
 
-/** A Node for the jobs that cannot see `hidden`: a mount namespace with an empty tmpfs over it. */
-const nodeWithout = (hidden: string): string => {
-  const wrapper = path.join(root, `node-without-${path.basename(hidden)}.sh`)
-  fs.writeFileSync(wrapper, [
-    "#!/bin/sh",
-    `exec unshare --mount --propagation private sh -c 'mount -t tmpfs anneal-hidden "$1" && shift && exec "$@"' sh ${JSON.stringify(hidden)} ${JSON.stringify(nodeBinary())} "$@"`,
-    ""
-  ].join("\n"), { mode: 0o755 })
-  return wrapper
-}
-
 interface Event {
   readonly event: string
   readonly step?: string
@@ -207,7 +197,7 @@ const makeProject = async (cluster: ClusterUnderTest, name: string, data: string
       sharedFilesystem: false,
       remote: `s3://${bucket}/shared`,
       scratchDir: scratch,
-      node: nodeWithout(store),
+      node: nodeWithout(root, store),
       // the data step is a job (a TS step asking for one CPU would run on the driver by default)
       placement: { cluster: ["clean"] },
       retry: { maxRetries: 0 }

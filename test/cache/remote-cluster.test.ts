@@ -19,12 +19,13 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest"
 import type { EngineEvent } from "../../engine/events.ts"
 import { makeSlurmExecutor } from "../../engine/executors/slurm.ts"
 import { makeRayExecutor } from "../../engine/executors/ray.ts"
-import { nodeBinary, withRemote } from "../../engine/executors/cluster-executor.ts"
+import { withRemote } from "../../engine/executors/cluster-executor.ts"
 import type { ClusterOptions } from "../../engine/executors/cluster-executor.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { runRecipe } from "../../engine/run.ts"
 import type { Executor } from "../../engine/spec.ts"
 import { annealIndex } from "../helpers/project.ts"
+import { nodeWithout } from "../helpers/node-without.ts"
 import { s3Server, weedInstalled } from "../helpers/s3-server.ts"
 import type { S3Server } from "../helpers/s3-server.ts"
 import { clusterTestTimeoutMs, jobWaitMs, killTracked, waitFor } from "../executors/cluster-ports.ts"
@@ -128,17 +129,6 @@ const clusters: ReadonlyArray<ClusterUnderTest> = [
   }
 ]
 
-/** A Node for the jobs that cannot see `hidden`: a mount namespace with an empty tmpfs over it. */
-const nodeWithout = (hidden: string): string => {
-  const wrapper = path.join(root, `node-without-${path.basename(hidden)}.sh`)
-  fs.writeFileSync(wrapper, [
-    "#!/bin/sh",
-    `exec unshare --mount --propagation private sh -c 'mount -t tmpfs anneal-hidden "$1" && shift && exec "$@"' sh ${JSON.stringify(hidden)} ${JSON.stringify(nodeBinary())} "$@"`,
-    ""
-  ].join("\n"), { mode: 0o755 })
-  return wrapper
-}
-
 /** The driver's step logs, to say why a step failed. */
 const stepLogs = (store: string): string => {
   const logs = path.join(store, "logs")
@@ -189,7 +179,7 @@ describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slu
       const recipe = makeProject(`project-control-${cluster.name}`)
       const driverStore = path.join(root, `driver-store-control-${cluster.name}`)
       fs.mkdirSync(driverStore)
-      const { summary, events } = await runInto(driverStore, recipe, cluster.executor({ node: nodeWithout(driverStore), retry: { maxRetries: 0 } }))
+      const { summary, events } = await runInto(driverStore, recipe, cluster.executor({ node: nodeWithout(root, driverStore), retry: { maxRetries: 0 } }))
       expect(summary.exitCode).toBe(1)
       // the runner on the node looks for its orders in the driver's store, and finds an empty directory there
       const failed = events.flatMap((e) => (e.event === "step" && e.status === "failed" ? [[e.step, e.error]] : []))
@@ -209,7 +199,7 @@ describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slu
         sharedFilesystem: false,
         remote: `s3://${bucket}/shared`,
         scratchDir: scratch,
-        node: nodeWithout(driverStore)
+        node: nodeWithout(root, driverStore)
       })
 
       const [local, remote] = await Promise.all([runInto(path.join(root, `local-store-${cluster.name}`), recipe, undefined), runInto(driverStore, recipe, executor)])
@@ -252,7 +242,7 @@ describe.skipIf(!weedInstalled())("cluster jobs without a shared filesystem (Slu
         scratchDir: scratch,
         // nothing kept once no job uses it: each job's collection empties the scratch store
         scratchMaxGb: 0,
-        node: nodeWithout(driverStore),
+        node: nodeWithout(root, driverStore),
         retry: { maxRetries: 0 }
       })
       const events: Array<EngineEvent> = []
