@@ -7,8 +7,7 @@
 import type { StepRecord } from "../cache/db.ts"
 import type { Store } from "../cache/store.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
-import { canonicalJson, sha256 } from "../cache/hash.ts"
-import { makeTrace } from "./keys.ts"
+import { keyOf, makeTrace, traceText } from "./keys.ts"
 import type { Trace } from "./keys.ts"
 import type { Decision, Rebuilder, RebuildQuery } from "./rebuilder.ts"
 
@@ -43,10 +42,10 @@ export const query = (
   forced: boolean,
   present: (hash: string) => boolean = (h) => store.has(h)
 ): RebuildQuery => {
-  // a record stores its trace as canonical JSON and its key as that text's sha256: the same text is
-  // the same key, without hashing again (10,000 sha256 calls in a null rerun)
-  const text = canonicalJson(trace)
-  const key = record !== undefined && record.trace === text ? record.key : sha256(text)
+  // a record stores its trace's text and its key: the same text is the same key, without hashing
+  // again (10,000 sha256 calls in a null rerun)
+  const text = traceText(trace)
+  const key = record !== undefined && record.trace === text ? record.key : keyOf(text)
   // the step's own record of this key, when its output is intact, is what the key's result would say:
   // a null rerun then asks the database nothing per step (the store's lookup was a third of its time)
   const own = record !== undefined && record.key === key && present(record.output)

@@ -7,7 +7,7 @@
  * The trace is stored with every run, so staleness can be explained as a diff against the last
  * successful build of the same step id.
  */
-import { canonicalJson } from "../cache/hash.ts"
+import { canonicalJson, sha256 } from "../cache/hash.ts"
 import type { Trace } from "../cache/trace.ts"
 import type { PlannedStep } from "./graph.ts"
 import type { StepDefinition } from "./step.ts"
@@ -40,6 +40,9 @@ export const makeTrace = (step: PlannedStep, inputHashes: Record<string, string 
   inputs: inputHashes
 })
 
+/** The trace as a record stores it (canonical JSON), and the key: that text's sha256. */
+export const traceText = (trace: Trace): string => canonicalJson(trace)
+export const keyOf = (text: string): string => sha256(text)
 
 const short = (h: string) => h.slice(0, 10) + ".."
 

@@ -33,8 +33,7 @@ import type { BadInput } from "./errors.ts"
 import type { EngineEvent, Reporter, RunEvent } from "./events.ts"
 import { makeLocalExecutor } from "./executors/local.ts"
 import type { GraphNode, PlannedStep } from "./graph.ts"
-import { canonicalJson } from "../cache/hash.ts"
-import { stepSeed } from "./keys.ts"
+import { stepSeed, traceText } from "./keys.ts"
 import type { Trace } from "./keys.ts"
 import { fingerprint, hashSourcesEffect, openProjectEffect, planSteps, selectSteps, unknownStep } from "./plan.ts"
 import type { PlanEntry, Project } from "./plan.ts"
@@ -219,7 +218,6 @@ interface Run {
   revision: string | null | undefined
 }
 
-/** Takes the store for the run (heartbeat, crash recovery, staging sweep), plans the steps, announces the plan. */
 type RunPlan = ReturnType<typeof planSteps> & { readonly byStep: ReadonlyMap<string, PlanEntry> }
 
 /** Takes the store for the run (heartbeat, crash recovery, staging sweep) and plans the steps. */
@@ -364,8 +362,8 @@ const record = (run: Run, step: PlannedStep, key: string, trace: Trace, output: 
     step: step.id,
     kind: step.def.kind,
     key,
-    // canonical, so that the next plan knows the key from the text alone (decide.ts `query`)
-    trace: canonicalJson(trace),
+    // the text the key hashes, so that the next plan knows the key from the text alone (decide.ts `query`)
+    trace: traceText(trace),
     output,
     run_id: runId,
     built_session: run.session,
