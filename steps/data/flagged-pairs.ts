@@ -13,7 +13,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { categories, type Category, type ReviewListing, type ReviewPair } from "./review.ts"
+import { categories, categoryRecord, type Category, type ReviewListing, type ReviewPair } from "./review.ts"
 import { LineBlocks } from "./writer.ts"
 
 /** A task's pairs, in its task directory. */
@@ -23,7 +23,7 @@ export const flaggedFile = "flagged.jsonl"
 
 export type CategoryCounts = Record<Category, number>
 
-export const noPairs = (): CategoryCounts => ({ duplicate: 0, "gray area": 0, "similar but different": 0 })
+export const noPairs = (): CategoryCounts => categoryRecord(() => 0)
 
 /** What a task tells the step about its pairs (the pairs themselves are in its file). */
 export interface TaskPairs {
@@ -96,7 +96,7 @@ export const writeFlagged = (
   counts: Pick<TaskPairs, "flaggedPairs" | "byCategory">,
   perCategory: number
 ): ReviewListing => {
-  const shown = { duplicate: [], "gray area": [], "similar but different": [] } as Record<Category, Array<ReviewPair>>
+  const shown = categoryRecord((): Array<ReviewPair> => [])
   const wanted = (c: Category) => Math.min(perCategory, counts.byCategory[c] ?? 0)
   let needy = categories.some((c) => wanted(c) > 0)
   const take = (line: Buffer): void => {

@@ -20,6 +20,10 @@ import { simpleTokens } from "./text.ts"
 export type Category = "duplicate" | "gray area" | "similar but different"
 export const categories: ReadonlyArray<Category> = ["duplicate", "gray area", "similar but different"]
 
+/** A record with a fresh value for each category (counts, lists of pairs). */
+export const categoryRecord = <A>(value: () => A): Record<Category, A> =>
+  Object.fromEntries(categories.map((c) => [c, value()])) as Record<Category, A>
+
 export interface Verdict {
   readonly category: Category
   readonly questionSimilarity: number
@@ -129,8 +133,8 @@ export interface ReviewListing {
 
 /** The listing of pairs held in memory (a test's, a small run's). */
 export const listingOf = (pairs: ReadonlyArray<ReviewPair>, perCategory = reviewPairsPerCategory): ReviewListing => {
-  const byCategory = { duplicate: 0, "gray area": 0, "similar but different": 0 } as Record<Category, number>
-  const shown = { duplicate: [], "gray area": [], "similar but different": [] } as Record<Category, Array<ReviewPair>>
+  const byCategory = categoryRecord(() => 0)
+  const shown = categoryRecord((): Array<ReviewPair> => [])
   for (const p of pairs) if (byCategory[p.category]++ < perCategory) shown[p.category].push(p)
   return { flaggedPairs: pairs.length, byCategory, shown }
 }
