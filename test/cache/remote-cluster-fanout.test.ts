@@ -39,7 +39,7 @@ import { annealIndex } from "../helpers/project.ts"
 import { nodeWithout } from "../helpers/node-without.ts"
 import { s3Server, weedInstalled } from "../helpers/s3-server.ts"
 import type { S3Server } from "../helpers/s3-server.ts"
-import { clusterTestTimeoutMs, isRunning, jobWaitMs, killTracked, waitFor } from "../executors/cluster-ports.ts"
+import { clusterTestTimeoutMs, isRunning, jobWaitMs, killTracked, listProcesses, signalAll, waitFor, withDescendants } from "../executors/cluster-ports.ts"
 import { rayBinary, rayCluster, rayInstalled, rayStartDeadlineMs } from "../executors/ray-cluster.ts"
 import { slurmCluster, slurmInstalled, slurmStartDeadlineMs } from "../executors/slurm-cluster.ts"
 
@@ -124,41 +124,13 @@ interface Proc {
 
 /** Every live (not zombie) process with its parent and command line, from /proc. */
 const processes = (): Array<Proc> =>
-  fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+  listProcesses().flatMap((p) => {
     try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8")
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      if (fields[0] === "Z") return []
-      return [{ pid: Number(d), ppid: Number(fields[1]), cmd: fs.readFileSync(`/proc/${d}/cmdline`, "utf8") }]
+      return [{ pid: p.pid, ppid: p.ppid, cmd: fs.readFileSync(`/proc/${p.pid}/cmdline`, "utf8") }]
     } catch {
-      return []
+      return [] // exited since
     }
   })
-
-/** `roots` and all their descendants among `procs`. */
-const treeOf = (roots: ReadonlyArray<number>, procs: ReadonlyArray<Proc>): Set<number> => {
-  const tree = new Set(roots)
-  for (let grew = true; grew;) {
-    grew = false
-    for (const p of procs) {
-      if (!tree.has(p.pid) && tree.has(p.ppid)) {
-        tree.add(p.pid)
-        grew = true
-      }
-    }
-  }
-  return tree
-}
-
-const signal = (pids: Iterable<number>, sig: NodeJS.Signals) => {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, sig)
-    } catch {
-      // already gone
-    }
-  }
-}
 
 interface Event {
   readonly event: string
@@ -262,14 +234,14 @@ const markersIn = (dir: string): Array<string> => {
 /** The step's shard worker processes on the node: shard-main processes below the job's own (whose command line names the scratch dir). */
 const shardWorkers = (scratch: string): Array<number> => {
   const procs = processes()
-  const job = treeOf(procs.filter((p) => p.cmd.includes(scratch)).map((p) => p.pid), procs)
+  const job = withDescendants(procs.filter((p) => p.cmd.includes(scratch)).map((p) => p.pid), procs)
   return procs.filter((p) => job.has(p.pid) && p.cmd.includes("shard-main") && p.cmd.includes("--serve")).map((p) => p.pid)
 }
 
 /** Every process of the job on the node: those naming the scratch dir and their descendants. */
 const jobProcesses = (scratch: string): Array<number> => {
   const procs = processes()
-  return [...treeOf(procs.filter((p) => p.cmd.includes(scratch)).map((p) => p.pid), procs)]
+  return [...withDescendants(procs.filter((p) => p.cmd.includes(scratch)).map((p) => p.pid), procs)]
 }
 
 /**
@@ -285,7 +257,7 @@ const runUntilSomeShardsDone = async (cluster: ClusterUnderTest, p: Project) => 
     if (dir === undefined || markersIn(dir).length === 0) return undefined
     const workers = shardWorkers(p.scratch)
     if (workers.length === 0) return undefined
-    signal(workers, "SIGSTOP")
+    signalAll(workers, "SIGSTOP")
     return { dir, workers }
   }, jobWaitMs, 10, () => exited)
   const markers = new Map(markersIn(frozen.dir).map((m) => [m, fs.statSync(path.join(frozen.dir, m)).mtimeMs]))
@@ -361,10 +333,10 @@ for (const cluster of clusters) {
       // a worker mid-task: its task's temporary directory is named with its pid (fanout.ts executeTask)
       const busy = fs.readdirSync(first.dir).filter((f) => f.endsWith(".tmp"))
       const victim = first.workers.find((w) => busy.some((f) => f.includes(`.${w}.`))) ?? first.workers[0]!
-      const driverTree = treeOf([first.child.pid!], processes())
-      signal([victim], "SIGKILL")
-      signal([first.child.pid!], "SIGKILL")
-      signal(first.workers.filter((w) => w !== victim), "SIGCONT")
+      const driverTree = withDescendants([first.child.pid!], processes())
+      signalAll([victim], "SIGKILL")
+      signalAll([first.child.pid!], "SIGKILL")
+      signalAll(first.workers.filter((w) => w !== victim), "SIGCONT")
       const killed = await first.child
       expect(killed.signal).toBe("SIGKILL")
       // no process of the killed driver survives it
@@ -407,12 +379,12 @@ for (const cluster of clusters) {
         const k = first.markers.size
         expect(k).toBeGreaterThan(0)
         expect(k, "the stage finished before the test could freeze it").toBeLessThan(tasks)
-        const driverTree = treeOf([first.child.pid!], processes())
+        const driverTree = withDescendants([first.child.pid!], processes())
         const job = jobProcesses(p.scratch)
         // node-job's own Node process (on Ray, the shell of the job's entrypoint is its parent)
         const top = processes().filter((x) => x.cmd.split("\0")[0] === nodeBinary() && x.cmd.includes(p.scratch) && x.cmd.includes("node-job")).map((x) => x.pid)
         expect(top.length).toBe(1)
-        signal([first.child.pid!, ...(lost === "all" ? job : top)], "SIGKILL")
+        signalAll([first.child.pid!, ...(lost === "all" ? job : top)], "SIGKILL")
         const killed = await first.child
         expect(killed.signal).toBe("SIGKILL")
         // the cluster has seen the job end (a driver restarted sooner reattaches, and learns it then)

@@ -87,14 +87,14 @@ export const stopPids = async (pids: ReadonlyArray<number>, graceMs = 5000): Pro
   }
 }
 
-interface Proc {
+export interface Proc {
   readonly pid: number
   readonly ppid: number
   readonly pgid: number
 }
 
 /** Every live (not zombie) process, from /proc. */
-const listProcesses = (): Array<Proc> => {
+export const listProcesses = (): Array<Proc> => {
   const procs: Array<Proc> = []
   for (const name of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue
@@ -134,19 +134,26 @@ export const ownedProcesses = (marks: ReadonlyArray<string>, groups: ReadonlyArr
     if (spared.has(p.pid)) continue
     if (groups.includes(p.pgid) || (marks.length > 0 && environOf(p.pid).some((e) => marks.includes(e)))) mine.add(p.pid)
   }
+  return [...withDescendants(mine, procs, spared)]
+}
+
+/** `roots` and all their descendants among `procs`, but none of `spared` (nor what descends from it). */
+export const withDescendants = (roots: Iterable<number>, procs: ReadonlyArray<Pick<Proc, "pid" | "ppid">>, spared: ReadonlySet<number> = new Set()): Set<number> => {
+  const tree = new Set(roots)
   for (let grew = true; grew;) {
     grew = false
     for (const p of procs) {
-      if (!mine.has(p.pid) && !spared.has(p.pid) && mine.has(p.ppid)) {
-        mine.add(p.pid)
+      if (!tree.has(p.pid) && !spared.has(p.pid) && tree.has(p.ppid)) {
+        tree.add(p.pid)
         grew = true
       }
     }
   }
-  return [...mine]
+  return tree
 }
 
-const signalAll = (pids: ReadonlyArray<number>, signal: NodeJS.Signals) => {
+/** `signal` to each of `pids` that is still there. */
+export const signalAll = (pids: Iterable<number>, signal: NodeJS.Signals) => {
   for (const pid of pids) {
     try {
       process.kill(pid, signal)
