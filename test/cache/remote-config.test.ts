@@ -29,7 +29,7 @@ import type { S3Server } from "../helpers/s3-server.ts"
 
 describe("credentials from a profile", () => {
   test("the named profile's keys, the config's region and endpoint; the environment's keys win over any profile", () => {
-    const d = fs.mkdtempSync(path.join(process.env.TMPDIR ?? "/tmp", "anneal-audit13-aws-"))
+    const d = fs.mkdtempSync(path.join(process.env.TMPDIR ?? "/tmp", "anneal-aws-"))
     fs.writeFileSync(path.join(d, "credentials"), "[default]\naws_access_key_id = DEFAULTKEY\naws_secret_access_key = default-secret\n\n[team]\naws_access_key_id = TEAMKEY\naws_secret_access_key = team-secret\naws_session_token = team-token\n")
     fs.writeFileSync(path.join(d, "config"), "[profile team]\nregion = eu-west-3\nendpoint_url = http://127.0.0.1:9\n")
     const files = { AWS_SHARED_CREDENTIALS_FILE: path.join(d, "credentials"), AWS_CONFIG_FILE: path.join(d, "config") }
@@ -57,7 +57,7 @@ describe.skipIf(!weedInstalled())("the remote store on SeaweedFS", () => {
   afterAll(() => handle.stop(), 60_000)
 
   test("a profile's secret signs the requests of a build and a restore, and is written nowhere", async () => {
-    const p = tempProject("anneal-audit13-cred-")
+    const p = tempProject("anneal-cred-")
     const bucket = `anneal-cred-${process.pid}`
     await server.createBucket(bucket)
     const url = `s3://${bucket}/cache`
@@ -136,7 +136,7 @@ export default recipe("cred", () => { copy({ data: source.files("data.txt") }, {
   }, 180_000)
 
   test("two stores push the same artifact at once while a third restores: nothing half-visible, one intact copy", async () => {
-    const p = tempProject("anneal-audit13-race-")
+    const p = tempProject("anneal-race-")
     const bucket = `anneal-race-${process.pid}`
     await server.createBucket(bucket)
     const url = `s3://${bucket}/cache`

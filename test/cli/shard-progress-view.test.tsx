@@ -21,7 +21,7 @@ const rowsPerTask = 1000
 let attempts = 0
 // a task that reports its rows as it goes and whose task 00002 fails on its first attempt (not on bad
 // data: the stage retries it alone)
-registerShardOp("audit13-slow", async (spec, progress) => {
+registerShardOp("test-slow-shard", async (spec, progress) => {
   attempts++
   for (let i = 1; i <= 4; i++) {
     await new Promise((ok) => setTimeout(ok, 300))
@@ -34,7 +34,7 @@ registerShardOp("audit13-slow", async (spec, progress) => {
 describe("shard progress in the live view", () => {
   it("shows shards done of total, rows/s, the failed attempt, and an ETA from the shards' pace", async () => {
     const dir = tempDir()
-    const tasks = Array.from({ length: 4 }, (_, i) => ({ op: "audit13-slow", id: String(i).padStart(5, "0"), dir: path.join(dir, String(i)), failOnce: true }))
+    const tasks = Array.from({ length: 4 }, (_, i) => ({ op: "test-slow-shard", id: String(i).padStart(5, "0"), dir: path.join(dir, String(i)), failOnce: true }))
     const events: Array<{ at: number; event: ProgressEvent }> = []
     const logs: Array<string> = []
     const started = Date.now()

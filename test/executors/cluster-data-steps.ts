@@ -65,7 +65,7 @@ const cases = (dir: string) => {
 
 /** Each case once in one process on this machine, then cut into each of `cuts` shard tasks through `runner`. */
 export const clusterDataSteps = async (runner: ShardRunner, cuts: ReadonlyArray<number>): Promise<Array<ClusterCase>> => {
-  const dir = tempDir("anneal-audit13-cluster-")
+  const dir = tempDir("anneal-cluster-")
   const out: Array<ClusterCase> = []
   try {
     for (const c of cases(dir)) {

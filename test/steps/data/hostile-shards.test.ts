@@ -29,7 +29,7 @@ const question = (i: number) => ({ instruction: `Question number ${i % 40} asks 
 
 /** Three good instruction shards, the one named `bad` then made hostile by `make`. */
 const shardsWith = async (bad: string, make: (file: string) => Promise<void> | void): Promise<string> => {
-  const d = tempDir("anneal-audit13-shards-")
+  const d = tempDir("anneal-shards-")
   for (let s = 0; s < 3; s++) await writeShard(path.join(d, `train-0000${s}-of-00003.parquet`), "instruction", Array.from({ length: 60 }, (_, i) => question(s * 60 + i)))
   await make(path.join(d, bad))
   return d
@@ -88,7 +88,7 @@ describe("hostile shards (issue 13)", () => {
   }
 
   it("through the CLI: a corrupt shard in a source glob fails the step naming it, writes nothing, and the repaired shard builds", async () => {
-    const p = tempProject("anneal-audit13-hostile-")
+    const p = tempProject("anneal-hostile-")
     for (let s = 0; s < 3; s++) await writeShard(p.file(`shards/part-${s}.parquet`), "instruction", Array.from({ length: 60 }, (_, i) => question(s * 60 + i)))
     const good = fs.readFileSync(p.file("shards/part-1.parquet"))
     fs.writeFileSync(p.file("shards/part-1.parquet"), good.subarray(0, 300))

@@ -21,7 +21,7 @@ const text = (i: number) => ({ text: `row ${i} says something about the number $
 
 describe("a directory of shards as a source", () => {
   it("reads every shard below it; a rerun is cached; a changed or added shard reruns", async () => {
-    const p = tempProject("anneal-audit13-srcdir-")
+    const p = tempProject("anneal-srcdir-")
     for (let s = 0; s < 3; s++) await writeShard(p.file(`corpus/data/train-0000${s}-of-00003.parquet`), Array.from({ length: 40 }, (_, i) => text(s * 40 + i)))
     p.write("corpus/README.md", "a dataset card, not a shard\n")
     p.write("recipe.ts", `
