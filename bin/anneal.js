@@ -8,7 +8,7 @@
 // package, or cli/main.ts in a checkout of anneal's own repository (sources present, no build needed).
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 
 /**
  * A resolve hook that answers an import it has answered before. tsx's hook (and Node's behind it) runs
@@ -36,6 +36,38 @@ const rememberResolutions = () => {
     }
     return { ...found, shortCircuit: true }
   }
+}
+
+/**
+ * Serves the start-up bundle (dist/startup.js, built by scripts/startup-bundle.js: see there): a load
+ * hook answers the URL of each module the bundle holds with a facade re-exporting that module's names
+ * from it, so a command loads one file instead of ~250 and every importer, a recipe included, shares its
+ * instances. Used only when the Effect that dist/ resolves to is the version bundled; otherwise (or
+ * with ANNEAL_NO_STARTUP_BUNDLE=1) every module loads from its own file as before.
+ */
+const serveStartupBundle = (nodeModule, dist) => {
+  if (typeof nodeModule.registerHooks !== "function" || process.env.ANNEAL_NO_STARTUP_BUNDLE === "1") return
+  let manifest
+  let effectDir
+  try {
+    manifest = JSON.parse(fs.readFileSync(path.join(dist, "startup.json"), "utf8"))
+    effectDir = fs.realpathSync(path.dirname(nodeModule.createRequire(path.join(dist, "index.js")).resolve("effect/package.json")))
+    if (JSON.parse(fs.readFileSync(path.join(effectDir, "package.json"), "utf8")).version !== manifest.effect) return
+  } catch {
+    return
+  }
+  const bases = { anneal: pathToFileURL(fs.realpathSync(path.dirname(dist)) + path.sep).href, effect: pathToFileURL(effectDir + path.sep).href }
+  const bundle = JSON.stringify(new URL(manifest.bundle, bases.anneal).href)
+  const facades = new Map()
+  for (const [where, rel, reexport] of manifest.members) {
+    facades.set(new URL(rel, bases[where]).href, reexport === "" ? `import ${bundle}` : reexport + bundle)
+  }
+  nodeModule.registerHooks({
+    load: (url, context, next) => {
+      const source = facades.get(url)
+      return source === undefined ? next(url, context) : { format: "module", source, shortCircuit: true }
+    }
+  })
 }
 
 const self = fileURLToPath(import.meta.url)
@@ -100,6 +132,7 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   // command first starts a process, and `plan`, `steps` or a fully cached run never do.
   const effectModules = ["Effect", "Schema", "SchemaAST", "Cause", "Exit", "Data", "Deferred", "Context", "Layer"]
   const helpOnly = [undefined, "help", "--help", "-h", "--version", "-v"].includes(process.argv[2])
+  if (!develop && !helpOnly) serveStartupBundle(nodeModule, path.join(packageRoot, "dist"))
   if (!helpOnly) await Promise.all(effectModules.map((m) => import(`effect/${m}`)))
   if (develop) {
     // In anneal's own repository, `import ... from "anneal"` (recipes, test projects) resolves to the

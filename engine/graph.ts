@@ -126,6 +126,8 @@ export const withBuilder = <A>(builder: GraphBuilder, f: () => A): A => {
 
 const engineDir = path.dirname(new URL(import.meta.url).pathname)
 const stepsDir = path.join(path.dirname(engineDir), "steps")
+/** the installed package's start-up bundle, which holds this module (scripts/startup-bundle.js) */
+const startupBundle = path.join(path.dirname(engineDir), "startup.js")
 
 /** A node's captured stack, formatted into its `callSite` on first read. */
 const callStack = Symbol("anneal/call-stack")
@@ -168,7 +170,7 @@ const callSite = (stackText: string, recipeFile: string): string | undefined => 
     const file = m[1]!.replace(/^file:\/\//, "")
     if (file === recipeFile) return `${path.relative(process.cwd(), file) || file}:${m[2]}`
     if (fallback === undefined && !file.startsWith(engineDir) && !file.includes("node_modules")
-      && !file.startsWith(stepsDir)) {
+      && !file.startsWith(stepsDir) && file !== startupBundle) {
       fallback = `${path.relative(process.cwd(), file)}:${m[2]}`
     }
   }

@@ -178,3 +178,8 @@ if (strays.length > 0) {
   process.stderr.write(`anneal build: declarations name packages that are not dependencies of the published package:\n  ${strays.join("\n  ")}\n`)
   process.exit(1)
 }
+
+// ---- the start-up bundle (scripts/startup-bundle.js) --------------------------------------------------
+const { buildStartupBundle } = await import("./startup-bundle.js")
+// (silent: `npm pack --json` prints its JSON on the same stdout)
+await buildStartupBundle({ root, dist, esbuild, external })

@@ -145,4 +145,36 @@ describe("the packed package", () => {
     expect(r.stdout).toContain("package-shout")
     expect(r.stdout).toContain("dedup")
   })
+
+  it("runs commands from its start-up bundle, sharing one instance of each module with a recipe that imports effect itself", async () => {
+    expect(files).toContain("dist/startup.js")
+    // the recipe's own import of effect/Schema must be the Schema anneal re-exports, and its params check
+    // runs from inside anneal's validation: the stack says which file that code came from
+    const stackFile = path.join(project, "stack.txt")
+    fs.writeFileSync(path.join(project, "own-effect.ts"), [
+      `import * as fs from "node:fs"`,
+      `import * as EffectSchema from "effect/Schema"`,
+      `import * as Data from "effect/Data"`,
+      `import { defineStep, Port, recipe, Schema, source } from "anneal"`,
+      `if (EffectSchema.Struct !== Schema.Struct) throw new Error("two instances of effect/Schema")`,
+      `class Odd extends Data.TaggedError("Odd")<{}> {}`,
+      `const check = defineStep({ kind: "own-effect", version: 1, params: EffectSchema.Struct({ n: EffectSchema.Int }),`,
+      `  inputs: { seed: Port.files() }, output: Port.files(),`,
+      `  checkParams: (p) => { fs.writeFileSync(${JSON.stringify(stackFile)}, String(new Error().stack)); return new Odd() instanceof Error ? undefined : { param: "n", message: "?" } },`,
+      `  run: (ctx) => fs.writeFileSync(ctx.output + "/n.txt", String(ctx.params.n)) })`,
+      `export default recipe("own-effect", () => { check({ seed: source.files("words.jsonl") }, { n: 3 }) })`
+    ].join("\n"))
+    const bundled = await execa(process.execPath, [bin, "run", "own-effect.ts", "--json"], { cwd: project, reject: false })
+    expect(bundled.stderr).toBe("")
+    expect(bundled.exitCode).toBe(0)
+    expect(fs.readFileSync(stackFile, "utf8")).toContain(path.join("node_modules", "anneal", "dist", "startup.js"))
+    // without it, every module loads from its own file, with the same result
+    const unbundled = await execa(process.execPath, [bin, "run", "own-effect.ts", "--json"], { cwd: project, reject: false, env: { ANNEAL_NO_STARTUP_BUNDLE: "1" } })
+    expect(unbundled.stderr).toBe("")
+    expect(unbundled.exitCode).toBe(0)
+    expect(unbundled.stdout).toContain(`"cached":1`)
+    const stack = fs.readFileSync(stackFile, "utf8")
+    expect(stack).not.toContain("startup.js")
+    expect(stack).toContain(path.join("node_modules", "anneal", "dist", "engine", "graph.js"))
+  })
 })
