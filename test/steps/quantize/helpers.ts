@@ -1,14 +1,15 @@
 /**
  * The quantize tests' models (make_model.py: a trained 2-layer Llama of hidden 256, a Phi of the same
- * size, a held-out text dataset), built once per machine and version of the script from the training
- * tests' shared fixtures, the way test/steps/train/helpers.ts builds those.
+ * size, a held-out text dataset), built once per test run and version of the script from the training
+ * tests' shared fixtures; quantize.test.ts and qlora.test.ts both use them, and buildOnce makes the one
+ * that starts second wait for the first's build instead of training the Llama a second time.
  */
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { projectRoot } from "../../../engine/python.ts"
-import { makeFixtures, python, tempDir } from "../train/helpers.ts"
+import { buildOnce, makeFixtures, python } from "../train/helpers.ts"
 
 export const here = path.join(projectRoot, "test", "steps", "quantize")
 
@@ -23,17 +24,9 @@ export const makeQuantizeModels = async (): Promise<QuantizeModels> => {
   const fixtures = await makeFixtures()
   const script = path.join(here, "make_model.py")
   const hash = createHash("sha256").update(fs.readFileSync(script)).update(fixtures).digest("hex").slice(0, 12)
-  const dir = path.join(os.tmpdir(), `anneal-quantize-models-${hash}`)
-  if (!fs.existsSync(path.join(dir, ".complete"))) {
-    const staging = tempDir("anneal-quantize-models-staging-")
+  const dir = await buildOnce(path.join(os.tmpdir(), `anneal-quantize-models-${hash}`), async (staging) => {
     await python([script, fixtures, staging])
-    fs.writeFileSync(path.join(staging, ".complete"), "")
-    try {
-      fs.renameSync(staging, dir)
-    } catch {
-      fs.rmSync(staging, { recursive: true, force: true })
-    }
-  }
+  })
   return { llama: path.join(dir, "llama"), phi: path.join(dir, "phi"), heldOut: path.join(dir, "held-out"), fixtures }
 }
 

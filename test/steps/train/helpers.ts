@@ -156,24 +156,16 @@ export const python = async (args: ReadonlyArray<string>): Promise<string> => {
 }
 
 /**
- * Tiny fixtures (datasets, tokenizer, 2-layer Llama), built once per machine and version of
- * make_fixtures.py: test files share them (they only read them), which saves a Python start-up each.
+ * Tiny fixtures (datasets, tokenizer, 2-layer Llama), built once per test run and version of
+ * make_fixtures.py: test files share them (they only read them), which saves a Python start-up each;
+ * a file that asks while another builds them waits for that build (buildOnce).
  */
 export const makeFixtures = async (): Promise<string> => {
   const script = path.join(here, "make_fixtures.py")
   const hash = createHash("sha256").update(fs.readFileSync(script)).digest("hex").slice(0, 12)
-  const dir = path.join(os.tmpdir(), `anneal-train-fixtures-${hash}`)
-  if (fs.existsSync(path.join(dir, ".complete"))) return dir
-  const staging = tempDir("anneal-train-fixtures-staging-")
-  await python([script, staging])
-  fs.writeFileSync(path.join(staging, ".complete"), "")
-  try {
-    fs.renameSync(staging, dir)
-  } catch {
-    // another test file finished first: use its copy
-    fs.rmSync(staging, { recursive: true, force: true })
-  }
-  return dir
+  return buildOnce(path.join(os.tmpdir(), `anneal-train-fixtures-${hash}`), async (staging) => {
+    await python([script, staging])
+  })
 }
 
 /** Model inspection helpers (model_tools.py): tensor diffs, generation, preference margins. */
