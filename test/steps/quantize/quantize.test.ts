@@ -23,6 +23,13 @@ import type { QuantizeModels } from "./helpers.ts"
 let models: QuantizeModels
 /** the q8_0 GGUF the perplexity test makes; the eval test reuses it (or makes its own when run alone) */
 let q8Output: string | undefined
+/**
+ * The resume dir of every GGUF run of the Llama. The worker keeps its f16 conversion there
+ * (gguf/model-f16.gguf) and starts from it when it is there, as a retried attempt does: the Llama is
+ * converted once, by the first of these tests to run (or by each one run alone), instead of four times
+ * (5-7 s of converter each), and every GGUF of it is made from the same f16 file.
+ */
+const llamaGguf = tempDir("anneal-quantize-llama-gguf-")
 
 beforeAll(async () => {
   models = await makeQuantizeModels()
@@ -99,7 +106,8 @@ describe("GGUF through llama.cpp", () => {
 
   it("q8_0 stays within 0.5% of f16 perplexity on held-out text, at about half the size", async () => {
     const r = await runWorker(quantize, {
-      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "q8_0", perplexityCtx: 64 }
+      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "q8_0", perplexityCtx: 64 },
+      resumeDir: llamaGguf
     })
     expect(r.error).toBeUndefined()
     expect(r.exitCode).toBe(0)
@@ -138,7 +146,8 @@ describe("GGUF through llama.cpp", () => {
 
   it("q4_K_M of a Llama and q8_0 of a Phi convert, quantize and run; too little held-out text is refused", async () => {
     const llama = await runWorker(quantize, {
-      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "q4_K_M", perplexityCtx: 64 }
+      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "q4_K_M", perplexityCtx: 64 },
+      resumeDir: llamaGguf
     })
     expect(llama.error).toBeUndefined()
     const report = readReport(llama.output)
@@ -148,7 +157,8 @@ describe("GGUF through llama.cpp", () => {
     expect(report.size_bytes.quantized / report.size_bytes.reference).toBeLessThan(0.45)
     // held-out text shorter than two windows: one line naming the input and what to change
     const short = await runWorker(quantize, {
-      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "f16", perplexityCtx: 4096 }
+      inputs: { model: models.llama, heldOut: models.heldOut }, params: { format: "gguf", type: "f16", perplexityCtx: 4096 },
+      resumeDir: llamaGguf
     })
     expect(short.exitCode).toBe(2)
     expect(short.error).toMatch(/^quantize: input 'heldOut': perplexity of model-f16\.gguf: the text is \d+ tokens; perplexity with a context of 4096 needs at least 8192 \(lower perplexityCtx or give more text\)$/)
@@ -220,9 +230,11 @@ describe("eval scores GGUF models with llama.cpp", () => {
     fs.readFileSync(path.join(dir, "samples.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
 
   it("an f16 GGUF scores as its safetensors source does (same answers, log-likelihoods within 0.02), and q8_0 scores too", async () => {
-    const f16 = await runWorker(quantize, { inputs: { model: models.llama }, params: { format: "gguf", type: "f16" } })
+    const f16 = await runWorker(quantize, { inputs: { model: models.llama }, params: { format: "gguf", type: "f16" }, resumeDir: llamaGguf })
     expect(f16.error).toBeUndefined()
-    q8Output ??= (await runWorker(quantize, { inputs: { model: models.llama }, params: { format: "gguf", type: "q8_0" } })).output
+    q8Output ??= (await runWorker(quantize, {
+      inputs: { model: models.llama }, params: { format: "gguf", type: "q8_0" }, resumeDir: llamaGguf
+    })).output
     const mc = path.join(models.fixtures, "mc")
     const evalOf = (model: string) => runWorker(evaluate, { inputs: { model, benchmarks: [mc] }, params: { logSamples: true } })
     const [fp, a, b] = [await evalOf(models.llama), await evalOf(f16.output), await evalOf(q8Output!)]
