@@ -56,7 +56,10 @@ export const loadRecipe = async (recipePath: string, options: { fresh?: boolean 
   } finally {
     loading.delete(file)
   }
-  const exported = mod.default
+  // A recipe in a project without "type": "module" is compiled to CommonJS: its import is then
+  // `{ default: module.exports }`, and the recipe is that object's own `default` (esModule interop).
+  const interop = mod.default as { readonly __esModule?: unknown; readonly default?: unknown } | undefined
+  const exported = interop !== null && typeof interop === "object" && interop.__esModule === true && "default" in interop ? interop.default : mod.default
   let name: string
   let build: () => void
   if (isRecipe(exported)) {

@@ -177,4 +177,21 @@ describe("the packed package", () => {
     expect(stack).not.toContain("startup.js")
     expect(stack).toContain(path.join("node_modules", "anneal", "dist", "engine", "graph.js"))
   })
+
+  it("runs a recipe in a project without \"type\": \"module\" (tsx compiles it to CommonJS)", async () => {
+    const dir = path.join(project, "commonjs")
+    fs.mkdirSync(dir)
+    fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "user-cjs", private: true }))
+    fs.writeFileSync(path.join(dir, "words.jsonl"), `{"text":"one"}\n{"text":"one"}\n`)
+    fs.writeFileSync(path.join(dir, "recipe.ts"), [
+      `import * as EffectSchema from "effect/Schema"`,
+      `import { dedup, recipe, Schema, source, Text } from "anneal"`,
+      `if (EffectSchema.Struct !== Schema.Struct) throw new Error("two instances of effect/Schema")`,
+      `export default recipe("cjs", () => { dedup({ data: source.dataset("words.jsonl", Text) }) })`
+    ].join("\n"))
+    const r = await execa(process.execPath, [bin, "run", "recipe.ts", "--json"], { cwd: dir, reject: false })
+    expect(r.stderr).toBe("")
+    expect(r.exitCode).toBe(0)
+    expect(r.stdout).toContain(`"ran":1`)
+  })
 })
