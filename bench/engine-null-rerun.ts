@@ -14,7 +14,8 @@
  *   directory (kept for the next run); when none of that works the side-by-side is skipped, saying so.
  * - the null rerun again from the installed package, as a user runs it: this checkout packed (`npm pack`) and
  *   installed into a fresh project, its launcher run with the Node 24 the package brings (and with the
- *   bench's own Node when that is older: the launcher then re-runs itself under Node 24).
+ *   bench's own Node when that is older: the launcher then re-runs itself under Node 24); then with its
+ *   start-up bundle and without (ANNEAL_NO_STARTUP_BUNDLE=1), alternated.
  *
  *   npm run bench:engine [-- --steps 10000] [-- --dvc-stages 300] [-- --repeats 3] [-- --files 100000] [-- --dvc PATH] [-- --no-dvc] [-- --no-installed]
  *
@@ -49,7 +50,7 @@ const root = fs.mkdtempSync(path.join(os.tmpdir(), "anneal-bench-engine-"))
 
 /** Runs a command under GNU time when there is one, for its CPU seconds (user + system) beside wall time. */
 const timeBin = fs.existsSync("/usr/bin/time") ? "/usr/bin/time" : undefined
-const timed = async (file: string, args: ReadonlyArray<string>, options: { cwd?: string } = {}) => {
+const timed = async (file: string, args: ReadonlyArray<string>, options: { cwd?: string; env?: Record<string, string> | undefined } = {}) => {
   const r = timeBin === undefined
     ? await execa(file, args, { ...options, reject: false })
     : await execa(timeBin, ["-f", "BENCH_CPU %U %S", file, ...args], { ...options, reject: false })
@@ -95,9 +96,9 @@ export default recipe("null-bench", () => {
  * default this checkout's launcher under the Node running the bench (from the TypeScript sources); `cli`
  * names another launcher and the Node to run it with (the installed package).
  */
-const anneal = async (dir: string, label: string, cli: { node: string; bin: string } = { node: process.execPath, bin: path.join(projectRoot, "bin", "anneal.js") }) => {
+const anneal = async (dir: string, label: string, cli: { node: string; bin: string; env?: Record<string, string> } = { node: process.execPath, bin: path.join(projectRoot, "bin", "anneal.js") }) => {
   const t = performance.now()
-  const { r, cpu } = await timed(cli.node, [cli.bin, "run", path.join(dir, "recipe.ts"), "--json"])
+  const { r, cpu } = await timed(cli.node, [cli.bin, "run", path.join(dir, "recipe.ts"), "--json"], { env: cli.env })
   const seconds = (performance.now() - t) / 1000
   if (r.exitCode !== 0) throw new Error(`${label} failed: ${String(r.stderr).slice(0, 500)}`)
   const last = JSON.parse(String(r.stdout).trim().split("\n").at(-1) ?? "{}") as { ran?: number; cached?: number; seconds?: number }
@@ -140,6 +141,15 @@ const installed = await (async () => {
   await anneal(dir, "first run (installed)", { node: node24, bin })
   const direct = await bestOf(dir, repeats, { node: node24, bin })
   console.log(`null rerun, installed package (Node ${String((await execa(node24, ["--version"])).stdout).trim()}): best of ${repeats}: ${direct.seconds.toFixed(3)} s wall, ${direct.engineSeconds.toFixed(3)} s inside the engine, ${direct.cpu.toFixed(2)} s CPU, load ${load()}`)
+  // the start-up bundle (scripts/startup-bundle.js) against every module loaded from its own file,
+  // alternated so that a drift of the machine's speed touches both alike
+  const seconds: Record<"bundle" | "files", Array<number>> = { bundle: [], files: [] }
+  for (let i = 0; i < Math.max(repeats, 5); i++) {
+    seconds.bundle.push((await anneal(dir, "null rerun (bundle)", { node: node24, bin })).seconds)
+    seconds.files.push((await anneal(dir, "null rerun (files)", { node: node24, bin, env: { ANNEAL_NO_STARTUP_BUNDLE: "1" } })).seconds)
+  }
+  const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+  console.log(`null rerun, installed package, alternated ${seconds.bundle.length} times: start-up bundle median ${median(seconds.bundle).toFixed(3)} s (best ${Math.min(...seconds.bundle).toFixed(3)}), modules from their files (ANNEAL_NO_STARTUP_BUNDLE=1) median ${median(seconds.files).toFixed(3)} s (best ${Math.min(...seconds.files).toFixed(3)}), load ${load()}`)
   const [major, minor] = process.versions.node.split(".").map(Number) as [number, number]
   if (major < 22 || (major === 22 && minor < 15) || major === 23) {
     const relaunched = await bestOf(dir, repeats, { node: process.execPath, bin })
