@@ -18,6 +18,8 @@ export interface QuantizeModels {
   readonly phi: string
   readonly heldOut: string
   readonly fixtures: string
+  /** the Llama's tokenizer's ids (no special tokens) for each of make_model.py's TOKENIZED sentences */
+  readonly sourceIds: Readonly<Record<string, ReadonlyArray<number>>>
 }
 
 export const makeQuantizeModels = async (): Promise<QuantizeModels> => {
@@ -27,7 +29,10 @@ export const makeQuantizeModels = async (): Promise<QuantizeModels> => {
   const dir = await buildOnce(path.join(os.tmpdir(), `anneal-quantize-models-${hash}`), async (staging) => {
     await python([script, fixtures, staging])
   })
-  return { llama: path.join(dir, "llama"), phi: path.join(dir, "phi"), heldOut: path.join(dir, "held-out"), fixtures }
+  return {
+    llama: path.join(dir, "llama"), phi: path.join(dir, "phi"), heldOut: path.join(dir, "held-out"), fixtures,
+    sourceIds: JSON.parse(fs.readFileSync(path.join(dir, "source-ids.json"), "utf8"))
+  }
 }
 
 /** A safetensors file with the given tensors (name -> dtype, shape), zero-filled. */

@@ -6,6 +6,10 @@
               "match" it)
   phi/        a 2-layer Phi (phi-1.5's architecture) of the same size, random init (conversion only)
   held-out/   lessons 200-239 as a text dataset: the text perplexity is measured on
+  source-ids.json
+              what llama/'s tokenizer, loaded back as a user loads it, makes of the sentences in
+              TOKENIZED (no special tokens): the GGUF test compares llama.cpp's tokenization with it,
+              without a Python start-up of its own to import transformers (~6 s)
 
 Usage: python make_model.py FIXTURES OUT
 """
@@ -16,6 +20,8 @@ import os
 import sys
 
 from anneal_worker.datasets import write_dataset
+
+TOKENIZED = ["Lesson 230: the snow is often white."]
 
 
 def main(fixtures: str, out: str) -> None:
@@ -49,6 +55,9 @@ def main(fixtures: str, out: str) -> None:
     print(f"final training loss {loss.item():.3f}", file=sys.stderr)
     model.save_pretrained(os.path.join(out, "llama"))
     tok.save_pretrained(os.path.join(out, "llama"))
+    saved = AutoTokenizer.from_pretrained(os.path.join(out, "llama"))
+    with open(os.path.join(out, "source-ids.json"), "w", encoding="utf-8") as f:
+        json.dump({t: saved(t, add_special_tokens=False).input_ids for t in TOKENIZED}, f)
 
     phi = PhiForCausalLM(PhiConfig(**{k: v for k, v in common.items() if k != "num_key_value_heads"},
                                    resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0))
