@@ -198,7 +198,7 @@ describe("AWQ through llm-compressor", () => {
   it("w4a16 on CPU is saved as compressed-tensors, reloads with transformers and keeps perplexity near the source's", async () => {
     const r = await runWorker(quantize, {
       inputs: { model: models.llama, calibration: path.join(models.fixtures, "text"), heldOut: models.heldOut },
-      params: { format: "awq", calibrationSamples: 64, calibrationSeqLength: 128, perplexityCtx: 64 }
+      params: { format: "awq", calibrationSamples: 16, calibrationSeqLength: 128, perplexityCtx: 64 }
     })
     expect(r.error).toBeUndefined()
     expect(r.exitCode).toBe(0)
@@ -206,7 +206,7 @@ describe("AWQ through llm-compressor", () => {
     expect(config.quantization_config.quant_method).toBe("compressed-tensors")
     expect(config.quantization_config.config_groups.group_0.weights).toMatchObject({ num_bits: 4, group_size: 128, symmetric: true, type: "int" })
     const report = readReport(r.output)
-    // the weights did change (a ratio of exactly 1 would mean nothing was quantized); measured 0.997 here
+    // the weights did change (a ratio of exactly 1 would mean nothing was quantized); measured 0.998 here
     expect(report.perplexity.ratio).not.toBe(1)
     expect(Math.abs(report.perplexity.ratio - 1)).toBeLessThan(0.1)
     // embeddings and lm_head stay fp32: 4-bit layers bring the whole to ~23% here
