@@ -72,6 +72,9 @@ export const buildStartupBundle = async ({ root, dist, esbuild, external }) => {
     .filter((file) => file.startsWith(dist + path.sep) || file.startsWith(effectPackage + path.sep))
     .sort()
   if (members.some((file) => file.endsWith(`${path.sep}cli${path.sep}help.js`))) throw new Error("the start-up bundle would hold cli/help.js: --help would load all of it")
+  // a facade re-exports an ES module's names; a CommonJS member would have none to give
+  const commonjs = members.filter((file) => reach.metafile.inputs[path.relative(root, file)]?.format === "cjs")
+  if (commonjs.length > 0) throw new Error(`the start-up bundle would hold CommonJS modules: ${commonjs.join(", ")}`)
   const exportsOf = new Map()
   const analysis = await esbuild.build({
     absWorkingDir: root,
