@@ -12,9 +12,7 @@
  *   with a message naming the rank, no process of the step is left, and the rerun (same key, same
  *   resume dir, as the engine's next run) resumes from that checkpoint and still ends equal.
  */
-import { createHash } from "node:crypto"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import type { EngineEvent } from "../../engine/events.ts"
@@ -22,7 +20,7 @@ import type { StepDefinition } from "../../engine/step.ts"
 import type { Executor, StepSpec } from "../../engine/spec.ts"
 import { projectRoot } from "../../engine/python.ts"
 import { pretrain, sftLora } from "../../steps/train/index.ts"
-import { buildOnce, makeFixtures, modelTools, runWorker, specParams } from "../steps/train/helpers.ts"
+import { makeFixtures, modelTools, singleProcessReference, specParams } from "../steps/train/helpers.ts"
 import { jobWaitMs, waitFor } from "./cluster-ports.ts"
 import { logsOf, makeStoreDir, newKey, runSpec, startSpec } from "./specs.ts"
 
@@ -73,12 +71,6 @@ const trainingSpec = (
   return spec
 }
 
-/** A 1-process reference run, made once per test run and shared by ray.test.ts and slurm.test.ts (which run the same references, often at the same time). */
-const sharedReference = (label: string, compute: () => Promise<string>): Promise<string> =>
-  buildOnce(path.join(os.tmpdir(), `anneal-dist-reference-${createHash("sha256").update(label).digest("hex").slice(0, 16)}`), async (staging) => {
-    fs.cpSync(await compute(), staging, { recursive: true })
-  })
-
 /** Processes whose command line names a file of this store: the node launchers, torchrun and every rank of its steps. */
 const processesOf = (store: string): Array<{ pid: number; rank: number | undefined }> => {
   const found: Array<{ pid: number; rank: number | undefined }> = []
@@ -111,22 +103,17 @@ export interface DistributedTrainingOptions {
 
 export const distributedTrainingTests = (name: string, o: DistributedTrainingOptions) =>
   describe(`real distributed training on ${name} (2 nodes x 1 gloo process)`, () => {
-    // the 1-process references, run here by hand as the local executor would (shared by the tests)
+    // the 1-process references, run by hand as the local executor would, once per test run for the Ray and
+    // Slurm files (and distributed.test.ts, whose sft-lora reference is this one): singleProcessReference
     let fixtures: Promise<string> | undefined
     const fx = () => (fixtures ??= makeFixtures())
     const pretrainParams = { seqLen: 32, hiddenSize: 32, intermediateSize: 64, maxSteps: 24, learningRate: 3e-3, seed: 5 }
     const loraParams = { maxSteps: 6, learningRate: 1e-2, loraDropout: 0, seed: 3 }
-    const reference = (step: TrainingStep, inputs: Record<string, string>, params: Record<string, unknown>) =>
-      sharedReference(JSON.stringify([(step.definition as StepDefinition).kind, inputs, params]), () =>
-        runWorker(step, { inputs, params: { ...params, microBatchSize: 4 } }).then((r) => {
-          if (r.exitCode !== 0) throw new Error(`the 1-process reference failed: ${r.error ?? r.stderr.slice(-2000)}`)
-          return r.output
-        }))
 
     it(`pretrain: equals the 1-process run${o.killRank === true ? "; a killed rank fails the step cleanly and the rerun resumes from the checkpoint" : ""}`, async () => {
       const dir = await fx()
       const inputs = { data: path.join(dir, "text"), tokenizer: path.join(dir, "tokenizer") }
-      const single = reference(pretrain, inputs, pretrainParams)
+      const single = singleProcessReference(pretrain, inputs, pretrainParams)
       const store = makeStoreDir()
       const params = { ...pretrainParams, microBatchSize: 2, nodes: 2, processes: 1, saveSteps: 4 }
       const spec = trainingSpec(store, pretrain, inputs, params)
@@ -173,7 +160,7 @@ export const distributedTrainingTests = (name: string, o: DistributedTrainingOpt
     it("sft-lora: equals the 1-process run", async () => {
       const dir = await fx()
       const inputs = { model: path.join(dir, "base"), data: path.join(dir, "instructions") }
-      const single = reference(sftLora, inputs, loraParams)
+      const single = singleProcessReference(sftLora, inputs, loraParams)
       const spec = trainingSpec(makeStoreDir(), sftLora, inputs, { ...loraParams, microBatchSize: 2, nodes: 2, processes: 1 })
       const run = await runSpec(o.executor(), spec)
       expect(run.error?.message).toBeUndefined()

@@ -168,6 +168,25 @@ export const makeFixtures = async (): Promise<string> => {
   })
 }
 
+/**
+ * A training step's 1-process run with microBatchSize 4 (the global batch the 2-process tests split as
+ * 2 x 2), made once per test run and shared by the files that compare a distributed run with it:
+ * distributed.test.ts, and ray.test.ts and slurm.test.ts (test/executors/dist-training.ts) ask for the
+ * same sft-lora reference, often at the same time.
+ */
+export const singleProcessReference = (
+  step: { readonly definition: unknown },
+  inputs: Record<string, string>,
+  params: Record<string, unknown>
+): Promise<string> => {
+  const label = JSON.stringify([(step.definition as StepDefinition).kind, inputs, params])
+  return buildOnce(path.join(os.tmpdir(), `anneal-dist-reference-${createHash("sha256").update(label).digest("hex").slice(0, 16)}`), async (staging) => {
+    const r = await runWorker(step, { inputs, params: { ...params, microBatchSize: 4 } })
+    if (r.exitCode !== 0) throw new Error(`the 1-process reference failed: ${r.error ?? r.stderr.slice(-2000)}`)
+    fs.cpSync(r.output, staging, { recursive: true })
+  })
+}
+
 /** Model inspection helpers (model_tools.py): tensor diffs, generation, preference margins. */
 export const modelTools = async (...args: ReadonlyArray<string>): Promise<any> =>
   JSON.parse((await python([path.join(here, "model_tools.py"), ...args])).trim().split("\n").at(-1)!)
