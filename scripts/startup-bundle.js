@@ -40,6 +40,8 @@ import * as path from "node:path"
 const entries = ["index.js", "cli/commands.js", "engine/load.js", "engine/errors.js", "engine/run.js", "cli/reporters/json.js", "cli/reporters/pick.js"]
 const isIdentifier = (name) => /^[A-Za-z_$][\w$]*$/.test(name)
 const nameOf = (name) => (isIdentifier(name) ? name : JSON.stringify(name))
+/** Member i's export `name` under its bundle name: `m<i>$<name>` (the bundle's export and the facade's import). */
+const bundledName = (i, name) => nameOf(`m${i}$${name}`)
 
 /**
  * Builds dist/startup.js and dist/startup.json. `external`: the packages the published package keeps as
@@ -49,7 +51,8 @@ export const buildStartupBundle = async ({ root, dist, esbuild, external }) => {
   // resolved the way dist/ resolves it at run time (real paths, as esbuild and Node's loader give them)
   const effectPackage = fs.realpathSync(path.dirname(createRequire(path.join(dist, "index.js")).resolve("effect/package.json")))
   const effectVersion = JSON.parse(fs.readFileSync(path.join(effectPackage, "package.json"), "utf8")).version
-  const outside = [...external.filter((e) => e !== "effect"), ...external.filter((e) => e !== "effect").map((e) => `${e}/*`), "tsx", "tsx/*", "esbuild"]
+  const kept = external.filter((e) => e !== "effect")
+  const outside = [...kept, ...kept.map((e) => `${e}/*`), "tsx", "tsx/*", "esbuild"]
   const entrySource = entries.map((f) => `import ${JSON.stringify("./" + f)}`).join("\n")
 
   // 1. the members, each with its exports (each member an entry point of one analysis build)
@@ -96,10 +99,10 @@ export const buildStartupBundle = async ({ root, dist, esbuild, external }) => {
   }
 
   // 2. the bundle: member i's export `x` is the bundle's `m<i>$x`
+  const namesOf = members.map((file) => exportsOf.get(file) ?? [])
   const reexports = members.map((file, i) => {
-    const names = exportsOf.get(file) ?? []
-    if (names.length === 0) return `import ${JSON.stringify(file)}`
-    return `export { ${names.map((n) => `${nameOf(n)} as ${nameOf(`m${i}$${n}`)}`).join(", ")} } from ${JSON.stringify(file)}`
+    if (namesOf[i].length === 0) return `import ${JSON.stringify(file)}`
+    return `export { ${namesOf[i].map((n) => `${nameOf(n)} as ${bundledName(i, n)}`).join(", ")} } from ${JSON.stringify(file)}`
   })
   const bundleFile = path.join(dist, "startup.js")
   const built = await esbuild.build({
@@ -120,10 +123,9 @@ export const buildStartupBundle = async ({ root, dist, esbuild, external }) => {
 
   // 3. the facades the launcher serves for the members' URLs
   const facades = members.map((file, i) => {
-    const names = exportsOf.get(file) ?? []
     const where = file.startsWith(dist + path.sep) ? "anneal" : "effect"
     const rel = path.relative(where === "anneal" ? path.dirname(dist) : effectPackage, file).split(path.sep).join("/")
-    const body = names.length === 0 ? "" : `export { ${names.map((n) => `${nameOf(`m${i}$${n}`)} as ${nameOf(n)}`).join(", ")} } from `
+    const body = namesOf[i].length === 0 ? "" : `export { ${namesOf[i].map((n) => `${bundledName(i, n)} as ${nameOf(n)}`).join(", ")} } from `
     return [where, rel, body]
   })
   fs.rmSync(entryFile(dist))
