@@ -41,6 +41,39 @@ export type Check =
   }
   | { readonly ok: false; readonly problem: string }
 
+/**
+ * Whether `dir` still matches its manifest by stat alone: every directory's signature and every file's
+ * size and signature as recorded, so there is nothing to list or rehash (a check's common case). It is
+ * written self-contained (it names nothing outside itself; `stat` returns undefined for anything it
+ * cannot stat) because its source also runs on the presence scan's worker thread (presence-scan.ts).
+ */
+export const unchangedByStat = (
+  dir: string,
+  manifest: ReadonlyArray<ManifestEntry>,
+  dirs: ReadonlyArray<DirSignature>,
+  stat: (p: string) => fs.Stats | undefined
+): boolean => {
+  if (dirs.length === 0 || dirs[0]![0] !== "") return false
+  for (const [rel, ino, mtime, ctime] of dirs) {
+    const st = stat(rel === "" ? dir : dir + "/" + rel)
+    if (st === undefined || !st.isDirectory() || st.ino !== ino || st.mtimeMs !== mtime || st.ctimeMs !== ctime) return false
+  }
+  for (const [rel, size, , ino, mtime, ctime] of manifest) {
+    const st = stat(dir + "/" + rel)
+    if (st === undefined || !st.isFile() || st.size !== size || st.ino !== ino || st.mtimeMs !== mtime || st.ctimeMs !== ctime) return false
+  }
+  return true
+}
+
+/** fs.statSync, or undefined for anything that cannot be stat-ed (missing, not a directory, no access). */
+export const statOrUndefined = (p: string): fs.Stats | undefined => {
+  try {
+    return fs.statSync(p, { throwIfNoEntry: false })
+  } catch {
+    return undefined
+  }
+}
+
 const sameDir = (dir: string, [rel, ino, mtime, ctime]: DirSignature, root: fs.Stats): boolean => {
   let st: fs.Stats
   try {
@@ -62,6 +95,8 @@ export const checkManifest = (
   deep: boolean,
   dirs?: ReadonlyArray<DirSignature>
 ): Check => {
+  if (!deep && dirs !== undefined && unchangedByStat(dir, manifest, dirs, statOrUndefined)) return { ok: true }
+  // something moved (or no signatures, or --verify): list what changed, rehash what may have
   let st: fs.Stats
   try {
     st = fs.statSync(dir)
@@ -117,20 +152,23 @@ export const checkManifest = (
  * ctime is older than this when it was recorded; a newer one makes the next check list the directory
  * and record again, by then out of the window.
  */
-const RACY_MS = 2000
+export const RACY_MS = 2000
 
 /** The `artifacts.dirs` column: the signatures and when they were recorded. */
 export const dirsJson = (dirs: ReadonlyArray<DirSignature>, at = Date.now()): string => JSON.stringify({ at, dirs })
 
 /** The recorded signatures when they can vouch for the directories' contents, else undefined (list them). */
-export const parseDirs = (json: string | null | undefined): ReadonlyArray<DirSignature> | undefined => {
+export const parseDirs = (json: string | null | undefined): ReadonlyArray<DirSignature> | undefined => trustedDirs(json, RACY_MS)
+
+/** `parseDirs` with the racy window given: self-contained, as `unchangedByStat`, for the presence scan. */
+export const trustedDirs = (json: string | null | undefined, racyMs: number): ReadonlyArray<DirSignature> | undefined => {
   if (json === null || json === undefined) return undefined
   try {
     const d = JSON.parse(json) as { at?: unknown; dirs?: unknown }
     if (typeof d?.at !== "number" || !Array.isArray(d.dirs)) return undefined
     const at = d.at
     const dirs = d.dirs as ReadonlyArray<DirSignature>
-    return dirs.every((sig) => sig[3] < at - RACY_MS) ? dirs : undefined
+    return dirs.every((sig) => sig[3] < at - racyMs) ? dirs : undefined
   } catch {
     return undefined
   }
