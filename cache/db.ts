@@ -63,6 +63,38 @@ export interface ArtifactRecord {
 /** The columns of an artifact's row that a presence check reads. */
 export type ArtifactCheckRecord = Pick<ArtifactRecord, "hash" | "manifest" | "dirs">
 
+/**
+ * A recipe's step records with their outputs' manifest rows, one row each, as arrays (StepRecordRow):
+ * what a plan reads (CacheDb.stepRecordsWithOutputs), and what the presence scan reads for it on its
+ * worker thread (presence-scan.ts) while the recipe loads.
+ */
+export const STEP_RECORDS_WITH_OUTPUTS = `SELECT s.recipe, s.step, s.kind, s.key, s.trace, s.output, s.run_id, s.built_session,
+    s.changed_session, s.seconds, s.fingerprint, a.hash, a.manifest, a.dirs
+  FROM steps s LEFT JOIN artifacts a ON a.hash = s.output WHERE s.recipe = ?`
+
+export type StepRecordRow = readonly [
+  recipe: string, step: string, kind: string, key: string, trace: string, output: string, run_id: number | null,
+  built_session: number, changed_session: number, seconds: number, fingerprint: string | null,
+  hash: string | null, manifest: string | null, dirs: string | null
+]
+
+export interface RecordsWithOutputs {
+  /** step id -> its record */
+  readonly records: Map<string, StepRecord>
+  /** output hash -> its manifest row (none for an output no longer recorded) */
+  readonly outputs: Map<string, ArtifactCheckRecord>
+}
+
+export const recordsWithOutputs = (rows: ReadonlyArray<StepRecordRow>): RecordsWithOutputs => {
+  const records = new Map<string, StepRecord>()
+  const outputs = new Map<string, ArtifactCheckRecord>()
+  for (const [recipe, step, kind, key, trace, output, run_id, built_session, changed_session, seconds, fingerprint, hash, manifest, dirs] of rows) {
+    records.set(step, { recipe, step, kind, key, trace, output, run_id, built_session, changed_session, seconds, fingerprint })
+    if (hash !== null) outputs.set(hash, { hash, manifest, dirs })
+  }
+  return { records, outputs }
+}
+
 export interface LeaseRecord {
   readonly hash: string
   readonly owner: string
@@ -215,9 +247,7 @@ export class CacheDb {
       touchArtifact: db.prepare("UPDATE artifacts SET used_at = ? WHERE hash = ?"),
       artifact: db.prepare("SELECT * FROM artifacts WHERE hash = ?"),
       artifacts: db.prepare("SELECT * FROM artifacts ORDER BY used_at DESC"),
-      stepRecordsWithOutputs: db.prepare(`SELECT s.recipe, s.step, s.kind, s.key, s.trace, s.output, s.run_id, s.built_session,
-          s.changed_session, s.seconds, s.fingerprint, a.hash AS a_hash, a.manifest AS a_manifest, a.dirs AS a_dirs
-        FROM steps s LEFT JOIN artifacts a ON a.hash = s.output WHERE s.recipe = ?`),
+      stepRecordsWithOutputs: db.prepare(STEP_RECORDS_WITH_OUTPUTS, { arrays: true }),
       artifactBytes: db.prepare("SELECT COALESCE(SUM(bytes), 0) AS bytes FROM artifacts"),
       deleteArtifact: db.prepare("DELETE FROM artifacts WHERE hash = ?"),
       deleteResultsFor: db.prepare("DELETE FROM results WHERE output = ?"),
@@ -504,20 +534,8 @@ export class CacheDb {
    * (manifest and directory signatures; none for an output no longer recorded): a null rerun checks
    * every step's output, and one lookup each was a fifth of its time.
    */
-  stepRecordsWithOutputs(recipe: string): { readonly records: Map<string, StepRecord>; readonly outputs: Map<string, ArtifactCheckRecord> } {
-    return this.guard("load steps", () => {
-      const records = new Map<string, StepRecord>()
-      const outputs = new Map<string, ArtifactCheckRecord>()
-      type Row = StepRecord & { readonly a_hash: string | null; readonly a_manifest: string | null; readonly a_dirs: string | null }
-      for (const r of this.stmts.stepRecordsWithOutputs.all(recipe) as Array<Row>) {
-        records.set(r.step, {
-          recipe: r.recipe, step: r.step, kind: r.kind, key: r.key, trace: r.trace, output: r.output, run_id: r.run_id,
-          built_session: r.built_session, changed_session: r.changed_session, seconds: r.seconds, fingerprint: r.fingerprint
-        })
-        if (r.a_hash !== null) outputs.set(r.a_hash, { hash: r.a_hash, manifest: r.a_manifest, dirs: r.a_dirs })
-      }
-      return { records, outputs }
-    })
+  stepRecordsWithOutputs(recipeId: string): RecordsWithOutputs {
+    return this.guard("load steps", () => recordsWithOutputs(this.stmts.stepRecordsWithOutputs.all(recipeId) as Array<StepRecordRow>))
   }
 
   /** Bytes held by all recorded artifacts. */
