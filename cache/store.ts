@@ -32,6 +32,7 @@ import { checkManifest, dirSignaturesOf, dirsJson, parseDirs, parseManifest } fr
 import type { Check, DirSignature, ManifestEntry } from "./manifest.ts"
 import { canonicalJson, hashFile, hashFilesOffThread, hashTree, hashTreeOffThread, listFiles, listTree, merkle, sha256 } from "./hash.ts"
 import type { FileEntry, HashedFile } from "./hash.ts"
+import { PresenceScan } from "./presence-scan.ts"
 import * as Effect from "effect/Effect"
 import { CacheError, SourceError, storeTry, storeTryPromise } from "./errors.ts"
 import type { StoreFailure } from "./errors.ts"
@@ -90,6 +91,8 @@ export class Store {
   private readonly logDirs = new Set<string>()
   /** artifact rows read ahead in one query (`withPrefetch`), each used by the next check of its hash only */
   private prefetched = new Map<string, ArtifactCheckRecord>()
+  /** the presence scan's verdicts, inside `withPrefetch` only */
+  private scan: PresenceScan | undefined
   /** the commits' fsyncs, shared by commits that flush close together (group commit) */
   readonly flusher: GroupFlusher
 
@@ -121,6 +124,20 @@ export class Store {
     const store = new Store(root, new CacheDb(databasePath(root)))
     store.sweepTrash()
     return store
+  }
+
+  /**
+   * Starts the presence scan (presence-scan.ts) of what the store at `root` records for `recipe`, before
+   * the store is opened (while the recipe loads). Undefined when there is no store or database yet.
+   */
+  static scan(root: string, recipe: string): PresenceScan | undefined {
+    try {
+      if (!fs.existsSync(path.join(root, "artifacts"))) return undefined
+      checkStoreFormat(root) // a store of another format is refused when it is opened: nothing to scan
+      return PresenceScan.start(databasePath(root), path.join(root, "artifacts"), recipe)
+    } catch {
+      return undefined
+    }
   }
 
   /** `open` as an Effect: a store that cannot be opened is a CacheError in the error channel. */
@@ -233,20 +250,28 @@ export class Store {
 
   /**
    * Runs `f` with the rows of the artifacts it is about to check already read (planning reads them
-   * with the step records: CacheDb.stepRecordsWithOutputs). Each row serves the first check of its hash
-   * inside `f` only; any other check reads the database.
+   * with the step records: CacheDb.stepRecordsWithOutputs), and with the presence scan's verdicts when
+   * there is one. Each row or verdict serves the first check of its hash inside `f` only; any other
+   * check reads the database and stats the files itself.
    */
-  withPrefetch<A>(rows: ReadonlyMap<string, ArtifactCheckRecord>, f: () => A): A {
-    this.prefetched = new Map(rows)
+  withPrefetch<A>(rows: Map<string, ArtifactCheckRecord>, f: () => A, scan?: PresenceScan): A {
+    this.prefetched = rows // taken over, not copied: each row is used up by its check
+    this.scan = scan
     try {
       return f()
     } finally {
       this.prefetched = new Map()
+      this.scan = undefined
     }
   }
 
   /** Checks an artifact against its recorded manifest; `deep` rehashes every file. */
   check(hash: string, deep: boolean): Check {
+    // the presence scan found it unchanged by the same stats, a moment ago (presence-scan.ts)
+    if (!deep && this.scan?.vouches(hash) === true) {
+      this.prefetched.delete(hash)
+      return { ok: true }
+    }
     const ahead = this.prefetched.get(hash)
     if (ahead !== undefined) this.prefetched.delete(hash)
     const rec = ahead ?? this.db.artifact(hash)

@@ -10,6 +10,7 @@ import "../index.ts"
 import { UsageError } from "../engine/errors.ts"
 import { hashSourcesOffThread, openProject, planSteps, projectRootOf, selectSteps, unknownStep } from "../engine/plan.ts"
 import { Store } from "../cache/store.ts"
+import { presenceScanWanted } from "../cache/presence-scan.ts"
 import { executorChoice } from "./executor-choice.ts"
 import { describePlacement, loadProjectConfig } from "../engine/executor-config.ts"
 import type { ProjectConfig } from "../engine/executor-config.ts"
@@ -142,7 +143,7 @@ const plan: Command = {
   run: async (v, positionals) => {
     const recipe = needRecipe(positionals, "plan")
     const format = graphFormatOf(v.format)
-    const project = await openProject(recipe, { store: typeof v.store === "string" ? v.store : undefined })
+    const project = await openProject(recipe, { store: typeof v.store === "string" ? v.store : undefined, scan: presenceScanWanted() })
     try {
       const steps = selectSteps(project.graph, positionals.slice(1))
       const force = (v.force as Array<string> | undefined) ?? []
@@ -195,6 +196,7 @@ const plan: Command = {
       }
       return 0
     } finally {
+      project.scan?.close()
       project.store.close()
     }
   }

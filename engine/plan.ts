@@ -4,15 +4,17 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { recordsWithOutputs } from "../cache/db.ts"
 import type { StepRecord } from "../cache/db.ts"
 import { Store } from "../cache/store.ts"
+import type { PresenceScan } from "../cache/presence-scan.ts"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import { badInputOf, UsageError } from "./errors.ts"
 import type { BadInput } from "./errors.ts"
 import { sha256 } from "../cache/hash.ts"
 import { decide, presence } from "./decide.ts"
-import type { Graph, PlannedStep } from "./graph.ts"
+import type { Graph, PlannedStep, SourceNode } from "./graph.ts"
 import { diffTraces, makeTrace } from "./keys.ts"
 import type { Trace } from "./keys.ts"
 import { loadRecipe } from "./load.ts"
@@ -40,21 +42,37 @@ export interface Project {
   readonly store: Store
   /** the recipe's path relative to its project root: how the cache names it */
   readonly recipeId: string
+  /** the presence scan started while the recipe loaded, for the first plan (closed by planSteps) */
+  readonly scan?: PresenceScan | undefined
+}
+
+type OpenOptions = {
+  store?: string | undefined
+  fresh?: boolean
+  /** check the recorded outputs on a worker thread while the recipe loads (not under run --verify) */
+  scan?: boolean
 }
 
 /**
  * Loads the recipe and opens its store. A bad recipe (RecipeError, SourceError, UsageError) or a store
- * that cannot be opened (CacheError) is in the error channel; the caller closes the store.
+ * that cannot be opened (CacheError) is in the error channel; the caller closes the store (and the scan).
  */
-export const openProjectEffect = (recipe: string, options: { store?: string | undefined; fresh?: boolean }): Effect.Effect<Project, BadInput> =>
-  Effect.gen(function* () {
-    const graph = yield* badInputOf(() => loadRecipe(recipe, { fresh: options.fresh ?? false }))
-    const root = projectRootOf(graph.recipe)
-    const store = yield* Store.make(options.store !== undefined ? path.resolve(options.store) : path.join(root, ".anneal"))
-    return { graph, store, recipeId: path.relative(root, graph.recipe) }
+export const openProjectEffect = (recipe: string, options: OpenOptions): Effect.Effect<Project, BadInput> =>
+  Effect.suspend(() => {
+    const storeRootOf = (root: string) => (options.store !== undefined ? path.resolve(options.store) : path.join(root, ".anneal"))
+    // where the recipe's store and records are is known from its path: the scan starts before it loads
+    const file = path.resolve(recipe)
+    const fileRoot = options.scan === true ? projectRootOf(file) : undefined
+    const scan = fileRoot === undefined ? undefined : Store.scan(storeRootOf(fileRoot), path.relative(fileRoot, file))
+    return Effect.gen(function* () {
+      const graph = yield* badInputOf(() => loadRecipe(recipe, { fresh: options.fresh ?? false }))
+      const root = projectRootOf(graph.recipe)
+      const store = yield* Store.make(storeRootOf(root))
+      return { graph, store, recipeId: path.relative(root, graph.recipe), scan }
+    }).pipe(Effect.onError(() => Effect.sync(() => scan?.close())))
   })
 
-export const openProject = (recipe: string, options: { store?: string | undefined; fresh?: boolean }): Promise<Project> =>
+export const openProject = (recipe: string, options: OpenOptions): Promise<Project> =>
   Effect.runPromise(openProjectEffect(recipe, options))
 
 /** The named steps and everything they need (all steps when none are named). */
@@ -86,8 +104,12 @@ export const unknownStep = (graph: Graph, id: string): UsageError =>
 export const hashSourcesEffect = (store: Store, steps: ReadonlyArray<PlannedStep>): Effect.Effect<Map<string, string>, BadInput> =>
   Effect.gen(function* () {
     const paths: Array<string> = []
+    // a source read by many steps is checked once, for the first of them (whose id an error names)
+    const checked = new Set<SourceNode>()
     for (const s of steps) {
       for (const src of s.sources) {
+        if (checked.has(src)) continue
+        checked.add(src)
         yield* badInputOf(() => checkSource(s, src))
         if (!paths.includes(src.path)) paths.push(src.path)
       }
@@ -108,8 +130,11 @@ export const hashSourcesOffThread = (store: Store, steps: ReadonlyArray<PlannedS
 /** Content hashes of the sources the selected steps read (stat-cached). */
 export const hashSources = (store: Store, steps: ReadonlyArray<PlannedStep>): Map<string, string> => {
   const hashes = new Map<string, string>()
+  const checked = new Set<SourceNode>()
   for (const s of steps) {
     for (const src of s.sources) {
+      if (checked.has(src)) continue
+      checked.add(src)
       checkSource(s, src)
       if (!hashes.has(src.path)) hashes.set(src.path, store.hashSource(src.path).hash)
     }
@@ -179,15 +204,23 @@ type Plan = {
  */
 export const planSteps = (project: Project, steps: ReadonlyArray<PlannedStep>, options: PlanOptions = {}): Plan => {
   project.store.deferLeases()
-  const first = planOnce(project, steps, options)
-  return project.store.confirmLeases().length === 0 ? first : planOnce(project, steps, options)
+  let first: Plan
+  try {
+    first = planOnce(project, steps, options, project.scan)
+  } finally {
+    // its verdicts describe the store as it was before this plan: none serves another
+    project.scan?.close()
+  }
+  return project.store.confirmLeases().length === 0 ? first : planOnce(project, steps, options, undefined)
 }
 
-const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: PlanOptions): Plan => {
+const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: PlanOptions, scan: PresenceScan | undefined): Plan => {
   const { store, recipeId } = project
   const sources = options.sources ?? hashSources(store, steps)
-  // the recorded outputs' rows come with the records, in one query
-  const { records, outputs: recorded } = store.db.stepRecordsWithOutputs(recipeId)
+  // the recorded outputs' rows come with the records, in one query (the presence scan's, when its rows
+  // are in: it read them while the recipe loaded)
+  const scanned = scan?.takeRows()
+  const { records, outputs: recorded } = scanned !== undefined ? recordsWithOutputs(scanned) : store.db.stepRecordsWithOutputs(recipeId)
   const ctx = {
     store,
     records,
@@ -228,7 +261,7 @@ const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: 
     }
     stale.add(step.id)
     return { step: step.id, kind: step.def.kind, status: "stale", reasons: decision.reasons, needs, key, output: undefined, decision, trace }
-  }))
+  }), scan)
   return { entries, sources, warnings, records: ctx.records }
 }
 

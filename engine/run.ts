@@ -25,6 +25,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { StepRecord } from "../cache/db.ts"
 import type { RemoteConfig } from "../cache/remote/url.ts"
+import { presenceScanWanted } from "../cache/presence-scan.ts"
 import { decide, presence } from "./decide.ts"
 import type { DecideContext } from "./decide.ts"
 import type { CacheError, StoreFailure } from "../cache/errors.ts"
@@ -123,7 +124,7 @@ export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, 
       const remote = options.remote === undefined
         ? undefined
         : yield* badInputOf(async () => (await import("../cache/remote/sync.ts")).openRemoteRun(options.remote!, options.reporter))
-      const project = yield* openProjectEffect(options.recipe, { store: options.store, fresh: options.fresh ?? false }).pipe(
+      const project = yield* openProjectEffect(options.recipe, { store: options.store, fresh: options.fresh ?? false, scan: options.verify !== true && presenceScanWanted() }).pipe(
         Effect.onError(() => Effect.promise(async () => remote?.close()))
       )
       return { remote, project, executor: options.executor ?? makeLocalExecutor() }
@@ -143,6 +144,7 @@ export const runRecipeEffect = (options: RunOptions): Effect.Effect<RunSummary, 
           await executor.close?.()
           await remote?.close()
         } finally {
+          project.scan?.close()
           project.store.close()
         }
       })

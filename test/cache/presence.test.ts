@@ -15,9 +15,11 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
 import { Store } from "../../cache/store.ts"
+import { openProject, planSteps } from "../../engine/plan.ts"
 import { cli, statuses } from "../helpers/project.ts"
 import { withCacheDb } from "./cache-db.ts"
-import { storeProject } from "./store-recipe.ts"
+import { outputsOf, storeProject, tamper, wrongOutputs } from "./store-recipe.ts"
+import type { TamperKind } from "./store-recipe.ts"
 
 const cleanups: Array<() => void> = []
 afterEach(() => {
@@ -117,6 +119,61 @@ describe("presence checks from directory signatures", () => {
     withCacheDb(store.root, (db) => db.prepare("UPDATE artifacts SET dirs = NULL WHERE hash = ?").run(c.hash))
     expect(store.has(c.hash)).toBe(false)
   })
+})
+
+describe("the presence scan", () => {
+  it("vouches, on its worker thread, for exactly the outputs whose stats are unchanged; the plan finds the rest", async () => {
+    const p = storeProject({ parts: 12 })
+    cleanups.push(() => fs.rmSync(p.dir, { recursive: true, force: true }))
+    const first = await cli(["run", p.file("recipe.ts"), "--json"])
+    expect(first.exitCode, first.stderr).toBe(0)
+    const out = outputsOf(first.events)
+    const scanned = async (): Promise<ReadonlySet<string>> => {
+      const scan = Store.scan(p.store, "recipe.ts")
+      expect(scan).toBeDefined()
+      try {
+        const vouched = await scan!.finished()
+        expect(scan!.error).toBeUndefined()
+        return vouched
+      } finally {
+        scan!.close()
+      }
+    }
+    // signatures taken moments after the directories changed are not trusted (the racy window): the
+    // scan leaves those outputs to the plan, which lists them
+    expect(await scanned()).toEqual(new Set())
+    const aged = () => withCacheDb(p.store, (db) => db.prepare("UPDATE artifacts SET dirs = json_set(dirs, '$.at', ?)").run(Date.now() + 60_000))
+    aged()
+    expect(await scanned()).toEqual(new Set([out.split, out.join]))
+
+    // a plan takes the scan's rows and verdicts (it is started before the recipe loads; here the test
+    // waits for it, as a plan on a busy machine need not)
+    const project = await openProject(p.file("recipe.ts"), { scan: true })
+    try {
+      await project.scan!.finished()
+      const planned = planSteps(project, project.graph.steps)
+      expect(planned.entries.map((e) => [e.step, e.status])).toEqual([["split", "cached"], ["join", "cached"]])
+      expect(project.scan!.used).toEqual({ rows: true, verdicts: 2 })
+    } finally {
+      project.store.close()
+    }
+
+    // a file added to one output, a changed byte in the other: neither is vouched for, and a run (which
+    // starts the scan while its recipe loads) rebuilds the damaged one, saying why
+    const rerun = async (step: "split" | "join", kind: TamperKind, reason: string, expected: Record<string, string>) => {
+      tamper(p.store, out[step]!, kind)
+      aged()
+      expect(await scanned()).toEqual(new Set(step === "split" ? [out.join] : [out.split]))
+      const r = await cli(["run", p.file("recipe.ts"), "--json"], { env: { ANNEAL_PRESENCE_SCAN: "1" } })
+      expect(r.exitCode, r.stderr).toBe(0)
+      const planned = r.events.flatMap((e) => (e.event === "planned" && e.step === step ? e.reasons : []))
+      expect(planned.join(" ")).toContain(reason)
+      expect(statuses(r.events)).toEqual(expected)
+      expect(wrongOutputs(p.store, r.events, out)).toEqual([])
+    }
+    await rerun("join", "extra file", "unexpected file stray.txt", { split: "cached", join: "ran" })
+    await rerun("split", "flipped byte", "content changed", { split: "ran", join: "cached" })
+  }, 120_000)
 })
 
 describe("group commit", () => {
