@@ -20,8 +20,7 @@
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
-import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads"
-import type { MessagePort } from "node:worker_threads"
+import type { MessagePort, Worker } from "node:worker_threads"
 import { STEP_RECORDS_WITH_OUTPUTS } from "./db.ts"
 import type { StepRecordRow } from "./db.ts"
 import { RACY_MS, trustedDirs, unchangedByStat } from "./manifest.ts"
@@ -120,6 +119,8 @@ export class PresenceScan {
   static start(dbFile: string, artifactsDir: string, recipe: string): PresenceScan | undefined {
     if (!fs.existsSync(dbFile)) return undefined
     try {
+      // loaded here, not by every command that imports the store
+      const { MessageChannel, Worker } = process.getBuiltinModule("node:worker_threads")
       const { port1, port2 } = new MessageChannel()
       const worker = new Worker(workerSource, {
         eval: true,
@@ -165,6 +166,7 @@ export class PresenceScan {
   }
 
   private receive() {
+    const { receiveMessageOnPort } = process.getBuiltinModule("node:worker_threads")
     for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) {
       const msg = m.message as { rows?: ReadonlyArray<StepRecordRow>; schema?: number; clean?: ReadonlyArray<string>; done?: boolean; error?: string }
       // rows of another schema version (the store is migrated when it opens) are the plan's to read
