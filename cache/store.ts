@@ -59,6 +59,8 @@ const rmQuietly = (p: string) => {
 let counter = 0
 
 /** A new empty directory at `dir`: one mkdir when nothing is there, else whatever was there is replaced. */
+const contentHash = /^[0-9a-f]{64}$/
+
 const makeFreshDir = (dir: string) => {
   try {
     fs.mkdirSync(dir)
@@ -197,7 +199,8 @@ export class Store {
   }
 
   artifactPath(hash: string): string {
-    return path.join(this.artifactsDir, hash)
+    // a content hash (hex) is joined as it is: path.join's normalising was a tenth of a presence check
+    return contentHash.test(hash) ? this.artifactsDir + path.sep + hash : path.join(this.artifactsDir, hash)
   }
 
   /** Leases an artifact for this store's lifetime: gc will not delete it while this process lives. */
