@@ -10,6 +10,7 @@ import { isHandle, makeHandle } from "./artifact.ts"
 import type { Row } from "./rows.ts"
 import type { CallOptions, StepDefinition, AnyPort } from "./step.ts"
 import { RecipeError } from "./errors.ts"
+import { copyFlat, flatDecoder } from "./flat-params.ts"
 
 export interface StepNode extends NodeRef {
   readonly _tag: "step"
@@ -220,12 +221,18 @@ export const stepIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/
 
 // One decoder and encoder per params schema, not per step: building them costs far more than running
 // them, and a generated recipe has thousands of steps of a few kinds.
-const codecs = new WeakMap<object, { readonly decode: (u: unknown) => unknown; readonly encode: (a: unknown) => unknown }>()
-const codecOf = (schema: unknown) => {
+interface ParamsCodec {
+  readonly decode: (u: unknown) => unknown
+  readonly encode: (a: unknown) => unknown
+  /** a flat schema's fast path (flat-params.ts): the decoded copy of a value it accepts */
+  readonly flat: ((u: unknown) => Record<string, unknown> | undefined) | undefined
+}
+const codecs = new WeakMap<object, ParamsCodec>()
+const codecOf = (schema: unknown): ParamsCodec => {
   let c = codecs.get(schema as object)
   if (c === undefined) {
     const codec = schema as Schema.Codec<unknown, unknown>
-    c = { decode: Schema.decodeUnknownSync(codec, { onExcessProperty: "error" }), encode: Schema.encodeSync(codec) }
+    c = { decode: Schema.decodeUnknownSync(codec, { onExcessProperty: "error" }), encode: Schema.encodeSync(codec), flat: flatDecoder(codec) }
     codecs.set(schema as object, c)
   }
   return c
@@ -286,13 +293,19 @@ export const validateGraph = (recipeFile: string, recipeName: string, nodes: Rea
   for (const n of steps) {
     // params: decoded now, so a bad value fails before anything runs
     const codec = codecOf(n.def.params)
-    let decoded: unknown
-    try {
-      decoded = codec.decode(n.rawParams)
-    } catch (e) {
-      throw RecipeError.fromSchema(n.id, n.def.kind, at(n), e)
+    let decoded: unknown = codec.flat?.(n.rawParams)
+    let params: Record<string, unknown>
+    if (decoded !== undefined) {
+      // a flat schema's value decodes to a copy of itself, and encodes back to the same
+      params = copyFlat(decoded as Record<string, unknown>)
+    } else {
+      try {
+        decoded = codec.decode(n.rawParams)
+      } catch (e) {
+        throw RecipeError.fromSchema(n.id, n.def.kind, at(n), e)
+      }
+      params = codec.encode(decoded) as Record<string, unknown>
     }
-    const params = codec.encode(decoded) as Record<string, unknown>
 
     let ports = portsOf.get(n.def)
     if (ports === undefined) portsOf.set(n.def, (ports = Object.entries(n.def.inputs)))
