@@ -88,9 +88,15 @@ export interface RecordsWithOutputs {
 export const recordsWithOutputs = (rows: ReadonlyArray<StepRecordRow>): RecordsWithOutputs => {
   const records = new Map<string, StepRecord>()
   const outputs = new Map<string, ArtifactCheckRecord>()
-  for (const [recipe, step, kind, key, trace, output, run_id, built_session, changed_session, seconds, fingerprint, hash, manifest, dirs] of rows) {
-    records.set(step, { recipe, step, kind, key, trace, output, run_id, built_session, changed_session, seconds, fingerprint })
-    if (hash !== null) outputs.set(hash, { hash, manifest, dirs })
+  // indexed, not destructured: unoptimised array destructuring calls an iterator per column
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!
+    records.set(r[1], {
+      recipe: r[0], step: r[1], kind: r[2], key: r[3], trace: r[4], output: r[5], run_id: r[6],
+      built_session: r[7], changed_session: r[8], seconds: r[9], fingerprint: r[10]
+    })
+    const hash = r[11]
+    if (hash !== null) outputs.set(hash, { hash, manifest: r[12], dirs: r[13] })
   }
   return { records, outputs }
 }

@@ -28,7 +28,8 @@ export const canonicalJson = (value: unknown): string => {
   const keys = Object.keys(record).sort()
   let out = "{"
   let first = true
-  for (const k of keys) {
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!
     const v = record[k]
     if (v === undefined) continue
     out += (first ? "" : ",") + JSON.stringify(k) + ":" + canonicalJson(v)

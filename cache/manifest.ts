@@ -54,13 +54,16 @@ export const unchangedByStat = (
   stat: (p: string) => fs.Stats | undefined
 ): boolean => {
   if (dirs.length === 0 || dirs[0]![0] !== "") return false
-  for (const [rel, ino, mtime, ctime] of dirs) {
-    const st = stat(rel === "" ? dir : dir + "/" + rel)
-    if (st === undefined || !st.isDirectory() || st.ino !== ino || st.mtimeMs !== mtime || st.ctimeMs !== ctime) return false
+  // indexed, not destructured: unoptimised destructuring allocates an iterator per entry
+  for (let i = 0; i < dirs.length; i++) {
+    const d = dirs[i]!
+    const st = stat(d[0] === "" ? dir : dir + "/" + d[0])
+    if (st === undefined || !st.isDirectory() || st.ino !== d[1] || st.mtimeMs !== d[2] || st.ctimeMs !== d[3]) return false
   }
-  for (const [rel, size, , ino, mtime, ctime] of manifest) {
-    const st = stat(dir + "/" + rel)
-    if (st === undefined || !st.isFile() || st.size !== size || st.ino !== ino || st.mtimeMs !== mtime || st.ctimeMs !== ctime) return false
+  for (let i = 0; i < manifest.length; i++) {
+    const m = manifest[i]!
+    const st = stat(dir + "/" + m[0])
+    if (st === undefined || !st.isFile() || st.size !== m[1] || st.ino !== m[3] || st.mtimeMs !== m[4] || st.ctimeMs !== m[5]) return false
   }
   return true
 }

@@ -19,11 +19,20 @@ export const inputHashes = (
 ): Record<string, string | ReadonlyArray<string>> | undefined => {
   const of = (n: GraphNode): string | undefined => (n._tag === "source" ? sources.get(n.path) : outputs.get(n.id))
   const result: Record<string, string | ReadonlyArray<string>> = {}
-  for (const [port, node] of Object.entries(step.inputs)) {
+  // indexed loops: a plan calls this for every step, mostly before V8 optimises it
+  const ports = Object.keys(step.inputs)
+  for (let p = 0; p < ports.length; p++) {
+    const port = ports[p]!
+    const node = step.inputs[port]!
     if (Array.isArray(node)) {
-      const hs = (node as ReadonlyArray<GraphNode>).map(of)
-      if (hs.some((h) => h === undefined)) return undefined
-      result[port] = hs as Array<string>
+      const list = node as ReadonlyArray<GraphNode>
+      const hs = new Array<string>(list.length)
+      for (let i = 0; i < list.length; i++) {
+        const h = of(list[i]!)
+        if (h === undefined) return undefined
+        hs[i] = h
+      }
+      result[port] = hs
     } else {
       const h = of(node as GraphNode)
       if (h === undefined) return undefined

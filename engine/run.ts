@@ -267,7 +267,8 @@ const beginRun = (
       message: `${gpus.length === 0 ? "no GPU" : `${gpus.length} GPU${gpus.length > 1 ? "s" : ""}`}: running ${toRunOnCpu.join(", ")} on CPU`
     })
   }
-  for (const e of plan.entries) {
+  for (let i = 0; i < plan.entries.length; i++) {
+    const e = plan.entries[i]!
     emit({ event: "planned", step: e.step, kind: e.kind, status: e.status, reasons: e.reasons, needs: e.needs })
   }
   return {
@@ -335,7 +336,8 @@ const build = (run: Run, step: PlannedStep, hold: Hold): Effect.Effect<Outcome> 
 const settlePlannedCached = (run: Run, steps: ReadonlyArray<PlannedStep>): Map<string, Outcome> => {
   const settled = new Map<string, Outcome>()
   if (run.options.signal?.aborted === true) return settled
-  for (const step of steps) {
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i]!
     const planned = run.planned.get(step.id)
     if (!plannedCached(planned)) continue
     const d = planned.decision
