@@ -18,6 +18,8 @@ export const canonicalJson = (value: unknown): string => {
     return JSON.stringify(value) ?? "null"
   }
   if (Array.isArray(value)) {
+    // a list of strings (a step's input hashes) is JSON.stringify's own output, made natively
+    if (value.every((v) => typeof v === "string")) return JSON.stringify(value)
     let out = "["
     for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + canonicalJson(value[i])
     return out + "]"

@@ -20,6 +20,15 @@ const traces: Array<Trace> = [
 ]
 
 describe("trace text", () => {
+  it("is canonical JSON as it always was: keys sorted at every level, undefined left out", () => {
+    expect(traceText(traces[2]!)).toBe(
+      `{"inputs":{"a":"${h("e")}","z":["${h("c")}","${h("d")}"]},"kind":"dédup-ü",` +
+        `"params":{"a":{"y":[3,{"a":1,"b":2}]},"m":"tab\\tand \\"quote\\"","z":1},"version":12}`
+    )
+    expect(canonicalJson(["a", "b\"c", "é", 1, null])).toBe(`["a","b\\"c","é",1,null]`)
+    expect(canonicalJson([Infinity, "x"])).toBe(`["Infinity","x"]`)
+  })
+
   it("is the canonical JSON of the whole trace, byte for byte", () => {
     for (const t of traces) {
       expect(traceText(t)).toBe(canonicalJson(t))
