@@ -58,9 +58,10 @@ const rmQuietly = (p: string) => {
 
 let counter = 0
 
-/** A new empty directory at `dir`: one mkdir when nothing is there, else whatever was there is replaced. */
+/** An artifact's name: its content hash, in hex. */
 const contentHash = /^[0-9a-f]{64}$/
 
+/** A new empty directory at `dir`: one mkdir when nothing is there, else whatever was there is replaced. */
 const makeFreshDir = (dir: string) => {
   try {
     fs.mkdirSync(dir)

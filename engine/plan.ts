@@ -97,6 +97,23 @@ export const unknownStep = (graph: Graph, id: string): UsageError =>
   })
 
 /**
+ * Each source the steps read, with the first step (in step order) that reads it: a source read by many
+ * steps is checked once, for that step, whose id an error names.
+ */
+const firstReaders = (steps: ReadonlyArray<PlannedStep>): Array<readonly [PlannedStep, SourceNode]> => {
+  const seen = new Set<SourceNode>()
+  const pairs: Array<readonly [PlannedStep, SourceNode]> = []
+  for (const s of steps) {
+    for (const src of s.sources) {
+      if (seen.has(src)) continue
+      seen.add(src)
+      pairs.push([s, src])
+    }
+  }
+  return pairs
+}
+
+/**
  * Content hashes of the sources the selected steps read, hashed on the store's worker threads (stat-cached),
  * so the event loop (and the live view) keeps going while a large source is read. A bad source is the
  * same error `hashSources` gives: the first in step order.
@@ -104,15 +121,9 @@ export const unknownStep = (graph: Graph, id: string): UsageError =>
 export const hashSourcesEffect = (store: Store, steps: ReadonlyArray<PlannedStep>): Effect.Effect<Map<string, string>, BadInput> =>
   Effect.gen(function* () {
     const paths: Array<string> = []
-    // a source read by many steps is checked once, for the first of them (whose id an error names)
-    const checked = new Set<SourceNode>()
-    for (const s of steps) {
-      for (const src of s.sources) {
-        if (checked.has(src)) continue
-        checked.add(src)
-        yield* badInputOf(() => checkSource(s, src))
-        if (!paths.includes(src.path)) paths.push(src.path)
-      }
+    for (const [s, src] of firstReaders(steps)) {
+      yield* badInputOf(() => checkSource(s, src))
+      if (!paths.includes(src.path)) paths.push(src.path)
     }
     // all hashed at once; each settles before the first failure (in step order) is reported
     const hashed = yield* Effect.forEach(paths, (p) => Effect.result(store.hashSourceEffect(p)), { concurrency: "unbounded" })
@@ -130,14 +141,9 @@ export const hashSourcesOffThread = (store: Store, steps: ReadonlyArray<PlannedS
 /** Content hashes of the sources the selected steps read (stat-cached). */
 export const hashSources = (store: Store, steps: ReadonlyArray<PlannedStep>): Map<string, string> => {
   const hashes = new Map<string, string>()
-  const checked = new Set<SourceNode>()
-  for (const s of steps) {
-    for (const src of s.sources) {
-      if (checked.has(src)) continue
-      checked.add(src)
-      checkSource(s, src)
-      if (!hashes.has(src.path)) hashes.set(src.path, store.hashSource(src.path).hash)
-    }
+  for (const [s, src] of firstReaders(steps)) {
+    checkSource(s, src)
+    if (!hashes.has(src.path)) hashes.set(src.path, store.hashSource(src.path).hash)
   }
   return hashes
 }
