@@ -4,7 +4,7 @@
  * and a summary table at the end. No escape codes, ever: the lines are meant to be grepped.
  */
 import type { EngineEvent, Reporter } from "../../engine/events.ts"
-import { initialState, reduce } from "../ui/state.ts"
+import { initialState, makeFold } from "../ui/state.ts"
 import type { RunState, StepView } from "../ui/state.ts"
 import { fractionDone, isPhaseOnly, keyMetrics, latestLoss } from "../ui/state.ts"
 import { formatCount, formatDuration, formatMetric, formatNumber, formatThroughput, padEnd } from "../ui/format.ts"
@@ -54,20 +54,41 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
   const now = options.now ?? Date.now
   const everyPercent = options.progressPercent ?? 10
   const everyMs = (options.progressSeconds ?? 30) * 1000
-  let state = initialState(now())
+  const fold = makeFold(initialState(now()))
+  const startedAt = fold.state().startedAt
   // per step: the last progress bucket printed and when
   const lastProgress = new Map<string, { bucket: number; at: number }>()
 
-  const write = (line: string) => stream.write(line + "\n")
-  const say = (what: string, rest: string) => write(`${clock(now() - state.startedAt)} ${padEnd(what, 11)} ${rest}`.trimEnd())
+  // The bulk of a big run's lines (its plan, its cached steps: 20,000 for 10,000 steps) is written in
+  // batches, a write call per line having cost more than the whole plan; any other line flushes them
+  // and goes out at once, so what a step is doing now is never held back behind a synchronous stretch.
+  let pending: Array<string> = []
+  const flush = () => {
+    if (pending.length === 0) return
+    const text = pending.join("")
+    pending = []
+    stream.write(text)
+  }
+  const write = (line: string) => {
+    flush()
+    stream.write(line + "\n")
+  }
+  const later = (line: string) => {
+    if (pending.length === 0) setImmediate(flush)
+    pending.push(line + "\n")
+    if (pending.length >= 512) flush()
+  }
+  const line = (what: string, rest: string) => `${clock(now() - startedAt)} ${padEnd(what, 11)} ${rest}`.trimEnd()
+  const say = (what: string, rest: string) => write(line(what, rest))
+  const sayLater = (what: string, rest: string) => later(line(what, rest))
 
   const onEvent = (event: EngineEvent) => {
-    const s = "step" in event && typeof event.step === "string" ? state.steps[event.step] : undefined
+    const s = "step" in event && typeof event.step === "string" ? fold.step(event.step) : undefined
     switch (event.event) {
       case "planned":
         // cached steps are reported when the engine confirms them; the rest say why they will run
-        if (event.status === "stale") say("queued", `${event.step}${event.reasons.length > 0 ? `  ${event.reasons.join("; ")}` : ""}`)
-        else if (event.status === "waiting") say("waiting", `${event.step}${event.needs.length > 0 ? `  for ${event.needs.join(", ")}` : ""}`)
+        if (event.status === "stale") sayLater("queued", `${event.step}${event.reasons.length > 0 ? `  ${event.reasons.join("; ")}` : ""}`)
+        else if (event.status === "waiting") sayLater("waiting", `${event.step}${event.needs.length > 0 ? `  for ${event.needs.join(", ")}` : ""}`)
         return
       case "started":
         lastProgress.set(event.step, { bucket: 0, at: now() })
@@ -101,7 +122,9 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
         // a planned-cached step is already "cached"; print it once, when the engine confirms it
         const word = event.status === "ran" ? "done" : event.status
         const time = event.status !== "cached" ? formatDuration(event.seconds) : event.seconds > 0 ? `saved ${formatDuration(event.seconds)}` : ""
-        say(word, [event.step, time, event.restored === true ? "restored" : "", metricsOf(s)].filter((x) => x !== "").join("  "))
+        const text = [event.step, time, event.restored === true ? "restored" : "", metricsOf(s)].filter((x) => x !== "").join("  ")
+        if (event.status === "cached") sayLater(word, text)
+        else say(word, text)
         if (event.error !== undefined) for (const l of event.error.split("\n").filter((x) => x.trim() !== "")) write(`      ${l}`)
         return
       }
@@ -109,8 +132,10 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
         say("skipped", `${event.step}  ${event.because}`)
         return
       case "run":
+        flush()
         if (options.summary === false) return
         write("")
+        const state = fold.state()
         for (const l of summaryTable(state)) write(l)
         write("")
         for (const l of totalsLines(state, now(), 1000)) write(l)
@@ -122,10 +147,11 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
   }
 
   return {
-    state: () => state,
+    state: fold.state,
+    close: flush,
     emit: (event) => {
       try {
-        state = reduce(state, event, now())
+        fold.apply(event, now())
         onEvent(event)
       } catch {
         // never throw into the engine

@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { EngineEvent, Reporter } from "../../engine/events.ts"
 import type { LossPoint, RunState, StepView } from "../ui/state.ts"
-import { initialState, keyMetrics, reduce, totals } from "../ui/state.ts"
+import { initialState, keyMetrics, makeFold, totals } from "../ui/state.ts"
 import { formatBytes, formatDuration, formatMetric, formatNumber } from "../ui/format.ts"
 
 export const summaryFileName = "summary.md"
@@ -142,14 +142,14 @@ export interface SummaryReporter extends Reporter {
  */
 export const makeSummaryReporter = (options: { readonly now?: () => number; readonly onError?: (e: unknown) => void } = {}): SummaryReporter => {
   const now = options.now ?? Date.now
-  let state = initialState(now())
+  const fold = makeFold(initialState(now()))
   let written: string | undefined
   return {
     path: () => written,
     emit: (event: EngineEvent) => {
       try {
-        state = reduce(state, event, now())
-        if (event.event === "run" && event.runDir !== undefined) written = writeRunSummary(state, event.runDir, now())
+        fold.apply(event, now())
+        if (event.event === "run" && event.runDir !== undefined) written = writeRunSummary(fold.state(), event.runDir, now())
       } catch (e) {
         options.onError?.(e)
       }

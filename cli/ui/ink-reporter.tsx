@@ -9,7 +9,7 @@
  */
 import { render } from "ink"
 import type { EngineEvent, Reporter } from "../../engine/events.ts"
-import { initialState, reduce } from "./state.ts"
+import { initialState, makeFold } from "./state.ts"
 import type { RunState } from "./state.ts"
 import { LiveView } from "./live-view.tsx"
 
@@ -52,13 +52,13 @@ export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
     on?: (e: "resize", f: () => void) => unknown
     off?: (e: "resize", f: () => void) => unknown
   }
-  let state = initialState(now())
+  const fold = makeFold(initialState(now()))
   let finished = false
   const columns = () => options.columns ?? (stdout.columns !== undefined && stdout.columns > 0 ? stdout.columns : 80)
 
   let instance: ReturnType<typeof render> | undefined
   const view = () => (
-    <LiveView state={state} now={now()} columns={columns()} rows={stdout.rows} color={options.color}
+    <LiveView state={fold.state()} now={now()} columns={columns()} rows={stdout.rows} color={options.color}
       onInterrupt={options.onInterrupt} finished={finished} />
   )
   // registered before Ink's own resize handler, so the frame Ink redraws on a resize already has the
@@ -88,10 +88,10 @@ export const makeInkReporter = (options: InkReporterOptions): InkReporter => {
   const clock = setInterval(redraw, 1000)
   clock.unref()
   return {
-    state: () => state,
+    state: fold.state,
     emit: (event: EngineEvent) => {
       try {
-        state = reduce(state, event, now())
+        fold.apply(event, now())
         schedule()
       } catch {
         // a reporter must not throw into the engine; a bad event only costs its own update

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest"
-import { initialState, maxLossPoints, reduce, reduceAll, totals } from "../../../cli/ui/state.ts"
+import type { EngineEvent } from "../../../engine/events.ts"
+import { initialState, makeFold, maxLossPoints, reduce, reduceAll, totals } from "../../../cli/ui/state.ts"
+import type { RunState } from "../../../cli/ui/state.ts"
 import { cleanCached, dedupRan, planned, sftFailed, sftProgress, sftStarted } from "./fixtures.ts"
 
 describe("view state", () => {
@@ -63,5 +65,52 @@ describe("view state", () => {
     reduce(before, sftStarted, 0)
     expect(JSON.stringify(before)).toBe(copy)
     expect(initialState(5).startedAt).toBe(5)
+  })
+
+  it("a reporter's fold gives the states the pure reducer gives, and a state it handed out stays as it was", () => {
+    // a generated run: a chain of steps with fan-in, every kind of event, ids that are names on
+    // Object.prototype (a step may be called "constructor")
+    const ids = ["constructor", "toString", "hasOwnProperty", ...Array.from({ length: 60 }, (_, i) => `s${i}`)]
+    const events: Array<EngineEvent> = []
+    ids.forEach((id, i) => {
+      const needs = i === 0 ? [] : [ids[i - 1]!, ...(i > 3 ? [ids[i - 4]!] : [])]
+      events.push({ event: "planned", step: id, kind: "k", status: i % 3 === 0 ? "cached" : i % 3 === 1 ? "stale" : "waiting", reasons: [], needs })
+    })
+    ids.forEach((id, i) => {
+      if (i % 3 === 0) {
+        events.push({ event: "step", step: id, kind: "k", status: "cached", key: `k${i}`, output: `h${i}`, seconds: i })
+        return
+      }
+      events.push({ event: "started", step: id, kind: "k", key: `k${i}`, gpus: [], log: `/l/${id}` })
+      events.push({ event: "progress", step: id, current: 0, phase: "loading torch" })
+      events.push({ event: "progress", step: id, current: 5, total: 10, loss: 1 / (i + 1) })
+      events.push({ event: "metric", step: id, name: "accuracy", value: i / 100 })
+      events.push({ event: "log", step: id, level: "info", message: `line ${i}\nline ${i + 1}` })
+      events.push({ event: "log", step: null, level: "warn", message: `warning ${i}` })
+      if (i % 5 === 0) events.push({ event: "waiting", step: id, reason: "locked by anneal pid 1" })
+      events.push({ event: "step", step: id, kind: "k", status: i % 7 === 0 ? "failed" : "ran", key: `k${i}`, output: i % 7 === 0 ? null : `h${i}`, seconds: i, ...(i % 7 === 0 ? { error: "boom" } : {}) })
+    })
+    events.push({ event: "run", ran: 1, cached: 2, failed: 3, interrupted: 0, skipped: 0, seconds: 9, saved: 8 })
+
+    const fold = makeFold(initialState(0))
+    let pure = initialState(0)
+    const handedOut: Array<[string, RunState]> = []
+    events.forEach((e, i) => {
+      fold.apply(e, i * 10)
+      pure = reduce(pure, e, i * 10)
+      if (i % 17 === 0) {
+        const st = fold.state()
+        expect(st).toEqual(pure)
+        expect(fold.state()).toBe(st) // no event since: the same snapshot
+        handedOut.push([JSON.stringify(st), st])
+      }
+    })
+    expect(fold.state()).toEqual(pure)
+    expect(fold.state()).toEqual(events.reduce((s, e, i) => reduce(s, e, i * 10), initialState(0)))
+    expect(fold.step("constructor")).toEqual(pure.steps["constructor"])
+    expect(fold.step("valueOf")).toBeUndefined()
+    expect(pure.order).toEqual(ids)
+    expect(pure.steps["s0"]!.depth).toBe(3)
+    for (const [text, st] of handedOut) expect(JSON.stringify(st)).toBe(text)
   })
 })
