@@ -10,7 +10,7 @@
  * Everything it shows comes in as props (state, clock, width), so tests render it at a fixed width
  * and time; the only local state is what the keys change (selection, panels).
  */
-import { useState } from "react"
+import { useRef, useState } from "react"
 import { Box, Static, Text, useInput, useStdin } from "ink"
 import type { RunState, StepView } from "./state.ts"
 import { isSettled } from "./state.ts"
@@ -27,6 +27,8 @@ import {
 import { summaryTable } from "./summary-table.ts"
 import { readLogTail } from "./log-tail.ts"
 import { truncate } from "./format.ts"
+import { makePaint } from "../render/paint.ts"
+import type { Style } from "../render/paint.ts"
 
 export interface LiveViewProps {
   readonly state: RunState
@@ -47,9 +49,14 @@ export interface LiveViewProps {
   readonly logLines?: number
 }
 
-type StaticItem =
-  | { readonly key: string; readonly step: StepView }
-  | { readonly key: string; readonly table: ReadonlyArray<string> }
+/** `state.settled[from, to)`: the steps that settled between two frames, printed as one block */
+interface SettledBatch {
+  readonly key: string
+  readonly from: number
+  readonly to: number
+}
+
+type StaticItem = SettledBatch | { readonly key: string; readonly table: ReadonlyArray<string> }
 
 const keyHelp = [
   ["q, Ctrl-C", "interrupt the run (steps stop cleanly, finished work stays cached)"],
@@ -97,7 +104,12 @@ export const LiveView = (props: LiveViewProps) => {
   const shown = live.filter((s) => keep.has(s) || s.id === current)
   const hidden = live.length - shown.length
 
-  const items: Array<StaticItem> = state.settled.map((id, i) => ({ key: `${id}#${i}`, step: state.steps[id]! }))
+  // what settled since the last frame is one <Static> item, printed as one block of lines: a row per
+  // step as its own elements made a rerun of 10,000 cached steps spend seconds laying out 40,000 of them
+  const batches = useRef<Array<SettledBatch>>([])
+  const covered = batches.current.at(-1)?.to ?? 0
+  if (state.settled.length > covered) batches.current.push({ key: `settled ${covered}`, from: covered, to: state.settled.length })
+  const items: Array<StaticItem> = [...batches.current]
   // the summary table goes out through <Static> too: a live frame taller than the terminal makes Ink
   // clear the screen, which would wipe the steps printed above it on a big recipe
   if (props.finished === true && state.run !== undefined) items.push({ key: "summary", table: summaryTable(state, width) })
@@ -107,11 +119,12 @@ export const LiveView = (props: LiveViewProps) => {
     <>
       <Static items={items}>
         {(item) =>
-          "step" in item
-            ? <SettledRow key={item.key} step={item.step} width={width - 2} color={color} />
+          "from" in item
+            ? <SettledRows key={item.key} steps={state.settled.slice(item.from, item.to).map((id) => state.steps[id]!)} width={width - 2} color={color} />
             : (
               <Box key={item.key} flexDirection="column" marginTop={1}>
-                {item.table.map((l, i) => <Text key={i} bold={i === 0}>{l}</Text>)}
+                <Text bold>{item.table[0]}</Text>
+                {item.table.length > 1 && <Text>{item.table.slice(1).join("\n")}</Text>}
               </Box>
             )}
       </Static>
@@ -150,24 +163,20 @@ export const LiveView = (props: LiveViewProps) => {
 
 const finishedOk = (s: StepView | undefined) => s !== undefined && (s.status === "done" || s.status === "cached")
 
-const SettledRow = (props: { readonly step: StepView; readonly width: number; readonly color: boolean }) => {
-  const s = props.step
-  const c = props.color ? statusColors[s.status] : undefined
-  const line = settledLine(s, props.width)
-  const g = glyphs[s.status]
-  const at = line.indexOf(g)
-  return (
-    <Box flexDirection="column">
-      <Text wrap="truncate">
-        {"  " + line.slice(0, at)}
-        <Text color={c}>{g}</Text>
-        {line.slice(at + g.length)}
-      </Text>
-      {errorLines(s, props.width).map((l, i) => (
-        <Text key={i} color={props.color ? "red" : undefined} wrap="truncate">{"  " + l}</Text>
-      ))}
-    </Box>
-  )
+/** Settled steps, a line each (its glyph in the status colour) and a failed step's error under it. */
+const SettledRows = (props: { readonly steps: ReadonlyArray<StepView>; readonly width: number; readonly color: boolean }) => {
+  const paint = makePaint(props.color)
+  const lines: Array<string> = []
+  for (const s of props.steps) {
+    const line = settledLine(s, props.width)
+    const g = glyphs[s.status]
+    const at = line.indexOf(g)
+    const c = statusColors[s.status] as Style | undefined
+    lines.push("  " + line.slice(0, at) + (c === undefined ? g : paint(c, g)) + line.slice(at + g.length))
+    for (const l of errorLines(s, props.width)) lines.push(paint("red", "  " + l))
+  }
+  // each line is already cut to the width: wrapping never applies (truncating would cut the block)
+  return <Text>{lines.join("\n")}</Text>
 }
 
 const LiveRow = (props: {

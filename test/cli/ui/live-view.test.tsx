@@ -29,6 +29,29 @@ const running = () => {
 afterEach(() => cleanup())
 
 describe("live view at 80 columns", () => {
+  it("prints each settled step once, in the order steps settled, across frames; a failed step with its error", () => {
+    const ids = Array.from({ length: 30 }, (_, i) => `s${i}`)
+    let s = reduceAll(ids.map((id) => ({ event: "planned", step: id, kind: "noop", status: "stale", reasons: [], needs: [] })), t0)
+    const settle = (id: string, i: number) => {
+      s = reduce(s, { event: "started", step: id, kind: "noop", key: `k${i}`, gpus: [], log: `/l/${id}` }, t0)
+      s = reduce(s, i === 7
+        ? { event: "step", step: id, kind: "noop", status: "failed", key: `k${i}`, output: null, seconds: 1, error: "boom: bad row 3" }
+        : { event: "step", step: id, kind: "noop", status: "ran", key: `k${i}`, output: `h${i}`, seconds: 1 }, t0)
+    }
+    // settled out of plan order, in three frames of different sizes
+    const order = [...ids].reverse()
+    order.slice(0, 4).forEach((id) => settle(id, Number(id.slice(1))))
+    const r = render(view(s))
+    order.slice(4, 25).forEach((id) => settle(id, Number(id.slice(1))))
+    r.rerender(view(s))
+    order.slice(25).forEach((id) => settle(id, Number(id.slice(1))))
+    r.rerender(view(s, { finished: true }))
+    const lines = last(r).split("\n")
+    const rows = lines.filter((l) => /^ {2}[✔✖] s\d+ /.test(l)).map((l) => l.trim().split(/\s+/)[1])
+    expect(rows).toEqual(order)
+    expect(lines[lines.findIndex((l) => l.includes("✖ s7")) + 1]).toContain("boom: bad row 3")
+  })
+
   it("prints cached steps as settled, with the time the cache saved", () => {
     const r = render(view(reduceAll([...planned, cleanCached], t0)))
     const out = screen(r.frames)
