@@ -68,7 +68,7 @@ try {
   port.postMessage({ rows, schema })
   let clean = []
   for (const row of rows) {
-    const hash = row[11], manifest = row[12], dirs = row[13]
+    const hash = row[10] === 1 ? row[4] : null, manifest = row[11], dirs = row[12]
     if (typeof hash !== "string" || !/^[0-9a-f]{64}$/.test(hash) || typeof manifest !== "string") continue
     let entries
     try {

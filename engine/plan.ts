@@ -226,7 +226,7 @@ const planOnce = (project: Project, steps: ReadonlyArray<PlannedStep>, options: 
   // the recorded outputs' rows come with the records, in one query (the presence scan's, when its rows
   // are in: it read them while the recipe loaded)
   const scanned = scan?.takeRows()
-  const { records, outputs: recorded } = scanned !== undefined ? recordsWithOutputs(scanned) : store.db.stepRecordsWithOutputs(recipeId)
+  const { records, outputs: recorded } = scanned !== undefined ? recordsWithOutputs(recipeId, scanned) : store.db.stepRecordsWithOutputs(recipeId)
   const ctx = {
     store,
     records,
