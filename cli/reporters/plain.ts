@@ -54,8 +54,9 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
   const now = options.now ?? Date.now
   const everyPercent = options.progressPercent ?? 10
   const everyMs = (options.progressSeconds ?? 30) * 1000
-  const fold = makeFold(initialState(now()))
-  const startedAt = fold.state().startedAt
+  const initial = initialState(now())
+  const fold = makeFold(initial)
+  const startedAt = initial.startedAt
   // per step: the last progress bucket printed and when
   const lastProgress = new Map<string, { bucket: number; at: number }>()
 

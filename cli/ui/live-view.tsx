@@ -8,7 +8,8 @@
  * totals and, on request, the key help or the selected step's log tail.
  *
  * Everything it shows comes in as props (state, clock, width), so tests render it at a fixed width
- * and time; the only local state is what the keys change (selection, panels).
+ * and time; the only local state is what the keys change (selection, panels) and where each frame's
+ * newly settled steps began (one <Static> block per frame).
  */
 import { useRef, useState } from "react"
 import { Box, Static, Text, useInput, useStdin } from "ink"

@@ -151,18 +151,12 @@ interface Draft {
   run?: RunEvent | undefined
 }
 
+/** A copy whose containers are its own: a fold's draft, and the snapshots a fold hands out. */
 const draftOf = (state: RunState): Draft => ({
   ...state,
   order: state.order.slice(),
   steps: { ...state.steps },
   settled: state.settled.slice()
-})
-
-const snapshotOf = (d: Draft): RunState => ({
-  ...d,
-  order: d.order.slice(),
-  steps: { ...d.steps },
-  settled: d.settled.slice()
 })
 
 /** Replaces step `id`'s view with `f` of it (a new step is appended to the order). */
@@ -317,7 +311,7 @@ export const makeFold = (state: RunState): Fold => {
       snapshot = undefined
     },
     step: (id) => (Object.hasOwn(d.steps, id) ? d.steps[id] : undefined),
-    state: () => (snapshot ??= snapshotOf(d))
+    state: () => (snapshot ??= draftOf(d))
   }
 }
 
