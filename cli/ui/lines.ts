@@ -44,6 +44,42 @@ export const indentOf = (s: StepView): string => "  ".repeat(Math.min(s.depth, 8
 const metricsText = (s: StepView): string =>
   keyMetrics(s).map(([k, v]) => `${k} ${formatMetric(k, v)}`).join("  ")
 
+/**
+ * More cached steps than this at once (one frame of the live view, the end-of-run table) show as one
+ * line that counts them: a rerun of a big recipe settles thousands together, and a line each scrolled
+ * the terminal for seconds to say what the count says (`anneal plan` lists them one by one).
+ */
+export const foldCachedAbove = 50
+
+/** A step that would be one of many identical "cached" lines: no restore, no metrics, no error. */
+export const plainCached = (s: StepView): boolean => {
+  if (s.status !== "cached" || s.restored === true || s.error !== undefined || s.losses.length > 0) return false
+  for (const _ in s.metrics) return false // what keyMetrics would show, without sorting them
+  return true
+}
+
+/**
+ * `steps` in order, with the plain cached ones folded into one `{ folded }` entry where the first of
+ * them stood, when there are more than `foldCachedAbove` of them.
+ */
+export const foldCached = (steps: ReadonlyArray<StepView>): Array<StepView | { readonly folded: ReadonlyArray<StepView> }> => {
+  const folded = steps.filter(plainCached)
+  if (folded.length <= foldCachedAbove) return [...steps]
+  const out: Array<StepView | { readonly folded: ReadonlyArray<StepView> }> = []
+  for (const s of steps) {
+    if (!plainCached(s)) out.push(s)
+    else if (s === folded[0]) out.push({ folded })
+  }
+  return out
+}
+
+/** The line for folded cached steps: their count, then as many of their ids as fit. */
+export const foldedLine = (steps: ReadonlyArray<StepView>, width: number): string => {
+  let line = `${glyphs.cached} ${steps.length.toLocaleString("en-US")} steps cached: ${steps[0]?.id ?? ""}`
+  for (let i = 1; i < steps.length && line.length <= width; i++) line += `, ${steps[i]!.id}`
+  return truncate(line, width)
+}
+
 /** A settled step in one line: glyph, id, kind, status, time and key metrics. */
 export const settledLine = (s: StepView, width: number): string => {
   const parts = [`${indentOf(s)}${glyphs[s.status]} ${s.id}`, s.kind !== s.id ? s.kind : "", s.status]

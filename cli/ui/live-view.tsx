@@ -4,7 +4,8 @@
 // bin/anneal.js registers tsx, which reads the tsconfig of the cwd, not this project's)
 /**
  * The live view of a run. Settled steps go into Ink's `<Static>` (printed once, scrolled into the
- * terminal's history); only steps still waiting or running are redrawn, under them the footer with
+ * terminal's history; a flood of cached ones as one line that counts them); only steps still waiting
+ * or running are redrawn, under them the footer with
  * totals and, on request, the key help or the selected step's log tail.
  *
  * Everything it shows comes in as props (state, clock, width), so tests render it at a fixed width
@@ -17,6 +18,8 @@ import type { RunState, StepView } from "./state.ts"
 import { isSettled } from "./state.ts"
 import {
   errorLines,
+  foldCached,
+  foldedLine,
   glyphs,
   pendingLine,
   progressLine,
@@ -164,16 +167,25 @@ export const LiveView = (props: LiveViewProps) => {
 
 const finishedOk = (s: StepView | undefined) => s !== undefined && (s.status === "done" || s.status === "cached")
 
-/** Settled steps, a line each (its glyph in the status colour) and a failed step's error under it. */
+/**
+ * Settled steps, a line each (its glyph in the status colour) and a failed step's error under it; more
+ * than `foldCachedAbove` plain cached ones in one frame are one line that counts them.
+ */
 const SettledRows = (props: { readonly steps: ReadonlyArray<StepView>; readonly width: number; readonly color: boolean }) => {
   const paint = makePaint(props.color)
   const lines: Array<string> = []
-  for (const s of props.steps) {
-    const line = settledLine(s, props.width)
-    const g = glyphs[s.status]
+  const glyph = (line: string, status: StepView["status"]) => {
+    const g = glyphs[status]
     const at = line.indexOf(g)
-    const c = statusColors[s.status] as Style | undefined
-    lines.push("  " + line.slice(0, at) + (c === undefined ? g : paint(c, g)) + line.slice(at + g.length))
+    const c = statusColors[status] as Style | undefined
+    return "  " + line.slice(0, at) + (c === undefined ? g : paint(c, g)) + line.slice(at + g.length)
+  }
+  for (const s of foldCached(props.steps)) {
+    if ("folded" in s) {
+      lines.push(glyph(foldedLine(s.folded, props.width), "cached"))
+      continue
+    }
+    lines.push(glyph(settledLine(s, props.width), s.status))
     for (const l of errorLines(s, props.width)) lines.push(paint("red", "  " + l))
   }
   // each line is already cut to the width: wrapping never applies (truncating would cut the block)
