@@ -43,7 +43,8 @@ const rememberResolutions = () => {
  * hook answers the URL of each module the bundle holds with a facade re-exporting that module's names
  * from it, so a command loads one file instead of ~250 and every importer, a recipe included, shares its
  * instances. Used only when the Effect that dist/ resolves to is the version bundled; otherwise (or
- * with ANNEAL_NO_STARTUP_BUNDLE=1) every module loads from its own file as before.
+ * with ANNEAL_NO_STARTUP_BUNDLE=1) every module loads from its own file as before. Returns the
+ * facades (URL -> source), or undefined when the bundle is not used.
  */
 const serveStartupBundle = (nodeModule, dist) => {
   if (typeof nodeModule.registerHooks !== "function" || process.env.ANNEAL_NO_STARTUP_BUNDLE === "1") return
@@ -68,6 +69,30 @@ const serveStartupBundle = (nodeModule, dist) => {
       return source === undefined ? next(url, context) : { format: "module", source, shortCircuit: true }
     }
   })
+  return facades
+}
+
+/**
+ * A load hook, registered after tsx's, that hands anneal's own compiled modules (dist/**.js) to Node as
+ * they are: tsx's load hook rewrites the dynamic `import()`s of every JavaScript module it loads and
+ * builds a source map of the whole file for it, which for the vendored Ink (650 kB, loaded by the live
+ * view) was ~150 ms of every run in a terminal. A facade of the start-up bundle is answered as the
+ * bundle's own hook would; anything else, and a file that cannot be read, goes down the chain.
+ */
+const loadCompiledAsIs = (dist, facades) => {
+  const prefix = pathToFileURL(fs.realpathSync(dist) + path.sep).href
+  return (url, context, next) => {
+    const facade = facades.get(url)
+    if (facade !== undefined) return { format: "module", source: facade, shortCircuit: true }
+    if (!url.startsWith(prefix) || !url.endsWith(".js") || url.includes("?") || url.includes("#")) return next(url, context)
+    let source
+    try {
+      source = fs.readFileSync(new URL(url))
+    } catch {
+      return next(url, context)
+    }
+    return { format: "module", source, shortCircuit: true }
+  }
 }
 
 const self = fileURLToPath(import.meta.url)
@@ -132,7 +157,7 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   // command first starts a process, and `plan`, `steps` or a fully cached run never do.
   const effectModules = ["Effect", "Schema", "SchemaAST", "Cause", "Exit", "Data", "Deferred", "Context", "Layer"]
   const helpOnly = [undefined, "help", "--help", "-h", "--version", "-v"].includes(process.argv[2])
-  if (!develop && !helpOnly) serveStartupBundle(nodeModule, path.join(packageRoot, "dist"))
+  const facades = (!develop && !helpOnly ? serveStartupBundle(nodeModule, path.join(packageRoot, "dist")) : undefined) ?? new Map()
   if (!helpOnly) await Promise.all(effectModules.map((m) => import(`effect/${m}`)))
   if (develop) {
     // In anneal's own repository, `import ... from "anneal"` (recipes, test projects) resolves to the
@@ -152,7 +177,10 @@ if (major < 22 || (major === 22 && minor < 15) || major === 23) {
   }
   const { register } = await import("tsx/esm/api")
   register()
-  if (typeof nodeModule.registerHooks === "function") nodeModule.registerHooks({ resolve: rememberResolutions() })
+  if (typeof nodeModule.registerHooks === "function") {
+    nodeModule.registerHooks({ resolve: rememberResolutions() })
+    if (!develop) nodeModule.registerHooks({ load: loadCompiledAsIs(path.join(packageRoot, "dist"), facades) })
+  }
   // tsx turns source maps on for every module, and Node then reads the map of each dependency that
   // ships one (Effect's ~150 modules: tens of ms at every start). Stack traces and recipe call sites
   // need only the maps of TypeScript compiled here, which live outside node_modules.

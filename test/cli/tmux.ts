@@ -17,6 +17,8 @@ fs.writeFileSync(exitFile, String(r.status ?? "signal " + r.signal))
 
 export interface Terminal {
   readonly screen: () => Promise<string>
+  /** what scrolled out of the screen, then the screen */
+  readonly history: () => Promise<string>
   readonly keys: (...keys: Array<string>) => Promise<void>
   /** the exit code once the command has exited (as text), else undefined */
   readonly exitCode: () => Promise<string | undefined>
@@ -46,6 +48,7 @@ export const openTerminal = async (dir: string, args: ReadonlyArray<string>): Pr
   }
   return {
     screen,
+    history: async () => String((await tmux("capture-pane", "-p", "-S", "-", "-t", "t")).stdout),
     keys: async (...keys) => {
       await tmux("send-keys", "-t", "t", ...keys)
     },

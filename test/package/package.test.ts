@@ -3,7 +3,7 @@
  * unpacked as node_modules/anneal of a project outside the repository. The tarball holds compiled
  * JavaScript with declarations, the Python workers and runtime, and no TypeScript sources; the bin
  * starts from it under Node 24 and, through its re-exec into the node@24 it brings, under an older
- * system Node; a recipe that imports "anneal" loads from dist/.
+ * system Node; a recipe that imports "anneal" loads from dist/, and the live view runs in a terminal.
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -12,6 +12,7 @@ import * as path from "node:path"
 import { execa } from "execa"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { projectRoot } from "../../engine/python.ts"
+import { openTerminal } from "../cli/tmux.ts"
 
 const manifest = JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { files: Array<string> }
 /** what the build reads, and the top of everything package.json's `files` lists */
@@ -176,6 +177,31 @@ describe("the packed package", () => {
     const stack = fs.readFileSync(stackFile, "utf8")
     expect(stack).not.toContain("startup.js")
     expect(stack).toContain(path.join("node_modules", "anneal", "dist", "engine", "graph.js"))
+  })
+
+  it("shows the live view in a terminal (the vendored Ink as built), a rerun's 60 cached steps in one line", async () => {
+    const dir = path.join(project, "terminal")
+    fs.mkdirSync(dir)
+    fs.writeFileSync(path.join(dir, "seed.txt"), "seed\n")
+    fs.writeFileSync(path.join(dir, "recipe.ts"), [
+      `import * as fs from "node:fs"`,
+      `import { defineStep, Port, recipe, Schema, source } from "anneal"`,
+      `const write = defineStep({ kind: "write", version: 1, params: Schema.Struct({ i: Schema.Int }),`,
+      `  inputs: { seed: Port.files() }, output: Port.files(),`,
+      `  run: (ctx) => fs.writeFileSync(ctx.output + "/i.txt", String(ctx.params.i)) })`,
+      `export default recipe("sixty", () => { const seed = source.files("seed.txt"); for (let i = 0; i < 60; i++) write({ seed }, { i }, { id: "w" + i }) })`
+    ].join("\n"))
+    const first = await execa(process.execPath, [bin, "run", "recipe.ts", "--json"], { cwd: dir, reject: false })
+    expect(first.stdout).toContain(`"ran":60`)
+    const t = await openTerminal(dir, [bin, "run", "recipe.ts"])
+    try {
+      expect(await t.until("the rerun to exit", t.exitCode, 60_000)).toBe("0")
+      const screen = await t.history()
+      expect(screen).toMatch(/≡ 60 steps cached: w0, w1, w2/)
+      expect(screen).toContain("ran 0 · cached 60 · failed 0")
+    } finally {
+      await t.close()
+    }
   })
 
   it("runs a recipe in a project without \"type\": \"module\" (tsx compiles it to CommonJS)", async () => {
