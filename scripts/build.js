@@ -130,6 +130,10 @@ if (vendored.size > 0) {
     legalComments: "eof",
     metafile: true,
     logLevel: "warning",
+    // yoga (Ink's layout, WebAssembly embedded as a data: URL) loads its module with `fetch` when there is
+    // one: touching Node's global fetch loads undici (~20 ms of every live view) to decode a string that
+    // yoga's other path decodes itself. No vendored package fetches anything else.
+    define: { fetch: "undefined" },
     // CommonJS inside the bundles (react-reconciler, scheduler) requires the external react: give esbuild's
     // require shim a real require
     banner: { js: `import { createRequire as __annealCreateRequire } from "node:module";\nconst require = __annealCreateRequire(import.meta.url);` }
