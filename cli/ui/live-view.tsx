@@ -5,8 +5,8 @@
 /**
  * The live view of a run. Settled steps go into Ink's `<Static>` (printed once, scrolled into the
  * terminal's history; a flood of cached ones as one line that counts them); only steps still waiting
- * or running are redrawn, under them the footer with
- * totals and, on request, the key help or the selected step's log tail.
+ * or running are redrawn, under them the footer with totals and, on request, the key help or the
+ * selected step's log tail.
  *
  * Everything it shows comes in as props (state, clock, width), so tests render it at a fixed width
  * and time; the only local state is what the keys change (selection, panels) and where each frame's
