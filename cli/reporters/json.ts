@@ -4,19 +4,13 @@
  * every other event is printed as it happens.
  */
 import type { EngineEvent, Reporter } from "../../engine/events.ts"
+import { lineBatches } from "./batches.ts"
 
 export const makeJsonReporter = (write: (text: string) => void = (t) => process.stdout.write(t)): Reporter => {
   const lastProgress = new Map<string, number>()
-  // lines are batched per tick: a 10,000-step rerun would otherwise make 20,000 write calls
-  let pending: Array<string> = []
-  const flush = () => {
-    if (pending.length === 0) return
-    const text = pending.join("")
-    pending = []
-    write(text)
-  }
+  const lines = lineBatches(write)
   return {
-    close: flush,
+    close: lines.flush,
     emit: (event: EngineEvent) => {
       if (event.event === "progress") {
         const now = Date.now()
@@ -25,9 +19,8 @@ export const makeJsonReporter = (write: (text: string) => void = (t) => process.
         if (now - last < 200 && !final) return
         lastProgress.set(event.step, now)
       }
-      if (pending.length === 0) setImmediate(flush)
-      pending.push(JSON.stringify(event) + "\n")
-      if (event.event === "run" || pending.length >= 512) flush()
+      lines.add(JSON.stringify(event) + "\n")
+      if (event.event === "run") lines.flush()
     }
   }
 }

@@ -9,6 +9,7 @@ import type { RunState, StepView } from "../ui/state.ts"
 import { fractionDone, isPhaseOnly, keyMetrics, latestLoss } from "../ui/state.ts"
 import { formatCount, formatDuration, formatMetric, formatNumber, formatThroughput, padEnd } from "../ui/format.ts"
 import { summaryTable } from "../ui/summary-table.ts"
+import { lineBatches } from "./batches.ts"
 import { totalsLines } from "../ui/lines.ts"
 
 export interface PlainReporterOptions {
@@ -61,27 +62,17 @@ export const makePlainReporter = (stream: NodeJS.WritableStream, options: PlainR
   const lastProgress = new Map<string, { bucket: number; at: number }>()
 
   // The bulk of a big run's lines (its plan, its cached steps: 20,000 for 10,000 steps) is written in
-  // batches, a write call per line having cost more than the whole plan; any other line flushes them
-  // and goes out at once, so what a step is doing now is never held back behind a synchronous stretch.
-  let pending: Array<string> = []
-  const flush = () => {
-    if (pending.length === 0) return
-    const text = pending.join("")
-    pending = []
-    stream.write(text)
-  }
+  // batches; any other line flushes them and goes out at once, so what a step is doing now is never
+  // held back behind a synchronous stretch.
+  const batches = lineBatches((text) => stream.write(text))
+  const flush = batches.flush
   const write = (line: string) => {
     flush()
     stream.write(line + "\n")
   }
-  const later = (line: string) => {
-    if (pending.length === 0) setImmediate(flush)
-    pending.push(line + "\n")
-    if (pending.length >= 512) flush()
-  }
   const line = (what: string, rest: string) => `${clock(now() - startedAt)} ${padEnd(what, 11)} ${rest}`.trimEnd()
   const say = (what: string, rest: string) => write(line(what, rest))
-  const sayLater = (what: string, rest: string) => later(line(what, rest))
+  const sayLater = (what: string, rest: string) => batches.add(line(what, rest) + "\n")
 
   const onEvent = (event: EngineEvent) => {
     const s = "step" in event && typeof event.step === "string" ? fold.step(event.step) : undefined
