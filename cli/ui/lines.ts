@@ -63,14 +63,13 @@ export const plainCached = (s: StepView): boolean => {
  * them stood, when there are more than `foldCachedAbove` of them.
  */
 export const foldCached = (steps: ReadonlyArray<StepView>): Array<StepView | { readonly folded: ReadonlyArray<StepView> }> => {
-  const folded = steps.filter(plainCached)
-  if (folded.length <= foldCachedAbove) return [...steps]
+  const folded: Array<StepView> = []
   const out: Array<StepView | { readonly folded: ReadonlyArray<StepView> }> = []
   for (const s of steps) {
     if (!plainCached(s)) out.push(s)
-    else if (s === folded[0]) out.push({ folded })
+    else if (folded.push(s) === 1) out.push({ folded })
   }
-  return out
+  return folded.length > foldCachedAbove ? out : [...steps]
 }
 
 /** The line for folded cached steps: their count, then as many of their ids as fit. */

@@ -159,9 +159,12 @@ const draftOf = (state: RunState): Draft => ({
   settled: state.settled.slice()
 })
 
+/** Step `id`'s view, if it has one (an id may be a name on Object.prototype: "constructor"). */
+const stepIn = (steps: Record<string, StepView>, id: string): StepView | undefined => (Object.hasOwn(steps, id) ? steps[id] : undefined)
+
 /** Replaces step `id`'s view with `f` of it (a new step is appended to the order). */
 const update = (d: Draft, id: string, f: (s: StepView) => StepView, kind = "?"): void => {
-  const known = Object.hasOwn(d.steps, id) ? d.steps[id] : undefined
+  const known = stepIn(d.steps, id)
   const before = known ?? emptyStep(id, kind)
   const after = f(before)
   if (known === undefined) d.order.push(id)
@@ -176,7 +179,7 @@ const apply = (d: Draft, event: EngineEvent, now: number): void => {
       let depth = 0
       for (let i = 0; i < event.needs.length; i++) {
         const n = event.needs[i]!
-        depth = Math.max(depth, (Object.hasOwn(d.steps, n) ? d.steps[n]!.depth : 0) + 1)
+        depth = Math.max(depth, (stepIn(d.steps, n)?.depth ?? 0) + 1)
       }
       // a planned-cached step counts as settled at once (its `step` event only confirms it), so the
       // live view prints it above the running ones straight away
@@ -310,7 +313,7 @@ export const makeFold = (state: RunState): Fold => {
       apply(d, event, now)
       snapshot = undefined
     },
-    step: (id) => (Object.hasOwn(d.steps, id) ? d.steps[id] : undefined),
+    step: (id) => stepIn(d.steps, id),
     state: () => (snapshot ??= draftOf(d))
   }
 }
