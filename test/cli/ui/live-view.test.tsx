@@ -52,32 +52,37 @@ describe("live view at 80 columns", () => {
     expect(lines[lines.findIndex((l) => l.includes("✖ s7")) + 1]).toContain("boom: bad row 3")
   })
 
-  it("prints a flood of cached steps as one line that counts them; steps that ran, failed or have metrics keep theirs", () => {
+  it("prints a flood of cached steps as one line that counts them; steps that ran, failed, were restored or have metrics keep theirs", () => {
     const ids = Array.from({ length: 120 }, (_, i) => `s${i}`)
-    let s = reduceAll(ids.map((id) => ({ event: "planned", step: id, kind: "noop", status: id === "s5" ? "stale" : "cached", reasons: [], needs: [] })), t0)
+    let s = reduceAll(ids.map((id) => ({ event: "planned", step: id, kind: "noop", status: id === "s5" || id === "s9" ? "stale" : "cached", reasons: [], needs: [] })), t0)
     s = reduce(s, { event: "metric", step: "s3", name: "accuracy", value: 0.75 }, t0)
     for (const [i, id] of ids.entries()) {
-      if (i === 5) {
-        s = reduce(s, { event: "started", step: id, kind: "noop", key: "k5", gpus: [], log: "/l/s5" }, t0)
-        s = reduce(s, { event: "step", step: id, kind: "noop", status: "failed", key: "k5", output: null, seconds: 1, error: "boom" }, t0)
+      if (i === 5 || i === 9) {
+        s = reduce(s, { event: "started", step: id, kind: "noop", key: `k${i}`, gpus: [], log: `/l/${id}` }, t0)
+        s = reduce(s, i === 5
+          ? { event: "step", step: id, kind: "noop", status: "failed", key: "k5", output: null, seconds: 1, error: "boom" }
+          : { event: "step", step: id, kind: "noop", status: "ran", key: "k9", output: "h9", seconds: 1 }, t0)
       } else {
-        s = reduce(s, { event: "step", step: id, kind: "noop", status: "cached", key: `k${i}`, output: `h${i}`, seconds: 2 }, t0)
+        s = reduce(s, { event: "step", step: id, kind: "noop", status: "cached", key: `k${i}`, output: `h${i}`, seconds: 2, ...(i === 8 ? { restored: true } : {}) }, t0)
       }
     }
-    s = reduce(s, { event: "run", ran: 0, cached: 119, failed: 1, interrupted: 0, skipped: 0, seconds: 1, saved: 238, storeBytes: 1000 }, t0)
+    s = reduce(s, { event: "run", ran: 1, cached: 118, failed: 1, interrupted: 0, skipped: 0, seconds: 1, saved: 238, storeBytes: 1000 }, t0)
     const r = render(view(s, { finished: true }))
     const lines = last(r).split("\n")
-    // the live part: s3 (a metric) and s5 (failed) on their own lines, the other 118 as one, where the first stood
+    // the live part, in the order steps settled (planned-cached ones at once): s3 (a metric), s8
+    // (restored), s5 (failed) and s9 (ran) on their own lines, the other 116 as one, where the first stood
     const settled = lines.slice(0, lines.findIndex((l) => l.startsWith("step ")))
     expect(settled.filter((l) => l.trim() !== "")).toEqual([
-      expect.stringMatching(/^ {2}≡ 118 steps cached: s0, s1, s2, s4, s6, s7, s8, s9, s10, s11, .*…$/),
+      expect.stringMatching(/^ {2}≡ 116 steps cached: s0, s1, s2, s4, s6, s7, s10, s11, .*…$/),
       expect.stringMatching(/^ {2}≡ s3 +noop +cached +accuracy 0\.75/),
+      expect.stringMatching(/^ {2}≡ s8 +noop +cached +restored/),
       expect.stringMatching(/^ {2}✖ s5 +noop +failed/),
-      "    boom"
+      "    boom",
+      expect.stringMatching(/^ {2}✔ s9 +noop +done/)
     ])
     // the summary table the same way
     const table = lines.slice(lines.findIndex((l) => l.startsWith("step ")))
-    expect(table.filter((l) => /^[≡✖] /.test(l)).map((l) => l.split(/\s+/).slice(0, 3).join(" "))).toEqual(["≡ 118 steps", "≡ s3 noop", "✖ s5 noop"])
+    expect(table.filter((l) => /^[≡✖✔] /.test(l)).map((l) => l.split(/\s+/).slice(0, 3).join(" "))).toEqual(["≡ 116 steps", "≡ s3 noop", "✖ s5 noop", "≡ s8 noop", "✔ s9 noop"])
     // up to foldCachedAbove (50) they are listed one by one
     const few = reduceAll(ids.slice(0, 50).flatMap((id, i) => [
       { event: "planned" as const, step: id, kind: "noop", status: "cached" as const, reasons: [], needs: [] },
